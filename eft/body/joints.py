@@ -8,6 +8,14 @@ this order, so index arithmetic never leaks outside this module.
 
 from __future__ import annotations
 
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
 # SMPL's 24 skeleton joints, in kinematic-tree order.
 SMPL24_NAMES: tuple[str, ...] = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
@@ -54,3 +62,332 @@ VERTEX_LANDMARK_NAMES: tuple[str, ...] = (
     "nose", "reye", "leye", "rear", "lear",
     "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
 )
+
+# H36M-17 joints as produced by SPIN's J_regressor_h36m (row order).  SPIN's
+# H36M_TO_J14 = [6,5,4,1,2,3,16,15,14,11,12,13,8,10] maps these rows onto the
+# LSP-14 order, which fixes the side of each row.
+H36M17_NAMES: tuple[str, ...] = (
+    "Pelvis", "Left Hip", "Left Knee", "Left Ankle", "Right Hip", "Right Knee",
+    "Right Ankle", "Spine", "Thorax", "Jaw", "Head", "Left Shoulder", "Left Elbow",
+    "Left Wrist", "Right Shoulder", "Right Elbow", "Right Wrist",
+)
+
+# COCO-17 keypoints followed by the 6 COCO-WholeBody foot keypoints.
+COCO17_NAMES: tuple[str, ...] = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
+    "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+)
+COCO_FEET6_NAMES: tuple[str, ...] = (
+    "left_big_toe", "left_small_toe", "left_heel",
+    "right_big_toe", "right_small_toe", "right_heel",
+)
+COCO23_NAMES: tuple[str, ...] = COCO17_NAMES + COCO_FEET6_NAMES
+
+SPIN_GT24_INDEX: dict[str, int] = {n: i for i, n in enumerate(SPIN_GT24_NAMES)}
+NUM_SPIN_JOINTS: int = len(SPIN49_NAMES)  # 49
+NUM_OPENPOSE_JOINTS: int = len(OPENPOSE25_NAMES)  # 25; the GT joints start here
+
+
+# ---------------------------------------------------------------------------
+# Dataset keypoint orders and their name-level mapping onto SPIN-49.
+# Every table below is {dataset joint name: SPIN-49 name}; index arrays are
+# derived from the names further down, never written out by hand.
+# ---------------------------------------------------------------------------
+
+def _coco_style_to_spin(name: str) -> str:
+    """'left_shoulder' -> 'Left Shoulder', 'nose' -> 'Nose' (the SPIN GT spelling)."""
+    return name.replace("_", " ").title()
+
+
+# COCO-17: every COCO name has a SPIN GT joint of the same meaning.
+COCO17_TO_SPIN: dict[str, str] = {n: _coco_style_to_spin(n) for n in COCO17_NAMES}
+
+# COCO-WholeBody feet have no GT slot in SPIN; they land on the OpenPose feet.
+COCO23_TO_SPIN: dict[str, str] = {
+    **COCO17_TO_SPIN,
+    "left_big_toe": "OP LBigToe", "left_small_toe": "OP LSmallToe", "left_heel": "OP LHeel",
+    "right_big_toe": "OP RBigToe", "right_small_toe": "OP RSmallToe", "right_heel": "OP RHeel",
+}
+
+MPII16_NAMES: tuple[str, ...] = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+    "pelvis", "thorax", "upper_neck", "head_top",
+    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+)
+MPII16_TO_SPIN: dict[str, str] = {
+    "right_ankle": "Right Ankle", "right_knee": "Right Knee", "right_hip": "Right Hip",
+    "left_hip": "Left Hip", "left_knee": "Left Knee", "left_ankle": "Left Ankle",
+    "pelvis": "Pelvis (MPII)", "thorax": "Thorax (MPII)",
+    "upper_neck": "Neck (LSP)", "head_top": "Top of Head (LSP)",
+    "right_wrist": "Right Wrist", "right_elbow": "Right Elbow", "right_shoulder": "Right Shoulder",
+    "left_shoulder": "Left Shoulder", "left_elbow": "Left Elbow", "left_wrist": "Left Wrist",
+}
+
+# LSP-14 is the order of SPIN's first 14 GT joints (also the "J14" evaluation order).
+LSP14_NAMES: tuple[str, ...] = (
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
+    "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow", "left_wrist",
+    "neck", "head_top",
+)
+LSP14_TO_SPIN: dict[str, str] = {
+    **{n: _coco_style_to_spin(n) for n in LSP14_NAMES[:12]},
+    "neck": "Neck (LSP)", "head_top": "Top of Head (LSP)",
+}
+
+# PoseTrack-17: COCO order with head_bottom/head_top in place of the eyes.
+POSETRACK17_NAMES: tuple[str, ...] = (
+    "nose", "head_bottom", "head_top", "left_ear", "right_ear",
+) + COCO17_NAMES[5:]
+POSETRACK17_TO_SPIN: dict[str, str] = {
+    **{n: COCO17_TO_SPIN[n] for n in COCO17_NAMES[5:]},
+    "nose": "Nose", "head_bottom": "Neck (LSP)", "head_top": "Top of Head (LSP)",
+    # SPIN/EFT's PoseTrack table sends left_ear to GT 23 "Right Ear" and right_ear
+    # to GT 22 "Left Ear".  That is what the released EFT PoseTrack fits were made
+    # with, so it is reproduced here on purpose (do not "fix" it).
+    "left_ear": "Right Ear", "right_ear": "Left Ear",
+}
+
+CROWDPOSE14_NAMES: tuple[str, ...] = COCO17_NAMES[5:] + ("head", "neck")
+CROWDPOSE14_TO_SPIN: dict[str, str] = {
+    **{n: COCO17_TO_SPIN[n] for n in COCO17_NAMES[5:]},
+    "head": "Top of Head (LSP)", "neck": "Neck (LSP)",
+}
+
+# OpenPose's own spellings (BODY_25 and the older COCO-18 model).
+OPENPOSE25_RAW_NAMES: tuple[str, ...] = tuple(n[len("OP "):] for n in OPENPOSE25_NAMES)
+OPENPOSE18_NAMES: tuple[str, ...] = (
+    "Nose", "Neck", "RShoulder", "RElbow", "RWrist", "LShoulder", "LElbow", "LWrist",
+    "RHip", "RKnee", "RAnkle", "LHip", "LKnee", "LAnkle", "REye", "LEye", "REar", "LEar",
+)
+OPENPOSE25_TO_SPIN: dict[str, str] = {n: "OP " + n for n in OPENPOSE25_RAW_NAMES}
+OPENPOSE18_TO_SPIN: dict[str, str] = {n: "OP " + n for n in OPENPOSE18_NAMES}
+
+# The SPIN GT joint that carries the same body point as each OpenPose-18 joint.
+OPENPOSE18_TO_GT: dict[str, str] = {
+    "Nose": "Nose", "Neck": "Neck (LSP)",
+    "RShoulder": "Right Shoulder", "RElbow": "Right Elbow", "RWrist": "Right Wrist",
+    "LShoulder": "Left Shoulder", "LElbow": "Left Elbow", "LWrist": "Left Wrist",
+    "RHip": "Right Hip", "RKnee": "Right Knee", "RAnkle": "Right Ankle",
+    "LHip": "Left Hip", "LKnee": "Left Knee", "LAnkle": "Left Ankle",
+    "REye": "Right Eye", "LEye": "Left Eye", "REar": "Right Ear", "LEar": "Left Ear",
+}
+# Order of EFT's `joint_validity_openpose18`, as indices into the 24 GT joints.
+OPENPOSE18_FROM_GT24: tuple[int, ...] = tuple(
+    SPIN_GT24_INDEX[OPENPOSE18_TO_GT[n]] for n in OPENPOSE18_NAMES
+)
+
+# H36M-17 (regressed joints) onto the SPIN GT joint of the same meaning.
+H36M17_TO_SPIN: dict[str, str] = {
+    **{n: n for n in H36M17_NAMES if n.startswith(("Left ", "Right "))},
+    "Pelvis": "Pelvis (MPII)", "Spine": "Spine (H36M)", "Thorax": "Thorax (MPII)",
+    "Jaw": "Jaw (H36M)", "Head": "Head (H36M)",
+}
+
+# For the J14 evaluation SPIN reads the LSP neck from H36M "Thorax" and the LSP head
+# top from H36M "Head"; every other J14 joint is the H36M joint of the same name.
+_J14_FROM_H36M_SPECIAL: dict[str, str] = {"Neck (LSP)": "Thorax", "Top of Head (LSP)": "Head"}
+J14_NAMES: tuple[str, ...] = tuple(LSP14_TO_SPIN[n] for n in LSP14_NAMES)
+H36M_TO_J14: tuple[int, ...] = tuple(
+    H36M17_NAMES.index(_J14_FROM_H36M_SPECIAL.get(n, n)) for n in J14_NAMES
+)
+
+
+@dataclass(frozen=True)
+class KeypointFormat:
+    """One dataset's keypoint order and where each keypoint goes in SPIN-49."""
+
+    name: str
+    joint_names: tuple[str, ...]
+    spin_names: tuple[str, ...]   # SPIN-49 name of each joint, same order as joint_names
+    spin_indices: tuple[int, ...]  # index of each joint in SPIN-49
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joint_names)
+
+    @classmethod
+    def from_names(
+        cls, name: str, joint_names: Sequence[str], to_spin: Mapping[str, str]
+    ) -> KeypointFormat:
+        missing = [n for n in joint_names if n not in to_spin]
+        if missing:
+            raise ValueError(f"format {name!r}: no SPIN-49 name for {missing}")
+        spin_names = tuple(to_spin[n] for n in joint_names)
+        unknown = [s for s in spin_names if s not in SPIN49_INDEX]
+        if unknown:
+            raise ValueError(f"format {name!r}: {unknown} are not SPIN-49 names")
+        if len(set(spin_names)) != len(spin_names):
+            raise ValueError(f"format {name!r}: two joints map to the same SPIN-49 joint")
+        return cls(
+            name=name,
+            joint_names=tuple(joint_names),
+            spin_names=spin_names,
+            spin_indices=tuple(SPIN49_INDEX[s] for s in spin_names),
+        )
+
+
+KEYPOINT_FORMATS: dict[str, KeypointFormat] = {
+    f.name: f
+    for f in (
+        KeypointFormat.from_names("coco17", COCO17_NAMES, COCO17_TO_SPIN),
+        KeypointFormat.from_names("coco23", COCO23_NAMES, COCO23_TO_SPIN),
+        KeypointFormat.from_names("mpii16", MPII16_NAMES, MPII16_TO_SPIN),
+        KeypointFormat.from_names("lsp14", LSP14_NAMES, LSP14_TO_SPIN),
+        KeypointFormat.from_names("posetrack17", POSETRACK17_NAMES, POSETRACK17_TO_SPIN),
+        KeypointFormat.from_names("crowdpose14", CROWDPOSE14_NAMES, CROWDPOSE14_TO_SPIN),
+        KeypointFormat.from_names("openpose25", OPENPOSE25_RAW_NAMES, OPENPOSE25_TO_SPIN),
+        KeypointFormat.from_names("openpose18", OPENPOSE18_NAMES, OPENPOSE18_TO_SPIN),
+        KeypointFormat.from_names("h36m17", H36M17_NAMES, H36M17_TO_SPIN),
+    )
+}
+
+
+def get_format(fmt: str | KeypointFormat) -> KeypointFormat:
+    """Look a format up by name (case-insensitive); a KeypointFormat passes through."""
+    if isinstance(fmt, KeypointFormat):
+        return fmt
+    try:
+        return KEYPOINT_FORMATS[fmt.lower()]
+    except KeyError:
+        known = ", ".join(sorted(KEYPOINT_FORMATS))
+        raise KeyError(f"unknown keypoint format {fmt!r}; known formats: {known}") from None
+
+
+def _is_torch(x: Any) -> bool:
+    torch = sys.modules.get("torch")  # a tensor can only exist if torch is imported
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _zeros_like_float(x: Any, shape: tuple[int, ...]) -> Any:
+    """Zeros of `shape` with x's float dtype (ints become float64 / float32 for torch)."""
+    if _is_torch(x):
+        import torch
+
+        dtype = x.dtype if x.is_floating_point() else torch.float32
+        return torch.zeros(shape, dtype=dtype, device=x.device)
+    dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
+    return np.zeros(shape, dtype=dtype)
+
+
+def to_spin49(kps: Any, fmt: str | KeypointFormat, binarize_visibility: bool = False) -> Any:
+    """Place keypoints of format `fmt` ((..., K, 2) or (..., K, 3)) into SPIN-49 (..., 49, 3).
+
+    The third channel (confidence / visibility) is copied as is, or set to 1 where it
+    is > 0 when `binarize_visibility` is True (SPIN's treatment of COCO's v in {0,1,2}).
+    (..., K, 2) input gets confidence 1.  SPIN joints the format lacks are all zero,
+    confidence included.  numpy in -> numpy out, torch in -> torch out (differentiable).
+    """
+    f = get_format(fmt)
+    if not _is_torch(kps):
+        kps = np.asarray(kps)
+    if kps.ndim < 2 or kps.shape[-2] != f.num_joints or kps.shape[-1] not in (2, 3):
+        raise ValueError(
+            f"{f.name} keypoints must have shape (..., {f.num_joints}, 2|3), "
+            f"got {tuple(kps.shape)}"
+        )
+    lead = tuple(kps.shape[:-2])
+    out = _zeros_like_float(kps, lead + (NUM_SPIN_JOINTS, 3))
+    idx = list(f.spin_indices)
+    out[..., idx, :2] = kps[..., :2]
+    if kps.shape[-1] == 3:
+        conf = kps[..., 2]
+        out[..., idx, 2] = (conf > 0) if binarize_visibility else conf
+    else:
+        out[..., idx, 2] = 1
+    return out
+
+
+def from_spin49(kps49: Any, fmt: str | KeypointFormat) -> Any:
+    """Read the keypoints of format `fmt` (..., K, 3) out of SPIN-49 (..., 49, 3).
+
+    Exact inverse of `to_spin49` for (..., K, 3) input without binarisation.
+    """
+    f = get_format(fmt)
+    if not _is_torch(kps49):
+        kps49 = np.asarray(kps49)
+    if kps49.ndim < 2 or kps49.shape[-2] != NUM_SPIN_JOINTS or kps49.shape[-1] != 3:
+        raise ValueError(
+            f"SPIN-49 keypoints must have shape (..., 49, 3), got {tuple(kps49.shape)}"
+        )
+    return kps49[..., list(f.spin_indices), :]
+
+
+# ---------------------------------------------------------------------------
+# Left/right mirroring, derived from the names.
+# ---------------------------------------------------------------------------
+
+_WORD_SWAP = {"Left": "Right", "Right": "Left", "left": "right", "right": "left"}
+_OPENPOSE_SIDE = re.compile(r"^([RL])([A-Z][a-z])")  # RShoulder, LBigToe, REye (not "LSP")
+
+
+def _mirror_token(token: str) -> str:
+    if token in _WORD_SWAP:
+        return _WORD_SWAP[token]
+    for a, b in (("left_", "right_"), ("right_", "left_")):
+        if token.startswith(a):
+            return b + token[len(a):]
+    m = _OPENPOSE_SIDE.match(token)
+    if m:
+        return ("L" if m.group(1) == "R" else "R") + token[1:]
+    return token
+
+
+def mirror_name(name: str) -> str:
+    """Name of the joint on the other side: 'Left Ankle' <-> 'Right Ankle',
+    'OP RShoulder' <-> 'OP LShoulder', 'left_hip' <-> 'right_hip'; central joints unchanged."""
+    return " ".join(_mirror_token(t) for t in name.split(" "))
+
+
+def flip_permutation(names: Sequence[str]) -> tuple[int, ...]:
+    """perm with flipped[i] = original[perm[i]] for a left/right mirror of `names`."""
+    index = {n: i for i, n in enumerate(names)}
+    perm = []
+    for n in names:
+        m = mirror_name(n)
+        if m not in index:
+            raise ValueError(f"joint {n!r} has no mirror {m!r} in this joint list")
+        perm.append(index[m])
+    return tuple(perm)
+
+
+J49_FLIP_PERM: tuple[int, ...] = flip_permutation(SPIN49_NAMES)
+SMPL24_FLIP_PERM: tuple[int, ...] = flip_permutation(SMPL24_NAMES)
+SMPL_POSE_FLIP_PERM: tuple[int, ...] = tuple(
+    3 * j + k for j in SMPL24_FLIP_PERM for k in range(3)
+)
+
+
+def flip_keypoints(kps49: Any, width: float | None = None) -> Any:
+    """Mirror SPIN-49 keypoints (..., 49, C>=2) left/right: swap sides, then mirror x.
+
+    width=None: x is in SPIN's normalised crop coordinates ([-1, 1]) and x -> -x,
+    exactly SPIN's flip_kp.  width=W: x is in pixels of an image W pixels wide with
+    pixel centres at integer x (the convention of np.fliplr), and x -> W - 1 - x.
+    Other channels (y, confidence) are kept.  numpy or torch; returns a new array.
+    """
+    if not _is_torch(kps49):
+        kps49 = np.asarray(kps49)
+    if kps49.ndim < 2 or kps49.shape[-2] != NUM_SPIN_JOINTS or kps49.shape[-1] < 2:
+        raise ValueError(f"expected (..., 49, C>=2) keypoints, got {tuple(kps49.shape)}")
+    out = kps49[..., list(J49_FLIP_PERM), :]
+    out[..., 0] = -out[..., 0] if width is None else (width - 1) - out[..., 0]
+    return out
+
+
+def flip_smpl_pose(pose: Any) -> Any:
+    """Mirror SMPL axis-angle pose (..., 72) left/right (SPIN's flip_pose).
+
+    Swaps left/right joints, then negates the y and z components of every joint's
+    axis-angle (a reflection x -> -x maps a rotation about (ax, ay, az) by angle t to
+    one about (ax, -ay, -az) by the same t).  numpy or torch; returns a new array.
+    """
+    if not _is_torch(pose):
+        pose = np.asarray(pose)
+    if pose.shape[-1] != 72:
+        raise ValueError(f"expected (..., 72) axis-angle pose, got {tuple(pose.shape)}")
+    out = pose[..., list(SMPL_POSE_FLIP_PERM)]
+    out[..., 1::3] = -out[..., 1::3]
+    out[..., 2::3] = -out[..., 2::3]
+    return out

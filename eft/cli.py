@@ -1,0 +1,76 @@
+"""The ``eft`` command.
+
+Sub-commands register themselves in ``_build_parser``; each handler returns an
+exit code.  Errors the user can fix are printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from eft import __version__
+
+
+def _body_check(args: argparse.Namespace) -> int:
+    from eft.body.check import format_report, run_check
+
+    out = None if args.no_png else Path(args.output)
+    report = run_check(args.model, out)
+    print(format_report(report))
+    if out is not None:
+        print(f"wrote {out}")
+    ok = report.anatomy_ok and report.keypoints_finite
+    return 0 if ok else 1
+
+
+def _body_import_smpl(args: argparse.Namespace) -> int:
+    from eft.body.smpl_import import import_smpl
+
+    summary = import_smpl(Path(args.src), Path(args.output))
+    print(summary)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eft", description="Exemplar Fine-Tuning: 3D SMPL pseudo-annotations from 2D keypoints.")
+    parser.add_argument("--version", action="version", version=f"eft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    body = sub.add_parser("body", help="body-model tools")
+    body_sub = body.add_subparsers(dest="body_command", required=True)
+
+    check = body_sub.add_parser(
+        "check", help="pose the body model in canonical poses, print sanity numbers, draw a PNG")
+    check.add_argument("--model", default=None,
+                       help="SMPL .pkl/.npz file or folder (default: $EFT_BODY_MODEL, "
+                            "else the embedded open body model)")
+    check.add_argument("-o", "--output", default="out/body_check.png", help="PNG to write")
+    check.add_argument("--no-png", action="store_true", help="print the numbers only")
+    check.set_defaults(func=_body_check)
+
+    imp = body_sub.add_parser(
+        "import-smpl", help="convert an official SMPL .pkl (chumpy inside) to a plain .npz")
+    imp.add_argument("src", help="SMPL_NEUTRAL/MALE/FEMALE .pkl (or .npz to validate)")
+    imp.add_argument("-o", "--output", required=True, help="output .npz")
+    imp.set_defaults(func=_body_import_smpl)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    from eft.errors import EftError
+
+    try:
+        return int(args.func(args) or 0)
+    except EftError as exc:
+        print(f"eft: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
