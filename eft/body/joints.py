@@ -293,7 +293,10 @@ def to_spin49(kps: Any, fmt: str | KeypointFormat, binarize_visibility: bool = F
     out[..., idx, :2] = kps[..., :2]
     if kps.shape[-1] == 3:
         conf = kps[..., 2]
-        out[..., idx, 2] = (conf > 0) if binarize_visibility else conf
+        if binarize_visibility:
+            visible = conf > 0
+            conf = visible.to(out.dtype) if _is_torch(visible) else visible.astype(out.dtype)
+        out[..., idx, 2] = conf
     else:
         out[..., idx, 2] = 1
     return out

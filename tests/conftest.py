@@ -1,0 +1,28 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Folder of third-party test data: $EFT_TEST_DATA, else <repo>/../shared/data.
+
+    The data is never copied into the repository.  When it is missing the test is
+    skipped with the reason shown (-ra), except on CI (CI=true), where it fails.
+    """
+    env = os.environ.get("EFT_TEST_DATA")
+    path = Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
+    if not path.is_dir():
+        how = "$EFT_TEST_DATA" if env else "default location; set $EFT_TEST_DATA to override"
+        reason = f"test data folder {path} not found ({how})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path
