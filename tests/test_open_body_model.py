@@ -109,7 +109,8 @@ def test_coco_keypoints_near_skeleton_joints(tpose):
     j = tpose.joints[0]
     for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle"):
         for side in ("left", "right"):
-            d = torch.linalg.norm(kps[COCO23_NAMES.index(f"{side}_{part}")] - j[J[f"{side}_{part}"]])
+            name = f"{side}_{part}"
+            d = torch.linalg.norm(kps[COCO23_NAMES.index(name)] - j[J[name]])
             assert d < 0.04, (side, part, float(d))
 
 

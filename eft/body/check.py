@@ -123,7 +123,8 @@ def render_check(names: list[str], out: BodyOutput, faces: np.ndarray, path: Pat
     verts = out.vertices.double().numpy()
     kps = out.keypoints.double().numpy()
     valid = out.keypoint_valid.numpy()
-    views = (("front", (0, 1, 2), (1.0, 1.0, 1.0)), ("side (from left)", (2, 1, 0), (-1.0, 1.0, 1.0)))
+    views = (("front", (0, 1, 2), (1.0, 1.0, 1.0)),
+             ("side (from left)", (2, 1, 0), (-1.0, 1.0, 1.0)))
     fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 7.5), squeeze=False)
     lo, hi = verts.reshape(-1, 3).min(0), verts.reshape(-1, 3).max(0)
     half = 0.55 * float((hi - lo).max())

@@ -31,6 +31,8 @@ import numpy as np
 
 from eft.body.joints import (
     COCO23_NAMES,
+    COCO23_TO_SPIN,
+    OPENPOSE18_TO_GT,
     SMPL24_NAMES,
     SPIN49_NAMES,
     SPIN_EXTRA9_NAMES,
@@ -71,24 +73,10 @@ SPIN_SOURCES: dict[str, tuple[Source, ...]] = {
     **{k: (("extra", k),) for k in _EXTRA_ONLY},
 }
 
-# COCO name for each limb / face / foot keypoint, shared by the OpenPose and GT halves.
-_COCO_FOR: dict[str, str] = {
-    "OP Nose": "nose", "OP REye": "right_eye", "OP LEye": "left_eye",
-    "OP REar": "right_ear", "OP LEar": "left_ear",
-    "OP RShoulder": "right_shoulder", "OP RElbow": "right_elbow", "OP RWrist": "right_wrist",
-    "OP LShoulder": "left_shoulder", "OP LElbow": "left_elbow", "OP LWrist": "left_wrist",
-    "OP RHip": "right_hip", "OP RKnee": "right_knee", "OP RAnkle": "right_ankle",
-    "OP LHip": "left_hip", "OP LKnee": "left_knee", "OP LAnkle": "left_ankle",
-    "OP LBigToe": "left_big_toe", "OP LSmallToe": "left_small_toe", "OP LHeel": "left_heel",
-    "OP RBigToe": "right_big_toe", "OP RSmallToe": "right_small_toe", "OP RHeel": "right_heel",
-    "Right Ankle": "right_ankle", "Right Knee": "right_knee", "Right Hip": "right_hip",
-    "Left Hip": "left_hip", "Left Knee": "left_knee", "Left Ankle": "left_ankle",
-    "Right Wrist": "right_wrist", "Right Elbow": "right_elbow",
-    "Right Shoulder": "right_shoulder", "Left Shoulder": "left_shoulder",
-    "Left Elbow": "left_elbow", "Left Wrist": "left_wrist", "Nose": "nose",
-    "Left Eye": "left_eye", "Right Eye": "right_eye", "Left Ear": "left_ear",
-    "Right Ear": "right_ear",
-}
+# COCO name for each limb / face / foot keypoint, for the GT half and its OpenPose twin.
+_COCO_FOR: dict[str, str] = {spin: coco for coco, spin in COCO23_TO_SPIN.items()}
+_COCO_FOR.update({"OP " + op: _COCO_FOR[gt] for op, gt in OPENPOSE18_TO_GT.items()
+                  if gt in _COCO_FOR})
 ANATOMICAL_SOURCES: dict[str, tuple[Source, ...]] = {
     **{k: (("coco", v),) for k, v in _COCO_FOR.items()},
     # OpenPose places Neck and MidHip halfway between the shoulders / hips.

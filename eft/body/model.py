@@ -127,7 +127,9 @@ def _read_fields(path: Path) -> dict[str, np.ndarray]:
 def _optional_regressor(fields: dict, key: str, path: Path, explicit) -> np.ndarray | None:
     """An extra regressor from the argument, the model file, or a .npy beside it."""
     if explicit is not None:
-        return np.load(explicit) if isinstance(explicit, str | os.PathLike) else np.asarray(explicit)
+        if isinstance(explicit, str | os.PathLike):
+            return np.load(explicit)
+        return np.asarray(explicit)
     if key in fields:
         return np.asarray(fields[key])
     for folder in (path.parent, path.parent.parent):
