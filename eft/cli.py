@@ -36,7 +36,8 @@ def _body_import_smpl(args: argparse.Namespace) -> int:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="eft", description="Exemplar Fine-Tuning: 3D SMPL pseudo-annotations from 2D keypoints.")
+        prog="eft",
+        description="Exemplar Fine-Tuning: 3D SMPL pseudo-annotations from 2D keypoints.")
     parser.add_argument("--version", action="version", version=f"eft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
