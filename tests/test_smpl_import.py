@@ -231,6 +231,26 @@ def test_imported_npz_runs_in_smplx(tmp_path, smpl_pkl, fields):
     )
 
 
+def test_imported_model_loads_through_body_model(tmp_path, smpl_pkl, fields):
+    """Both the converted npz and the chumpy pkl itself load through BodyModel."""
+    from eft.body import BodyModel, BodyModelWarning
+
+    dst = tmp_path / "SMPL_NEUTRAL.npz"
+    import_smpl(smpl_pkl, dst)
+    for src in (dst, smpl_pkl):
+        with pytest.warns(BodyModelWarning):  # no vertex ids / J_regressor_extra for V=30
+            body = BodyModel.load(src)
+        assert chumpy_is_absent()
+        body = body.double()
+        with torch.no_grad():
+            out = body(torch.zeros(1, 24, 3, dtype=torch.float64))
+        np.testing.assert_allclose(out.vertices[0].numpy(), fields["v_template"], atol=1e-12)
+        np.testing.assert_allclose(
+            out.joints[0].numpy(), fields["J_regressor"] @ fields["v_template"], atol=1e-6)
+        # skeleton-based SPIN keypoints are defined even without the extras
+        assert int(body.keypoint_valid.sum()) > 0
+
+
 def test_npz_input_is_validated_and_reimported(tmp_path, smpl_pkl, fields):
     first = tmp_path / "a.npz"
     import_smpl(smpl_pkl, first)
