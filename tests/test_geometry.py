@@ -148,6 +148,35 @@ def test_rot6d_gram_schmidt_column_convention(seed):
     torch.testing.assert_close(G.rot6d_to_rotmat(G.rotmat_to_rot6d(R)), R)
 
 
+small_angles = st.one_of(
+    st.floats(0.0, 4e-3),
+    st.sampled_from([1e-5, 3e-4, 9.99e-4, 1e-3, 1.001e-3, 1.999e-3, 2e-3, 2.001e-3]),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(axes, small_angles)
+def test_small_angle_relative_precision(axis, angle):
+    """Near 0 (across the Taylor/closed-form switch points) the maps keep full relative
+    precision: R - I matches the exponential series, the quaternion matches
+    (cos(t/2), sin(t/2) * axis) to an ulp, and aa -> q -> aa is exact to ~1e-13."""
+    aa = _to_aa([(axis, angle)])[0]
+    k = _ref_skew(aa)
+    series, term = torch.zeros(3, 3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+    for i in range(1, 9):
+        term = term @ k / i
+        series = series + term
+    eye = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(G.axis_angle_to_rotmat(aa) - eye, series, atol=3e-16, rtol=1e-9)
+    q = G.axis_angle_to_quaternion(aa)
+    theta = aa.norm().item()
+    ratio = math.sin(theta / 2) / theta if theta > 0 else 0.5
+    torch.testing.assert_close(q[0], torch.tensor(math.cos(theta / 2), dtype=torch.float64),
+                               atol=3e-16, rtol=0)
+    torch.testing.assert_close(q[1:], ratio * aa, atol=1e-300, rtol=1e-14)
+    torch.testing.assert_close(G.quaternion_to_axis_angle(q), aa, atol=1e-300, rtol=1e-13)
+
+
 def test_rotmat_to_rot6d_layout():
     R = torch.arange(9, dtype=torch.float64).reshape(3, 3)
     assert G.rotmat_to_rot6d(R).tolist() == [0.0, 1.0, 3.0, 4.0, 6.0, 7.0]
