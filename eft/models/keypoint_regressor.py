@@ -1,0 +1,92 @@
+"""A small body regressor from 2D keypoints, for fast per-exemplar fine-tuning on CPU.
+
+Input: (B, 49, 3) SPIN-49 keypoints ``[x, y, conf]`` in crop-normalised ``[-1, 1]``
+coordinates.  ``conf <= 0`` marks a missing joint: its x, y are replaced by 0 (so any
+value there, NaN included, is ignored) and the confidence itself is fed to the network
+so it can tell "missing" from "at the crop centre".
+
+Network: flatten (49 * 3) -> MLP encoder (Linear, LayerNorm, ReLU) x 2 -> the same IEF
+loop as HMR (:class:`~eft.models.ief.IEFMixin`, hidden ``hidden``) ->
+:class:`RegressorOutput`.  The head keeps SPIN's names (``fc1`` ... ``init_pose``).
+With the defaults it has 1,026,717 parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .ief import IEFMixin, MeanParamsLike
+from .output import RegressorOutput
+
+__all__ = ["KeypointRegressor", "NUM_KEYPOINTS"]
+
+NUM_KEYPOINTS = 49
+
+
+class KeypointRegressor(IEFMixin, nn.Module):
+    """2D keypoints (B, K, 3) -> SMPL rotations, betas and weak-perspective camera.
+
+    Args:
+        num_keypoints: K, 49 for SPIN's keypoint order.
+        width: encoder width.
+        hidden: IEF hidden size.
+        n_iter: IEF iterations.
+        dropout: IEF dropout (after ``fc1`` and ``fc2``).
+        mean_params: IEF starting point, see :func:`~eft.models.ief.coerce_mean_params`.
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int = NUM_KEYPOINTS,
+        width: int = 512,
+        hidden: int = 512,
+        n_iter: int = 3,
+        dropout: float = 0.1,
+        mean_params: MeanParamsLike = None,
+    ) -> None:
+        super().__init__()
+        self.num_keypoints = int(num_keypoints)
+        self.width = int(width)
+        self.encoder = nn.Sequential(
+            nn.Linear(self.num_keypoints * 3, self.width),
+            nn.LayerNorm(self.width),
+            nn.ReLU(),
+            nn.Linear(self.width, self.width),
+            nn.LayerNorm(self.width),
+            nn.ReLU(),
+        )
+        self._init_ief(self.width, hidden=hidden, n_iter=n_iter, dropout=dropout,
+                       mean_params=mean_params)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (besides the mean, which lives in the ``init_*`` buffers)."""
+        return {
+            "num_keypoints": self.num_keypoints,
+            "width": self.width,
+            "hidden": self.ief_hidden,
+            "n_iter": self.n_iter,
+            "dropout": float(self.drop1.p),
+        }
+
+    def prepare_input(self, keypoints: Tensor) -> Tensor:
+        """(B, K, 3) -> (B, 3K) network input with missing joints' x, y set to 0."""
+        if keypoints.dim() != 3 or tuple(keypoints.shape[1:]) != (self.num_keypoints, 3):
+            raise ValueError(
+                f"keypoints must have shape (B, {self.num_keypoints}, 3), "
+                f"got {tuple(keypoints.shape)}"
+            )
+        conf = keypoints[..., 2:].clamp(min=0.0)
+        conf = torch.nan_to_num(conf, nan=0.0)
+        xy = torch.where(conf > 0, keypoints[..., :2], torch.zeros_like(keypoints[..., :2]))
+        return torch.cat((xy, conf), dim=-1).flatten(1)
+
+    def encode(self, keypoints: Tensor) -> Tensor:
+        """(B, K, 3) -> (B, width) features for the IEF head."""
+        return self.encoder(self.prepare_input(keypoints))
+
+    def forward(self, keypoints: Tensor, n_iter: int | None = None) -> RegressorOutput:
+        return self.iterate(self.encode(keypoints), n_iter)

@@ -1,0 +1,221 @@
+"""Saving and loading body regressors by name or path.
+
+Our file format (written by :func:`save_regressor`) is a ``torch.save``-d dict::
+
+    {"format": "eft-regressor", "version": 1,
+     "arch": "keypoint_regressor" | "hmr",
+     "config": {...constructor arguments...},
+     "state_dict": {...},            # includes the init_* mean buffers
+     "metadata": {...}}              # whatever the caller passed, plain values only
+
+It loads with ``torch.load(weights_only=True)``.  :func:`load_regressor` also reads
+SPIN/EFT HMR checkpoints (recognised by their keys) and ``"default"``, the keypoint
+prior shipped at ``eft/models/assets/keypoint_prior.pt``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from eft.errors import EftError
+
+from ._checkpoint import extract_state_dict, read_checkpoint, strip_module_prefix
+from .hmr import HMR, is_hmr_state_dict, load_hmr_checkpoint
+from .keypoint_regressor import KeypointRegressor
+
+__all__ = [
+    "ARCHITECTURES",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "DEFAULT_SPEC",
+    "default_prior_path",
+    "load_regressor",
+    "save_regressor",
+    "architecture_of",
+]
+
+FORMAT_NAME = "eft-regressor"
+FORMAT_VERSION = 1
+DEFAULT_SPEC = "default"
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "hmr": HMR,
+    "keypoint_regressor": KeypointRegressor,
+}
+
+
+def default_prior_path() -> Path:
+    """Where the shipped keypoint prior lives (``eft/models/assets/keypoint_prior.pt``)."""
+    return Path(str(resources.files("eft.models"))) / "assets" / "keypoint_prior.pt"
+
+
+def architecture_of(model: nn.Module) -> str:
+    """The registry name of ``model``'s class (``"hmr"`` or ``"keypoint_regressor"``)."""
+    for name, cls in ARCHITECTURES.items():
+        if type(model) is cls:
+            return name
+    raise EftError(
+        f"cannot save a {type(model).__name__}: known architectures are "
+        f"{sorted(ARCHITECTURES)}"
+    )
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """Metadata must load under ``weights_only=True``: plain values, lists, dicts, tensors."""
+    if isinstance(value, _PLAIN) or isinstance(value, torch.Tensor):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, (str, int)):
+                raise EftError(f"metadata key {where}[{key!r}] must be a str or int")
+            _check_plain(item, f"{where}[{key!r}]")
+        return
+    raise EftError(
+        f"metadata {where} is a {type(value).__name__}; use str/int/float/bool/None, "
+        "lists, dicts or tensors (convert numpy arrays with .tolist() or torch.as_tensor)"
+    )
+
+
+def save_regressor(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write ``model`` (HMR or KeypointRegressor) to ``path`` in our format, atomically.
+
+    The file is written to a temporary name in the same folder and renamed over
+    ``path``, so readers never see a half-written file.  ``metadata`` (e.g.
+    ``trained_on="coco"``, ``steps=1000``) is stored as given.  Returns the path.
+    """
+    arch = architecture_of(model)
+    for key, value in metadata.items():
+        _check_plain(value, key)
+    payload = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "arch": arch,
+        "config": dict(model.config),  # type: ignore[attr-defined]
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": dict(metadata),
+    }
+    dst = Path(path).expanduser()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a model file is not a secret
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def _build_from_payload(payload: Mapping[str, Any], source: str) -> nn.Module:
+    arch = payload.get("arch")
+    if arch not in ARCHITECTURES:
+        raise EftError(f"{source}: unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    version = payload.get("version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise EftError(
+            f"{source}: file format version {version!r} is newer than this eft "
+            f"(reads up to {FORMAT_VERSION}); upgrade eft"
+        )
+    config = payload.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise EftError(f"{source}: 'config' must be a dict, got {type(config).__name__}")
+    try:
+        model = ARCHITECTURES[arch](**config)
+    except TypeError as exc:
+        raise EftError(f"{source}: config does not fit {arch}: {exc}") from exc
+    state = payload.get("state_dict")
+    if not isinstance(state, Mapping):
+        raise EftError(f"{source}: no 'state_dict' in the file")
+    report = load_hmr_checkpoint(model, state)  # refuses shape mismatches
+    if report.missing or report.unexpected:
+        raise EftError(f"{source}: state dict does not match {arch}:\n{report}")
+    meta = payload.get("metadata") or {}
+    model.eft_metadata = dict(meta) if isinstance(meta, Mapping) else {}
+    return model
+
+
+def _load_spin_checkpoint(obj: Any, source: str) -> nn.Module:
+    model = HMR()
+    report = load_hmr_checkpoint(model, obj)
+    if report.missing:
+        raise EftError(
+            f"{source}: looks like an HMR checkpoint but lacks {len(report.missing)} "
+            f"weight(s): {', '.join(report.missing[:10])}"
+            + (" ..." if len(report.missing) > 10 else "")
+        )
+    if report.unexpected:
+        warnings.warn(
+            f"{source}: ignored {len(report.unexpected)} unexpected key(s): "
+            f"{', '.join(report.unexpected[:10])}",
+            stacklevel=3,
+        )
+    model.eft_metadata = {}
+    if isinstance(obj, Mapping):
+        for key in ("epoch", "total_step_count"):
+            if isinstance(obj.get(key), (int, float)):
+                model.eft_metadata[key] = obj[key]
+    return model
+
+
+def load_regressor(
+    spec: str | os.PathLike,
+    *,
+    map_location: str | torch.device = "cpu",
+    trust: bool = False,
+) -> nn.Module:
+    """Load a body regressor, in eval mode, on ``map_location``.
+
+    ``spec`` is ``"default"`` (the keypoint prior shipped with eft) or a path to either a
+    file written by :func:`save_regressor` or a SPIN/EFT HMR checkpoint (training
+    checkpoint with ``'model'``, or a bare state dict, ``module.`` prefixes allowed).
+    Files are read with ``weights_only=True``; ``trust=True`` permits the full unpickler
+    for trusted old checkpoints that pickle numpy objects.
+
+    The returned module's ``eft_metadata`` attribute holds the saved metadata (empty for
+    SPIN checkpoints apart from ``epoch``/``total_step_count``).
+    """
+    if isinstance(spec, str) and spec == DEFAULT_SPEC:
+        path = default_prior_path()
+        if not path.is_file():
+            raise EftError(
+                f"the default keypoint prior is not installed (expected {path}). "
+                "This eft build ships without it; pass a regressor file instead: one "
+                "written by save_regressor, or a SPIN/EFT HMR checkpoint."
+            )
+    else:
+        path = Path(spec).expanduser()
+    source = str(path)
+    obj = read_checkpoint(path, trust=trust, map_location="cpu")
+    if isinstance(obj, Mapping) and "arch" in obj and "state_dict" in obj:
+        model = _build_from_payload(obj, source)
+    else:
+        try:
+            state = strip_module_prefix(extract_state_dict(obj))
+        except EftError as exc:
+            raise EftError(f"{source}: not a regressor file: {exc}") from exc
+        if not is_hmr_state_dict(state):
+            raise EftError(
+                f"{source}: not a regressor file: neither our format (no 'arch'/'state_dict') "
+                "nor a SPIN/EFT HMR checkpoint (no conv1/layer4/fc1/decpose weights)"
+            )
+        model = _load_spin_checkpoint(obj, source)
+    return model.to(torch.device(map_location)).eval()
