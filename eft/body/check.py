@@ -129,7 +129,7 @@ def render_check(names: list[str], out: BodyOutput, faces: np.ndarray, path: Pat
     lo, hi = verts.reshape(-1, 3).min(0), verts.reshape(-1, 3).max(0)
     half = 0.55 * float((hi - lo).max())
     for col, name in enumerate(names):
-        centre = verts[col].mean(0)
+        centre = 0.5 * (verts[col].min(0) + verts[col].max(0))
         for row, (vname, ax_ids, flip) in enumerate(views):
             ax = axes[row, col]
             _draw_mesh(ax, verts[col] - centre, faces, ax_ids, flip)
