@@ -76,6 +76,9 @@ FAKE_MODULES = {
     "chumpy.ch_ops": _fake_module("chumpy.ch_ops", Add, Dot),
     "scipy.sparse.csc": _fake_module("scipy.sparse.csc", FakeCsc),
 }
+if importlib.util.find_spec("scipy") is None:  # pickle imports the parent packages too
+    FAKE_MODULES["scipy"] = _fake_module("scipy")
+    FAKE_MODULES["scipy.sparse"] = _fake_module("scipy.sparse")
 
 
 @contextlib.contextmanager
