@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=PriorTrainConfig.eval_every)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--width", type=int, default=256, help="encoder and IEF width")
     ap.add_argument("--no-card", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,7 +67,8 @@ def main() -> None:
     default = default_mean_params()
     mean["pose"][:6] = default["pose"][:6]
     mean["cam"] = default["cam"]
-    model = KeypointRegressor(mean_params=mean)
+    # Small on purpose: every exemplar fine-tunes its own copy during EFT.
+    model = KeypointRegressor(width=args.width, hidden=args.width, mean_params=mean)
 
     cfg = PriorTrainConfig(steps=args.steps, batch_size=args.batch_size,
                            eval_every=args.eval_every, seed=args.seed)
@@ -86,7 +88,7 @@ def main() -> None:
         "config": config_dict(cfg), "seconds_total": round(t_total, 1),
         "seconds_data": round(t_data, 1), "val": final, "val_mean_pose": floor,
         "body_model": body.name, "body_model_sha256": body.content_hash,
-        "torch": torch.__version__, "machine": platform.machine(),
+        "torch": str(torch.__version__), "machine": platform.machine(),
     }
     out = save_regressor(model, args.out, **meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {t_total / 60:.1f} min")

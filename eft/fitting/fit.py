@@ -1,0 +1,93 @@
+"""What EFT returns per exemplar: the fitted body (:class:`Fit`) and how good it is
+(:class:`FitQuality`).  Plain numpy arrays, float32 unless said otherwise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FitQuality", "Fit"]
+
+
+@dataclass(frozen=True)
+class FitQuality:
+    """Diagnostics of one fit, all from the forward pass whose parameters were kept.
+
+    Attributes:
+        loss_2d_init: EFT's 2D keypoint loss of the regressor before fine-tuning.
+        loss_2d_final: the same loss at the stopping step (the kept parameters).
+        reproj_px: mean distance in image pixels between the projected keypoints and the
+            annotated GT keypoints (SPIN-49 slots 25..48 with confidence > 0, hips
+            included); NaN when there are none.
+        reproj_frac_bbox: ``reproj_px`` divided by the bbox side ``200 * scale``.
+        iterations: forward passes run (1..max_iters); the kept parameters had
+            ``iterations - 1`` Adam updates.  0 for skipped exemplars.
+        converged: the 2D loss fell below the stopping threshold (EFT's early stop).
+        max_abs_beta: ``max|beta|`` of the kept shape.
+        pose_nll: pose prior negative log-likelihood of the kept pose; NaN when no
+            prior was given.
+        n_valid_keypoints: annotated (finite, confidence > 0) GT keypoints, slots 25..48.
+        accepted: no flag in the rules' ``reject_flags``.
+        flags: the rules broken, from :data:`eft.fitting.config.FLAGS`.
+    """
+
+    loss_2d_init: float
+    loss_2d_final: float
+    reproj_px: float
+    reproj_frac_bbox: float
+    iterations: int
+    converged: bool
+    max_abs_beta: float
+    pose_nll: float
+    n_valid_keypoints: int
+    accepted: bool
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Fit:
+    """One fitted exemplar.
+
+    Attributes:
+        exemplar_id: the exemplar's id.
+        rotmat: (24, 3, 3) SMPL joint rotations, global orientation first (camera frame
+            of the crop: x right, y down).
+        pose_aa: (72,) the same rotations as axis-angle.
+        betas: (10,) shape coefficients.
+        cam_weak: (3,) weak-perspective camera ``[s, tx, ty]``: a body point ``X``
+            lands at ``s * X[:2] + [tx, ty]`` in crop-normalised ``[-1, 1]``
+            coordinates, i.e. at ``center + 100 * scale * (s * X[:2] + t)`` image px.
+        cam_t: (3,) equivalent perspective translation ``[tx/s, ty/s, 2 f / (224 s)]``
+            for focal ``f = 5000`` px on the 224 px crop (SPIN/EFT convention).
+        keypoints3d: (49, 3) SPIN-49 keypoints of the fitted body, in the body model's
+            frame (no camera translation), metres.
+        vertices: (V, 3) posed mesh in the same frame, or None when not requested.
+        center: (2,) bbox centre in image pixels.
+        scale: bbox side / 200 px.
+        quality: :class:`FitQuality`.
+        params: the fine-tuned regressor's parameters at the stopping step (name ->
+            array, the model's full set of parameters) when the fit was asked to keep
+            them, else None.
+    """
+
+    exemplar_id: str
+    rotmat: np.ndarray
+    pose_aa: np.ndarray
+    betas: np.ndarray
+    cam_weak: np.ndarray
+    cam_t: np.ndarray
+    keypoints3d: np.ndarray
+    center: np.ndarray
+    scale: float
+    quality: FitQuality
+    vertices: np.ndarray | None = None
+    params: dict[str, np.ndarray] | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.quality.accepted
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        return self.quality.flags
