@@ -16,9 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from eft.data.pose_bank import load_pose_bank
 
 from eft.body import BodyModel
+from eft.data.pose_bank import load_pose_bank
 from eft.models import load_regressor
 from eft.train.prior import (
     PRIOR_VAL_SEED,

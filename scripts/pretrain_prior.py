@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-from eft.data.pose_bank import load_pose_bank
 
 from eft.body import BodyModel
+from eft.data.pose_bank import load_pose_bank
 from eft.models import KeypointRegressor, save_regressor
 from eft.models.ief import default_mean_params, mean_params_from_poses
 from eft.train.prior import (
