@@ -294,28 +294,52 @@ def load_clips(root: Path, args, checks: Checks
 
 
 def retarget_clips(clips: list[ClipData], body, args) -> None:
+    """Retarget every clip; clips with the same joint mask and weights go through
+    ``retarget`` together in batches of ``--batch`` frames (frames are independent, and
+    the torso reference is given per frame), which saves per-call overhead."""
+    torso = {SMPL24_NAMES.index(n) for n in TORSO_JOINTS}
+    families: dict[tuple, list[ClipData]] = defaultdict(list)
+    for c in clips:
+        c.poses = np.zeros((0, 72), np.float32)
+        c.residual = np.zeros((0, 24), np.float32)
+        c.direction = np.zeros((0,), np.float32)
+        c.limb_direction = np.zeros((0,), np.float32)
+        if len(c.frame_index):
+            t = c.targets
+            families[(t.mask.tobytes(), t.weights.tobytes())].append(c)
     total = sum(len(c.frame_index) for c in clips)
     with tqdm(total=total, desc="retarget", unit="frame") as bar:
-        for c in clips:
-            if len(c.frame_index) == 0:
-                c.poses = np.zeros((0, 72), np.float32)
-                c.residual = np.zeros((0, 24), np.float32)
-                c.direction = np.zeros((0,), np.float32)
-                c.limb_direction = np.zeros((0,), np.float32)
-                continue
-            t = c.targets
-            res = retarget(t.joints, t.mask, t.weights, body, iters=args.iters, lr=args.lr,
-                           batch=args.batch,
-                           segment_rotations=None if args.no_calibration else t.segment_rotations,
-                           reference_joints=None if args.no_calibration else t.reference_joints)
-            c.poses = res.pose
-            c.residual = res.residual_mm
-            c.direction = np.nanmean(res.direction_deg, axis=1)
-            torso = {SMPL24_NAMES.index(n) for n in TORSO_JOINTS}
-            limb = np.array([not (int(a) in torso and int(b) in torso) for a, b in res.bones])
-            values = res.direction_deg[:, limb].ravel()
-            c.limb_direction = values[~np.isnan(values)]
-            bar.update(len(c.frame_index))
+        for members in families.values():
+            # Chunks of whole clips, about --batch frames each.
+            chunks: list[list[ClipData]] = [[]]
+            for c in members:
+                if chunks[-1] and sum(len(m.frame_index) for m in chunks[-1]) >= args.batch:
+                    chunks.append([])
+                chunks[-1].append(c)
+            for chunk in chunks:
+                t0 = chunk[0].targets
+                joints = np.concatenate([c.targets.joints for c in chunk])
+                calibrate = not args.no_calibration
+                res = retarget(
+                    joints, t0.mask, t0.weights, body, iters=args.iters, lr=args.lr,
+                    batch=max(args.batch, len(joints)),
+                    segment_rotations=np.concatenate(
+                        [c.targets.segment_rotations for c in chunk]) if calibrate else None,
+                    reference_joints=np.concatenate(
+                        [np.broadcast_to(c.targets.reference_joints, c.targets.joints.shape)
+                         for c in chunk]) if calibrate else None)
+                limb = np.array([not (int(a) in torso and int(b) in torso)
+                                 for a, b in res.bones])
+                start = 0
+                for c in chunk:
+                    sl = slice(start, start + len(c.frame_index))
+                    start = sl.stop
+                    c.poses = res.pose[sl]
+                    c.residual = res.residual_mm[sl]
+                    c.direction = np.nanmean(res.direction_deg[sl], axis=1)
+                    values = res.direction_deg[sl][:, limb].ravel()
+                    c.limb_direction = values[~np.isnan(values)]
+                bar.update(len(joints))
 
 
 def session_groups(clips: list[ClipData]) -> list[int]:
@@ -662,7 +686,10 @@ def parse_args(argv=None):
     ap.add_argument("--iters", type=int, default=100, help="Adam steps per frame")
     ap.add_argument("--lr", type=float, default=0.02, help="Adam learning rate")
     ap.add_argument("--batch", type=int, default=2048, help="frames optimised together")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: the batches are small, and more threads "
+                         "slow down badly when other processes share the cores; 0: torch's "
+                         "default)")
     ap.add_argument("--card", type=Path, default=None,
                     help="write the Markdown card here (default: POSE_BANK.md and the "
                          "licence file beside the shipped bank only)")
@@ -748,7 +775,7 @@ def main(argv=None) -> int:
         "val_fraction": args.val_fraction,
         "body": body.name,
         "torch": torch.__version__,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, torch threads: {torch.get_num_threads()}",
         "argv": " ".join(sys.argv[1:]) if argv is None else " ".join(argv),
         "build_s": build_s,
         "residual_mm": numbers,

@@ -54,6 +54,16 @@ REAL_CLIPS = [
 ]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Retargeting runs many small batches: one torch thread is as fast on an idle
+    machine and far faster on a busy one (no threads spinning on a taken core)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def body():
     return BodyModel.load()
@@ -153,6 +163,23 @@ def test_retarget_real_clips(shared_data, body, rel, variant, bound_mm):
     with torch.no_grad():
         out = body(torch.as_tensor(result.pose[:3]), transl=torch.as_tensor(result.transl[:3]))
     assert np.allclose(out.joints.numpy(), result.joints[:3], atol=1e-4)
+
+
+def test_retarget_several_clips_in_one_call(shared_data, body):
+    """Frames of clips with the same joint map can share a call (per-frame reference)."""
+    paths = [shared_data / "mocap" / "cmu_31" / n for n in ("01_01.bvh", "131_01.bvh")]
+    if not all(p.is_file() for p in paths):
+        pytest.skip("cmu_31 clips not found")
+    parts = [mocap_targets(read_bvh(p), [300, 600, 900]) for p in paths]
+    assert (parts[0].mask == parts[1].mask).all()
+    assert not np.allclose(parts[0].reference_joints, parts[1].reference_joints)
+    alone = [t.retarget(body, iters=20) for t in parts]
+    together = retarget(
+        np.concatenate([t.joints for t in parts]), parts[0].mask, parts[0].weights, body,
+        iters=20, segment_rotations=np.concatenate([t.segment_rotations for t in parts]),
+        reference_joints=np.concatenate(
+            [np.broadcast_to(t.reference_joints, t.joints.shape) for t in parts]))
+    assert np.allclose(together.pose, np.concatenate([r.pose for r in alone]), atol=1e-4)
 
 
 def test_mocap_targets_match_forward_kinematics(shared_data):

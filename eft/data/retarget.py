@@ -93,6 +93,7 @@ __all__ = [
     "joint_residual_mm",
     "bone_direction_deg",
     "torso_bone_calibration",
+    "initial_rotations",
     "LEAF_JOINTS",
     "HINGE_AXES",
     "TORSO_JOINTS",
@@ -266,10 +267,10 @@ def _normalise(v: torch.Tensor) -> torch.Tensor:
 def torso_bone_calibration(bones, reference_joints, rest) -> tuple[np.ndarray, np.ndarray]:
     """Per-bone rest-pose offsets for torso-internal bones.
 
-    ``bones`` (K, 2) from :func:`retarget_bones`; ``reference_joints`` (24, 3): the mocap
-    joints in a pose that stands for the body's rest pose *for the torso* (a BVH file's
-    all-zero-channel rest pose: upright); ``rest`` (24, 3) the body's rest joints.
-    Returns ``(calibrated (K,) bool, C (K, 3, 3))``: for a calibrated bone, ``C`` rotates
+    ``bones`` (K, 2) from :func:`retarget_bones`; ``reference_joints`` (..., 24, 3): the
+    mocap joints in a pose that stands for the body's rest pose *for the torso* (a BVH
+    file's all-zero-channel rest pose: upright); ``rest`` (24, 3) the body's rest joints.
+    Returns ``(calibrated (K,) bool, C (..., K, 3, 3))``: for a calibrated bone, ``C`` rotates
     its reference direction onto the body's rest direction (identity where the reference
     bone is shorter than 1 cm; such a bone's target is then the body's rest direction
     carried by the segment's rotation).  Cross and trunk pairs and limb bones are not
@@ -282,14 +283,15 @@ def torso_bone_calibration(bones, reference_joints, rest) -> tuple[np.ndarray, n
     torso = {_INDEX[n] for n in TORSO_JOINTS}
     calibrated = np.array([int(c) in torso and int(a) in torso and _is_ancestor(int(a), int(c))
                            for c, a in bones], dtype=bool)
-    vm = ref[bones[:, 0]] - ref[bones[:, 1]]
+    vm = ref[..., bones[:, 0], :] - ref[..., bones[:, 1], :]
     vs = rest[bones[:, 0]] - rest[bones[:, 1]]
     lm = np.linalg.norm(vm, axis=-1, keepdims=True)
     um = vm / np.maximum(lm, 1e-12)
-    us = vs / np.maximum(np.linalg.norm(vs, axis=-1, keepdims=True), 1e-12)
-    rot = _swing(um, us)
-    rot[lm[:, 0] < _MIN_BONE_M] = np.eye(3)
-    rot[~calibrated] = np.eye(3)
+    us = np.broadcast_to(vs / np.maximum(np.linalg.norm(vs, axis=-1, keepdims=True), 1e-12),
+                         um.shape)
+    rot = _swing(um.reshape(-1, 3), us.reshape(-1, 3)).reshape(um.shape + (3,))
+    rot[lm[..., 0] < _MIN_BONE_M] = np.eye(3)
+    rot[..., ~calibrated, :, :] = np.eye(3)
     return calibrated, rot
 
 
@@ -323,24 +325,24 @@ def _target_directions(target, bones, segment_rotations, reference_joints, rest)
     valid = lt >= _MIN_BONE_M
     if segment_rotations is None or reference_joints is None:
         return ut, valid, np.zeros(len(bones), dtype=bool)
-    calibrated, rot = torso_bone_calibration(bones, reference_joints, rest)
+    ref = np.asarray(reference_joints, dtype=np.float64)
+    if ref.ndim == 2:
+        ref = ref[None]
+    calibrated, rot = torso_bone_calibration(bones, ref, rest)  # rot (T or 1, K, 3, 3)
     rest_np = np.asarray(rest, dtype=np.float64)
     vs = rest_np[bones[:, 0]] - rest_np[bones[:, 1]]
     us = vs / np.maximum(np.linalg.norm(vs, axis=-1, keepdims=True), 1e-12)
-    ref = np.asarray(reference_joints, dtype=np.float64)
-    ref_short = np.linalg.norm(ref[bones[:, 0]] - ref[bones[:, 1]], axis=-1) < _MIN_BONE_M
+    ref_short = np.linalg.norm(ref[:, bones[:, 0]] - ref[:, bones[:, 1]], axis=-1) < _MIN_BONE_M
+    ref_short = np.broadcast_to(ref_short, ut.shape[:2])
     q = np.asarray(segment_rotations, dtype=np.float64)[:, bones[:, 0]]  # (T, K, 3, 3)
     local = np.einsum("tkji,tkj->tki", q, ut)  # Q^T u
-    fixed = np.einsum("tkij,tkj->tki", q, np.einsum("kij,tkj->tki", rot, local))
+    fixed = np.einsum("tkij,tkj->tki", q, np.einsum("tkij,tkj->tki", rot, local))
     carried = np.einsum("tkij,kj->tki", q, us)  # the body's rest direction carried by Q
-    out = ut.copy()
-    use = calibrated & ~ref_short
-    out[:, use] = fixed[:, use]
-    short = calibrated & ref_short
-    out[:, short] = carried[:, short]
-    valid = valid.copy()
-    valid[:, short] = True
-    return out, valid, calibrated
+    use = calibrated[None] & ~ref_short
+    short = calibrated[None] & ref_short
+    out = np.where(use[..., None], fixed, ut)
+    out = np.where(short[..., None], carried, out)
+    return out, valid | short, calibrated
 
 
 def _kabsch_dirs(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -474,8 +476,9 @@ def retarget(
             docstring).  ``segment_rotations`` (T, 24, 3, 3): global rotation of the
             mocap segment *ending* at each SMPL joint (the one that carries the bone
             from its parent), relative to the pose in which the mocap joints are
-            ``reference_joints`` (24, 3) -- for BVH the rest pose, where all rotations
-            are identity (:func:`segment_rotations`).  A torso-internal bone ending at
+            ``reference_joints`` (24, 3), or (T, 24, 3) per frame (frames of several
+            clips in one call) -- for BVH the rest pose, where all rotations are
+            identity (:func:`segment_rotations`).  A torso-internal bone ending at
             joint ``c`` then gets the target ``Q_c C_b Q_c^T u``.  Without them raw
             directions are used.
         rest: (24, 3) rest joints to use instead of ``rest_joints(body)``.
@@ -490,6 +493,10 @@ def retarget(
     if segment_rotations is not None and np.shape(segment_rotations) != target.shape + (3,):
         raise ValueError(f"segment_rotations must have shape {target.shape + (3,)}, "
                          f"got {np.shape(segment_rotations)}")
+    if reference_joints is not None and np.shape(reference_joints) not in (
+            (NUM_JOINTS, 3), target.shape):
+        raise ValueError(f"reference_joints must have shape (24, 3) or {target.shape}, "
+                         f"got {np.shape(reference_joints)}")
     mask = np.asarray(mask, dtype=bool).reshape(-1)
     weights = np.where(mask, np.asarray(weights, dtype=np.float64).reshape(-1), 0.0)
     bones, bone_w = retarget_bones(mask, weights)
