@@ -6,25 +6,32 @@
   :class:`~eft.data.exemplar.Exemplar` s.
 * :func:`rejudge` / :func:`apply_rules` - re-apply other acceptance rules to fits.
 
-Note: ``eft.fitting.fit`` is the function :func:`fit`; the module defining
-:class:`Fit` and :class:`FitQuality` is still importable as ``eft.fitting.fit``
-(``from eft.fitting.fit import Fit``).
+* :func:`smplify` / :class:`SmplifyConfig` - the batched SMPLify-style baseline.
+* :class:`GMMPosePrior` / :func:`load_default_pose_prior` - pose prior fitted on the bank.
+
+Records (:class:`Fit`, :class:`FitQuality`) live in :mod:`eft.fitting.records`.
 """
 
 from . import config as _config
 from . import eft as _eft
-from . import fit as _fit
 from . import losses as _losses
+from . import pose_prior as _pose_prior
 from . import quality as _quality
+from . import records as _records
+from . import smplify as _smplify
 from .config import *  # noqa: F403
 from .eft import *  # noqa: F403
-from .fit import *  # noqa: F403
 from .losses import *  # noqa: F403
+from .pose_prior import *  # noqa: F403
 from .quality import *  # noqa: F403
+from .records import *  # noqa: F403
+from .smplify import *  # noqa: F403
 
 __all__ = [
     *_config.__all__,
-    *_fit.__all__,
+    *_records.__all__,
+    *_pose_prior.__all__,
+    *_smplify.__all__,
     *_losses.__all__,
     *_quality.__all__,
     *_eft.__all__,

@@ -63,9 +63,9 @@ from eft.models.keypoint_regressor import KeypointRegressor
 from eft.models.output import RegressorOutput
 
 from .config import EFTConfig
-from .fit import Fit
 from .losses import count_valid_gt, eft_loss, project, sanitize_keypoints
 from .quality import PosePrior, assess, pose_nll
+from .records import Fit
 
 __all__ = [
     "ModelSplit",

@@ -3,7 +3,7 @@
 Everything is computed from the outputs of the forward pass whose parameters were kept
 (the stopping step).  :func:`quality_flags` is the single place where the
 :class:`~eft.fitting.config.QualityRules` are applied; :func:`apply_rules` re-judges an
-existing :class:`~eft.fitting.fit.FitQuality` under other rules without refitting.
+existing :class:`~eft.fitting.records.FitQuality` under other rules without refitting.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from torch import Tensor
 from eft.geometry.cameras import crop_norm_to_image
 
 from .config import QualityRules
-from .fit import Fit, FitQuality
 from .losses import NUM_OPENPOSE
+from .records import Fit, FitQuality
 
 __all__ = [
     "PosePrior",
