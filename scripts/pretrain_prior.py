@@ -20,6 +20,7 @@ import torch
 
 from eft.body import BodyModel
 from eft.data.pose_bank import load_pose_bank
+from eft.data.synthetic import SyntheticSet
 from eft.models import KeypointRegressor, save_regressor
 from eft.models.ief import default_mean_params, mean_params_from_poses
 from eft.train.prior import (
@@ -46,7 +47,10 @@ def main() -> None:
     ap.add_argument("--val-size", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=PriorTrainConfig.eval_every)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 is fastest for this small model on a shared CPU)")
+    ap.add_argument("--data-cache", default=None,
+                    help="folder to keep the generated synthetic sets in, for re-runs")
     ap.add_argument("--width", type=int, default=256, help="encoder and IEF width")
     ap.add_argument("--no-card", action="store_true")
     args = ap.parse_args()
@@ -57,8 +61,10 @@ def main() -> None:
     bank = load_pose_bank()
     train_poses, val_poses = bank.train().poses, bank.val().poses
     print(f"pose bank: {len(train_poses)} train / {len(val_poses)} val poses")
-    train = make_prior_set(train_poses, args.train_size, args.seed, body, progress=True)
-    val = make_prior_set(val_poses, args.val_size, PRIOR_VAL_SEED, body, progress=True)
+    train = _cached(args.data_cache, f"train_{args.train_size}_{args.seed}",
+                    lambda: make_prior_set(train_poses, args.train_size, args.seed, body, True))
+    val = _cached(args.data_cache, f"val_{args.val_size}_{PRIOR_VAL_SEED}",
+                  lambda: make_prior_set(val_poses, args.val_size, PRIOR_VAL_SEED, body, True))
     t_data = time.perf_counter() - t0
     train_t, val_t = TensorSet.from_synthetic(train), TensorSet.from_synthetic(val)
 
@@ -89,12 +95,26 @@ def main() -> None:
         "seconds_data": round(t_data, 1), "val": final, "val_mean_pose": floor,
         "body_model": body.name, "body_model_sha256": body.content_hash,
         "torch": str(torch.__version__), "machine": platform.machine(),
+        "threads": args.threads,
     }
     out = save_regressor(model, args.out, **meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {t_total / 60:.1f} min")
     (out.parent / "prior_train_log.json").write_text(json.dumps(log, indent=1))
     if not args.no_card:
         write_card(out.parent / "PRIOR_CARD.md", meta, log, model)
+
+
+def _cached(folder: str | None, name: str, make) -> SyntheticSet:
+    """``make()``, or its copy saved under ``folder`` by an earlier run."""
+    if folder is None:
+        return make()
+    path = Path(folder) / f"{name}.npz"
+    if path.is_file():
+        return SyntheticSet.load(path)
+    data = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.save(path)
+    return data
 
 
 def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor) -> None:
@@ -122,7 +142,7 @@ Body model: `{meta['body_model']}` (sha256 `{meta['body_model_sha256'][:16]}…`
   keypoints x{cfg['w_kp3d']}, 2D keypoints x{cfg['w_kp2d']}, exp(-10 s)^2 x{cfg['w_cam']}.
 - AdamW lr {cfg['lr']} (cosine to {cfg['lr_final_fraction']} of it), batch {cfg['batch_size']},
   {cfg['steps']:,} steps, seed {cfg['seed']}; {meta['seconds_total'] / 60:.1f} min in all
-  ({meta['seconds_data']:.0f} s generating data) on a {meta['machine']} CPU, 2 threads,
+  ({meta['seconds_data']:.0f} s generating data) on a {meta['machine']} CPU, {meta['threads']} torch thread(s),
   torch {meta['torch']}.
 - Rebuild: `python scripts/pretrain_prior.py`.
 

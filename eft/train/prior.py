@@ -172,7 +172,8 @@ def train_prior(
         loss.backward()
         opt.step()
         sched.step()
-        running = 0.98 * running + 0.02 * float(loss) if step > 1 else float(loss)
+        value = float(loss.detach())
+        running = 0.98 * running + 0.02 * value if step > 1 else value
         bar.set_postfix(loss=f"{running:.4f}")
         if on_eval is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
             entry = {"step": step, "seconds": time.perf_counter() - start, "loss": running,
