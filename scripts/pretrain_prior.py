@@ -142,8 +142,8 @@ Body model: `{meta['body_model']}` (sha256 `{meta['body_model_sha256'][:16]}…`
   keypoints x{cfg['w_kp3d']}, 2D keypoints x{cfg['w_kp2d']}, exp(-10 s)^2 x{cfg['w_cam']}.
 - AdamW lr {cfg['lr']} (cosine to {cfg['lr_final_fraction']} of it), batch {cfg['batch_size']},
   {cfg['steps']:,} steps, seed {cfg['seed']}; {meta['seconds_total'] / 60:.1f} min in all
-  ({meta['seconds_data']:.0f} s generating data) on a {meta['machine']} CPU, {meta['threads']} torch thread(s),
-  torch {meta['torch']}.
+  ({meta['seconds_data']:.0f} s generating data) on a {meta['machine']} CPU,
+  {meta['threads']} torch thread(s), torch {meta['torch']}.
 - Rebuild: `python scripts/pretrain_prior.py`.
 
 ## Validation
