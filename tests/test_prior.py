@@ -29,15 +29,17 @@ def body():
 def test_training_reduces_loss_and_error(body):
     g = torch.Generator().manual_seed(0)
     poses = (torch.randn(64, 72, generator=g) * 0.3).numpy()
-    data = TensorSet.from_synthetic(generate(poses, 512, 0, body=body))
-    model = KeypointRegressor()
-    log = train_prior(model, body, data, PriorTrainConfig(steps=150, eval_every=50, batch_size=64),
-                      on_eval=lambda step, m: evaluate_prior(m, body, data), progress=False)
-    assert [e["step"] for e in log] == [50, 100, 150]
+    data = TensorSet.from_synthetic(generate(poses, 256, 0, body=body))
+    torch.manual_seed(0)
+    model = KeypointRegressor(width=256, hidden=256)
+    cfg = PriorTrainConfig(steps=300, eval_every=100, batch_size=64, lr=1e-3)
+    log = train_prior(model, body, data, cfg, progress=False,
+                      on_eval=lambda step, m: evaluate_prior(m, body, data))
+    assert [e["step"] for e in log] == [100, 200, 300]
     assert log[-1]["loss"] < 0.6 * log[0]["loss"]
-    # the 3D error falls as training goes on (it first rises from the mean-pose start)
-    assert log[-1]["pa_mpjpe_mm"] < 0.92 * log[0]["pa_mpjpe_mm"]
-    assert log[-1]["mpjpe_mm"] < 0.92 * log[0]["mpjpe_mm"]
+    # it fits (overfits) the small training set: the 3D error keeps falling
+    assert log[-1]["pa_mpjpe_mm"] < 0.85 * log[0]["pa_mpjpe_mm"]
+    assert log[-1]["mpjpe_mm"] < 0.85 * log[0]["mpjpe_mm"]
 
 
 @pytest.mark.skipif(not default_prior_path().is_file(), reason="no shipped prior yet")
