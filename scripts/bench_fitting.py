@@ -27,18 +27,9 @@ from eft.data.pose_bank import load_pose_bank
 from eft.fitting import EFTConfig, fit, fit_batched, fit_sequential, smplify
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import load_regressor
-from eft.train.prior import PRIOR_VAL_SEED, evaluate_bodies, make_prior_set
+from eft.train.prior import PRIOR_VAL_SEED, crop_inputs, evaluate_bodies, make_prior_set
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def crop_targets(s) -> torch.Tensor:
-    """Synthetic set -> (n,49,3) crop-normalised keypoints with confidence."""
-    kp = torch.as_tensor(s.keypoints, dtype=torch.float32)
-    c = torch.as_tensor(s.center, dtype=torch.float32)[:, None]
-    sc = torch.as_tensor(s.scale, dtype=torch.float32)[:, None, None]
-    xy = (kp[..., :2] - c) / (100.0 * sc)
-    return torch.cat([xy * (kp[..., 2:] > 0), kp[..., 2:]], -1)
 
 
 def summarise(body, fits, gt_rot, gt_betas) -> dict:
@@ -83,8 +74,9 @@ def main() -> None:
     body = BodyModel.load()
     model = load_regressor("default")
     data = make_prior_set(load_pose_bank().val().poses, args.n, PRIOR_VAL_SEED + 1, body)
-    targets = crop_targets(data)
     centers, scales = torch.as_tensor(data.center), torch.as_tensor(data.scale)
+    targets = crop_inputs(torch.as_tensor(data.keypoints, dtype=torch.float32),
+                          centers.float(), scales.float())
     ids = [str(i) for i in data.ids]
     gt_rot = torch.as_tensor(data.pose, dtype=torch.float32).reshape(-1, 24, 3)
     gt_rot, gt_betas = axis_angle_to_rotmat(gt_rot), torch.as_tensor(data.betas).float()

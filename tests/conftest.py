@@ -26,3 +26,22 @@ def shared_data() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module on one torch thread (small models; the CI machine has 2 shared cores)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def body():
+    """The embedded open body model, loaded once."""
+    from eft.body import BodyModel
+
+    return BodyModel.load()

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from eft.body import BodyModel
 from eft.body.fast import KeypointLBS
 from eft.data.synthetic import SyntheticConfig, generate
 from eft.errors import EftError
@@ -45,17 +44,7 @@ N = 8
 ATOL = 1e-5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def body() -> BodyModel:
-    return BodyModel.load()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

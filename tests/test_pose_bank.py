@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 
-from eft.body import BodyModel
 from eft.body.joints import SMPL24_NAMES, flip_smpl_pose
 from eft.data.bvh import forward_kinematics, read_bvh
 from eft.data.pose_bank import (
@@ -62,11 +61,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def body():
-    return BodyModel.load()
 
 
 @pytest.fixture(scope="module")

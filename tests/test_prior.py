@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eft.body import BodyModel
 from eft.data.pose_bank import load_pose_bank
 from eft.data.synthetic import generate
 from eft.models import KeypointRegressor, load_regressor
@@ -19,11 +18,6 @@ from eft.train.prior import (
     make_prior_set,
     train_prior,
 )
-
-
-@pytest.fixture(scope="module")
-def body():
-    return BodyModel.load()
 
 
 def test_training_reduces_loss_and_error(body):

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from eft.body import BodyModel
 from eft.body.fast import KeypointLBS
 from eft.body.joints import SMPL24_NAMES
 from eft.data.pose_bank import ACKNOWLEDGEMENT, load_pose_bank
@@ -47,17 +46,7 @@ ATOL = 1e-4
 RULES = QualityRules(max_initial_loss_2d=math.inf)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def body() -> BodyModel:
-    return BodyModel.load()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
