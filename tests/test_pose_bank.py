@@ -53,14 +53,9 @@ REAL_CLIPS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Retargeting runs many small batches: one torch thread is as fast on an idle
-    machine and far faster on a busy one (no threads spinning on a taken core)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# Retargeting runs many small batches: one torch thread is as fast on an idle machine and
+# far faster on a busy one (no threads spinning on a taken core).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
