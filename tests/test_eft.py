@@ -475,3 +475,23 @@ def test_vertices_and_fit_dataclass(body, data):
     np.testing.assert_allclose(out.keypoints[0].numpy(), f.keypoints3d, atol=1e-4)
     with pytest.raises(dataclasses.FrozenInstanceError):
         f.quality.accepted = True  # type: ignore[misc]
+
+
+def test_fit_scores_pose_nll_with_the_shipped_prior(body):
+    """``fit`` fills ``pose_nll`` from the bank's GMM unless told otherwise."""
+    from eft.data.pose_bank import load_pose_bank
+    from eft.fitting import fit, load_default_pose_prior
+    from eft.train.prior import crop_inputs
+
+    data = generate(load_pose_bank().val().poses, 4, 0, body=body)
+    targets = crop_inputs(torch.as_tensor(data.keypoints).float(),
+                          torch.as_tensor(data.center).float(), torch.as_tensor(data.scale).float())
+    torch.manual_seed(0)
+    model = KeypointRegressor(width=64, hidden=64)
+    cfg = EFTConfig(max_iters=2)
+    fits = fit(model, body, targets, targets, cfg, progress=False)
+    prior = load_default_pose_prior()
+    expected = prior(torch.as_tensor(np.stack([f.rotmat for f in fits])))
+    np.testing.assert_allclose([f.quality.pose_nll for f in fits], expected.numpy(), rtol=1e-4)
+    off = fit(model, body, targets, targets, cfg, progress=False, pose_prior=None)
+    assert all(math.isnan(f.quality.pose_nll) for f in off)

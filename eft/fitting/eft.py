@@ -681,7 +681,12 @@ def fit(
     """EFT for B exemplars: ``mode="batched"`` (:func:`fit_batched`) or
     ``"sequential"`` (:func:`fit_sequential`, EFT's loop); ``kwargs`` as theirs
     (``exemplar_ids``, ``centers``, ``scales``, ``pose_prior``, ``with_vertices``,
-    ``keep_params``)."""
+    ``keep_params``).  Unless ``pose_prior`` is given (``None`` turns it off), every fit's
+    ``quality.pose_nll`` is scored by the shipped Gaussian-mixture prior of the pose bank."""
+    if "pose_prior" not in kwargs:
+        from .pose_prior import load_default_pose_prior
+
+        kwargs["pose_prior"] = load_default_pose_prior()
     if mode == "batched":
         return fit_batched(model, body, inputs, targets, config, batch_size,
                            progress=progress, **kwargs)
