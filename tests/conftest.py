@@ -45,3 +45,14 @@ def body():
     from eft.body import BodyModel
 
     return BodyModel.load()
+
+
+# CI runs hypothesis derandomised, so a red build always reproduces; locally it explores.
+try:
+    from hypothesis import settings as _hyp_settings
+
+    _hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
+    if os.environ.get("CI", "").lower() == "true":
+        _hyp_settings.load_profile("ci")
+except ImportError:  # pragma: no cover - hypothesis is a dev dependency
+    pass

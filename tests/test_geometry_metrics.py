@@ -103,7 +103,9 @@ def test_procrustes_reflection_gives_proper_rotation(seed, n, scale):
     torch.testing.assert_close(rot.T @ rot, torch.eye(3, dtype=F64))
     aligned = G.procrustes_align(pred, gt)
     assert _sse(aligned, gt) <= _sse(pred, gt) + 1e-12
-    assert G.pa_mpjpe(pred, gt) > 1e-3  # a reflection cannot be matched by a rotation
+    sv = torch.linalg.svdvals(pred - pred.mean(0))
+    if sv[-1] > 0.2 * sv[0]:  # a nearly planar set *can* be mirrored by a rotation
+        assert G.pa_mpjpe(pred, gt) > 1e-3  # a reflection cannot be matched by a rotation
     _assert_locally_optimal(pred, gt, gen)
 
 
