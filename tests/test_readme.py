@@ -1,0 +1,29 @@
+"""The README's Python API example runs and means what it says."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_python_api_example_runs():
+    text = README.read_text()
+    section = text[text.index("## Python API"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102 - our own documentation
+    out = scope["out"]
+    assert tuple(out.keypoints.shape) == (1, 49, 3)
+    assert bool(out.keypoint_valid.all())
+    # "lower the left arm": the left wrist ends below the left shoulder
+    j = out.joints[0]
+    assert j[20, 1] < j[16, 1] - 0.1
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "<!-- test-command -->" in ci
+    block = README.read_text().split("<!-- test-command -->", 1)[1]
+    assert "pytest" in block.split("```")[1]
