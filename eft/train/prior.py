@@ -22,7 +22,11 @@ from eft.body.fast import KeypointLBS
 from eft.body.joints import H36M_TO_J14
 from eft.body.model import BodyModel
 from eft.data.synthetic import SyntheticConfig, SyntheticSet, generate
-from eft.geometry.cameras import weak_perspective_project
+from eft.geometry.cameras import (
+    image_to_crop_norm,
+    perspective_project,
+    weak_perspective_project,
+)
 from eft.geometry.metrics import mpjpe, pa_mpjpe
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models.keypoint_regressor import KeypointRegressor
@@ -82,9 +86,9 @@ class TensorSet:
     @classmethod
     def from_synthetic(cls, s: SyntheticSet) -> TensorSet:
         kp3d_cam = torch.as_tensor(s.keypoints3d, dtype=torch.float64)
-        focal = torch.as_tensor(s.focal, dtype=torch.float64)[:, None, None]
-        pp = torch.as_tensor(s.principal_point, dtype=torch.float64)[:, None]
-        clean = focal * kp3d_cam[..., :2] / kp3d_cam[..., 2:3] + pp
+        clean = perspective_project(
+            kp3d_cam, kp3d_cam.new_zeros(len(s), 3), torch.as_tensor(s.focal, dtype=torch.float64),
+            torch.as_tensor(s.principal_point, dtype=torch.float64))
         pelvis = torch.as_tensor(s.joints3d[:, :1], dtype=torch.float64)
         return cls(
             kp_px=torch.as_tensor(s.keypoints, dtype=torch.float32),
@@ -103,7 +107,7 @@ class TensorSet:
 
 def crop_inputs(kp_px: Tensor, center: Tensor, scale: Tensor) -> Tensor:
     """(n,49,3) image px + conf -> crop-normalised [-1,1] + conf (missing stay 0)."""
-    xy = (kp_px[..., :2] - center[:, None]) / (100.0 * scale[:, None, None])
+    xy = image_to_crop_norm(kp_px[..., :2], center, scale)
     conf = kp_px[..., 2:3]
     return torch.cat([xy * (conf > 0), conf], dim=-1)
 
@@ -118,7 +122,7 @@ def _augment(data: TensorSet, idx: Tensor, cfg: PriorTrainConfig, g: torch.Gener
     drop = torch.rand(n, 49, generator=g) < cfg.extra_dropout
     inputs[..., :2] += torch.randn(n, 49, 2, generator=g) * cfg.kp_jitter
     inputs = inputs * (~drop & (inputs[..., 2] > 0))[..., None]
-    target2d = (data.clean_px[idx] - center[:, None]) / (100.0 * scale[:, None, None])
+    target2d = image_to_crop_norm(data.clean_px[idx], center, scale)
     return inputs, target2d
 
 
