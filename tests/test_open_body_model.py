@@ -11,7 +11,13 @@ import torch
 from smplx.utils import Struct
 
 from eft.body import BodyModel, default_model_path
-from eft.body.joints import COCO23_NAMES, SMPL24_NAMES, SPIN49_INDEX, flip_smpl_pose
+from eft.body.joints import (
+    COCO23_NAMES,
+    SMPL24_FLIP_PERM,
+    SMPL24_NAMES,
+    SPIN49_INDEX,
+    flip_smpl_pose,
+)
 from eft.body.poses import canonical_poses
 
 J = {n: i for i, n in enumerate(SMPL24_NAMES)}
@@ -122,8 +128,7 @@ def test_pose_flip_mirrors_the_body(body):
         a = body(pose).joints
         b = body(flip_smpl_pose(pose.reshape(4, 72)).reshape(4, 24, 3)).joints
         rest = body(torch.zeros(1, 24, 3)).joints
-    perm = [SMPL24_NAMES.index(n.replace("left_", "#").replace("right_", "left_")
-                               .replace("#", "right_")) for n in SMPL24_NAMES]
+    perm = list(SMPL24_FLIP_PERM)
     mirrored = b[:, perm] * torch.tensor([-1.0, 1.0, 1.0])
     rest_mirrored = rest[:, perm] * torch.tensor([-1.0, 1.0, 1.0])
     asym = float((rest - rest_mirrored).norm(dim=-1).max())

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eft.body.joints import SMPL24_NAMES, SMPL24_PARENTS
+from eft.body.joints import SMPL24_FLIP_PERM, SMPL24_NAMES, SMPL24_PARENTS
 from eft.body.model import BodyModel, BodyOutput
 from eft.body.poses import canonical_poses
 
@@ -41,16 +41,6 @@ class CheckReport:
     missing: list[str]
 
 
-def _mirror_index(names: tuple[str, ...]) -> list[int]:
-    def swap(n: str) -> str:
-        if n.startswith("left_"):
-            return "right_" + n[5:]
-        if n.startswith("right_"):
-            return "left_" + n[6:]
-        return n
-    return [names.index(swap(n)) for n in names]
-
-
 def pose_all(model: BodyModel) -> tuple[list[str], BodyOutput]:
     """Run every canonical pose in one batch (mean shape)."""
     poses = canonical_poses()
@@ -65,7 +55,7 @@ def measure(model: BodyModel, names: list[str], out: BodyOutput) -> CheckReport:
     parents = np.array(SMPL24_PARENTS)
     bone = np.zeros(24)
     bone[1:] = np.linalg.norm(joints[1:] - joints[parents[1:]], axis=1) * 1000.0
-    mirrored = joints[_mirror_index(SMPL24_NAMES)] * np.array([-1.0, 1.0, 1.0])
+    mirrored = joints[list(SMPL24_FLIP_PERM)] * np.array([-1.0, 1.0, 1.0])
     mirror = np.linalg.norm(joints - mirrored, axis=1) * 1000.0
     j = {n: joints[i] for i, n in enumerate(SMPL24_NAMES)}
     anatomy = bool(
