@@ -1,12 +1,16 @@
 """The ``eft`` command.
 
-Sub-commands register themselves in ``_build_parser``; each handler returns an
-exit code.  Errors the user can fix are printed as one line, without a traceback.
+Each command group lives next to its code, in a module with a
+``register(subparsers)`` function listed in :data:`COMMAND_MODULES`; handlers return an
+exit code and import their heavy dependencies lazily, so ``eft --help`` stays fast.
+Errors the user can fix (:class:`~eft.errors.EftError`) are printed as one line,
+without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
@@ -34,6 +38,10 @@ def _body_import_smpl(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eft",
@@ -58,6 +66,9 @@ def _build_parser() -> argparse.ArgumentParser:
     imp.add_argument("src", help="SMPL_NEUTRAL/MALE/FEMALE .pkl (or .npz to validate)")
     imp.add_argument("-o", "--output", required=True, help="output .npz")
     imp.set_defaults(func=_body_import_smpl)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

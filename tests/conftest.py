@@ -47,6 +47,27 @@ def body():
     return BodyModel.load()
 
 
+@pytest.fixture(scope="session")
+def coco_fits(shared_data, body):
+    """``(exemplars, fits)``: the COCO sample's people fitted by EFT with the default
+    prior (keypoint regressor), fits with vertices; computed once per session."""
+    import torch
+
+    from eft.data.readers import read_coco
+    from eft.fitting import fit_exemplars
+    from eft.models import load_regressor
+
+    exemplars = read_coco(shared_data / "coco_sample" / "test_coco.json").exemplars
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = load_regressor("default")
+        fits = fit_exemplars(exemplars, model, body, with_vertices=True, progress=False)
+    finally:
+        torch.set_num_threads(old)
+    return exemplars, fits
+
+
 # CI runs hypothesis derandomised, so a red build always reproduces; locally it explores.
 try:
     from hypothesis import settings as _hyp_settings

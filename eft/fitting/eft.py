@@ -75,6 +75,7 @@ __all__ = [
     "fit_sequential",
     "fit_batched",
     "fit",
+    "fit_exemplars",
 ]
 
 _IEF_HEAD = ("fc1", "fc2", "decpose", "decshape", "deccam")
@@ -694,3 +695,21 @@ def fit(
         return fit_sequential(model, body, inputs, targets, config, progress=progress,
                               **kwargs)
     raise ValueError(f"mode must be 'batched' or 'sequential', got {mode!r}")
+
+
+def fit_exemplars(
+    exemplars: Sequence[Exemplar],
+    model: nn.Module,
+    body: BodyModel | KeypointLBS,
+    config: EFTConfig | None = None,
+    inputs: Tensor | None = None,
+    **kwargs,
+) -> list[Fit]:
+    """EFT for dataset exemplars: :func:`exemplar_batch` then :func:`fit`, with the
+    exemplars' ids, crops (``center``, ``scale``) and keypoints.  ``inputs`` are the
+    image crops for an image regressor (B, 3, 224, 224); a
+    :class:`~eft.models.KeypointRegressor` reads the keypoints and needs none.
+    ``kwargs`` go to :func:`fit` (``mode``, ``batch_size``, ``progress``, ...)."""
+    targets, centers, scales, ids = exemplar_batch(exemplars)
+    return fit(model, body, inputs, targets, config, exemplar_ids=ids, centers=centers,
+               scales=scales, **kwargs)

@@ -1,0 +1,118 @@
+"""COCO ``person_keypoints`` files (and files in the same layout: CrowdPose), through
+pycocotools.
+
+One exemplar per annotated person, id ``"<dataset>/<annotation id>"``.  Crop: SPIN's,
+from the annotation's ``bbox`` (``scale = 1.2 * max(w, h) / 200``).  COCO visibility
+``v in {0, 1, 2}`` becomes confidence 1 for ``v > 0`` (SPIN), or is kept with
+``binarize=False``.  Skipped, with a reason: ``iscrowd`` groups, people with no
+keypoints (``no_keypoints``), fewer GT keypoints than ``min_keypoints``
+(``too_few_keypoints``, EFT's ">= 6") and boxes of zero size (``bad_bbox``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from eft.body import joints as J
+from eft.data.exemplar import Exemplar
+
+from .base import ReaderError, ReadResult, Skipped, box_center_scale, count_gt_keypoints
+
+__all__ = ["read_coco"]
+
+_FORMAT_BY_COUNT = {17: "coco17", 14: "crowdpose14"}
+
+
+def _load(path: Path):
+    from pycocotools.coco import COCO
+
+    if not path.is_file():
+        raise ReaderError(f"{path}: no such annotation file")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints timings
+            return COCO(str(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReaderError(f"{path}: not a valid JSON file ({exc})") from None
+    except (KeyError, TypeError, AssertionError) as exc:
+        raise ReaderError(f"{path}: not a COCO annotation file ({exc!r})") from None
+
+
+def read_coco(
+    path: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    *,
+    dataset: str = "coco",
+    keypoint_format: str | None = None,
+    min_keypoints: int = 6,
+    binarize: bool = True,
+    rescale: float = 1.2,
+) -> ReadResult:
+    """Read a COCO-layout keypoint file.
+
+    Args:
+        path: the ``person_keypoints_*.json`` (or CrowdPose) file.
+        image_root: folder of the images (``image_path = image_root / file_name``);
+            default: the JSON's folder.
+        dataset: id prefix and provenance name.
+        keypoint_format: ``"coco17"`` / ``"crowdpose14"`` / any
+            :data:`eft.body.joints.KEYPOINT_FORMATS` name; default from the number of
+            keypoints in the person category.
+        min_keypoints: fewest annotated GT keypoints (SPIN-49 slots 25..48) to keep.
+        binarize: COCO visibility -> confidence 1 where ``v > 0``.
+        rescale: crop side / longer box side.
+    """
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else path.parent
+    coco = _load(path)
+    cats = coco.loadCats(coco.getCatIds())
+    cat = next((c for c in cats if c.get("keypoints")), None)
+    if cat is None:
+        raise ReaderError(f"{path}: no category with keypoints (not a person_keypoints file)")
+    fmt = keypoint_format or _FORMAT_BY_COUNT.get(len(cat["keypoints"]))
+    if fmt is None:
+        raise ReaderError(f"{path}: {len(cat['keypoints'])} keypoints per person; "
+                          "pass keypoint_format")
+    nk = J.get_format(fmt).num_joints
+    out = ReadResult()
+    for ann_id in sorted(coco.getAnnIds(catIds=[cat["id"]], iscrowd=None)):
+        ann = coco.anns[ann_id]
+        eid = f"{dataset}/{ann_id}"
+        if ann.get("iscrowd", 0):
+            out.skipped.append(Skipped(eid, "iscrowd"))
+            continue
+        raw = np.asarray(ann.get("keypoints") or [], dtype=np.float64)
+        if raw.size != 3 * nk:
+            out.skipped.append(Skipped(eid, "bad_annotation",
+                                       f"{raw.size} keypoint values, expected {3 * nk}"))
+            continue
+        kps49 = J.to_spin49(raw.reshape(nk, 3), fmt, binarize_visibility=binarize)
+        n = count_gt_keypoints(kps49)
+        if n == 0:
+            out.skipped.append(Skipped(eid, "no_keypoints"))
+            continue
+        if n < min_keypoints:
+            out.skipped.append(Skipped(eid, "too_few_keypoints", f"{n} < {min_keypoints}"))
+            continue
+        x, y, w, h = (float(v) for v in ann.get("bbox", (0, 0, 0, 0)))
+        if not (w > 0 and h > 0):
+            out.skipped.append(Skipped(eid, "bad_bbox", f"bbox {ann.get('bbox')}"))
+            continue
+        center, scale = box_center_scale(x, y, w, h, rescale)
+        img = coco.imgs.get(ann["image_id"], {})
+        name = img.get("file_name")
+        size = (int(img["width"]), int(img["height"])) if "width" in img else None
+        out.exemplars.append(Exemplar(
+            id=eid,
+            image_path=str(root / name) if name else None,
+            center=center, scale=scale, keypoints=kps49.astype(np.float64),
+            source=fmt, image_size=size,
+            meta={"annotId": int(ann_id), "imageId": int(ann["image_id"]),
+                  "imageName": name, "dataset": dataset},
+        ))
+    return out
