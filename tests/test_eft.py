@@ -202,7 +202,7 @@ def test_batch_of_one_and_uneven_chunks(body, data, sequential_fits):
                       **kwargs(data, [2]))
     assert_same(sequential_fits[2], one[0])
     chunks = fit(make_kr(), body, None, data["targets"], CFG, batch_size=3, progress=False,
-                 **kwargs(data))
+                 pose_prior=None, **kwargs(data))
     for a, b in zip(sequential_fits, chunks, strict=True):
         assert_same(a, b)
 
@@ -420,13 +420,31 @@ def test_quality_flags_rules():
     assert quality_flags(rules, **{**ok, "n_valid_keypoints": 5}) == ("too_few_keypoints",)
     assert "non_finite" in quality_flags(rules, **{**ok, "loss_2d_final": math.nan})
     assert quality_flags(rules, **ok, pose_nll=100.0) == ()
+    assert quality_flags(rules, **ok, pose_nll=rules.max_pose_nll + 1) == ("implausible_pose",)
     assert quality_flags(rules.replace(max_pose_nll=50.0), **ok, pose_nll=100.0) == (
         "implausible_pose",)
+    assert quality_flags(rules.replace(max_pose_nll=None), **ok, pose_nll=1e9) == ()
     assert quality_flags(QualityRules.strict(), **ok) == ("not_converged", "extreme_shape")
     assert set(quality_flags(rules, **ok, finite=False, skipped=True)) == {
         "non_finite", "skipped"}
     assert set(FLAGS) >= {"not_converged", "extreme_shape", "implausible_pose",
                           "too_few_keypoints", "high_initial_loss", "non_finite", "skipped"}
+
+
+def test_default_pose_nll_threshold_separates_real_from_broken_poses():
+    """The default ``max_pose_nll`` passes real poses of the unseen val clips and flags
+    poses with joints twisted far beyond their range."""
+    from eft.data.pose_bank import load_pose_bank
+    from eft.fitting import DEFAULT_MAX_POSE_NLL, load_default_pose_prior
+
+    prior = load_default_pose_prior()
+    assert QualityRules().max_pose_nll == DEFAULT_MAX_POSE_NLL
+    poses = torch.tensor(np.asarray(load_pose_bank().val().poses[::50]), dtype=torch.float64)
+    nll = prior.nll(poses)
+    assert float((nll > DEFAULT_MAX_POSE_NLL).float().mean()) < 0.001
+    broken = poses.clone().reshape(len(poses), 24, 3)
+    broken[:, [4, 5, 18, 19]] = torch.tensor([2.5, 0.0, 0.0], dtype=torch.float64)  # knees, elbows
+    assert bool((prior.nll(broken.reshape(len(poses), 72)) > DEFAULT_MAX_POSE_NLL).all())
 
 
 def test_quality_flags_on_fits(body, data):
