@@ -56,3 +56,14 @@ def test_eft_lowers_reprojection_on_coco(coco_fits):
     for f in fits:
         assert f.quality.loss_2d_final < f.quality.loss_2d_init
         assert f.vertices is not None and np.isfinite(f.vertices).all()
+
+
+def test_nan_keypoints_skipped_with_reason(shared_data, tmp_path):
+    raw = json.loads((shared_data / "coco_sample" / "test_coco.json").read_text())
+    ann = next(a for a in raw["annotations"] if a["id"] == 442619)
+    ann["keypoints"][0] = float("nan")  # nose x, annotated
+    bad = tmp_path / "nan.json"
+    bad.write_text(json.dumps(raw))
+    res = read_coco(bad)
+    assert [s.id for s in res.skipped if s.reason == "bad_keypoints"] == ["coco/442619"]
+    assert len(res) == 11

@@ -1,11 +1,69 @@
 """Dataset readers: annotation files -> :class:`~eft.data.exemplar.Exemplar` s.
 
 Every reader returns a :class:`ReadResult` (the exemplars, in a stable order with
-stable ids, plus every skipped person and the reason).
+stable ids, plus every skipped person and the reason), takes ``(path, image_root=None,
+*, dataset=..., min_keypoints=6, ...)`` and maps keypoints by joint name into SPIN-49.
+:func:`read_dataset` picks one by kind (:data:`READERS`), as ``eft fit`` configs do.
 """
 
-from .base import ReaderError, ReadResult, Skipped, box_center_scale, count_gt_keypoints
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from functools import partial
+
+from .base import (
+    ReaderError,
+    ReadResult,
+    Skipped,
+    box_center_scale,
+    count_gt_keypoints,
+    keypoint_box_center_scale,
+    keypoint_skip_reason,
+)
 from .coco import read_coco
+from .generic import read_generic
+from .lsp import read_lsp
+from .mpii import read_mpii
+from .openpose import read_openpose
+from .posetrack import read_posetrack
 
 __all__ = ["ReaderError", "ReadResult", "Skipped", "box_center_scale",
-           "count_gt_keypoints", "read_coco"]
+           "keypoint_box_center_scale", "keypoint_skip_reason", "count_gt_keypoints",
+           "read_coco", "read_mpii", "read_lsp", "read_posetrack", "read_openpose",
+           "read_generic", "READERS", "read_dataset"]
+
+# kind -> reader.  CrowdPose is COCO's layout with 14 keypoints: read_coco reads it.
+READERS: dict[str, Callable[..., ReadResult]] = {
+    "coco": read_coco,
+    "crowdpose": partial(read_coco, dataset="crowdpose", keypoint_format="crowdpose14"),
+    "mpii": read_mpii,
+    "lsp": partial(read_lsp, variant="lsp"),
+    "lspet": partial(read_lsp, variant="lspet"),
+    "posetrack": read_posetrack,
+    "openpose": read_openpose,
+    "generic": read_generic,
+}
+
+
+def read_dataset(kind: str, path: str | os.PathLike,
+                 image_root: str | os.PathLike | None = None, **options) -> ReadResult:
+    """Read one dataset with the reader of ``kind`` (a key of :data:`READERS`).
+
+    ``options`` are that reader's keyword arguments (``dataset``, ``min_keypoints``, ...);
+    an unknown kind or option is a :class:`ReaderError` naming the valid ones.
+    """
+    reader = READERS.get(str(kind).lower())
+    if reader is None:
+        raise ReaderError(f"unknown dataset kind {kind!r}; known kinds: "
+                          f"{', '.join(sorted(READERS))}")
+    sig = inspect.signature(reader)
+    try:
+        sig.bind(path, image_root, **options)
+    except TypeError:
+        names = [p for p in sig.parameters if p not in ("path", "image_root")]
+        unknown = sorted(set(options) - set(names))
+        raise ReaderError(f"dataset kind {kind!r}: unknown option(s) {unknown}; "
+                          f"valid: {', '.join(names)}") from None
+    return reader(path, image_root, **options)

@@ -14,7 +14,7 @@ from eft.errors import EftError
 from eft.geometry.crops import bbox_to_center_scale
 
 __all__ = ["ReaderError", "Skipped", "ReadResult", "box_center_scale",
-           "keypoint_box_center_scale", "count_gt_keypoints"]
+           "keypoint_box_center_scale", "count_gt_keypoints", "keypoint_skip_reason"]
 
 
 class ReaderError(EftError):
@@ -82,3 +82,27 @@ def count_gt_keypoints(kps49: np.ndarray) -> int:
     EFT's minimum-keypoints rule uses."""
     gt = np.asarray(kps49)[25:]
     return int(((gt[:, 2] > 0) & np.all(np.isfinite(gt[:, :2]), axis=1)).sum())
+
+
+def keypoint_skip_reason(kps49: np.ndarray, min_keypoints: int, *, gt: bool = True,
+                         ) -> tuple[str, str] | None:
+    """Why a person with these SPIN-49 keypoints ((49, 3) image px) is not fitted, as
+    ``(reason, detail)``, or None to keep it.
+
+    Reasons, checked in this order: ``bad_keypoints`` (an annotated keypoint - confidence
+    > 0 - with a non-finite coordinate, or a non-finite confidence), ``no_keypoints`` (no
+    annotated keypoint) and ``too_few_keypoints`` (fewer than ``min_keypoints``; EFT's
+    rule is 6).  Keypoints are counted over the GT slots 25..48 (``gt=True``, EFT's
+    count) or over the OpenPose slots 0..24 (``gt=False``).
+    """
+    kps49 = np.asarray(kps49, dtype=np.float64)
+    conf = kps49[:, 2]
+    bad = ~np.isfinite(conf) | ((conf > 0) & ~np.all(np.isfinite(kps49[:, :2]), axis=1))
+    if bad.any():
+        return "bad_keypoints", f"{int(bad.sum())} keypoints with NaN/inf values"
+    n = count_gt_keypoints(kps49) if gt else int((conf[:25] > 0).sum())
+    if n == 0:
+        return "no_keypoints", ""
+    if n < min_keypoints:
+        return "too_few_keypoints", f"{n} < {min_keypoints}"
+    return None

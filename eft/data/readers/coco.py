@@ -5,8 +5,9 @@ One exemplar per annotated person, id ``"<dataset>/<annotation id>"``.  Crop: SP
 from the annotation's ``bbox`` (``scale = 1.2 * max(w, h) / 200``).  COCO visibility
 ``v in {0, 1, 2}`` becomes confidence 1 for ``v > 0`` (SPIN), or is kept with
 ``binarize=False``.  Skipped, with a reason: ``iscrowd`` groups, people with no
-keypoints (``no_keypoints``), fewer GT keypoints than ``min_keypoints``
-(``too_few_keypoints``, EFT's ">= 6") and boxes of zero size (``bad_bbox``).
+keypoints (``no_keypoints``), non-finite annotated keypoints (``bad_keypoints``),
+fewer GT keypoints than ``min_keypoints`` (``too_few_keypoints``, EFT's ">= 6") and
+boxes of zero size (``bad_bbox``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 
-from .base import ReaderError, ReadResult, Skipped, box_center_scale, count_gt_keypoints
+from .base import ReaderError, ReadResult, Skipped, box_center_scale, keypoint_skip_reason
 
 __all__ = ["read_coco"]
 
@@ -92,12 +93,9 @@ def read_coco(
                                        f"{raw.size} keypoint values, expected {3 * nk}"))
             continue
         kps49 = J.to_spin49(raw.reshape(nk, 3), fmt, binarize_visibility=binarize)
-        n = count_gt_keypoints(kps49)
-        if n == 0:
-            out.skipped.append(Skipped(eid, "no_keypoints"))
-            continue
-        if n < min_keypoints:
-            out.skipped.append(Skipped(eid, "too_few_keypoints", f"{n} < {min_keypoints}"))
+        why = keypoint_skip_reason(kps49, min_keypoints)
+        if why is not None:
+            out.skipped.append(Skipped(eid, *why))
             continue
         x, y, w, h = (float(v) for v in ann.get("bbox", (0, 0, 0, 0)))
         if not (w > 0 and h > 0):

@@ -1,0 +1,214 @@
+"""A simple generic keypoint file, JSON or CSV, for data in no other supported format.
+
+One record per person:
+
+==================  ========  ==========================================================
+field               required  meaning
+==================  ========  ==========================================================
+``image``           yes       image path, relative to ``image_root`` (default: the
+                              file's folder) or absolute
+``person_id``       no        unique id of the person; default ``<image stem>/<k>``, k
+                              counting the image's people in file order
+``keypoint_format`` yes*      a name from :data:`eft.body.joints.KEYPOINT_FORMATS`
+                              (``coco17``, ``mpii16``, ``lsp14``, ``posetrack17``,
+                              ``crowdpose14``, ``openpose25``, ``openpose18``,
+                              ``coco23``, ``h36m17``) or ``spin49``
+``keypoints``       yes       flat list ``x0 y0 c0 x1 y1 c1 ...`` (3K numbers) or
+                              ``x0 y0 x1 y1 ...`` (2K, confidence 1), image pixels
+                              (pixel centres at integers); confidence 0 = missing,
+                              values are clipped to [0, 1] (so COCO's v = 2 reads as 1)
+``bbox``            no        ``[x, y, w, h]`` person box (top-left corner, size);
+                              default: the box of the keypoints
+==================  ========  ==========================================================
+
+\\* or given once for the whole file (JSON top-level ``keypoint_format``, or the
+``keypoint_format=`` option).
+
+JSON: ``{"keypoint_format": "coco17", "people": [{"image": "a.jpg", "person_id": "a-0",
+"keypoints": [...], "bbox": [x, y, w, h]}, ...]}`` or just the list of people.
+
+CSV: a header row naming the columns above (any order; ``person_id`` and ``bbox``
+optional), one person per row; ``keypoints`` and ``bbox`` cells hold the numbers
+separated by spaces (commas, semicolons and brackets are also accepted inside a quoted
+cell)::
+
+    image,person_id,keypoint_format,keypoints,bbox
+    img/a.jpg,a-0,lsp14,"10 20 1 12 40 1 ...",5 10 100 200
+
+Id ``"<dataset>/<person_id>"`` (dataset default ``"generic"``).  Crop: SPIN's,
+``scale = rescale * max(w, h) / 200`` around the box centre.  Skipped, with a reason:
+``bad_annotation`` (missing field, unknown format, wrong number of values),
+``duplicate_id``, ``bad_keypoints``, ``no_keypoints``, ``too_few_keypoints`` (EFT's
+``min_keypoints = 6`` GT keypoints; formats that only fill OpenPose slots count those),
+``bad_bbox``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from eft.body import joints as J
+from eft.data.exemplar import Exemplar
+
+from .base import (
+    ReaderError,
+    ReadResult,
+    Skipped,
+    box_center_scale,
+    keypoint_box_center_scale,
+    keypoint_skip_reason,
+)
+
+__all__ = ["read_generic", "GENERIC_FIELDS"]
+
+GENERIC_FIELDS: tuple[str, ...] = ("image", "person_id", "keypoint_format", "keypoints", "bbox")
+_SPLIT = re.compile(r"[\s,;\[\]()]+")
+
+
+def _numbers(value: Any) -> np.ndarray:
+    """A flat float array from a list or a string of numbers; ValueError otherwise."""
+    if value is None:
+        return np.zeros(0)
+    if isinstance(value, str):
+        parts = [p for p in _SPLIT.split(value.strip()) if p]
+        return np.array([float(p) for p in parts], dtype=np.float64)
+    return np.asarray(value, dtype=np.float64).reshape(-1)
+
+
+def _records(path: Path, keypoint_format: str | None) -> tuple[list[dict], str | None]:
+    if not path.is_file():
+        raise ReaderError(f"{path}: no such annotation file")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ReaderError(f"{path}: not a valid JSON file ({exc})") from None
+        if isinstance(data, dict):
+            keypoint_format = keypoint_format or data.get("keypoint_format")
+            data = data.get("people")
+        if not isinstance(data, list):
+            raise ReaderError(f"{path}: expected a list of people or "
+                              "{\"people\": [...]} (see eft.data.readers.generic)")
+        return data, keypoint_format
+    if suffix == ".csv":
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh)
+                rows = list(reader)
+                header = reader.fieldnames or []
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise ReaderError(f"{path}: not a readable CSV file ({exc})") from None
+        header = [h.strip() for h in header if h]
+        missing = [c for c in ("image", "keypoints") if c not in header]
+        if missing:
+            raise ReaderError(f"{path}: CSV header lacks column(s) {missing}; "
+                              f"expected {', '.join(GENERIC_FIELDS)}")
+        rows = [{(k or "").strip(): (v.strip() if isinstance(v, str) else v)
+                 for k, v in r.items()} for r in rows]
+        for r in rows:
+            for k in ("person_id", "bbox", "keypoint_format"):
+                if r.get(k) == "":
+                    r[k] = None
+        return rows, keypoint_format
+    raise ReaderError(f"{path}: generic keypoints must be a .json or .csv file")
+
+
+def _to_spin49(fmt: str, values: np.ndarray) -> np.ndarray:
+    """(49, 3) SPIN-49 from a flat list in format ``fmt``; ValueError on a bad size."""
+    k = 49 if fmt == "spin49" else J.get_format(fmt).num_joints
+    if values.size == 3 * k:
+        kps = values.reshape(k, 3).copy()
+    elif values.size == 2 * k:
+        kps = np.concatenate([values.reshape(k, 2), np.ones((k, 1))], axis=1)
+    else:
+        raise ValueError(f"{values.size} keypoint values; {fmt} needs {3 * k} (x, y, c) "
+                         f"or {2 * k} (x, y)")
+    kps[:, 2] = np.clip(kps[:, 2], 0.0, 1.0)  # NaN stays NaN -> bad_keypoints
+    return kps if fmt == "spin49" else J.to_spin49(kps, fmt)
+
+
+def read_generic(
+    path: str | os.PathLike,
+    image_root: str | os.PathLike | None = None,
+    *,
+    dataset: str = "generic",
+    keypoint_format: str | None = None,
+    min_keypoints: int = 6,
+    rescale: float = 1.2,
+) -> ReadResult:
+    """Read a generic keypoint ``.json`` or ``.csv`` (layout in the module docstring).
+
+    Args:
+        path: the file.
+        image_root: folder that ``image`` paths are relative to; default its folder.
+        dataset: id prefix and provenance name.
+        keypoint_format: format of records that name none.
+        min_keypoints: fewest annotated keypoints to keep a person (EFT: 6).
+        rescale: crop side / longer box side.
+    """
+    path = Path(path)
+    root = Path(image_root) if image_root is not None else path.parent
+    records, default_fmt = _records(path, keypoint_format)
+    out = ReadResult()
+    seen: set[str] = set()
+    per_image: dict[str, int] = {}
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or not isinstance(rec.get("image"), str) \
+                or not rec["image"]:
+            out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation", "no image"))
+            continue
+        image = rec["image"]
+        k = per_image.get(image, 0)
+        per_image[image] = k + 1
+        pid = rec.get("person_id")
+        pid = f"{PurePosixPath(image).stem}/{k}" if pid is None else str(pid)
+        eid = f"{dataset}/{pid}"
+        if eid in seen:
+            out.skipped.append(Skipped(eid, "duplicate_id", f"record {i}"))
+            continue
+        seen.add(eid)
+        fmt = (rec.get("keypoint_format") or default_fmt or "").lower()
+        if not fmt:
+            out.skipped.append(Skipped(eid, "bad_annotation", "no keypoint_format"))
+            continue
+        if fmt != "spin49" and fmt not in J.KEYPOINT_FORMATS:
+            out.skipped.append(Skipped(eid, "bad_annotation",
+                                       f"unknown keypoint_format {fmt!r}"))
+            continue
+        try:
+            kps49 = _to_spin49(fmt, _numbers(rec.get("keypoints")))
+            box = _numbers(rec.get("bbox"))
+        except (TypeError, ValueError) as exc:
+            out.skipped.append(Skipped(eid, "bad_annotation", str(exc)))
+            continue
+        only_op = fmt.startswith("openpose")
+        why = keypoint_skip_reason(kps49, min_keypoints, gt=not only_op)
+        if why is not None:
+            out.skipped.append(Skipped(eid, *why))
+            continue
+        cs = None
+        if box.size:
+            if box.size != 4 or not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
+                out.skipped.append(Skipped(eid, "bad_bbox", f"bbox {box.tolist()}"))
+                continue
+            cs = box_center_scale(*box, rescale=rescale)
+        else:
+            cs = keypoint_box_center_scale(kps49, rescale)
+            if cs is None:
+                out.skipped.append(Skipped(eid, "bad_bbox", "no bbox and no keypoint box"))
+                continue
+        img = Path(image)
+        out.exemplars.append(Exemplar(
+            id=eid, image_path=str(img if img.is_absolute() else root / img),
+            center=cs[0], scale=cs[1], keypoints=kps49.astype(np.float64), source=fmt,
+            meta={"imageName": img.name, "personId": pid, "record": i, "dataset": dataset},
+        ))
+    return out
