@@ -101,6 +101,60 @@ def model_flops_per_step(model, batch: int) -> float:
     return 3 * per_sample * batch
 
 
+def hmr_speed(args) -> None:
+    """Exemplars/s of batched EFT for HMR (random weights) on ``args.device`` at each batch
+    size, against sequential EFT; stops at the first batch size that runs out of memory."""
+    from eft.models import HMR
+
+    device = torch.device(args.device)
+    body = BodyModel.load()
+    model = HMR().to(device)
+    full = EFTConfig(stop_loss_2d=0.0)
+    g = torch.Generator().manual_seed(0)
+    data = make_prior_set(load_pose_bank().val().poses, 64, PRIOR_VAL_SEED + 1, body)
+    kp = crop_inputs(torch.as_tensor(data.keypoints, dtype=torch.float32),
+                     torch.as_tensor(data.center).float(), torch.as_tensor(data.scale).float())
+
+    def batch(n):
+        images = torch.randn(n, 3, 224, 224, generator=g)
+        return images, kp.repeat(n // len(kp) + 1, 1, 1)[:n]
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    images, targets = batch(4)
+    fit_sequential(model, body, images[:1], targets[:1], full)  # warm-up
+    sync()
+    t = time.perf_counter()
+    fit_sequential(model, body, images, targets, full)
+    sync()
+    result = {"device": str(device), "model": "HMR-ResNet50, random weights", "iterations": 20,
+              "sequential_eps": 4 / (time.perf_counter() - t), "batched_eps": {}}
+    if device.type == "cuda":
+        result["device_name"] = torch.cuda.get_device_name(device)
+    for b in (int(x) for x in args.hmr_speed.split(",")):
+        images, targets = batch(2 * b)
+        try:
+            fit_batched(model, body, images[:b], targets[:b], full, batch_size=b)  # warm-up
+            sync()
+            t = time.perf_counter()
+            fit_batched(model, body, images, targets, full, batch_size=b)
+            sync()
+        except torch.OutOfMemoryError:
+            result["out_of_memory_at"] = b
+            break
+        result["batched_eps"][str(b)] = 2 * b / (time.perf_counter() - t)
+        print(f"HMR batched B={b}: {result['batched_eps'][str(b)]:.2f} exemplars/s", flush=True)
+    best = max(result["batched_eps"].values(), default=float("nan"))
+    result["best_ratio"] = best / result["sequential_eps"]
+    result["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    result["command"] = f"python scripts/bench_fitting.py --hmr-speed {args.hmr_speed}"
+    print(json.dumps(result, indent=1))
+    out = RESULTS / f"bench_fitting_hmr_{device.type}.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=256, help="exemplars for accuracy")
@@ -108,8 +162,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-sweep", action="store_true", help="skip the EFT settings sweep")
     ap.add_argument("--out", default=str(RESULTS / "bench_fitting.json"))
+    ap.add_argument("--hmr-speed", default=None, metavar="B1,B2,...",
+                    help="speed only: HMR-ResNet50 (random weights) EFT at these batch sizes "
+                         "(20 iterations, scope 'all'), e.g. on a GPU; writes "
+                         "bench_fitting_hmr_<device>.json")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.hmr_speed:
+        hmr_speed(args)
+        return
     body = BodyModel.load()
     model = load_regressor("default")
     data = make_prior_set(load_pose_bank().val().poses, args.n, PRIOR_VAL_SEED + 1, body)
