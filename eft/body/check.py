@@ -86,62 +86,60 @@ def format_report(rep: CheckReport) -> str:
     return "\n".join(lines)
 
 
-def _draw_mesh(ax, verts: np.ndarray, faces: np.ndarray, axes: tuple[int, int, int],
-               flip: tuple[float, float, float]) -> None:
-    """Orthographic, painter's-algorithm shaded mesh; axes = (horizontal, up, depth)."""
-    from matplotlib.collections import PolyCollection
-
-    v = verts[:, list(axes)] * np.array(flip)
-    tri = v[faces]
-    normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normal /= np.linalg.norm(normal, axis=1, keepdims=True) + 1e-12
-    facing = normal[:, 2] > 0
-    order = np.argsort(tri[facing, :, 2].mean(axis=1))
-    shade = 0.35 + 0.6 * np.clip(normal[facing][order] @ np.array([0.3, 0.4, 0.87]), 0, 1)
-    colors = np.stack([shade * 0.75, shade * 0.8, shade * 0.95], axis=1)
-    ax.add_collection(PolyCollection(tri[facing][order][:, :, :2], facecolors=colors,
-                                     edgecolors="none", antialiased=False))
+# Body frame (y up, the body faces +z) -> the renderer's camera frame (x right, y down,
+# looking down +z), for a viewer in front of the body and one at its left (+x) side.
+_VIEWS: tuple[tuple[str, np.ndarray], ...] = (
+    ("front", np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, -1.0]])),
+    ("side (from left)", np.array([[0.0, 0.0, -1.0], [0.0, -1.0, 0.0], [-1.0, 0.0, 0.0]])),
+)
 
 
-def render_check(names: list[str], out: BodyOutput, faces: np.ndarray, path: Path) -> Path:
-    """Front and side view of every pose with the valid 49 keypoints, saved as PNG."""
-    import matplotlib
+def render_check(names: list[str], out: BodyOutput, faces: np.ndarray, path: Path,
+                 tile: int = 288) -> Path:
+    """Front and side view of every pose with the valid 49 keypoints, saved as PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn with :mod:`eft.render` (the project's one renderer; imported here because
+    ``eft body check`` is a command-line tool and render sits above the body layer):
+    one column per pose, rows front / side, a common scale, OpenPose-25 keypoints as red
+    dots and the 24 ground-truth keypoints as gold crosses.
+    """
+    from eft.render import (
+        draw_keypoints,
+        framing_camera,
+        grid,
+        label,
+        render_mesh,
+        save_png,
+    )
 
-    verts = out.vertices.double().numpy()
-    kps = out.keypoints.double().numpy()
+    verts = out.vertices.double()
+    kps = out.keypoints.double()
     valid = out.keypoint_valid.numpy()
-    views = (("front", (0, 1, 2), (1.0, 1.0, 1.0)),
-             ("side (from left)", (2, 1, 0), (-1.0, 1.0, 1.0)))
-    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 7.5), squeeze=False)
-    lo, hi = verts.reshape(-1, 3).min(0), verts.reshape(-1, 3).max(0)
-    half = 0.55 * float((hi - lo).max())
-    for col, name in enumerate(names):
-        centre = 0.5 * (verts[col].min(0) + verts[col].max(0))
-        for row, (vname, ax_ids, flip) in enumerate(views):
-            ax = axes[row, col]
-            _draw_mesh(ax, verts[col] - centre, faces, ax_ids, flip)
-            k = (kps[col] - centre)[:, list(ax_ids)] * np.array(flip)
-            op = valid.copy()
-            op[25:] = False
-            gt = valid.copy()
-            gt[:25] = False
-            ax.scatter(k[op, 0], k[op, 1], s=9, c="tab:red", zorder=3, label="OpenPose-25")
-            ax.scatter(k[gt, 0], k[gt, 1], s=9, c="gold", marker="x", zorder=4, label="GT-24")
-            ax.set_xlim(-half, half)
-            ax.set_ylim(-half, half)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(f"{name} - {vname}", fontsize=9)
-    axes[0, 0].legend(loc="lower left", fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    extent = 1.1 * float((verts.reshape(-1, 3).amax(0) - verts.reshape(-1, 3).amin(0)).max())
+    rows = []
+    for vname, rot in _VIEWS:
+        r = torch.from_numpy(rot)
+        v_cam, k_cam = verts @ r.T, kps @ r.T
+        camera = framing_camera(v_cam, (tile, tile), margin=0.03, extent=extent)
+        images = render_mesh(v_cam, faces, camera, (tile, tile), supersample=2)
+        k_px = camera.project(k_cam)[..., :2].numpy()
+        row = []
+        for col, name in enumerate(names):
+            im = images.image(col)
+            conf = np.zeros((49, 1))
+            conf[:25, 0] = valid[:25]
+            im = draw_keypoints(im, np.hstack((k_px[col], conf)), edges=(),
+                                color=(214, 39, 40), radius=2.5)
+            conf = np.zeros((49, 1))
+            conf[25:, 0] = valid[25:]
+            im = draw_keypoints(im, np.hstack((k_px[col], conf)), edges=(),
+                                color=(230, 190, 0), radius=2.5, width=1, marker="cross")
+            row.append(label(im, f"{name} - {vname}", size=12))
+        rows.append(row)
+    body = grid(rows)
+    legend = label(np.full((22, body.shape[1], 3), 255, np.uint8),
+                   "red dots: OpenPose-25 keypoints   gold crosses: GT-24 keypoints", size=12)
+    return save_png(grid([[body], [legend]]), path)
 
 
 def run_check(model_path=None, out_png: Path | None = Path("out/body_check.png")) -> CheckReport:
@@ -150,10 +148,6 @@ def run_check(model_path=None, out_png: Path | None = Path("out/body_check.png")
     names, out = pose_all(model)
     report = measure(model, names, out)
     if out_png is not None:
-        try:
-            render_check(names, out, model.faces.numpy(), Path(out_png))
-        except ImportError:
-            raise SystemExit(
-                "eft body check: drawing needs matplotlib: pip install 'eft[viz]'") from None
+        render_check(names, out, model.faces.numpy(), Path(out_png))
     return report
 
