@@ -39,7 +39,8 @@ def _body_import_smpl(args: argparse.Namespace) -> int:
 
 
 #: Modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("eft.jobs.cli", "eft.annotations.cli",
+                                   "eft.review.cli")
 
 
 def _build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ prior shipped at ``eft/models/assets/keypoint_prior.pt``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import warnings
@@ -41,6 +42,8 @@ __all__ = [
     "load_regressor",
     "save_regressor",
     "architecture_of",
+    "checkpoint_sha256",
+    "state_dict_sha256",
 ]
 
 FORMAT_NAME = "eft-regressor"
@@ -219,3 +222,29 @@ def load_regressor(
             )
         model = _load_spin_checkpoint(obj, source)
     return model.to(torch.device(map_location)).eval()
+
+
+def checkpoint_sha256(spec: str | os.PathLike) -> str:
+    """sha256 (hex) of a regressor file's bytes; ``"default"`` is the shipped prior."""
+    if isinstance(spec, str) and spec == DEFAULT_SPEC:
+        path = default_prior_path()
+    else:
+        path = Path(spec).expanduser()
+    if not path.is_file():
+        raise EftError(f"{path}: no such regressor file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """sha256 (hex) of a module's state dict: every entry's name, dtype, shape and bytes,
+    in name order.  Independent of the file it came from; equal for equal weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{t.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()

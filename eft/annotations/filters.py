@@ -1,0 +1,166 @@
+"""Choosing annotations: acceptance, quality thresholds, review decisions, ids."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from eft.fitting.config import QualityRules
+from eft.fitting.quality import apply_rules
+from eft.fitting.records import FitQuality
+
+from .columns import QUALITY_BOOL, QUALITY_FLOAT, QUALITY_INT, Columns
+from .errors import AnnotationError
+
+__all__ = ["Selection", "ACCEPT_DECISIONS", "REJECT_DECISIONS", "read_decisions"]
+
+#: Review decisions that keep a fit whatever its automatic verdict.
+ACCEPT_DECISIONS = frozenset({"accept", "accepted", "keep", "good"})
+#: Review decisions that drop a fit.
+REJECT_DECISIONS = frozenset({"reject", "rejected", "drop", "bad"})
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which annotations to keep.  Unset criteria do not filter.
+
+    Attributes:
+        accepted_only: keep fits whose (possibly re-judged) quality is accepted.
+        rules: re-judge every fit's quality under these rules first
+            (:func:`eft.fitting.quality.apply_rules`); the written quality changes too.
+        max_loss_2d: keep ``loss_2d_final <= max_loss_2d``.
+        max_reproj_px: keep ``reproj_px <= max_reproj_px`` (NaN fails).
+        max_abs_beta: keep ``max_abs_beta <= max_abs_beta``.
+        min_keypoints: keep ``n_valid_keypoints >= min_keypoints``.
+        decisions: review decisions, fit id -> decision: one of
+            :data:`ACCEPT_DECISIONS` keeps the fit (overriding the automatic verdict and
+            thresholds), one of :data:`REJECT_DECISIONS` drops it; any other value or no
+            entry leaves the automatic criteria in charge.
+        ids: keep only these fit ids.
+    """
+
+    accepted_only: bool = False
+    rules: QualityRules | None = None
+    max_loss_2d: float | None = None
+    max_reproj_px: float | None = None
+    max_abs_beta: float | None = None
+    min_keypoints: int | None = None
+    decisions: Mapping[str, str] | None = None
+    ids: frozenset[str] | None = None
+
+    @property
+    def uses_quality(self) -> bool:
+        return bool(self.accepted_only or self.rules is not None or any(
+            v is not None for v in (self.max_loss_2d, self.max_reproj_px,
+                                    self.max_abs_beta, self.min_keypoints)))
+
+    def _check(self, missing) -> None:
+        if "quality" in missing and self.uses_quality:
+            raise AnnotationError("this file holds no fit quality (its format cannot), so it "
+                                  "cannot be filtered by acceptance or quality thresholds")
+
+    def _automatic(self, q: FitQuality) -> bool:
+        if self.accepted_only and not q.accepted:
+            return False
+        if self.max_loss_2d is not None and not q.loss_2d_final <= self.max_loss_2d:
+            return False
+        if self.max_reproj_px is not None and not q.reproj_px <= self.max_reproj_px:
+            return False
+        if self.max_abs_beta is not None and not q.max_abs_beta <= self.max_abs_beta:
+            return False
+        return not (self.min_keypoints is not None and q.n_valid_keypoints < self.min_keypoints)
+
+    def keep(self, fit_id: str, quality: FitQuality) -> bool:
+        """Whether a fit with this id and (already re-judged) quality is kept."""
+        if self.ids is not None and fit_id not in self.ids:
+            return False
+        decision = None
+        if self.decisions is not None:
+            decision = str(self.decisions.get(fit_id, "")).strip().lower()
+        if decision in REJECT_DECISIONS:
+            return False
+        if decision in ACCEPT_DECISIONS:
+            return True
+        return self._automatic(quality)
+
+    def apply_set(self, aset):
+        """A new :class:`~eft.annotations.AnnotationSet` with the kept annotations."""
+        from .model import Annotation
+
+        self._check(aset.missing)
+        kept = []
+        for a in aset.annotations:
+            q = a.fit.quality if self.rules is None else apply_rules(a.fit.quality, self.rules)
+            if self.keep(a.id, q):
+                if q is not a.fit.quality:
+                    a = Annotation(fit=dataclasses.replace(a.fit, quality=q),
+                                   exemplar=a.exemplar)
+                kept.append(a)
+        return dataclasses.replace(aset, annotations=kept)
+
+    def apply(self, columns: Columns, missing=frozenset()) -> Columns:
+        """The kept rows of ``columns`` (quality re-judged when ``rules`` is set)."""
+        self._check(missing)
+        if self.rules is not None:
+            columns = _rejudge(columns, self.rules)
+        q = columns.quality
+        mask = np.ones(len(columns), bool)
+        for i in range(len(columns)):
+            quality = FitQuality(
+                **{k: q[k][i] for k in QUALITY_FLOAT + QUALITY_INT + QUALITY_BOOL},
+                flags=tuple(q["flags"][i]))
+            mask[i] = self.keep(str(columns.fit_id[i]), quality)
+        return columns.take(mask)
+
+
+def _rejudge(columns: Columns, rules: QualityRules) -> Columns:
+    q = {k: v.copy() for k, v in columns.quality.items()}
+    for i in range(len(columns)):
+        old = FitQuality(**{k: columns.quality[k][i] for k in QUALITY_FLOAT + QUALITY_INT
+                            + QUALITY_BOOL}, flags=tuple(columns.quality["flags"][i]))
+        new = apply_rules(old, rules)
+        q["accepted"][i] = new.accepted
+        q["flags"][i] = new.flags
+    return dataclasses.replace(columns, quality=q)
+
+
+def read_decisions(path: str | os.PathLike) -> dict[str, str]:
+    """Review decisions ``{fit_id: decision}`` from ``eft review``'s SQLite database (the
+    latest decision of every fit), or from a JSON file: ``{fit_id: decision}``,
+    ``{"decisions": {fit_id: decision}}`` or a list of ``{"id", "decision"}`` objects."""
+    from .decisions import is_review_db, read_review_db
+
+    path = Path(path)
+    if is_review_db(path):
+        return read_review_db(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AnnotationError(f"{path}: cannot read decisions ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AnnotationError(f"{path}: decisions are not valid JSON ({exc})") from None
+    if isinstance(data, Mapping) and isinstance(data.get("decisions"), (Mapping, list)):
+        data = data["decisions"]
+    if isinstance(data, list):
+        try:
+            data = {str(d["id"]): str(d["decision"]) for d in data}
+        except (KeyError, TypeError):
+            raise AnnotationError(f"{path}: decision list entries need 'id' and "
+                                  "'decision'") from None
+    if not isinstance(data, Mapping):
+        raise AnnotationError(f"{path}: decisions must be an object id -> decision")
+    out = {str(k): str(v) for k, v in data.items() if not (
+        isinstance(v, float) and math.isnan(v))}
+    known = ACCEPT_DECISIONS | REJECT_DECISIONS | {"flag", "flagged", "note", ""}
+    bad = sorted({v for v in out.values() if v.lower() not in known})
+    if bad:
+        raise AnnotationError(f"{path}: not a decisions file (unknown decision(s) "
+                              f"{', '.join(repr(b[:20]) for b in bad[:3])})")
+    return out

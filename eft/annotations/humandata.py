@@ -1,0 +1,305 @@
+"""mmhuman3d HumanData npz (``HumanData.fromfile`` loads it).
+
+What is written mirrors mmhuman3d's own EFT converter: ``image_path``, ``bbox_xywh``
+(the square crop, confidence 1), ``config="eft"``, ``smpl`` (``global_orient`` (N, 3),
+``body_pose`` (N, 23, 3), ``betas`` (N, 10), axis-angle), ``keypoints2d`` compressed by
+``keypoints2d_mask`` in mmhuman3d's 190-keypoint ``human_data`` convention, plus
+``keypoints3d`` (the fit's own, optional) and a ``misc`` dict with our extras (fit ids,
+camera, annotation ids, provenance).  Lossy: no quality, no exemplar metadata.
+
+The file pickles its dicts (that is HumanData's layout); :func:`read_humandata`
+unpickles them with an allow-list (numpy arrays and plain containers only), never
+running code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import (
+    FileHeader,
+    atomic_path,
+    check_schema_version,
+    fsync_file,
+    provenance_from_json,
+    reading,
+)
+from .columns import Columns, _object_array, aa_to_rotmat, unknown_quality, weak_to_cam_t
+from .errors import AnnotationError
+from .model import FORMAT_NAME, SCHEMA_VERSION
+from .provenance import Provenance
+
+__all__ = ["write_humandata", "read_humandata", "HUMAN_DATA_NAMES", "SPIN49_TO_HUMAN_DATA",
+           "load_npz_safely"]
+
+
+def _numbered(prefix: str, numbers) -> list[str]:
+    return [f"{prefix}_{i}" for i in numbers]
+
+
+def _hand(side: str) -> list[str]:
+    return [n for finger in ("index", "middle", "pinky", "ring", "thumb")
+            for n in _numbered(f"{side}_{finger}", (1, 2, 3))]
+
+
+_OPENPOSE = ["nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
+             "left_elbow", "left_wrist", "pelvis", "right_hip", "right_knee", "right_ankle",
+             "left_hip", "left_knee", "left_ankle", "right_eye", "left_eye", "right_ear",
+             "left_ear", "left_bigtoe", "left_smalltoe", "left_heel", "right_bigtoe",
+             "right_smalltoe", "right_heel"]
+
+#: mmhuman3d's ``HUMAN_DATA`` keypoint convention (190 names, in order).
+HUMAN_DATA_NAMES: tuple[str, ...] = tuple(
+    ["pelvis", "left_hip", "right_hip", "spine_1", "left_knee", "right_knee", "spine_2",
+     "left_ankle", "right_ankle", "spine_3", "left_foot", "right_foot", "neck",
+     "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow",
+     "right_elbow", "left_wrist", "right_wrist", "jaw", "left_eyeball", "right_eyeball"]
+    + _hand("left") + _hand("right")
+    + ["nose", "right_eye", "left_eye", "right_ear", "left_ear", "left_bigtoe",
+       "left_smalltoe", "left_heel", "right_bigtoe", "right_smalltoe", "right_heel"]
+    + [f"{s}_{f}" for s in ("left", "right")
+       for f in ("thumb", "index", "middle", "ring", "pinky")]
+    + _numbered("right_eyebrow", range(1, 6)) + _numbered("left_eyebrow", range(5, 0, -1))
+    + _numbered("nosebridge", range(1, 5))
+    + ["right_nose_2", "right_nose_1", "nose_middle", "left_nose_1", "left_nose_2"]
+    + _numbered("right_eye", range(1, 7)) + _numbered("left_eye", (4, 3, 2, 1, 6, 5))
+    + ["right_mouth_1", "right_mouth_2", "right_mouth_3", "mouth_top", "left_mouth_3",
+       "left_mouth_2", "left_mouth_1", "left_mouth_5", "left_mouth_4", "mouth_bottom",
+       "right_mouth_4", "right_mouth_5"]
+    + ["right_lip_1", "right_lip_2", "lip_top", "left_lip_2", "left_lip_1", "left_lip_3",
+       "lip_bottom", "right_lip_3"]
+    + _numbered("right_contour", range(1, 9)) + ["contour_middle"]
+    + _numbered("left_contour", range(8, 0, -1))
+    + ["right_hip_extra", "left_hip_extra", "neck_extra", "headtop", "pelvis_extra",
+       "thorax_extra", "spine_extra", "jaw_extra", "head_extra"]
+    + [f"{n}_openpose" for n in _OPENPOSE]
+    + ["spine_4_3dhp", "left_clavicle_3dhp", "right_clavicle_3dhp", "left_hand_3dhp",
+       "right_hand_3dhp", "left_toe_3dhp", "right_toe_3dhp", "head_h36m", "headtop_h36m",
+       "head_bottom_pt", "left_hand", "right_hand"]
+)
+assert len(HUMAN_DATA_NAMES) == 190 and len(set(HUMAN_DATA_NAMES)) == 190
+
+#: mmhuman3d's name of each SPIN-49 slot (its ``smpl_49`` convention), in SPIN-49 order.
+SPIN49_HUMAN_DATA: tuple[str, ...] = tuple(
+    [f"{n}_openpose" for n in _OPENPOSE]
+    + ["right_ankle", "right_knee", "right_hip_extra", "left_hip_extra", "left_knee",
+       "left_ankle", "right_wrist", "right_elbow", "right_shoulder", "left_shoulder",
+       "left_elbow", "left_wrist", "neck_extra", "headtop", "pelvis_extra", "thorax_extra",
+       "spine_extra", "jaw_extra", "head_extra", "nose", "left_eye", "right_eye",
+       "left_ear", "right_ear"])
+#: (49,) index of each SPIN-49 slot in the 190 HUMAN_DATA keypoints.
+SPIN49_TO_HUMAN_DATA: np.ndarray = np.array(
+    [HUMAN_DATA_NAMES.index(n) for n in SPIN49_HUMAN_DATA], np.int64)
+_ORDER = np.argsort(SPIN49_TO_HUMAN_DATA)  # SPIN slots in ascending HUMAN_DATA index
+
+
+def write_humandata(columns: Columns, provenance: Provenance, path: str | os.PathLike,
+                    missing: frozenset[str] = frozenset(), *,
+                    keypoints3d: bool = True) -> Path:
+    """Write a HumanData npz (atomically, ``np.savez_compressed`` like ``HumanData.dump``).
+
+    ``keypoints3d``: also write the fit's 3D keypoints (``keypoints3d`` + mask); an
+    mmhuman3d trainer then uses them for its 3D keypoint loss.  False leaves them out.
+    """
+    c = columns
+    n = len(c)
+    mask = np.zeros(190, np.uint8)
+    mask[SPIN49_TO_HUMAN_DATA] = 1
+    side = 200.0 * c.scale
+    bbox = np.stack([c.center[:, 0] - side / 2, c.center[:, 1] - side / 2, side, side,
+                     np.ones(n)], axis=1) if n else np.zeros((0, 5))
+    aa = c.pose_aa.reshape(n, 24, 3)
+    lost = set(missing) | {"quality", "exemplar_meta"}
+    data: dict[str, Any] = {
+        "__key_strict__": False,
+        "__temporal_len__": n,
+        "__keypoints_compressed__": True,
+        "image_path": np.array([str(p) for p in c.image_names()] if n else [], dtype=str),
+        "bbox_xywh": bbox.astype(np.float64),
+        "config": "eft",
+        "keypoints2d": c.keypoints2d[:, _ORDER].astype(np.float32),
+        "keypoints2d_mask": mask,
+        "keypoints2d_convention": "human_data",
+        "smpl": {"global_orient": aa[:, 0].astype(np.float32).copy(),
+                 "body_pose": aa[:, 1:].astype(np.float32).copy(),
+                 "betas": c.betas.astype(np.float32).copy()},
+    }
+    if keypoints3d and "keypoints3d" not in missing:
+        kp3 = c.keypoints3d.astype(np.float32)
+        conf = np.isfinite(kp3).all(axis=2).astype(np.float32)[..., None]
+        data["keypoints3d"] = np.concatenate([np.nan_to_num(kp3), conf], axis=2)[:, _ORDER]
+        data["keypoints3d_mask"] = mask.copy()
+        data["keypoints3d_convention"] = "human_data"
+    else:
+        lost.add("keypoints3d")
+    data["misc"] = {
+        "eft_format": FORMAT_NAME,
+        "eft_schema_version": SCHEMA_VERSION,
+        "eft_provenance": json.dumps(provenance.to_dict(), ensure_ascii=False),
+        "eft_missing": json.dumps(sorted(lost)),
+        "eft_fit_id": np.array([str(i) for i in c.fit_id] if n else [], dtype=str),
+        "eft_cam": c.cam_weak.astype(np.float32),
+        "eft_annot_id": c.annot_ids(),
+        "eft_center": c.center.astype(np.float64),
+        "eft_scale": c.scale.astype(np.float64),
+    }
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **data)
+        fsync_file(tmp)
+    return Path(path)
+
+
+# -- safe loading ---------------------------------------------------------------------
+
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
+}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the file")
+
+
+def load_npz_safely(path: str | os.PathLike) -> dict[str, Any]:
+    """All arrays of an npz; object arrays (pickled dicts/lists) are unpickled with an
+    allow-list of numpy reconstructors.  0-d arrays become their item."""
+    out: dict[str, Any] = {}
+    with zipfile.ZipFile(path) as zf:
+        for member in zf.namelist():
+            key = member[:-4] if member.endswith(".npy") else member
+            with zf.open(member) as fp:
+                version = np.lib.format.read_magic(fp)
+                if version == (1, 0):
+                    _, _, dtype = np.lib.format.read_array_header_1_0(fp)
+                else:
+                    _, _, dtype = np.lib.format.read_array_header_2_0(fp)
+                value = _SafeUnpickler(fp).load() if dtype.hasobject else None
+            if value is None:
+                with zf.open(member) as fp:
+                    value = np.lib.format.read_array(fp, allow_pickle=False)
+            if isinstance(value, np.ndarray) and value.ndim == 0:
+                value = value.item()
+            out[key] = value
+    return out
+
+
+def _xyz(arr: Any, shape: tuple[int, ...], name: str, path, n: int) -> np.ndarray:
+    a = np.asarray(arr, np.float64)
+    if a.shape != (n, *shape):
+        a = a.reshape(n, *shape) if a.size == n * int(np.prod(shape)) else None
+    if a is None:
+        raise AnnotationError(f"{path}: '{name}' does not have {n} rows of shape {shape}")
+    return a
+
+
+def read_humandata(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
+    """Read a HumanData npz with SMPL parameters (ours, or another source's)."""
+    path = Path(path)
+    with reading(path, "HumanData npz"):
+        data = load_npz_safely(path)
+        smpl = data.get("smpl")
+        if not isinstance(smpl, dict) or "body_pose" not in smpl:
+            raise AnnotationError(f"{path}: not a HumanData file with SMPL parameters "
+                                  "(no 'smpl' dict)")
+        misc = data.get("misc") if isinstance(data.get("misc"), dict) else {}
+        ours = misc.get("eft_format") == FORMAT_NAME
+        version = check_schema_version(misc.get("eft_schema_version"), path) if ours else None
+        betas = np.asarray(smpl.get("betas"), np.float32)
+        n = betas.shape[0]
+        go = _xyz(smpl.get("global_orient"), (3,), "smpl.global_orient", path, n)
+        body = _xyz(smpl["body_pose"], (23, 3), "smpl.body_pose", path, n)
+        if betas.shape != (n, 10):
+            raise AnnotationError(f"{path}: 'smpl.betas' must be (N, 10), got {betas.shape}")
+        pose = np.concatenate([go, body.reshape(n, 69)], axis=1).astype(np.float32)
+        kp2d = _keypoints(data, "keypoints2d", 3, n, path)
+        if kp2d is None:
+            kp2d = np.zeros((n, 49, 3))
+        missing = set(json.loads(misc["eft_missing"])) if "eft_missing" in misc else set()
+        kp3 = _keypoints(data, "keypoints3d", 4, n, path)
+        if kp3 is not None:
+            kp3d = np.where(kp3[..., 3:] > 0, kp3[..., :3], np.nan).astype(np.float32)
+        else:
+            kp3d = np.full((n, 49, 3), np.nan, np.float32)
+            missing.add("keypoints3d")
+        if "eft_center" in misc:
+            center = _xyz(misc["eft_center"], (2,), "misc.eft_center", path, n)
+            scale = _xyz(misc["eft_scale"], (), "misc.eft_scale", path, n)
+        else:
+            bbox = _xyz(data.get("bbox_xywh"), (np.asarray(data.get("bbox_xywh")).shape[-1],),
+                        "bbox_xywh", path, n)
+            center = bbox[:, :2] + bbox[:, 2:4] / 2
+            scale = bbox[:, 2:4].max(axis=1) / 200.0
+        if "eft_cam" in misc:
+            cam = _xyz(misc["eft_cam"], (3,), "misc.eft_cam", path, n).astype(np.float32)
+        else:
+            cam = np.full((n, 3), np.nan, np.float32)
+            missing.add("cam")
+        ids = ([str(i) for i in misc["eft_fit_id"]] if "eft_fit_id" in misc
+               else [f"{path.stem}/{i}" for i in range(n)])
+        annot = (np.asarray(misc["eft_annot_id"], np.int64) if "eft_annot_id" in misc
+                 else np.full(n, -1, np.int64))
+        provenance = (provenance_from_json(misc.get("eft_provenance"), path) if ours
+                      else Provenance.unknown("HumanData file not written by eft"))
+        images = [str(p) for p in (data.get("image_path") if data.get("image_path") is not None
+                                   else [""] * n)]
+        if len(images) != n or len(ids) != n or len(annot) != n:
+            raise AnnotationError(f"{path}: image_path / ids do not have {n} rows")
+    missing |= {"quality", "exemplar_meta"}
+    if not ours:
+        missing.add("provenance")
+    metas = []
+    for i in range(n):
+        meta = {"imageName": images[i].replace("\\", "/").rsplit("/", 1)[-1]}
+        if annot[i] >= 0:
+            meta["annotId"] = int(annot[i])
+        if provenance.dataset:
+            meta["dataset"] = provenance.dataset
+        metas.append(meta)
+    columns = Columns(
+        fit_id=_object_array(ids), rotmat=aa_to_rotmat(pose), pose_aa=pose, betas=betas,
+        cam_weak=cam, cam_t=weak_to_cam_t(cam, provenance.focal_length, provenance.img_res),
+        keypoints3d=kp3d, center=center, scale=scale, keypoints2d=kp2d,
+        quality=unknown_quality(kp2d, betas), image_path=_object_array(images),
+        source=_object_array(["spin49"] * n), image_size=np.full((n, 2), -1, np.int64),
+        meta=_object_array(metas))
+    return FileHeader(provenance=provenance, missing=frozenset(missing),
+                      schema_version=version, count=n, format="humandata"), columns
+
+
+def _keypoints(data: dict, key: str, dims: int, n: int, path) -> np.ndarray | None:
+    """SPIN-49 slots of a HumanData keypoint array (compressed or padded), (N, 49, dims);
+    slots the file does not have get zeros (confidence 0)."""
+    if key not in data:
+        return None
+    raw = np.asarray(data[key], np.float64)
+    if raw.ndim != 3 or raw.shape[0] != n or raw.shape[2] != dims:
+        raise AnnotationError(f"{path}: '{key}' must be (N, K, {dims}), got {raw.shape}")
+    out = np.zeros((n, 49, dims))
+    mask = data.get(f"{key}_mask")
+    if raw.shape[1] == 190:
+        present = np.ones(190, bool) if mask is None else np.asarray(mask).astype(bool)
+        ok = present[SPIN49_TO_HUMAN_DATA]
+        out[:, ok] = raw[:, SPIN49_TO_HUMAN_DATA[ok]]
+        return out
+    if mask is None or int(np.asarray(mask).astype(bool).sum()) != raw.shape[1]:
+        raise AnnotationError(f"{path}: compressed '{key}' without a matching mask")
+    positions = np.flatnonzero(np.asarray(mask).astype(bool))
+    where = {int(p): j for j, p in enumerate(positions)}
+    for slot, hd in enumerate(SPIN49_TO_HUMAN_DATA):
+        if int(hd) in where:
+            out[:, slot] = raw[:, where[int(hd)]]
+    return out

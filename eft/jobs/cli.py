@@ -1,0 +1,139 @@
+"""``eft fit``, ``eft merge`` and ``eft demo``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+__all__ = ["register"]
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.INFO
+    if getattr(args, "quiet", False):
+        level = logging.WARNING
+    if getattr(args, "verbose", False):
+        level = logging.DEBUG
+    logger = logging.getLogger("eft")
+    logger.setLevel(level)
+    if not any(getattr(h, "_eft_jobs", False) for h in logger.handlers):
+        handler = _StderrHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        handler._eft_jobs = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
+    for h in logger.handlers:
+        if getattr(h, "_eft_jobs", False):
+            h.setLevel(level)
+
+
+def _overrides(args: argparse.Namespace) -> list:
+    from .config import parse_override
+
+    out = []
+    shortcuts = (("output", ["output", "dir"]), ("batch_size", ["batch_size"]),
+                 ("workers", ["workers"]), ("backend", ["backend"]),
+                 ("scheduler", ["scheduler"]), ("limit", ["limit"]))
+    for text in args.set or []:
+        out.append(parse_override(text))
+    for attr, keys in shortcuts:
+        value = getattr(args, attr)
+        if value is not None:
+            out.append((keys, value))
+    if args.device is not None:
+        out.append((["devices"], args.device))
+    return out
+
+
+def _fit(args: argparse.Namespace) -> int:
+    _setup_logging(args)
+    from .config import load_config
+    from .runner import run_job
+    from .sharding import parse_shard
+
+    config = load_config(args.config, _overrides(args))
+    shard = parse_shard(args.shard) if args.shard else None
+    result = run_job(config, shard=shard, force=args.force, progress=not args.quiet)
+    if not args.quiet:
+        print(f"output: {result.output_dir}")
+        print(result.summary.format())
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    _setup_logging(args)
+    from .merge import merge_outputs
+
+    result = merge_outputs(args.inputs, args.output, force=args.force)
+    if not args.quiet:
+        print(f"merged {len(args.inputs)} output folder(s) into {result.output_dir}")
+        print(result.summary.format())
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    _setup_logging(args)
+    from .demo import run_demo
+
+    report = run_demo(args.output, n_people=args.people, progress=not args.quiet)
+    print(report)
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def register(sub) -> None:
+    fit = sub.add_parser(
+        "fit", help="fit every person of the datasets in a job config (resumable)",
+        description="Run (or resume) an EFT job described by a YAML config (see "
+                    "fitting/README.md). Re-running the same command after a crash fits "
+                    "only what is missing.")
+    fit.add_argument("config", help="job config, e.g. fitting/coco.yaml")
+    fit.add_argument("--shard", metavar="i/N",
+                     help="fit shard i of N (0-based; ids hashed) into OUTPUT/shard-i-of-N")
+    fit.add_argument("-o", "--output", metavar="DIR", help="output folder (output.dir)")
+    fit.add_argument("--batch-size", type=int, dest="batch_size", metavar="B",
+                     help="exemplars fine-tuned at once (batch_size)")
+    fit.add_argument("--device", metavar="DEV",
+                     help="cpu, cuda, cuda:1, a comma list for one worker per GPU, or auto")
+    fit.add_argument("--workers", type=int, metavar="N", help="parallel workers")
+    fit.add_argument("--backend", choices=("local", "dask"), help="where workers run")
+    fit.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="Dask scheduler address")
+    fit.add_argument("--limit", type=int, metavar="N",
+                     help="fit only the first N exemplars (by id)")
+    fit.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override any config key, e.g. --set eft.max_iters=10 (repeatable)")
+    fit.add_argument("--force", action="store_true",
+                     help="discard results of another configuration in the output folder")
+    _common(fit)
+    fit.set_defaults(func=_fit)
+
+    merge = sub.add_parser("merge", help="join the output folders of the shards of a job")
+    merge.add_argument("inputs", nargs="+", metavar="OUT_DIR", help="shard output folders")
+    merge.add_argument("-o", "--output", required=True, metavar="OUT", help="merged folder")
+    merge.add_argument("--force", action="store_true",
+                       help="merge folders of different configs or incomplete shards")
+    _common(merge)
+    merge.set_defaults(func=_merge)
+
+    demo = sub.add_parser(
+        "demo",
+        help="render, fit and export a small synthetic dataset (no downloads, seconds on CPU)")
+    demo.add_argument("-o", "--output", default="annotations/demo", metavar="DIR",
+                      help="where the dataset, annotations and overlays go")
+    demo.add_argument("--people", type=int, default=12, help="synthetic people to make")
+    _common(demo)
+    demo.set_defaults(func=_demo)

@@ -1,0 +1,463 @@
+"""Job configuration: a typed tree of dataclasses read from YAML (``fitting/*.yaml``).
+
+Every key is documented in ``fitting/README.md``.  Unknown keys and bad values are
+:class:`JobConfigError` s that name the key and the file, e.g.
+``fitting/coco.yaml: eft.max_iters: expected an integer, got 'twenty'``.
+
+Overrides (``--set key.sub=value`` and the CLI's shortcuts) are applied to the raw
+mapping before validation, so they are checked exactly like the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from eft.errors import EftError
+from eft.fitting.config import EFTConfig, QualityRules
+
+__all__ = [
+    "JobConfigError",
+    "DatasetConfig",
+    "OutputConfig",
+    "JobConfig",
+    "load_config",
+    "config_from_dict",
+    "apply_override",
+    "parse_override",
+    "ANNOTATION_FORMATS",
+    "BACKENDS",
+    "FIT_KEYS",
+    "hash_dict",
+]
+
+#: Annotation formats an ``output.formats`` list may name (written by ``eft.annotations``).
+ANNOTATION_FORMATS: tuple[str, ...] = ("eft-json", "spin-npz", "h5", "humandata")
+#: Where the chunks run: this machine's processes, or a Dask distributed cluster.
+BACKENDS: tuple[str, ...] = ("local", "dask")
+#: Settings that decide the fits: a job resumes only with the same values.
+FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "batch_size",
+                             "chunk_size", "seed")
+#: Dataset kinds the job can read besides the readers' (``eft.data.readers``).
+JOB_KINDS: tuple[str, ...] = ("synthetic",)
+
+
+class JobConfigError(EftError):
+    """A job configuration that cannot be used (unknown key, bad value, missing file)."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """One annotation source.
+
+    Attributes:
+        kind: reader name (``coco``, ``crowdpose``, ``mpii``, ``lsp``, ``lspet``,
+            ``posetrack``, ``openpose``, ``generic``) or ``synthetic`` (exemplars made from
+            the pose bank, options ``n``, ``seed``, ``annotate``; no images).
+        path: annotation file or folder (relative paths: from the working directory).
+        image_root: folder of the images, when not the reader's default.
+        name: id prefix / dataset name passed to the reader (``dataset=``) and recorded in
+            the provenance.
+        split: split name recorded in the provenance (``train``, ``val``...).
+        options: further reader arguments, e.g. ``min_keypoints: 6``.
+    """
+
+    kind: str
+    path: str | None = None
+    image_root: str | None = None
+    name: str | None = None
+    split: str | None = None
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in JOB_KINDS and self.path is None:
+            raise ValueError(f"path: required for kind {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go.
+
+    Attributes:
+        dir: output folder (manifest, ``parts/``, final files).  With ``--shard i/N``
+            the shard writes into ``dir/shard-<i>-of-<N>``.
+        formats: annotation formats written at the end, from :data:`ANNOTATION_FORMATS`.
+        name: stem of the final files (``<name>.json``, ``<name>.h5``...).
+        include: ``all`` fits (each with its quality record) or only ``accepted`` ones.
+        overlays: number of overlay PNGs (image + fitted mesh + keypoints) drawn at the
+            end for exemplars with images (0 = none).
+    """
+
+    dir: str = "annotations/out"
+    formats: tuple[str, ...] = ("eft-json", "h5")
+    name: str = "fits"
+    include: Literal["all", "accepted"] = "all"
+    overlays: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "formats", tuple(self.formats))
+        bad = [f for f in self.formats if f not in ANNOTATION_FORMATS]
+        if bad:
+            raise ValueError(f"formats: unknown format(s) {bad}; known: {list(ANNOTATION_FORMATS)}")
+        if len(set(self.formats)) != len(self.formats):
+            raise ValueError("formats: a format is listed twice")
+        if not self.name or "/" in self.name:
+            raise ValueError(f"name: must be a file stem without '/', got {self.name!r}")
+        if self.overlays < 0:
+            raise ValueError(f"overlays: must be >= 0, got {self.overlays}")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """A whole ``eft fit`` job.
+
+    Attributes:
+        datasets: the annotation sources, read in order; ids must be unique across them.
+        body: ``open`` (the embedded open body model), ``default`` (``$EFT_BODY_MODEL``
+            or the open model) or a SMPL ``.pkl``/``.npz`` file or folder.
+        regressor: ``default`` (the shipped keypoint prior) or a checkpoint path (our
+            regressor file or a SPIN/EFT HMR checkpoint; HMR fits from image crops).
+        eft: EFT settings, :class:`eft.fitting.EFTConfig` (``eft.rules``:
+            :class:`eft.fitting.QualityRules`).
+        output: :class:`OutputConfig`.
+        mode: ``batched`` (``torch.func``, per-exemplar weights) or ``sequential`` (EFT's
+            loop).
+        batch_size: exemplars fine-tuned at once inside a chunk.
+        chunk_size: exemplars per unit of work: one task for a worker and one committed
+            part file.  Chunks are fixed slices of the shard's exemplars sorted by id.
+        seed: torch seed set before every chunk.
+        limit: fit only the first ``limit`` exemplars (sorted by id) of the shard.
+        check_images: decode every exemplar's image and record unreadable ones as
+            failures even when the regressor reads keypoints only.
+        devices: torch devices; ``auto`` = every visible GPU, else the CPU.  Local
+            workers take one device each (round robin when there are more workers).
+        workers: parallel workers; ``null`` = one per device.
+        threads: torch threads per worker.
+        backend: ``local`` (joblib processes on this machine; 1 worker runs in-process)
+            or ``dask`` (joblib's Dask backend; needs ``pip install 'eft[cluster]'``).
+        scheduler: Dask scheduler address ``tcp://HOST:PORT``; ``null`` starts a local
+            Dask cluster of ``workers`` processes.
+    """
+
+    datasets: tuple[DatasetConfig, ...]
+    body: str = "open"
+    regressor: str = "default"
+    eft: EFTConfig = field(default_factory=EFTConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    mode: Literal["batched", "sequential"] = "batched"
+    batch_size: int = 64
+    chunk_size: int = 256
+    seed: int = 0
+    limit: int | None = None
+    check_images: bool = True
+    devices: tuple[str, ...] = ("cpu",)
+    workers: int | None = None
+    threads: int = 1
+    backend: Literal["local", "dask"] = "local"
+    scheduler: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        object.__setattr__(self, "devices", tuple(self.devices))
+        if not self.datasets:
+            raise ValueError("datasets: at least one dataset is needed")
+        for name in ("batch_size", "chunk_size", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit: must be >= 1, got {self.limit}")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers: must be >= 1, got {self.workers}")
+        if self.seed < 0:
+            raise ValueError(f"seed: must be >= 0, got {self.seed}")
+        if not self.devices:
+            raise ValueError("devices: at least one device (or 'auto') is needed")
+        if self.scheduler is not None and not self.scheduler.startswith(
+                ("tcp://", "tls://", "inproc://", "ucx://")):
+            raise ValueError(f"scheduler: expected tcp://HOST:PORT, got {self.scheduler!r}")
+
+    # -- views ------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict of every setting (defaults included)."""
+        return _plain(dataclasses.asdict(self))
+
+    def fit_dict(self) -> dict:
+        """The settings that decide the fits (what a resumed run must share)."""
+        d = self.to_dict()
+        return {k: d[k] for k in FIT_KEYS}
+
+    def replace(self, **changes: Any) -> JobConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def hash_dict(d: Mapping) -> str:
+    """sha256 of the canonical JSON of ``d``."""
+    text = json.dumps(_plain(dict(d)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------------------
+# Building dataclasses from plain mappings, with errors that name the key
+# ---------------------------------------------------------------------------
+
+class _KeyError(Exception):
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _join(prefix: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _describe(value: Any) -> str:
+    return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """``value`` checked against the annotation ``tp`` (strings from YAML accepted for
+    floats like ``1e-4``, which YAML 1.1 reads as a string)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except _KeyError as exc:
+                errors.append(exc.message)
+        raise _KeyError(key, errors[0] if len(errors) == 1 else " or ".join(errors))
+    if origin is Literal:
+        if value not in args:
+            raise _KeyError(key, f"expected one of {list(args)}, got {_describe(value)}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, Sequence):
+            raise _KeyError(key, f"expected a list, got {_describe(value)}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], _join(key, i)) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise _KeyError(key, f"expected a list of {len(args)}, got {len(value)} items")
+        pairs = enumerate(zip(value, args, strict=True))
+        return tuple(_coerce(v, a, _join(key, i)) for i, (v, a) in pairs)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _KeyError(key, f"expected true or false, got {_describe(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _KeyError(key, f"expected an integer, got {_describe(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _KeyError(key, f"expected a number, got {_describe(value)}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _KeyError(key, f"expected a string, got {_describe(value)}")
+        return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, Mapping):
+            raise _KeyError(key, f"expected a mapping, got {_describe(value)}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # pragma: no cover
+
+
+def _build(cls: type, data: Any, prefix: str, special: Mapping | None = None) -> Any:
+    """An instance of dataclass ``cls`` from mapping ``data``; ``special`` maps field
+    names to their own builders ``f(value, key)``."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise _KeyError(prefix or "(top level)", f"expected a mapping, got {_describe(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        raise _KeyError(_join(prefix, str(unknown[0])),
+                        f"unknown key; known keys here: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, value in data.items():
+        key = _join(prefix, name)
+        if special and name in special:
+            kwargs[name] = special[name](value, key)
+        else:
+            kwargs[name] = _coerce(value, hints[name], key)
+    missing = [n for n, f in fields.items() if n not in kwargs
+               and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise _KeyError(_join(prefix, missing[0]), "required key is missing")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        # our own __post_init__ messages start with the field name ("limit: ...")
+        head, sep, rest = msg.partition(": ")
+        if sep and head in fields:
+            raise _KeyError(_join(prefix, head), rest) from None
+        where = next((n for n in fields if msg.startswith(n + " ")), None)
+        raise _KeyError(_join(prefix, where) if where else (prefix or "(top level)"),
+                        msg) from None
+
+
+def _build_rules(value: Any, key: str) -> QualityRules:
+    if value is None:
+        return QualityRules()
+    if not isinstance(value, Mapping):
+        raise _KeyError(key, f"expected a mapping, got {_describe(value)}")
+    value = dict(value)
+    preset = value.pop("preset", "default")
+    if preset not in ("default", "strict"):
+        raise _KeyError(_join(key, "preset"),
+                        f"expected 'default' (EFT's IsValid) or 'strict', got {preset!r}")
+    rules = _build(QualityRules, value, key)
+    if preset == "strict":
+        given = {k: getattr(rules, k) for k in value}
+        rules = QualityRules.strict(**given)
+    return rules
+
+
+def _build_eft(value: Any, key: str) -> EFTConfig:
+    return _build(EFTConfig, value, key, special={"rules": _build_rules})
+
+
+def _build_datasets(value: Any, key: str) -> tuple[DatasetConfig, ...]:
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list):
+        raise _KeyError(key, f"expected a list of datasets, got {_describe(value)}")
+    return tuple(_build(DatasetConfig, v, _join(key, i)) for i, v in enumerate(value))
+
+
+def _build_devices(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    out = _coerce(value, tuple[str, ...], key)
+    for i, dev in enumerate(out):
+        if dev != "auto" and not (dev == "cpu" or dev == "cuda" or dev.startswith("cuda:")
+                                  or dev == "mps"):
+            raise _KeyError(_join(key, i),
+                            f"expected auto, cpu, cuda or cuda:N, got {dev!r}")
+    if "auto" in out and len(out) > 1:
+        raise _KeyError(key, "'auto' cannot be combined with other devices")
+    return out
+
+
+def config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
+    """Validate a plain mapping (as read from YAML) into a :class:`JobConfig`."""
+    try:
+        return _build(JobConfig, data, "", special={
+            "eft": _build_eft, "datasets": _build_datasets, "devices": _build_devices})
+    except _KeyError as exc:
+        raise JobConfigError(f"{source}: {exc.key}: {exc.message}") from None
+
+
+# ---------------------------------------------------------------------------
+# Overrides and files
+# ---------------------------------------------------------------------------
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """``"eft.max_iters=10"`` -> ``(["eft", "max_iters"], 10)``; the value is read as
+    YAML (``null``, ``true``, ``[a, b]``, numbers); list items by index
+    (``datasets.0.path=...``)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise JobConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. eft.max_iters=10")
+    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise JobConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from None
+    return parts, value
+
+
+def apply_override(data: dict, path: Sequence[str | int], value: Any) -> None:
+    """Set ``data[path[0]][path[1]]... = value`` in place, creating mappings."""
+    node: Any = data
+    shown = ""
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(part, int):
+            if not isinstance(node, list) or not -len(node) <= part < len(node):
+                raise JobConfigError(f"--set {'.'.join(map(str, path))}: no list item "
+                                     f"{part} at {shown or '(top level)'}")
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+        else:
+            if not isinstance(node, dict):
+                raise JobConfigError(f"--set {'.'.join(map(str, path))}: {shown} is not a "
+                                     "mapping")
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        shown = _join(shown, part)
+
+
+def read_yaml(path: str | os.PathLike) -> dict:
+    """The YAML mapping in ``path`` (a :class:`JobConfigError` when unreadable)."""
+    p = Path(path)
+    if not p.is_file():
+        raise JobConfigError(f"{p}: no such config file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise JobConfigError(f"{p}: not valid YAML{where}: "
+                             f"{getattr(exc, 'problem', None) or exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise JobConfigError(f"{p}: expected a mapping of settings at the top level")
+    return data
+
+
+def load_config(path: str | os.PathLike,
+                overrides: Sequence[tuple[Sequence[str | int], Any]] = ()) -> JobConfig:
+    """Read and validate a job config; ``overrides`` (from :func:`parse_override`) are
+    applied first."""
+    data = read_yaml(path)
+    for keys, value in overrides:
+        apply_override(data, keys, value)
+    return config_from_dict(data, source=str(path))

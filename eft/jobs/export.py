@@ -1,0 +1,60 @@
+"""The final annotation files of a job, written from its committed parts (through
+``eft.annotations``), in stable id order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from eft.data.exemplar import Exemplar
+from eft.fitting.records import Fit
+
+__all__ = ["OUTPUT_SUFFIX", "output_file", "write_outputs", "provenance_for"]
+
+log = logging.getLogger("eft.jobs")
+
+#: File suffix of each format's final file.
+OUTPUT_SUFFIX: dict[str, str] = {
+    "eft-json": ".json",
+    "spin-npz": ".spin.npz",
+    "h5": ".h5",
+    "humandata": ".humandata.npz",
+}
+
+
+def output_file(folder: Path, name: str, fmt: str) -> Path:
+    return folder / f"{name}{OUTPUT_SUFFIX[fmt]}"
+
+
+def provenance_for(config, identity: dict, config_hash: str, shard: str | None,
+                   body=None):
+    """The :class:`~eft.annotations.Provenance` of a job's files."""
+    from eft.annotations import Provenance
+
+    names = sorted({d.name or d.kind for d in config.datasets})
+    splits = sorted({d.split for d in config.datasets if d.split})
+    return Provenance.create(
+        body=body if body is not None else identity.get("body"),
+        regressor=identity.get("regressor"), config=config.eft,
+        dataset=",".join(names) or None, split=",".join(splits) or None,
+        job={"config_hash": config_hash, "shard": shard, "config": config.to_dict()})
+
+
+def write_outputs(folder: Path, config, fits: Sequence[Fit], exemplars: Sequence[Exemplar],
+                  provenance) -> dict[str, str]:
+    """Write every format of ``config.output`` (fits in the given order); returns
+    format -> file path."""
+    from eft.annotations import AnnotationSet, write_annotations
+
+    if config.output.include == "accepted":
+        pairs = [(f, e) for f, e in zip(fits, exemplars, strict=True) if f.quality.accepted]
+        fits, exemplars = [p[0] for p in pairs], [p[1] for p in pairs]
+    aset = AnnotationSet.from_fits(list(fits), list(exemplars), provenance)
+    written = {}
+    for fmt in config.output.formats:
+        path = output_file(folder, config.output.name, fmt)
+        write_annotations(aset, path, format=fmt)
+        written[fmt] = str(path)
+        log.info("wrote %s (%s, %d fits)", path, fmt, len(aset))
+    return written

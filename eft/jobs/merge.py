@@ -1,0 +1,125 @@
+"""``eft merge``: join the output folders of a job's shards into one.
+
+The shards must come from the same config (same config hash, which covers the body
+model's and regressor's file contents) and be complete; every shard of the ``N`` should
+be there.  Each of these checks can be overridden with ``force``.  The merged folder
+holds copies of all parts, a manifest (``shard: null``, ``merged_from``), the union of
+the ``skipped.json`` lists and the final files, in id order - the same files an
+unsharded run writes (fits equal to float rounding: chunks group exemplars differently).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import JobConfigError, config_from_dict
+from .runner import JobResult, finish
+from .sharding import parse_shard
+from .store import (
+    PARTS_DIR,
+    SKIPPED,
+    SUMMARY,
+    JobStoreError,
+    Manifest,
+    atomic_path,
+    atomic_write_json,
+    job_lock,
+    read_part,
+)
+
+__all__ = ["merge_outputs"]
+
+log = logging.getLogger("eft.jobs")
+
+
+def _load(folder: Path) -> Manifest:
+    manifest = Manifest.load(folder)
+    if manifest is None:
+        raise JobStoreError(f"{folder}: not a job output folder (no manifest.json)")
+    return manifest
+
+
+def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *,
+                  force: bool = False) -> JobResult:
+    """Merge shard folders ``inputs`` into ``output``; see the module docstring."""
+    t0 = time.perf_counter()
+    folders = [Path(p) for p in inputs]
+    out = Path(output)
+    if any(f.resolve() == out.resolve() for f in folders):
+        raise JobConfigError("the merged folder must not be one of the inputs")
+    manifests = [_load(f) for f in folders]
+    problems = []
+    hashes = {m.config_hash for m in manifests}
+    if len(hashes) > 1:
+        problems.append(f"they were made with {len(hashes)} different configs "
+                        "(config hashes differ)")
+    incomplete = [str(f) for f, m in zip(folders, manifests, strict=True) if not m.complete]
+    if incomplete:
+        problems.append(f"unfinished: {', '.join(incomplete)} (re-run their eft fit first)")
+    shards = [parse_shard(m.shard) if m.shard else None for m in manifests]
+    if all(s is not None for s in shards):
+        counts = {s.count for s in shards}
+        indices = [s.index for s in shards]
+        if len(counts) > 1:
+            problems.append(f"shards of different splits ({sorted(counts)})")
+        elif len(set(indices)) != len(indices):
+            problems.append("a shard is given twice")
+        else:
+            n = counts.pop()
+            absent = sorted(set(range(n)) - set(indices))
+            if absent:
+                problems.append(f"shard(s) {absent} of {n} are missing")
+    if problems and not force:
+        raise JobStoreError("refusing to merge: " + "; ".join(problems)
+                            + " (--force merges anyway)")
+    for p in problems:
+        log.warning("merging anyway: %s", p)
+
+    first = manifests[0]
+    config = config_from_dict(first.config, source=f"{folders[0]}/manifest.json")
+    with job_lock(out):
+        existing = Manifest.load(out) if (out / "manifest.json").exists() else None
+        if existing is not None and not force and existing.merged_from != [
+                str(f) for f in folders]:
+            raise JobStoreError(f"{out} already holds another job's results; "
+                                "use another -o or --force")
+        shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+        (out / PARTS_DIR).mkdir(parents=True)
+        merged = Manifest(config_hash=first.config_hash, config=first.config,
+                          identity=first.identity, shard=None,
+                          merged_from=[str(f) for f in folders])
+        parts, skipped, seen = [], [], set()
+        for folder, manifest in zip(folders, manifests, strict=True):
+            for info in manifest.parts:
+                part = read_part(folder / info.file)
+                clash = seen.intersection(part.ids)
+                if clash:
+                    raise JobStoreError(f"{folder / info.file}: exemplar {sorted(clash)[0]!r} "
+                                        "is also in another input")
+                seen.update(part.ids)
+                rel = f"{PARTS_DIR}/{Path(info.file).name}"
+                with atomic_path(out / rel) as tmp:
+                    shutil.copyfile(folder / info.file, tmp)
+                merged.add_part(type(info)(**{**info.__dict__, "file": rel}))
+                parts.append(part)
+            sk = folder / SKIPPED
+            if sk.is_file():
+                skipped.extend(json.loads(sk.read_text()))
+        skipped.sort(key=lambda s: s["id"])
+        atomic_write_json(out / SKIPPED, skipped)
+        merged.n_work = len(seen)
+        merged.save(out)
+        # merged output: formats of the first input's config, written into `out`
+        summary = finish(out, config, merged, parts, seen, [s["reason"] for s in skipped],
+                         first.identity, first.config_hash)
+        summary.seconds = round(time.perf_counter() - t0, 3)
+        merged.summary = summary.to_dict()
+        merged.save(out)
+        atomic_write_json(out / SUMMARY, summary.to_dict())
+    return JobResult(output_dir=out, summary=summary, manifest=merged)

@@ -1,0 +1,59 @@
+"""Overlay PNGs of fits: the crop with the fitted mesh and annotated-vs-fitted
+keypoints, next to a side view (``eft.render``, no OpenGL)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from eft.data.exemplar import Exemplar
+from eft.fitting.records import Fit
+
+__all__ = ["write_overlays", "overlay_name"]
+
+log = logging.getLogger("eft.jobs")
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def overlay_name(exemplar_id: str) -> str:
+    """A file name for an exemplar id (``coco/123`` -> ``coco_123.png``)."""
+    return _UNSAFE.sub("_", exemplar_id).strip("_") + ".png"
+
+
+def write_overlays(folder: Path, body_spec: str, fits: Sequence[Fit],
+                   exemplars: Sequence[Exemplar], count: int, size: int = 256) -> list[Path]:
+    """Draw up to ``count`` fits (in the given order) whose exemplar has a readable
+    image; returns the PNG paths.  Unreadable images are skipped with a warning."""
+    if count <= 0:
+        return []
+    import torch
+
+    from eft.body import BodyModel
+    from eft.data.images import ImageError, load_image
+    from eft.render import render_fit_panel, save_png
+
+    body = BodyModel.load(None if body_spec == "default" else body_spec)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fit, ex in zip(fits, exemplars, strict=True):
+        if len(written) >= count:
+            break
+        if ex.image_path is None:
+            continue
+        try:
+            image = load_image(ex.image_path)
+        except ImageError as exc:
+            log.warning("overlay of %s skipped: %s", ex.id, exc)
+            continue
+        with torch.no_grad():
+            panel = render_fit_panel(image, fit, body.faces, ex.keypoints, body=body,
+                                     size=size)
+        path = folder / overlay_name(ex.id)
+        save_png(panel, path)
+        written.append(path)
+    if written:
+        log.info("wrote %d overlay(s) to %s", len(written), folder)
+    return written

@@ -1,0 +1,438 @@
+"""Running a job: read, shard, chunk, fit what is missing, commit parts, export.
+
+:func:`run_job` is what ``eft fit`` calls.  The order of things:
+
+1. resolve devices and workers; hash the settings that decide the fits together with the
+   body model's and regressor's file contents (the *config hash*);
+2. lock the output folder; if it holds a manifest with another config hash (or another
+   shard), refuse - unless ``force``, which clears the folder and starts over;
+3. read the datasets, keep the shard's ids (sorted), apply ``limit``, cut into chunks;
+4. collect what is committed: listed parts, plus parts renamed but not yet listed (a
+   kill between the two steps); temporary files are removed;
+5. fit the missing exemplars chunk by chunk - in-process, in local joblib worker
+   processes, or on a Dask cluster - committing each chunk's part and the manifest as
+   it arrives;
+6. write the final annotation files from all parts, in id order, and the summary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from eft.errors import EftError
+
+from .config import FIT_KEYS, JobConfig, JobConfigError, hash_dict
+from .devices import default_workers, resolve_devices
+from .export import output_file, provenance_for, write_outputs
+from .sharding import Shard, plan_chunks, select_shard
+from .sources import read_sources
+from .store import (
+    MANIFEST,
+    PARTS_DIR,
+    SKIPPED,
+    SUMMARY,
+    JobStoreError,
+    Manifest,
+    Part,
+    PartInfo,
+    atomic_write_json,
+    job_lock,
+    part_name,
+    read_part,
+    remove_temporaries,
+    write_part,
+)
+from .summary import Summary, summarize
+from .worker import ChunkTask, WorkerSetup, run_chunk
+
+__all__ = ["JobResult", "run_job", "job_identity", "config_hash_of", "output_dir_for",
+           "load_parts", "execute"]
+
+log = logging.getLogger("eft.jobs")
+
+
+@dataclass
+class JobResult:
+    """What :func:`run_job` did.
+
+    Attributes:
+        output_dir: the folder written.
+        summary: :class:`~eft.jobs.summary.Summary`.
+        manifest: the final :class:`~eft.jobs.store.Manifest`.
+    """
+
+    output_dir: Path
+    summary: Summary
+    manifest: Manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _body_name(path: Path) -> str:
+    """The model's own name (``model_name`` in our .npz files), else the file name."""
+    if path.suffix == ".npz":
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "model_name" in z.files:
+                    return str(z["model_name"])
+        except (OSError, ValueError):
+            pass
+    return path.name
+
+
+def job_identity(config: JobConfig) -> dict:
+    """Names and sha256 of the body model and regressor files the job uses."""
+    from eft.body.model import resolve_model_path
+    from eft.models.registry import DEFAULT_SPEC, default_prior_path
+
+    try:
+        body_path = resolve_model_path(None if config.body == "default" else config.body)
+    except EftError as exc:
+        raise JobConfigError(f"body: {exc}") from None
+    if config.regressor == DEFAULT_SPEC:
+        reg_path = default_prior_path()
+    else:
+        reg_path = Path(config.regressor).expanduser()
+    if not reg_path.is_file():
+        raise JobConfigError(f"regressor: {reg_path}: no such checkpoint file")
+    return {
+        "body": {"name": _body_name(body_path), "sha256": _sha256(body_path)},
+        "regressor": {"name": config.regressor, "sha256": _sha256(reg_path),
+                      "hash_of": "file"},
+    }
+
+
+def config_hash_of(config: JobConfig, identity: dict) -> str:
+    return hash_dict({"fit": config.fit_dict(), "identity": identity})
+
+
+def output_dir_for(config: JobConfig, shard: Shard | None) -> Path:
+    base = Path(config.output.dir)
+    return base / shard.folder if shard is not None and shard.count > 1 else base
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        key = f"{prefix}.{k}" if prefix else k
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(_differences(a, b, key))
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out
+
+
+def _open_manifest(folder: Path, config: JobConfig, identity: dict, chash: str,
+                   shard_text: str | None, force: bool) -> Manifest:
+    """The folder's manifest when it is this job's; a fresh one for an empty folder or
+    (with ``force``) one written with another config."""
+    try:
+        manifest = Manifest.load(folder)
+    except JobStoreError:
+        if not force:
+            raise
+        manifest = None
+    if manifest is not None and manifest.config_hash == chash and manifest.shard == shard_text:
+        log.info("resuming into %s (%d committed part(s))", folder, len(manifest.parts))
+        return manifest
+    if manifest is not None:
+        old = {"fit": {k: manifest.config.get(k) for k in FIT_KEYS},
+               "identity": manifest.identity, "shard": manifest.shard}
+        new = {"fit": config.fit_dict(), "identity": identity, "shard": shard_text}
+        changes = _differences(old, new)
+        if not force:
+            shown = "; ".join(changes[:3]) + (" ..." if len(changes) > 3 else "")
+            raise JobStoreError(
+                f"{folder} holds results of another configuration "
+                f"({shown or 'config hash differs'}); not resuming. Use another --output, "
+                "or --force to discard them and start over")
+        log.warning("--force: discarding the results of another configuration in %s",
+                    folder)
+    _clear(folder)
+    return Manifest(config_hash=chash, config=config.to_dict(), identity=identity,
+                    shard=shard_text)
+
+
+def _clear(folder: Path) -> None:
+    shutil.rmtree(folder / PARTS_DIR, ignore_errors=True)
+    for name in (MANIFEST, SKIPPED):
+        (folder / name).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------
+# Committed parts
+# ---------------------------------------------------------------------------
+
+def _collect_parts(folder: Path, manifest: Manifest) -> dict[str, Part]:
+    """file name -> part for every committed part; adopts unlisted complete parts of
+    this config, drops listed parts whose file is gone."""
+    parts_dir = folder / PARTS_DIR
+    removed = remove_temporaries(parts_dir) + remove_temporaries(folder)
+    if removed:
+        log.info("removed %d temporary file(s) of an interrupted run", removed)
+    listed = {p.file for p in manifest.parts}
+    parts: dict[str, Part] = {}
+    for info in list(manifest.parts):
+        path = folder / info.file
+        try:
+            parts[info.file] = read_part(path)
+        except JobStoreError as exc:
+            log.warning("%s; its exemplars will be fitted again", exc)
+            manifest.parts = [p for p in manifest.parts if p.file != info.file]
+            path.unlink(missing_ok=True)
+    if parts_dir.is_dir():
+        for path in sorted(parts_dir.glob("part-*.npz")):
+            rel = f"{PARTS_DIR}/{path.name}"
+            if rel in listed:
+                continue
+            try:
+                part = read_part(path)
+            except JobStoreError as exc:
+                log.warning("%s; removing it", exc)
+                path.unlink(missing_ok=True)
+                continue
+            if part.config_hash != manifest.config_hash:
+                log.warning("%s belongs to another config; removing it", path)
+                path.unlink(missing_ok=True)
+                continue
+            log.info("adopting %s (committed but not yet listed when the last run stopped)",
+                     path.name)
+            parts[rel] = part
+            manifest.add_part(_info(rel, part))
+    return parts
+
+
+def _info(rel: str, part: Part) -> PartInfo:
+    return PartInfo(file=rel, chunk=part.chunk, n_fits=len(part.fits),
+                    n_failed=len(part.failures),
+                    failures=[{"id": f.id, "reason": f.reason, "detail": f.detail}
+                              for f in part.failures],
+                    seconds=round(part.seconds, 3), device=part.device)
+
+
+def load_parts(folder: Path, manifest: Manifest) -> list[Part]:
+    """Every part the manifest lists."""
+    return [read_part(folder / p.file) for p in manifest.parts]
+
+
+# ---------------------------------------------------------------------------
+# Execution backends
+# ---------------------------------------------------------------------------
+
+def _dask_client(scheduler: str | None, workers: int):
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise JobConfigError("backend dask needs Dask distributed: "
+                             "pip install 'eft[cluster]' (or 'dask[distributed]')") from None
+    if scheduler is None:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        return Client(cluster), cluster
+    try:
+        return Client(scheduler, timeout=30), None
+    except OSError as exc:
+        raise JobConfigError(f"scheduler: cannot reach the Dask scheduler at {scheduler} "
+                             f"({exc})") from None
+
+
+def execute(tasks: list[ChunkTask], setup: WorkerSetup, backend: str, workers: int,
+            scheduler: str | None = None) -> Iterator[Part]:
+    """Run ``tasks``, yielding each chunk's part as soon as it is done (any order)."""
+    if not tasks:
+        return
+    if backend == "local" and workers == 1:
+        for task in tasks:
+            yield run_chunk(setup, task)
+        return
+    from joblib import Parallel, delayed
+
+    jobs = (delayed(run_chunk)(setup, task) for task in tasks)
+    if backend == "local":
+        parallel = Parallel(n_jobs=min(workers, len(tasks)), backend="loky",
+                            return_as="generator_unordered", pre_dispatch="2*n_jobs")
+        yield from parallel(jobs)
+        return
+    from joblib import parallel_config
+
+    client, cluster = _dask_client(scheduler, workers)
+    try:
+        with parallel_config(backend="dask", client=client):
+            parallel = Parallel(n_jobs=-1, return_as="generator_unordered")
+            yield from parallel(jobs)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# ---------------------------------------------------------------------------
+# The job
+# ---------------------------------------------------------------------------
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="eft fit", unit="ex", disable=not enabled or total == 0,
+                dynamic_ncols=True, smoothing=0.1, mininterval=0.5)
+
+
+def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = False,
+            progress: bool = True) -> JobResult:
+    """Run (or resume) a job; see the module docstring.
+
+    Args:
+        config: the job.
+        shard: this process's shard, or None for the whole job.
+        force: start over in an output folder written with another config.
+        progress: show a tqdm bar.
+    """
+    t0 = time.perf_counter()
+    devices = resolve_devices(config.devices)
+    workers = config.workers or default_workers(devices)
+    if config.backend == "local" and workers > (os.cpu_count() or 1) and devices == ["cpu"]:
+        log.warning("%d workers on %d CPU cores", workers, os.cpu_count() or 1)
+    identity = job_identity(config)
+    chash = config_hash_of(config, identity)
+    folder = output_dir_for(config, shard)
+    shard_text = None if shard is None or shard.count == 1 else str(shard)
+    with job_lock(folder):
+        manifest = _open_manifest(folder, config, identity, chash, shard_text, force)
+        sources = read_sources(config.datasets)
+        if not sources.exemplars:
+            counts = Counter(s.reason for s in sources.skipped)
+            shown = ", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none read"
+            raise EftError(f"no exemplars to fit: the datasets hold none that can be "
+                           f"fitted ({len(sources.skipped)} people skipped: {shown})")
+        by_id = {e.id: e for e in sources.exemplars}
+        ids = select_shard(by_id, shard)
+        if config.limit is not None:
+            ids = ids[:config.limit]
+        work = set(ids)
+        skipped = [s for s in sources.skipped if shard is None or shard.contains(s.id)]
+        atomic_write_json(folder / SKIPPED, [{"id": s.id, "reason": s.reason,
+                                              "detail": s.detail} for s in skipped])
+        parts = _collect_parts(folder, manifest)
+        done = {i for p in parts.values() for i in p.ids}
+        chunks = plan_chunks(ids, config.chunk_size)
+        tasks = []
+        for k, chunk in enumerate(chunks):
+            todo = tuple(by_id[i] for i in chunk if i not in done)
+            if todo:
+                tasks.append(ChunkTask(index=k, exemplars=todo))
+        up_to_date = (manifest.complete and not tasks and manifest.n_work == len(ids)
+                      and manifest.config.get("output") == config.to_dict()["output"]
+                      and all((folder / name).is_file() for name in manifest.outputs.values())
+                      and set(manifest.outputs) == set(config.output.formats))
+        manifest.config = config.to_dict()  # this run's settings (runtime keys may differ)
+        manifest.n_work = len(ids)
+        manifest.complete = False
+        manifest.save(folder)
+        n_todo = sum(len(t.exemplars) for t in tasks)
+        log.info("%d exemplars in %d chunks: %d to fit, %d already committed; %d worker(s), "
+                 "backend %s, devices %s", len(ids), len(chunks), n_todo,
+                 len(ids) - n_todo, min(workers, max(len(tasks), 1)), config.backend,
+                 ",".join(devices))
+
+        run_id = uuid.uuid4().hex
+        slot_dir = None
+        if not (config.backend == "local" and workers == 1):
+            slot_dir = os.path.join(tempfile.gettempdir(), f"eft-slots-{run_id}")
+        setup = WorkerSetup(
+            run_id=run_id, config_hash=chash, body=config.body, regressor=config.regressor,
+            eft=config.eft, mode=config.mode, batch_size=config.batch_size, seed=config.seed,
+            threads=config.threads, devices=tuple(devices), slot_dir=slot_dir,
+            check_images=config.check_images)
+        fitted_now, fit_seconds = 0, 0.0
+        (folder / PARTS_DIR).mkdir(parents=True, exist_ok=True)
+        try:
+            with _progress(n_todo, progress) as bar:
+                for part in execute(tasks, setup, config.backend, workers, config.scheduler):
+                    rel = f"{PARTS_DIR}/{part_name(part.chunk, part.ids)}"
+                    write_part(folder / rel, part)
+                    manifest.add_part(_info(rel, part))
+                    manifest.save(folder)
+                    parts[rel] = part
+                    fitted_now += len(part.fits)
+                    fit_seconds += part.seconds
+                    bar.update(len(part.ids))
+                    log.debug("committed %s: %d fits, %d failed, %.1f s on %s", rel,
+                              len(part.fits), len(part.failures), part.seconds, part.device)
+        finally:
+            if slot_dir is not None:
+                shutil.rmtree(slot_dir, ignore_errors=True)
+
+        summary = finish(folder, config, manifest, parts.values(), work,
+                         [s.reason for s in skipped], identity, chash,
+                         write=not up_to_date)
+        if up_to_date:
+            log.info("nothing to do: every exemplar is fitted and the final files are "
+                     "up to date")
+        summary.fitted_this_run = fitted_now
+        summary.fit_seconds = round(fit_seconds, 3)
+        summary.seconds = round(time.perf_counter() - t0, 3)
+        manifest.summary = summary.to_dict()
+        manifest.save(folder)
+        atomic_write_json(folder / SUMMARY, summary.to_dict())
+    return JobResult(output_dir=folder, summary=summary, manifest=manifest)
+
+
+def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[Part],
+           work: set[str], skipped_reasons: list[str], identity: dict,
+           chash: str, write: bool = True) -> Summary:
+    """Gather the fits of ``work`` from ``parts`` (sorted by id), write the final files
+    (unless ``write`` is False: they are up to date) and mark the manifest complete."""
+    fits, exemplars, failures, seen = {}, {}, {}, set()
+    for part in sorted(parts, key=lambda p: (p.chunk, min(p.ids, default=""))):
+        for f, e in zip(part.fits, part.exemplars, strict=True):
+            if f.exemplar_id in work and f.exemplar_id not in seen:
+                fits[f.exemplar_id], exemplars[f.exemplar_id] = f, e
+                seen.add(f.exemplar_id)
+        for fail in part.failures:
+            if fail.id in work and fail.id not in seen:
+                failures[fail.id] = fail
+                seen.add(fail.id)
+    missing = work - seen
+    if missing:  # pragma: no cover - every chunk was run above
+        raise JobStoreError(f"{len(missing)} exemplars have no committed result")
+    order = sorted(fits)
+    fit_list = [fits[i] for i in order]
+    ex_list = [exemplars[i] for i in order]
+    outputs = {}
+    if not write:
+        outputs = {fmt: str(folder / name) for fmt, name in manifest.outputs.items()}
+    elif config.output.formats:
+        provenance = provenance_for(config, identity, chash, manifest.shard)
+        outputs = write_outputs(folder, config, fit_list, ex_list, provenance)
+    if config.output.overlays and write:
+        from .overlays import write_overlays
+
+        write_overlays(folder / "overlays", config.body, fit_list, ex_list,
+                       config.output.overlays)
+    manifest.complete = True
+    manifest.outputs = {fmt: Path(p).name for fmt, p in outputs.items()}
+    return summarize(len(work), fit_list, [failures[i] for i in sorted(failures)],
+                     skipped_reasons, outputs=outputs)
+
+
+__all__ += ["finish", "output_file"]

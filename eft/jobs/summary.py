@@ -1,0 +1,93 @@
+"""The end-of-run summary: fitted, accepted, rejected by reason, skipped by reason,
+failed by reason, time."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from eft.fitting.records import Fit
+
+from .store import Failure
+
+__all__ = ["Summary", "summarize"]
+
+
+@dataclass
+class Summary:
+    """Counts over everything the output folder holds for the job's exemplars.
+
+    Attributes:
+        n_work: exemplars the job had to fit (after sharding and ``limit``).
+        fitted: exemplars with a fit.
+        accepted: fits that pass the quality rules.
+        rejected_by_flag: rejected fits per flag (a fit with two flags counts twice).
+        skipped_by_reason: people the readers left out.
+        failed_by_reason: exemplars that could not be fitted.
+        fitted_this_run: fits made by this run (the rest were committed earlier).
+        seconds: wall time of this run.
+        fit_seconds: time the workers spent in this run's chunks (summed).
+        outputs: final files written (format -> path).
+    """
+
+    n_work: int = 0
+    fitted: int = 0
+    accepted: int = 0
+    rejected_by_flag: dict[str, int] = field(default_factory=dict)
+    skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    fitted_this_run: int = 0
+    seconds: float = 0.0
+    fit_seconds: float = 0.0
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        return self.fitted - self.accepted
+
+    @property
+    def failed(self) -> int:
+        return sum(self.failed_by_reason.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(self.skipped_by_reason.values())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def format(self) -> str:
+        """A few lines for the terminal."""
+        def reasons(counts: dict[str, int]) -> str:
+            if not counts:
+                return ""
+            items = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            return " (" + ", ".join(f"{k} {v}" for k, v in items) + ")"
+
+        pct = 100.0 * self.accepted / self.fitted if self.fitted else 0.0
+        rate = self.fitted_this_run / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"exemplars  {self.n_work}",
+            f"fitted     {self.fitted} ({self.fitted_this_run} this run, "
+            f"{self.fitted - self.fitted_this_run} resumed)",
+            f"accepted   {self.accepted} ({pct:.1f} %)",
+            f"rejected   {self.rejected}{reasons(self.rejected_by_flag)}",
+            f"skipped    {self.skipped}{reasons(self.skipped_by_reason)}",
+            f"failed     {self.failed}{reasons(self.failed_by_reason)}",
+            f"time       {self.seconds:.1f} s ({rate:.1f} exemplars/s this run)",
+        ]
+        for fmt, path in self.outputs.items():
+            lines.append(f"file       {path} ({fmt})")
+        return "\n".join(lines)
+
+
+def summarize(n_work: int, fits: Iterable[Fit], failures: Iterable[Failure],
+              skipped_reasons: Iterable[str], **extra) -> Summary:
+    fits = list(fits)
+    rejected = Counter(flag for f in fits if not f.quality.accepted for flag in f.quality.flags)
+    return Summary(
+        n_work=n_work, fitted=len(fits), accepted=sum(f.quality.accepted for f in fits),
+        rejected_by_flag=dict(rejected),
+        skipped_by_reason=dict(Counter(skipped_reasons)),
+        failed_by_reason=dict(Counter(f.reason for f in failures)), **extra)

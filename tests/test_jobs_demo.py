@@ -1,0 +1,54 @@
+"""eft demo: a synthetic COCO dataset rendered with the open body model, fitted and
+exported to every format, with overlays."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from eft.cli import main
+
+
+def test_demo_end_to_end(tmp_path, capsys, one_thread):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--people", "5", "-q"]) == 0
+    report = capsys.readouterr().out
+    assert "fitted" in report and "overlays" in report and "PA-MPJPE" in report
+
+    coco = json.loads((out / "dataset" / "person_keypoints_demo.json").read_text())
+    assert len(coco["images"]) == len(coco["annotations"]) == 5
+    for im, ann in zip(coco["images"], coco["annotations"], strict=True):
+        img = np.asarray(Image.open(out / "dataset" / "images" / im["file_name"]))
+        assert img.shape == (im["height"], im["width"], 3)
+        # the box is the rendered silhouette: pixels inside differ from the plain background
+        x, y, w, h = (int(round(v)) for v in ann["bbox"])
+        assert w > 10 and h > 10
+        bg = img[0, 0].astype(int)
+        inside = np.abs(img[y:y + h, x:x + w].astype(int) - bg).sum(-1) > 30
+        outside = np.abs(img.astype(int) - bg).sum(-1) > 30
+        assert inside.sum() == outside.sum() > 0.2 * w * h
+        # labelled keypoints (noisy projections of the body) lie near the silhouette box
+        kp = np.asarray(ann["keypoints"], dtype=float).reshape(17, 3)
+        lab = kp[kp[:, 2] > 0, :2]
+        assert len(lab) == ann["num_keypoints"] > 0
+        pad = 0.25 * max(w, h)
+        assert np.all((lab[:, 0] > x - pad) & (lab[:, 0] < x + w + pad))
+        assert np.all((lab[:, 1] > y - pad) & (lab[:, 1] < y + h + pad))
+
+    from eft.annotations import read_annotations
+
+    sets = {f: read_annotations(out / name) for f, name in (
+        ("eft-json", "fits.json"), ("spin-npz", "fits.spin.npz"), ("h5", "fits.h5"),
+        ("humandata", "fits.humandata.npz"))}
+    n = len(sets["h5"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert n == summary["fitted"] and n + sum(summary["skipped_by_reason"].values()) == 5
+    for aset in sets.values():
+        assert len(aset) == n
+    np.testing.assert_allclose(sets["eft-json"][0].fit.betas, sets["h5"][0].fit.betas,
+                               atol=1e-6)
+    pngs = sorted((out / "overlays").glob("*.png"))
+    assert 1 <= len(pngs) <= 4
+    assert Image.open(pngs[0]).size[0] > Image.open(pngs[0]).size[1]  # fit | side panel

@@ -1,0 +1,370 @@
+"""eft fit end to end: kill and resume, changed configs, bad inputs, shards and merge,
+local worker processes and the Dask backend."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from eft.cli import main
+from eft.jobs import JobStoreError, Manifest, config_from_dict, merge_outputs, run_job
+from eft.jobs.sharding import Shard
+
+REPO = Path(__file__).resolve().parents[1]
+N = 16
+
+
+def job_dict(out: Path, n: int = N, **extra) -> dict:
+    d = {"datasets": [{"kind": "synthetic", "name": "syn", "options": {"n": n, "seed": 3}}],
+         "eft": {"max_iters": 8},
+         "output": {"dir": str(out), "formats": ["h5"]},
+         "batch_size": 4, "chunk_size": 4, "devices": ["cpu"]}
+    d.update(extra)
+    return d
+
+
+def fits_of(folder: Path):
+    """{id: fit} of a job's final h5 file (read back through eft.annotations)."""
+    from eft.annotations import read_annotations
+
+    aset = read_annotations(folder / "fits.h5")
+    ids = aset.ids
+    assert len(ids) == len(set(ids)), "duplicate fits"
+    assert ids == sorted(ids), "final file not in id order"
+    return {a.id: a.fit for a in aset}
+
+
+def assert_same_fits(a: dict, b: dict, atol: float = 0.0):
+    assert list(a) == list(b)
+    for k in a:
+        for name in ("rotmat", "betas", "cam_weak", "keypoints3d"):
+            np.testing.assert_allclose(getattr(a[k], name), getattr(b[k], name), rtol=0,
+                                       atol=atol, err_msg=f"{k}.{name}")
+        assert a[k].quality.accepted == b[k].quality.accepted
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, one_thread):
+    """An uninterrupted in-process run of the synthetic job."""
+    out = tmp_path_factory.mktemp("ref")
+    result = run_job(config_from_dict(job_dict(out)), progress=False)
+    assert result.summary.fitted == N and result.manifest.complete
+    return out, fits_of(out)
+
+
+def _wait_for_parts(folder: Path, count: int, proc: subprocess.Popen, timeout=60.0) -> int:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        parts = list((folder / "parts").glob("part-*.npz")) if folder.is_dir() else []
+        if len(parts) >= count:
+            return len(parts)
+        if proc.poll() is not None:
+            pytest.fail(f"eft fit ended (rc {proc.returncode}) before {count} part(s)")
+        time.sleep(0.01)
+    pytest.fail("timed out waiting for part files")
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference):
+    ref_dir, ref_fits = reference
+    out = tmp_path / "out"
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump(job_dict(out)))
+    cmd = [sys.executable, "-m", "eft.cli", "fit", str(cfg), "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _wait_for_parts(out, 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    manifest = Manifest.load(out)
+    assert manifest is not None and not manifest.complete
+    committed = len(list((out / "parts").glob("*.npz")))
+    assert 1 <= committed < N // 4  # the job really was cut short
+    result = run_job(config_from_dict(job_dict(out)), progress=False)
+    s = result.summary
+    assert s.fitted == N and s.failed == 0
+    assert s.fitted_this_run == N - 4 * committed  # only what was missing
+    # every exemplar in exactly one committed part
+    assert sum(p.n_fits + p.n_failed for p in result.manifest.parts) == N
+    assert_same_fits(fits_of(out), ref_fits)  # fixed chunks: bit-for-bit equal
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_orphan_part_is_adopted_and_temporaries_removed(tmp_path, reference):
+    ref_dir, ref_fits = reference
+    out = tmp_path / "out"
+    shutil.copytree(ref_dir, out)
+    manifest = Manifest.load(out)
+    # a kill between renaming a part and listing it, plus a half-written temporary
+    manifest.parts = manifest.parts[:-1]
+    manifest.complete = False
+    manifest.save(out)
+    (out / "parts" / ".part-000009-x.npz.abc.tmp").write_bytes(b"half")
+    (out / "fits.h5").unlink()
+    result = run_job(config_from_dict(job_dict(out)), progress=False)
+    assert result.summary.fitted_this_run == 0 and result.summary.fitted == N
+    assert len(result.manifest.parts) == N // 4 and result.manifest.complete
+    assert not list(out.rglob("*.tmp"))
+    assert_same_fits(fits_of(out), ref_fits)
+
+
+def test_damaged_part_is_refitted(tmp_path, reference):
+    ref_dir, ref_fits = reference
+    out = tmp_path / "out"
+    shutil.copytree(ref_dir, out)
+    victim = sorted((out / "parts").glob("*.npz"))[1]
+    victim.write_bytes(victim.read_bytes()[:100])
+    result = run_job(config_from_dict(job_dict(out)), progress=False)
+    assert result.summary.fitted_this_run == 4
+    assert_same_fits(fits_of(out), ref_fits)
+
+
+def test_changed_config_is_refused_unless_force(tmp_path, reference, capsys):
+    ref_dir, _ = reference
+    out = tmp_path / "out"
+    shutil.copytree(ref_dir, out)
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump(job_dict(out)))
+    rc = main(["fit", str(cfg), "-q", "--set", "eft.max_iters=3"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "another configuration" in err[0] and "eft.max_iters: 8 -> 3" in err[0]
+    assert "--force" in err[0]
+    before = Manifest.load(out)
+    assert main(["fit", str(cfg), "-q", "--set", "eft.max_iters=3", "--force"]) == 0
+    after = Manifest.load(out)
+    assert after.config_hash != before.config_hash and after.config["eft"]["max_iters"] == 3
+    assert after.summary["fitted_this_run"] == N
+    # runtime settings (workers, output formats, limit) do not block a resume
+    assert main(["fit", str(cfg), "-q", "--set", "eft.max_iters=3", "--workers", "1",
+                 "--set", "output.formats=[h5,eft-json]"]) == 0
+    assert Manifest.load(out).summary["fitted_this_run"] == 0
+    assert (out / "fits.json").is_file()
+
+
+def _bad_coco(shared_data: Path, tmp_path: Path) -> Path:
+    """The COCO sample (14 people, 2 without keypoints) with a missing image (1 person), a
+    truncated JPEG (2 people), a zero-area box, a malformed entry and NaN keypoints."""
+    src = shared_data / "coco_sample"
+    data = json.loads((src / "test_coco.json").read_text())
+    images = tmp_path / "images"
+    images.mkdir()
+    for im in data["images"]:
+        shutil.copy(src / im["file_name"], images / im["file_name"])
+    (images / "000000000785.jpg").unlink()  # missing: person 442619
+    raw = (images / "000000040083.jpg").read_bytes()
+    (images / "000000040083.jpg").write_bytes(raw[: len(raw) // 3])  # 198196, 230195
+    anns = {a["id"]: a for a in data["annotations"]}
+    anns[460541]["bbox"] = [10, 10, 0, 0]  # zero-area box
+    anns[488308]["keypoints"] = anns[488308]["keypoints"][:-3]  # malformed entry
+    kp = anns[437295]["keypoints"]
+    labelled = next(j for j in range(17) if kp[3 * j + 2] > 0)
+    kp[3 * labelled] = float("nan")  # NaN coordinate of a labelled keypoint
+    path = tmp_path / "bad_coco.json"
+    path.write_text(json.dumps(data))  # NaN written as the JSON extension NaN
+    return path
+
+
+def test_bad_inputs_are_recorded_and_the_job_finishes(shared_data, tmp_path, one_thread,
+                                                      capsys):
+    ann = _bad_coco(shared_data, tmp_path)
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "datasets": [{"kind": "coco", "path": str(ann), "image_root": str(tmp_path / "images"),
+                      "name": "coco"}],
+        "eft": {"max_iters": 3}, "output": {"dir": str(tmp_path / "out"), "formats": ["h5"]},
+        "batch_size": 8, "chunk_size": 4}))
+    assert main(["fit", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "failed     3 (unreadable_image 2, missing_image 1)" in out
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    failed, skipped = summary["failed_by_reason"], summary["skipped_by_reason"]
+    assert failed["missing_image"] == 1 and failed["unreadable_image"] == 2
+    assert skipped["bad_bbox"] == 1 and skipped["bad_annotation"] == 1
+    assert skipped["no_keypoints"] == 2
+    assert failed.get("bad_keypoints", 0) + skipped.get("bad_keypoints", 0) == 1
+    assert summary["fitted"] == 6  # 14 people - 2 without keypoints - 6 bad ones
+    manifest = Manifest.load(tmp_path / "out")
+    reasons = {f["id"]: f["reason"] for p in manifest.parts for f in p.failures}
+    assert reasons["coco/442619"] == "missing_image"
+    assert reasons["coco/198196"] == reasons["coco/230195"] == "unreadable_image"
+    listed = {s["id"]: s["reason"] for s in
+              json.loads((tmp_path / "out" / "skipped.json").read_text())}
+    assert listed["coco/460541"] == "bad_bbox" and listed["coco/488308"] == "bad_annotation"
+    assert (reasons.get("coco/437295") or listed.get("coco/437295")) == "bad_keypoints"
+    assert set(fits_of(tmp_path / "out")) == {f"coco/{i}" for i in (
+        1717641, 1724673, 467657, 531914, 533949, 543117)}
+
+
+def test_unreadable_or_empty_dataset_is_an_error(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ not json")
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": [{"kind": "coco", "path": str(bad)}],
+                                   "output": {"dir": str(tmp_path / "out")}}))
+    assert main(["fit", str(cfg), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.json" in err[0] and "JSON" in err[0]
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+        "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                         "bbox": [0, 0, 5, 5], "keypoints": [0] * 51, "num_keypoints": 0}],
+        "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(17)]}]}))
+    cfg.write_text(yaml.safe_dump({"datasets": [{"kind": "coco", "path": str(empty)}],
+                                   "output": {"dir": str(tmp_path / "out2")}}))
+    assert main(["fit", str(cfg), "-q"]) == 2
+    assert "no exemplars to fit" in capsys.readouterr().err
+
+
+def test_merge_of_two_shards_equals_the_unsharded_run(tmp_path, reference, capsys):
+    _, ref_fits = reference
+    base = tmp_path / "sharded"
+    config = config_from_dict(job_dict(base))
+    dirs = []
+    for i in range(2):
+        r = run_job(config, shard=Shard(i, 2), progress=False)
+        dirs.append(r.output_dir)
+        assert r.output_dir == base / f"shard-00{i}-of-002"
+    n0 = Manifest.load(dirs[0]).n_work
+    assert 0 < n0 < N and n0 + Manifest.load(dirs[1]).n_work == N
+    with pytest.raises(JobStoreError, match=r"shard\(s\) \[1\] of 2 are missing"):
+        merge_outputs(dirs[:1], tmp_path / "merged")
+    assert main(["merge", *map(str, dirs), "-o", str(tmp_path / "merged"), "-q"]) == 0
+    merged = fits_of(tmp_path / "merged")
+    # chunks group exemplars differently than in the unsharded run: float rounding only
+    assert_same_fits(merged, ref_fits, atol=1e-5)
+    assert Manifest.load(tmp_path / "merged").summary["fitted"] == N
+    # shards of another config are refused
+    other = run_job(config_from_dict(job_dict(tmp_path / "other", eft={"max_iters": 2})),
+                    shard=Shard(1, 2), progress=False)
+    with pytest.raises(JobStoreError, match="different configs"):
+        merge_outputs([dirs[0], other.output_dir], tmp_path / "merged2")
+    # the merged folder is the unsharded job's output: eft fit resumes into it
+    r = run_job(config_from_dict(job_dict(tmp_path / "merged")), progress=False)
+    assert r.summary.fitted_this_run == 0 and r.summary.fitted == N
+
+
+def test_local_worker_processes(tmp_path, reference):
+    _, ref_fits = reference
+    out = tmp_path / "out"
+    r = run_job(config_from_dict(job_dict(out, workers=2, limit=8)), progress=False)
+    assert r.summary.fitted == 8 and r.summary.fitted_this_run == 8
+    first = {k: ref_fits[k] for k in sorted(ref_fits)[:8]}
+    assert_same_fits(fits_of(out), first)  # same chunks, same numbers
+
+
+def _distributed_or_skip():
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        msg = "dask[distributed] not installed (pip install 'eft[cluster]')"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+def test_dask_backend_on_a_local_cluster(tmp_path, reference):
+    _distributed_or_skip()
+    from distributed import LocalCluster
+
+    _, ref_fits = reference
+    out = tmp_path / "out"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        cfg = config_from_dict(job_dict(out, backend="dask",
+                                        scheduler=cluster.scheduler_address))
+        r = run_job(cfg, progress=False)
+    assert r.summary.fitted == N
+    assert_same_fits(fits_of(out), ref_fits)
+
+
+def test_dask_missing_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails
+    cfg = config_from_dict(job_dict(tmp_path / "out", n=4, backend="dask"))
+    with pytest.raises(Exception, match=r"pip install 'eft\[cluster\]'"):
+        run_job(cfg, progress=False)
+
+
+def test_worker_records_per_item_failures(monkeypatch, one_thread):
+    """NaN keypoints / box, a NaN fit and an exemplar that makes EFT raise: each is one
+    failure with its reason, and the chunk's other exemplars are fitted."""
+    import dataclasses
+
+    from eft.fitting import EFTConfig
+    from eft.jobs import worker
+    from eft.jobs.config import DatasetConfig
+    from eft.jobs.sources import read_one
+
+    ex = read_one(DatasetConfig(kind="synthetic", name="w", options={"n": 6})).exemplars
+    kp = ex[0].keypoints.copy()
+    kp[np.argmax(kp[:, 2] > 0), 0] = np.nan  # a labelled keypoint at NaN
+    ex[0] = dataclasses.replace(ex[0], keypoints=kp)
+    ex[1] = dataclasses.replace(ex[1], center=np.array([np.nan, 3.0]))
+    real_fit = worker._fit
+
+    def flaky_fit(exemplars, model, body, setup, inputs):
+        if any(e.id == ex[2].id for e in exemplars):
+            raise RuntimeError("boom")
+        fits = real_fit(exemplars, model, body, setup, inputs)
+        return [dataclasses.replace(f, betas=f.betas * np.nan) if f.exemplar_id == ex[3].id
+                else f for f in fits]
+
+    monkeypatch.setattr(worker, "_fit", flaky_fit)
+    setup = worker.WorkerSetup("t", "h", "open", "default", EFTConfig(max_iters=2),
+                               "batched", 8, 0, 1, ("cpu",), None, False)
+    part = worker.run_chunk(setup, worker.ChunkTask(0, tuple(ex)))
+    reasons = {f.id: f.reason for f in part.failures}
+    assert reasons == {ex[0].id: "bad_keypoints", ex[1].id: "bad_bbox", ex[2].id: "error",
+                       ex[3].id: "non_finite_fit"}
+    assert [f.exemplar_id for f in part.fits] == [ex[4].id, ex[5].id]
+    assert "boom" in next(f.detail for f in part.failures if f.reason == "error")
+
+
+def test_image_regressor_gets_crops_and_bad_images_fail(shared_data, tmp_path, monkeypatch,
+                                                        one_thread):
+    """The HMR path: crops come from eft.data.images, a truncated image is a failure."""
+    import dataclasses
+
+    import torch
+
+    from eft.data.images import crop_image, load_image, normalize_crop
+    from eft.data.readers import read_coco
+    from eft.fitting import EFTConfig
+    from eft.jobs import worker
+    from eft.models import HMR
+
+    ex = read_coco(shared_data / "coco_sample" / "test_coco.json").exemplars[:3]
+    broken = tmp_path / "broken.jpg"
+    raw = Path(ex[2].image_path).read_bytes()
+    broken.write_bytes(raw[: len(raw) // 4])
+    ex[2] = dataclasses.replace(ex[2], image_path=str(broken))
+    torch.manual_seed(0)
+    model = HMR().eval()
+    monkeypatch.setattr(worker, "_model", lambda spec, device: model)
+    seen = {}
+    real_fit = worker._fit
+
+    def spy(exemplars, model, body, setup, inputs):
+        seen["ids"], seen["inputs"] = [e.id for e in exemplars], inputs
+        return real_fit(exemplars, model, body, setup, inputs)
+
+    monkeypatch.setattr(worker, "_fit", spy)
+    setup = worker.WorkerSetup("t", "h", "open", "hmr.pt", EFTConfig(max_iters=1, scope="head"),
+                               "batched", 4, 0, 1, ("cpu",), None, False)
+    part = worker.run_chunk(setup, worker.ChunkTask(0, tuple(ex)))
+    assert [(f.id, f.reason) for f in part.failures] == [(ex[2].id, "unreadable_image")]
+    assert seen["ids"] == [ex[0].id, ex[1].id] and len(part.fits) == 2
+    want = normalize_crop(crop_image(load_image(ex[1].image_path), ex[1].center, ex[1].scale))
+    assert seen["inputs"].shape == (2, 3, 224, 224)
+    torch.testing.assert_close(seen["inputs"][1], want)
