@@ -239,15 +239,35 @@ def load_parts(folder: Path, manifest: Manifest) -> list[Part]:
 # Execution backends
 # ---------------------------------------------------------------------------
 
+def local_dask_cluster(workers: int):
+    """A Dask ``LocalCluster`` of ``workers`` single-threaded worker processes on
+    127.0.0.1, started without the ``MALLOC_TRIM_THRESHOLD_=65536`` Dask's nanny gives
+    its workers: that setting makes glibc mmap and unmap every large tensor, and EFT ran
+    2.6x slower per chunk with it (``scripts/bench_jobs.py``).  The variables
+    ``LocalCluster`` writes into this process's environment are taken out again."""
+    import dask
+    from distributed import LocalCluster
+
+    saved = dict(os.environ)
+    try:
+        with dask.config.set(
+                {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                host="127.0.0.1", dashboard_address=None)
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
+
+
 def _dask_client(scheduler: str | None, workers: int):
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
     except ImportError:
         raise JobConfigError("backend dask needs Dask distributed: "
                              "pip install 'eft[cluster]' (or 'dask[distributed]')") from None
     if scheduler is None:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = local_dask_cluster(workers)
         return Client(cluster), cluster
     try:
         return Client(scheduler, timeout=30), None
