@@ -39,7 +39,7 @@ def _body_import_smpl(args: argparse.Namespace) -> int:
 
 
 #: Modules whose ``register(subparsers)`` adds their commands, in ``--help`` order.
-COMMAND_MODULES: tuple[str, ...] = ("eft.jobs.cli", "eft.annotations.cli",
+COMMAND_MODULES: tuple[str, ...] = ("eft.jobs.cli", "eft.annotations.cli", "eft.train.cli",
                                    "eft.review.cli")
 
 

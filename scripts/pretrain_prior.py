@@ -22,7 +22,7 @@ from eft.body import BodyModel
 from eft.data.pose_bank import load_pose_bank
 from eft.data.synthetic import SyntheticSet
 from eft.models import KeypointRegressor, save_regressor
-from eft.models.ief import default_mean_params, mean_params_from_poses
+from eft.train.data import data_mean_params
 from eft.train.prior import (
     PRIOR_VAL_SEED,
     PriorTrainConfig,
@@ -69,10 +69,7 @@ def main() -> None:
     train_t, val_t = TensorSet.from_synthetic(train), TensorSet.from_synthetic(val)
 
     # IEF starts from the bank's mean body pose, upright and facing the camera.
-    mean = mean_params_from_poses(train_t.rotmat[:20000], train_t.betas[:20000])
-    default = default_mean_params()
-    mean["pose"][:6] = default["pose"][:6]
-    mean["cam"] = default["cam"]
+    mean = data_mean_params(train_t)
     # Small on purpose: every exemplar fine-tunes its own copy during EFT.
     model = KeypointRegressor(width=args.width, hidden=args.width, mean_params=mean)
 

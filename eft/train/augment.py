@@ -1,0 +1,388 @@
+"""Per-step augmentation of training samples, for keypoint and image regressors.
+
+One pipeline moves every sample from image pixels into the regressor's crop and keeps
+inputs, 2D targets and 3D targets consistent (per sample, in this order):
+
+1. **Reframing** (optional): an *extreme crop* - the box of the upper body, or of one
+   of 8 nested body parts from the head to the whole body ("multilevel") - or a
+   *truncation* (everything beyond a random cut on one side is cut off, and the box
+   shrinks to the rest).  Input keypoints outside the new view get confidence 0.
+2. **Box jitter**: bbox scale times ``U(scale_range)``, centre shifted by up to
+   ``center_jitter`` of the box side.
+3. Crop normalisation: ``(x - center) / (100 scale)`` (``eft.geometry.cameras``).
+4. **Flip** (``flip_prob``): ``x -> -x`` with the SPIN-49 flip permutation for 2D and
+   3D keypoints, and the SMPL mirror for rotations (joints swapped, ``R -> M R M``
+   with ``M = diag(-1, 1, 1)``; on axis-angle that is SPIN's ``flip_pose``).
+5. **Rotation** (``rot_prob``): in-plane by ``clip(N(0, rot_std), +-rot_max)`` degrees,
+   the same rotation as :func:`eft.geometry.crops.image_to_crop`; the global
+   orientation and the 3D keypoints turn with it about the camera axis.
+6. Input keypoints only: Gaussian **noise** (``kp_noise``, crop-normalised std) and
+   **dropout** (``kp_dropout`` of the annotated joints).
+7. Images only: the crop is cut from the (flipped) image with the final box and
+   rotation (:func:`eft.data.images.crop_image`), each colour channel is scaled by
+   ``U(color_range)``, and it is normalised for HMR.
+
+All random numbers come from one ``torch.Generator`` (drawn in a fixed order, and
+only for the augmentations that are switched on), so a run is reproducible and
+resumable.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eft.body.joints import J49_FLIP_PERM, SMPL24_FLIP_PERM, SPIN49_NAMES
+from eft.geometry.cameras import image_to_crop_norm
+
+from .data import TrainSet
+
+__all__ = ["AugmentConfig", "Batch", "make_batch", "crop_inputs", "flip_rotmat",
+           "flip_kp3d", "flip_kp2d", "rotate_2d", "rotate_3d", "rotation_z",
+           "LEVEL_GROUPS", "LEVEL_MASKS", "UPPER_BODY_LEVEL", "image_batch"]
+
+# Nested body parts for the multilevel crops: level k holds the joints of groups 0..k.
+LEVEL_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("Nose", "Eye", "Ear", "Head", "Jaw"),
+    ("Neck", "Shoulder", "Thorax"),
+    ("Elbow",),
+    ("Wrist",),
+    ("Hip", "Pelvis", "Spine"),
+    ("Knee",),
+    ("Ankle",),
+    ("Toe", "Heel"),
+)
+
+
+def _level_masks() -> torch.Tensor:
+    group = np.full(len(SPIN49_NAMES), -1)
+    for i, name in enumerate(SPIN49_NAMES):
+        for g, words in enumerate(LEVEL_GROUPS):
+            if group[i] < 0 and any(w in name for w in words):
+                group[i] = g
+    if (group < 0).any():  # pragma: no cover - guards the table above
+        raise RuntimeError(f"joints without a crop level: {np.array(SPIN49_NAMES)[group < 0]}")
+    return torch.as_tensor(group[None, :] <= np.arange(len(LEVEL_GROUPS))[:, None])
+
+
+#: (8, 49) bool: the joints inside each multilevel crop, head (0) to the whole body (7).
+LEVEL_MASKS: torch.Tensor = _level_masks()
+#: The upper-body crop: head, shoulders, arms and hips.
+UPPER_BODY_LEVEL = 4
+
+_FLIP49 = list(J49_FLIP_PERM)
+_FLIP24 = list(SMPL24_FLIP_PERM)
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation settings (module docstring); 0 switches a random one off.
+
+    Attributes:
+        scale_range: bbox scale multiplier, uniform.
+        center_jitter: bbox centre shift, uniform up to this fraction of the box side.
+        flip_prob: probability of a left/right flip.
+        rot_prob: probability of an in-plane rotation; rot_std_deg / rot_max_deg: its
+            normal std and clip (SPIN: 0.4, 30, 60).
+        kp_noise: std of the noise added to input keypoints (crop-normalised units,
+            1 = half the crop side).
+        kp_dropout: fraction of annotated input joints dropped.
+        truncation_prob: probability of a truncation; truncation_range: the fraction of
+            the person's keypoint extent cut off, uniform.
+        upper_body_prob: probability of an upper-body crop.
+        multilevel_prob: probability of a multilevel crop (level uniform in 0..7).
+        min_crop_fraction: a reframed box is at least this fraction of the original side.
+        color_range: per-channel colour scale, uniform (images only).
+    """
+
+    scale_range: tuple[float, float] = (0.75, 1.25)
+    center_jitter: float = 0.05
+    flip_prob: float = 0.5
+    rot_prob: float = 0.4
+    rot_std_deg: float = 30.0
+    rot_max_deg: float = 60.0
+    kp_noise: float = 0.005
+    kp_dropout: float = 0.05
+    truncation_prob: float = 0.0
+    truncation_range: tuple[float, float] = (0.15, 0.5)
+    upper_body_prob: float = 0.0
+    multilevel_prob: float = 0.0
+    min_crop_fraction: float = 0.3
+    color_range: tuple[float, float] = (0.6, 1.4)
+
+    def __post_init__(self) -> None:
+        for name in ("scale_range", "truncation_range", "color_range"):
+            lo, hi = (float(v) for v in getattr(self, name))
+            if not 0 <= lo <= hi:
+                raise ValueError(f"{name} must be [lo, hi] with 0 <= lo <= hi, got {[lo, hi]}")
+            object.__setattr__(self, name, (lo, hi))
+        if self.scale_range[0] <= 0:
+            raise ValueError("scale_range must be positive")
+        for name in ("flip_prob", "rot_prob", "kp_dropout", "truncation_prob",
+                     "upper_body_prob", "multilevel_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if self.truncation_prob + self.upper_body_prob + self.multilevel_prob > 1.0:
+            raise ValueError("truncation_prob + upper_body_prob + multilevel_prob must be <= 1")
+        for name in ("center_jitter", "rot_std_deg", "rot_max_deg", "kp_noise"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 < self.min_crop_fraction <= 1:
+            raise ValueError("min_crop_fraction must lie in (0, 1]")
+
+    @classmethod
+    def none(cls) -> AugmentConfig:
+        """No augmentation at all (evaluation framing)."""
+        return cls(scale_range=(1.0, 1.0), center_jitter=0.0, flip_prob=0.0, rot_prob=0.0,
+                   kp_noise=0.0, kp_dropout=0.0, color_range=(1.0, 1.0))
+
+
+@dataclass
+class Batch:
+    """One training batch of B samples.
+
+    Attributes:
+        keypoints: (B, 49, 3) crop-normalised input keypoints + confidence.
+        target2d: (B, 49, 3) crop-normalised 2D targets + weight.
+        rotmat: (B, 24, 3, 3); betas: (B, 10); has_smpl: (B,) bool.
+        kp3d: (B, 49, 3) pelvis-relative; has_kp3d: (B,) bool.
+        center: (B, 2), scale: (B,), rot: (B,) degrees, flip: (B,) bool, color: (B, 3):
+            the final crop of each sample (for image inputs).
+        images: (B, 3, R, R) normalised crops, or None for keypoint inputs.
+    """
+
+    keypoints: Tensor
+    target2d: Tensor
+    rotmat: Tensor
+    betas: Tensor
+    has_smpl: Tensor
+    kp3d: Tensor
+    has_kp3d: Tensor
+    center: Tensor
+    scale: Tensor
+    rot: Tensor
+    flip: Tensor
+    color: Tensor
+    images: Tensor | None = None
+
+    @property
+    def inputs(self) -> Tensor:
+        """What the regressor reads: the images when there are any, else the keypoints."""
+        return self.keypoints if self.images is None else self.images
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved = {k: (v.to(device, non_blocking=True) if isinstance(v, Tensor) else v)
+                 for k, v in self.__dict__.items()}
+        return Batch(**moved)
+
+
+def crop_inputs(kp_px: Tensor, center: Tensor, scale: Tensor) -> Tensor:
+    """(n, 49, 3) image px + conf -> crop-normalised [-1, 1] + conf (missing stay 0)."""
+    xy = image_to_crop_norm(kp_px[..., :2], center, scale)
+    conf = kp_px[..., 2:3]
+    return torch.cat([xy * (conf > 0), conf], dim=-1)
+
+
+# ---------------------------------------------------------------------------
+# Geometry of flips and rotations
+# ---------------------------------------------------------------------------
+
+def flip_kp2d(kp: Tensor) -> Tensor:
+    """(..., 49, C) crop-normalised keypoints mirrored: x -> -x, sides swapped."""
+    out = kp[..., _FLIP49, :].clone()
+    out[..., 0] = -out[..., 0]
+    return out
+
+
+def flip_kp3d(kp3d: Tensor) -> Tensor:
+    """(..., 49, 3) 3D keypoints mirrored in the camera's x: x -> -x, sides swapped."""
+    return flip_kp2d(kp3d)
+
+
+def flip_rotmat(rotmat: Tensor) -> Tensor:
+    """(..., 24, 3, 3) SMPL rotations of the mirrored body: sides swapped, ``M R M``."""
+    r = rotmat[..., _FLIP24, :, :].clone()
+    sign = torch.tensor([-1.0, 1.0, 1.0], dtype=r.dtype, device=r.device)
+    return r * sign[:, None] * sign[None, :]
+
+
+def rotation_z(rot_deg: Tensor) -> Tensor:
+    """(...,) degrees -> (..., 3, 3) rotation about the camera axis that turns image
+    content as :func:`rotate_2d` does (``[[c, s, 0], [-s, c, 0], [0, 0, 1]]``)."""
+    rad = rot_deg * (math.pi / 180.0)
+    c, s = torch.cos(rad), torch.sin(rad)
+    z, o = torch.zeros_like(c), torch.ones_like(c)
+    return torch.stack([torch.stack([c, s, z], -1), torch.stack([-s, c, z], -1),
+                        torch.stack([z, z, o], -1)], -2)
+
+
+def rotate_2d(xy: Tensor, rot_deg: Tensor) -> Tensor:
+    """(B, N, 2) crop-normalised points turned by ``rot_deg`` (B,) about the crop
+    centre, as :func:`eft.geometry.crops.image_to_crop` rotates crop content."""
+    r = rotation_z(rot_deg)[:, :2, :2].to(xy.dtype)
+    return torch.einsum("bij,bnj->bni", r, xy)
+
+
+def rotate_3d(rotmat: Tensor, kp3d: Tensor, rot_deg: Tensor) -> tuple[Tensor, Tensor]:
+    """Turn bodies about the camera axis: global orientation ``Rz @ R0`` and
+    pelvis-relative keypoints ``Rz @ X`` for (B, 24, 3, 3), (B, 49, 3), (B,)."""
+    rz = rotation_z(rot_deg).to(rotmat.dtype)
+    rotmat = rotmat.clone()
+    rotmat[:, 0] = rz @ rotmat[:, 0]
+    return rotmat, torch.einsum("bij,bnj->bni", rz, kp3d)
+
+
+# ---------------------------------------------------------------------------
+# Reframing: extreme crops and truncation
+# ---------------------------------------------------------------------------
+
+def _box_of(kp: Tensor, sel: Tensor, rescale: float = 1.2) -> tuple[Tensor, Tensor]:
+    """Centre (B, 2) and side (B,) of the square around the selected keypoints."""
+    big = torch.finfo(kp.dtype).max
+    x, y = kp[..., 0], kp[..., 1]
+    lo_x = torch.where(sel, x, big).amin(1)
+    hi_x = torch.where(sel, x, -big).amax(1)
+    lo_y = torch.where(sel, y, big).amin(1)
+    hi_y = torch.where(sel, y, -big).amax(1)
+    center = torch.stack([(lo_x + hi_x) / 2, (lo_y + hi_y) / 2], -1)
+    side = rescale * torch.maximum(hi_x - lo_x, hi_y - lo_y)
+    return center, side
+
+
+def _reframe(kp: Tensor, center: Tensor, scale: Tensor, cfg: AugmentConfig,
+             g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Extreme crops and truncation (step 1); returns new (kp, center, scale)."""
+    n = kp.shape[0]
+    u = torch.rand(n, generator=g)
+    level = torch.randint(len(LEVEL_GROUPS), (n,), generator=g)
+    side_pick = torch.randint(4, (n,), generator=g)
+    lo, hi = cfg.truncation_range
+    frac = lo + (hi - lo) * torch.rand(n, generator=g)
+    p_up, p_multi = cfg.upper_body_prob, cfg.multilevel_prob
+    upper = u < p_up
+    multi = (u >= p_up) & (u < p_up + p_multi)
+    trunc = (u >= p_up + p_multi) & (u < p_up + p_multi + cfg.truncation_prob)
+    present = kp[..., 2] > 0
+    lvl = torch.where(upper, torch.full_like(level, UPPER_BODY_LEVEL), level)
+    subset = LEVEL_MASKS[lvl] & present
+    # truncation: keep the keypoints on the near side of a cut through the person
+    big = torch.finfo(kp.dtype).max
+    axis = (side_pick // 2)  # 0: x (cut the right or left), 1: y (bottom or top)
+    coord = torch.gather(kp[..., :2], 2, axis[:, None, None].expand(n, 49, 1))[..., 0]
+    cmin = torch.where(present, coord, big).amin(1)
+    cmax = torch.where(present, coord, -big).amax(1)
+    extent = (cmax - cmin).clamp(min=0)
+    from_high = side_pick % 2 == 0  # cut off the high side (right / bottom)
+    cut = torch.where(from_high, cmax - frac * extent, cmin + frac * extent)
+    keep_side = torch.where(from_high[:, None], coord <= cut[:, None], coord >= cut[:, None])
+    subset = torch.where(trunc[:, None], present & keep_side, subset)
+    active = (upper | multi | trunc) & (subset.sum(1) >= 2)
+    if not bool(active.any()):
+        return kp, center, scale
+    new_c, new_side = _box_of(kp, subset)
+    old_side = 200.0 * scale
+    new_side = torch.minimum(torch.maximum(new_side, cfg.min_crop_fraction * old_side), old_side)
+    center = torch.where(active[:, None], new_c, center)
+    scale = torch.where(active, new_side / 200.0, scale)
+    half = 100.0 * scale[:, None]
+    inside = ((kp[..., :2] - center[:, None]).abs() <= half[..., None]).all(-1)
+    keep = torch.where(trunc[:, None], inside & keep_side, inside)
+    keep = torch.where(active[:, None], keep, torch.ones_like(keep))
+    return kp * keep[..., None], center, scale
+
+
+# ---------------------------------------------------------------------------
+# The batch
+# ---------------------------------------------------------------------------
+
+def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generator,
+               images: bool = False, img_res: int = 224, workers: int = 0) -> Batch:
+    """Augmented batch of the samples ``idx`` (B,) of ``data`` (module docstring).
+
+    ``images=True`` also cuts the image crops (``img_res`` px; ``workers`` threads
+    read the images; 0 reads them in this thread)."""
+    n = idx.shape[0]
+    kp = data.kp_px[idx]
+    center, scale = data.center[idx], data.scale[idx]
+    if cfg.truncation_prob > 0 or cfg.upper_body_prob > 0 or cfg.multilevel_prob > 0:
+        kp, center, scale = _reframe(kp, center, scale, cfg, g)
+    lo, hi = cfg.scale_range
+    scale = scale * (lo + (hi - lo) * torch.rand(n, generator=g))
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * cfg.center_jitter * 200.0 * scale[:, None]
+    center = center + shift
+    inputs = crop_inputs(kp, center, scale)
+    target = data.target_px[idx]
+    target2d = torch.cat([image_to_crop_norm(target[..., :2], center, scale),
+                          target[..., 2:3]], -1)
+    rotmat, kp3d = data.rotmat[idx], data.kp3d[idx]
+    flip = torch.zeros(n, dtype=torch.bool)
+    if cfg.flip_prob > 0:
+        flip = torch.rand(n, generator=g) < cfg.flip_prob
+        f = flip[:, None, None]
+        inputs = torch.where(f, flip_kp2d(inputs), inputs)
+        target2d = torch.where(f, flip_kp2d(target2d), target2d)
+        kp3d = torch.where(f, flip_kp3d(kp3d), kp3d)
+        rotmat = torch.where(f[..., None], flip_rotmat(rotmat), rotmat)
+    rot = torch.zeros(n)
+    if cfg.rot_prob > 0:
+        r = (torch.randn(n, generator=g) * cfg.rot_std_deg).clamp(-cfg.rot_max_deg,
+                                                                  cfg.rot_max_deg)
+        rot = torch.where(torch.rand(n, generator=g) < cfg.rot_prob, r, torch.zeros(()))
+        inputs = torch.cat([rotate_2d(inputs[..., :2], rot), inputs[..., 2:]], -1)
+        target2d = torch.cat([rotate_2d(target2d[..., :2], rot), target2d[..., 2:]], -1)
+        rotmat, kp3d = rotate_3d(rotmat, kp3d, rot)
+    if cfg.kp_dropout > 0 or cfg.kp_noise > 0:
+        drop = torch.rand(n, 49, generator=g) < cfg.kp_dropout
+        inputs[..., :2] += torch.randn(n, 49, 2, generator=g) * cfg.kp_noise
+        inputs = inputs * (~drop & (inputs[..., 2] > 0))[..., None]
+    color = torch.ones(n, 3)
+    crops = None
+    if images:
+        clo, chi = cfg.color_range
+        if chi > clo:
+            color = clo + (chi - clo) * torch.rand(n, 3, generator=g)
+        if data.image_paths is None:
+            raise ValueError("this training set has no images")
+        paths = [data.image_paths[i] for i in idx.tolist()]
+        crops = image_batch(paths, center, scale, rot, flip, color, img_res, workers)
+    return Batch(keypoints=inputs, target2d=target2d, rotmat=rotmat, betas=data.betas[idx],
+                 has_smpl=data.has_smpl[idx], kp3d=kp3d, has_kp3d=data.has_kp3d[idx],
+                 center=center, scale=scale, rot=rot, flip=flip, color=color, images=crops)
+
+
+def _one_crop(path: str | None, center: np.ndarray, scale: float, rot: float, flip: bool,
+              color: np.ndarray, res: int) -> Tensor:
+    from eft.data.images import crop_image, load_image, normalize_crop
+
+    if path is None:
+        raise ValueError("a sample without an image in an image batch")
+    img = load_image(path)
+    if flip:  # mirror the whole image and the box: crop x_norm -> -x_norm exactly
+        img = img[:, ::-1]
+        center = np.array([img.shape[1] - 1 - center[0], center[1]])
+    crop = crop_image(img, center, scale, res=res, rot=rot).astype(np.float32)
+    if not np.allclose(color, 1.0):
+        crop = np.clip(crop * color[None, None, :], 0.0, 255.0)
+    return normalize_crop(crop / 255.0)
+
+
+def image_batch(paths, center: Tensor, scale: Tensor, rot: Tensor, flip: Tensor,
+                color: Tensor, res: int = 224, workers: int = 0) -> Tensor:
+    """(B, 3, res, res) HMR inputs: each image's crop (box ``center`` (B, 2), ``scale``
+    (B,), ``rot`` (B,) degrees, mirrored where ``flip`` (B,)), colour-scaled by
+    ``color`` (B, 3) and ImageNet-normalised."""
+    c, s, r = center.double().numpy(), scale.double().numpy(), rot.double().numpy()
+    f, col = flip.numpy(), color.double().numpy()
+    args = [(paths[i], c[i], float(s[i]), float(r[i]), bool(f[i]), col[i], res)
+            for i in range(len(paths))]
+    if workers > 0:
+        with ThreadPoolExecutor(workers) as pool:
+            out = list(pool.map(lambda a: _one_crop(*a), args))
+    else:
+        out = [_one_crop(*a) for a in args]
+    return torch.stack(out)

@@ -1,0 +1,382 @@
+"""Training run configuration: a typed tree of dataclasses read from YAML.
+
+Configs live in ``fitting/training/`` (documented key by key in
+``fitting/training/README.md``).  Unknown keys, wrong types and bad values raise
+:class:`TrainConfigError` naming the file and the key, e.g.
+``fitting/training/coco.yaml: optim.steps: expected an integer, got 'many'``.
+``--set key.sub=value`` overrides (list items by index: ``datasets.0.weight=2``) are
+applied to the raw mapping first and checked like the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .augment import AugmentConfig
+from .errors import TrainError
+from .losses import LossWeights
+from .trainer import OptimConfig
+
+__all__ = ["TrainConfigError", "SyntheticSpec", "DatasetSpec", "ValSpec", "ModelSpec",
+           "OutputSpec", "TrainRunConfig", "load_train_config", "train_config_from_dict",
+           "apply_override", "config_to_dict", "ANNOTATION_FORMATS"]
+
+#: Annotation file formats (``eft.annotations``); None = from the file name.
+ANNOTATION_FORMATS: tuple[str, ...] = ("eft-json", "spin-npz", "h5", "humandata")
+#: The seed of the synthetic val set that the prior's card and benchmarks use.
+SYNTHETIC_VAL_SEED = 20261122
+
+
+class TrainConfigError(TrainError):
+    """A training config that cannot be used (one line, naming file and key)."""
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Synthetic people made on the fly from the pose bank (no images).
+
+    Attributes:
+        n: how many.   seed: generator seed.
+        clips: pose-bank split the poses come from (``train`` or ``val``).
+        target: 2D supervision, ``annotated`` (noisy labels, like real data) or
+            ``clean`` (exact projections).
+        smpl: supervise with the true SMPL parameters.
+        keypoints3d: supervise with the true 3D keypoints.
+    """
+
+    n: int
+    seed: int = 0
+    clips: Literal["train", "val"] = "train"
+    target: Literal["annotated", "clean"] = "annotated"
+    smpl: bool = True
+    keypoints3d: bool = False
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError("n must be >= 1")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One training source: an annotation file (``path``) or ``synthetic`` people.
+
+    Attributes:
+        path: annotation file (any format of ``eft.annotations``); relative paths are
+            taken from the working directory.
+        format: ``eft-json``, ``spin-npz``, ``h5``, ``humandata``; None = from the name.
+        synthetic: :class:`SyntheticSpec` instead of a file.
+        name: label in logs (default: the file stem / ``synthetic``).
+        weight: share of every batch (normalised over the datasets).
+        image_root: folder relative image paths are read from (image regressors).
+        accepted_only: keep only fits their quality rules accepted.
+        max_loss_2d, max_reproj_px, max_abs_beta, min_keypoints: quality thresholds.
+        decisions: review decisions file (JSON, fit id -> accept/reject).
+        keypoints3d: use the fits' 3D keypoints as 3D targets too.
+    """
+
+    path: str | None = None
+    format: str | None = None
+    synthetic: SyntheticSpec | None = None
+    name: str | None = None
+    weight: float = 1.0
+    image_root: str | None = None
+    accepted_only: bool = False
+    max_loss_2d: float | None = None
+    max_reproj_px: float | None = None
+    max_abs_beta: float | None = None
+    min_keypoints: int | None = None
+    decisions: str | None = None
+    keypoints3d: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.synthetic is None):
+            raise ValueError("give exactly one of 'path' (an annotation file) or 'synthetic'")
+        if self.format is not None and self.format not in ANNOTATION_FORMATS:
+            raise ValueError(f"format must be one of {list(ANNOTATION_FORMATS)} or null, "
+                             f"got {self.format!r}")
+        if not self.weight >= 0:
+            raise ValueError("weight must be >= 0")
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return "synthetic" if self.path is None else Path(self.path).name.split(".")[0]
+
+
+@dataclass(frozen=True)
+class ValSpec:
+    """One evaluation set, evaluated every ``output.eval_every`` steps.
+
+    Attributes:
+        kind: ``synthetic`` (pose-bank val clips), ``h36m`` (SPIN's
+            ``h36m_valid_protocol1/2.npz``) or ``3dpw`` (SPIN's ``3dpw_test.npz``).
+        n, seed: size and seed of a synthetic set.
+        path: the npz file (h36m, 3dpw).
+        image_root: image folder (HMR).
+        smpl_dir: folder with SMPL_MALE / SMPL_FEMALE for 3DPW's ground truth.
+        name: label (default: the kind).
+    """
+
+    kind: Literal["synthetic", "h36m", "3dpw"] = "synthetic"
+    n: int = 1000
+    seed: int = SYNTHETIC_VAL_SEED
+    path: str | None = None
+    image_root: str | None = None
+    smpl_dir: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind != "synthetic" and self.path is None:
+            raise ValueError(f"a {self.kind} val set needs 'path'")
+        if self.n < 1:
+            raise ValueError("n must be >= 1")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The regressor.
+
+    Attributes:
+        arch: ``keypoint_regressor`` (2D keypoints in) or ``hmr`` (image crops in).
+        width, hidden: KeypointRegressor encoder width and IEF hidden size.
+        n_iter: IEF iterations.  dropout: IEF dropout (None: the architecture's).
+        init: start from this regressor (a file, or ``default`` for the shipped prior)
+            instead of from scratch.
+        mean_params: IEF start: ``data`` (mean pose and shape of the training targets,
+            upright and facing the camera), ``default`` (rest pose) or an npz file.
+    """
+
+    arch: Literal["keypoint_regressor", "hmr"] = "keypoint_regressor"
+    width: int = 256
+    hidden: int = 256
+    n_iter: int = 3
+    dropout: float | None = None
+    init: str | None = None
+    mean_params: str = "data"
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where and how often.
+
+    Attributes:
+        dir: run folder (default ``runs/<config name>``).
+        log_every: steps between log lines.   eval_every: steps between evaluations.
+        checkpoint_every: steps between checkpoints (0: at the end only).
+        keep_checkpoints: how many to keep.
+        progress: show a progress bar.
+    """
+
+    dir: str | None = None
+    log_every: int = 50
+    eval_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class TrainRunConfig:
+    """A whole ``eft train`` run (see ``fitting/training/README.md``)."""
+
+    datasets: tuple[DatasetSpec, ...]
+    model: ModelSpec = field(default_factory=ModelSpec)
+    body_model: str | None = None
+    val: tuple[ValSpec, ...] = ()
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossWeights = field(default_factory=LossWeights)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    output: OutputSpec = field(default_factory=OutputSpec)
+    device: str = "auto"
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
+    img_res: int = 224
+    workers: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ValueError("datasets: give at least one dataset")
+        if self.model.arch == "hmr":
+            if any(d.synthetic is not None for d in self.datasets):
+                raise ValueError("an hmr model trains on images; synthetic datasets have none")
+            if any(v.kind == "synthetic" for v in self.val):
+                raise ValueError("an hmr model cannot be evaluated on synthetic val sets "
+                                 "(no images)")
+        if not sum(d.weight for d in self.datasets) > 0:
+            raise ValueError("datasets: the weights must not all be 0")
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", bool: "true or false",
+            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for a in options:
+            try:
+                return _convert(a, value, where)
+            except TrainConfigError as exc:
+                errors.append(str(exc))
+        raise TrainConfigError(errors[0] if len(options) == 1 else
+                               f"{where}: expected one of {[_type_name(a) for a in options]}"
+                               f", got {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise TrainConfigError(f"{where}: expected one of {list(choices)}, got {value!r}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise TrainConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}.{i}") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise TrainConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}.{i}") for i, (a, v) in
+                     enumerate(zip(args, value, strict=True)))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TrainConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TrainConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TrainConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, (str, os.PathLike)):
+            raise TrainConfigError(f"{where}: expected a string, got {value!r}")
+        return os.fspath(value)
+    raise TrainConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    label = where or "the config"
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise TrainConfigError(f"{label}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise TrainConfigError(f"{label}: unknown key {unknown[0]!r} (known: {', '.join(names)})")
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else str(k))
+              for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+                   and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise TrainConfigError(f"{label}: missing key {missing[0]!r}") from None
+        raise TrainConfigError(f"{label}: {exc}") from None
+    except ValueError as exc:
+        raise TrainConfigError(f"{label}: {exc}") from None
+
+
+def train_config_from_dict(data: Mapping[str, Any], source: str = "config") -> TrainRunConfig:
+    """Validate a raw mapping into a :class:`TrainRunConfig`; errors name ``source``."""
+    try:
+        return _build(TrainRunConfig, data, "")
+    except TrainConfigError as exc:
+        msg = str(exc).removeprefix("the config: ")
+        raise TrainConfigError(f"{source}: {msg}") from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.steps=100"`` -> (["optim", "steps"], 100) (the value read as YAML)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise TrainConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. optim.steps=100")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_override(data: dict, text: str) -> dict:
+    """Apply one ``--set`` override to a raw config mapping (in place; returned)."""
+    keys, value = parse_override(text)
+    node: Any = data
+    for i, k in enumerate(keys[:-1]):
+        nxt = keys[i + 1]
+        if isinstance(node, list):
+            if not k.isdigit() or int(k) >= len(node):
+                raise TrainConfigError(f"--set {text}: no list item {k!r}")
+            node = node[int(k)]
+            continue
+        if node.get(k) is None:
+            node[k] = [] if nxt.isdigit() else {}
+        node = node[k]
+    last = keys[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise TrainConfigError(f"--set {text}: no list item {last!r}")
+        node[int(last)] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise TrainConfigError(f"--set {text}: {'.'.join(keys[:-1])} is not a mapping")
+    return data
+
+
+def load_train_config(path: str | os.PathLike, overrides: Sequence[str] = ()
+                      ) -> TrainRunConfig:
+    """Read and validate a training config file, with ``--set`` overrides."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise TrainConfigError(f"{p}: no such config file")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = " ".join(str(exc).split())
+        raise TrainConfigError(f"{p}: not valid YAML ({first})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise TrainConfigError(f"{p}: the top level must be a mapping of keys")
+    for text in overrides:
+        apply_override(raw, text)
+    return train_config_from_dict(raw, str(p))
+
+
+def config_to_dict(cfg: Any) -> Any:
+    """Plain (YAML/JSON-able) copy of a config tree: tuples become lists."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, (list, tuple)):
+        return [config_to_dict(v) for v in cfg]
+    return cfg

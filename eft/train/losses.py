@@ -1,0 +1,98 @@
+"""The regression loss: SPIN's terms with configurable weights.
+
+``total = overall * (kp2d * L2D + kp3d * L3D + rotmat * Lrot + betas * Lbeta + cam * Lcam)``
+
+* ``L2D``: weighted squared distance between the predicted keypoints, projected with
+  the predicted weak-perspective camera, and the 2D targets, in crop-normalised
+  coordinates: ``sum_xy`` per joint, averaged over batch x 49 joints.  Joint weights
+  are the targets' confidences times ``openpose_2d`` (slots 0..24) or ``gt_2d``
+  (slots 25..48); SPIN uses 0 and 1.
+* ``L3D``: squared distance (``sum_xyz``) of pelvis-relative 3D keypoints, averaged
+  over the samples that have 3D targets x 49 (non-finite target joints count 0).
+* ``Lrot``: MSE of the 24 rotation matrices, ``Lbeta``: MSE of the betas, both over
+  the samples with SMPL targets.
+* ``Lcam``: ``mean(exp(-10 s)^2)``, keeps the camera scale positive.
+
+The defaults are SPIN's weights.  SPIN averages the 2D and 3D errors per coordinate
+rather than summing them per joint, so with the same numbers the 2D and 3D terms weigh
+2x and 3x what they weigh in SPIN; the weights only balance the terms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from eft.body.fast import KeypointLBS
+from eft.geometry.cameras import weak_perspective_project
+from eft.models.output import RegressorOutput
+
+from .augment import Batch
+
+__all__ = ["LossWeights", "regression_loss", "PARTS"]
+
+#: Names of the loss terms, in log order.
+PARTS: tuple[str, ...] = ("rotmat", "betas", "kp3d", "kp2d", "cam")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (module docstring); 0 switches a term off."""
+
+    kp2d: float = 5.0
+    kp3d: float = 5.0
+    rotmat: float = 1.0
+    betas: float = 0.001
+    cam: float = 1.0
+    openpose_2d: float = 0.0
+    gt_2d: float = 1.0
+    overall: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"loss weight {name} must be a number >= 0, got {value!r}")
+
+
+def _masked_mean(sq: Tensor, mask: Tensor, per_sample: int) -> Tensor:
+    """sum(sq over masked samples) / (n_masked * per_sample); 0 when none is masked."""
+    if bool(mask.all()):
+        return sq.sum() / (sq.shape[0] * per_sample)
+    w = mask.to(sq.dtype).reshape(-1, *([1] * (sq.dim() - 1)))
+    return (sq * w).sum() / (mask.sum().clamp(min=1) * per_sample)
+
+
+def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
+                    w: LossWeights) -> tuple[Tensor, dict[str, float]]:
+    """Loss of a batch: ``(total, {part: value})`` (parts unweighted, as floats).
+
+    ``out`` holds float32 predictions for the B samples of ``batch`` (same device as
+    ``fast``)."""
+    rotmat, betas, cam = out.rotmat.float(), out.betas.float(), out.cam.float()
+    kp, joints = fast(rotmat, betas)
+    pred2d = weak_perspective_project(kp, cam)
+    d2 = ((pred2d - batch.target2d[..., :2]) ** 2).sum(-1)  # (B, 49)
+    conf = batch.target2d[..., 2]
+    if w.openpose_2d != 1.0 or w.gt_2d != 1.0:
+        jw = torch.cat([conf.new_full((25,), w.openpose_2d), conf.new_full((24,), w.gt_2d)])
+        conf = conf * jw
+    parts = {
+        "rotmat": _masked_mean((rotmat - batch.rotmat) ** 2, batch.has_smpl, 24 * 9),
+        "betas": _masked_mean((betas - batch.betas) ** 2, batch.has_smpl, 10),
+        "kp3d": rotmat.new_zeros(()),
+        "kp2d": (conf * d2).mean(),
+        "cam": (torch.exp(-10.0 * cam[:, 0]) ** 2).mean(),
+    }
+    if w.kp3d > 0 and bool(batch.has_kp3d.any()):
+        pred3d = kp - joints[:, :1]
+        finite = torch.isfinite(batch.kp3d).all(-1)
+        diff = torch.where(finite[..., None], pred3d - torch.nan_to_num(batch.kp3d),
+                           torch.zeros(()))
+        parts["kp3d"] = _masked_mean((diff ** 2).sum(-1), batch.has_kp3d, 49)
+    total = (w.rotmat * parts["rotmat"] + w.betas * parts["betas"] + w.kp3d * parts["kp3d"]
+             + w.kp2d * parts["kp2d"] + w.cam * parts["cam"])
+    if w.overall != 1.0:
+        total = w.overall * total
+    return total, {k: float(v.detach()) for k, v in parts.items()}

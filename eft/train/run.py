@@ -1,0 +1,263 @@
+"""``eft train``: a whole run from a :class:`~eft.train.config.TrainRunConfig`.
+
+Builds the datasets (annotation files, filtered by quality and review decisions, or
+synthetic people), the model, the val sets and the :class:`~eft.train.trainer.Trainer`;
+writes into the run folder::
+
+    config.yaml          the validated config
+    log.jsonl            train and eval entries
+    curves.png           training curves (matplotlib)
+    checkpoints/         step_XXXXXXX.pt, full training state (resume)
+    model.pt             the trained regressor (``eft.models.load_regressor`` reads it)
+    results.json         the final evaluation
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+
+from .config import DatasetSpec, TrainRunConfig, ValSpec, config_to_dict
+from .data import (
+    MixSampler,
+    TrainSet,
+    annotation_train_set,
+    concat_sets,
+    data_mean_params,
+    load_annotation_set,
+)
+from .errors import TrainError
+from .evaluate import EvalSet, evaluate_model, load_3dpw_npz, load_h36m_npz, synthetic_eval_set
+from .trainer import Trainer, TrainerConfig, latest_checkpoint, read_checkpoint_file
+
+__all__ = ["build_dataset", "build_datasets", "build_model", "build_val_sets",
+           "make_evaluator", "data_mean_params", "run_training", "RunResult", "load_model"]
+
+
+def _poses(clips: str):
+    from eft.data.pose_bank import load_pose_bank
+
+    bank = load_pose_bank()
+    return (bank.train() if clips == "train" else bank.val()).poses
+
+
+def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None) -> TrainSet:
+    """One dataset of the config as training samples.
+
+    ``accepted_ids`` is the review hook: when given, an annotation dataset keeps only
+    these fit ids (on top of the spec's own filters)."""
+    if spec.synthetic is not None:
+        from eft.data.synthetic import SyntheticConfig, generate
+
+        s = spec.synthetic
+        data = generate(_poses(s.clips), s.n, s.seed, SyntheticConfig(), body=body)
+        return TrainSet.from_synthetic(data, target=s.target, with_smpl=s.smpl,
+                                       with_kp3d=s.keypoints3d)
+    decisions = None
+    if spec.decisions is not None:
+        from eft.annotations.filters import read_decisions
+
+        decisions = read_decisions(Path(spec.decisions).expanduser())
+    from eft.annotations import AnnotationError
+
+    aset = load_annotation_set(spec.path, spec.format)
+    try:
+        return annotation_train_set(
+            aset, image_root=spec.image_root, accepted_only=spec.accepted_only,
+            max_loss_2d=spec.max_loss_2d, max_reproj_px=spec.max_reproj_px,
+            max_abs_beta=spec.max_abs_beta, min_keypoints=spec.min_keypoints,
+            decisions=decisions, accepted_ids=accepted_ids,
+            use_keypoints3d=spec.keypoints3d, body=body)
+    except (TrainError, AnnotationError) as exc:
+        raise TrainError(f"{spec.path}: {exc}") from None
+
+
+def build_datasets(cfg: TrainRunConfig, body, accepted_ids: set[str] | None = None,
+                   log: Callable[[str], None] = print) -> tuple[TrainSet, MixSampler]:
+    """All datasets concatenated, and the sampler that mixes them by weight."""
+    sets = []
+    for spec in cfg.datasets:
+        data = build_dataset(spec, body, accepted_ids)
+        log(f"dataset {spec.label}: {len(data)} samples, weight {spec.weight:g}")
+        sets.append(data)
+    if cfg.model.arch == "hmr":
+        for spec, data in zip(cfg.datasets, sets, strict=True):
+            if not data.has_images:
+                raise TrainError(f"dataset {spec.label}: an hmr model needs an image for "
+                                 "every sample (set image_root?)")
+    return concat_sets(sets), MixSampler([len(s) for s in sets], [d.weight for d in cfg.datasets])
+
+
+def build_model(cfg: TrainRunConfig, data: TrainSet | None = None) -> nn.Module:
+    """A fresh regressor (or the ``init`` one) as the config describes."""
+    from eft.models import HMR, KeypointRegressor, architecture_of, load_regressor
+
+    m = cfg.model
+    if m.init is not None:
+        model = load_regressor(m.init)
+        if architecture_of(model) != m.arch:
+            raise TrainError(f"model.init {m.init} is a {architecture_of(model)}, but "
+                             f"model.arch is {m.arch}")
+        return model
+    if m.mean_params == "data":
+        mean = data_mean_params(data) if data is not None else None
+    elif m.mean_params == "default":
+        mean = None
+    else:
+        mean = str(Path(m.mean_params).expanduser())
+    kw = {} if m.dropout is None else {"dropout": m.dropout}
+    if m.arch == "hmr":
+        return HMR(mean_params=mean, n_iter=m.n_iter, **kw)
+    return KeypointRegressor(width=m.width, hidden=m.hidden, n_iter=m.n_iter,
+                             mean_params=mean, **kw)
+
+
+def build_val_sets(specs: tuple[ValSpec, ...], body) -> list[tuple[str, EvalSet]]:
+    out = []
+    for v in specs:
+        if v.kind == "synthetic":
+            data = synthetic_eval_set(v.n, v.seed, body)
+        elif v.kind == "h36m":
+            data = load_h36m_npz(v.path, v.image_root)
+        else:
+            data = load_3dpw_npz(v.path, body, v.image_root, v.smpl_dir)
+        out.append((v.label, data))
+    return out
+
+
+def make_evaluator(val_sets: list[tuple[str, EvalSet]], body, device, img_res: int = 224
+                   ) -> Callable[[int, nn.Module], dict] | None:
+    """``(step, model) -> metrics``: one set gives plain keys (``pa_mpjpe_mm``), several
+    prefix them with the set's label (``h36m/pa_mpjpe_mm``)."""
+    if not val_sets:
+        return None
+    body_cpu = body
+
+    def evaluate(step: int, model: nn.Module) -> dict:
+        out = {}
+        for label, data in val_sets:
+            m = evaluate_model(model, body_cpu, data, device=device, img_res=img_res)
+            m.pop("n", None)
+            prefix = "" if len(val_sets) == 1 else f"{label}/"
+            out.update({prefix + k: v for k, v in m.items()})
+        return out
+
+    return evaluate
+
+
+def load_model(spec: str | os.PathLike) -> nn.Module:
+    """A regressor from a file ``eft.models.load_regressor`` reads, ``default``, or an
+    ``eft train`` checkpoint (``checkpoints/step_*.pt``)."""
+    from eft.models import ARCHITECTURES, load_regressor
+
+    p = Path(spec).expanduser() if str(spec) != "default" else None
+    if p is not None and p.is_file():
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - let load_regressor report it
+            obj = None
+        if isinstance(obj, dict) and obj.get("format") == "eft-train-checkpoint":
+            ckpt = read_checkpoint_file(p)
+            arch = ckpt.get("arch")
+            if arch not in ARCHITECTURES:
+                raise TrainError(f"{p}: checkpoint of an unknown architecture {arch!r}")
+            model = ARCHITECTURES[arch](**(ckpt.get("model_config") or {}))
+            model.load_state_dict(ckpt["model"])
+            return model.eval()
+    return load_regressor(spec)
+
+
+def _changed_keys(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _changed_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run produced: the folder, the model file, the last step and evaluation."""
+
+    out_dir: Path
+    model_path: Path
+    step: int
+    metrics: dict
+
+
+def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
+                 resume: bool = False, overwrite: bool = False,
+                 accepted_ids: set[str] | None = None, progress: bool | None = None,
+                 log: Callable[[str], None] = print) -> RunResult:
+    """Train as ``cfg`` says into ``out_dir`` (module docstring).
+
+    ``resume``: continue from the latest checkpoint in ``out_dir``; without it a
+    folder that already has checkpoints is refused unless ``overwrite``.
+    ``accepted_ids``: the review hook of :func:`build_dataset`."""
+    from eft.body import BodyModel
+    from eft.models import save_regressor
+
+    out = Path(out_dir).expanduser()
+    ckpt_dir = out / "checkpoints"
+    last = latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
+    if last is not None and not resume and not overwrite:
+        raise TrainError(f"{out} already holds checkpoints: pass --resume to continue or "
+                         "--overwrite to start again")
+    if resume and last is None:
+        raise TrainError(f"{out}: no checkpoint to resume from")
+    if overwrite and not resume:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        for name in ("log.jsonl", "curves.png", "model.pt", "results.json"):
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    body = BodyModel.load(cfg.body_model)
+    data, sampler = build_datasets(cfg, body, accepted_ids, log)
+    model = build_model(cfg, data)
+    val_sets = build_val_sets(cfg.val, body)
+    tcfg = TrainerConfig(
+        optim=cfg.optim, loss=cfg.loss, augment=cfg.augment,
+        inputs="images" if cfg.model.arch == "hmr" else "keypoints", img_res=cfg.img_res,
+        device=cfg.device, amp=cfg.amp, log_every=cfg.output.log_every,
+        eval_every=cfg.output.eval_every, checkpoint_every=cfg.output.checkpoint_every,
+        keep_checkpoints=cfg.output.keep_checkpoints, workers=cfg.workers,
+        progress=cfg.output.progress if progress is None else progress)
+    trainer = Trainer(model, body, data, tcfg, sampler=sampler, out_dir=out,
+                      evaluate=None, desc=f"train {out.name}")
+    trainer.evaluate = make_evaluator(val_sets, body, trainer.device, cfg.img_res)
+    (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
+                                     encoding="utf-8")
+    if resume:
+        ckpt = read_checkpoint_file(last)
+        saved = dict(ckpt.get("trainer_config") or {})
+        now = json.loads(json.dumps(config_to_dict(tcfg)))
+        saved.pop("progress", None)
+        now.pop("progress", None)
+        changed = _changed_keys(saved, now)
+        if changed:
+            warnings.warn(f"{last}: resuming with settings changed since the checkpoint "
+                          f"({', '.join(changed)}); the optimiser and schedule state come "
+                          "from the checkpoint", stacklevel=2)
+        step = trainer.load_checkpoint(last)
+        log(f"resumed from {last} (step {step})")
+    trainer.run()
+    metrics = trainer.history[-1] if trainer.history else {}
+    model_path = save_regressor(
+        trainer.model.cpu(), out / "model.pt", trained_by="eft train", step=trainer.step,
+        datasets=[d.label for d in cfg.datasets], body_model=body.name,
+        metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    (out / "results.json").write_text(json.dumps(
+        {"step": trainer.step, "seconds": trainer.seconds, "n_train": len(data),
+         "metrics": metrics}, indent=1) + "\n", encoding="utf-8")
+    return RunResult(out, model_path, trainer.step, metrics)

@@ -1,0 +1,178 @@
+"""Training augmentation: flips, rotations, reframing and image crops stay consistent."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from eft.body.joints import J49_FLIP_PERM, SPIN49_INDEX, flip_smpl_pose
+from eft.data.synthetic import SyntheticConfig, generate
+from eft.geometry.crops import crop_px_to_norm, image_to_crop
+from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from eft.train.augment import (
+    LEVEL_MASKS,
+    AugmentConfig,
+    flip_kp2d,
+    flip_kp3d,
+    flip_rotmat,
+    make_batch,
+    rotate_2d,
+    rotate_3d,
+)
+from eft.train.data import TrainSet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def clean_set(body):
+    """Noise-free synthetic people with their exact 2D projections as targets."""
+    g = torch.Generator().manual_seed(3)
+    poses = (torch.randn(16, 72, generator=g) * 0.35).numpy()
+    s = generate(poses, 24, 5, SyntheticConfig().clean(), body=body)
+    return TrainSet.from_synthetic(s, target="clean")
+
+
+def _random_rotmat(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return axis_angle_to_rotmat(torch.randn(n, 24, 3, generator=g) * 0.6)
+
+
+def test_flip_twice_is_identity():
+    g = torch.Generator().manual_seed(1)
+    kp = torch.randn(5, 49, 3, generator=g)
+    rot = _random_rotmat(5)
+    assert torch.equal(flip_kp2d(flip_kp2d(kp)), kp)
+    assert torch.equal(flip_kp3d(flip_kp3d(kp)), kp)
+    assert torch.allclose(flip_rotmat(flip_rotmat(rot)), rot, atol=0)
+    # a flip really changes things (so the identity above is not vacuous)
+    assert (flip_kp2d(kp) - kp).abs().max() > 0.5
+    assert (flip_rotmat(rot) - rot).abs().max() > 0.3
+
+
+def test_flip_rotmat_matches_spin_axis_angle_flip():
+    """M R M with swapped joints equals SPIN's flip_pose (negate y, z of axis-angle)."""
+    rot = _random_rotmat(6, seed=2).double()
+    aa = rotmat_to_axis_angle(rot).reshape(6, 72)
+    ref = axis_angle_to_rotmat(flip_smpl_pose(aa).reshape(6, 24, 3))
+    assert torch.allclose(flip_rotmat(rot), ref, atol=1e-6)
+
+
+def test_flipped_pose_and_flipped_keypoints_agree_through_the_body(body):
+    rot = _random_rotmat(4, seed=4)
+    with torch.no_grad():
+        a = body(rot)
+        b = body(flip_rotmat(rot))
+        rest = body(torch.zeros(1, 24, 3))
+    kp_a = a.keypoints - a.joints[:, :1]
+    kp_b = b.keypoints - b.joints[:, :1]
+    r = rest.keypoints - rest.joints[:, :1]
+    asym = float((flip_kp3d(r) - r).norm(dim=-1).max())  # the model's own asymmetry
+    err = float((flip_kp3d(kp_a) - kp_b).norm(dim=-1).max())
+    assert err < asym + 0.01, (err, asym)
+    assert float((flip_kp3d(kp_a) - kp_a).norm(dim=-1).max()) > 0.05  # can fail
+
+
+def test_rotation_matches_crop_geometry_and_projection():
+    g = torch.Generator().manual_seed(5)
+    n = 6
+    rot = torch.randn(n, generator=g) * 40
+    px = torch.rand(n, 10, 2, generator=g) * 300
+    center = torch.rand(n, 2, generator=g) * 200 + 50
+    scale = torch.rand(n, generator=g) + 0.5
+    # rotate_2d on normalised coordinates == geometry's rotated crop
+    ref = crop_px_to_norm(image_to_crop(px.double(), center.double(), scale.double(), 224,
+                                        rot.double()), 224)
+    plain = crop_px_to_norm(image_to_crop(px.double(), center.double(), scale.double(), 224),
+                            224)
+    assert torch.allclose(rotate_2d(plain, rot.double()), ref, atol=1e-9)
+    # the 3D rotation projects onto the 2D one (orthographic part of weak perspective)
+    x3 = torch.randn(n, 49, 3, generator=g)
+    r3, x3r = rotate_3d(_random_rotmat(n), x3, rot)
+    assert torch.allclose(x3r[..., :2], rotate_2d(x3[..., :2], rot), atol=1e-5)
+    assert torch.allclose(x3r[..., 2], x3[..., 2])
+
+
+def test_augmented_targets_stay_consistent(body, clean_set):
+    """After flip + rotation + box jitter the 3D keypoint targets are still the body's
+    keypoints of the rotation targets, and undoing the rotation and flip of the inputs
+    gives the un-augmented inputs."""
+    cfg = AugmentConfig(flip_prob=0.5, rot_prob=1.0, kp_noise=0.0, kp_dropout=0.0,
+                        scale_range=(1.0, 1.0), center_jitter=0.0)
+    idx = torch.arange(len(clean_set))
+    b = make_batch(clean_set, idx, cfg, torch.Generator().manual_seed(0))
+    assert b.flip.any() and (~b.flip).any() and (b.rot.abs() > 1).all()
+    with torch.no_grad():
+        out = body(b.rotmat, b.betas)
+        out0 = body(torch.zeros(1, 24, 3))
+    kp = out.keypoints - out.joints[:, :1]
+    r = out0.keypoints - out0.joints[:, :1]
+    asym = float((flip_kp3d(r) - r).norm(dim=-1).max())
+    err = (kp - b.kp3d).norm(dim=-1).amax(1)
+    assert float(err[~b.flip].max()) < 1e-4
+    assert float(err[b.flip].max()) < asym + 0.01
+    plain = make_batch(clean_set, idx, AugmentConfig.none(), torch.Generator().manual_seed(0))
+    undone = torch.cat([rotate_2d(b.keypoints[..., :2], -b.rot), b.keypoints[..., 2:]], -1)
+    undone = torch.where(b.flip[:, None, None], flip_kp2d(undone), undone)
+    assert torch.allclose(undone, plain.keypoints, atol=1e-5)
+
+
+def test_upper_body_crop_drops_the_legs_and_frames_the_rest(clean_set):
+    cfg = dataclasses.replace(AugmentConfig.none(), upper_body_prob=1.0)
+    b = make_batch(clean_set, torch.arange(len(clean_set)), cfg, torch.Generator())
+    present = b.keypoints[..., 2] > 0
+    xy = b.keypoints[..., :2]
+    assert (xy[present].abs() <= 1.0 + 1e-5).all()  # everything kept is inside the crop
+    upper = LEVEL_MASKS[4]
+    annotated = clean_set.kp_px[..., 2] > 0
+    assert present[:, upper].sum() > 0.9 * annotated[:, upper].sum()
+    legs = [SPIN49_INDEX[n] for n in ("Right Ankle", "Left Ankle", "OP RAnkle", "OP LAnkle")]
+    assert present[:, legs].float().mean() < 0.2
+    assert (b.scale < clean_set.scale).float().mean() > 0.8  # smaller boxes
+
+
+def test_truncation_cuts_one_side(clean_set):
+    cfg = dataclasses.replace(AugmentConfig.none(), truncation_prob=1.0,
+                              truncation_range=(0.4, 0.4))
+    b = make_batch(clean_set, torch.arange(len(clean_set)), cfg, torch.Generator())
+    before = (clean_set.kp_px[..., 2] > 0).sum(1)
+    after = (b.keypoints[..., 2] > 0).sum(1)
+    assert (after < before).all()
+    assert (after > 0).all()
+    # the 2D targets are kept: the whole body still supervises
+    assert torch.equal(b.target2d[..., 2], clean_set.target_px[..., 2])
+
+
+def test_image_crop_follows_the_keypoints(tmp_path):
+    """A bright dot drawn at a keypoint lands where the augmented keypoint says, through
+    flips, rotations and box jitter."""
+    from PIL import Image
+
+    h, w, res = 90, 120, 64
+    dot = np.array([80.0, 30.0])
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.exp(-((xx - dot[0]) ** 2 + (yy - dot[1]) ** 2) / (2 * 2.0 ** 2))
+    path = tmp_path / "dot.png"
+    Image.fromarray((np.repeat(img[..., None], 3, 2) * 255).astype(np.uint8)).save(path)
+    n = 8
+    kp = np.zeros((n, 49, 3), np.float32)
+    kp[:, 30] = [dot[0], dot[1], 1.0]
+    kp[:, 40] = [20.0, 60.0, 1.0]
+    data = TrainSet.from_arrays(kp, np.tile([[60.0, 45.0]], (n, 1)), np.full(n, 0.6),
+                                image_paths=[str(path)] * n)
+    cfg = AugmentConfig(flip_prob=0.5, rot_prob=1.0, rot_std_deg=40, scale_range=(0.8, 1.2),
+                        center_jitter=0.1, kp_noise=0.0, kp_dropout=0.0,
+                        color_range=(1.0, 1.0))
+    b = make_batch(data, torch.arange(n), cfg, torch.Generator().manual_seed(7), images=True,
+                   img_res=res)
+    assert b.images.shape == (n, 3, res, res) and b.flip.any() and (~b.flip).any()
+    for i in range(n):
+        j = J49_FLIP_PERM[30] if b.flip[i] else 30  # where the dot's joint went
+        where = (b.keypoints[i, j, :2].numpy() + 1) * res / 2  # crop px
+        chan = b.images[i, 0].numpy()
+        peak = np.array(np.unravel_index(np.argmax(chan), chan.shape))[::-1]
+        assert np.all((where > 2) & (where < res - 3)), where  # the dot is in view
+        assert np.linalg.norm(peak - where) < 1.6, (i, peak, where)

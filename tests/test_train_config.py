@@ -1,0 +1,146 @@
+"""``eft train``: configs (errors name file and key), annotation datasets with mixing and
+filters, outputs, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from eft.annotations import AnnotationSet, Provenance, write_annotations
+from eft.annotations.synthetic import random_columns
+from eft.cli import main
+from eft.train.config import TrainConfigError, load_train_config, train_config_from_dict
+from eft.train.data import annotation_train_set
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "fitting" / "training"
+
+
+def _aset(n: int, seed: int) -> AnnotationSet:
+    cols = random_columns(n, seed)
+    return AnnotationSet(cols.to_annotations(), Provenance.unknown("test"))
+
+
+def test_shipped_configs_are_valid():
+    files = sorted(CONFIG_DIR.glob("*.yaml"))
+    assert files, CONFIG_DIR
+    for f in files:
+        cfg = load_train_config(f)
+        assert cfg.datasets
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({}, "missing key 'datasets'"),
+    ({"datasets": []}, "give at least one dataset"),
+    ({"datasets": [{"path": "a.json"}], "optimm": {}}, "unknown key 'optimm'"),
+    ({"datasets": [{"path": "a.json"}], "optim": {"steps": "many"}},
+     "optim.steps: expected an integer, got 'many'"),
+    ({"datasets": [{"path": "a.json"}], "optim": {"lr": -1.0}}, "optim: lr must be > 0"),
+    ({"datasets": [{"path": "a.json", "synthetic": {"n": 3}}]}, "exactly one of"),
+    ({"datasets": [{"path": "a.json", "format": "csv"}]}, "format must be one of"),
+    ({"datasets": [{"path": "a.json", "weight": 0}]}, "weights must not all be 0"),
+    ({"datasets": [{"synthetic": {"n": 3}}], "model": {"arch": "hmr"}},
+     "synthetic datasets have none"),
+    ({"datasets": [{"path": "a.json"}], "augment": {"flip_prob": 2}}, "flip_prob"),
+    ({"datasets": [{"path": "a.json"}], "loss": {"kp2d": -1}}, "kp2d"),
+    ({"datasets": [{"path": "a.json"}], "amp": "fp8"}, "amp: expected one of"),
+    ({"datasets": [{"path": "a.json"}], "val": [{"kind": "h36m"}]}, "needs 'path'"),
+])
+def test_config_errors_name_the_key(raw, message):
+    with pytest.raises(TrainConfigError, match=message.replace("(", r"\(").replace(
+            "[", r"\[")) as err:
+        train_config_from_dict(raw, "x.yaml")
+    assert str(err.value).startswith("x.yaml: ") and "\n" not in str(err.value)
+
+
+def test_cli_config_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("datasets: [{path: a.json}]\noptim: {stepz: 3}\n")
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "optim: unknown key 'stepz'" in err
+    bad.write_text("datasets: [\n")
+    assert main(["train", str(bad)]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "none.yaml")]) == 2
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("datasets: [{path: missing.json}]\n")
+    assert main(["train", str(ok), "--out", str(tmp_path / "run")]) == 2
+    assert "no such annotation file" in capsys.readouterr().err
+    assert main(["train", str(ok), "--set", "datasets.3.weight=2"]) == 2
+    assert "no list item" in capsys.readouterr().err
+
+
+def test_filters_and_review_hook():
+    aset = _aset(40, 1)
+    acc = [a.fit.quality.accepted for a in aset]
+    assert 0 < sum(acc) < 40
+    assert len(annotation_train_set(aset)) == 40
+    assert len(annotation_train_set(aset, accepted_only=True)) == sum(acc)
+    px = [a.fit.quality.reproj_px for a in aset]
+    assert len(annotation_train_set(aset, max_reproj_px=8.0)) == sum(p <= 8 for p in px)
+    rejected = next(a.id for a in aset if a.fit.quality.accepted)
+    rescued = next(a.id for a in aset if not a.fit.quality.accepted)
+    kept = annotation_train_set(aset, accepted_only=True,
+                                decisions={rejected: "reject", rescued: "accept"})
+    assert rejected not in kept.ids and rescued in kept.ids and len(kept) == sum(acc)
+    ids = set(aset.ids[:5])
+    assert set(annotation_train_set(aset, accepted_ids=ids).ids) == ids
+    data = annotation_train_set(aset, image_root="/data/coco")
+    assert data.image_paths[0].startswith("/data/coco/images/")
+    a0 = aset[0]
+    assert np.allclose(data.rotmat[0].numpy(), a0.fit.rotmat)
+    assert np.allclose(data.kp_px[0].numpy(), a0.exemplar.keypoints)
+    assert bool(data.has_smpl.all()) and not bool(data.has_kp3d.any())
+
+
+def test_train_from_two_annotation_formats(tmp_path, capsys):
+    """Two files (eft-json and h5), mixed 3:1, filtered, a review decision file; the run
+    writes its outputs, refuses to clobber, and resumes."""
+    a, b = tmp_path / "a.json", tmp_path / "b.h5"
+    write_annotations(_aset(30, 2), a)
+    write_annotations(_aset(20, 3), b)
+    reject = _aset(30, 2).ids[0]
+    (tmp_path / "review.json").write_text(json.dumps({reject: "reject"}))
+    cfg = {
+        "model": {"width": 32, "hidden": 32},
+        "datasets": [
+            {"path": str(a), "weight": 3, "accepted_only": True,
+             "decisions": str(tmp_path / "review.json")},
+            {"path": str(b), "format": "h5", "weight": 1, "max_reproj_px": 100.0},
+        ],
+        "val": [{"kind": "synthetic", "n": 16}],
+        "optim": {"steps": 4, "batch_size": 8, "lr": 1e-3},
+        "output": {"eval_every": 2, "checkpoint_every": 0, "log_every": 1},
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    argv = ["train", str(path), "--out", str(out), "--no-progress", "--threads", "1"]
+    assert main(argv) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    n_a = sum(x.fit.quality.accepted for x in _aset(30, 2) if x.id != reject)
+    assert f"dataset a: {n_a} samples, weight 3" in text
+    assert "dataset b: 20 samples, weight 1" in text
+    for name in ("config.yaml", "log.jsonl", "model.pt", "results.json"):
+        assert (out / name).is_file(), name
+    from eft.models import load_regressor
+
+    assert load_regressor(out / "model.pt").config["width"] == 32
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in entries if e["kind"] == "eval"] == [2, 4]
+    assert "pa_mpjpe_mm" in json.loads((out / "results.json").read_text())["metrics"]
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match=r"changed since the checkpoint \(optim.steps\)"):
+        assert main(argv + ["--resume", "--steps", "6"]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in entries if e["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    # the trained checkpoint evaluates through `eft eval` too
+    ckpt = sorted((out / "checkpoints").glob("step_*.pt"))[-1]
+    assert main(["eval", str(ckpt), "--synthetic", "8"]) == 0

@@ -1,0 +1,164 @@
+"""Evaluation: metrics against an independent numpy implementation, and the SPIN-format
+H36M / 3DPW npz loaders on small files written here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from eft.body.joints import H36M_TO_J14
+from eft.cli import main
+from eft.geometry.rotations import axis_angle_to_rotmat
+from eft.train.errors import TrainError
+from eft.train.evaluate import (
+    evaluate_bodies,
+    evaluate_model,
+    joint_metrics,
+    load_3dpw_npz,
+    load_h36m_npz,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _np_procrustes(p: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Similarity transform of p (N, 3) onto g (N, 3), by Umeyama's closed form."""
+    mp, mg = p.mean(0), g.mean(0)
+    p0, g0 = p - mp, g - mg
+    u, s, vt = np.linalg.svd(g0.T @ p0)
+    d = np.sign(np.linalg.det(u @ vt))
+    fix = np.diag([1.0, 1.0, d])
+    r = u @ fix @ vt
+    scale = np.trace(np.diag(s) @ fix) / (p0 ** 2).sum()
+    return scale * p0 @ r.T + mg
+
+
+def _np_metrics(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
+    err = np.linalg.norm(pred - gt, axis=-1).mean(-1)
+    pa = np.array([np.linalg.norm(_np_procrustes(p, g) - g, axis=-1).mean()
+                   for p, g in zip(pred, gt, strict=True)])
+    return float(err.mean() * 1000), float(pa.mean() * 1000)
+
+
+def _random_bodies(n: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    rot = axis_angle_to_rotmat(torch.randn(n, 24, 3, generator=g) * 0.4)
+    betas = torch.randn(n, 10, generator=g)
+    return rot, betas
+
+
+def test_metrics_match_numpy(body):
+    rot, betas = _random_bodies(6, 0)
+    gt_rot, gt_betas = _random_bodies(6, 1)
+    m = evaluate_bodies(body, rot, betas, gt_rot, gt_betas)
+    with torch.no_grad():
+        p, g = body(rot, betas), body(gt_rot, gt_betas)
+        p14 = body.h36m_joints(p.vertices)[:, list(H36M_TO_J14)].double().numpy()
+        g14 = body.h36m_joints(g.vertices)[:, list(H36M_TO_J14)].double().numpy()
+    # independent centring: the mid-point of the LSP hips (rows 2 and 3)
+    p14 -= (p14[:, 2] + p14[:, 3])[:, None] / 2
+    g14 -= (g14[:, 2] + g14[:, 3])[:, None] / 2
+    mp, pa = _np_metrics(p14, g14)
+    assert m["mpjpe_mm"] == pytest.approx(mp, rel=1e-4)
+    assert m["pa_mpjpe_mm"] == pytest.approx(pa, rel=1e-4)
+    p24 = (p.joints - p.joints[:, :1]).double().numpy()
+    g24 = (g.joints - g.joints[:, :1]).double().numpy()
+    mp24, pa24 = _np_metrics(p24, g24)
+    assert m["mpjpe24_mm"] == pytest.approx(mp24, rel=1e-4)
+    assert m["pa_mpjpe24_mm"] == pytest.approx(pa24, rel=1e-4)
+    assert 20 < pa < mp  # non-trivial numbers
+    # a similarity transform of the ground truth has zero PA error but not zero MPJPE
+    gt = torch.as_tensor(g14).float()
+    r = axis_angle_to_rotmat(torch.tensor([[0.3, -0.5, 0.2]]))[0]
+    moved = 1.3 * gt @ r.T + torch.tensor([0.1, 0.0, 0.2])
+    same = joint_metrics(moved, gt)
+    assert same["pa_mpjpe_mm"] < 1e-2 and same["mpjpe_mm"] > 50
+
+
+def _write_h36m(path, n=5, joints=24, mm=False, with_part=True, seed=0):
+    rng = np.random.default_rng(seed)
+    s = np.concatenate([rng.normal(0, 0.3, (n, joints, 3)), np.ones((n, joints, 1))], -1)
+    if mm:
+        s[..., :3] *= 1000
+    data = dict(imgname=np.array([f"S9/img_{i:06d}.jpg" for i in range(n)]),
+                center=rng.uniform(400, 600, (n, 2)), scale=rng.uniform(0.8, 1.2, n), S=s)
+    if with_part:
+        part = np.zeros((n, 24, 3))
+        part[:, :14, :2] = data["center"][:, None] + rng.normal(0, 40, (n, 14, 2))
+        part[:, :14, 2] = 1
+        data["part"] = part
+    np.savez(path, **data)
+    return s
+
+
+@pytest.mark.parametrize("joints, mm", [(24, False), (17, True)])
+def test_h36m_loader(tmp_path, joints, mm):
+    path = tmp_path / "h36m_valid_protocol1.npz"
+    s = _write_h36m(path, joints=joints, mm=mm)
+    data = load_h36m_npz(path, image_root=tmp_path / "images")
+    xyz = s[..., :3] / (1000 if mm else 1)
+    j14 = xyz[:, :14] if joints == 24 else xyz[:, list(H36M_TO_J14)]
+    j14 = j14 - (j14[:, 2:3] + j14[:, 3:4]) / 2
+    assert np.allclose(data.gt14.numpy(), j14, atol=1e-6)
+    assert data.gt24 is None and len(data) == 5
+    assert data.image_paths[0] == str(tmp_path / "images" / "S9/img_000000.jpg")
+    assert data.keypoints.shape == (5, 49, 3)
+    assert torch.equal(data.keypoints[:, 25:39, 2], torch.ones(5, 14))
+    assert data.keypoints[:, :25].abs().sum() == 0
+
+
+def test_h36m_loader_errors(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, imgname=np.array(["a.jpg"]), center=np.zeros((1, 2)), scale=np.ones(1))
+    with pytest.raises(TrainError, match="lacks \\['S'\\]"):
+        load_h36m_npz(path)
+    np.savez(path, imgname=np.array(["a.jpg"]), center=np.zeros((1, 2)), scale=np.ones(1),
+             S=np.zeros((1, 9, 4)))
+    with pytest.raises(TrainError, match="shape"):
+        load_h36m_npz(path)
+    with pytest.raises(TrainError, match="no such file"):
+        load_h36m_npz(tmp_path / "missing.npz")
+
+
+def test_3dpw_loader_and_eval(body, tmp_path):
+    n = 4
+    rot_aa = np.random.default_rng(1).normal(0, 0.3, (n, 72)).astype(np.float32)
+    shape = np.random.default_rng(2).normal(0, 1, (n, 10)).astype(np.float32)
+    path = tmp_path / "3dpw_test.npz"
+    np.savez(path, imgname=np.array([f"downtown/image_{i:05d}.jpg" for i in range(n)]),
+             center=np.full((n, 2), 500.0), scale=np.full(n, 1.0), pose=rot_aa, shape=shape,
+             gender=np.array(["m", "f", "m", "f"]))
+    with pytest.warns(UserWarning, match="gendered"):
+        data = load_3dpw_npz(path, body)
+    with torch.no_grad():
+        out = body(torch.as_tensor(rot_aa).reshape(n, 24, 3), torch.as_tensor(shape))
+        j14 = body.h36m_joints(out.vertices)[:, list(H36M_TO_J14)]
+    j14 = j14 - (j14[:, 2:3] + j14[:, 3:4]) / 2
+    assert torch.allclose(data.gt14, j14, atol=1e-5)
+    assert torch.allclose(data.gt24, out.joints - out.joints[:, :1], atol=1e-5)
+    assert data.keypoints is None
+    from eft.models import load_regressor
+
+    with pytest.raises(TrainError, match="needs 2D keypoints"):
+        evaluate_model(load_regressor("default"), body, data)
+
+
+def test_eval_command_on_h36m_file(tmp_path, capsys):
+    path = tmp_path / "h36m_valid_protocol2.npz"
+    _write_h36m(path, n=6)
+    out = tmp_path / "eval.json"
+    code = main(["eval", "default", "--h36m", str(path), "--synthetic", "20",
+                 "--json", str(out), "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "h36m_valid_protocol2 (n=6)" in text and "PA-MPJPE-14" in text
+    res = json.loads(out.read_text())["results"]
+    h36m = res["h36m_valid_protocol2"]
+    assert h36m["n"] == 6 and "mpjpe24_mm" not in h36m and h36m["pa_mpjpe_mm"] > 0
+    synth = next(v for k, v in res.items() if k.startswith("synthetic"))
+    assert synth["n"] == 20 and synth["pa_mpjpe_mm"] < synth["mpjpe_mm"]
+    assert main(["eval", "default", "--h36m", str(tmp_path / "nope.npz")]) == 2
+    assert "no such file" in capsys.readouterr().err
