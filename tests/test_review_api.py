@@ -3,7 +3,6 @@ fits (EFT on real keypoints and images) written to an annotation file."""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import multiprocessing
 import os
@@ -17,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import live_server
+
 for _mod in ("fastapi", "httpx", "uvicorn"):  # the review extra; CI installs it (dev)
     try:
         __import__(_mod)
@@ -26,7 +27,6 @@ for _mod in ("fastapi", "httpx", "uvicorn"):  # the review extra; CI installs it
             pytest.fail(_why, pytrace=False)
         pytest.skip(_why, allow_module_level=True)
 
-import uvicorn  # noqa: E402
 
 with warnings.catch_warnings():  # Starlette's note on httpx vs httpx2
     warnings.simplefilter("ignore")
@@ -66,28 +66,6 @@ def client(review_files, tmp_path):
 def post(client, fit_id, decision, annotator="ann", note=""):
     return client.post("/api/decisions", json={"fit_id": fit_id, "decision": decision,
                                                "annotator": annotator, "note": note})
-
-
-@contextlib.contextmanager
-def live_server(app):
-    """The app served by uvicorn on a free loopback port, in a thread."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", port
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def raw_get(port: int, target: str) -> int:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.helpers import live_server
 
 CHROMIUM = "/usr/bin/chromium"
 SIZE = 256  # overlay tile px
@@ -57,24 +56,6 @@ def demo(tmp_path_factory):
     return out / "fits.json", out / "dataset" / "images"
 
 
-def _serve(app):
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    return server, thread, f"http://127.0.0.1:{port}/"
-
-
 def _artifacts(tmp_path: Path) -> Path:
     env = os.environ.get("EFT_TEST_ARTIFACTS")
     folder = Path(env).expanduser() if env else tmp_path
@@ -94,61 +75,56 @@ def test_accept_and_reject_with_the_keyboard(sync_playwright, demo, tmp_path):
     db_path = tmp_path / "review.sqlite"
     app = create_app(ReviewConfig(annotations=fits_json, images=images, db=db_path,
                                   annotator="browser-test", overlay_size=SIZE))
-    server, thread, url = _serve(app)
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            console_errors: list[str] = []
-            page.on("console", lambda m: console_errors.append(m.text)
-                    if m.type == "error" else None)
-            page.on("pageerror", lambda e: console_errors.append(str(e)))
-            page.goto(url)
-            # (The page's CSP forbids eval, so waits use locators, not wait_for_function.)
-            expect(page.locator("#queue-body tr")).to_have_count(4)
-            ids = [page.locator("#queue-body tr").nth(k).get_attribute("data-id")
-                   for k in range(4)]
-            expect(page.locator("#progress-text")).to_contain_text("reviewed 0/4")
-            page.screenshot(path=str(_artifacts(tmp_path) / "review_queue.png"))
-            status = page.locator("#fit-status")
+    with live_server(app) as (url, _), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        console_errors: list[str] = []
+        page.on("console", lambda m: console_errors.append(m.text)
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        page.goto(url + "/")
+        # (The page's CSP forbids eval, so waits use locators, not wait_for_function.)
+        expect(page.locator("#queue-body tr")).to_have_count(4)
+        ids = [page.locator("#queue-body tr").nth(k).get_attribute("data-id")
+               for k in range(4)]
+        expect(page.locator("#progress-text")).to_contain_text("reviewed 0/4")
+        page.screenshot(path=str(_artifacts(tmp_path) / "review_queue.png"))
+        status = page.locator("#fit-status")
 
-            def on_fit(fit_id: str) -> None:
-                expect(page.locator("#fit-title")).to_have_text(fit_id)
-                expect(page.locator("#overlay-wait")).to_be_hidden()
-                assert page.eval_on_selector("#overlay", "i => i.complete && i.naturalWidth > 0")
+        def on_fit(fit_id: str) -> None:
+            expect(page.locator("#fit-title")).to_have_text(fit_id)
+            expect(page.locator("#overlay-wait")).to_be_hidden()
+            assert page.eval_on_selector("#overlay", "i => i.complete && i.naturalWidth > 0")
 
-            page.keyboard.press("Enter")  # open the worst fit
-            on_fit(ids[0])
-            page.keyboard.press("a")  # accept -> the next fit opens
-            on_fit(ids[1])
-            page.keyboard.press("r")  # reject -> the next fit opens
-            on_fit(ids[2])
-            assert latest_decisions(db_path) == {ids[0]: "accept", ids[1]: "reject"}
-            page.keyboard.press("u")  # undo the reject: back on that fit, unreviewed
-            on_fit(ids[1])
-            expect(status).to_have_attribute("data-status", "unreviewed")
-            assert latest_decisions(db_path) == {ids[0]: "accept"}
-            page.keyboard.press("r")
-            on_fit(ids[2])
-            page.keyboard.press("k")  # previous
-            on_fit(ids[1])
-            page.keyboard.press("n")  # note
-            page.keyboard.type("hands look off")
-            page.keyboard.press("Enter")
-            expect(page.locator("#history")).to_contain_text("hands look off")
-            page.keyboard.press("k")
-            on_fit(ids[0])
-            expect(status).to_have_attribute("data-status", "accepted")
-            expect(page.locator("#progress-text")).to_contain_text("reviewed 2/4")
-            shot = _artifacts(tmp_path) / "review_fit_view.png"
-            page.screenshot(path=str(shot), full_page=True)
-            box = page.locator("#overlay").bounding_box()
-            natural = page.eval_on_selector("#overlay", "i => [i.naturalWidth, i.naturalHeight]")
-            assert console_errors == []
-            browser.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
+        page.keyboard.press("Enter")  # open the worst fit
+        on_fit(ids[0])
+        page.keyboard.press("a")  # accept -> the next fit opens
+        on_fit(ids[1])
+        page.keyboard.press("r")  # reject -> the next fit opens
+        on_fit(ids[2])
+        assert latest_decisions(db_path) == {ids[0]: "accept", ids[1]: "reject"}
+        page.keyboard.press("u")  # undo the reject: back on that fit, unreviewed
+        on_fit(ids[1])
+        expect(status).to_have_attribute("data-status", "unreviewed")
+        assert latest_decisions(db_path) == {ids[0]: "accept"}
+        page.keyboard.press("r")
+        on_fit(ids[2])
+        page.keyboard.press("k")  # previous
+        on_fit(ids[1])
+        page.keyboard.press("n")  # note
+        page.keyboard.type("hands look off")
+        page.keyboard.press("Enter")
+        expect(page.locator("#history")).to_contain_text("hands look off")
+        page.keyboard.press("k")
+        on_fit(ids[0])
+        expect(status).to_have_attribute("data-status", "accepted")
+        expect(page.locator("#progress-text")).to_contain_text("reviewed 2/4")
+        shot = _artifacts(tmp_path) / "review_fit_view.png"
+        page.screenshot(path=str(shot), full_page=True)
+        box = page.locator("#overlay").bounding_box()
+        natural = page.eval_on_selector("#overlay", "i => [i.naturalWidth, i.naturalHeight]")
+        assert console_errors == []
+        browser.close()
     print(f"\nscreenshots: {shot} (fit view), {shot.with_name('review_queue.png')} (queue)")
 
     # The database holds both keyboard decisions (and the full history around them).
