@@ -2,7 +2,7 @@
 
 Each command group lives next to its code, in a module with a
 ``register(subparsers)`` function listed in :data:`COMMAND_MODULES`; handlers return an
-exit code and import their heavy dependencies lazily, so ``eft --help`` stays fast.
+exit code and import what only they need (review server, trainer, ...) lazily.
 Errors the user can fix (:class:`~eft.errors.EftError`) are printed as one line,
 without a traceback.
 """
