@@ -1,7 +1,7 @@
 """The EFT paper's central claim on synthetic data: a regressor trained from scratch on
 EFT pseudo-ground truth beats one trained on SMPLify fits.
 
-    python scripts/bench_downstream.py                 # default size, ~30-40 min, 1 thread
+    python scripts/bench_downstream.py                 # default size, ~21 min, 1 thread
     python scripts/bench_downstream.py --size large    # 4x the data, 3x the steps
 
 1. The prior that makes the pseudo-labels, and the poses of an "in-the-wild" (ITW)
@@ -140,7 +140,8 @@ def fresh_prior(poses, n: int, steps: int, seed: int, body, val, cache: Path | N
         meta = model.eft_metadata
         if meta.get("key") == key:
             print(f"fresh prior: cached {path}")
-            return model, {**{k: v for k, v in meta.items() if k != "key"}, "cached": str(path)}
+            return model, {**{k: v for k, v in meta.items() if k != "key"},
+                           "cached": _shown(path)}
         print(f"fresh prior: {path} was trained with other settings; training again")
     t = time.perf_counter()
     data = TrainSet.from_synthetic(make_prior_set(poses, n, PRIOR_DATA_SEED, body,
@@ -158,7 +159,7 @@ def fresh_prior(poses, n: int, steps: int, seed: int, body, val, cache: Path | N
             "seconds": round(time.perf_counter() - t, 1), "seconds_data": round(t_data, 1)}
     if path is not None:
         save_regressor(model, path, key=key, **info)
-        info["cached"] = f"written to {path}"
+        info["cached"] = f"written to {_shown(path)}"
     return model, info
 
 
