@@ -8,7 +8,6 @@ validity mask for them and the H36M-17 evaluation joints.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import warnings
@@ -22,6 +21,7 @@ import torch
 from smplx.utils import Struct
 from torch import Tensor, nn
 
+from eft._files import file_sha256
 from eft.body.joints import H36M17_NAMES, SPIN49_NAMES, VERTEX_LANDMARK_NAMES
 from eft.body.keypoint_map import ANATOMICAL_SOURCES, SPIN_SOURCES, build_keypoint_map
 from eft.errors import EftError
@@ -139,14 +139,6 @@ def _optional_regressor(fields: dict, key: str, path: Path, explicit) -> np.ndar
     return None
 
 
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 class BodyModel(nn.Module):
     """SMPL-layout body model with SPIN-49 keypoints.
 
@@ -229,7 +221,7 @@ class BodyModel(nn.Module):
             name = resolved.stem
         extra = _optional_regressor(fields, "J_regressor_extra", resolved, extra_regressor)
         h36m = _optional_regressor(fields, "J_regressor_h36m", resolved, h36m_regressor)
-        model = cls(fields, name=name, content_hash=_file_hash(resolved),
+        model = cls(fields, name=name, content_hash=file_sha256(resolved),
                     extra_regressor=extra, h36m_regressor=h36m, num_betas=num_betas)
         model.path = resolved
         if model.missing_keypoints:

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -29,6 +28,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from eft._files import file_sha256
 from eft.errors import EftError
 
 from .config import FIT_KEYS, JobConfig, JobConfigError, hash_dict
@@ -76,14 +76,6 @@ class JobResult:
     manifest: Manifest
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _body_name(path: Path) -> str:
     """The model's own name (``model_name`` in our .npz files), else the file name."""
     if path.suffix == ".npz":
@@ -114,8 +106,8 @@ def job_identity(config: JobConfig) -> dict:
     if not reg_path.is_file():
         raise JobConfigError(f"regressor: {reg_path}: no such checkpoint file")
     return {
-        "body": {"name": _body_name(body_path), "sha256": _sha256(body_path)},
-        "regressor": {"name": config.regressor, "sha256": _sha256(reg_path),
+        "body": {"name": _body_name(body_path), "sha256": file_sha256(body_path)},
+        "regressor": {"name": config.regressor, "sha256": file_sha256(reg_path),
                       "hash_of": "file"},
     }
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from eft._files import file_sha256
 from eft.errors import EftError
 
 from ._checkpoint import extract_state_dict, read_checkpoint, strip_module_prefix
@@ -232,11 +233,7 @@ def checkpoint_sha256(spec: str | os.PathLike) -> str:
         path = Path(spec).expanduser()
     if not path.is_file():
         raise EftError(f"{path}: no such regressor file")
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def state_dict_sha256(model: nn.Module) -> str:

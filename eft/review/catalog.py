@@ -6,7 +6,6 @@ finding the neighbours of a fit stay in the milliseconds on a 10k-fit file.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Mapping
@@ -15,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from eft._files import file_sha256
+
 from .db import STATUSES, FitStatus
 from .errors import ReviewError
 
-__all__ = ["SORTS", "FLAG_FILTERS", "Catalog", "file_sha256"]
+__all__ = ["SORTS", "FLAG_FILTERS", "Catalog"]
 
 #: Queue orderings: ``quality`` = worst first (largest reprojection error as a fraction
 #: of the box, then largest final 2D loss; fits without quality numbers last), ``id``
@@ -31,15 +32,6 @@ _STATUS_CODE = {name: code for code, name in enumerate(STATUSES)}
 _QUALITY_KEYS = ("reproj_px", "reproj_frac_bbox", "loss_2d_init", "loss_2d_final",
                  "iterations", "converged", "max_abs_beta", "pose_nll",
                  "n_valid_keypoints", "accepted")
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _num(value) -> float | int | bool | None:
