@@ -53,6 +53,15 @@ class ReadResult:
     def __len__(self) -> int:
         return len(self.exemplars)
 
+    def skip_unusable(self, eid: str, kps49: np.ndarray, min_keypoints: int, *,
+                      gt: bool = True) -> bool:
+        """Record person ``eid`` as skipped when :func:`keypoint_skip_reason` finds its
+        keypoints unusable; True when it was skipped."""
+        why = keypoint_skip_reason(kps49, min_keypoints, gt=gt)
+        if why is not None:
+            self.skipped.append(Skipped(eid, *why))
+        return why is not None
+
 
 def box_center_scale(x: float, y: float, w: float, h: float,
                      rescale: float = 1.2) -> tuple[np.ndarray, float]:

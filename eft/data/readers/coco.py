@@ -23,7 +23,7 @@ import numpy as np
 from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 
-from .base import ReaderError, ReadResult, Skipped, box_center_scale, keypoint_skip_reason
+from .base import ReaderError, ReadResult, Skipped, box_center_scale
 
 __all__ = ["read_coco"]
 
@@ -93,9 +93,7 @@ def read_coco(
                                        f"{raw.size} keypoint values, expected {3 * nk}"))
             continue
         kps49 = J.to_spin49(raw.reshape(nk, 3), fmt, binarize_visibility=binarize)
-        why = keypoint_skip_reason(kps49, min_keypoints)
-        if why is not None:
-            out.skipped.append(Skipped(eid, *why))
+        if out.skip_unusable(eid, kps49, min_keypoints):
             continue
         x, y, w, h = (float(v) for v in ann.get("bbox", (0, 0, 0, 0)))
         if not (w > 0 and h > 0):

@@ -63,7 +63,6 @@ from .base import (
     Skipped,
     box_center_scale,
     keypoint_box_center_scale,
-    keypoint_skip_reason,
 )
 
 __all__ = ["read_generic", "GENERIC_FIELDS"]
@@ -190,9 +189,7 @@ def read_generic(
             out.skipped.append(Skipped(eid, "bad_annotation", str(exc)))
             continue
         only_op = fmt.startswith("openpose")
-        why = keypoint_skip_reason(kps49, min_keypoints, gt=not only_op)
-        if why is not None:
-            out.skipped.append(Skipped(eid, *why))
+        if out.skip_unusable(eid, kps49, min_keypoints, gt=not only_op):
             continue
         cs = None
         if box.size:

@@ -40,7 +40,7 @@ from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 
 from . import _matlab as M
-from .base import ReaderError, ReadResult, Skipped, keypoint_box_center_scale, keypoint_skip_reason
+from .base import ReaderError, ReadResult, Skipped, keypoint_box_center_scale
 
 __all__ = ["read_lsp"]
 
@@ -125,9 +125,7 @@ def read_lsp(
             visible = flag > 0
             raw[:, 2] = visible
         kps49 = J.to_spin49(raw, _FMT)
-        why = keypoint_skip_reason(kps49, min_keypoints)
-        if why is not None:
-            out.skipped.append(Skipped(eid, *why))
+        if out.skip_unusable(eid, kps49, min_keypoints):
             continue
         cs = keypoint_box_center_scale(kps49, rescale)
         if cs is None:

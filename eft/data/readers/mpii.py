@@ -46,7 +46,7 @@ from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 
 from . import _matlab as M
-from .base import ReaderError, ReadResult, Skipped, keypoint_box_center_scale, keypoint_skip_reason
+from .base import ReaderError, ReadResult, Skipped, keypoint_box_center_scale
 
 __all__ = ["read_mpii"]
 
@@ -113,9 +113,7 @@ def _person(out: ReadResult, eid: str, raw16: np.ndarray, image_path: str, name:
     kps[:, :2] -= offset
     kps[~(kps[:, 2] > 0), :2] = 0.0  # missing joints (MPII writes -1, -1) -> zeros
     kps49 = J.to_spin49(kps, _FMT)
-    why = keypoint_skip_reason(kps49, min_keypoints)
-    if why is not None:
-        out.skipped.append(Skipped(eid, *why))
+    if out.skip_unusable(eid, kps49, min_keypoints):
         return
     crop_from = "keypoints"
     cs = None

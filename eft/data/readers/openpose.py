@@ -30,7 +30,7 @@ import numpy as np
 from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 
-from .base import ReaderError, ReadResult, Skipped, keypoint_box_center_scale, keypoint_skip_reason
+from .base import ReaderError, ReadResult, Skipped, keypoint_box_center_scale
 
 __all__ = ["read_openpose", "IMAGE_EXTENSIONS"]
 
@@ -137,9 +137,7 @@ def read_openpose(
                 for op, gt in _GT_TWIN.items():
                     kps49[gt] = kps49[op]
             # count the kept keypoints: GT slots when filled, else the OpenPose slots
-            why = keypoint_skip_reason(kps49, min_keypoints, gt=gt_slots)
-            if why is not None:
-                out.skipped.append(Skipped(eid, *why))
+            if out.skip_unusable(eid, kps49, min_keypoints, gt=gt_slots):
                 continue
             cs = keypoint_box_center_scale(kps49, rescale)
             if cs is None:

@@ -45,7 +45,6 @@ from .base import (
     Skipped,
     box_center_scale,
     keypoint_box_center_scale,
-    keypoint_skip_reason,
 )
 
 __all__ = ["read_posetrack", "POSETRACK2017_JOINTS"]
@@ -148,9 +147,7 @@ def _make(out: ReadResult, eid: str, raw17: np.ndarray, bbox: Any, image_path: s
           meta: dict, min_keypoints: int, rescale: float,
           size: tuple[int, int] | None = None) -> None:
     kps49 = J.to_spin49(raw17, _FMT, binarize_visibility=True)
-    why = keypoint_skip_reason(kps49, min_keypoints)
-    if why is not None:
-        out.skipped.append(Skipped(eid, *why))
+    if out.skip_unusable(eid, kps49, min_keypoints):
         return
     cs, crop_from = None, "bbox"
     try:
