@@ -69,12 +69,12 @@ def aa_to_rotmat(aa: np.ndarray) -> np.ndarray:
 
 
 def weak_to_cam_t(cam: np.ndarray, focal: float = 5000.0, img_res: int = 224) -> np.ndarray:
-    """(N, 3) ``[s, tx, ty]`` -> (N, 3) ``[tx/s, ty/s, 2 f / (img_res s)]`` float32."""
-    cam = np.asarray(cam, np.float64)
-    s = cam[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.stack([cam[:, 1] / s, cam[:, 2] / s, 2.0 * focal / (img_res * s)], axis=1)
-    return out.astype(np.float32)
+    """(N, 3) ``[s, tx, ty]`` -> (N, 3) ``[tx/s, ty/s, 2 f / (img_res s)]`` float32
+    (numpy front of :func:`eft.geometry.cameras.weak_to_perspective_translation`)."""
+    from eft.geometry.cameras import weak_to_perspective_translation
+
+    cam = torch.from_numpy(np.ascontiguousarray(cam, np.float64))
+    return weak_to_perspective_translation(cam, focal, img_res).numpy().astype(np.float32)
 
 
 def openpose18_validity(keypoints2d: np.ndarray) -> np.ndarray:
