@@ -1,4 +1,5 @@
-"""MPII Human Pose: the official ``mpii_human_pose_v1_u12_1.mat`` and the common JSON form.
+"""MPII Human Pose: the official ``mpii_human_pose_v1_u12_1.mat``, the common JSON form,
+the Tompson validation split (``.h5``) and the one-person-per-image CSV.
 
 **JSON form** (HRNet / mmpose ``train.json``, ``valid.json``): a list of people,
 ``{"image": "005808361.jpg", "center": [x, y], "scale": s, "joints": 16 x [x, y],
@@ -13,14 +14,40 @@ has ``image.name`` and the people ``annorect(j)`` with the head box ``x1, y1, x2
 ``"mpii/<image stem>/<j>"``, ``j`` the 0-based ``annorect`` index (so ids from the JSON
 form and from the .mat need not agree).
 
-Both forms are MATLAB 1-based: with ``one_based=True`` (default) one pixel is taken off
+**Tompson validation split** (``.h5``/``.hdf5``, the Stacked Hourglass ``valid.h5``):
+arrays ``imgname`` (N,) bytes, ``part`` (N, 16, 2), ``visible`` (N, 16), ``center``
+(N, 2), ``scale`` (N,), ``person`` (N,), ``index`` (N,) and ``normalize`` (N,) (PCKh
+head size, kept as ``meta["head_size"]``).  ``index`` is the 0-based ``annolist`` index
+and ``person`` the 0-based ``annorect`` index of the official .mat, so the id
+``"mpii/<image stem>/<person>"`` is the .mat reader's id for the same person.  A joint
+is unlabelled when its ``part`` is (0, 0) (coordinates are the official ones truncated
+to whole pixels, so a labelled point on the border can have one zero coordinate);
+``visible`` is MPII's ``is_visible`` (0 also for labelled but occluded joints), kept in
+``meta["is_visible"]``.  ``center`` / ``scale`` are already Stacked Hourglass's
+adjusted crop (official ``objpos`` moved down by ``15 * scale`` px, ``scale`` times
+1.25), the values SPIN's ``mpii_train.npz`` and EFT use; ``crop="given"`` takes them as
+they are.
+
+**CSV form** (``.csv``, one person per image): columns ``ID`` (row number), ``NAME``
+(image file), ``<joint>_X``, ``<joint>_Y`` for MPII's 16 joints named ``r ankle`` ...
+``l wrist`` (mapped by name; -1, -1 = not labelled; no visibility flag), ``Scale``
+(MPII's ``scale``, person height / 200 px), ``Activity``, ``Category``.  It has no
+person centre: ``crop="given"`` uses the file's ``Scale`` as it is (as for the .mat)
+and, in place of ``objpos``, **the centre of the labelled joints' box**
+(``meta["center_from"] = "keypoints"``).  The row is the image's first ``annorect``
+(every one of the 1,810 CSV people whose image's person 0 is in the Tompson split
+equals that person to the pixel), so the id is ``"mpii/<image stem>/0"``, the .mat
+reader's id for the same person; ``meta["csv_id"]`` keeps the ``ID`` column.
+
+All forms are MATLAB 1-based: with ``one_based=True`` (default) one pixel is taken off
 the keypoints and the centre, giving 0-based pixel coordinates (pixel centres at
 integers, as everywhere in ``eft``); ``one_based=False`` keeps the numbers as written
 (SPIN's ``mpii_train.npz`` does, a 1 px shift).
 
 Every annotated joint gets confidence 1, occluded ones too (``is_visible`` /
 ``joints_vis`` only say whether the point is visible; SPIN and EFT fit all annotated
-points); the visibility flags are kept in ``meta["is_visible"]`` for the .mat form.
+points); the visibility flags are kept in ``meta["is_visible"]`` for the .mat and .h5
+forms.
 
 Crop (``crop``): ``"given"`` (default) uses the file's ``center`` / ``objpos`` and
 ``scale`` as they are, like SPIN and EFT (MPII's ``scale`` is person height / 200 px,
@@ -35,6 +62,7 @@ counted over SPIN-49's GT slots), ``bad_keypoints`` (NaN), ``bad_bbox`` (no usab
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path, PurePosixPath
@@ -68,11 +96,12 @@ def read_mpii(
     split: str = "train",
     single_person_only: bool = False,
 ) -> ReadResult:
-    """Read MPII annotations (``.json`` common form or the official ``.mat``).
+    """Read MPII annotations: ``.json`` common form, the official ``.mat``, the Tompson
+    validation split ``.h5`` or the ``.csv`` form (chosen by the file's suffix).
 
     Args:
-        path: the ``.json`` or ``.mat`` file.
-        image_root: folder of the images; default: the JSON's folder, or for the .mat
+        path: the ``.json``, ``.mat``, ``.h5`` / ``.hdf5`` or ``.csv`` file.
+        image_root: folder of the images; default: the file's folder, or for the .mat
             ``<its folder>/../images`` when that exists, else its folder.
         dataset: id prefix and provenance name.
         min_keypoints: fewest annotated GT keypoints to keep a person (EFT: 6).
@@ -102,7 +131,13 @@ def read_mpii(
             root = guess if guess.is_dir() else path.parent
         return _read_mat(path, root, split=split, single_person_only=single_person_only,
                          **opts)
-    raise ReaderError(f"{path}: MPII annotations must be a .json or .mat file")
+    if suffix in (".h5", ".hdf5"):
+        root = Path(image_root) if image_root is not None else path.parent
+        return _read_h5(path, root, **opts)
+    if suffix == ".csv":
+        root = Path(image_root) if image_root is not None else path.parent
+        return _read_csv(path, root, **opts)
+    raise ReaderError(f"{path}: MPII annotations must be a .json, .mat, .h5 or .csv file")
 
 
 def _person(out: ReadResult, eid: str, raw16: np.ndarray, image_path: str, name: str,
@@ -239,4 +274,116 @@ def _read_mat(path: Path, root: Path, *, split: str, single_person_only: bool,
                 meta["head_box"] = [h - opts["offset"] for h in head]
             _person(out, eid, raw, str(root / name), name, center,
                     M.scalar(M.field(rect, "scale")), meta, **opts)
+    return out
+
+
+def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
+    import h5py
+
+    if not path.is_file():
+        raise ReaderError(f"{path}: no such annotation file")
+    try:
+        with h5py.File(path, "r") as f:
+            if "imgname" not in f or "part" not in f:
+                raise ReaderError(f"{path}: not an MPII h5 file (needs 'imgname' and "
+                                  f"'part'; has {sorted(f)})")
+            arrays = {k: f[k][()] for k in ("imgname", "part", "visible", "center", "scale",
+                                            "person", "index", "normalize") if k in f}
+    except OSError as exc:
+        raise ReaderError(f"{path}: not a readable HDF5 file ({exc})") from None
+    names, part = arrays["imgname"], np.asarray(arrays["part"], dtype=np.float64)
+    n = len(names)
+    if part.shape != (n, _NJ, 2):
+        raise ReaderError(f"{path}: 'part' has shape {part.shape}, expected ({n}, {_NJ}, 2)")
+    for k, shape in (("visible", (n, _NJ)), ("center", (n, 2)), ("scale", (n,)),
+                     ("person", (n,)), ("index", (n,)), ("normalize", (n,))):
+        if k in arrays and np.shape(arrays[k]) != shape:
+            raise ReaderError(f"{path}: '{k}' has shape {np.shape(arrays[k])}, "
+                              f"expected {shape}")
+    labelled = ~np.all(part == 0, axis=2)  # (N, 16); missing joints are written (0, 0)
+    visible = arrays.get("visible")
+    dataset = opts["dataset"]
+    out = ReadResult()
+    per_image: dict[str, int] = {}
+    for i in range(n):
+        raw_name = names[i]
+        name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
+        stem = PurePosixPath(name).stem
+        k = per_image.get(name, 0)
+        per_image[name] = k + 1
+        j = int(arrays["person"][i]) if "person" in arrays else k
+        eid = f"{dataset}/{stem}/{j}"
+        raw = np.concatenate([part[i], labelled[i][:, None].astype(np.float64)], axis=1)
+        meta: dict[str, Any] = {"row": i, "rectIndex": j}
+        if "index" in arrays:
+            meta["imageIndex"] = int(arrays["index"][i])
+        if visible is not None:
+            meta["is_visible"] = [int(v > 0) for v in visible[i]]
+        if "normalize" in arrays:
+            meta["head_size"] = float(arrays["normalize"][i])
+        center = arrays["center"][i] if "center" in arrays else None
+        scale = arrays["scale"][i] if "scale" in arrays else None
+        _person(out, eid, raw, str(root / name), name, center, scale, meta, **opts)
+    return out
+
+
+def _csv_joint_name(name: str) -> str:
+    """A CSV joint name (``"r ankle"``, ``"upper neck"``) as its MPII16 name
+    (``"right_ankle"``, ``"upper_neck"``)."""
+    side = {"r": "right", "l": "left"}
+    head, _, rest = name.partition(" ")
+    words = [side[head], rest] if head in side and rest else [name]
+    return "_".join(words).replace(" ", "_")
+
+
+def _read_csv(path: Path, root: Path, **opts) -> ReadResult:
+    if not path.is_file():
+        raise ReaderError(f"{path}: no such annotation file")
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None:
+            raise ReaderError(f"{path}: empty file")
+        col = {h.strip(): c for c, h in enumerate(header)}
+        names = {_csv_joint_name(h[:-2]): h[:-2] for h in col if h.endswith("_X")}
+        missing = [n for n in J.MPII16_NAMES if n not in names] + \
+            [c for c in ("NAME", "Scale") if c not in col]
+        if missing:
+            raise ReaderError(f"{path}: not an MPII CSV file (missing columns for "
+                              f"{missing})")
+        xcols = [col[f"{names[n]}_X"] for n in J.MPII16_NAMES]
+        ycols = [col[f"{names[n]}_Y"] for n in J.MPII16_NAMES]
+        c_name, c_scale, c_id = col["NAME"], col["Scale"], col.get("ID")
+        extra = [(k.lower(), col[k]) for k in ("Activity", "Category") if k in col]
+        dataset = opts["dataset"]
+        out = ReadResult()
+        per_image: dict[str, int] = {}
+        for i, row in enumerate(reader):
+            name = row[c_name] if len(row) > c_name else ""
+            if not name:
+                out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation",
+                                           "no image name"))
+                continue
+            stem = PurePosixPath(name).stem
+            k = per_image.get(name, 0)
+            per_image[name] = k + 1
+            eid = f"{dataset}/{stem}/{k}"
+            try:
+                xy = np.array([[float(row[x]), float(row[y])] for x, y in
+                               zip(xcols, ycols, strict=True)])
+                scale = float(row[c_scale]) if row[c_scale].strip() else None
+            except (IndexError, ValueError) as exc:
+                out.skipped.append(Skipped(eid, "bad_annotation", f"row {i}: {exc}"))
+                continue
+            lab = ~np.all(xy == -1.0, axis=1)  # -1, -1 = not labelled
+            raw = np.concatenate([xy, lab[:, None].astype(np.float64)], axis=1)
+            center = None
+            ok = lab & np.all(np.isfinite(xy), axis=1)
+            if ok.sum() >= 2:  # no objpos: the labelled joints' box centre
+                center = (xy[ok].min(axis=0) + xy[ok].max(axis=0)) / 2.0
+            meta: dict[str, Any] = {"row": i, "rectIndex": k, "center_from": "keypoints"}
+            if c_id is not None and len(row) > c_id and row[c_id].strip().isdigit():
+                meta["csv_id"] = int(row[c_id])
+            meta.update({key: row[c] for key, c in extra if len(row) > c})
+            _person(out, eid, raw, str(root / name), name, center, scale, meta, **opts)
     return out
