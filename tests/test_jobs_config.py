@@ -288,3 +288,82 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
         atomic_write_json(target, {"a": float("nan")})  # not valid JSON: refused
     assert json.loads(target.read_text()) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+# ---------------------------------------------------------------------------
+# Nonsense values are refused with one line naming the key (issue 14)
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("override, key, words", [
+    ("eft.lr=inf", "eft.lr", "finite"),
+    ("eft.loss_scale=nan", "eft.loss_scale", "finite"),
+    ("eft.w_keypoints_2d=inf", "eft.w_keypoints_2d", "finite"),
+    ("eft.focal_length=.nan", "eft.focal_length", "finite"),
+    ("eft.rules.max_loss_2d=inf", "eft.rules.max_loss_2d", "finite"),
+    ("eft.rules.max_pose_nll=nan", "eft.rules.max_pose_nll", "finite"),
+    ("eft.rules.max_pose_nll=-.inf", "eft.rules.max_pose_nll", "finite"),
+    ("eft.img_res=0", "eft.img_res", ">= 1"),
+    ("eft.img_res=-224", "eft.img_res", ">= 1"),
+    ("eft.focal_length=0", "eft.focal_length", "> 0"),
+    ("eft.loss_scale=-60", "eft.loss_scale", "> 0"),
+    ("eft.w_betas=-1", "eft.w_betas", ">= 0"),
+    ("eft.adam_eps=0", "eft.adam_eps", "> 0"),
+    ("seed=9223372036854775808", "seed", "2^63"),
+    ("batch_size=99999999999999999999", "batch_size", "2^63"),
+    ("datasets.0.options.min_keypoints=six", "datasets[0].options.min_keypoints",
+     "expected an integer"),
+    ("datasets.0.options.min_keypionts=6", "datasets[0].options.min_keypionts",
+     "unknown option"),
+    ("datasets.0.kind=cocoa", "datasets[0].kind", "unknown dataset kind"),
+])
+def test_nonsense_values_are_refused(tmp_path, override, key, words):
+    p = _write(tmp_path, "datasets: [{kind: coco, path: a.json}]\n")
+    with pytest.raises(JobConfigError) as exc:
+        load_config(p, [parse_override(override)])
+    msg = str(exc.value)
+    assert msg.startswith(f"{p}: {key}: "), msg
+    assert words in msg and "\n" not in msg
+
+
+def test_reader_options_are_coerced_to_the_readers_types(tmp_path):
+    p = _write(tmp_path, "datasets: [{kind: coco, path: a.json, "
+                         "options: {min_keypoints: 4, rescale: 1e-0}}]\n")
+    assert load_config(p).datasets[0].options == {"min_keypoints": 4, "rescale": 1.0}
+
+
+def test_non_finite_values_are_not_written_anywhere():
+    """The dataclasses refuse them too (API use, not only YAML)."""
+    from eft.fitting import EFTConfig, QualityRules
+
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(ValueError, match="loss_scale must be a finite number > 0"):
+            EFTConfig(loss_scale=bad)
+    for bad in (float("nan"), -1.0, -float("inf")):
+        with pytest.raises(ValueError, match="max_abs_beta"):
+            QualityRules(max_abs_beta=bad)
+    assert QualityRules(max_initial_loss_2d=float("inf")).max_initial_loss_2d == float("inf")
+    assert EFTConfig(loss_scale=np.float32(60.0)).loss_scale == 60.0
+
+
+def test_binary_config_and_file_as_output_dir_are_one_line_cli_errors(tmp_path, capsys):
+    from eft.cli import main
+
+    binary = tmp_path / "job.yaml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    assert main(["fit", str(binary), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a YAML text file" in err and "\n" not in err, err
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"datasets: \x00\x01\x02\n")
+    assert main(["fit", str(nul), "-q"]) == 2
+    assert "not a YAML text file" in capsys.readouterr().err
+
+    job = _write(tmp_path, "datasets: [{kind: synthetic, options: {n: 2}}]\n")
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    for out in (a_file, a_file / "sub"):
+        assert main(["fit", str(job), "-q", "-o", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("eft: error: output.dir: ") and "is not a folder" in err
+        assert "\n" not in err
+    assert a_file.read_text() == "x"

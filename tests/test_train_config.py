@@ -144,3 +144,35 @@ def test_train_from_two_annotation_formats(tmp_path, capsys):
     # the trained checkpoint evaluates through `eft eval` too
     ckpt = sorted((out / "checkpoints").glob("step_*.pt"))[-1]
     assert main(["eval", str(ckpt), "--synthetic", "8"]) == 0
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"optim": {"lr": float("inf")}}, "optim.lr: expected a finite number, got inf"),
+    ({"optim": {"lr": float("nan")}}, "optim.lr: expected a finite number, got nan"),
+    ({"loss": {"overall": float("nan")}}, "loss.overall: expected a finite number"),
+    ({"loss": {"kp2d": "inf"}}, "loss.kp2d: expected a finite number"),
+    ({"augment": {"kp_noise": float("inf")}}, "augment.kp_noise: expected a finite"),
+    ({"optim": {"seed": 2 ** 63}}, "optim.seed: expected an integer in"),
+    ({"optim": {"seed": -1}}, "optim.seed must be >= 0"),
+    ({"img_res": 0}, "img_res must be >= 1"),
+    ({"img_res": -224}, "img_res must be >= 1"),
+    ({"workers": -1}, "workers must be >= 0"),
+    ({"model": {"width": 0}}, "model: width must be >= 1"),
+    ({"model": {"dropout": 1.5}}, "model: dropout must be < 1"),
+    ({"output": {"log_every": 0}}, "output: log_every must be >= 1"),
+    ({"val": [{"kind": "synthetic", "seed": -3}]}, "val.0: seed must be >= 0"),
+])
+def test_nonsense_train_values_are_refused(raw, message):
+    raw = {"datasets": [{"path": "a.json"}], **raw}
+    with pytest.raises(TrainConfigError) as err:
+        train_config_from_dict(raw, "x.yaml")
+    assert str(err.value).startswith("x.yaml: ") and "\n" not in str(err.value)
+    assert message in str(err.value), str(err.value)
+
+
+def test_binary_train_config_is_one_line(tmp_path, capsys):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(bytes(range(256)))
+    assert main(["train", str(binary)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not a YAML text file" in err and "\n" not in err

@@ -50,6 +50,8 @@ pretrained regressor (a longer-trained prior may prefer a different rate).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -98,6 +100,23 @@ FLAGS: tuple[str, ...] = (
 DEFAULT_MAX_POSE_NLL = 150.0
 
 
+def _check_number(name: str, value, sign: str | None = None, *,
+                  inf: bool = False) -> None:
+    """ValueError ``"<name> must be ..."`` unless ``value`` is a finite real number
+    (bool excluded; ``inf=True``: +inf allowed too) with the given ``sign`` (``"> 0"`` or
+    ``">= 0"``)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+        math.isfinite(value) or (inf and value == math.inf))
+    if ok and sign == "> 0":
+        ok = value > 0
+    elif ok and sign == ">= 0":
+        ok = value >= 0
+    if not ok:
+        what = ("a number (or inf)" if inf else "a finite number") + (
+            f" {sign}" if sign else "")
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class QualityRules:
     """When a fit is accepted.  Defaults: EFT's ``IsValid`` filter.
@@ -133,9 +152,11 @@ class QualityRules:
         unknown = [f for f in self.reject_flags if f not in FLAGS]
         if unknown:
             raise ValueError(f"unknown quality flag(s) {unknown}; known: {list(FLAGS)}")
+        # +inf switches a rule off (API use, e.g. SMPLify); job configs refuse it
         for name in ("max_loss_2d", "max_initial_loss_2d", "max_abs_beta"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+            _check_number(name, getattr(self, name), ">= 0", inf=True)
+        if self.max_pose_nll is not None:
+            _check_number("max_pose_nll", self.max_pose_nll, inf=True)
         if int(self.min_valid_keypoints) != self.min_valid_keypoints or (
                 self.min_valid_keypoints < 1):
             raise ValueError(
@@ -205,18 +226,21 @@ class EFTConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0 (or None), got {self.lr!r}")
+        if self.lr is not None:
+            _check_number("lr", self.lr, "> 0")
+        for name in ("stop_loss_2d", "weight_decay", "w_keypoints_2d", "w_betas", "w_cam",
+                     "w_leg_orientation", "leg_min_length", "openpose_weight", "gt_weight"):
+            _check_number(name, getattr(self, name), ">= 0")
+        for name in ("loss_scale", "cam_scale_k", "adam_eps", "focal_length"):
+            _check_number(name, getattr(self, name), "> 0")
+        if isinstance(self.img_res, bool) or int(self.img_res) != self.img_res or (
+                self.img_res < 1):
+            raise ValueError(f"img_res must be an int >= 1 (crop side in px), "
+                             f"got {self.img_res!r}")
         if int(self.max_iters) != self.max_iters or self.max_iters < 1:
             raise ValueError(f"max_iters must be an int >= 1, got {self.max_iters!r}")
-        if not self.stop_loss_2d >= 0:
-            raise ValueError(f"stop_loss_2d must be >= 0, got {self.stop_loss_2d!r}")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
-        if not self.adam_eps > 0:
-            raise ValueError(f"adam_eps must be > 0, got {self.adam_eps!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
         if not isinstance(self.rules, QualityRules):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import types
 import typing
@@ -48,6 +49,9 @@ BACKENDS: tuple[str, ...] = ("local", "dask")
 #: Settings that decide the fits: a job resumes only with the same values.
 FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "batch_size",
                              "chunk_size", "seed")
+#: Integers (ids, seeds, counts) must fit a signed 64-bit integer: torch seeds, NumPy
+#: arrays and HDF5 attributes store them as int64.
+INT_LIMIT = 2 ** 63
 #: Dataset kinds the job can read besides the readers' (``eft.data.readers``).
 JOB_KINDS: tuple[str, ...] = ("synthetic",)
 
@@ -178,8 +182,8 @@ class JobConfig:
             raise ValueError(f"limit: must be >= 1, got {self.limit}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers: must be >= 1, got {self.workers}")
-        if self.seed < 0:
-            raise ValueError(f"seed: must be >= 0, got {self.seed}")
+        if not 0 <= self.seed < INT_LIMIT:
+            raise ValueError(f"seed: must be in [0, 2^63), got {self.seed}")
         if not self.devices:
             raise ValueError("devices: at least one device (or 'auto') is needed")
         if self.scheduler is not None and not self.scheduler.startswith(
@@ -275,15 +279,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _KeyError(key, f"expected an integer, got {_describe(value)}")
+        if not -INT_LIMIT <= value < INT_LIMIT:
+            raise _KeyError(key, f"expected an integer in [-2^63, 2^63), got {value}")
         return value
     if tp is float:
         if isinstance(value, str):
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _KeyError(key, f"expected a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise _KeyError(key, f"expected a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -362,7 +370,44 @@ def _build_datasets(value: Any, key: str) -> tuple[DatasetConfig, ...]:
         value = [value]
     if not isinstance(value, list):
         raise _KeyError(key, f"expected a list of datasets, got {_describe(value)}")
-    return tuple(_build(DatasetConfig, v, _join(key, i)) for i, v in enumerate(value))
+    out = []
+    for i, v in enumerate(value):
+        ds = _build(DatasetConfig, v, _join(key, i))
+        out.append(_check_reader_options(ds, _join(key, i)))
+    return tuple(out)
+
+
+def _check_reader_options(ds: DatasetConfig, key: str) -> DatasetConfig:
+    """``ds`` with its ``kind`` known and each reader option of the reader's type (from
+    the reader's signature), so that ``min_keypoints: six`` is a config error naming the
+    key rather than a traceback from inside the reader."""
+    if ds.kind in JOB_KINDS:
+        return ds
+    import inspect
+
+    from eft.data.readers import READERS
+
+    reader = READERS.get(str(ds.kind).lower())
+    if reader is None:
+        raise _KeyError(_join(key, "kind"), f"unknown dataset kind {ds.kind!r}; known: "
+                        f"{', '.join(sorted([*READERS, *JOB_KINDS]))}")
+    func = getattr(reader, "func", reader)  # functools.partial
+    params = inspect.signature(func).parameters
+    hints = typing.get_type_hints(func)
+    names = [n for n, p in params.items() if n not in ("path", "image_root")
+             and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    options = dict(ds.options)
+    for name, value in options.items():
+        okey = _join(_join(key, "options"), str(name))
+        if name not in names:
+            raise _KeyError(okey, f"unknown option of kind {ds.kind!r}; valid: "
+                            f"{', '.join(names)}")
+        tp = hints.get(name, Any)
+        try:
+            options[name] = _coerce(value, tp, okey)
+        except TypeError:  # an annotation the config types do not cover: reader checks
+            pass
+    return dataclasses.replace(ds, options=options)
 
 
 def _build_devices(value: Any, key: str) -> tuple[str, ...]:
@@ -439,8 +484,17 @@ def read_yaml(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise JobConfigError(f"{p}: no such config file")
+    raw = p.read_bytes()
     try:
-        data = yaml.safe_load(p.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JobConfigError(f"{p}: not a YAML text file (byte {exc.start} is not UTF-8 "
+                             "text; binary file?)") from None
+    if "\x00" in text:
+        raise JobConfigError(f"{p}: not a YAML text file (it holds NUL bytes; binary "
+                             "file?)")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

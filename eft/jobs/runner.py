@@ -121,6 +121,16 @@ def output_dir_for(config: JobConfig, shard: Shard | None) -> Path:
     return base / shard.folder if shard is not None and shard.count > 1 else base
 
 
+def _check_output_dir(folder: Path) -> None:
+    """A :class:`JobConfigError` naming ``output.dir`` when ``folder`` or a folder above
+    it exists as something other than a folder (a file)."""
+    for p in (folder, *folder.parents):
+        if p.exists() and not p.is_dir():
+            raise JobConfigError(f"output.dir: {p} exists and is not a folder")
+        if p.is_dir():
+            return
+
+
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     keys = sorted(set(old) | set(new))
     out = []
@@ -328,6 +338,7 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
     chash = config_hash_of(config, identity)
     folder = output_dir_for(config, shard)
     shard_text = None if shard is None or shard.count == 1 else str(shard)
+    _check_output_dir(folder)
     with job_lock(folder):
         manifest = _open_manifest(folder, config, identity, chash, shard_text, force)
         sources = read_sources(config.datasets)

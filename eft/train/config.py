@@ -11,6 +11,7 @@ applied to the raw mapping first and checked like the file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -32,6 +33,8 @@ __all__ = ["TrainConfigError", "SyntheticSpec", "DatasetSpec", "ValSpec", "Model
 
 #: Annotation file formats (``eft.annotations``); None = from the file name.
 ANNOTATION_FORMATS: tuple[str, ...] = ("eft-json", "spin-npz", "h5", "humandata")
+#: Integers must fit a signed 64-bit integer (torch seeds, checkpoints, JSON readers).
+INT_LIMIT = 2 ** 63
 #: The seed of the synthetic val set that the prior's card and benchmarks use.
 SYNTHETIC_VAL_SEED = 20261122
 
@@ -63,6 +66,15 @@ class SyntheticSpec:
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ValueError("n must be >= 1")
+        _at_least(self, seed=0)
+
+
+def _at_least(obj: Any, **bounds: int) -> None:
+    """ValueError ``"<key> must be >= <bound>"`` for the first field below its bound."""
+    for name, low in bounds.items():
+        value = getattr(obj, name)
+        if value is not None and not value >= low:
+            raise ValueError(f"{name} must be >= {low}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,7 @@ class DatasetSpec:
                              f"got {self.format!r}")
         if not self.weight >= 0:
             raise ValueError("weight must be >= 0")
+        _at_least(self, max_loss_2d=0, max_reproj_px=0, max_abs_beta=0, min_keypoints=0)
 
     @property
     def label(self) -> str:
@@ -140,6 +153,7 @@ class ValSpec:
             raise ValueError(f"a {self.kind} val set needs 'path'")
         if self.n < 1:
             raise ValueError("n must be >= 1")
+        _at_least(self, seed=0)
 
     @property
     def label(self) -> str:
@@ -168,6 +182,11 @@ class ModelSpec:
     init: str | None = None
     mean_params: str = "data"
 
+    def __post_init__(self) -> None:
+        _at_least(self, width=1, hidden=1, n_iter=1, dropout=0)
+        if self.dropout is not None and not self.dropout < 1:
+            raise ValueError(f"dropout must be < 1, got {self.dropout!r}")
+
 
 @dataclass(frozen=True)
 class OutputSpec:
@@ -187,6 +206,9 @@ class OutputSpec:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least(self, log_every=1, eval_every=1, checkpoint_every=0, keep_checkpoints=1)
 
 
 @dataclass(frozen=True)
@@ -217,6 +239,12 @@ class TrainRunConfig:
                                  "(no images)")
         if not sum(d.weight for d in self.datasets) > 0:
             raise ValueError("datasets: the weights must not all be 0")
+        if self.img_res < 1:
+            raise ValueError(f"img_res must be >= 1 (crop side in px), got {self.img_res}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.optim.seed < 0:
+            raise ValueError(f"optim.seed must be >= 0, got {self.optim.seed}")
 
 
 # ---------------------------------------------------------------------------
@@ -268,10 +296,20 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TrainConfigError(f"{where}: expected an integer, got {value!r}")
+        if not -INT_LIMIT <= value < INT_LIMIT:
+            raise TrainConfigError(f"{where}: expected an integer in [-2^63, 2^63), "
+                                   f"got {value}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise TrainConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise TrainConfigError(f"{where}: expected a finite number, got {value}")
         return float(value)
     if tp is str:
         if not isinstance(value, (str, os.PathLike)):
@@ -360,7 +398,15 @@ def load_train_config(path: str | os.PathLike, overrides: Sequence[str] = ()
     if not p.is_file():
         raise TrainConfigError(f"{p}: no such config file")
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TrainConfigError(f"{p}: not a YAML text file (byte {exc.start} is not UTF-8 "
+                               "text; binary file?)") from None
+    if "\x00" in text:
+        raise TrainConfigError(f"{p}: not a YAML text file (it holds NUL bytes; binary "
+                               "file?)")
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         first = " ".join(str(exc).split())
         raise TrainConfigError(f"{p}: not valid YAML ({first})") from None
