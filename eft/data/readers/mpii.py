@@ -57,7 +57,8 @@ centre/scale fall back to the keypoint box (``meta["crop_from"] = "keypoints"``)
 
 Skipped, with a reason: ``no_keypoints``, ``too_few_keypoints`` (< ``min_keypoints``,
 counted over SPIN-49's GT slots), ``bad_keypoints`` (NaN), ``bad_bbox`` (no usable crop),
-``bad_annotation`` (malformed entry).
+``bad_annotation`` (malformed entry), ``held_out`` (image listed in
+``exclude_images``).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def read_mpii(
     one_based: bool = True,
     split: str = "train",
     single_person_only: bool = False,
+    exclude_images: str | os.PathLike | None = None,
 ) -> ReadResult:
     """Read MPII annotations: ``.json`` common form, the official ``.mat``, the Tompson
     validation split ``.h5`` or the ``.csv`` form (chosen by the file's suffix).
@@ -111,6 +113,9 @@ def read_mpii(
         one_based: the file's coordinates are MATLAB 1-based (subtract 1).
         split: .mat only - ``"train"`` (``img_train == 1``), ``"test"`` or ``"all"``.
         single_person_only: .mat only - keep only the people in ``single_person``.
+        exclude_images: another MPII file (any form, e.g. the Tompson ``valid.h5``):
+            every person in one of its images is skipped as ``held_out``, so a training
+            read leaves out the validation split's images.
     """
     path = Path(path)
     if crop not in _CROPS:
@@ -119,6 +124,15 @@ def read_mpii(
         raise ReaderError(f"mpii: split must be one of {_SPLITS}, got {split!r}")
     opts = dict(dataset=dataset, min_keypoints=min_keypoints, crop=crop, rescale=rescale,
                 offset=1.0 if one_based else 0.0)
+    out = _read_any(path, image_root, split=split, single_person_only=single_person_only,
+                    **opts)
+    if exclude_images is not None:
+        out = _hold_out(out, Path(exclude_images))
+    return out
+
+
+def _read_any(path: Path, image_root: str | os.PathLike | None, *, split: str,
+              single_person_only: bool, **opts) -> ReadResult:
     suffix = path.suffix.lower()
     if suffix == ".json":
         root = Path(image_root) if image_root is not None else path.parent
@@ -138,6 +152,22 @@ def read_mpii(
         root = Path(image_root) if image_root is not None else path.parent
         return _read_csv(path, root, **opts)
     raise ReaderError(f"{path}: MPII annotations must be a .json, .mat, .h5 or .csv file")
+
+
+def _hold_out(res: ReadResult, other: Path) -> ReadResult:
+    """``res`` without the people whose image is one of ``other``'s (skipped as
+    ``held_out``)."""
+    held = _read_any(other, None, split="all", single_person_only=False, dataset="x",
+                     min_keypoints=0, crop="keypoints", rescale=1.2, offset=0.0)
+    stems = {i.split("/")[1] for i in [e.id for e in held.exemplars] +
+             [s.id for s in held.skipped] if i.count("/") == 2}
+    out = ReadResult(skipped=list(res.skipped))
+    for e in res.exemplars:
+        if e.id.split("/")[-2] in stems:
+            out.skipped.append(Skipped(e.id, "held_out", f"image in {other.name}"))
+        else:
+            out.exemplars.append(e)
+    return out
 
 
 def _person(out: ReadResult, eid: str, raw16: np.ndarray, image_path: str, name: str,
