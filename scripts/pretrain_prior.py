@@ -1,17 +1,24 @@
-"""Train the embedded keypoint prior (eft/models/assets/keypoint_prior.pt) on the CPU.
+"""Train the embedded keypoint prior on the CPU (v2 by default, v1 kept reproducible).
 
-    python scripts/pretrain_prior.py                 # the shipped configuration
+    python scripts/pretrain_prior.py                 # prior v2, the shipped default
+    python scripts/pretrain_prior.py --recipe v1 --out eft/models/assets/keypoint_prior_v1.pt
     python scripts/pretrain_prior.py --steps 500 --train-size 20000 --out /tmp/prior.pt
 
-Synthetic exemplars are generated from the pose bank's *train* clips; validation uses
-its *val* clips, which the prior never sees.  Writes the checkpoint and a model card
-(PRIOR_CARD.md) beside it.
+v1: synthetic exemplars (COCO-17 slots only) from the pose bank's *train* clips.
+v2: synthetic exemplars with every slot annotated plus seated / kneeling / bending
+variants, each sample's inputs restricted to one real keypoint format, hidden limbs,
+and real 2D labels (COCO 2017 train, MPII train) as 2D-only samples with a GMM pose
+prior hinge (``eft.train.prior.PRIOR_V2``).  Validation uses the bank's *val* clips,
+which the prior never sees.  Writes the checkpoint and a model card beside it;
+``--work-dir`` keeps checkpoints so an interrupted run resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -20,10 +27,12 @@ import torch
 
 from eft.body import BodyModel
 from eft.data.pose_bank import load_pose_bank
+from eft.data.readers import read_dataset
 from eft.data.synthetic import SyntheticSet
 from eft.models import KeypointRegressor, save_regressor
-from eft.train.data import data_mean_params
+from eft.train.data import concat_sets, data_mean_params
 from eft.train.prior import (
+    PRIOR_V2,
     PRIOR_VAL_SEED,
     PriorTrainConfig,
     TensorSet,
@@ -31,84 +40,159 @@ from eft.train.prior import (
     evaluate_mean_pose,
     evaluate_prior,
     make_prior_set,
+    make_prior_v2_sets,
     metrics_table,
+    real_2d_set,
     train_prior,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("EFT_TEST_DATA", ROOT.parent / "shared" / "data"))
+#: Real 2D label sets the v2 recipe reads: name -> (reader kind, path under DATA).
+REAL_LABELS = {
+    "coco2017-train": ("coco", "coco2017_keypoints/person_keypoints_train2017.json"),
+    "mpii-train": ("mpii", "mpii_2d/mpii_human_pose.csv"),
+}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(ROOT / "eft/models/assets/keypoint_prior.pt"))
-    ap.add_argument("--steps", type=int, default=PriorTrainConfig.steps)
-    ap.add_argument("--batch-size", type=int, default=PriorTrainConfig.batch_size)
-    ap.add_argument("--train-size", type=int, default=80_000)
+    ap.add_argument("--recipe", choices=("v1", "v2"), default="v2")
+    ap.add_argument("--out", default=None,
+                    help="checkpoint (default eft/models/assets/keypoint_prior_<recipe>.pt)")
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--train-size", type=int, default=None,
+                    help="synthetic people (v1 80,000; v2 100,000 + 12,000 per variant)")
+    ap.add_argument("--variants", type=int, default=12_000)
+    ap.add_argument("--real", default=",".join(REAL_LABELS),
+                    help="v2: comma-separated real 2D label sets (empty: none)")
     ap.add_argument("--val-size", type=int, default=1000)
-    ap.add_argument("--eval-every", type=int, default=PriorTrainConfig.eval_every)
+    ap.add_argument("--eval-every", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 is fastest for this small model on a shared CPU)")
     ap.add_argument("--data-cache", default=None,
                     help="folder to keep the generated synthetic sets in, for re-runs")
+    ap.add_argument("--work-dir", default=None,
+                    help="folder for training checkpoints; a rerun resumes from them")
     ap.add_argument("--width", type=int, default=256, help="encoder and IEF width")
     ap.add_argument("--no-card", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    v2 = args.recipe == "v2"
+    base = PRIOR_V2 if v2 else PriorTrainConfig()
+    cfg = dataclasses.replace(
+        base, seed=args.seed,
+        **{k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
+                             ("eval_every", args.eval_every)) if v is not None})
+    train_size = args.train_size or (100_000 if v2 else 80_000)
+    out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")
 
     body = BodyModel.load()
     bank = load_pose_bank()
     train_poses, val_poses = bank.train().poses, bank.val().poses
     print(f"pose bank: {len(train_poses)} train / {len(val_poses)} val poses")
-    train = _cached(args.data_cache, f"train_{args.train_size}_{args.seed}",
-                    lambda: make_prior_set(train_poses, args.train_size, args.seed, body, True))
+    if v2:
+        train_sets = [_cached(args.data_cache, f"v2train_{train_size}_{args.variants}_"
+                              f"{args.seed}_{i}", None) for i in range(4)]
+        if any(t is None for t in train_sets):
+            train_sets = make_prior_v2_sets(train_poses, train_size, args.variants, args.seed,
+                                            body, progress=True)
+            for i, t in enumerate(train_sets):
+                _cached(args.data_cache, f"v2train_{train_size}_{args.variants}_"
+                        f"{args.seed}_{i}", lambda t=t: t)
+        train_t = concat_sets([TensorSet.from_synthetic(t) for t in train_sets])
+    else:
+        train = _cached(args.data_cache, f"train_{train_size}_{args.seed}",
+                        lambda: make_prior_set(train_poses, train_size, args.seed, body, True))
+        train_t = TensorSet.from_synthetic(train)
     val = _cached(args.data_cache, f"val_{args.val_size}_{PRIOR_VAL_SEED}",
                   lambda: make_prior_set(val_poses, args.val_size, PRIOR_VAL_SEED, body, True))
+    val_t = TensorSet.from_synthetic(val)
+    vals = {"val": val_t}
+    if v2:
+        v2val = [_cached(args.data_cache, f"v2val_{args.val_size}_{PRIOR_VAL_SEED}_{i}", None)
+                 for i in range(4)]
+        if any(t is None for t in v2val):
+            v2val = make_prior_v2_sets(val_poses, args.val_size, 300, PRIOR_VAL_SEED, body)
+            for i, t in enumerate(v2val):
+                _cached(args.data_cache, f"v2val_{args.val_size}_{PRIOR_VAL_SEED}_{i}",
+                        lambda t=t: t)
+        vals["val_all_slots"] = TensorSet.from_synthetic(v2val[0])
+        vals["val_variants"] = concat_sets([TensorSet.from_synthetic(t) for t in v2val[1:]])
+
+    real, real_counts = None, {}
+    if v2 and args.real:
+        sets = []
+        for name in args.real.split(","):
+            kind, rel = REAL_LABELS[name]
+            res = read_dataset(kind, DATA / rel, min_keypoints=6)
+            real_counts[name] = len(res.exemplars)
+            sets.append(real_2d_set(res.exemplars))
+            print(f"real 2D labels {name}: {len(res.exemplars)} people")
+        real = concat_sets(sets)
     t_data = time.perf_counter() - t0
-    train_t, val_t = TensorSet.from_synthetic(train), TensorSet.from_synthetic(val)
 
     # IEF starts from the bank's mean body pose, upright and facing the camera.
     mean = data_mean_params(train_t)
+    slots = None
+    if v2:  # the slots the synthetic inputs ever fill: every other slot is ignored
+        seen = (train_t.kp_px[..., 2] > 0).any(0)
+        slots = torch.nonzero(seen).flatten().tolist()
     # Small on purpose: every exemplar fine-tunes its own copy during EFT.
-    model = KeypointRegressor(width=args.width, hidden=args.width, mean_params=mean)
+    model = KeypointRegressor(width=args.width, hidden=args.width, mean_params=mean,
+                              input_slots=slots)
 
-    cfg = PriorTrainConfig(steps=args.steps, batch_size=args.batch_size,
-                           eval_every=args.eval_every, seed=args.seed)
-    log = train_prior(model, body, train_t, cfg,
-                      on_eval=lambda step, m: evaluate_prior(m, body, val_t))
+    def on_eval(step, m):
+        return {f"{k}_{name}" if name != "val" else k: v
+                for name, data in vals.items()
+                for k, v in evaluate_prior(m, body, data).items()}
+
+    log = train_prior(model, body, train_t, cfg, on_eval=on_eval, real=real,
+                      out_dir=args.work_dir)
     t_total = time.perf_counter() - t0
-    final = evaluate_prior(model, body, val_t)
+    finals = {name: evaluate_prior(model, body, data) for name, data in vals.items()}
     floor = evaluate_mean_pose(model, body, val_t)
-    print("val (prior):     " + json.dumps({k: round(v, 1) for k, v in final.items()}))
+    for name, final in finals.items():
+        print(f"{name} (prior):  " + json.dumps({k: round(v, 1) for k, v in final.items()}))
     print("val (mean pose): " + json.dumps({k: round(v, 1) for k, v in floor.items()}))
 
     meta = {
-        "description": "eft keypoint prior: KeypointRegressor pretrained on synthetic exemplars",
-        "train_size": args.train_size, "val_size": args.val_size,
+        "description": f"eft keypoint prior {args.recipe}: KeypointRegressor pretrained on "
+                       + ("synthetic exemplars and real 2D labels" if v2 else
+                          "synthetic exemplars"),
+        "recipe": args.recipe, "width": args.width,
+        "train_size": int(len(train_t)), "val_size": args.val_size,
+        "real_2d": real_counts,
         "train_clips": int(len(set(bank.train().clip.tolist()))),
         "val_clips": int(len(set(bank.val().clip.tolist()))),
         "config": config_dict(cfg), "seconds_total": round(t_total, 1),
-        "seconds_data": round(t_data, 1), "val": final, "val_mean_pose": floor,
+        "seconds_data": round(t_data, 1), "val": finals["val"], "val_mean_pose": floor,
+        "val_extra": {k: v for k, v in finals.items() if k != "val"},
         "body_model": body.name, "body_model_sha256": body.content_hash,
         "torch": str(torch.__version__), "machine": platform.machine(),
         "threads": args.threads,
     }
-    out = save_regressor(model, args.out, **meta)
+    out = save_regressor(model, out_path, **meta)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) in {t_total / 60:.1f} min")
-    (out.parent / "prior_train_log.json").write_text(json.dumps(log, indent=1))
+    (out.parent / f"prior_train_log_{args.recipe}.json").write_text(json.dumps(log, indent=1))
     if not args.no_card:
-        write_card(out.parent / "PRIOR_CARD.md", meta, log, model)
+        write_card(out.parent / f"PRIOR_CARD_{args.recipe}.md", meta, log, model)
 
 
-def _cached(folder: str | None, name: str, make) -> SyntheticSet:
-    """``make()``, or its copy saved under ``folder`` by an earlier run."""
-    if folder is None:
-        return make()
-    path = Path(folder) / f"{name}.npz"
-    if path.is_file():
+def _cached(folder: str | None, name: str, make) -> SyntheticSet | None:
+    """``make()``, or its copy saved under ``folder`` by an earlier run (``make=None``:
+    the copy or None)."""
+    path = None if folder is None else Path(folder) / f"{name}.npz"
+    if path is not None and path.is_file():
         return SyntheticSet.load(path)
+    if make is None:
+        return None
     data = make()
+    if path is None:
+        return data
     path.parent.mkdir(parents=True, exist_ok=True)
     data.save(path)
     return data

@@ -263,7 +263,9 @@ def test_humandata_layout(aset, written):
 def test_provenance_records_how_the_fits_were_made(aset, body):
     p = aset.provenance
     assert p.body_model == {"name": body.name, "sha256": body.content_hash}
-    prior = REPO / "eft" / "models" / "assets" / "keypoint_prior.pt"
+    from eft.models.registry import default_prior_path
+
+    prior = default_prior_path()
     assert p.regressor["sha256"] == hashlib.sha256(prior.read_bytes()).hexdigest()
     assert p.regressor["hash_of"] == "file"
     assert p.config["type"] == "eft.fitting.config.EFTConfig"

@@ -424,9 +424,12 @@ def test_save_load_hmr(hmr, images, tmp_path):
 def test_load_regressor_errors(tmp_path, monkeypatch):
     missing = tmp_path / "assets" / "keypoint_prior.pt"
     monkeypatch.setattr(registry_mod, "default_prior_path", lambda: missing)
-    with pytest.raises(EftError, match="default keypoint prior is not installed") as info:
+    with pytest.raises(EftError, match="prior 'default' is not installed") as info:
         load_regressor("default")
     assert str(missing) in str(info.value)
+    monkeypatch.setattr(registry_mod, "named_prior_path", lambda name: tmp_path / name)
+    with pytest.raises(EftError, match="prior 'keypoint-prior-v1' is not installed"):
+        load_regressor("keypoint-prior-v1")
 
     save_regressor(KeypointRegressor(width=16, hidden=16), missing)
     assert isinstance(load_regressor("default"), KeypointRegressor)

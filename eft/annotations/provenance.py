@@ -124,13 +124,15 @@ def _regressor_info(regressor: Any) -> dict[str, Any] | None:
     from eft.models.registry import (
         ARCHITECTURES,
         DEFAULT_SPEC,
+        NAMED_PRIORS,
         checkpoint_sha256,
         state_dict_sha256,
     )
 
     if isinstance(regressor, (str, os.PathLike)):
         name = os.fspath(regressor)
-        return {"name": name if name == DEFAULT_SPEC else os.path.basename(name),
+        shipped = name == DEFAULT_SPEC or name in NAMED_PRIORS
+        return {"name": name if shipped else os.path.basename(name),
                 "sha256": checkpoint_sha256(regressor), "hash_of": "file", "arch": None}
     if hasattr(regressor, "state_dict"):
         arch = next((k for k, c in ARCHITECTURES.items() if type(regressor) is c),

@@ -119,6 +119,7 @@ __all__ = [
     "COCO17_OKS_SIGMAS",
     "DEFAULT_OKS_SIGMA",
     "LIMB_NAMES",
+    "LIMB_MASKS",
     "ORIENTATION_NAMES",
     "SPIN49_OKS_SIGMAS",
     "SyntheticConfig",
@@ -180,6 +181,10 @@ LIMB_NAMES: tuple[str, ...] = tuple(_LIMBS)
 _LIMB_MASKS = np.zeros((len(_LIMBS), NUM_SPIN_JOINTS), dtype=bool)
 for _row, _names in enumerate(_LIMBS.values()):
     _LIMB_MASKS[_row, [SPIN49_INDEX[n] for n in _names]] = True
+_LIMB_MASKS.setflags(write=False)
+#: (4, 49) bool, read-only: the SPIN-49 slots of each limb in :data:`LIMB_NAMES` order
+#: (arm: elbow and wrist; leg: knee, ankle and the foot points), OpenPose and GT slots.
+LIMB_MASKS: np.ndarray = _LIMB_MASKS
 
 _RNG_BLOCK = 1024  # exemplars per child random generator
 _MIN_DEPTH = 0.3  # metres: every vertex at least this far in front of the camera
@@ -327,12 +332,14 @@ class SyntheticConfig:
 
 
 def annotated_slots(annotate: str) -> np.ndarray:
-    """(49,) bool: the SPIN-49 slots a keypoint format annotates (``"all"``: every slot)."""
+    """(49,) bool: the SPIN-49 slots a keypoint format annotates (``"all"``: every slot;
+    ``"coco17+openpose25"``: the union of the named formats' slots)."""
     mask = np.zeros(NUM_SPIN_JOINTS, dtype=bool)
-    if annotate.lower() == "all":
-        mask[:] = True
-    else:
-        mask[list(get_format(annotate).spin_indices)] = True
+    for name in annotate.split("+"):
+        if name.strip().lower() == "all":
+            mask[:] = True
+        else:
+            mask[list(get_format(name.strip()).spin_indices)] = True
     return mask
 
 

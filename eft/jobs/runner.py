@@ -93,16 +93,13 @@ def _body_name(path: Path) -> str:
 def job_identity(config: JobConfig) -> dict:
     """Names and sha256 of the body model and regressor files the job uses."""
     from eft.body.model import resolve_model_path
-    from eft.models.registry import DEFAULT_SPEC, default_prior_path
+    from eft.models.registry import regressor_path
 
     try:
         body_path = resolve_model_path(None if config.body == "default" else config.body)
     except EftError as exc:
         raise JobConfigError(f"body: {exc}") from None
-    if config.regressor == DEFAULT_SPEC:
-        reg_path = default_prior_path()
-    else:
-        reg_path = Path(config.regressor).expanduser()
+    reg_path = regressor_path(config.regressor)
     if not reg_path.is_file():
         raise JobConfigError(f"regressor: {reg_path}: no such checkpoint file")
     return {

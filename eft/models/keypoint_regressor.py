@@ -3,7 +3,9 @@
 Input: (B, 49, 3) SPIN-49 keypoints ``[x, y, conf]`` in crop-normalised ``[-1, 1]``
 coordinates.  ``conf <= 0`` marks a missing joint: its x, y are replaced by 0 (so any
 value there, NaN included, is ignored) and the confidence itself is fed to the network
-so it can tell "missing" from "at the crop centre".
+so it can tell "missing" from "at the crop centre".  ``input_slots`` (optional) lists
+the slots the network was trained to read; any other slot is treated as missing, so a
+slot never seen in training cannot feed its untrained first-layer weights.
 
 Network: flatten (49 * 3) -> MLP encoder (Linear, LayerNorm, ReLU) x 2 -> the same IEF
 loop as HMR (:class:`~eft.models.ief.IEFMixin`, hidden ``hidden``) ->
@@ -36,6 +38,7 @@ class KeypointRegressor(IEFMixin, nn.Module):
         n_iter: IEF iterations.
         dropout: IEF dropout (after ``fc1`` and ``fc2``).
         mean_params: IEF starting point, see :func:`~eft.models.ief.coerce_mean_params`.
+        input_slots: indices of the keypoint slots the network reads (None: all).
     """
 
     def __init__(
@@ -46,9 +49,21 @@ class KeypointRegressor(IEFMixin, nn.Module):
         n_iter: int = 3,
         dropout: float = 0.1,
         mean_params: MeanParamsLike = None,
+        input_slots: list[int] | tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         self.num_keypoints = int(num_keypoints)
+        if input_slots is not None:
+            slots = sorted({int(i) for i in input_slots})
+            if not slots or slots[0] < 0 or slots[-1] >= self.num_keypoints:
+                raise ValueError(f"input_slots must be indices in 0..{self.num_keypoints - 1}")
+            self.input_slots: tuple[int, ...] | None = tuple(slots)
+            mask = torch.zeros(self.num_keypoints, 1)
+            mask[list(slots)] = 1.0
+            self.register_buffer("slot_mask", mask, persistent=False)
+        else:
+            self.input_slots = None
+            self.slot_mask = None
         self.width = int(width)
         self.encoder = nn.Sequential(
             nn.Linear(self.num_keypoints * 3, self.width),
@@ -64,13 +79,16 @@ class KeypointRegressor(IEFMixin, nn.Module):
     @property
     def config(self) -> dict[str, Any]:
         """Constructor arguments (besides the mean, which lives in the ``init_*`` buffers)."""
-        return {
+        cfg: dict[str, Any] = {
             "num_keypoints": self.num_keypoints,
             "width": self.width,
             "hidden": self.ief_hidden,
             "n_iter": self.n_iter,
             "dropout": float(self.drop1.p),
         }
+        if self.input_slots is not None:
+            cfg["input_slots"] = list(self.input_slots)
+        return cfg
 
     def prepare_input(self, keypoints: Tensor) -> Tensor:
         """(B, K, 3) -> (B, 3K) network input with missing joints' x, y set to 0."""
@@ -81,6 +99,8 @@ class KeypointRegressor(IEFMixin, nn.Module):
             )
         conf = keypoints[..., 2:].clamp(min=0.0)
         conf = torch.nan_to_num(conf, nan=0.0)
+        if self.slot_mask is not None:
+            conf = conf * self.slot_mask.to(conf.dtype)
         xy = torch.where(conf > 0, keypoints[..., :2], torch.zeros_like(keypoints[..., :2]))
         return torch.cat((xy, conf), dim=-1).flatten(1)
 

@@ -9,8 +9,9 @@ Our file format (written by :func:`save_regressor`) is a ``torch.save``-d dict::
      "metadata": {...}}              # whatever the caller passed, plain values only
 
 It loads with ``torch.load(weights_only=True)``.  :func:`load_regressor` also reads
-SPIN/EFT HMR checkpoints (recognised by their keys) and ``"default"``, the keypoint
-prior shipped at ``eft/models/assets/keypoint_prior.pt``.
+SPIN/EFT HMR checkpoints (recognised by their keys) and the shipped keypoint priors by
+name (:data:`NAMED_PRIORS`: ``"keypoint-prior-v1"``, ``"keypoint-prior-v2"``), with
+``"default"`` naming :data:`DEFAULT_PRIOR`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ __all__ = [
     "FORMAT_VERSION",
     "DEFAULT_SPEC",
     "default_prior_path",
+    "named_prior_path",
+    "regressor_path",
+    "NAMED_PRIORS",
+    "DEFAULT_PRIOR",
     "load_regressor",
     "save_regressor",
     "architecture_of",
@@ -50,15 +55,36 @@ __all__ = [
 FORMAT_NAME = "eft-regressor"
 FORMAT_VERSION = 1
 DEFAULT_SPEC = "default"
+#: Shipped keypoint priors: name -> file under ``eft/models/assets``.
+NAMED_PRIORS: dict[str, str] = {
+    "keypoint-prior-v1": "keypoint_prior_v1.pt",
+    "keypoint-prior-v2": "keypoint_prior_v2.pt",
+}
+#: The prior ``"default"`` names.
+DEFAULT_PRIOR = "keypoint-prior-v1"
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "hmr": HMR,
     "keypoint_regressor": KeypointRegressor,
 }
 
 
+def named_prior_path(name: str) -> Path:
+    """Where the shipped prior ``name`` (a key of :data:`NAMED_PRIORS`) lives."""
+    return Path(str(resources.files("eft.models"))) / "assets" / NAMED_PRIORS[name]
+
+
 def default_prior_path() -> Path:
-    """Where the shipped keypoint prior lives (``eft/models/assets/keypoint_prior.pt``)."""
-    return Path(str(resources.files("eft.models"))) / "assets" / "keypoint_prior.pt"
+    """Where the default keypoint prior (:data:`DEFAULT_PRIOR`) lives."""
+    return named_prior_path(DEFAULT_PRIOR)
+
+
+def regressor_path(spec: str | os.PathLike) -> Path:
+    """A regressor spec (``"default"``, a name in :data:`NAMED_PRIORS` or a path) as a path."""
+    if isinstance(spec, str) and spec == DEFAULT_SPEC:
+        return default_prior_path()
+    if isinstance(spec, str) and spec in NAMED_PRIORS:
+        return named_prior_path(spec)
+    return Path(spec).expanduser()
 
 
 def architecture_of(model: nn.Module) -> str:
@@ -188,7 +214,8 @@ def load_regressor(
 ) -> nn.Module:
     """Load a body regressor, in eval mode, on ``map_location``.
 
-    ``spec`` is ``"default"`` (the keypoint prior shipped with eft) or a path to either a
+    ``spec`` is ``"default"`` (the keypoint prior shipped with eft), a shipped prior's
+    name (:data:`NAMED_PRIORS`) or a path to either a
     file written by :func:`save_regressor` or a SPIN/EFT HMR checkpoint (training
     checkpoint with ``'model'``, or a bare state dict, ``module.`` prefixes allowed).
     Files are read with ``weights_only=True``; ``trust=True`` permits the full unpickler
@@ -197,16 +224,14 @@ def load_regressor(
     The returned module's ``eft_metadata`` attribute holds the saved metadata (empty for
     SPIN checkpoints apart from ``epoch``/``total_step_count``).
     """
-    if isinstance(spec, str) and spec == DEFAULT_SPEC:
-        path = default_prior_path()
-        if not path.is_file():
-            raise EftError(
-                f"the default keypoint prior is not installed (expected {path}). "
-                "This eft build ships without it; pass a regressor file instead: one "
-                "written by save_regressor, or a SPIN/EFT HMR checkpoint."
-            )
-    else:
-        path = Path(spec).expanduser()
+    path = regressor_path(spec)
+    if isinstance(spec, str) and (spec == DEFAULT_SPEC or spec in NAMED_PRIORS) \
+            and not path.is_file():
+        raise EftError(
+            f"the keypoint prior {spec!r} is not installed (expected {path}). "
+            "This eft build ships without it; pass a regressor file instead: one "
+            "written by save_regressor, or a SPIN/EFT HMR checkpoint."
+        )
     source = str(path)
     obj = read_checkpoint(path, trust=trust, map_location="cpu")
     if isinstance(obj, Mapping) and "arch" in obj and "state_dict" in obj:
@@ -226,11 +251,9 @@ def load_regressor(
 
 
 def checkpoint_sha256(spec: str | os.PathLike) -> str:
-    """sha256 (hex) of a regressor file's bytes; ``"default"`` is the shipped prior."""
-    if isinstance(spec, str) and spec == DEFAULT_SPEC:
-        path = default_prior_path()
-    else:
-        path = Path(spec).expanduser()
+    """sha256 (hex) of a regressor file's bytes; ``"default"`` and the names in
+    :data:`NAMED_PRIORS` are the shipped priors."""
+    path = regressor_path(spec)
     if not path.is_file():
         raise EftError(f"{path}: no such regressor file")
     return file_sha256(path)

@@ -3,6 +3,14 @@
 One pipeline moves every sample from image pixels into the regressor's crop and keeps
 inputs, 2D targets and 3D targets consistent (per sample, in this order):
 
+0. **Input format** (``format_prob``): the sample's input keypoints are restricted to
+   the slots of one keypoint format drawn uniformly from ``formats`` (e.g. ``coco17``,
+   ``lsp14``, ``coco17+openpose25``), so every input slot is trained on the joint
+   combinations real datasets give.  **Hidden limb** (``hide_limb_prob``): one limb's
+   distal joints (elbow and wrist, or knee, ankle and foot) are removed from the input
+   and the box is rebuilt from the remaining input joints (SPIN's rule, 1.2 x the long
+   side), as in the held-out-joint benchmark.  Targets keep every joint, so the
+   regressor learns to place joints it does not see.
 1. **Reframing** (optional): an *extreme crop* - the box of the upper body, or of one
    of 8 nested body parts from the head to the whole body ("multilevel") - or a
    *truncation* (everything beyond a random cut on one side is cut off, and the box
@@ -38,6 +46,7 @@ import torch
 from torch import Tensor
 
 from eft.body.joints import J49_FLIP_PERM, SMPL24_FLIP_PERM, SPIN49_NAMES
+from eft.data.synthetic import LIMB_MASKS, annotated_slots
 from eft.geometry.cameras import image_to_crop_norm
 
 from .data import TrainSet
@@ -114,8 +123,16 @@ class AugmentConfig:
     multilevel_prob: float = 0.0
     min_crop_fraction: float = 0.3
     color_range: tuple[float, float] = (0.6, 1.4)
+    format_prob: float = 0.0
+    formats: tuple[str, ...] = ()
+    hide_limb_prob: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "formats", tuple(str(f) for f in self.formats))
+        for fmt in self.formats:
+            annotated_slots(fmt)  # raises KeyError naming the unknown format
+        if self.format_prob > 0 and not self.formats:
+            raise ValueError("format_prob > 0 needs a list of formats")
         for name in ("scale_range", "truncation_range", "color_range"):
             lo, hi = (float(v) for v in getattr(self, name))
             if not 0 <= lo <= hi:
@@ -124,7 +141,7 @@ class AugmentConfig:
         if self.scale_range[0] <= 0:
             raise ValueError("scale_range must be positive")
         for name in ("flip_prob", "rot_prob", "kp_dropout", "truncation_prob",
-                     "upper_body_prob", "multilevel_prob"):
+                     "upper_body_prob", "multilevel_prob", "format_prob", "hide_limb_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if self.truncation_prob + self.upper_body_prob + self.multilevel_prob > 1.0:
@@ -238,6 +255,37 @@ def rotate_3d(rotmat: Tensor, kp3d: Tensor, rot_deg: Tensor) -> tuple[Tensor, Te
 
 
 # ---------------------------------------------------------------------------
+# Input formats and hidden limbs
+# ---------------------------------------------------------------------------
+
+_LIMBS_T = torch.as_tensor(LIMB_MASKS.copy())
+
+
+def _restrict_inputs(kp: Tensor, center: Tensor, scale: Tensor, cfg: AugmentConfig,
+                     g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Step 0: per-sample input format and hidden limb; returns new (kp, center, scale)."""
+    n = kp.shape[0]
+    if cfg.format_prob > 0:
+        masks = torch.as_tensor(np.stack([annotated_slots(f) for f in cfg.formats]))
+        pick = torch.randint(len(cfg.formats), (n,), generator=g)
+        use = torch.rand(n, generator=g) < cfg.format_prob
+        keep = torch.where(use[:, None], masks[pick], torch.ones(n, 49, dtype=torch.bool))
+        kp = kp * keep[..., None]
+    if cfg.hide_limb_prob > 0:
+        limb = torch.randint(len(LIMB_MASKS), (n,), generator=g)
+        use = torch.rand(n, generator=g) < cfg.hide_limb_prob
+        kp = kp * (~(_LIMBS_T[limb] & use[:, None]))[..., None]
+        present = kp[..., 2] > 0
+        ok = use & (present.sum(1) >= 2)
+        if bool(ok.any()):
+            new_c, side = _box_of(kp, present)
+            side = torch.maximum(side, 0.05 * 200.0 * scale)  # never a degenerate box
+            center = torch.where(ok[:, None], new_c, center)
+            scale = torch.where(ok, side / 200.0, scale)
+    return kp, center, scale
+
+
+# ---------------------------------------------------------------------------
 # Reframing: extreme crops and truncation
 # ---------------------------------------------------------------------------
 
@@ -309,6 +357,8 @@ def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generat
     n = idx.shape[0]
     kp = data.kp_px[idx]
     center, scale = data.center[idx], data.scale[idx]
+    if cfg.format_prob > 0 or cfg.hide_limb_prob > 0:
+        kp, center, scale = _restrict_inputs(kp, center, scale, cfg, g)
     if cfg.truncation_prob > 0 or cfg.upper_body_prob > 0 or cfg.multilevel_prob > 0:
         kp, center, scale = _reframe(kp, center, scale, cfg, g)
     lo, hi = cfg.scale_range

@@ -12,6 +12,10 @@
 * ``Lrot``: MSE of the 24 rotation matrices, ``Lbeta``: MSE of the betas, both over
   the samples with SMPL targets.
 * ``Lcam``: ``mean(exp(-10 s)^2)``, keeps the camera scale positive.
+* ``Lprior`` (``pose_prior``; 0 = off): for the samples *without* SMPL targets (real
+  2D labels), the GMM pose prior's NLL above ``pose_prior_floor`` nats,
+  ``mean(relu(nll - floor))``, plus ``mean(betas^2)`` weighted by ``betas_prior``.
+  Plausible poses cost nothing; twisted limbs that happen to reproject well do.
 
 The defaults are SPIN's weights.  SPIN averages the 2D and 3D errors per coordinate
 rather than summing them per joint, so with the same numbers the 2D and 3D terms weigh
@@ -20,6 +24,7 @@ rather than summing them per joint, so with the same numbers the 2D and 3D terms
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +39,7 @@ from .augment import Batch
 __all__ = ["LossWeights", "regression_loss", "PARTS"]
 
 #: Names of the loss terms, in log order.
-PARTS: tuple[str, ...] = ("rotmat", "betas", "kp3d", "kp2d", "cam")
+PARTS: tuple[str, ...] = ("rotmat", "betas", "kp3d", "kp2d", "cam", "prior")
 
 
 @dataclass(frozen=True)
@@ -49,10 +54,17 @@ class LossWeights:
     openpose_2d: float = 0.0
     gt_2d: float = 1.0
     overall: float = 60.0
+    pose_prior: float = 0.0
+    pose_prior_floor: float = 0.0
+    betas_prior: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
-            if not (isinstance(value, (int, float)) and value >= 0):
+            if name == "pose_prior_floor":
+                if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                    raise ValueError(f"loss weight {name} must be a finite number, got {value!r}")
+                continue
+            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"loss weight {name} must be a number >= 0, got {value!r}")
 
 
@@ -65,11 +77,12 @@ def _masked_mean(sq: Tensor, mask: Tensor, per_sample: int) -> Tensor:
 
 
 def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
-                    w: LossWeights) -> tuple[Tensor, dict[str, float]]:
+                    w: LossWeights, pose_prior=None) -> tuple[Tensor, dict[str, float]]:
     """Loss of a batch: ``(total, {part: value})`` (parts unweighted, as floats).
 
     ``out`` holds float32 predictions for the B samples of ``batch`` (same device as
-    ``fast``)."""
+    ``fast``).  ``pose_prior``: a callable ``rotmat (B, 24, 3, 3) -> NLL (B,)`` (the GMM
+    pose prior), needed when ``w.pose_prior > 0``."""
     rotmat, betas, cam = out.rotmat.float(), out.betas.float(), out.cam.float()
     kp, joints = fast(rotmat, betas)
     pred2d = weak_perspective_project(kp, cam)
@@ -84,7 +97,18 @@ def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
         "kp3d": rotmat.new_zeros(()),
         "kp2d": (conf * d2).mean(),
         "cam": (torch.exp(-10.0 * cam[:, 0]) ** 2).mean(),
+        "prior": rotmat.new_zeros(()),
     }
+    no_smpl = ~batch.has_smpl
+    if (w.pose_prior > 0 or w.betas_prior > 0) and bool(no_smpl.any()):
+        if w.pose_prior > 0:
+            if pose_prior is None:
+                raise ValueError("LossWeights.pose_prior > 0 needs a pose_prior")
+            nll = pose_prior(rotmat[no_smpl])
+            parts["prior"] = w.pose_prior * torch.relu(nll - w.pose_prior_floor).mean()
+        if w.betas_prior > 0:
+            parts["prior"] = parts["prior"] + w.betas_prior * (betas[no_smpl] ** 2).mean()
+        parts["prior"] = parts["prior"] * no_smpl.float().mean()
     if w.kp3d > 0 and bool(batch.has_kp3d.any()):
         pred3d = kp - joints[:, :1]
         finite = torch.isfinite(batch.kp3d).all(-1)
@@ -92,7 +116,7 @@ def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
                            torch.zeros(()))
         parts["kp3d"] = _masked_mean((diff ** 2).sum(-1), batch.has_kp3d, 49)
     total = (w.rotmat * parts["rotmat"] + w.betas * parts["betas"] + w.kp3d * parts["kp3d"]
-             + w.kp2d * parts["kp2d"] + w.cam * parts["cam"])
+             + w.kp2d * parts["kp2d"] + w.cam * parts["cam"] + parts["prior"])
     if w.overall != 1.0:
         total = w.overall * total
     return total, {k: float(v.detach()) for k, v in parts.items()}

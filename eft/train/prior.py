@@ -15,19 +15,20 @@ truncation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
 from eft.body.model import BodyModel
+from eft.data.pose_variants import VARIANT_KINDS, pose_variants
 from eft.data.synthetic import SyntheticConfig, SyntheticSet, generate
 from eft.models.keypoint_regressor import KeypointRegressor
 
 from .augment import AugmentConfig, crop_inputs
-from .data import TrainSet
+from .data import MixSampler, TrainSet, concat_sets
 from .evaluate import evaluate_bodies, metrics_table
 from .losses import LossWeights
-from .trainer import OptimConfig, Trainer, TrainerConfig
+from .trainer import OptimConfig, Trainer, TrainerConfig, latest_checkpoint
 
 # Seed of the fixed validation set that pretraining and scripts/bench_prior.py share.
 PRIOR_VAL_SEED = 20261122
@@ -40,6 +41,31 @@ def make_prior_set(poses, n: int, seed: int, body: BodyModel, progress: bool = F
                    config: SyntheticConfig | None = None) -> SyntheticSet:
     """``n`` synthetic exemplars posed from ``poses`` (N,72), with the default generator."""
     return generate(poses, n, seed, config or SyntheticConfig(), body=body, progress=progress)
+
+
+#: The v2 prior's synthetic people: every SPIN-49 slot annotated (the trainer then
+#: restricts each sample's inputs to one real keypoint format), more camera pitch, more
+#: bending and lying people, more truncation and whole-limb drops.
+V2_SYNTHETIC = SyntheticConfig(annotate="all", upright_pitch_std_deg=15.0,
+                               bending_fraction=0.1, lying_fraction=0.08,
+                               truncation_prob=0.2, limb_drop_prob=0.1)
+
+
+def make_prior_v2_sets(poses, n: int, n_variants: int, seed: int, body: BodyModel,
+                       progress: bool = False) -> list[SyntheticSet]:
+    """The v2 training people, all with :data:`V2_SYNTHETIC`: ``n`` posed from ``poses``
+    (N, 72), then ``n_variants`` of each :data:`~eft.data.pose_variants.VARIANT_KINDS`
+    (seated, kneeling, bending) made from them.  Deterministic in ``seed``."""
+    import numpy as np
+
+    base = np.asarray(poses, dtype=np.float64).reshape(-1, 72)
+    sets = [generate(base, n, seed, V2_SYNTHETIC, body=body, progress=progress)]
+    for k, kind in enumerate(VARIANT_KINDS):
+        if n_variants > 0:
+            varied = pose_variants(base, n_variants, seed + 1 + k, kind)
+            sets.append(generate(varied, n_variants, seed + 101 + k, V2_SYNTHETIC, body=body,
+                                 progress=progress))
+    return sets
 
 
 @dataclass(frozen=True)
@@ -62,6 +88,26 @@ class PriorTrainConfig:
     kp_jitter: float = 0.005  # crop-normalised std of extra jitter
     eval_every: int = 1000
     seed: int = 0
+    # v2 additions (their defaults reproduce v1)
+    format_prob: float = 0.0
+    formats: tuple[str, ...] = ()
+    hide_limb_prob: float = 0.0
+    real_fraction: float = 0.0  # share of each batch drawn from real 2D-only labels
+    pose_prior: float = 0.0  # GMM NLL hinge weight on the real samples' predictions
+    pose_prior_floor: float = 0.0
+    betas_prior: float = 0.0
+
+
+#: Every keypoint format the readers produce, and the mixtures datasets combine.
+INPUT_FORMATS: tuple[str, ...] = (
+    "coco17", "mpii16", "lsp14", "h36m17", "crowdpose14", "posetrack17", "openpose25",
+    "openpose18", "coco17+openpose25", "mpii16+lsp14", "all")
+
+#: The v2 prior's recipe (see PRIOR_CARD.md and scripts/pretrain_prior.py).
+PRIOR_V2 = PriorTrainConfig(
+    steps=24000, batch_size=256, lr=5e-4, format_prob=0.9, formats=INPUT_FORMATS,
+    hide_limb_prob=0.3, real_fraction=0.4, pose_prior=5e-5, pose_prior_floor=0.0,
+    betas_prior=0.01, extra_dropout=0.05)
 
 
 def trainer_config(cfg: PriorTrainConfig, progress: bool = True,
@@ -73,10 +119,13 @@ def trainer_config(cfg: PriorTrainConfig, progress: bool = True,
                           lr_final_fraction=cfg.lr_final_fraction, seed=cfg.seed),
         loss=LossWeights(kp2d=cfg.w_kp2d, kp3d=cfg.w_kp3d, rotmat=cfg.w_rotmat,
                          betas=cfg.w_betas, cam=cfg.w_cam, openpose_2d=1.0, gt_2d=1.0,
-                         overall=1.0),
+                         overall=1.0, pose_prior=cfg.pose_prior,
+                         pose_prior_floor=cfg.pose_prior_floor, betas_prior=cfg.betas_prior),
         augment=AugmentConfig(scale_range=cfg.scale_jitter, center_jitter=cfg.center_jitter,
                               flip_prob=0.0, rot_prob=0.0, kp_noise=cfg.kp_jitter,
-                              kp_dropout=cfg.extra_dropout, color_range=(1.0, 1.0)),
+                              kp_dropout=cfg.extra_dropout, color_range=(1.0, 1.0),
+                              format_prob=cfg.format_prob, formats=cfg.formats,
+                              hide_limb_prob=cfg.hide_limb_prob),
         inputs="keypoints", device=device, amp="off", log_every=max(1, cfg.eval_every // 10),
         eval_every=cfg.eval_every, progress=progress)
 
@@ -88,10 +137,26 @@ def train_prior(
     cfg: PriorTrainConfig,
     on_eval: Callable[[int, KeypointRegressor], dict] | None = None,
     progress: bool = True,
+    real: TrainSet | None = None,
+    out_dir: str | None = None,
 ) -> list[dict]:
-    """Train ``model`` in place; returns the log (one dict per eval point)."""
-    trainer = Trainer(model, body, train, trainer_config(cfg, progress), evaluate=on_eval,
-                      desc="pretrain prior")
+    """Train ``model`` in place; returns the log (one dict per eval point).
+
+    ``real``: 2D-only samples (real labels) that make up ``cfg.real_fraction`` of every
+    batch.  ``out_dir``: where the trainer keeps checkpoints (resumable), or None."""
+    sampler = None
+    if real is not None and cfg.real_fraction > 0:
+        sampler = MixSampler([len(train), len(real)],
+                             [1.0 - cfg.real_fraction, cfg.real_fraction])
+        train = concat_sets([train, real])
+    tcfg = trainer_config(cfg, progress)
+    if out_dir is not None:
+        tcfg = replace(tcfg, checkpoint_every=cfg.eval_every)
+    trainer = Trainer(model, body, train, tcfg, evaluate=on_eval,
+                      sampler=sampler, out_dir=out_dir, desc="pretrain prior")
+    last = None if out_dir is None else latest_checkpoint(out_dir)
+    if last is not None:
+        trainer.load_checkpoint(last)
     return trainer.run()
 
 
@@ -124,7 +189,24 @@ def config_dict(cfg: PriorTrainConfig) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
 
 
+def real_2d_set(exemplars) -> TrainSet:
+    """Real people with 2D labels only (``Exemplar``s from any reader) as training
+    samples: the labels are both the input and the 2D target; no 3D targets."""
+    import numpy as np
+
+    ex = list(exemplars)
+    return TrainSet.from_arrays(np.stack([e.keypoints for e in ex]),
+                                np.stack([e.center for e in ex]),
+                                np.array([e.scale for e in ex]),
+                                ids=[e.id for e in ex])
+
+
 __all__ = [
+    "INPUT_FORMATS",
+    "PRIOR_V2",
+    "V2_SYNTHETIC",
+    "make_prior_v2_sets",
+    "real_2d_set",
     "PRIOR_VAL_SEED",
     "make_prior_set",
     "metrics_table",

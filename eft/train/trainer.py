@@ -228,6 +228,11 @@ class Trainer:
         self.amp_dtype = resolve_amp(config.amp, self.device)
         self.scaler = (torch.amp.GradScaler(self.device.type)
                        if self.amp_dtype == torch.float16 else None)
+        self.pose_prior = None
+        if config.loss.pose_prior > 0:
+            from eft.fitting.pose_prior import load_default_pose_prior
+
+            self.pose_prior = load_default_pose_prior().to(self.device)
         self.evaluate = evaluate
         self.desc = desc
         self.out_dir = None if out_dir is None else Path(out_dir)
@@ -255,7 +260,7 @@ class Trainer:
                            workers=cfg.workers).to(self.device)
         with self._autocast():
             out = self.model(batch.inputs)
-        loss, parts = regression_loss(out, self.fast, batch, cfg.loss)
+        loss, parts = regression_loss(out, self.fast, batch, cfg.loss, self.pose_prior)
         if not torch.isfinite(loss):
             raise TrainError(f"the loss is not finite at step {self.step + 1} ({parts}); "
                              "lower the learning rate or check the data")
