@@ -1,0 +1,188 @@
+"""Prior v2: its training pieces (pose variants, input formats, hidden limbs, the
+real-label prior term, the input-slot mask) and the shipped v2 checkpoint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from eft.body.joints import SMPL24_NAMES, get_format
+from eft.data.pose_variants import VARIANT_KINDS, pose_variants
+from eft.data.synthetic import LIMB_MASKS, annotated_slots
+from eft.geometry.rotations import axis_angle_to_rotmat
+from eft.models import KeypointRegressor, load_regressor, save_regressor
+from eft.models.registry import NAMED_PRIORS, named_prior_path
+from eft.train.augment import AugmentConfig, make_batch
+from eft.train.data import TrainSet
+from eft.train.losses import LossWeights, regression_loss
+
+J = {n: i for i, n in enumerate(SMPL24_NAMES)}
+
+
+@pytest.fixture(scope="module")
+def pose_bank():
+    from eft.data.pose_bank import load_pose_bank
+
+    return load_pose_bank()
+
+
+def _joints(body, poses: np.ndarray) -> np.ndarray:
+    p = poses.copy()
+    p[:, :3] = 0.0
+    rot = axis_angle_to_rotmat(torch.tensor(p, dtype=torch.float32).reshape(-1, 24, 3))
+    return body(rot, torch.zeros(len(p), 10)).joints.numpy()
+
+
+def test_pose_variants_are_deterministic_and_do_what_they_say(body, pose_bank):
+    src = pose_bank.train().poses[:500]
+    for kind in VARIANT_KINDS:
+        a, b = pose_variants(src, 64, 3, kind), pose_variants(src, 64, 3, kind)
+        assert a.shape == (64, 72) and np.array_equal(a, b)
+        assert np.all(np.isfinite(a))
+    seated = _joints(body, pose_variants(src, 64, 0, "seated"))
+    for side in ("left", "right"):
+        hip, knee, ankle = (seated[:, J[f"{side}_{j}"]] for j in ("hip", "knee", "ankle"))
+        thigh = knee - hip
+        # thighs point forward (+z) far more than down; shanks hang down from the knee
+        assert np.median(thigh[:, 2] / np.linalg.norm(thigh, axis=1)) > 0.7
+        assert np.all(ankle[:, 1] < knee[:, 1])
+    bending = _joints(body, pose_variants(src, 64, 0, "bending"))
+    standing = _joints(body, src[:64])
+    lean = lambda j: (j[:, J["neck"], 2] - j[:, J["pelvis"], 2])  # noqa: E731
+    assert np.median(lean(bending)) > np.median(lean(standing)) + 0.15
+
+
+def _set(n: int = 32) -> TrainSet:
+    g = np.random.default_rng(0)
+    kp = np.zeros((n, 49, 3), np.float32)
+    kp[..., :2] = g.uniform(100, 300, (n, 49, 2))
+    kp[..., 2] = 1.0
+    return TrainSet.from_arrays(kp, np.full((n, 2), 200.0), np.full(n, 1.5))
+
+
+def test_format_augmentation_keeps_only_the_formats_slots():
+    data = _set()
+    cfg = AugmentConfig(scale_range=(1, 1), center_jitter=0, flip_prob=0, rot_prob=0,
+                        kp_noise=0, kp_dropout=0, format_prob=1.0, formats=("lsp14", "coco17"))
+    batch = make_batch(data, torch.arange(len(data)), cfg, torch.Generator().manual_seed(0))
+    present = batch.keypoints[..., 2] > 0
+    lsp, coco = (torch.as_tensor(annotated_slots(f)) for f in ("lsp14", "coco17"))
+    for row in present:
+        assert torch.equal(row, lsp) or torch.equal(row, coco)
+    assert {int(r.sum()) for r in present} == {14, 17}
+    assert bool((batch.target2d[..., 2] > 0).all())  # targets keep every joint
+    assert annotated_slots("coco17+openpose25").sum() == len(set(
+        get_format("coco17").spin_indices) | set(get_format("openpose25").spin_indices))
+
+
+def test_hidden_limb_is_removed_from_inputs_and_the_box_rebuilt():
+    data = _set()
+    cfg = AugmentConfig(scale_range=(1, 1), center_jitter=0, flip_prob=0, rot_prob=0,
+                        kp_noise=0, kp_dropout=0, hide_limb_prob=1.0)
+    batch = make_batch(data, torch.arange(len(data)), cfg, torch.Generator().manual_seed(1))
+    limbs = torch.as_tensor(LIMB_MASKS.copy())
+    for i in range(len(data)):
+        hidden = batch.keypoints[i, :, 2] == 0
+        assert any(torch.equal(hidden, m) for m in limbs)
+        vis = data.kp_px[i][~hidden]
+        lo, hi = vis[:, :2].amin(0), vis[:, :2].amax(0)
+        np.testing.assert_allclose(batch.center[i].numpy(), ((lo + hi) / 2).numpy(), atol=1e-4)
+        np.testing.assert_allclose(float(batch.scale[i]), 1.2 * float((hi - lo).max()) / 200,
+                                   rtol=1e-5)
+
+
+def test_pose_prior_term_costs_nothing_for_plausible_poses(pose_bank):
+    from eft.body.fast import KeypointLBS
+    from eft.body.model import BodyModel
+    from eft.fitting.pose_prior import load_default_pose_prior
+    from eft.models.output import RegressorOutput
+    from eft.train.augment import Batch
+
+    fast = KeypointLBS(BodyModel.load())
+    prior = load_default_pose_prior()
+    plausible = axis_angle_to_rotmat(torch.tensor(pose_bank.val().poses[:4],
+                                                  dtype=torch.float32).reshape(-1, 24, 3))
+    twisted = plausible.clone()
+    twisted[:, J["left_knee"]] = axis_angle_to_rotmat(torch.tensor([[0.0, 2.5, 0.0]]))
+    n = 4
+
+    def loss_of(rot, has_smpl):
+        out = RegressorOutput(rotmat=rot, betas=torch.zeros(n, 10),
+                              cam=torch.tensor([[0.9, 0, 0]]).expand(n, 3),
+                              pose6d=torch.zeros(n, 144))
+        batch = Batch(keypoints=torch.zeros(n, 49, 3), target2d=torch.zeros(n, 49, 3),
+                      rotmat=rot, betas=torch.zeros(n, 10), has_smpl=has_smpl,
+                      kp3d=torch.zeros(n, 49, 3), has_kp3d=torch.zeros(n, dtype=torch.bool),
+                      center=torch.zeros(n, 2), scale=torch.ones(n), rot=torch.zeros(n),
+                      flip=torch.zeros(n, dtype=torch.bool), color=torch.ones(n, 3),
+                      images=None)
+        w = LossWeights(pose_prior=1e-3, pose_prior_floor=0.0)
+        return regression_loss(out, fast, batch, w, prior)[1]["prior"]
+
+    none = torch.zeros(n, dtype=torch.bool)
+    assert loss_of(plausible, none) == 0.0
+    nll = prior(twisted)
+    assert float(nll.min()) > 0
+    assert loss_of(twisted, none) == pytest.approx(1e-3 * float(nll.mean()), rel=1e-4)
+    assert loss_of(twisted, torch.ones(n, dtype=torch.bool)) == 0.0  # 3D-supervised: off
+
+
+def test_input_slots_mask_untrained_slots(tmp_path):
+    torch.manual_seed(0)
+    slots = list(range(25, 49))
+    model = KeypointRegressor(width=32, hidden=32, input_slots=slots).eval()
+    kp = torch.rand(3, 49, 3)
+    noisy = kp.clone()
+    noisy[:, :25] = torch.randn(3, 25, 3) * 100
+    with torch.no_grad():
+        assert torch.equal(model(kp).rotmat, model(noisy).rotmat)
+    path = save_regressor(model, tmp_path / "m.pt")
+    back = load_regressor(path)
+    assert back.input_slots == tuple(slots)
+    with torch.no_grad():
+        assert torch.equal(back(noisy).rotmat, model(kp).rotmat)
+
+
+def test_v1_stays_loadable_by_name():
+    v1 = load_regressor("keypoint-prior-v1")
+    assert isinstance(v1, KeypointRegressor) and v1.input_slots is None
+    assert set(NAMED_PRIORS) >= {"keypoint-prior-v1", "keypoint-prior-v2"}
+
+
+V2 = named_prior_path("keypoint-prior-v2")
+needs_v2 = pytest.mark.skipif(not V2.is_file(), reason="prior v2 not built yet")
+
+
+@needs_v2
+def test_v2_reads_every_input_format_plausibly(body, pose_bank):
+    """Synthetic val people (unseen clips) given to v2 in each format: finite output and
+    a 3D error far below the mean pose's."""
+    from eft.data.synthetic import SyntheticConfig, generate
+    from eft.train.evaluate import evaluate_bodies
+    from eft.train.prior import INPUT_FORMATS, crop_inputs
+
+    model = load_regressor("keypoint-prior-v2")
+    s = generate(pose_bank.val().poses, 200, 7, SyntheticConfig(annotate="all"), body=body)
+    data = TrainSet.from_synthetic(s)
+    for fmt in INPUT_FORMATS:
+        kp = data.kp_px * torch.as_tensor(annotated_slots(fmt))[None, :, None]
+        with torch.no_grad():
+            out = model(crop_inputs(kp, data.center, data.scale))
+        assert torch.isfinite(out.rotmat).all() and torch.isfinite(out.cam).all(), fmt
+        err = evaluate_bodies(body, out.rotmat, out.betas, data.rotmat, data.betas)
+        assert err["pa_mpjpe_mm"] < 90.0, (fmt, err)
+
+
+@needs_v2
+def test_v2_ignores_slots_never_seen_in_training():
+    model = load_regressor("keypoint-prior-v2")
+    assert model.input_slots is not None
+    unseen = sorted(set(range(49)) - set(model.input_slots))
+    kp = torch.zeros(2, 49, 3)
+    kp[:, list(model.input_slots), :2] = torch.rand(2, len(model.input_slots), 2) - 0.5
+    kp[:, list(model.input_slots), 2] = 1.0
+    noisy = kp.clone()
+    noisy[:, unseen] = torch.tensor([5.0, -7.0, 1.0])
+    with torch.no_grad():
+        assert torch.equal(model(kp).rotmat, model(noisy).rotmat)
