@@ -84,7 +84,7 @@ def test_json_bad_entries(tmp_path, sample):
         read_mpii(p)
     with pytest.raises(ReaderError, match="no such"):
         read_mpii(tmp_path / "missing.json")
-    with pytest.raises(ReaderError, match=".json or .mat"):
+    with pytest.raises(ReaderError, match=r"\.json, \.mat, \.h5 or \.csv"):
         read_mpii(tmp_path / "x.txt")
 
 

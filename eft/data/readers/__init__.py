@@ -21,6 +21,7 @@ from .base import (
     count_gt_keypoints,
     keypoint_box_center_scale,
     keypoint_skip_reason,
+    keypoint_skip_reasons,
 )
 from .coco import read_coco
 from .generic import read_generic
@@ -30,7 +31,8 @@ from .openpose import read_openpose
 from .posetrack import read_posetrack
 
 __all__ = ["ReaderError", "ReadResult", "Skipped", "box_center_scale",
-           "keypoint_box_center_scale", "keypoint_skip_reason", "count_gt_keypoints",
+           "keypoint_box_center_scale", "keypoint_skip_reason", "keypoint_skip_reasons",
+           "count_gt_keypoints",
            "read_coco", "read_mpii", "read_lsp", "read_posetrack", "read_openpose",
            "read_generic", "READERS", "read_dataset"]
 

@@ -14,7 +14,8 @@ from eft.errors import EftError
 from eft.geometry.crops import bbox_to_center_scale
 
 __all__ = ["ReaderError", "Skipped", "ReadResult", "box_center_scale",
-           "keypoint_box_center_scale", "count_gt_keypoints", "keypoint_skip_reason"]
+           "keypoint_box_center_scale", "count_gt_keypoints", "keypoint_skip_reason",
+           "keypoint_skip_reasons"]
 
 
 class ReaderError(EftError):
@@ -86,11 +87,13 @@ def keypoint_box_center_scale(kps: np.ndarray, rescale: float = 1.2,
     return box_center_scale(lo[0], lo[1], w, h, rescale)
 
 
-def count_gt_keypoints(kps49: np.ndarray) -> int:
+def count_gt_keypoints(kps49: np.ndarray) -> int | np.ndarray:
     """Annotated (finite, confidence > 0) GT keypoints, SPIN-49 slots 25..48 - the count
-    EFT's minimum-keypoints rule uses."""
-    gt = np.asarray(kps49)[25:]
-    return int(((gt[:, 2] > 0) & np.all(np.isfinite(gt[:, :2]), axis=1)).sum())
+    EFT's minimum-keypoints rule uses: an int for one person ((49, 3)), an (N,) int
+    array for many ((N, 49, 3))."""
+    gt = np.asarray(kps49)[..., 25:, :]
+    n = ((gt[..., 2] > 0) & np.all(np.isfinite(gt[..., :2]), axis=-1)).sum(axis=-1)
+    return int(n) if n.ndim == 0 else n
 
 
 def keypoint_skip_reason(kps49: np.ndarray, min_keypoints: int, *, gt: bool = True,
@@ -104,14 +107,26 @@ def keypoint_skip_reason(kps49: np.ndarray, min_keypoints: int, *, gt: bool = Tr
     rule is 6).  Keypoints are counted over the GT slots 25..48 (``gt=True``, EFT's
     count) or over the OpenPose slots 0..24 (``gt=False``).
     """
-    kps49 = np.asarray(kps49, dtype=np.float64)
-    conf = kps49[:, 2]
-    bad = ~np.isfinite(conf) | ((conf > 0) & ~np.all(np.isfinite(kps49[:, :2]), axis=1))
-    if bad.any():
-        return "bad_keypoints", f"{int(bad.sum())} keypoints with NaN/inf values"
-    n = count_gt_keypoints(kps49) if gt else int((conf[:25] > 0).sum())
-    if n == 0:
-        return "no_keypoints", ""
-    if n < min_keypoints:
-        return "too_few_keypoints", f"{n} < {min_keypoints}"
-    return None
+    return keypoint_skip_reasons(np.asarray(kps49)[None], min_keypoints, gt=gt)[0]
+
+
+def keypoint_skip_reasons(kps49: np.ndarray, min_keypoints: int, *, gt: bool = True,
+                          ) -> list[tuple[str, str] | None]:
+    """:func:`keypoint_skip_reason` of many people at once (``kps49`` (N, 49, 3)): one
+    ``(reason, detail)`` or None per person, in order."""
+    kps49 = np.asarray(kps49, dtype=np.float64).reshape(-1, 49, 3)
+    conf = kps49[..., 2]
+    bad = (~np.isfinite(conf) | ((conf > 0) & ~np.all(np.isfinite(kps49[..., :2]), axis=-1))
+           ).sum(axis=-1)
+    n = count_gt_keypoints(kps49) if gt else (conf[:, :25] > 0).sum(axis=-1)
+    out: list[tuple[str, str] | None] = []
+    for b, k in zip(bad.tolist(), n.tolist(), strict=True):
+        if b:
+            out.append(("bad_keypoints", f"{b} keypoints with NaN/inf values"))
+        elif k == 0:
+            out.append(("no_keypoints", ""))
+        elif k < min_keypoints:
+            out.append(("too_few_keypoints", f"{k} < {min_keypoints}"))
+        else:
+            out.append(None)
+    return out
