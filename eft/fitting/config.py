@@ -194,6 +194,8 @@ class EFTConfig:
         leg_min_length: GT shank length (crop-normalised) below which a leg's
             orientation term is skipped (0.0089).
         with_hips: keep the GT hips (SPIN slots 27, 28) and the MPII pelvis (39) in L2D.
+        with_ankles: keep the GT ankles in L2D too (EFT drops them there and uses them
+            only for the leg-orientation term).
         openpose_weight: confidence multiplier of OpenPose slots 0..24 (0).
         gt_weight: confidence multiplier of GT slots 25..48 (1).
         scope: which weights are fine-tuned, one of :data:`SCOPES`.
@@ -217,6 +219,7 @@ class EFTConfig:
     w_leg_orientation: float = 0.005
     leg_min_length: float = 0.0089
     with_hips: bool = False
+    with_ankles: bool = False
     openpose_weight: float = 0.0
     gt_weight: float = 1.0
     scope: Scope = "all"

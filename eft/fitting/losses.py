@@ -126,16 +126,17 @@ def eft_loss(
         ``(loss (B,), loss_2d (B,))``: ``loss = loss_scale * (w_2d * L2D + w_betas *
         mean(beta^2) + w_cam * exp(-k s)^2 + w_leg * L_legOri)`` and ``L2D = mean over
         the 49 x 2 coordinates of conf * (pred - gt)^2`` (the quantity EFT's stopping
-        threshold and filters refer to).  GT ankles are excluded from ``L2D``; they
-        enter through the leg-orientation term.
+        threshold and filters refer to).  GT ankles are excluded from ``L2D`` (they
+        enter through the leg-orientation term) unless ``config.with_ankles``.
     """
     _, pred2d = project(output, fast)
     target = target.to(pred2d.dtype)
     weights = loss_weights(target, config, fast)
     leg = leg_orientation_loss(pred2d, target, config.leg_min_length)
-    ankles = torch.ones(weights.shape[-1], dtype=weights.dtype, device=weights.device)
-    ankles[[R_ANKLE, L_ANKLE]] = 0.0
-    weights = weights * ankles
+    if not config.with_ankles:
+        ankles = torch.ones(weights.shape[-1], dtype=weights.dtype, device=weights.device)
+        ankles[[R_ANKLE, L_ANKLE]] = 0.0
+        weights = weights * ankles
     sq = (pred2d - target[..., :2]) ** 2  # (B, 49, 2)
     loss_2d = (weights[..., None] * sq).mean(dim=(1, 2))
     betas = output.betas.to(pred2d.dtype)
