@@ -554,9 +554,11 @@ def test_queue_pages_stay_fast_on_10k_fits(review_files, tmp_path):
                                   allowed_hosts=("testserver",)), catalog=cat)
     with sqlite3.connect(tmp_path / "big.sqlite") as con:  # 2,000 decisions, one commit
         con.executemany(
-            "INSERT INTO decisions (fit_id, annotator, created, decision) VALUES (?,?,?,?)",
+            "INSERT INTO decisions (fit_id, annotator, created, decision, fit_digest) "
+            "VALUES (?,?,?,?,?)",
             [(f"big/{k:05d}", "ann", "2026-01-01T00:00:00+00:00",
-              ("accept", "reject", "flag")[k % 3]) for k in range(0, 10_000, 5)])
+              ("accept", "reject", "flag")[k % 3], cat.digests[f"big/{k:05d}"])
+             for k in range(0, 10_000, 5)])
     c = TestClient(app)
     c.get("/api/fits")  # warm up
     times = {}

@@ -15,8 +15,9 @@ def _export(args: argparse.Namespace) -> int:
 
     from .api import detect_format, iter_columns, write_columns
     from .columns import Columns
+    from .decisions import load_bound_decisions
     from .errors import AnnotationError
-    from .filters import Selection, read_decisions
+    from .filters import Selection
     from .h5 import H5Writer
     from .model import MISSABLE
 
@@ -28,14 +29,22 @@ def _export(args: argparse.Namespace) -> int:
         accepted_only=args.accepted_only,
         rules=QualityRules.strict() if args.strict else None,
         max_loss_2d=args.max_loss, max_reproj_px=args.max_reproj_px,
-        max_abs_beta=args.max_abs_beta, min_keypoints=args.min_keypoints,
-        decisions=read_decisions(args.review) if args.review else None)
+        max_abs_beta=args.max_abs_beta, min_keypoints=args.min_keypoints)
+    review = load_bound_decisions(args.review, any_file=args.decisions_any_file) if (
+        args.review) else None
+
+    def select(batch):
+        if review is not None:
+            return dataclasses.replace(selection, decisions=review.resolve_columns(
+                batch)).apply(batch, header.missing)
+        return selection.apply(batch, header.missing)
+
     header, batches = iter_columns(src, args.input_format)
     filters = {k: v for k, v in (
         ("accepted_only", args.accepted_only), ("strict", args.strict),
         ("max_loss_2d", args.max_loss), ("max_reproj_px", args.max_reproj_px),
         ("max_abs_beta", args.max_abs_beta), ("min_keypoints", args.min_keypoints),
-        ("review", args.review)) if v}
+        ("review", args.review), ("decisions_any_file", args.decisions_any_file)) if v}
     prov = header.provenance
     prov = dataclasses.replace(prov, extra={**prov.extra, "export": {
         "from": src.name, "from_format": header.format, "filters": filters}})
@@ -49,18 +58,20 @@ def _export(args: argparse.Namespace) -> int:
         with H5Writer(dst, prov, missing=header.missing) as writer:
             for batch in batches:
                 total += len(batch)
-                part = selection.apply(batch, header.missing)
+                part = select(batch)
                 kept += len(part)
                 writer.append_columns(part)
     else:
         parts = []
         for batch in batches:
             total += len(batch)
-            part = selection.apply(batch, header.missing)
+            part = select(batch)
             kept += len(part)
             parts.append(part)
         write_columns(Columns.concat(parts), prov, dst, fmt, missing=header.missing,
                       **options)
+    if review is not None:
+        print(review.report())
     print(f"wrote {dst} ({fmt}): {kept} of {total} fits")
     lost = {"spin-npz": ["quality", "exemplar_meta", "keypoints3d_openpose"],
             "humandata": ["quality", "exemplar_meta"]}.get(fmt, [])
@@ -131,7 +142,11 @@ def register(subparsers) -> None:
                      help="annotators' decisions: the `eft review` database (the latest "
                           "decision per fit) or JSON {fit_id: accept|reject}; accept keeps, "
                           "reject drops, overriding the automatic criteria; flag leaves them "
-                          "in charge")
+                          "in charge. A database's decisions apply only to the exact fits "
+                          "judged (same id and same pose, betas and camera)")
+    exp.add_argument("--decisions-any-file", action="store_true",
+                     help="with --review-db: match decisions by fit id alone (the latest "
+                          "per id), even if they judged another file's or an older fit")
     exp.add_argument("--no-keypoints3d", action="store_true",
                      help="spin-npz / humandata: leave out the fits' 3D keypoints (S / "
                           "keypoints3d), so trainers apply no 3D loss to them")

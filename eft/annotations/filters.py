@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -132,35 +129,11 @@ def _rejudge(columns: Columns, rules: QualityRules) -> Columns:
 
 
 def read_decisions(path: str | os.PathLike) -> dict[str, str]:
-    """Review decisions ``{fit_id: decision}`` from ``eft review``'s SQLite database (the
-    latest decision of every fit), or from a JSON file: ``{fit_id: decision}``,
-    ``{"decisions": {fit_id: decision}}`` or a list of ``{"id", "decision"}`` objects."""
-    from .decisions import is_review_db, read_review_db
+    """Review decisions ``{fit_id: decision}`` matched **by id alone** (the latest per
+    id, whatever fit it judged) from ``eft review``'s SQLite database or a JSON file:
+    ``{fit_id: decision}``, ``{"decisions": {fit_id: decision}}`` or a list of
+    ``{"id", "decision"}`` objects.  To apply decisions only to the fits they judged,
+    use :func:`eft.annotations.decisions.load_bound_decisions`."""
+    from .decisions import load_bound_decisions
 
-    path = Path(path)
-    if is_review_db(path):
-        return read_review_db(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AnnotationError(f"{path}: cannot read decisions ({exc.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AnnotationError(f"{path}: decisions are not valid JSON ({exc})") from None
-    if isinstance(data, Mapping) and isinstance(data.get("decisions"), (Mapping, list)):
-        data = data["decisions"]
-    if isinstance(data, list):
-        try:
-            data = {str(d["id"]): str(d["decision"]) for d in data}
-        except (KeyError, TypeError):
-            raise AnnotationError(f"{path}: decision list entries need 'id' and "
-                                  "'decision'") from None
-    if not isinstance(data, Mapping):
-        raise AnnotationError(f"{path}: decisions must be an object id -> decision")
-    out = {str(k): str(v) for k, v in data.items() if not (
-        isinstance(v, float) and math.isnan(v))}
-    known = ACCEPT_DECISIONS | REJECT_DECISIONS | {"flag", "flagged", "note", ""}
-    bad = sorted({v for v in out.values() if v.lower() not in known})
-    if bad:
-        raise AnnotationError(f"{path}: not a decisions file (unknown decision(s) "
-                              f"{', '.join(repr(b[:20]) for b in bad[:3])})")
-    return out
+    return load_bound_decisions(path, any_file=True).latest_by_id()

@@ -305,7 +305,7 @@ def create_app(config: ReviewConfig, catalog: Catalog | None = None):
     @app.get("/api/info")
     def info():
         prov = cat.provenance
-        codes = cat.status_codes(db.statuses())
+        codes = cat.status_codes(db.statuses(cat.digests))
         return {
             "annotations": cat.path.name if cat.path else None,
             "file_sha256": cat.file_hash,
@@ -325,13 +325,13 @@ def create_app(config: ReviewConfig, catalog: Catalog | None = None):
 
     @app.get("/api/progress")
     def progress():
-        return cat.progress(cat.status_codes(db.statuses()))
+        return cat.progress(cat.status_codes(db.statuses(cat.digests)))
 
     @app.get("/api/fits")
     def fits(sort: Sort = "quality", status: Status = "all", dataset: Dataset = "",
              flag: Flag = "", offset: Offset = 0, limit: Limit = 50):
         cat.check_filters(sort, status, dataset, flag)
-        statuses = db.statuses()
+        statuses = db.statuses(cat.digests)
         codes = cat.status_codes(statuses)
         rows = cat.ordered(sort, cat.mask(codes, status, dataset, flag))
         page = rows[offset:offset + limit]
@@ -345,18 +345,20 @@ def create_app(config: ReviewConfig, catalog: Catalog | None = None):
             dataset: Dataset = "", flag: Flag = ""):
         i = row_of(id)
         cat.check_filters(sort, status, dataset, flag)
-        statuses = db.statuses()
+        statuses = db.statuses(cat.digests)
         codes = cat.status_codes(statuses)
         mask = cat.mask(codes, status, dataset, flag)
         prev, nxt = cat.neighbours(i, sort, mask)
         rows = db.history(id, newest_first=True, limit=_HISTORY_IN_FIT)
         gone = db.withdrawn([r.id for r in rows])
+        digest = cat.digests[id]
         out = cat.summary(i, statuses.get(id))
         out.update({
             "exemplar": cat.detail(i),
             "image_url": image_url(i),
             "overlay_url": "/api/overlay?" + urlencode({"id": id}),
-            "history": [{**r.to_dict(), "withdrawn": r.id in gone} for r in rows],
+            "history": [{**r.to_dict(), "withdrawn": r.id in gone,
+                         "other_fit": r.fit_digest != digest} for r in rows],
             "prev": None if prev is None else cat.ids[prev],
             "next": None if nxt is None else cat.ids[nxt],
             "position": cat.position(i, sort, mask),
@@ -386,18 +388,20 @@ def create_app(config: ReviewConfig, catalog: Catalog | None = None):
     @app.post("/api/decisions")
     def decide(body: DecisionIn):
         row_of(body.fit_id)
-        rec = db.record(body.fit_id, body.decision, annotator_of(body.annotator), body.note)
-        st = db.status(body.fit_id)
+        rec = db.record(body.fit_id, body.decision, annotator_of(body.annotator), body.note,
+                        file_sha256=cat.file_sha256, fit_digest=cat.digests[body.fit_id])
+        st = db.status(body.fit_id, cat.digests[body.fit_id])
         return {"row": rec.to_dict(), "status": st.status if st else "unreviewed"}
 
     @app.post("/api/undo")
     def undo(body: UndoIn):
         if body.fit_id is not None:
             row_of(body.fit_id)
-        rec = db.undo(annotator_of(body.annotator), body.fit_id)
+        rec = db.undo(annotator_of(body.annotator), body.fit_id,
+                      file_sha256=cat.file_sha256)
         if rec is None:
             return {"row": None, "fit_id": None, "status": None}
-        st = db.status(rec.fit_id)
+        st = db.status(rec.fit_id, cat.digests.get(rec.fit_id))
         return {"row": rec.to_dict(), "fit_id": rec.fit_id,
                 "status": st.status if st else "unreviewed"}
 

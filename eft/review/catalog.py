@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from eft._files import file_sha256
+from eft.annotations.decisions import columns_digests
 
 from .db import STATUSES, FitStatus
 from .errors import ReviewError
@@ -50,7 +51,8 @@ class Catalog:
 
     Attributes:
         path: the annotation file (None when built in memory).
-        file_hash: sha256 of its bytes (keys the overlay cache).
+        file_hash: sha256 of its bytes (keys the overlay cache; recorded with every
+            decision).
         provenance: the file's :class:`~eft.annotations.Provenance`.
         missing: fields the file could not hold.
         columns: the fits, N rows.
@@ -69,6 +71,9 @@ class Catalog:
         ids = [str(x) for x in self.columns.fit_id]
         self.ids: list[str] = ids
         self.index: dict[str, int] = {fid: i for i, fid in enumerate(ids)}
+        #: fit id -> digest of the fit's values: decisions are bound to it.
+        self.digests: dict[str, str] = dict(zip(ids, columns_digests(self.columns),
+                                                strict=True))
         if len(self.index) != len(ids):
             seen: set[str] = set()
             dup = next(x for x in ids if x in seen or seen.add(x))
@@ -133,6 +138,12 @@ class Catalog:
     def annotation(self, i: int):
         """Row ``i`` as an :class:`~eft.annotations.Annotation` (fit + exemplar)."""
         return self.columns.take(np.array([i])).to_annotations()[0]
+
+    @property
+    def file_sha256(self) -> str | None:
+        """``file_hash`` when it is a real sha256 (None for an in-memory catalog)."""
+        h = self.file_hash
+        return h if len(h) == 64 and all(c in "0123456789abcdef" for c in h) else None
 
     def status_codes(self, statuses: Mapping[str, FitStatus]) -> np.ndarray:
         """(N,) int8 index into :data:`STATUSES` of every fit's status."""

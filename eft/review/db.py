@@ -10,6 +10,9 @@ created    ISO 8601 UTC time with microseconds
 decision   ``accept`` | ``reject`` | ``flag`` | ``note`` | ``undo``
 note       free text ('' when none)
 undoes     for ``undo`` rows: the id of the row withdrawn (unique), else NULL
+file_sha256  sha256 of the annotation file the fit was judged in (NULL: not recorded)
+fit_digest   :func:`eft.annotations.decisions.fit_digests` of the fit judged: its pose,
+           betas and camera (NULL: not recorded, rows from before schema 2)
 ========== =================================================================
 
 Semantics:
@@ -19,7 +22,11 @@ Semantics:
   withdrawn (optionally restricted to one fit).  Undoing repeatedly walks back through
   that annotator's actions; an undo itself is never undone (act again instead).
 * A fit's status is its latest status row that is not withdrawn, whoever wrote it
-  (latest decision wins); no such row means ``unreviewed``.
+  (latest decision wins), among the rows that judged *this* fit: same id and same fit
+  digest (:meth:`ReviewDB.statuses` with ``digests``).  A file re-fitted, or another file
+  whose ids happen to coincide, starts unreviewed.  No such row means ``unreviewed``.
+* Schema 1 databases (no ``file_sha256`` / ``fit_digest``) are migrated in place when
+  opened; their old rows stay unbound (they judged a fit nobody can name any more).
 
 Several annotators (threads, or processes on the same machine) can write at once: every
 write is a single transaction and SQLite serialises them; WAL lets readers go on while
@@ -34,11 +41,12 @@ import datetime as _dt
 import os
 import re
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from eft.annotations.decisions import LATEST_STATUS_IDS_SQL
+from eft.annotations.decisions import LATEST_STATUS_IDS_SQL, read_review_db
+from eft.annotations.errors import AnnotationError
 
 from .errors import ReviewError
 
@@ -66,7 +74,7 @@ STATUSES: tuple[str, ...] = ("unreviewed", "accepted", "rejected", "flagged")
 #: Status set by each status decision.
 STATUS_OF: dict[str, str] = {"accept": "accepted", "reject": "rejected", "flag": "flagged"}
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _APPLICATION = "eft-review"
 MAX_FIT_ID = 512
 MAX_NOTE = 2000
@@ -85,13 +93,22 @@ CREATE TABLE IF NOT EXISTS decisions (
         CHECK (decision IN ('accept', 'reject', 'flag', 'note', 'undo')),
     note TEXT NOT NULL DEFAULT '' CHECK (length(note) <= {MAX_NOTE}),
     undoes INTEGER UNIQUE REFERENCES decisions(id),
+    file_sha256 TEXT,
+    fit_digest TEXT,
     CHECK ((decision = 'undo') = (undoes IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS decisions_by_fit ON decisions(fit_id, id);
 CREATE INDEX IF NOT EXISTS decisions_by_annotator ON decisions(annotator, id);
 """
+_MIGRATE_1_TO_2 = """
+ALTER TABLE decisions ADD COLUMN file_sha256 TEXT;
+ALTER TABLE decisions ADD COLUMN fit_digest TEXT;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
+"""
 
-_COLUMNS = "id, fit_id, annotator, created, decision, note, undoes"
+_LATEST_BY_ID_SQL = LATEST_STATUS_IDS_SQL.replace(", s.fit_digest", "")
+_COLUMNS = "id, fit_id, annotator, created, decision, note, undoes, file_sha256, fit_digest"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
@@ -138,6 +155,8 @@ class DecisionRecord:
     decision: str
     note: str = ""
     undoes: int | None = None
+    file_sha256: str | None = None
+    fit_digest: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +171,7 @@ class FitStatus:
         decision: the row's decision (``accept`` / ``reject`` / ``flag``).
         annotator, created: who set it, and when.
         row_id: the row's id.
+        fit_digest: the digest of the fit it judged (None: not recorded).
     """
 
     status: str
@@ -159,6 +179,7 @@ class FitStatus:
     annotator: str
     created: str
     row_id: int
+    fit_digest: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -217,16 +238,37 @@ class ReviewDB:
         if int(version[0]) > SCHEMA_VERSION:
             raise ReviewError(f"{self.path}: review database schema {version[0]} is newer "
                               f"than this eft reads ({SCHEMA_VERSION}); upgrade eft")
+        if int(version[0]) < 2:
+            self._migrate_1_to_2(con)
         cols = [r[1] for r in con.execute("PRAGMA table_info(decisions)")]
         if cols != [c.strip() for c in _COLUMNS.split(",")]:
             raise ReviewError(f"{self.path}: unexpected decisions columns {cols}")
 
+    def _migrate_1_to_2(self, con: sqlite3.Connection) -> None:
+        """Add ``file_sha256`` and ``fit_digest`` (NULL for the existing rows)."""
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            cols = [r[1] for r in con.execute("PRAGMA table_info(decisions)")]
+            if "fit_digest" not in cols:  # another process may have migrated meanwhile
+                for stmt in _MIGRATE_1_TO_2.strip().split(";\n"):
+                    con.execute(stmt.rstrip(";"))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
     # -- writing -------------------------------------------------------------------------
 
     def record(self, fit_id: str, decision: str, annotator: str,
-               note: str | None = "") -> DecisionRecord:
-        """Append one decision (one of :data:`DECISIONS`) and return its row."""
+               note: str | None = "", *, file_sha256: str | None = None,
+               fit_digest: str | None = None) -> DecisionRecord:
+        """Append one decision (one of :data:`DECISIONS`) and return its row.
+        ``file_sha256`` and ``fit_digest`` (64 hex digits each) say what was judged:
+        the review app always gives both."""
         fit_id = check_fit_id(fit_id)
+        for name, value in (("file_sha256", file_sha256), ("fit_digest", fit_digest)):
+            if value is not None and not (isinstance(value, str) and _HEX64.fullmatch(value)):
+                raise ReviewError(f"bad {name} {str(value)[:80]!r}: 64 hex digits")
         annotator = check_annotator(annotator)
         note = check_note(note)
         if decision not in DECISIONS:
@@ -237,15 +279,19 @@ class ReviewDB:
         created = _now()
         with self._connect() as con:
             cur = con.execute(
-                "INSERT INTO decisions (fit_id, annotator, created, decision, note) "
-                "VALUES (?, ?, ?, ?, ?)", (fit_id, annotator, created, decision, note))
+                "INSERT INTO decisions (fit_id, annotator, created, decision, note, "
+                "file_sha256, fit_digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (fit_id, annotator, created, decision, note, file_sha256, fit_digest))
             row_id = int(cur.lastrowid)
-        return DecisionRecord(row_id, fit_id, annotator, created, decision, note, None)
+        return DecisionRecord(row_id, fit_id, annotator, created, decision, note, None,
+                              file_sha256, fit_digest)
 
-    def undo(self, annotator: str, fit_id: str | None = None) -> DecisionRecord | None:
+    def undo(self, annotator: str, fit_id: str | None = None, *,
+             file_sha256: str | None = None) -> DecisionRecord | None:
         """Withdraw ``annotator``'s latest row that is not an undo and not yet withdrawn
-        (only among ``fit_id``'s rows when given).  Returns the new ``undo`` row (its
-        ``fit_id`` is the fit affected), or None when there is nothing to undo."""
+        (only among ``fit_id``'s rows when given, and rows made in the file
+        ``file_sha256`` when given).  Returns the new ``undo`` row (its ``fit_id`` is the
+        fit affected), or None when there is nothing to undo."""
         annotator = check_annotator(annotator)
         if fit_id is not None:
             fit_id = check_fit_id(fit_id)
@@ -254,11 +300,15 @@ class ReviewDB:
         if fit_id is not None:
             where += " AND s.fit_id = ?"
             args += (fit_id,)
+        if file_sha256 is not None:
+            where += " AND s.file_sha256 = ?"
+            args += (file_sha256,)
         with self._connect() as con:
             con.execute("BEGIN IMMEDIATE")
             try:
                 target = con.execute(
-                    f"SELECT id, fit_id, decision FROM decisions s WHERE {where} AND NOT "
+                    "SELECT id, fit_id, decision, file_sha256, fit_digest FROM decisions s "
+                    f"WHERE {where} AND NOT "
                     "EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = s.id) "
                     "ORDER BY s.id DESC LIMIT 1", args).fetchone()
                 if target is None:
@@ -267,35 +317,52 @@ class ReviewDB:
                 created = _now()
                 note = f"undo {target[2]} #{target[0]}"
                 cur = con.execute(
-                    "INSERT INTO decisions (fit_id, annotator, created, decision, note, undoes)"
-                    " VALUES (?, ?, ?, 'undo', ?, ?)",
-                    (target[1], annotator, created, note, target[0]))
+                    "INSERT INTO decisions (fit_id, annotator, created, decision, note, undoes,"
+                    " file_sha256, fit_digest) VALUES (?, ?, ?, 'undo', ?, ?, ?, ?)",
+                    (target[1], annotator, created, note, target[0], target[3], target[4]))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         return DecisionRecord(int(cur.lastrowid), target[1], annotator, created, "undo", note,
-                              int(target[0]))
+                              int(target[0]), target[3], target[4])
 
     # -- reading -------------------------------------------------------------------------
 
-    def statuses(self) -> dict[str, FitStatus]:
-        """Every reviewed fit's current :class:`FitStatus`, by fit id."""
-        with self._connect() as con:
-            rows = con.execute(
-                "SELECT id, fit_id, decision, annotator, created FROM decisions "
-                f"WHERE id IN ({LATEST_STATUS_IDS_SQL})").fetchall()
-        return {r[1]: FitStatus(STATUS_OF[r[2]], r[2], r[3], r[4], int(r[0])) for r in rows}
+    def statuses(self, digests: Mapping[str, str] | None = None) -> dict[str, FitStatus]:
+        """Every reviewed fit's current :class:`FitStatus`, by fit id.
 
-    def status(self, fit_id: str) -> FitStatus | None:
-        """One fit's current status, or None when unreviewed."""
+        ``digests`` (fit id -> :func:`~eft.annotations.decisions.fit_digests`): only rows
+        that judged exactly these fits count (others, and rows without a digest, are
+        ignored).  None: the latest row per fit id, whatever fit it judged."""
+        with self._connect() as con:
+            if digests is None:
+                rows = con.execute(
+                    "SELECT id, fit_id, decision, annotator, created, fit_digest FROM "
+                    f"decisions WHERE id IN ({_LATEST_BY_ID_SQL})").fetchall()
+            else:
+                rows = con.execute(
+                    "SELECT id, fit_id, decision, annotator, created, fit_digest FROM "
+                    f"decisions WHERE id IN ({LATEST_STATUS_IDS_SQL}) AND fit_digest "
+                    "IS NOT NULL").fetchall()
+                rows = [r for r in rows if digests.get(r[1]) == r[5]]
+        return {r[1]: FitStatus(STATUS_OF[r[2]], r[2], r[3], r[4], int(r[0]), r[5])
+                for r in rows}
+
+    def status(self, fit_id: str, digest: str | None = None) -> FitStatus | None:
+        """One fit's current status (only rows that judged the fit with this ``digest``
+        when given), or None when unreviewed."""
+        where, args = "s.fit_id = ?", (fit_id,)
+        if digest is not None:
+            where, args = where + " AND s.fit_digest = ?", (fit_id, digest)
         with self._connect() as con:
             r = con.execute(
-                "SELECT id, fit_id, decision, annotator, created FROM decisions s "
-                "WHERE s.fit_id = ? AND s.decision IN ('accept', 'reject', 'flag') AND NOT "
+                "SELECT id, fit_id, decision, annotator, created, fit_digest FROM decisions s "
+                f"WHERE {where} AND s.decision IN ('accept', 'reject', 'flag') AND NOT "
                 "EXISTS (SELECT 1 FROM decisions u WHERE u.undoes = s.id) "
-                "ORDER BY s.id DESC LIMIT 1", (fit_id,)).fetchone()
-        return None if r is None else FitStatus(STATUS_OF[r[2]], r[2], r[3], r[4], int(r[0]))
+                "ORDER BY s.id DESC LIMIT 1", args).fetchone()
+        return None if r is None else FitStatus(STATUS_OF[r[2]], r[2], r[3], r[4], int(r[0]),
+                                                r[5])
 
     def history(self, fit_id: str | None = None, *, offset: int = 0,
                 limit: int | None = None, newest_first: bool = False) -> list[DecisionRecord]:
@@ -311,7 +378,7 @@ class ReviewDB:
         with self._connect() as con:
             rows = con.execute(sql, args).fetchall()
         return [DecisionRecord(int(r[0]), r[1], r[2], r[3], r[4], r[5],
-                               None if r[6] is None else int(r[6])) for r in rows]
+                               None if r[6] is None else int(r[6]), r[7], r[8]) for r in rows]
 
     def withdrawn(self, row_ids: list[int]) -> set[int]:
         """Which of these row ids an undo row withdrew."""
@@ -330,19 +397,24 @@ class ReviewDB:
 
 
 def latest_decisions(db_path: str | os.PathLike) -> dict[str, str]:
-    """The latest decision of every reviewed fit: ``{fit_id: "accept" | "reject" |
-    "flag"}`` (undone decisions do not count; fits never decided are absent).
+    """The latest decision of every reviewed fit id, **whatever fit it judged**:
+    ``{fit_id: "accept" | "reject" | "flag"}`` (undone decisions do not count; fits never
+    decided are absent).  To apply decisions only to the fits they judged, use
+    :func:`eft.annotations.decisions.load_bound_decisions`.
 
-    The values match :data:`eft.annotations.filters.ACCEPT_DECISIONS` /
-    ``REJECT_DECISIONS``, so the result can be passed as ``decisions=`` to
-    ``AnnotationSet.filter`` (``flag`` leaves the automatic verdict in charge).
     Raises :class:`ReviewError` when ``db_path`` is not an existing review database.
     """
-    db = ReviewDB(db_path, create=False)
-    return {k: v.decision for k, v in db.statuses().items()}
+    try:
+        rows = read_review_db(db_path)
+    except AnnotationError as exc:
+        raise ReviewError(str(exc)) from None
+    latest: dict[str, str] = {}
+    for r in rows:  # in row order: the latest wins
+        latest[r.fit_id] = r.decision
+    return latest
 
 
 def accepted_ids(db_path: str | os.PathLike) -> set[str]:
     """Ids of the fits whose latest decision is ``accept`` (the trainer's
-    ``accepted_ids`` hook: keep only what an annotator accepted)."""
+    ``accepted_ids`` hook: keep only what an annotator accepted; by id alone)."""
     return {k for k, v in latest_decisions(db_path).items() if v == "accept"}

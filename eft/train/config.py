@@ -91,7 +91,10 @@ class DatasetSpec:
         image_root: folder relative image paths are read from (image regressors).
         accepted_only: keep only fits their quality rules accepted.
         max_loss_2d, max_reproj_px, max_abs_beta, min_keypoints: quality thresholds.
-        decisions: review decisions file (JSON, fit id -> accept/reject).
+        decisions: review decisions: ``eft review``'s database (applied only to the
+            exact fits judged) or JSON (fit id -> accept/reject).
+        decisions_any_file: match ``decisions`` by fit id alone, even where they judged
+            another file's or an older fit.
         keypoints3d: use the fits' 3D keypoints as 3D targets too.
     """
 
@@ -107,6 +110,7 @@ class DatasetSpec:
     max_abs_beta: float | None = None
     min_keypoints: int | None = None
     decisions: str | None = None
+    decisions_any_file: bool = False
     keypoints3d: bool = False
 
     def __post_init__(self) -> None:

@@ -50,7 +50,8 @@ def _poses(clips: str):
     return (bank.train() if clips == "train" else bank.val()).poses
 
 
-def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None) -> TrainSet:
+def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None,
+                  log: Callable[[str], None] = print) -> TrainSet:
     """One dataset of the config as training samples.
 
     ``accepted_ids`` is the review hook: when given, an annotation dataset keeps only
@@ -62,14 +63,16 @@ def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None)
         data = generate(_poses(s.clips), s.n, s.seed, SyntheticConfig(), body=body)
         return TrainSet.from_synthetic(data, target=s.target, with_smpl=s.smpl,
                                        with_kp3d=s.keypoints3d)
-    decisions = None
-    if spec.decisions is not None:
-        from eft.annotations.filters import read_decisions
-
-        decisions = read_decisions(Path(spec.decisions).expanduser())
     from eft.annotations import AnnotationError
 
     aset = load_annotation_set(spec.path, spec.format)
+    decisions = None
+    if spec.decisions is not None:
+        from eft.annotations.decisions import load_bound_decisions
+
+        bound = load_bound_decisions(spec.decisions, any_file=spec.decisions_any_file)
+        decisions = bound.resolve_columns(aset.columns())
+        log(f"dataset {spec.label}: {bound.report()}")
     try:
         return annotation_train_set(
             aset, image_root=spec.image_root, accepted_only=spec.accepted_only,
@@ -86,7 +89,7 @@ def build_datasets(cfg: TrainRunConfig, body, accepted_ids: set[str] | None = No
     """All datasets concatenated, and the sampler that mixes them by weight."""
     sets = []
     for spec in cfg.datasets:
-        data = build_dataset(spec, body, accepted_ids)
+        data = build_dataset(spec, body, accepted_ids, log)
         log(f"dataset {spec.label}: {len(data)} samples, weight {spec.weight:g}")
         sets.append(data)
     if cfg.model.arch == "hmr":
