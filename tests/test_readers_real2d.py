@@ -323,3 +323,22 @@ def test_eft_fit_real_labels(shared_data, tmp_path, one_thread, config, rel, ext
     assert fits.ids == ids[:4]
     for a in fits:
         assert np.all(np.isfinite(a.fit.keypoints3d))
+
+
+@pytest.mark.parametrize("config, rel, kind", [
+    ("coco2017-keypoints.yaml", "coco2017_keypoints/person_keypoints_train2017.json", "coco"),
+    ("coco2017-val-keypoints.yaml", "coco2017_keypoints/person_keypoints_val2017.json",
+     "coco"),
+    ("mpii-csv.yaml", "mpii_2d/mpii_human_pose.csv", "mpii"),
+    ("mpii-tompson-val.yaml", "mpii_2d/mpii_valid_tompson.h5", "mpii"),
+])
+def test_real_label_configs(config, rel, kind):
+    from eft.jobs import load_config
+
+    cfg = load_config(REPO / "fitting" / config)
+    (ds,) = cfg.datasets
+    assert ds.kind == kind and ds.path == f"../shared/data/{rel}"
+    assert cfg.check_images is False and cfg.regressor == "default"
+    assert ds.options["min_keypoints"] == 6
+    if config == "mpii-csv.yaml":
+        assert ds.options["exclude_images"] == "../shared/data/mpii_2d/mpii_valid_tompson.h5"
