@@ -12,47 +12,32 @@
 
 The fields of every format: ``annotations/SCHEMA.md``.
 """
+from eft._lazy import lazy_exports
 
-from .api import (
-    FORMATS,
-    SUFFIXES,
-    detect_format,
-    iter_columns,
-    read_annotations,
-    read_columns,
-    write_annotations,
-    write_columns,
-)
-from .columns import Columns
-from .errors import AnnotationError
-from .filters import Selection, read_decisions
-from .h5 import H5Reader, H5Writer
-from .model import FORMAT_NAME, MISSABLE, SCHEMA_VERSION, Annotation, AnnotationSet
-from .provenance import CAMERA_CONVENTION, Provenance
-from .validate import ValidationReport, validate_columns
-
-__all__ = [
-    "Annotation",
-    "AnnotationSet",
-    "AnnotationError",
-    "Provenance",
-    "CAMERA_CONVENTION",
-    "Columns",
-    "FORMATS",
-    "FORMAT_NAME",
-    "MISSABLE",
-    "SCHEMA_VERSION",
-    "SUFFIXES",
-    "H5Reader",
-    "H5Writer",
-    "Selection",
-    "ValidationReport",
-    "detect_format",
-    "iter_columns",
-    "read_annotations",
-    "read_columns",
-    "read_decisions",
-    "validate_columns",
-    "write_annotations",
-    "write_columns",
-]
+_EXPORTS = {
+    "Annotation": "model",
+    "AnnotationSet": "model",
+    "AnnotationError": "errors",
+    "Provenance": "provenance",
+    "CAMERA_CONVENTION": "provenance",
+    "Columns": "columns",
+    "FORMATS": "api",
+    "FORMAT_NAME": "model",
+    "MISSABLE": "model",
+    "SCHEMA_VERSION": "model",
+    "SUFFIXES": "api",
+    "H5Reader": "h5",
+    "H5Writer": "h5",
+    "Selection": "filters",
+    "ValidationReport": "validate",
+    "detect_format": "api",
+    "iter_columns": "api",
+    "read_annotations": "api",
+    "read_columns": "api",
+    "read_decisions": "filters",
+    "validate_columns": "validate",
+    "write_annotations": "api",
+    "write_columns": "api",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

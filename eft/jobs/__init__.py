@@ -6,25 +6,30 @@
 * :class:`Shard` / :func:`parse_shard` / :func:`shard_of` - ``--shard i/N``.
 * :class:`Manifest`, :func:`read_part` - the output folder's files.
 """
+from eft._lazy import lazy_exports
 
-from .config import (
-    DatasetConfig,
-    JobConfig,
-    JobConfigError,
-    OutputConfig,
-    config_from_dict,
-    load_config,
-    parse_override,
-)
-from .merge import merge_outputs
-from .runner import JobResult, run_job
-from .sharding import Shard, parse_shard, plan_chunks, select_shard, shard_of
-from .store import Failure, JobStoreError, Manifest, Part, read_part
-from .summary import Summary
-
-__all__ = [
-    "DatasetConfig", "JobConfig", "JobConfigError", "OutputConfig", "config_from_dict",
-    "load_config", "parse_override", "merge_outputs", "JobResult", "run_job", "Shard",
-    "parse_shard", "plan_chunks", "select_shard", "shard_of", "Failure", "JobStoreError",
-    "Manifest", "Part", "read_part", "Summary",
-]
+_EXPORTS = {
+    "DatasetConfig": "config",
+    "JobConfig": "config",
+    "JobConfigError": "config",
+    "OutputConfig": "config",
+    "config_from_dict": "config",
+    "load_config": "config",
+    "parse_override": "config",
+    "merge_outputs": "merge",
+    "JobResult": "runner",
+    "run_job": "runner",
+    "Shard": "sharding",
+    "parse_shard": "sharding",
+    "plan_chunks": "sharding",
+    "select_shard": "sharding",
+    "shard_of": "sharding",
+    "Failure": "store",
+    "JobStoreError": "store",
+    "Manifest": "store",
+    "Part": "store",
+    "read_part": "store",
+    "Summary": "summary",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import yaml
 
-from eft.errors import EftError
+from eft.errors import EftError, did_you_mean
 from eft.fitting.config import EFTConfig, QualityRules
 
 __all__ = [
@@ -318,7 +318,8 @@ def _build(cls: type, data: Any, prefix: str, special: Mapping | None = None) ->
     unknown = [k for k in data if k not in fields]
     if unknown:
         raise _KeyError(_join(prefix, str(unknown[0])),
-                        f"unknown key; known keys here: {', '.join(sorted(fields))}")
+                        f"unknown key{did_you_mean(unknown[0], fields)}; known keys here: "
+                        f"{', '.join(sorted(fields))}")
     kwargs = {}
     for name, value in data.items():
         key = _join(prefix, name)
@@ -400,8 +401,8 @@ def _check_reader_options(ds: DatasetConfig, key: str) -> DatasetConfig:
     for name, value in options.items():
         okey = _join(_join(key, "options"), str(name))
         if name not in names:
-            raise _KeyError(okey, f"unknown option of kind {ds.kind!r}; valid: "
-                            f"{', '.join(names)}")
+            raise _KeyError(okey, f"unknown option of kind {ds.kind!r}"
+                            f"{did_you_mean(name, names)}; valid: {', '.join(names)}")
         tp = hints.get(name, Any)
         try:
             options[name] = _coerce(value, tp, okey)

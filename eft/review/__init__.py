@@ -9,27 +9,18 @@
 
 Importing this package needs neither FastAPI nor the renderer.
 """
+from eft._lazy import lazy_exports
 
-from .db import (
-    DECISIONS,
-    STATUS_DECISIONS,
-    STATUSES,
-    DecisionRecord,
-    FitStatus,
-    ReviewDB,
-    accepted_ids,
-    latest_decisions,
-)
-from .errors import ReviewError
-
-__all__ = [
-    "DECISIONS",
-    "STATUS_DECISIONS",
-    "STATUSES",
-    "DecisionRecord",
-    "FitStatus",
-    "ReviewDB",
-    "ReviewError",
-    "accepted_ids",
-    "latest_decisions",
-]
+_EXPORTS = {
+    "DECISIONS": "db",
+    "STATUS_DECISIONS": "db",
+    "STATUSES": "db",
+    "DecisionRecord": "db",
+    "FitStatus": "db",
+    "ReviewDB": "db",
+    "ReviewError": "errors",
+    "accepted_ids": "db",
+    "latest_decisions": "db",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

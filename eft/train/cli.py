@@ -60,7 +60,10 @@ def _eval(args: argparse.Namespace) -> int:
     for path in args.pw3d or []:
         sets.append(load_3dpw_npz(path, body, args.image_root, args.smpl_dir))
     if args.synthetic or not sets:
-        sets.append(synthetic_eval_set(args.synthetic or 1000, args.seed, body))
+        from .config import SYNTHETIC_VAL_SEED
+
+        seed = SYNTHETIC_VAL_SEED if args.seed is None else args.seed
+        sets.append(synthetic_eval_set(args.synthetic or 1000, seed, body))
     rows = {}
     for data in sets:
         if len(data) == 0:
@@ -79,9 +82,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``eft train`` and ``eft eval``."""
-    from .config import SYNTHETIC_VAL_SEED
-
+    """Add ``eft train`` and ``eft eval`` (imports nothing heavy: ``eft --help`` stays
+    fast)."""
     tr = subparsers.add_parser(
         "train", help="train a regressor from annotation files (config in fitting/training/)",
         description="Train a fresh (or fine-tune a) body regressor as CONFIG says; see "
@@ -110,7 +112,9 @@ def register(subparsers) -> None:
                                   "checkpoint or an eft train checkpoint")
     ev.add_argument("--synthetic", type=int, default=0, metavar="N",
                     help="N synthetic people from the pose bank's val clips")
-    ev.add_argument("--seed", type=int, default=SYNTHETIC_VAL_SEED, help="synthetic set seed")
+    ev.add_argument("--seed", type=int, default=None,
+                    help="synthetic set seed (default: the fixed validation seed, as in "
+                         "training)")
     ev.add_argument("--h36m", action="append", metavar="NPZ",
                     help="SPIN's h36m_valid_protocol1/2.npz (repeatable)")
     ev.add_argument("--3dpw", dest="pw3d", action="append", metavar="NPZ",

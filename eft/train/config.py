@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import yaml
 
+from eft.errors import did_you_mean
+
 from .augment import AugmentConfig
 from .errors import TrainError
 from .losses import LossWeights
@@ -332,7 +334,8 @@ def _build(cls: type, data: Any, where: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
-        raise TrainConfigError(f"{label}: unknown key {unknown[0]!r} (known: {', '.join(names)})")
+        raise TrainConfigError(f"{label}: unknown key {unknown[0]!r}"
+                               f"{did_you_mean(unknown[0], names)}; known: {', '.join(names)}")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else str(k))
               for k, v in data.items()}
     try:
