@@ -37,7 +37,10 @@ and, in place of ``objpos``, **the centre of the labelled joints' box**
 (``meta["center_from"] = "keypoints"``).  The row is the image's first ``annorect``
 (every one of the 1,810 CSV people whose image's person 0 is in the Tompson split
 equals that person to the pixel), so the id is ``"mpii/<image stem>/0"``, the .mat
-reader's id for the same person; ``meta["csv_id"]`` keeps the ``ID`` column.
+reader's id for the same person; ``meta["csv_id"]`` keeps the ``ID`` column.  Framing
+(crop side / longer side of the labelled joints' box, median and 10th percentile): CSV
+``given`` 1.38 and 0.96 (one crop in ten is smaller than the joints), Tompson ``given``
+1.59 and 1.17, ``crop="keypoints"`` 1.2 for everyone, COCO's box crops 1.47 and 1.30.
 
 All forms are MATLAB 1-based: with ``one_based=True`` (default) one pixel is taken off
 the keypoints and the centre, giving 0-based pixel coordinates (pixel centres at
