@@ -1,0 +1,409 @@
+"""Benchmark on real 2D labels: COCO val2017 and the MPII (Tompson) validation split.
+
+    python scripts/bench_real2d.py                         # default prior, --n 500
+    python scripts/bench_real2d.py --regressor keypoint-prior-v1 --out bench_real2d_v1
+    python scripts/bench_real2d.py --lr 1e-5 --max-iters 40 --with-ankles --out try
+    python scripts/bench_real2d.py --set eft.stop_loss_2d=0 --methods regressor,eft
+    python scripts/bench_real2d.py --full                  # every person (slow)
+
+Methods, all from the same regressor (``--regressor``, a keypoint prior: ``default``,
+a shipped prior's name or a ``.pt`` file):
+
+* ``mean``: the regressor's IEF starting point (``init_pose`` / ``init_shape``, the same
+  body for everyone) with only the weak-perspective camera fitted to the visible
+  keypoints, in closed form by weighted least squares with EFT's joint weights
+  (:func:`eft.fitting.baselines.mean_pose_fits`);
+* ``regressor``: the regressor's prediction from the visible keypoints (EFT with one
+  forward pass, no update);
+* ``smplify``: the SMPLify baseline (:func:`eft.fitting.smplify`, SPIN's settings),
+  started from the regressor's prediction;
+* ``eft``: Exemplar Fine-Tuning (:func:`eft.fitting.fit`) with the given settings
+  (EFT's defaults; ``--lr``, ``--max-iters``, ``--with-ankles`` and ``--set eft.KEY=V``
+  change them, checked as ``eft fit`` checks its ``eft:`` section).
+
+Two passes per dataset, on seeded subsets (``--seed``) of ``--n`` people each:
+
+1. **all labels**: people drawn from every person the reader keeps (>= 6 GT keypoints),
+   each with the reader's crop (COCO: 1.2 x the person box; MPII: the file's
+   centre/scale), every label visible.  Reported: acceptance rate under the project's
+   quality rules (EFT's ``IsValid`` + the pose-NLL rule, :mod:`eft.fitting.quality`),
+   the median reprojection error over the labelled GT keypoints in image px and as a
+   fraction of ``box_side``, and percentiles of the fits' pose NLL under the shipped GMM
+   (:mod:`eft.fitting.pose_prior`).
+2. **held-out joints** (:mod:`eft.fitting.heldout`): people drawn from those with both
+   arms and both legs labelled; person ``i`` of the subset hides limb ``i % 4`` (left
+   arm, right arm, left leg, right leg: elbow + wrist, or knee + ankle + foot slots),
+   the crop is built from the visible keypoints only (tight box, scale = 1.2 *
+   max(w, h) / 200), every method fits the rest, and each hidden joint's error is the
+   image-px distance between the fit's projected keypoint of the same SPIN-49 slot and
+   the hidden label, divided by ``box_side``.  Reported pooled over hidden joints: mean,
+   median, share below 0.1; per limb and per joint.
+
+``box_side`` (both passes) = the longer side, in image px, of the tight box of all the
+person's labelled keypoints (before hiding; no 1.2 margin): it depends on the person
+only.  Writes ``scripts/results/<--out>.json`` and ``.md``.  One torch thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import shlex
+import sys
+import time
+import zlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from eft.body import BodyModel
+from eft.body.joints import SPIN49_NAMES
+from eft.data.readers import read_dataset
+from eft.fitting import SmplifyConfig, exemplar_batch, fit, load_default_pose_prior, smplify
+from eft.fitting.baselines import mean_pose_fits
+from eft.fitting.heldout import (
+    LIMB_ORDER,
+    held_out_errors,
+    keypoint_box_side,
+    limbs_labelled,
+    make_held_out,
+)
+from eft.jobs.config import apply_override, config_from_dict, parse_override
+from eft.models import KeypointRegressor, load_regressor
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+DATASETS = {
+    "coco": ("coco", DATA / "coco2017_keypoints" / "person_keypoints_val2017.json"),
+    "mpii": ("mpii", DATA / "mpii_2d" / "mpii_valid_tompson.h5"),
+}
+METHODS = ("mean", "regressor", "smplify", "eft")
+NLL_PERCENTILES = (5, 25, 50, 75, 90, 95, 99)
+DEFAULT_N = 500
+
+
+# ---------------------------------------------------------------------------
+# Settings
+# ---------------------------------------------------------------------------
+
+def eft_config(args: argparse.Namespace):
+    """The EFTConfig from the shortcuts and ``--set eft.*``, validated like ``eft fit``'s
+    ``eft:`` section (unknown keys and bad values are errors naming the key)."""
+    data: dict = {"datasets": [{"kind": "coco", "path": "unused.json"}], "eft": {}}
+    if args.lr is not None:
+        data["eft"]["lr"] = args.lr
+    if args.max_iters is not None:
+        data["eft"]["max_iters"] = args.max_iters
+    if args.with_ankles is not None:
+        data["eft"]["with_ankles"] = args.with_ankles
+    smplify_over = {}
+    for text in args.set or []:
+        path, value = parse_override(text)
+        if path[0] == "eft":
+            apply_override(data, path, value)
+        elif path[0] == "smplify" and len(path) == 2:
+            smplify_over[str(path[1])] = value
+        else:
+            raise SystemExit(f"--set {text!r}: only eft.KEY[.SUB]=V and smplify.KEY=V")
+    cfg = config_from_dict(data, "--set").eft
+    fields = {f.name for f in dataclasses.fields(SmplifyConfig)}
+    unknown = sorted(set(smplify_over) - fields)
+    if unknown:
+        raise SystemExit(f"--set smplify.{unknown[0]}: unknown; known: {sorted(fields)}")
+    scfg = SmplifyConfig(rules=cfg.rules, with_hips=cfg.with_hips,
+                         openpose_weight=cfg.openpose_weight, gt_weight=cfg.gt_weight,
+                         **smplify_over)
+    return cfg, scfg, data["eft"], smplify_over
+
+
+def subset(n_total: int, n: int | None, seed: int, name: str, what: str) -> np.ndarray:
+    """Sorted indices of a seeded random subset of ``n`` of ``n_total`` (all if None)."""
+    if n is None or n >= n_total:
+        return np.arange(n_total)
+    rng = np.random.default_rng([seed, zlib.crc32(f"{name}/{what}".encode())])
+    return np.sort(rng.choice(n_total, size=n, replace=False))
+
+
+# ---------------------------------------------------------------------------
+# Running the methods
+# ---------------------------------------------------------------------------
+
+def run_method(method, exemplars, model, body, cfg, scfg, prior, batch_size):
+    targets, centers, scales, ids = exemplar_batch(exemplars)
+    kw = dict(exemplar_ids=ids, centers=centers, scales=scales)
+    if method == "mean":
+        return mean_pose_fits(model, body, targets, cfg, pose_prior=prior, **kw)
+    if method == "regressor":
+        return fit(model, body, targets, targets, cfg.replace(max_iters=1),
+                   batch_size=max(batch_size, 64), progress=False, pose_prior=prior, **kw)
+    if method == "eft":
+        return fit(model, body, targets, targets, cfg, batch_size=batch_size,
+                   progress=True, pose_prior=prior, **kw)
+    if method == "smplify":
+        with torch.no_grad():
+            init = model(targets)
+        return smplify(body, targets, init=init, config=scfg, pose_prior=prior,
+                       batch_size=256, progress=True, **kw)
+    raise ValueError(method)
+
+
+def percentiles(values: np.ndarray) -> dict:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return {}
+    return {f"p{q}": float(np.percentile(v, q)) for q in NLL_PERCENTILES}
+
+
+def all_labels_metrics(fits, box_side: np.ndarray, max_pose_nll) -> dict:
+    q = [f.quality for f in fits]
+    px = np.array([x.reproj_px for x in q], dtype=float)
+    flags: dict[str, int] = {}
+    for x in q:
+        for f in x.flags:
+            flags[f] = flags.get(f, 0) + 1
+    nll = np.array([x.pose_nll for x in q], dtype=float)
+    return {
+        "n": len(fits),
+        "accept_rate": float(np.mean([x.accepted for x in q])),
+        "flags": dict(sorted(flags.items())),
+        "median_reproj_px": float(np.nanmedian(px)),
+        "median_reproj_frac_box": float(np.nanmedian(px / box_side)),
+        "median_reproj_frac_crop": float(np.nanmedian([x.reproj_frac_bbox for x in q])),
+        "mean_iterations": float(np.mean([x.iterations for x in q])),
+        "pose_nll": percentiles(nll),
+        "pose_nll_above_rule": (float(np.mean(nll > max_pose_nll))
+                                if max_pose_nll is not None else None),
+    }
+
+
+def held_out_metrics(fits, held, slots_ok) -> dict:
+    errs = held_out_errors(held, fits, slots_ok)
+    by_joint = {}
+    for slot, s in errs.by_slot().items():
+        by_joint[SPIN49_NAMES[slot]] = s.as_dict()
+    q = [f.quality for f in fits]
+    return {
+        **errs.summary().as_dict(),
+        "by_limb": {k: v.as_dict() for k, v in errs.by_limb().items()},
+        "by_joint": by_joint,
+        "accept_rate": float(np.mean([x.accepted for x in q])),
+        "median_visible_reproj_px": float(np.nanmedian([x.reproj_px for x in q])),
+        "pose_nll": percentiles(np.array([x.pose_nll for x in q], dtype=float)),
+    }
+
+
+def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
+    kind, path = DATASETS[name]
+    t0 = time.perf_counter()
+    res = read_dataset(kind, path)
+    exemplars = res.exemplars
+    read_s = time.perf_counter() - t0
+    n = None if args.full else args.n
+    idx_all = subset(len(exemplars), n, args.seed, name, "all")
+    people = [exemplars[i] for i in idx_all]
+    box_all = np.array([keypoint_box_side(e.keypoints) for e in people])
+    kps = np.stack([e.keypoints for e in exemplars])
+    eligible = np.flatnonzero(limbs_labelled(kps))
+    idx_held = eligible[subset(len(eligible), n, args.seed, name, "held_out")]
+    held = make_held_out([exemplars[i] for i in idx_held])
+    held_people = [h.exemplar for h in held]
+    slots_ok = (body_keypoint_valid(body)).numpy()
+    out = {
+        "path": str(path.relative_to(REPO.parent)) if path.is_relative_to(REPO.parent)
+        else str(path),
+        "people_read": len(exemplars), "skipped_by_reader": res.skipped_by_reason(),
+        "eligible_held_out": len(eligible), "n_all": len(people), "n_held_out": len(held),
+        "limbs_hidden": {limb: sum(h.limb == limb for h in held) for limb in LIMB_ORDER},
+        "read_seconds": read_s, "methods": {}, "seconds": {},
+    }
+    for method in methods:
+        t = time.perf_counter()
+        fits = run_method(method, people, model, body, cfg, scfg, prior, args.batch_size)
+        t_all = time.perf_counter() - t
+        t = time.perf_counter()
+        hfits = run_method(method, held_people, model, body, cfg, scfg, prior,
+                           args.batch_size)
+        t_held = time.perf_counter() - t
+        out["methods"][method] = {
+            "all_labels": all_labels_metrics(fits, box_all, cfg.rules.max_pose_nll),
+            "held_out": held_out_metrics(hfits, held, slots_ok),
+        }
+        out["seconds"][method] = {"all_labels": t_all, "held_out": t_held}
+        m = out["methods"][method]
+        tqdm.write(f"[{name}] {method:9s} accept {m['all_labels']['accept_rate']:.3f}  "
+                   f"reproj {m['all_labels']['median_reproj_px']:.1f}px  held-out mean "
+                   f"{m['held_out']['mean']:.4f} median {m['held_out']['median']:.4f} "
+                   f"<0.1 {m['held_out']['share_below_0_1']:.3f}  "
+                   f"({t_all:.1f}+{t_held:.1f} s)")
+    return out
+
+
+def body_keypoint_valid(body) -> torch.Tensor:
+    """(49,) bool: SPIN-49 keypoints the body model defines."""
+    from eft.body.fast import KeypointLBS
+
+    return KeypointLBS(body).kp_total > 0.5
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+def _f(v, spec=".3f") -> str:
+    return "-" if v is None or (isinstance(v, float) and not np.isfinite(v)) else \
+        format(v, spec)
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        "# bench_real2d: real 2D labels (COCO val2017, MPII Tompson val)",
+        "",
+        f"Command: `{r['command']}`",
+        "",
+        f"Regressor `{r['regressor']}`; EFT settings {json.dumps(r['eft_overrides'])} over "
+        f"EFT's defaults (lr resolved: {r['eft_lr']}); SMPLify overrides "
+        f"{json.dumps(r['smplify_overrides'])}; seed {r['seed']}; "
+        f"n = {r['n'] if r['n'] is not None else 'all'} people per pass and dataset. "
+        f"Machine: {r['machine']}, {r['threads']} torch thread(s); {r['date']}; "
+        f"total {r['total_seconds']:.0f} s.",
+        "",
+        "`box` = longer side of the tight box of all the person's labelled keypoints "
+        "(image px, no margin). Held-out: person i hides limb i % 4 (left arm, right "
+        "arm, left leg, right leg), crop from the visible keypoints only; error = "
+        "projected fitted keypoint of the same slot vs the hidden label, / box, pooled "
+        "over hidden joints. `mean` = the regressor's IEF start (init_pose, "
+        "init_shape), camera by closed-form least squares on the visible keypoints.",
+        "",
+    ]
+    for name, d in r["datasets"].items():
+        lines += [
+            f"## {name} ({d['path']})",
+            "",
+            f"{d['people_read']} people read, {d['eligible_held_out']} with both arms and "
+            f"legs labelled; all-labels pass on {d['n_all']}, held-out pass on "
+            f"{d['n_held_out']} ({', '.join(f'{k} {v}' for k, v in d['limbs_hidden'].items())}).",
+            "",
+            "| method | accepted | reproj px (median) | reproj / box | held-out mean | "
+            "median | share < 0.1 | pose NLL p50 / p90 / p99 | seconds (all + held-out) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m, v in d["methods"].items():
+            a, h = v["all_labels"], v["held_out"]
+            nll = a["pose_nll"]
+            s = d["seconds"][m]
+            lines.append(
+                f"| {m} | {_f(a['accept_rate'])} | {_f(a['median_reproj_px'], '.1f')} | "
+                f"{_f(a['median_reproj_frac_box'], '.4f')} | {_f(h['mean'], '.4f')} | "
+                f"{_f(h['median'], '.4f')} | {_f(h['share_below_0_1'])} | "
+                f"{_f(nll.get('p50'), '.1f')} / {_f(nll.get('p90'), '.1f')} / "
+                f"{_f(nll.get('p99'), '.1f')} | "
+                f"{s['all_labels']:.1f} + {s['held_out']:.1f} |")
+        lines += ["", "Held-out mean error / box by hidden joint:", ""]
+        joints = sorted({j for v in d["methods"].values() for j in v["held_out"]["by_joint"]},
+                        key=SPIN49_NAMES.index)
+        lines += ["| method | " + " | ".join(joints) + " |",
+                  "|---|" + "---|" * len(joints)]
+        for m, v in d["methods"].items():
+            bj = v["held_out"]["by_joint"]
+            lines.append(f"| {m} | " + " | ".join(
+                _f(bj[j]["mean"], ".4f") if j in bj else "-" for j in joints) + " |")
+        lines += ["", "Acceptance flags (all-labels pass):", ""]
+        for m, v in d["methods"].items():
+            lines.append(f"- {m}: {json.dumps(v['all_labels']['flags'])}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--regressor", default="default",
+                    help="'default', a shipped prior's name or a .pt file (keypoint prior)")
+    ap.add_argument("--n", type=int, default=DEFAULT_N,
+                    help=f"people per pass and dataset (seeded subset; {DEFAULT_N})")
+    ap.add_argument("--full", action="store_true", help="every person (ignores --n)")
+    ap.add_argument("--methods", default=",".join(METHODS),
+                    help=f"comma-separated subset of {','.join(METHODS)}")
+    ap.add_argument("--datasets", default="coco,mpii", help="comma-separated: coco,mpii")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=None, help="EFT learning rate")
+    ap.add_argument("--max-iters", type=int, default=None, help="EFT iterations at most")
+    ap.add_argument("--with-ankles", dest="with_ankles", action="store_true", default=None,
+                    help="GT ankles in EFT's 2D loss (EFT's recipe leaves them out)")
+    ap.add_argument("--no-ankles", dest="with_ankles", action="store_false",
+                    help="GT ankles out of the 2D loss (EFT's recipe)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="eft.KEY=VALUE (any EFTConfig key, as in eft fit's eft: section, "
+                         "e.g. eft.stop_loss_2d=0, eft.rules.max_pose_nll=null) or "
+                         "smplify.KEY=VALUE; repeatable")
+    ap.add_argument("--batch-size", type=int, default=16, help="EFT exemplars per batch")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="bench_real2d",
+                    help="results name: writes scripts/results/<out>.json and .md "
+                         "(a path with a folder, e.g. /tmp/x/try, writes /tmp/x/try.json)")
+    args = ap.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    bad += [d for d in datasets if d not in DATASETS]
+    if bad or not methods or not datasets:
+        ap.error(f"unknown method/dataset {bad}; methods: {METHODS}, datasets: "
+                 f"{tuple(DATASETS)}")
+    if args.n < 1:
+        ap.error("--n must be >= 1")
+    torch.set_num_threads(args.threads)
+    cfg, scfg, eft_over, smplify_over = eft_config(args)
+
+    t_start = time.perf_counter()
+    body = BodyModel.load()
+    model = load_regressor(args.regressor)
+    if not isinstance(model, KeypointRegressor):
+        raise SystemExit(f"{args.regressor}: a {type(model).__name__}; this benchmark has "
+                         "no images and needs a keypoint regressor")
+    prior = load_default_pose_prior()
+    result = {
+        "command": "python scripts/bench_real2d.py" + "".join(
+            " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
+        "regressor": args.regressor,
+        "regressor_metadata": {k: v for k, v in getattr(model, "eft_metadata", {}).items()
+                               if isinstance(v, (str, int, float, bool))},
+        "eft_overrides": eft_over, "smplify_overrides": smplify_over,
+        "eft_config": dataclasses.asdict(cfg), "eft_lr": cfg.resolve_lr(model),
+        "seed": args.seed, "n": None if args.full else args.n, "methods_run": methods,
+        "threads": args.threads,
+        "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "torch": torch.__version__, "datasets": {},
+    }
+    for name in tqdm(datasets, desc="datasets"):
+        result["datasets"][name] = bench_dataset(name, args, model, body, cfg, scfg, prior,
+                                                 methods)
+    result["total_seconds"] = time.perf_counter() - t_start
+    out = Path(args.out)
+    out = RESULTS / f"{args.out}.json" if len(out.parts) == 1 else out.with_suffix(".json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=_json_default) + "\n")
+    out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {out} and {out.with_suffix('.md')}")
+    return result
+
+
+def _json_default(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating,)):
+        return float(v)
+    if isinstance(v, (tuple, set)):
+        return list(v)
+    return str(v)
+
+
+if __name__ == "__main__":
+    main()
