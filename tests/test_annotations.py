@@ -238,7 +238,8 @@ def test_humandata_layout(aset, written):
     with np.load(written["humandata"], allow_pickle=True) as npz:
         d = {k: npz[k] for k in npz.files}
     n = len(aset)
-    assert int(d["__temporal_len__"]) == n and bool(d["__keypoints_compressed__"])
+    assert int(d["__data_len__"]) == n and bool(d["__keypoints_compressed__"])
+    assert "__temporal_len__" not in d  # mmhuman3d >= 0.6 renamed it __data_len__
     smpl = d["smpl"].item()
     assert smpl["global_orient"].shape == (n, 3) and smpl["body_pose"].shape == (n, 23, 3)
     assert smpl["betas"].shape == (n, 10)

@@ -178,6 +178,9 @@ def test_failed_write_leaves_the_old_file(aset, files, fmt, monkeypatch):
     monkeypatch.setattr(np, "savez_compressed", boom)
     monkeypatch.setattr(H5Writer, "_flush", boom)
     import eft.annotations.eft_json as ej
+    import eft.annotations.humandata as hd
+
+    monkeypatch.setattr(hd, "portable_pickle", boom)  # HumanData's own npz writer
 
     monkeypatch.setattr(ej, "openpose18_validity", boom)
     with pytest.raises(RuntimeError, match="disk full"):

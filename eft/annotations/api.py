@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ._io import FileHeader, reading
 from .columns import Columns
 from .errors import AnnotationError
 from .model import AnnotationSet
 
-__all__ = ["FORMATS", "SUFFIXES", "detect_format", "read_annotations", "write_annotations",
+__all__ = ["FORMATS", "SUFFIXES", "DUPLICATES", "suffix_format", "detect_format",
+           "check_unique_ids", "read_annotations", "write_annotations",
            "read_columns", "iter_columns", "write_columns"]
 
 #: Every format, by the name ``--format`` takes.
 FORMATS: tuple[str, ...] = ("eft-json", "spin-npz", "h5", "humandata")
 #: Suffix -> format used when none is given (``.npz`` files are sniffed when read).
-SUFFIXES: dict[str, str] = {".json": "eft-json", ".npz": "spin-npz", ".h5": "h5",
+#: Compound suffixes (``x.humandata.npz``) are matched first.
+SUFFIXES: dict[str, str] = {".humandata.npz": "humandata", ".spin.npz": "spin-npz",
+                            ".json": "eft-json", ".npz": "spin-npz", ".h5": "h5",
                             ".hdf5": "h5"}
+#: What :func:`read_columns` does with a fit id that appears more than once: refuse the
+#: file (``error``), keep the first row of each id (``dedupe``) or keep every row
+#: (``keep``, for ``validate``, which reports them).  Ids are never renumbered.
+DUPLICATES: tuple[str, ...] = ("error", "dedupe", "keep")
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
@@ -31,16 +41,28 @@ def _check_format(format: str) -> str:
     return format
 
 
+def suffix_format(path: str | os.PathLike) -> str | None:
+    """The format :data:`SUFFIXES` gives the name of ``path`` (longest suffix first:
+    ``out.humandata.npz`` is humandata), or None."""
+    name = Path(path).name.lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return SUFFIXES[suffix]
+    return None
+
+
 def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
-    """The format of ``path``: from the suffix, and for reading ``.npz`` / unknown
-    suffixes from the content (HumanData has ``smpl`` and ``__temporal_len__``)."""
+    """The format of ``path``: from the suffix (compound ones such as
+    ``.humandata.npz`` included), and for reading ``.npz`` / unknown suffixes from the
+    content (HumanData of any mmhuman3d version, else SPIN npz)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if for_writing:
-        if suffix not in SUFFIXES:
+        fmt = suffix_format(path)
+        if fmt is None:
             raise AnnotationError(f"{path}: cannot tell the format from the suffix "
                                   f"'{suffix}'; pass --format ({', '.join(FORMATS)})")
-        return SUFFIXES[suffix]
+        return fmt
     if suffix in (".json", ".h5", ".hdf5"):
         return SUFFIXES[suffix]
     with reading(path, "annotation"):
@@ -49,20 +71,53 @@ def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
         if head == _HDF5_MAGIC:
             return "h5"
         if head[:2] == b"PK":
+            from .humandata import is_humandata_layout
+
             with zipfile.ZipFile(path) as zf:
-                names = set(zf.namelist())
-            if {"smpl.npy", "__temporal_len__.npy"} & names:
-                return "humandata"
-            return "spin-npz"
+                names = {n.removesuffix(".npy") for n in zf.namelist()}
+            return "humandata" if is_humandata_layout(names) else "spin-npz"
         if head.lstrip()[:1] in (b"{", b"["):
             return "eft-json"
     raise AnnotationError(f"{path}: not an annotation file this eft reads "
                           f"({', '.join(FORMATS)})")
 
 
-def read_columns(path: str | os.PathLike, format: str | None = None,
+def check_unique_ids(columns: Columns, path, duplicates: str = "error",
+                     ) -> tuple[Columns, list[tuple[str, int]]]:
+    """``(columns, dropped)``: ``columns`` when every fit id is unique; else an error
+    naming the first repeated id (``duplicates="error"``), the first row of each id
+    with ``dropped`` = ``[(id, row), ...]`` of the rows left out (``"dedupe"``), or all
+    rows unchanged (``"keep"``)."""
+    if duplicates not in DUPLICATES:
+        raise ValueError(f"duplicates must be one of {DUPLICATES}, got {duplicates!r}")
+    first: dict[str, int] = {}
+    dropped: list[tuple[str, int]] = []
+    for i, fid in enumerate(columns.fit_id.tolist()):
+        fid = str(fid)
+        if fid in first:
+            dropped.append((fid, i))
+        else:
+            first[fid] = i
+    if not dropped or duplicates == "keep":
+        return columns, []
+    if duplicates == "error":
+        fid, row = dropped[0]
+        raise AnnotationError(
+            f"{path}: fit id {fid!r} appears more than once (rows {first[fid]} and {row}; "
+            f"{len(dropped)} repeated row(s) in all); ids are never renumbered: fix the "
+            "file, or export with --dedupe to keep the first row of each id")
+    keep = np.ones(len(columns), bool)
+    keep[[row for _, row in dropped]] = False
+    return columns.take(np.flatnonzero(keep)), dropped
+
+
+def read_columns(path: str | os.PathLike, format: str | None = None, *,
+                 duplicates: str = "error", report: list | None = None,
                  ) -> tuple[FileHeader, Columns]:
-    """``(header, columns)`` of a file (see :func:`read_annotations`)."""
+    """``(header, columns)`` of a file (see :func:`read_annotations`).
+
+    ``duplicates``: see :data:`DUPLICATES`; with ``dedupe`` the ``(id, row)`` of every
+    row left out is appended to ``report`` (a list) when given."""
     path = Path(path)
     if not path.exists():
         raise AnnotationError(f"{path}: no such file")
@@ -75,7 +130,13 @@ def read_columns(path: str | os.PathLike, format: str | None = None,
         from .h5 import read_h5 as reader
     else:
         from .humandata import read_humandata as reader
-    return reader(path)
+    header, columns = reader(path)
+    columns, dropped = check_unique_ids(columns, path, duplicates)
+    if dropped:
+        header = dataclasses.replace(header, count=len(columns))
+        if report is not None:
+            report.extend(dropped)
+    return header, columns
 
 
 def read_annotations(path: str | os.PathLike, format: str | None = None) -> AnnotationSet:
@@ -93,9 +154,11 @@ def read_annotations(path: str | os.PathLike, format: str | None = None) -> Anno
 
 
 def iter_columns(path: str | os.PathLike, format: str | None = None,
-                 batch_rows: int = 8192) -> tuple[FileHeader, Iterator[Columns]]:
+                 batch_rows: int = 8192, *, duplicates: str = "error",
+                 report: list | None = None) -> tuple[FileHeader, Iterator[Columns]]:
     """``(header, batches)``: HDF5 files are read ``batch_rows`` at a time (memory
-    bounded); other formats are read whole and yielded in batches."""
+    bounded); other formats are read whole and yielded in batches.  Repeated fit ids
+    are handled as ``duplicates`` says (:func:`read_columns`), across batches too."""
     path = Path(path)
     fmt = _check_format(format) if format else detect_format(path)
     if fmt == "h5":
@@ -104,13 +167,37 @@ def iter_columns(path: str | os.PathLike, format: str | None = None,
         reader = H5Reader(path)
 
         def batches() -> Iterator[Columns]:
+            seen: set[str] = set()
+            row = 0
             try:
-                yield from reader.iter_columns(batch_rows)
+                for batch in reader.iter_columns(batch_rows):
+                    ids = [str(i) for i in batch.fit_id.tolist()]
+                    repeated = []
+                    for j, fid in enumerate(ids):
+                        if fid in seen:
+                            repeated.append(j)
+                        seen.add(fid)
+                    if repeated and duplicates != "keep":
+                        j = repeated[0]
+                        if duplicates == "error":
+                            raise AnnotationError(
+                                f"{path}: fit id {ids[j]!r} appears more than once (row "
+                                f"{row + j}); ids are never renumbered: fix the file, or "
+                                "export with --dedupe to keep the first row of each id")
+                        if report is not None:
+                            report.extend((ids[j], row + j) for j in repeated)
+                        keep = np.ones(len(batch), bool)
+                        keep[repeated] = False
+                        row += len(batch)
+                        batch = batch.take(np.flatnonzero(keep))
+                    else:
+                        row += len(batch)
+                    yield batch
             finally:
                 reader.close()
 
         return reader.header, batches()
-    header, columns = read_columns(path, fmt)
+    header, columns = read_columns(path, fmt, duplicates=duplicates, report=report)
 
     def whole() -> Iterator[Columns]:
         for lo in range(0, len(columns), batch_rows):

@@ -39,7 +39,10 @@ def _export(args: argparse.Namespace) -> int:
                 batch)).apply(batch, header.missing)
         return selection.apply(batch, header.missing)
 
-    header, batches = iter_columns(src, args.input_format)
+    dropped: list = []
+    header, batches = iter_columns(src, args.input_format,
+                                   duplicates="dedupe" if args.dedupe else "error",
+                                   report=dropped)
     filters = {k: v for k, v in (
         ("accepted_only", args.accepted_only), ("strict", args.strict),
         ("max_loss_2d", args.max_loss), ("max_reproj_px", args.max_reproj_px),
@@ -73,6 +76,10 @@ def _export(args: argparse.Namespace) -> int:
     if review is not None:
         print(review.report())
     print(f"wrote {dst} ({fmt}): {kept} of {total} fits")
+    if dropped:
+        shown = ", ".join(f"{fid!r} (row {row})" for fid, row in dropped[:5])
+        print(f"--dedupe: left out {len(dropped)} row(s) repeating an earlier fit id: "
+              f"{shown}{' ...' if len(dropped) > 5 else ''}")
     lost = {"spin-npz": ["quality", "exemplar_meta", "keypoints3d_openpose"],
             "humandata": ["quality", "exemplar_meta"]}.get(fmt, [])
     lost = sorted(set(lost) | set(header.missing))
@@ -94,7 +101,7 @@ def _validate(args: argparse.Namespace) -> int:
     from .api import iter_columns
     from .validate import validate_columns
 
-    header, batches = iter_columns(Path(args.file), args.input_format)
+    header, batches = iter_columns(Path(args.file), args.input_format, duplicates="keep")
     prov = header.provenance
     report = validate_columns(batches, header.missing, prov.focal_length, prov.img_res)
     lines = report.lines()
@@ -123,7 +130,7 @@ def register(subparsers) -> None:
     exp.add_argument("-o", "--output", required=True, help="file to write")
     exp.add_argument("--format", choices=FORMAT_CHOICES, default=None,
                      help="output format (default: from the output suffix: .json eft-json, "
-                          ".npz spin-npz, .h5 h5)")
+                          ".humandata.npz humandata, .npz spin-npz, .h5 h5)")
     exp.add_argument("--input-format", choices=FORMAT_CHOICES, default=None, help=fmt_help)
     exp.add_argument("--accepted-only", action="store_true",
                      help="keep accepted fits only (after --strict re-judging, if given)")
@@ -150,6 +157,9 @@ def register(subparsers) -> None:
     exp.add_argument("--no-keypoints3d", action="store_true",
                      help="spin-npz / humandata: leave out the fits' 3D keypoints (S / "
                           "keypoints3d), so trainers apply no 3D loss to them")
+    exp.add_argument("--dedupe", action="store_true",
+                     help="keep the first row of each repeated fit id (listed) instead of "
+                          "refusing the file; ids are never renumbered")
     exp.add_argument("--imgname-prefix", default="",
                      help="spin-npz: prefix for imgname (e.g. train2014/)")
     exp.set_defaults(func=_export)

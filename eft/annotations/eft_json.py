@@ -293,10 +293,7 @@ def read_eft_json(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         for chunk in _chunks(people, _READ_ROWS):
             parts.append(_parse_people(chunk, offset, path, provenance, dbname, missing))
             offset += len(chunk)
-    columns = Columns.concat(parts)
-    if len(set(columns.fit_id.tolist())) != len(columns):
-        # e.g. a release without annotation ids: number the people instead
-        columns.fit_id = _object_array([f"{dbname or 'eft'}/{i}" for i in range(len(columns))])
+    columns = Columns.concat(parts)  # ids as the file gives them: never renumbered
     header = FileHeader(provenance=provenance, missing=frozenset(missing),
                         schema_version=version, count=len(columns), format="eft-json")
     return header, columns
@@ -321,13 +318,17 @@ def _parse_people(people: list, offset: int, path: Path, provenance: Provenance,
     kp3d = _field(people, "fit_keypoint_3d", (49, 3), np.float32, path, offset,
                   default=nan3d)
     quality = unknown_quality(kp2d, betas)
-    with_q = [i for i, p in enumerate(people) if isinstance(p.get("quality"), dict)]
+    with_q, known = [], []
+    for i, p in enumerate(people):
+        row = _quality_row(p.get("quality"))
+        if row is not None:
+            with_q.append(i)
+            known.append(row)
     if len(with_q) < n:
-        missing.add("quality")
-    if with_q:
-        known = _read_quality([people[i] for i in with_q])
-        for k, v in known.items():
-            quality[k][with_q] = v
+        missing.add("quality")  # rows without a (readable) quality keep unknown_quality
+    for k in quality:
+        for i, row in zip(with_q, known, strict=True):
+            quality[k][i] = row[k]
     ids, sources, paths, sizes, metas = [], [], [], [], []
     for i, p in enumerate(people):
         ex = p.get("exemplar") if isinstance(p.get("exemplar"), dict) else {}
@@ -355,14 +356,34 @@ def _parse_people(people: list, offset: int, path: Path, provenance: Provenance,
         image_size=np.asarray(sizes, np.int64).reshape(n, 2), meta=_object_array(metas))
 
 
-def _read_quality(people: list) -> dict[str, np.ndarray]:
-    qs = [p["quality"] for p in people]
-    q: dict[str, np.ndarray] = {}
-    for k in QUALITY_FLOAT:
-        q[k] = np.array([math.nan if d.get(k) is None else float(d[k]) for d in qs])
-    for k in QUALITY_INT:
-        q[k] = np.array([int(d.get(k) or 0) for d in qs], np.int64)
-    for k in QUALITY_BOOL:
-        q[k] = np.array([bool(d.get(k)) for d in qs], bool)
-    q["flags"] = _object_array([tuple(str(f) for f in (d.get("flags") or ())) for d in qs])
-    return q
+def _quality_row(d: Any) -> dict[str, Any] | None:
+    """One person's quality record as column values, or None when it is absent or
+    malformed (a value of the wrong type): that person's quality is then unknown, the
+    others' is kept."""
+    if not isinstance(d, dict):
+        return None
+    row: dict[str, Any] = {}
+    try:
+        for k in QUALITY_FLOAT:
+            v = d.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                return None
+            row[k] = math.nan if v is None else float(v)
+        for k in QUALITY_INT:
+            v = d.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)
+                                  or not -2 ** 63 <= v < 2 ** 63):
+                return None
+            row[k] = int(v or 0)
+        for k in QUALITY_BOOL:
+            v = d.get(k)
+            if v is not None and not isinstance(v, bool):
+                return None
+            row[k] = bool(v)
+        flags = d.get("flags") or ()
+        if isinstance(flags, str) or not isinstance(flags, (list, tuple)):
+            return None
+        row["flags"] = tuple(str(f) for f in flags)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return row

@@ -3,7 +3,7 @@
 Layout (``annotations/SCHEMA.md`` has every field)::
 
     /                 attrs: format, schema_version, provenance (JSON), missing (JSON),
-                             flag_names (JSON), writer, count
+                             flag_names (JSON), writer, count, camera_convention (JSON)
     /fits/            fit_id, rotmat, pose_aa, betas, cam_weak, cam_t, keypoints3d,
                       center, scale
     /quality/         loss_2d_init, ..., accepted, flags (bit mask over flag_names)
@@ -11,12 +11,14 @@ Layout (``annotations/SCHEMA.md`` has every field)::
                       image_size, meta (JSON)
 
 Every dataset has the fits along axis 0, chunks of ``chunk_rows`` rows and unlimited
-length.  :class:`H5Writer` writes whole chunks and buffers less than one chunk plus the
-last batch, so writing N fits takes memory independent of N; :class:`H5Reader` reads any
-row range.  Strings are fixed-width UTF-8 (zero-padded; they compress to almost
-nothing): HDF5's variable-length strings keep memory in the library that grows with
-every string written.  A string longer than its dataset's width widens the dataset
-(rows copied a chunk at a time).
+length, and describes itself in attributes: ``unit``, ``description`` and, where they
+apply, ``columns`` (JSON: what each last-axis column is, e.g. ``x, y, confidence``),
+``joint_order`` + ``joint_names`` (JSON) and ``camera``.  :class:`H5Writer` writes
+whole chunks and buffers less than one chunk plus the last batch, so writing N fits
+takes memory independent of N; :class:`H5Reader` reads any row range.  Strings are
+fixed-width UTF-8 (zero-padded; they compress to almost nothing): HDF5's variable-length
+strings keep memory in the library that grows with every string written.  A string
+longer than its dataset's width widens the dataset (rows copied a chunk at a time).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from ._io import FileHeader, check_schema_version, fsync_file, provenance_from_j
 from .columns import QUALITY_BOOL, QUALITY_FLOAT, QUALITY_INT, Columns, _object_array
 from .errors import AnnotationError
 from .model import FORMAT_NAME, SCHEMA_VERSION
-from .provenance import Provenance
+from .provenance import CAMERA_CONVENTION, Provenance
 
 __all__ = ["H5Writer", "H5Reader", "write_h5", "read_h5", "DEFAULT_CHUNK_ROWS"]
 
@@ -70,6 +72,83 @@ _LAYOUT: dict[str, tuple[str, tuple[int, ...], Any]] = {
     "image_size": ("exemplars", (2,), np.int32),
     "meta": ("exemplars", (), "str"),
 }
+
+
+_SPIN49 = "SPIN-49: 25 OpenPose slots then 24 ground-truth slots (joint_names)"
+_CAM = "eft-weak-perspective (root attribute camera_convention)"
+#: Attributes of every dataset: ``unit``, ``description`` and, where rows hold joints or
+#: columns, ``joint_names`` / ``columns`` (JSON lists) so the file explains itself.
+_DESCRIBE: dict[str, dict[str, Any]] = {
+    "fit_id": {"unit": "", "description": "unique fit id (= exemplar id); never renumbered"},
+    "rotmat": {"unit": "rotation matrix", "joint_order": "SMPL-24",
+               "description": "SMPL pose: per-joint rotation matrices relative to the "
+                              "parent (joint 0: global orientation in the crop camera "
+                              "frame)"},
+    "pose_aa": {"unit": "radians (axis-angle)", "joint_order": "SMPL-24",
+                "description": "SMPL pose as 24 x 3 axis-angle, flattened to 72"},
+    "betas": {"unit": "", "description": "SMPL shape coefficients (10)"},
+    "cam_weak": {"unit": "crop-normalised", "columns": ["s", "tx", "ty"],
+                 "camera": _CAM,
+                 "description": "weak-perspective camera: x_norm = s * X[:2] + [tx, ty]; "
+                                "x_img = center + 100 * scale * x_norm"},
+    "cam_t": {"unit": "metres", "columns": ["tx", "ty", "tz"], "camera": _CAM,
+              "description": "perspective translation equivalent to cam_weak: "
+                             "[tx/s, ty/s, 2 * focal_length / (img_res * s)]"},
+    "keypoints3d": {"unit": "metres", "joint_order": _SPIN49, "columns": ["x", "y", "z"],
+                    "camera": _CAM,
+                    "description": "fitted 3D keypoints in the crop camera axes (x right, "
+                                   "y down, z away); NaN where the body has none"},
+    "center": {"unit": "pixels (image)", "columns": ["x", "y"],
+               "description": "crop centre (SPIN's bbox center)"},
+    "scale": {"unit": "pixels / 200", "description": "crop side = 200 * scale px (SPIN)"},
+    "loss_2d_init": {"unit": "crop-normalised squared error",
+                     "description": "EFT 2D keypoint loss before fine-tuning"},
+    "loss_2d_final": {"unit": "crop-normalised squared error",
+                      "description": "EFT 2D keypoint loss of the kept parameters"},
+    "reproj_px": {"unit": "pixels (image)",
+                  "description": "mean reprojection error of the annotated keypoints"},
+    "reproj_frac_bbox": {"unit": "fraction of the crop side",
+                         "description": "reproj_px / (200 * scale)"},
+    "max_abs_beta": {"unit": "", "description": "max |betas|"},
+    "pose_nll": {"unit": "nats", "description": "negative log-likelihood of the pose "
+                                                "under the pose prior; NaN when not scored"},
+    "iterations": {"unit": "steps", "description": "forward passes run"},
+    "n_valid_keypoints": {"unit": "keypoints",
+                          "description": "annotated ground-truth keypoints (SPIN slots "
+                                         "25..48)"},
+    "converged": {"unit": "bool (0/1)", "description": "stopped below the loss threshold"},
+    "accepted": {"unit": "bool (0/1)", "description": "passed the quality rules"},
+    "flags": {"unit": "bit mask",
+              "description": "quality flags: bit i set = flag_names[i] (root attribute)"},
+    "keypoints2d": {"unit": "pixels (image)", "joint_order": _SPIN49,
+                    "columns": ["x", "y", "confidence"],
+                    "description": "the 2D keypoints fitted to; confidence 0 = not "
+                                   "annotated (x, y then meaningless)"},
+    "image_name": {"unit": "", "description": "image path relative to the dataset's "
+                                              "image root (folders kept)"},
+    "image_path": {"unit": "", "description": "image path as the reader resolved it"},
+    "annot_id": {"unit": "", "description": "annotation id in the source dataset; -1 none"},
+    "dataset": {"unit": "", "description": "source dataset name"},
+    "source": {"unit": "", "description": "keypoint format of the source annotation"},
+    "image_size": {"unit": "pixels", "columns": ["width", "height"],
+                   "description": "image size; -1 when unknown"},
+    "meta": {"unit": "", "description": "other exemplar metadata (JSON object)"},
+}
+assert set(_DESCRIBE) == set(_LAYOUT)
+
+
+def _dataset_attrs(name: str) -> dict[str, str]:
+    """The attributes of dataset ``name`` (strings; lists as JSON)."""
+    from eft.body import joints as J
+
+    d = dict(_DESCRIBE[name])
+    order = d.pop("joint_order", None)
+    out = {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in d.items()}
+    if order is not None:
+        names = J.SMPL24_NAMES if order == "SMPL-24" else J.SPIN49_NAMES
+        out["joint_order"] = order
+        out["joint_names"] = json.dumps(list(names))
+    return out
 
 
 def _h5py():
@@ -229,6 +308,12 @@ class H5Writer:
         attrs["flag_names"] = json.dumps(self._flag_names)
         attrs["writer"] = f"eft {__version__}"
         attrs["count"] = self.count
+        attrs["camera_convention"] = json.dumps(
+            {**CAMERA_CONVENTION, "focal_length": self.provenance.focal_length,
+             "img_res": self.provenance.img_res})
+        for name, dset in self._datasets.items():
+            for key, value in _dataset_attrs(name).items():
+                dset.attrs[key] = value
 
     def _flag_bits(self, flags: np.ndarray) -> np.ndarray:
         out = np.zeros(len(flags), np.uint32)

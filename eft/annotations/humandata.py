@@ -1,23 +1,37 @@
 """mmhuman3d HumanData npz (``HumanData.fromfile`` loads it).
 
-What is written mirrors mmhuman3d's own EFT converter: ``image_path``, ``bbox_xywh``
-(the square crop, confidence 1), ``config="eft"``, ``smpl`` (``global_orient`` (N, 3),
-``body_pose`` (N, 23, 3), ``betas`` (N, 10), axis-angle), ``keypoints2d`` compressed by
-``keypoints2d_mask`` in mmhuman3d's 190-keypoint ``human_data`` convention, plus
-``keypoints3d`` (the fit's own, optional) and a ``misc`` dict with our extras (fit ids,
-camera, annotation ids, provenance).  Lossy: no quality, no exemplar metadata.
+What is written mirrors mmhuman3d's own EFT converter: ``image_path`` (relative to the
+dataset's image root, folders kept), ``bbox_xywh`` (the square crop, confidence 1),
+``config="eft"``, ``smpl`` (``global_orient`` (N, 3), ``body_pose`` (N, 23, 3),
+``betas`` (N, 10), axis-angle), ``keypoints2d`` compressed by ``keypoints2d_mask`` in
+mmhuman3d's 190-keypoint ``human_data`` convention, plus ``keypoints3d`` (the fit's own,
+optional), ``__data_len__`` (mmhuman3d >= 0.6's name of ``__temporal_len__``) and a
+``misc`` dict with our extras (fit ids, camera, annotation ids, provenance).  Lossy: no
+quality, no exemplar metadata.
 
-The file pickles its dicts (that is HumanData's layout); :func:`read_humandata`
-unpickles them with an allow-list (numpy arrays and plain containers only), never
-running code from the file.
+``smpl`` and ``misc`` must be dicts for ``HumanData.fromfile``, and an npz can hold a
+dict only pickled.  Their pickles name no NumPy module that moved between versions:
+every array is rebuilt through ``numpy.ndarray`` and ``numpy.dtype`` alone (NumPy's own
+pickles name ``numpy._core.multiarray._reconstruct``, which NumPy < 1.26 cannot import:
+``No module named 'numpy._core'``).  Every other key is a plain array or string that
+loads with ``allow_pickle=False``.  :func:`read_humandata` unpickles with an allow-list
+(numpy arrays and plain containers only), never running code from the file.
+
+Reading also takes mmhuman3d's 2021 layout (``keypoints2d`` in its 144-keypoint
+``smplx`` convention with a ``mask``, no ``__temporal_len__``); keypoints are mapped to
+SPIN-49 by name.  A HumanData file without ``smpl`` holds no fits: reading it as an
+annotation file is an error that says so.
 """
 
 from __future__ import annotations
 
+import copyreg
+import io
 import json
 import os
 import pickle
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +51,7 @@ from .model import FORMAT_NAME, SCHEMA_VERSION
 from .provenance import Provenance
 
 __all__ = ["write_humandata", "read_humandata", "HUMAN_DATA_NAMES", "SPIN49_TO_HUMAN_DATA",
-           "load_npz_safely"]
+           "SMPLX_144_NAMES", "load_npz_safely", "portable_pickle", "is_humandata_layout"]
 
 
 def _numbered(prefix: str, numbers) -> list[str]:
@@ -86,6 +100,16 @@ HUMAN_DATA_NAMES: tuple[str, ...] = tuple(
 )
 assert len(HUMAN_DATA_NAMES) == 190 and len(set(HUMAN_DATA_NAMES)) == 190
 
+#: mmhuman3d's ``smplx`` keypoint convention (144 names): the first 144 of HUMAN_DATA.
+#: Its 2021 files store ``keypoints2d`` in it.
+SMPLX_144_NAMES: tuple[str, ...] = HUMAN_DATA_NAMES[:144]
+#: Conventions by their keypoint count, for files that do not name theirs.
+_CONVENTIONS = {190: HUMAN_DATA_NAMES, 144: SMPLX_144_NAMES}
+#: Where a convention lacks the name of a SPIN-49 slot, the name that stands in for it
+#: (the dataset hips/neck/head of ``human_data`` are plain SMPL-X joints in ``smplx``).
+_STAND_INS = {"right_hip_extra": "right_hip", "left_hip_extra": "left_hip",
+              "neck_extra": "neck"}
+
 #: mmhuman3d's name of each SPIN-49 slot (its ``smpl_49`` convention), in SPIN-49 order.
 SPIN49_HUMAN_DATA: tuple[str, ...] = tuple(
     [f"{n}_openpose" for n in _OPENPOSE]
@@ -119,7 +143,7 @@ def write_humandata(columns: Columns, provenance: Provenance, path: str | os.Pat
     lost = set(missing) | {"quality", "exemplar_meta"}
     data: dict[str, Any] = {
         "__key_strict__": False,
-        "__temporal_len__": n,
+        "__data_len__": n,
         "__keypoints_compressed__": True,
         "image_path": np.array([str(p) for p in c.image_names()] if n else [], dtype=str),
         "bbox_xywh": bbox.astype(np.float64),
@@ -152,9 +176,56 @@ def write_humandata(columns: Columns, provenance: Provenance, path: str | os.Pat
     }
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **data)
+            _savez_portable(fh, data)
         fsync_file(tmp)
     return Path(path)
+
+
+# -- portable writing -----------------------------------------------------------------
+
+class _PortablePickler(pickle.Pickler):
+    """Pickles arrays as ``numpy.ndarray.__new__`` + ``__setstate__`` (NEWOBJ), so the
+    only globals are ``numpy.ndarray`` and ``numpy.dtype``: NumPy 1.x and 2.x load it."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if type(obj) is np.ndarray:
+            return copyreg.__newobj__, (np.ndarray, (0,), "b"), obj.__reduce__()[2]
+        return NotImplemented
+
+
+def _no_numpy_scalars(obj: Any) -> Any:
+    """``obj`` with NumPy scalars (inside dicts, lists, tuples) as Python numbers."""
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: _no_numpy_scalars(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_no_numpy_scalars(v) for v in obj)
+    return obj
+
+
+def portable_pickle(obj: Any) -> bytes:
+    """Pickle ``obj`` (dicts, lists, strings, numbers, NumPy arrays; NumPy scalars become
+    Python numbers) naming no NumPy module but ``numpy`` itself (module docstring)."""
+    buf = io.BytesIO()
+    _PortablePickler(buf, protocol=3).dump(_no_numpy_scalars(obj))
+    return buf.getvalue()
+
+
+def _savez_portable(fh, data: dict[str, Any]) -> None:
+    """``np.savez_compressed(fh, **data)``, but objects (dicts) pickled portably."""
+    with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, value in data.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as member:
+                if isinstance(value, (dict, list)):
+                    arr = np.empty((), dtype=object)
+                    arr[()] = value
+                    np.lib.format.write_array_header_1_0(
+                        member, np.lib.format.header_data_from_array_1_0(arr))
+                    member.write(portable_pickle(arr))
+                else:
+                    np.lib.format.write_array(member, np.asanyarray(value),
+                                              allow_pickle=False)
 
 
 # -- safe loading ---------------------------------------------------------------------
@@ -213,8 +284,7 @@ def read_humandata(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         data = load_npz_safely(path)
         smpl = data.get("smpl")
         if not isinstance(smpl, dict) or "body_pose" not in smpl:
-            raise AnnotationError(f"{path}: not a HumanData file with SMPL parameters "
-                                  "(no 'smpl' dict)")
+            raise AnnotationError(_no_fits_message(path, data))
         misc = data.get("misc") if isinstance(data.get("misc"), dict) else {}
         ours = misc.get("eft_format") == FORMAT_NAME
         version = check_schema_version(misc.get("eft_schema_version"), path) if ours else None
@@ -263,7 +333,7 @@ def read_humandata(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         missing.add("provenance")
     metas = []
     for i in range(n):
-        meta = {"imageName": images[i].replace("\\", "/").rsplit("/", 1)[-1]}
+        meta = {"imageName": images[i].replace("\\", "/")}
         if annot[i] >= 0:
             meta["annotId"] = int(annot[i])
         if provenance.dataset:
@@ -280,6 +350,83 @@ def read_humandata(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
                       schema_version=version, count=n, format="humandata"), columns
 
 
+_LEN_KEYS = ("__data_len__", "__temporal_len__")
+
+
+def is_humandata_layout(names: set[str]) -> bool:
+    """Whether npz member names (without ``.npy``) look like a HumanData file of any
+    mmhuman3d version (2021 files have ``keypoints2d`` + ``mask`` and no length key)."""
+    return bool({"smpl", "smplx", *_LEN_KEYS} & names) or (
+        "keypoints2d" in names and bool({"mask", "keypoints2d_mask"} & names)
+        and "imgname" not in names)
+
+
+def _no_fits_message(path, data: dict) -> str:
+    """What a HumanData file without SMPL parameters holds, in one line."""
+    held = []
+    for key in ("keypoints2d", "keypoints3d"):
+        arr = data.get(key)
+        if isinstance(arr, np.ndarray) and arr.ndim == 3:
+            held.append(f"{key} ({arr.shape[0]} people x {arr.shape[1]})")
+    if isinstance(data.get("bbox_xywh"), np.ndarray):
+        held.append("boxes")
+    what = ", ".join(held) if held else "no people"
+    return (f"{path}: HumanData file without SMPL fits (no 'smpl' dict): it holds {what}; "
+            "there is nothing to read as annotations. To fit its people, use it as a "
+            "dataset (eft fit, kind: humandata)")
+
+
+def _mask_of(data: dict, key: str, k: int) -> np.ndarray | None:
+    """The (K_full,) keypoint mask of ``key``: ``<key>_mask``, else 2021's ``mask``."""
+    for name in (f"{key}_mask", "mask"):
+        m = data.get(name)
+        if m is not None:
+            m = np.asarray(m).reshape(-1)
+            if name == "mask" and m.size not in _CONVENTIONS:
+                continue
+            return m.astype(bool)
+    return None
+
+
+def convention_names(data: dict, key: str, k: int) -> tuple[str, ...]:
+    """Keypoint names of a HumanData keypoint array with ``k`` stored keypoints: from
+    ``<key>_convention`` or the mask's / the array's length (190 ``human_data``, 144
+    ``smplx``).  Stored (compressed) arrays hold the masked names only."""
+    conv = data.get(f"{key}_convention")
+    mask = _mask_of(data, key, k)
+    full_len = mask.size if mask is not None else k
+    if conv is not None and str(conv) in ("human_data", "smplx"):
+        full = HUMAN_DATA_NAMES if str(conv) == "human_data" else SMPLX_144_NAMES
+    elif full_len in _CONVENTIONS:
+        full = _CONVENTIONS[full_len]
+    else:
+        raise AnnotationError(f"'{key}' has {k} keypoints in an unknown convention "
+                              f"({str(conv) if conv is not None else 'none named'}); "
+                              "known: human_data (190), smplx (144)")
+    if k == len(full):
+        return full
+    if mask is None or mask.size != len(full) or int(mask.sum()) != k:
+        raise AnnotationError(f"compressed '{key}' ({k} keypoints) without a matching mask")
+    return tuple(n for n, m in zip(full, mask, strict=True) if m)
+
+
+def keypoints_to_spin49(raw: np.ndarray, names: Sequence[str],
+                        present: np.ndarray | None = None) -> np.ndarray:
+    """(N, 49, D) SPIN-49 slots of keypoints ``raw`` (N, K, D) named ``names`` (mmhuman3d
+    names), mapped by name; slots without a keypoint get zeros.  ``present``: (K,) bool,
+    which of the K are real (a 190-long mask)."""
+    index = {n: j for j, n in enumerate(names)}
+    ok = np.ones(len(names), bool) if present is None else np.asarray(present, bool)
+    out = np.zeros((raw.shape[0], 49, raw.shape[2]))
+    for slot, name in enumerate(SPIN49_HUMAN_DATA):
+        j = index.get(name)
+        if (j is None or not ok[j]) and name in _STAND_INS:
+            j = index.get(_STAND_INS[name])
+        if j is not None and ok[j]:
+            out[:, slot] = raw[:, j]
+    return out
+
+
 def _keypoints(data: dict, key: str, dims: int, n: int, path) -> np.ndarray | None:
     """SPIN-49 slots of a HumanData keypoint array (compressed or padded), (N, 49, dims);
     slots the file does not have get zeros (confidence 0)."""
@@ -288,18 +435,10 @@ def _keypoints(data: dict, key: str, dims: int, n: int, path) -> np.ndarray | No
     raw = np.asarray(data[key], np.float64)
     if raw.ndim != 3 or raw.shape[0] != n or raw.shape[2] != dims:
         raise AnnotationError(f"{path}: '{key}' must be (N, K, {dims}), got {raw.shape}")
-    out = np.zeros((n, 49, dims))
-    mask = data.get(f"{key}_mask")
-    if raw.shape[1] == 190:
-        present = np.ones(190, bool) if mask is None else np.asarray(mask).astype(bool)
-        ok = present[SPIN49_TO_HUMAN_DATA]
-        out[:, ok] = raw[:, SPIN49_TO_HUMAN_DATA[ok]]
-        return out
-    if mask is None or int(np.asarray(mask).astype(bool).sum()) != raw.shape[1]:
-        raise AnnotationError(f"{path}: compressed '{key}' without a matching mask")
-    positions = np.flatnonzero(np.asarray(mask).astype(bool))
-    where = {int(p): j for j, p in enumerate(positions)}
-    for slot, hd in enumerate(SPIN49_TO_HUMAN_DATA):
-        if int(hd) in where:
-            out[:, slot] = raw[:, where[int(hd)]]
-    return out
+    try:
+        names = convention_names(data, key, raw.shape[1])
+    except AnnotationError as exc:
+        raise AnnotationError(f"{path}: {exc}") from None
+    mask = _mask_of(data, key, raw.shape[1])
+    present = mask if mask is not None and mask.size == raw.shape[1] else None
+    return keypoints_to_spin49(raw, names, present)

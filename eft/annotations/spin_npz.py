@@ -1,8 +1,10 @@
-"""SPIN-style npz (what SPIN's and EFT's training code load): ``imgname``, ``center``,
-``scale``, ``part``, ``openpose``, ``pose``, ``shape``, ``has_smpl`` and ``S``, plus
-``eft_*`` keys SPIN ignores (fit ids, camera, annotation ids, provenance).  Lossy: no
-quality, no 3D keypoints of the OpenPose slots, no exemplar metadata beyond the image
-name and annotation id.  No pickled objects: it loads with ``allow_pickle=False``.
+"""SPIN-style npz (what SPIN's and EFT's training code load): ``imgname`` (relative to
+the dataset's image root, folders kept: ``train2014/x.jpg``), ``center``, ``scale``,
+``part``, ``openpose``, ``pose``, ``shape``, ``has_smpl``, ``S`` and ``annotIds`` (the
+annotation ids EFT's ``BaseDataset`` reads; -1 where none), plus ``eft_*`` keys SPIN
+ignores (fit ids, camera, provenance).  Lossy: no quality, no 3D keypoints of the
+OpenPose slots, no exemplar metadata beyond the image name and annotation id.  No
+pickled objects: it loads with ``allow_pickle=False``.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def write_spin_npz(columns: Columns, provenance: Provenance, path: str | os.Path
         "eft_missing": np.array(json.dumps(sorted(lost))),
         "eft_fit_id": _str_array(c.fit_id) if n else np.zeros(0, "<U1"),
         "eft_cam": np.asarray(c.cam_weak, np.float32),
-        "eft_annot_id": c.annot_ids(),
+        "annotIds": c.annot_ids(),
     })
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -125,14 +127,15 @@ def read_spin_npz(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         cam = _get(npz, "eft_cam", (3,), np.float32, path) if "eft_cam" in keys else None
         ids = (np.asarray(npz["eft_fit_id"]).astype(str).tolist() if "eft_fit_id" in keys
                else [f"{path.stem}/{i}" for i in range(n)])
-        annot = (np.asarray(npz["eft_annot_id"]).astype(np.int64) if "eft_annot_id" in keys
+        annot_key = next((k for k in ("annotIds", "eft_annot_id") if k in keys), None)
+        annot = (np.asarray(npz[annot_key]).astype(np.int64).reshape(-1) if annot_key
                  else np.full(n, -1, np.int64))
         provenance = provenance_from_json(
             str(npz["eft_provenance"]) if "eft_provenance" in keys else None, path)
         missing = set(json.loads(str(npz["eft_missing"]))) if "eft_missing" in keys else set()
         for name, arr in (("center", center), ("scale", scale), ("part", part),
                           ("openpose", openpose), ("pose", pose), ("shape", betas),
-                          ("eft_fit_id", ids), ("eft_annot_id", annot)):
+                          ("eft_fit_id", ids), (annot_key or "annotIds", annot)):
             if len(arr) != n:
                 raise AnnotationError(f"{path}: '{name}' has {len(arr)} rows, imgname {n}")
     missing |= {"quality", "exemplar_meta"}
@@ -152,7 +155,7 @@ def read_spin_npz(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
     dataset = provenance.dataset
     metas = []
     for i in range(n):
-        meta = {"imageName": imgname[i].replace("\\", "/").rsplit("/", 1)[-1]}
+        meta = {"imageName": imgname[i].replace("\\", "/")}
         if annot[i] >= 0:
             meta["annotId"] = int(annot[i])
         if dataset:

@@ -8,7 +8,9 @@ field               required  meaning
 ``image``           yes       image path, relative to ``image_root`` (default: the
                               file's folder) or absolute
 ``person_id``       no        unique id of the person; default ``<image stem>/<k>``, k
-                              counting the image's people in file order
+                              counting the image's people in file order (images
+                              whose stem another image shares, e.g. seqA/img_0.jpg
+                              and seqB/img_0.jpg, use the path without suffix)
 ``keypoint_format`` yes*      a name from :data:`eft.body.joints.KEYPOINT_FORMATS`
                               (``coco17``, ``mpii16``, ``lsp14``, ``posetrack17``,
                               ``crowdpose14``, ``openpose25``, ``openpose18``,
@@ -159,6 +161,13 @@ def read_generic(
     out = ReadResult()
     seen: set[str] = set()
     per_image: dict[str, int] = {}
+    # stems that name several images (3DPW-style seqA/image_00000.jpg, seqB/...): those
+    # images' default ids keep their folders; every other id stays <stem>/<k>
+    images_by_stem: dict[str, set[str]] = {}
+    for rec in records:
+        if isinstance(rec, dict) and isinstance(rec.get("image"), str):
+            images_by_stem.setdefault(PurePosixPath(rec["image"]).stem, set()).add(
+                rec["image"])
     for i, rec in enumerate(records):
         if not isinstance(rec, dict) or not isinstance(rec.get("image"), str) \
                 or not rec["image"]:
@@ -168,7 +177,13 @@ def read_generic(
         k = per_image.get(image, 0)
         per_image[image] = k + 1
         pid = rec.get("person_id")
-        pid = f"{PurePosixPath(image).stem}/{k}" if pid is None else str(pid)
+        if pid is None:
+            ipath = PurePosixPath(image)
+            shared = len(images_by_stem.get(ipath.stem, ())) > 1
+            name = ipath.with_suffix("").as_posix().lstrip("/") if shared else ipath.stem
+            pid = f"{name}/{k}"
+        else:
+            pid = str(pid)
         eid = f"{dataset}/{pid}"
         if eid in seen:
             out.skipped.append(Skipped(eid, "duplicate_id", f"record {i}"))
@@ -206,6 +221,7 @@ def read_generic(
         out.exemplars.append(Exemplar(
             id=eid, image_path=str(img if img.is_absolute() else root / img),
             center=cs[0], scale=cs[1], keypoints=kps49.astype(np.float64), source=fmt,
-            meta={"imageName": img.name, "personId": pid, "record": i, "dataset": dataset},
+            meta={"imageName": img.name if img.is_absolute() else img.as_posix(),
+                  "personId": pid, "record": i, "dataset": dataset},
         ))
     return out

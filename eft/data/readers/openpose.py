@@ -146,7 +146,16 @@ def read_openpose(
             out.exemplars.append(Exemplar(
                 id=eid, image_path=str(image), center=cs[0], scale=cs[1],
                 keypoints=kps49, source=fmt,
-                meta={"imageName": image.name, "stem": stem, "personIndex": p,
+                meta={"imageName": _relative_name(image, root), "stem": stem,
+                      "personIndex": p,
                       "file": f.name, "dataset": dataset},
             ))
     return out
+
+
+def _relative_name(image: Path, root: Path) -> str:
+    """``image`` relative to the image root, sub-folders kept (``clip1/frame_1.png``)."""
+    try:
+        return image.relative_to(root).as_posix()
+    except ValueError:
+        return image.name
