@@ -9,15 +9,94 @@ that depends linearly on the betas (and on the pose-corrective features), so::
 
 with ``A_j`` smplx's relative joint transforms.  This is exact, pose correctives
 included, and costs O(49 * 24) per body instead of O(V * 24).
+
+The kinematic chain (:func:`rigid_transform_levels`) is evaluated level by level of the
+tree: one batched 4x4 product per depth (8 for SMPL) instead of smplx's 23 sequential
+products, each of which also reads its parent index with a ``.item()``.  Every entry is
+the same 4-term dot product in the same order as in
+:func:`smplx.lbs.batch_rigid_transform`, so the results are identical bit for bit.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
-from smplx.lbs import batch_rigid_transform
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from eft.body.model import BodyModel
+
+
+def kinematic_levels(parents: Sequence[int]) -> list[tuple[list[int], list[int]]]:
+    """The tree ``parents`` (J,) (root first, ``parents[0]`` ignored) split by depth.
+
+    Returns, for each depth d >= 1, ``(joints, parent_positions)``: the joints at depth d
+    and, for each, the position of its parent in the concatenation of the earlier levels'
+    joints (root first), which is the order :func:`rigid_transform_levels` builds.
+    """
+    parents = [int(p) for p in parents]
+    depth = [0] * len(parents)
+    for j in range(1, len(parents)):
+        if not 0 <= parents[j] < j:
+            raise ValueError(f"joint {j}'s parent {parents[j]} does not come before it")
+        depth[j] = depth[parents[j]] + 1
+    order = [0]
+    levels = []
+    for d in range(1, max(depth, default=0) + 1):
+        joints = [j for j in range(1, len(parents)) if depth[j] == d]
+        position = {j: i for i, j in enumerate(order)}
+        levels.append((joints, [position[parents[j]] for j in joints]))
+        order += joints
+    return levels
+
+
+def rigid_transform_levels(rot_mats: Tensor, joints: Tensor, parents: Sequence[int],
+                           levels: list[tuple[list[int], list[int]]] | None = None,
+                           ) -> tuple[Tensor, Tensor]:
+    """:func:`smplx.lbs.batch_rigid_transform`, one batched product per tree level.
+
+    Args:
+        rot_mats: (B, J, 3, 3) local joint rotations.
+        joints: (B, J, 3) rest joint locations.
+        parents: (J,) parent indices as Python ints (``parents[0]`` is the root's).
+        levels: :func:`kinematic_levels` of ``parents`` (computed when None).
+
+    Returns:
+        ``(posed_joints (B, J, 3), rel_transforms (B, J, 4, 4))``, bit-identical to
+        smplx's.
+    """
+    if levels is None:
+        levels = kinematic_levels(parents)
+    device = joints.device
+    joints = joints.unsqueeze(-1)  # (B, J, 3, 1)
+    idx = torch.tensor(list(parents[1:]), dtype=torch.long, device=device)
+    rel_joints = torch.cat((joints[:, :1], joints[:, 1:] - joints[:, idx]), dim=1)
+    local = torch.cat((F.pad(rot_mats, [0, 0, 0, 1]),
+                       F.pad(rel_joints, [0, 0, 0, 1], value=1)), dim=3)  # (B, J, 4, 4)
+    order = [0]
+    for level_joints, _ in levels:
+        order += level_joints
+    # the local transforms in level order: each level is a contiguous slice
+    local = local.index_select(1, torch.tensor(order, dtype=torch.long, device=device))
+    pieces = [local[:, :1]]
+    start = 1
+    for level_joints, parent_pos in levels:
+        world = torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]
+        stop = start + len(level_joints)
+        par = torch.tensor(parent_pos, dtype=torch.long, device=device)
+        pieces.append(torch.matmul(world.index_select(1, par), local[:, start:stop]))
+        start = stop
+    inverse = [0] * len(order)
+    for position, j in enumerate(order):
+        inverse[j] = position
+    transforms = torch.cat(pieces, dim=1).index_select(
+        1, torch.tensor(inverse, dtype=torch.long, device=device))
+    posed_joints = transforms[:, :, :3, 3]
+    joints_homogen = F.pad(joints, [0, 0, 0, 1])
+    rel_transforms = transforms - F.pad(torch.matmul(transforms, joints_homogen),
+                                        [3, 0, 0, 0, 0, 0, 0, 0])
+    return posed_joints, rel_transforms
 
 
 class KeypointLBS(nn.Module):
@@ -50,6 +129,8 @@ class KeypointLBS(nn.Module):
         # total weight of each keypoint (1 for defined ones, 0 for masked ones)
         self.register_buffer("kp_total", self.c.sum(1) + body.kp_joint_weights.sum(1))
         self.register_buffer("parents", smpl.parents.clone())
+        self._parents = [int(p) for p in smpl.parents.tolist()]
+        self._levels = kinematic_levels(self._parents)
         self.num_betas = body.num_betas
 
     def forward(self, rotmats: Tensor, betas: Tensor | None = None,
@@ -63,7 +144,8 @@ class KeypointLBS(nn.Module):
         if betas.shape[1] < self.num_betas:
             betas = torch.nn.functional.pad(betas, (0, self.num_betas - betas.shape[1]))
         rest_joints = self.j_template + torch.einsum("jcb,nb->njc", self.j_shape, betas)
-        posed_joints, rel = batch_rigid_transform(rotmats, rest_joints, self.parents, dtype)
+        posed_joints, rel = rigid_transform_levels(rotmats, rest_joints, self._parents,
+                                                   self._levels)
         p = self.p_template + torch.einsum("kjcb,nb->nkjc", self.p_shape, betas)
         if self.p_pose is not None:
             eye = torch.eye(3, dtype=dtype, device=rotmats.device)

@@ -1,6 +1,7 @@
 """eft.fitting: Exemplar Fine-Tuning (EFT) of a body regressor, one exemplar at a time.
 
-* :func:`fit` / :func:`fit_batched` / :func:`fit_sequential` - run EFT, get :class:`Fit` s.
+* :func:`fit` / :func:`fit_flat` / :func:`fit_batched` / :func:`fit_sequential` - run EFT,
+  get :class:`Fit` s.
 * :class:`EFTConfig`, :class:`QualityRules` - loss weights, optimiser, stopping, filters.
 * :func:`eft_loss` - EFT's per-exemplar loss; :func:`exemplar_batch` - targets from
   :class:`~eft.data.exemplar.Exemplar` s.
@@ -14,6 +15,7 @@ Records (:class:`Fit`, :class:`FitQuality`) live in :mod:`eft.fitting.records`.
 
 from . import config as _config
 from . import eft as _eft
+from . import flat as _flat
 from . import losses as _losses
 from . import pose_prior as _pose_prior
 from . import quality as _quality
@@ -21,6 +23,7 @@ from . import records as _records
 from . import smplify as _smplify
 from .config import *  # noqa: F403
 from .eft import *  # noqa: F403
+from .flat import *  # noqa: F403
 from .losses import *  # noqa: F403
 from .pose_prior import *  # noqa: F403
 from .quality import *  # noqa: F403
@@ -35,4 +38,5 @@ __all__ = [
     *_losses.__all__,
     *_quality.__all__,
     *_eft.__all__,
+    *_flat.__all__,
 ]

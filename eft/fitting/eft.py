@@ -8,10 +8,13 @@ below ``stop_loss_2d`` and keep *that pass's* prediction (EFT saves the outputs 
 stopping step's forward pass).  EFT also applies the Adam update of the stopping step,
 which cannot change anything that is kept; it is skipped here.
 
-Two implementations with the same results:
+Three implementations with the same results:
 
 * :func:`fit_sequential` - EFT's original loop, one exemplar at a time with
-  ``torch.optim.Adam``: the reference.
+  ``torch.optim.Adam`` (its fused kernel, same formulas): the reference.
+* :func:`~eft.fitting.flat.fit_flat` - the fast engine for the MLP/IEF keypoint
+  regressors (flat per-exemplar buffers, hand-written backward, fused Adam, cache
+  blocks); :func:`fit` uses it by default when it supports the model.
 * :func:`fit_batched` - B exemplars at once, each with its own copy of the trainable
   weights and its own Adam state: :func:`torch.func.vmap` over stacked per-exemplar
   parameters of :func:`torch.func.grad` of :func:`torch.func.functional_call`, and a
@@ -480,7 +483,8 @@ def fit_sequential(
                     raw.params.append(_full_params(model, {}))
                 continue
             optimizer = torch.optim.Adam(trainable, lr=lr, betas=config.adam_betas,
-                                         eps=config.adam_eps, weight_decay=config.weight_decay)
+                                         eps=config.adam_eps, weight_decay=config.weight_decay,
+                                         fused=True)
             with torch.no_grad():
                 feats = split.features(model, prep.inputs[i:i + 1])
             target = prep.targets[i:i + 1]
@@ -679,22 +683,34 @@ def fit(
     progress: bool = True,
     **kwargs,
 ) -> list[Fit]:
-    """EFT for B exemplars: ``mode="batched"`` (:func:`fit_batched`) or
-    ``"sequential"`` (:func:`fit_sequential`, EFT's loop); ``kwargs`` as theirs
-    (``exemplar_ids``, ``centers``, ``scales``, ``pose_prior``, ``with_vertices``,
-    ``keep_params``).  Unless ``pose_prior`` is given (``None`` turns it off), every fit's
+    """EFT for B exemplars.
+
+    ``mode``: ``"batched"`` (default) runs the flat engine
+    (:func:`~eft.fitting.flat.fit_flat`) when it supports the model and scope (the
+    MLP/IEF :class:`~eft.models.KeypointRegressor`), else :func:`fit_batched` (HMR);
+    ``"flat"`` / ``"vmap"`` force one of them; ``"sequential"`` is
+    :func:`fit_sequential`, EFT's loop.  ``kwargs`` as theirs (``exemplar_ids``,
+    ``centers``, ``scales``, ``pose_prior``, ``with_vertices``, ``keep_params``).
+    Unless ``pose_prior`` is given (``None`` turns it off), every fit's
     ``quality.pose_nll`` is scored by the shipped Gaussian-mixture prior of the pose bank."""
+    from .flat import fit_flat, supports
+
+    if mode not in ("batched", "flat", "vmap", "sequential"):
+        raise ValueError(
+            f"mode must be 'batched', 'flat', 'vmap' or 'sequential', got {mode!r}")
     if "pose_prior" not in kwargs:
         from .pose_prior import load_default_pose_prior
 
         kwargs["pose_prior"] = load_default_pose_prior()
-    if mode == "batched":
-        return fit_batched(model, body, inputs, targets, config, batch_size,
-                           progress=progress, **kwargs)
     if mode == "sequential":
         return fit_sequential(model, body, inputs, targets, config, progress=progress,
                               **kwargs)
-    raise ValueError(f"mode must be 'batched' or 'sequential', got {mode!r}")
+    scope = (config or EFTConfig()).scope
+    if mode == "flat" or (mode == "batched" and supports(model, scope)):
+        return fit_flat(model, body, inputs, targets, config, batch_size, progress=progress,
+                        **kwargs)
+    return fit_batched(model, body, inputs, targets, config, batch_size,
+                       progress=progress, **kwargs)
 
 
 def fit_exemplars(

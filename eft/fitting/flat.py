@@ -1,0 +1,499 @@
+"""Flat batched EFT engine for the MLP/IEF keypoint regressors.
+
+Same algorithm and results as :func:`~eft.fitting.eft.fit_sequential` (the readable
+spec), organised for speed on a CPU, where the work is dominated by streaming every
+exemplar's private weights, gradients and Adam moments through memory:
+
+* **Flat state.**  Each exemplar's trained parameters live in one row of an (R, P)
+  buffer, and so do its Adam moments; every layer is a view of it (``W`` (R, out, in),
+  ``b`` (R, out)).  The IEF decoders ``decpose | decshape | deccam`` are stored as one
+  (157, hidden) matrix.
+* **Hand-written backward** through the Linear / LayerNorm / ReLU encoder blocks and the
+  IEF loop (``baddbmm`` forwards, row-vector ``bmm`` backwards, the IEF weight gradients
+  of all ``n_iter`` passes in one ``bmm``).  Autograd runs only on the small loss tail:
+  the final IEF state (R, 157) -> 6D -> rotation matrices -> body keypoints ->
+  projection -> :func:`~eft.fitting.losses.eft_loss`, for all live exemplars at once.
+* **Fused Adam** (``torch._fused_adam_``, the kernel behind ``torch.optim.Adam(...,
+  fused=True)``) on the flat rows.
+* **Cache blocking.**  Per iteration, after the loss tail, the exemplars are processed in
+  blocks of ``block`` rows: backward (into a block-sized gradient buffer), Adam, and the
+  next forward, so a block's weights are still in cache when the forward reads them and
+  gradients never reach DRAM.
+
+Exemplars that stop (loss below ``stop_loss_2d``, non-finite loss) are compacted out of
+the buffers.  Scopes: ``"all"``, ``"last_stage"`` and ``"head"`` (the trained encoder
+blocks are the last 0, 1 or all of them).  The engine reads every size from the modules
+(encoder widths, IEF hidden size, ``n_iter``) and the encoder input from
+``model.prepare_input``, so any :class:`~eft.models.KeypointRegressor` configuration
+works; :func:`supports` tells whether a model/scope can use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from eft.body.fast import KeypointLBS
+from eft.body.model import BodyModel
+from eft.errors import EftError
+from eft.geometry.rotations import rot6d_to_rotmat
+from eft.models.ief import CAM_DIM, POSE6D_DIM, SHAPE_DIM, STATE_DIM
+from eft.models.keypoint_regressor import KeypointRegressor
+from eft.models.output import RegressorOutput
+
+from .config import EFTConfig
+from .eft import _full_params, _initial, _keypoint_lbs, _make_fits, _prepare, _Raw, split_model
+from .losses import eft_loss
+from .quality import PosePrior
+from .records import Fit
+
+__all__ = ["fit_flat"]
+
+#: Exemplars per cache block (backward + Adam + next forward together).
+DEFAULT_BLOCK = 8
+
+_DECODERS = (("decpose", POSE6D_DIM), ("decshape", SHAPE_DIM), ("deccam", CAM_DIM))
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One trained encoder block Linear(in, out) -> LayerNorm(out) -> ReLU."""
+
+    prefix: str  # e.g. "encoder.3" (the Linear); the LayerNorm is "encoder.4"
+    norm: str
+    n_in: int
+    n_out: int
+    eps: float
+    w: slice  # flat ranges of W (out*in), b, gamma, beta
+    b: slice
+    g: slice
+    beta: slice
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each trained tensor lives in a flat parameter row (P,)."""
+
+    blocks: tuple[_Block, ...]
+    n_feat: int  # IEF feature size F
+    hidden: int
+    n_iter: int
+    w1: slice
+    b1: slice
+    w2: slice
+    b2: slice
+    wd: slice  # (157, hidden): decpose | decshape | deccam
+    bd: slice
+    size: int
+    names: dict[str, tuple[slice, tuple[int, ...]]]  # parameter name -> (range, shape)
+
+
+def _encoder_blocks(model: KeypointRegressor) -> list[tuple[int, nn.Linear, nn.LayerNorm]]:
+    """The encoder as (index of the Linear, Linear, LayerNorm) triples; raises
+    :class:`EftError` for any other structure."""
+    mods = list(model.encoder)
+    if len(mods) % 3:
+        raise EftError("encoder is not a sequence of Linear-LayerNorm-ReLU blocks")
+    out = []
+    for i in range(0, len(mods), 3):
+        lin, norm, act = mods[i:i + 3]
+        if not (type(lin) is nn.Linear and type(norm) is nn.LayerNorm
+                and type(act) is nn.ReLU and lin.bias is not None
+                and norm.weight is not None and norm.bias is not None
+                and tuple(norm.normalized_shape) == (lin.out_features,)):
+            raise EftError(f"encoder block {i // 3} is not Linear(bias)-LayerNorm(affine)-ReLU")
+        out.append((i, lin, norm))
+    return out
+
+
+def _layout(model: KeypointRegressor, scope: str) -> _Layout:
+    blocks = _encoder_blocks(model)
+    n_train = {"all": len(blocks), "last_stage": 1, "head": 0}[scope]
+    names: dict[str, tuple[slice, tuple[int, ...]]] = {}
+    pos = 0
+
+    def take(name: str, shape: tuple[int, ...]) -> slice:
+        nonlocal pos
+        n = int(np.prod(shape))
+        s = slice(pos, pos + n)
+        names[name] = (s, shape)
+        pos += n
+        return s
+
+    trained = []
+    for i, lin, norm in blocks[len(blocks) - n_train:]:
+        p, q = f"encoder.{i}", f"encoder.{i + 1}"
+        trained.append(_Block(
+            prefix=p, norm=q, n_in=lin.in_features, n_out=lin.out_features,
+            eps=float(norm.eps),
+            w=take(f"{p}.weight", (lin.out_features, lin.in_features)),
+            b=take(f"{p}.bias", (lin.out_features,)),
+            g=take(f"{q}.weight", (lin.out_features,)),
+            beta=take(f"{q}.bias", (lin.out_features,))))
+    hidden = model.fc1.out_features
+    n_feat = model.fc1.in_features - STATE_DIM
+    w1 = take("fc1.weight", (hidden, n_feat + STATE_DIM))
+    b1 = take("fc1.bias", (hidden,))
+    w2 = take("fc2.weight", (hidden, hidden))
+    b2 = take("fc2.bias", (hidden,))
+    start = pos
+    for name, n in _DECODERS:
+        take(f"{name}.weight", (n, hidden))
+    wd = slice(start, pos)
+    start = pos
+    for name, n in _DECODERS:
+        take(f"{name}.bias", (n,))
+    bd = slice(start, pos)
+    if model.fc2.in_features != hidden or any(
+            getattr(model, n).in_features != hidden or getattr(model, n).out_features != k
+            for n, k in _DECODERS):
+        raise EftError("IEF layer sizes do not chain")
+    return _Layout(blocks=tuple(trained), n_feat=n_feat, hidden=hidden,
+                   n_iter=int(model.n_iter), w1=w1, b1=b1, w2=w2, b2=b2, wd=wd, bd=bd,
+                   size=pos, names=names)
+
+
+def supports(model: nn.Module, scope: str = "all") -> bool:
+    """Whether :func:`fit_flat` can fine-tune ``model`` in ``scope``: a
+    :class:`~eft.models.KeypointRegressor` whose encoder is Linear-LayerNorm-ReLU blocks
+    and whose trained parameters are exactly those of ``split_model(model, scope)``."""
+    if not isinstance(model, KeypointRegressor) or scope not in ("all", "head", "last_stage"):
+        return False
+    try:
+        layout = _layout(model, scope)
+    except EftError:
+        return False
+    return set(layout.names) == set(split_model(model, scope).trainable)
+
+
+def _flat_params(model: nn.Module, layout: _Layout) -> Tensor:
+    """(P,) the model's trained parameters in the flat layout."""
+    named = dict(model.named_parameters())
+    ref = next(iter(named.values()))
+    flat = torch.empty(layout.size, dtype=ref.dtype, device=ref.device)
+    with torch.no_grad():
+        for name, (s, _) in layout.names.items():
+            flat[s] = named[name].detach().reshape(-1)
+    return flat
+
+
+def _view(buf: Tensor, s: slice, *shape: int) -> Tensor:
+    """Rows of ``buf`` (R, P), columns ``s``, viewed as (R, *shape)."""
+    return buf[:, s].view(buf.shape[0], *shape)
+
+
+class _Acts:
+    """Saved activations of one forward for R rows (what the backward needs)."""
+
+    def __init__(self, layout: _Layout, rows: int, like: Tensor) -> None:
+        n, h = layout.n_iter, layout.hidden
+        self.x_in = [like.new_empty(rows, b.n_in) for b in layout.blocks]
+        self.z = [like.new_empty(rows, b.n_out) for b in layout.blocks]
+        self.xhat = [like.new_empty(rows, b.n_out) for b in layout.blocks]
+        self.mean = [like.new_empty(rows, 1) for b in layout.blocks]
+        self.rstd = [like.new_empty(rows, 1) for b in layout.blocks]
+        self.mask = [like.new_empty(rows, b.n_out, dtype=torch.bool) for b in layout.blocks]
+        self.u = like.new_empty(rows, n, layout.n_feat + STATE_DIM)
+        self.h1 = like.new_empty(rows, n, h)
+        self.h2 = like.new_empty(rows, n, h)
+        self.state = like.new_empty(rows, STATE_DIM)  # the last IEF state
+
+    def tensors(self) -> list[Tensor]:
+        return [*self.x_in, *self.z, *self.xhat, *self.mean, *self.rstd, *self.mask,
+                self.u, self.h1, self.h2, self.state]
+
+    def compact(self, keep: Tensor) -> None:
+        """Keep rows ``keep`` (sorted), in place at the front."""
+        for t in self.tensors():
+            t[: keep.numel()] = t.index_select(0, keep)
+
+
+class _Engine:
+    """Forward / backward / Adam on flat rows for one model and scope."""
+
+    def __init__(self, model: KeypointRegressor, layout: _Layout, config: EFTConfig,
+                 lr: float) -> None:
+        self.layout = layout
+        self.config = config
+        self.lr = lr
+        p = next(model.parameters())
+        self.init_state = torch.cat([model.init_pose.reshape(-1), model.init_shape.reshape(-1),
+                                     model.init_cam.reshape(-1)]).to(p.dtype)
+
+    def _decoders(self, theta: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """(W (r, n, hidden), b (r, 1, n)) views of decpose, decshape, deccam."""
+        lay = self.layout
+        wd = _view(theta, lay.wd, STATE_DIM, lay.hidden)
+        bd = theta[:, lay.bd]
+        out, start = [], 0
+        for _, n in _DECODERS:
+            out.append((wd[:, start:start + n], bd[:, start:start + n].unsqueeze(1)))
+            start += n
+        return out
+
+    # -- forward ---------------------------------------------------------------------
+    def forward(self, theta: Tensor, x0: Tensor, acts: _Acts, r0: int) -> None:
+        """Forward of rows ``theta`` (r, P) on frozen inputs ``x0`` (r, in0); saves the
+        activations at rows ``r0 .. r0 + r`` of ``acts``."""
+        lay = self.layout
+        r = theta.shape[0]
+        rows = slice(r0, r0 + r)
+        x = x0
+        for k, blk in enumerate(lay.blocks):
+            acts.x_in[k][rows] = x
+            w = _view(theta, blk.w, blk.n_out, blk.n_in)
+            z = torch.baddbmm(theta[:, blk.b].unsqueeze(1), x.unsqueeze(1), w.mT).squeeze(1)
+            xhat, mean, rstd = torch.native_layer_norm(z, [blk.n_out], None, None, blk.eps)
+            y = torch.addcmul(theta[:, blk.beta], xhat, theta[:, blk.g])
+            acts.z[k][rows] = z
+            acts.xhat[k][rows] = xhat
+            acts.mean[k][rows] = mean
+            acts.rstd[k][rows] = rstd
+            acts.mask[k][rows] = y > 0
+            x = torch.relu(y)
+        feat = x
+        h = lay.hidden
+        w1 = _view(theta, lay.w1, h, lay.n_feat + STATE_DIM)
+        w2 = _view(theta, lay.w2, h, h)
+        decoders = self._decoders(theta)
+        b1 = theta[:, lay.b1].unsqueeze(1)
+        b2 = theta[:, lay.b2].unsqueeze(1)
+        u = acts.u[rows]
+        u[:, :, : lay.n_feat] = feat.unsqueeze(1)
+        state = self.init_state.expand(r, STATE_DIM)
+        for t in range(lay.n_iter):
+            u[:, t, lay.n_feat:] = state
+            h1 = torch.baddbmm(b1, u[:, t].unsqueeze(1), w1.mT)
+            h2 = torch.baddbmm(b2, h1, w2.mT)
+            d = torch.cat([torch.baddbmm(bd, h2, wd.mT) for wd, bd in decoders], dim=2)
+            acts.h1[rows, t] = h1.squeeze(1)
+            acts.h2[rows, t] = h2.squeeze(1)
+            state = d.squeeze(1) + state
+        acts.state[rows] = state
+
+    # -- loss tail (autograd) --------------------------------------------------------
+    def tail(self, state: Tensor, targets: Tensor, fast: KeypointLBS,
+             need_grad: bool) -> tuple[Tensor, Tensor | None, RegressorOutput]:
+        """Loss of the final IEF states (R, 157): ``(loss_2d (R,), d loss / d state
+        (R, 157) or None, output)``."""
+        s = state.detach().requires_grad_(need_grad)
+        with torch.set_grad_enabled(need_grad):
+            pose = s[:, :POSE6D_DIM]
+            rotmat = rot6d_to_rotmat(pose.reshape(s.shape[0], -1, 6))
+            out = RegressorOutput(rotmat=rotmat, betas=s[:, POSE6D_DIM:POSE6D_DIM + SHAPE_DIM],
+                                  cam=s[:, POSE6D_DIM + SHAPE_DIM:], pose6d=pose)
+            loss, l2d = eft_loss(out, targets, self.config, fast)
+            grad = torch.autograd.grad(loss.sum(), s)[0] if need_grad else None
+        return l2d.detach(), grad, out.detach()
+
+    # -- backward --------------------------------------------------------------------
+    def backward(self, theta: Tensor, g_state: Tensor, acts: _Acts, r0: int,
+                 grad: Tensor) -> None:
+        """Gradients of rows ``theta`` (r, P) into ``grad`` (r, P) from
+        ``g_state`` (r, 157), the loss gradient w.r.t. the final IEF state."""
+        lay = self.layout
+        r = theta.shape[0]
+        rows = slice(r0, r0 + r)
+        h, n = lay.hidden, lay.n_iter
+        w1 = _view(theta, lay.w1, h, lay.n_feat + STATE_DIM)
+        w2 = _view(theta, lay.w2, h, h)
+        decoders = self._decoders(theta)
+        g_d = g_state.new_empty(r, n, STATE_DIM)
+        g_h2 = g_state.new_empty(r, n, h)
+        g_h1 = g_state.new_empty(r, n, h)
+        g = g_state.unsqueeze(1)  # (r, 1, 157): gradient w.r.t. the state after pass t
+        g_feat = None
+        # every sum below adds its terms in the order autograd adds them in the
+        # sequential loop (the last use first), so the rounding is the same
+        for t in range(n - 1, -1, -1):
+            g_d[:, t] = g[:, 0]
+            parts, start = [], 0
+            for wd, _ in decoders:
+                k = wd.shape[1]
+                parts.append(torch.bmm(g[:, :, start:start + k], wd))
+                start += k
+            gh2 = parts[-1]
+            for part in parts[-2::-1]:
+                gh2 = gh2 + part
+            g_h2[:, t] = gh2[:, 0]
+            gh1 = torch.bmm(gh2, w2)
+            g_h1[:, t] = gh1[:, 0]
+            if t > 0 or lay.blocks:
+                gu = torch.bmm(gh1, w1)
+                if lay.blocks:
+                    gf = gu[:, 0, : lay.n_feat]
+                    g_feat = gf if g_feat is None else g_feat + gf
+                if t > 0:
+                    g = g + gu[:, :, lay.n_feat:]
+        # sum over the IEF passes in autograd's order (last pass first), so that weight
+        # gradients that nearly cancel round as in the sequential loop
+        u, h1, h2 = acts.u[rows], acts.h1[rows], acts.h2[rows]
+        for wsl, bsl, g_out, x_in, n_out, n_in in (
+                (lay.w1, lay.b1, g_h1, u, h, lay.n_feat + STATE_DIM),
+                (lay.w2, lay.b2, g_h2, h1, h, h),
+                (lay.wd, lay.bd, g_d, h2, STATE_DIM, h)):
+            gw = _view(grad, wsl, n_out, n_in)
+            gb = grad[:, bsl]
+            torch.bmm(g_out.flip(1).transpose(1, 2), x_in.flip(1), out=gw)
+            gb.copy_(g_out[:, n - 1])
+            for t in range(n - 2, -1, -1):
+                gb.add_(g_out[:, t])
+        g_a = g_feat
+        for k in range(len(lay.blocks) - 1, -1, -1):
+            blk = lay.blocks[k]
+            z, rstd = acts.z[k][rows], acts.rstd[k][rows]
+            g_y = torch.where(acts.mask[k][rows], g_a, 0.0)
+            torch.mul(g_y, acts.xhat[k][rows], out=grad[:, blk.g])
+            grad[:, blk.beta] = g_y
+            g_z = torch.ops.aten.native_layer_norm_backward(
+                g_y * theta[:, blk.g], z, [blk.n_out], acts.mean[k][rows], rstd,
+                None, None, [True, False, False])[0]
+            torch.mul(g_z.unsqueeze(-1), acts.x_in[k][rows].unsqueeze(1),
+                      out=_view(grad, blk.w, blk.n_out, blk.n_in))
+            grad[:, blk.b] = g_z
+            if k > 0:
+                w = _view(theta, blk.w, blk.n_out, blk.n_in)
+                g_a = torch.bmm(g_z.unsqueeze(1), w).squeeze(1)
+
+    # -- Adam ------------------------------------------------------------------------
+    def adam(self, theta: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: Tensor) -> None:
+        b1, b2 = self.config.adam_betas
+        torch._fused_adam_([theta], [grad], [m], [v], [], [step], lr=self.lr, beta1=b1,
+                           beta2=b2, weight_decay=self.config.weight_decay,
+                           eps=self.config.adam_eps, amsgrad=False, maximize=False)
+
+
+def _run_chunk(engine: _Engine, model: nn.Module, fast: KeypointLBS, x0: Tensor,
+               targets: Tensor, rows: Tensor, flat0: Tensor, raw: _Raw, block: int,
+               keep_params: bool) -> None:
+    """Fine-tune the exemplars ``rows`` (original indices; frozen inputs ``x0``,
+    targets ``targets``) together."""
+    lay, config = engine.layout, engine.config
+    n = rows.numel()
+    theta = flat0.expand(n, lay.size).clone()
+    m = torch.zeros_like(theta)
+    v = torch.zeros_like(theta)
+    grad = theta.new_empty(min(block, n), lay.size)
+    step = torch.zeros((), dtype=torch.float32, device=theta.device)
+    acts = _Acts(lay, n, theta)
+    for a in range(0, n, block):
+        engine.forward(theta[a:a + block], x0[a:a + block], acts, a)
+    idx = rows  # original index of each live row
+    live = n
+    for it in range(config.max_iters):
+        last = it == config.max_iters - 1
+        l2d, g_state, out = engine.tail(acts.state[:live], targets, fast, need_grad=not last)
+        if it == 0:
+            raw.loss_2d_init[idx] = l2d
+        raw.loss_2d_final[idx] = l2d
+        raw.rotmat[idx], raw.betas[idx], raw.cam[idx] = out.rotmat, out.betas, out.cam
+        raw.iterations[idx] = it + 1
+        hit = l2d < config.stop_loss_2d
+        raw.converged[idx[hit]] = True
+        stop = hit | ~torch.isfinite(l2d)
+        if last:
+            stop = torch.ones_like(stop)
+        n_stop = int(stop.sum())
+        if keep_params and n_stop:
+            for j in torch.nonzero(stop).flatten().tolist():
+                trained = {name: theta[j, s].view(shape)
+                           for name, (s, shape) in lay.names.items()}
+                raw.params[int(idx[j])] = _full_params(model, trained)
+        if n_stop == live:
+            break
+        if n_stop:
+            keep = torch.nonzero(~stop).flatten()
+            live = keep.numel()
+            for buf in (theta, m, v):
+                buf[:live] = buf.index_select(0, keep)
+            x0 = x0.index_select(0, keep)
+            targets = targets.index_select(0, keep)
+            g_state = g_state.index_select(0, keep)
+            acts.compact(keep)
+            idx = idx[keep]
+            theta, m, v = theta[:live], m[:live], v[:live]
+        step += 1
+        for a in range(0, live, block):
+            b = min(a + block, live)
+            g = grad[: b - a]
+            engine.backward(theta[a:b], g_state[a:b], acts, a, g)
+            engine.adam(theta[a:b], g, m[a:b], v[a:b], step)
+            engine.forward(theta[a:b], x0[a:b], acts, a)
+
+
+def fit_flat(
+    model: nn.Module,
+    body: BodyModel | KeypointLBS,
+    inputs: Tensor | None,
+    targets: Tensor,
+    config: EFTConfig | None = None,
+    batch_size: int = 64,
+    *,
+    block: int = DEFAULT_BLOCK,
+    exemplar_ids: Sequence[str] | None = None,
+    centers: Tensor | np.ndarray | None = None,
+    scales: Tensor | np.ndarray | None = None,
+    pose_prior: PosePrior | None = None,
+    with_vertices: bool = False,
+    keep_params: bool = False,
+    progress: bool = False,
+) -> list[Fit]:
+    """EFT with the flat engine: ``batch_size`` exemplars at a time, each with its own
+    weights and Adam state, in cache blocks of ``block``; same arguments and results as
+    :func:`~eft.fitting.eft.fit_sequential` (up to float rounding).  Needs a model that
+    :func:`supports` accepts for ``config.scope``.
+
+    Memory: 3 (R, P) buffers (weights, Adam moments) for R = ``batch_size`` plus a
+    (``block``, P) gradient buffer, e.g. ~3.8 MB per exemplar for the shipped prior
+    (P = 316,829).
+    """
+    config = config or EFTConfig()
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if int(block) < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    if not supports(model, config.scope):
+        raise EftError(f"the flat engine does not support a {type(model).__name__} in "
+                       f"scope {config.scope!r}; use fit_batched")
+    split = split_model(model, config.scope)
+    layout = _layout(model, config.scope)
+    device = next(model.parameters()).device
+    fast = _keypoint_lbs(body, device)
+    prep = _prepare(model, fast, inputs, targets, config, exemplar_ids, centers, scales)
+    batch = prep.targets.shape[0]
+    lr = config.resolve_lr(model)
+    raw = _Raw.empty(batch, prep.targets)
+    raw.params = [None] * batch if keep_params else None
+    was_training = model.training
+    try:
+        model.eval()
+        engine = _Engine(model, layout, config, lr)
+        flat0 = _flat_params(model, layout)
+        skipped = torch.nonzero(prep.skipped).flatten()
+        _initial(model, split, fast, prep, skipped.to(device), config, raw)
+        if keep_params:
+            for i in skipped.tolist():
+                raw.params[i] = _full_params(model, {})
+        todo = torch.nonzero(~prep.skipped).flatten().to(device)
+        with tqdm(total=batch, desc="EFT (flat)", disable=not progress) as bar:
+            bar.update(int(skipped.numel()))
+            for start in range(0, int(todo.numel()), int(batch_size)):
+                rows = todo[start:start + int(batch_size)]
+                with torch.no_grad():
+                    if config.scope == "all":  # the frozen part is the input itself
+                        x0 = model.prepare_input(prep.inputs[rows])
+                    else:  # one row at a time, rounded as in fit_sequential
+                        x0 = torch.cat([split.features(model, prep.inputs[i:i + 1])
+                                        for i in rows.tolist()])
+                    x0 = x0.contiguous()
+                _run_chunk(engine, model, fast, x0, prep.targets[rows], rows, flat0, raw,
+                           int(block), keep_params)
+                bar.update(int(rows.numel()))
+    finally:
+        model.train(was_training)
+    return _make_fits(model, body, fast, prep, raw, config, pose_prior, with_vertices)
