@@ -16,6 +16,12 @@ def test_demo_end_to_end(tmp_path, capsys, one_thread):
     assert main(["demo", "-o", str(out), "--people", "5", "-q"]) == 0
     report = capsys.readouterr().out
     assert "fitted" in report and "overlays" in report and "PA-MPJPE" in report
+    # the resume hint names the run's own resolved config, which loads back as this job
+    assert f"eft fit {out / 'config.yaml'}" in report
+    from eft.jobs.config import config_from_dict, load_config
+    from eft.jobs.demo import demo_config
+
+    assert load_config(out / "config.yaml") == config_from_dict(demo_config(out))
 
     coco = json.loads((out / "dataset" / "person_keypoints_demo.json").read_text())
     assert len(coco["images"]) == len(coco["annotations"]) == 5

@@ -59,8 +59,9 @@ def _fit(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import run_job
     from .sharding import parse_shard
+    from .shipped import find_config
 
-    config = load_config(args.config, _overrides(args))
+    config = load_config(find_config(args.config), _overrides(args))
     shard = parse_shard(args.shard) if args.shard else None
     result = run_job(config, shard=shard, force=args.force, progress=not args.quiet)
     if not args.quiet:
@@ -89,6 +90,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_show(args: argparse.Namespace) -> int:
+    from .shipped import find_config, shipped_configs
+
+    if args.name is None:
+        for name, path in shipped_configs().items():
+            first = path.read_text(encoding="utf-8").splitlines()[:1]
+            about = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+            print(f"{name:32s} {about}"[:120].rstrip())
+        return 0
+    sys.stdout.write(find_config(args.name).read_text(encoding="utf-8"))
+    return 0
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -101,7 +115,8 @@ def register(sub) -> None:
         description="Run (or resume) an EFT job described by a YAML config (see "
                     "fitting/README.md). Re-running the same command after a crash fits "
                     "only what is missing.")
-    fit.add_argument("config", help="job config, e.g. fitting/coco.yaml")
+    fit.add_argument("config", help="job config file, e.g. fitting/coco.yaml, or the name of "
+                                    "a shipped one (eft config show lists them)")
     fit.add_argument("--shard", metavar="i/N",
                      help="fit shard i of N (0-based; ids hashed) into OUTPUT/shard-i-of-N")
     fit.add_argument("-o", "--output", metavar="DIR", help="output folder (output.dir)")
@@ -128,6 +143,15 @@ def register(sub) -> None:
                        help="merge folders of different configs or incomplete shards")
     _common(merge)
     merge.set_defaults(func=_merge)
+
+    config = sub.add_parser("config", help="the job and training configs shipped with eft")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser(
+        "show", help="print a shipped config (coco, mpii, openpose, demo, ...), ready to "
+                     "save and edit; without a name, list them")
+    show.add_argument("name", nargs="?", default=None,
+                      help="e.g. coco, mpii, openpose, demo, training/synthetic_demo")
+    show.set_defaults(func=_config_show)
 
     demo = sub.add_parser(
         "demo",

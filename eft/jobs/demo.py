@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -137,7 +138,7 @@ def run_demo(out: str | os.PathLike = "annotations/demo", n_people: int = 12,
     report to print."""
     import torch
 
-    from .runner import run_job
+    from .runner import CONFIG_FILE, run_job
     from .store import MANIFEST, PARTS_DIR, SKIPPED, SUMMARY
 
     t0 = time.perf_counter()
@@ -165,7 +166,7 @@ def run_demo(out: str | os.PathLike = "annotations/demo", n_people: int = 12,
     lines += [
         f"overlays   {len(overlays)} PNG(s) in {out / 'overlays'}/",
         f"job files  {out / MANIFEST}, {out / PARTS_DIR}/ (resumable: "
-        f"eft fit fitting/demo.yaml)",
+        f"eft fit {shlex.quote(str(out / CONFIG_FILE))})",
         f"total      {time.perf_counter() - t0:.1f} s",
     ]
     return "\n".join(lines)

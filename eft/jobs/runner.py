@@ -13,6 +13,9 @@
    processes, or on a Dask cluster - committing each chunk's part and the manifest as
    it arrives;
 6. write the final annotation files from all parts, in id order, and the summary.
+
+The folder also gets ``config.yaml``: the resolved config of the run (overrides and
+defaults filled in); ``eft fit OUT/config.yaml`` resumes it from the same working folder.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from .store import (
     Manifest,
     Part,
     PartInfo,
+    atomic_write_bytes,
     atomic_write_json,
     job_lock,
     part_name,
@@ -316,6 +320,19 @@ def _progress(total: int, enabled: bool):
                 dynamic_ncols=True, smoothing=0.1, mininterval=0.5)
 
 
+#: The resolved config of the run, in the output folder.
+CONFIG_FILE = "config.yaml"
+
+
+def resolved_config_yaml(config: JobConfig) -> str:
+    """``config`` as YAML (every key, defaults filled in) that loads back equal."""
+    import yaml
+
+    head = ("# The resolved config of this job, written by eft fit (overrides and defaults "
+            "filled in).\n# `eft fit THIS_FILE` from the same working folder resumes it.\n")
+    return head + yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
 def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = False,
             progress: bool = True) -> JobResult:
     """Run (or resume) a job; see the module docstring.
@@ -368,6 +385,7 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         manifest.n_work = len(ids)
         manifest.complete = False
         manifest.save(folder)
+        atomic_write_bytes(folder / CONFIG_FILE, resolved_config_yaml(config).encode())
         n_todo = sum(len(t.exemplars) for t in tasks)
         log.info("%d exemplars in %d chunks: %d to fit, %d already committed; %d worker(s), "
                  "backend %s, devices %s", len(ids), len(chunks), n_todo,

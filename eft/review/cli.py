@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import os
+import socket
 from pathlib import Path
 
 from .errors import ReviewError
 
-__all__ = ["register", "default_annotator"]
+__all__ = ["register", "default_annotator", "listen_socket"]
 
 
 def default_annotator() -> str:
@@ -29,25 +31,57 @@ def _review(args: argparse.Namespace) -> int:
     except ImportError:
         raise ReviewError("eft review needs the 'review' extra: "
                           "pip install 'eft[review]'") from None
-    from .app import ReviewConfig, create_app, token_from_env
+    from .app import ReviewConfig, check_host, create_app, token_from_env
 
     token = token_from_env(args.token)
+    check_host(args.host, token)
     db = Path(args.db) if args.db else Path(args.annotations).with_suffix(".review.sqlite")
     config = ReviewConfig(
         annotations=Path(args.annotations), images=Path(args.images), db=db,
         annotator=args.annotator or default_annotator(), host=args.host, port=args.port,
         token=token, cache_dir=Path(args.cache) if args.cache else None, model=args.model,
         overlay_size=args.overlay_size)
-    app = create_app(config)
-    state = app.state.review
-    host = f"[{args.host}]" if ":" in args.host else args.host
-    url = f"http://{host}:{args.port}/"
-    print(f"eft review: {len(state.catalog)} fits from {config.annotations}, decisions in "
-          f"{config.db}, overlays cached in {state.overlays.cache_dir}")
-    print(f"open {url}" + (f"?token={token}" if token else ""))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning",
-                access_log=False)
+    sock = listen_socket(args.host, args.port)  # before anything is created or printed
+    try:
+        app = create_app(config)
+        state = app.state.review
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        url = f"http://{host}:{sock.getsockname()[1]}/"
+        print(f"eft review: {len(state.catalog)} fits from {config.annotations}, decisions "
+              f"in {config.db}, overlays cached in {state.overlays.cache_dir}")
+        print(f"open {url}" + (f"?token={token}" if token else ""), flush=True)
+        server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+                                               log_level="warning", access_log=False))
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``(host, port)``, for the server to listen on; ReviewError (one
+    line, with a ``--port`` hint) when the port is taken or the address unusable."""
+    if not 0 <= int(port) <= 65535:
+        raise ReviewError(f"bad --port {port}: 0-65535")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ReviewError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    family, _, _, _, addr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise ReviewError(f"port {port} on {host} is already in use (another eft review?);"
+                              f" choose another with --port, e.g. --port {port + 1}") from None
+        raise ReviewError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another "
+                          "--host or --port") from None
+    return sock
 
 
 def register(subparsers) -> None:
