@@ -97,7 +97,8 @@ def test_info_and_progress(client, review_files):
 def test_queue_sort_and_pagination(client, review_files):
     _, _, _, fits = review_files
     q = {f.exemplar_id: f.quality for f in fits}
-    worst = sorted(q, key=lambda k: (-q[k].reproj_frac_bbox, -q[k].loss_2d_final))
+    worst = sorted(q, key=lambda k: (q[k].accepted, -q[k].reproj_frac_bbox,
+                                     -q[k].loss_2d_final))  # auto-rejected first
     pages = []
     for offset in (0, 5, 10):
         page = client.get("/api/fits", params={"sort": "quality", "offset": offset,

@@ -35,6 +35,8 @@ __all__ = [
 ANNOTATED_COLOR: tuple[int, int, int] = (40, 220, 60)
 FITTED_COLOR: tuple[int, int, int] = (255, 60, 200)
 RESIDUAL_COLOR: tuple[int, int, int] = (255, 230, 0)
+#: Outline under residual lines (dark: they stay readable on light images).
+RESIDUAL_OUTLINE: tuple[int, int, int] = (25, 25, 25)
 
 _GT_EDGES = (
     ("Right Ankle", "Right Knee"), ("Right Knee", "Right Hip"),
@@ -178,7 +180,7 @@ def draw_keypoint_comparison(image, annotated, fitted, *, edges=None,
     ``fitted`` (K, 2) or (K, 3) pixels (e.g. projected fit keypoints) -> (H, W, 3) uint8.
     Only the annotated joints (confidence > 0) are drawn, in both sets: bones (fitted,
     then annotated), residual lines from each annotated joint to its fitted position,
-    then the joints (fitted, then annotated on top).  ``edges`` as in
+    (colour over a dark outline), then the joints (fitted, then annotated on top).  ``edges`` as in
     :func:`draw_keypoints`.
     """
     a_xy, a_ok = _points(annotated, "annotated keypoints")
@@ -192,9 +194,12 @@ def draw_keypoint_comparison(image, annotated, fitted, *, edges=None,
     draw = ImageDraw.Draw(pil)
     _draw_bones(draw, f_xy, both, e, tuple(fitted_color), width)
     _draw_bones(draw, a_xy, a_ok, e, tuple(annotated_color), width)
+    # Residuals: the colour over a dark outline, so they read on light and dark images.
+    lw = max(2, width)
     for i in np.flatnonzero(both):
-        draw.line([tuple(a_xy[i]), tuple(f_xy[i])], fill=tuple(residual_color),
-                  width=max(1, width - 1))
+        draw.line([tuple(a_xy[i]), tuple(f_xy[i])], fill=RESIDUAL_OUTLINE, width=lw + 2)
+    for i in np.flatnonzero(both):
+        draw.line([tuple(a_xy[i]), tuple(f_xy[i])], fill=tuple(residual_color), width=lw)
     _draw_marks(draw, f_xy, both, tuple(fitted_color), radius, width)
     _draw_marks(draw, a_xy, a_ok, tuple(annotated_color), radius, width)
     return np.asarray(pil).copy()

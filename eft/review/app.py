@@ -56,6 +56,7 @@ TOKEN_COOKIE = "eft_review_token"
 MIN_TOKEN_LENGTH = 16
 MAX_PAGE = 500
 _HISTORY_IN_FIT = 50
+_PREFETCH = 3  # overlays the page loads ahead
 _CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
         "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
@@ -288,6 +289,28 @@ def create_app(config: ReviewConfig, catalog: Catalog | None = None):
             _quote(part) for part in rel.split("/"))
 
 
+    problems: dict[int, str | None] = {}
+
+    def image_problem(i: int) -> str | None:
+        """``"missing"`` (not found under the image root), ``"unreadable"`` (found, but
+        Pillow cannot read it) or None; remembered per fit."""
+        if i not in problems:
+            from PIL import Image
+
+            path, name = cat.image_ref(i)
+            found = locate_image(state.image_root, path, name)
+            problem = None
+            if found is None:
+                problem = "missing"
+            else:
+                try:
+                    with Image.open(found) as im:
+                        im.verify()
+                except Exception:  # noqa: BLE001 - any failure means: cannot be shown
+                    problem = "unreadable"
+            problems[i] = problem
+        return problems[i]
+
     # -- pages ---------------------------------------------------------------------------
 
     @app.get("/", include_in_schema=False)
@@ -349,6 +372,7 @@ def create_app(config: ReviewConfig, catalog: Catalog | None = None):
         codes = cat.status_codes(statuses)
         mask = cat.mask(codes, status, dataset, flag)
         prev, nxt = cat.neighbours(i, sort, mask)
+        upcoming = cat.upcoming(i, sort, mask, _PREFETCH)
         rows = db.history(id, newest_first=True, limit=_HISTORY_IN_FIT)
         gone = db.withdrawn([r.id for r in rows])
         digest = cat.digests[id]
@@ -361,6 +385,8 @@ def create_app(config: ReviewConfig, catalog: Catalog | None = None):
                          "other_fit": r.fit_digest != digest} for r in rows],
             "prev": None if prev is None else cat.ids[prev],
             "next": None if nxt is None else cat.ids[nxt],
+            "upcoming": ["/api/overlay?" + urlencode({"id": cat.ids[k]}) for k in upcoming],
+            "image_problem": image_problem(i),
             "position": cat.position(i, sort, mask),
             "matching": int(mask.sum()),
             "in_queue": bool(mask[i]),

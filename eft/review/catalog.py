@@ -22,9 +22,10 @@ from .errors import ReviewError
 
 __all__ = ["SORTS", "FLAG_FILTERS", "Catalog"]
 
-#: Queue orderings: ``quality`` = worst first (largest reprojection error as a fraction
-#: of the box, then largest final 2D loss; fits without quality numbers last), ``id``
-#: (string order), ``file`` (file order).
+#: Queue orderings: ``quality`` = worst first (fits the automatic rules rejected first,
+#: then the largest reprojection error as a fraction of the box, then the largest final
+#: 2D loss; fits without quality numbers last within each group), ``id`` (string order),
+#: ``file`` (file order).
 SORTS: tuple[str, ...] = ("quality", "id", "file")
 #: Flag filters besides a flag's own name: ``any`` flag, ``none``.
 FLAG_FILTERS: tuple[str, ...] = ("any", "none")
@@ -90,9 +91,10 @@ class Catalog:
         loss = np.asarray(q["loss_2d_final"], np.float64)
         id_rank = np.empty(n, np.int64)
         id_rank[np.argsort(np.array(ids, dtype=object), kind="stable")] = np.arange(n)
+        accepted = np.asarray(q["accepted"], bool)
         # np.lexsort: last key is primary.  NaN -> +inf after negation, i.e. last.
         worst = np.lexsort((id_rank, np.nan_to_num(-loss, nan=np.inf),
-                            np.nan_to_num(-frac, nan=np.inf)))
+                            np.nan_to_num(-frac, nan=np.inf), accepted))
         self._orders = {"file": np.arange(n), "id": np.argsort(id_rank), "quality": worst}
         self._ranks = {}
         for name, order in self._orders.items():
@@ -212,6 +214,13 @@ class Catalog:
         prev = int(order[before[-1]]) if before.size else None
         nxt = int(order[pos + 1 + after[0]]) if after.size else None
         return prev, nxt
+
+    def upcoming(self, i: int, sort: str, mask: np.ndarray, count: int = 3) -> list[int]:
+        """Up to ``count`` rows matching ``mask`` after row ``i`` in ``sort`` order (what
+        the page prefetches)."""
+        order = self._orders[sort]
+        after = order[int(self._ranks[sort][i]) + 1:]
+        return [int(r) for r in after[mask[after]][:count]]
 
     def position(self, i: int, sort: str, mask: np.ndarray) -> int:
         """How many rows matching ``mask`` come before row ``i`` in ``sort`` order."""

@@ -29,7 +29,7 @@ from .paths import locate_image
 __all__ = ["OverlayCache", "DRAWING_VERSION"]
 
 #: Bump when the panel's look changes, to invalidate cached files.
-DRAWING_VERSION = 1
+DRAWING_VERSION = 2
 _MAX_IMAGE_PIXELS = 80_000_000
 
 

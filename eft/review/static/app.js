@@ -5,14 +5,58 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   info: null,
-  filters: { sort: "quality", status: "all", dataset: "", flag: "" },
+  // The queue opens on the fits nobody has judged yet, worst first.
+  filters: { sort: "quality", status: "unreviewed", dataset: "", flag: "" },
   offset: 0,
   limit: 50,
   items: [],
   selected: 0,
   fit: null,
   busy: false,
+  overlayReady: false, // decision keys wait until the fit's overlay is on screen
+  confirmFor: null, // fit id whose blind accept awaits a second press
+  prefetched: [], // Image objects of the next overlays (kept so they finish loading)
+  last: null, // the fit last opened (saved per file: "continue where I left off")
 };
+
+// ---- remembered queue (per annotation file, in this browser) -------------------------
+
+function memoryKey() {
+  return "eft-review:" + ((state.info && state.info.file_sha256) || "file");
+}
+
+function remember() {
+  try {
+    localStorage.setItem(memoryKey(), JSON.stringify({
+      filters: state.filters, offset: state.offset, selected: state.selected,
+      last: state.last,
+    }));
+  } catch (e) { /* storage full or disabled: nothing to remember */ }
+}
+
+function recall() {
+  let saved = null;
+  try { saved = JSON.parse(localStorage.getItem(memoryKey()) || "null"); } catch (e) {}
+  if (!saved || typeof saved !== "object") return;
+  const f = saved.filters || {};
+  for (const key of Object.keys(state.filters)) {
+    if (typeof f[key] === "string") state.filters[key] = f[key];
+  }
+  if (Number.isInteger(saved.offset) && saved.offset >= 0) state.offset = saved.offset;
+  if (Number.isInteger(saved.selected) && saved.selected >= 0) state.selected = saved.selected;
+  if (typeof saved.last === "string") state.last = saved.last;
+}
+
+function showFilters() {
+  for (const key of Object.keys(state.filters)) {
+    const sel = $("f-" + key);
+    if ([...sel.options].some((o) => o.value === state.filters[key])) {
+      sel.value = state.filters[key];
+    } else {
+      state.filters[key] = sel.value;
+    }
+  }
+}
 
 // ---- helpers -------------------------------------------------------------------------
 
@@ -101,10 +145,16 @@ async function loadInfo() {
   const fl = $("f-flag");
   for (const f of info.flags) fl.append(new Option(f, f));
   setProgress(info.progress);
+  recall();
+  showFilters();
 }
 
 async function loadQueue() {
-  const data = await api("/api/fits?" + query({ offset: state.offset, limit: state.limit }));
+  let data = await api("/api/fits?" + query({ offset: state.offset, limit: state.limit }));
+  if (state.offset > 0 && state.offset >= data.total) { // remembered page is gone
+    state.offset = Math.max(0, Math.floor((data.total - 1) / state.limit) * state.limit);
+    data = await api("/api/fits?" + query({ offset: state.offset, limit: state.limit }));
+  }
   state.items = data.items;
   state.total = data.total;
   state.selected = Math.min(state.selected, Math.max(0, data.items.length - 1));
@@ -131,6 +181,23 @@ async function loadQueue() {
   $("queue-total").textContent = `${data.total} matching`;
   $("page-prev").disabled = state.offset === 0;
   $("page-next").disabled = last >= data.total;
+  $("continue").disabled = !state.last && !data.items.length;
+  remember();
+}
+
+// "Continue where I left off": the fit last opened, or the one after it once it has
+// been judged; else the first fit of the queue.
+async function continueReview() {
+  if (state.last) {
+    try {
+      const f = await api("/api/fit?" + query({ id: state.last }));
+      if (f.status === "unreviewed" || !f.next) return openFit(f.id);
+      return openFit(f.next);
+    } catch (e) { state.last = null; } // no longer in this file
+  }
+  if (state.items.length) return openFit(state.items[0].id);
+  toast("no fits in this queue");
+  return null;
 }
 
 function showQueue() {
@@ -145,13 +212,34 @@ function showQueue() {
 
 async function openFit(id) {
   const f = await api("/api/fit?" + query({ id }));
+  if (!state.fit || state.fit.id !== f.id) state.confirmFor = null;
   state.fit = f;
+  state.last = f.id;
+  remember();
   $("queue-view").hidden = true;
   $("fit-view").hidden = false;
   const want = "#fit=" + encodeURIComponent(id);
   if (location.hash !== want) history.replaceState(null, "", want);
   renderFit(f);
-  if (f.next) { new Image().src = "/api/overlay?" + new URLSearchParams({ id: f.next }); }
+  prefetch(f.upcoming || []);
+}
+
+function prefetch(urls) {
+  state.prefetched = urls.map((u) => { const im = new Image(); im.src = u; return im; });
+}
+
+function showBanner(f) {
+  const b = $("image-banner");
+  const problem = f.image_problem;
+  b.hidden = !problem;
+  b.classList.toggle("confirm", state.confirmFor === f.id);
+  if (!problem) return;
+  const what = problem === "missing" ? "is missing" : "cannot be read";
+  b.textContent = state.confirmFor === f.id
+    ? `The image ${what}: you have not seen this person. Press a again (or click accept) ` +
+      "to accept anyway, or any other key to go on."
+    : `Image ${what}: ${f.image_name || "(no name)"} — the overlay is drawn on flat grey, ` +
+      "not on the photo. Accepting needs a confirmation.";
 }
 
 function renderFit(f) {
@@ -163,11 +251,15 @@ function renderFit(f) {
   st.textContent = f.status + (f.decided_by ? ` by ${f.decided_by}` : "");
   st.className = "status " + f.status;
   st.dataset.status = f.status;
+  showBanner(f);
   const img = $("overlay");
   if (img.dataset.src !== f.overlay_url) {
+    state.overlayReady = false;
+    $("fit-view").dataset.ready = "false";
     $("overlay-wait").hidden = false;
     img.dataset.src = f.overlay_url;
     img.src = f.overlay_url;
+    if (img.complete && img.naturalWidth > 0) overlayLoaded();
   }
   const link = $("image-link");
   link.hidden = !f.image_url;
@@ -228,9 +320,27 @@ async function refreshFit() {
   renderFit(state.fit);
 }
 
+function overlayLoaded() {
+  const img = $("overlay");
+  if (!state.fit || img.dataset.src !== state.fit.overlay_url) return;
+  state.overlayReady = true;
+  $("fit-view").dataset.ready = "true";
+  $("overlay-wait").hidden = true;
+}
+
 async function decide(decision, note) {
   const f = state.fit;
   if (!f || state.busy) return;
+  if (decision !== "note" && !state.overlayReady) {
+    toast("wait for the overlay: decisions need the fit on screen", true);
+    return;
+  }
+  if (decision === "accept" && f.image_problem && state.confirmFor !== f.id) {
+    state.confirmFor = f.id;
+    showBanner(f);
+    return;
+  }
+  state.confirmFor = null;
   state.busy = true;
   try {
     const res = await api("/api/decisions",
@@ -300,10 +410,20 @@ function onKey(ev) {
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   const tag = ev.target && ev.target.tagName;
   if (tag === "INPUT" || tag === "SELECT" || tag === "TEXTAREA") return;
+  if (ev.repeat) { ev.preventDefault(); return; } // a held key decides nothing
   if (!$("fit-view").hidden) {
+    if (state.confirmFor && ev.key !== "a" && state.fit) { // any other key: no blind accept
+      state.confirmFor = null;
+      showBanner(state.fit);
+    }
     if (ev.key === "q" || ev.key === "Escape") { ev.preventDefault(); showQueue(); return; }
     const action = FIT_KEYS[ev.key];
     if (action) { ev.preventDefault(); doAction(action); }
+    return;
+  }
+  if (ev.key === "c") {
+    ev.preventDefault();
+    continueReview().catch((e) => toast(e.message, true));
     return;
   }
   const n = state.items.length;
@@ -313,6 +433,7 @@ function onKey(ev) {
   else if (ev.key === "Enter") { ev.preventDefault(); openFit(state.items[state.selected].id); return; }
   else return;
   ev.preventDefault();
+  remember();
   [...$("queue-body").children].forEach((tr, k) => {
     tr.className = k === state.selected ? "sel" : "";
   });
@@ -327,6 +448,7 @@ function bind() {
       state.filters[key] = ev.target.value;
       state.offset = 0;
       state.selected = 0;
+      remember();
       loadQueue().catch((e) => toast(e.message, true));
       ev.target.blur();
     });
@@ -340,6 +462,10 @@ function bind() {
     loadQueue().catch((e) => toast(e.message, true));
   });
   $("back").addEventListener("click", showQueue);
+  $("continue").addEventListener("click", () => {
+    $("continue").blur();
+    continueReview().catch((e) => toast(e.message, true));
+  });
   for (const b of document.querySelectorAll("[data-action]")) {
     b.addEventListener("click", () => { b.blur(); doAction(b.dataset.action); });
   }
@@ -360,10 +486,10 @@ function bind() {
     if (ev.key === "Escape") { $("note-form").hidden = true; $("note").blur(); }
   });
   const img = $("overlay");
-  img.addEventListener("load", () => { $("overlay-wait").hidden = true; });
+  img.addEventListener("load", overlayLoaded);
   img.addEventListener("error", () => {
     $("overlay-wait").hidden = true;
-    toast("overlay could not be drawn", true);
+    toast("overlay could not be loaded: decisions stay off for this fit", true);
   });
 }
 
