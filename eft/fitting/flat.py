@@ -62,35 +62,36 @@ _DECODERS = (("decpose", POSE6D_DIM), ("decshape", SHAPE_DIM), ("deccam", CAM_DI
 
 @dataclass(frozen=True)
 class _Block:
-    """One trained encoder block Linear(in, out) -> LayerNorm(out) -> ReLU."""
+    """One trained encoder block Linear(in, out) -> LayerNorm(out) -> ReLU; ``key`` names
+    its tensors ``{key}.w`` (out, in), ``{key}.b``, ``{key}.g`` (LayerNorm weight) and
+    ``{key}.beta`` (LayerNorm bias) in the flat state."""
 
-    prefix: str  # e.g. "encoder.3" (the Linear); the LayerNorm is "encoder.4"
-    norm: str
+    key: str
     n_in: int
     n_out: int
     eps: float
-    w: slice  # flat ranges of W (out*in), b, gamma, beta
-    b: slice
-    g: slice
-    beta: slice
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """Where each trained tensor lives in a flat parameter row (P,)."""
+    """The trained tensors of one model and scope.
+
+    ``shapes``: state key -> per-exemplar shape, in storage order (``w1``/``b1`` fc1,
+    ``w2``/``b2`` fc2, ``wd``/``bd`` the three decoders stacked, (157, hidden) / (157,)).
+    ``names``: parameter name -> (state key, rows of it or None for all).
+    """
 
     blocks: tuple[_Block, ...]
     n_feat: int  # IEF feature size F
     hidden: int
     n_iter: int
-    w1: slice
-    b1: slice
-    w2: slice
-    b2: slice
-    wd: slice  # (157, hidden): decpose | decshape | deccam
-    bd: slice
-    size: int
-    names: dict[str, tuple[slice, tuple[int, ...]]]  # parameter name -> (range, shape)
+    shapes: dict[str, tuple[int, ...]]
+    names: dict[str, tuple[str, slice | None]]
+
+    @property
+    def size(self) -> int:
+        """P, trained values per exemplar."""
+        return sum(int(np.prod(s)) for s in self.shapes.values())
 
 
 def _encoder_blocks(model: KeypointRegressor) -> list[tuple[int, nn.Linear, nn.LayerNorm]]:
@@ -114,48 +115,38 @@ def _encoder_blocks(model: KeypointRegressor) -> list[tuple[int, nn.Linear, nn.L
 def _layout(model: KeypointRegressor, scope: str) -> _Layout:
     blocks = _encoder_blocks(model)
     n_train = {"all": len(blocks), "last_stage": 1, "head": 0}[scope]
-    names: dict[str, tuple[slice, tuple[int, ...]]] = {}
-    pos = 0
-
-    def take(name: str, shape: tuple[int, ...]) -> slice:
-        nonlocal pos
-        n = int(np.prod(shape))
-        s = slice(pos, pos + n)
-        names[name] = (s, shape)
-        pos += n
-        return s
-
+    shapes: dict[str, tuple[int, ...]] = {}
+    names: dict[str, tuple[str, slice | None]] = {}
     trained = []
-    for i, lin, norm in blocks[len(blocks) - n_train:]:
-        p, q = f"encoder.{i}", f"encoder.{i + 1}"
-        trained.append(_Block(
-            prefix=p, norm=q, n_in=lin.in_features, n_out=lin.out_features,
-            eps=float(norm.eps),
-            w=take(f"{p}.weight", (lin.out_features, lin.in_features)),
-            b=take(f"{p}.bias", (lin.out_features,)),
-            g=take(f"{q}.weight", (lin.out_features,)),
-            beta=take(f"{q}.bias", (lin.out_features,))))
+    for k, (i, lin, norm) in enumerate(blocks[len(blocks) - n_train:]):
+        key = f"e{k}"
+        trained.append(_Block(key=key, n_in=lin.in_features, n_out=lin.out_features,
+                              eps=float(norm.eps)))
+        shapes[f"{key}.w"] = (lin.out_features, lin.in_features)
+        for part in ("b", "g", "beta"):
+            shapes[f"{key}.{part}"] = (lin.out_features,)
+        names[f"encoder.{i}.weight"] = (f"{key}.w", None)
+        names[f"encoder.{i}.bias"] = (f"{key}.b", None)
+        names[f"encoder.{i + 1}.weight"] = (f"{key}.g", None)
+        names[f"encoder.{i + 1}.bias"] = (f"{key}.beta", None)
     hidden = model.fc1.out_features
     n_feat = model.fc1.in_features - STATE_DIM
-    w1 = take("fc1.weight", (hidden, n_feat + STATE_DIM))
-    b1 = take("fc1.bias", (hidden,))
-    w2 = take("fc2.weight", (hidden, hidden))
-    b2 = take("fc2.bias", (hidden,))
-    start = pos
-    for name, n in _DECODERS:
-        take(f"{name}.weight", (n, hidden))
-    wd = slice(start, pos)
-    start = pos
-    for name, n in _DECODERS:
-        take(f"{name}.bias", (n,))
-    bd = slice(start, pos)
-    if model.fc2.in_features != hidden or any(
+    if model.fc2.in_features != hidden or model.fc2.out_features != hidden or any(
             getattr(model, n).in_features != hidden or getattr(model, n).out_features != k
             for n, k in _DECODERS):
         raise EftError("IEF layer sizes do not chain")
+    shapes.update({"w1": (hidden, n_feat + STATE_DIM), "b1": (hidden,),
+                   "w2": (hidden, hidden), "b2": (hidden,),
+                   "wd": (STATE_DIM, hidden), "bd": (STATE_DIM,)})
+    names.update({"fc1.weight": ("w1", None), "fc1.bias": ("b1", None),
+                  "fc2.weight": ("w2", None), "fc2.bias": ("b2", None)})
+    start = 0
+    for name, n in _DECODERS:
+        names[f"{name}.weight"] = ("wd", slice(start, start + n))
+        names[f"{name}.bias"] = ("bd", slice(start, start + n))
+        start += n
     return _Layout(blocks=tuple(trained), n_feat=n_feat, hidden=hidden,
-                   n_iter=int(model.n_iter), w1=w1, b1=b1, w2=w2, b2=b2, wd=wd, bd=bd,
-                   size=pos, names=names)
+                   n_iter=int(model.n_iter), shapes=shapes, names=names)
 
 
 def supports(model: nn.Module, scope: str = "all") -> bool:
@@ -171,20 +162,27 @@ def supports(model: nn.Module, scope: str = "all") -> bool:
     return set(layout.names) == set(split_model(model, scope).trainable)
 
 
-def _flat_params(model: nn.Module, layout: _Layout) -> Tensor:
-    """(P,) the model's trained parameters in the flat layout."""
-    named = dict(model.named_parameters())
-    ref = next(iter(named.values()))
-    flat = torch.empty(layout.size, dtype=ref.dtype, device=ref.device)
-    with torch.no_grad():
-        for name, (s, _) in layout.names.items():
-            flat[s] = named[name].detach().reshape(-1)
-    return flat
+class _Flat:
+    """R rows of per-exemplar state in one flat buffer (R * P values), stored layer by
+    layer: key -> (R, *shape) contiguous view, so a block of rows of one layer is
+    contiguous (for ``bmm``'s output and for fused Adam)."""
 
+    def __init__(self, layout: _Layout, rows: int, like: Tensor) -> None:
+        self.data = torch.empty(rows * layout.size, dtype=like.dtype, device=like.device)
+        self.views: dict[str, Tensor] = {}
+        pos = 0
+        for key, shape in layout.shapes.items():
+            n = rows * int(np.prod(shape))
+            self.views[key] = self.data[pos:pos + n].view(rows, *shape)
+            pos += n
 
-def _view(buf: Tensor, s: slice, *shape: int) -> Tensor:
-    """Rows of ``buf`` (R, P), columns ``s``, viewed as (R, *shape)."""
-    return buf[:, s].view(buf.shape[0], *shape)
+    def rows(self, a: int, b: int) -> dict[str, Tensor]:
+        return {key: t[a:b] for key, t in self.views.items()}
+
+    def compact(self, keep: Tensor) -> None:
+        """Move rows ``keep`` (sorted; of the rows in use) to the front."""
+        for t in self.views.values():
+            t[: keep.numel()] = t.index_select(0, keep)
 
 
 class _Acts:
@@ -213,8 +211,24 @@ class _Acts:
             t[: keep.numel()] = t.index_select(0, keep)
 
 
+def _decoders(w: dict[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
+    """(W (r, n, hidden), b (r, 1, n)) views of decpose, decshape, deccam."""
+    out, start = [], 0
+    for _, n in _DECODERS:
+        out.append((w["wd"][:, start:start + n], w["bd"][:, start:start + n].unsqueeze(1)))
+        start += n
+    return out
+
+
 class _Engine:
-    """Forward / backward / Adam on flat rows for one model and scope."""
+    """Forward / backward / Adam on blocks of flat rows for one model and scope.
+
+    Every sum below adds its terms in the order autograd adds them in
+    :func:`~eft.fitting.eft.fit_sequential` (the last use first), and every product has
+    the orientation of the sequential loop's (``x @ W.T`` forward, ``g @ W`` backward), so
+    the rounding is the same: weight gradients that nearly cancel, which Adam's
+    normalised step would otherwise amplify, come out as in the reference.
+    """
 
     def __init__(self, model: KeypointRegressor, layout: _Layout, config: EFTConfig,
                  lr: float) -> None:
@@ -225,52 +239,38 @@ class _Engine:
         self.init_state = torch.cat([model.init_pose.reshape(-1), model.init_shape.reshape(-1),
                                      model.init_cam.reshape(-1)]).to(p.dtype)
 
-    def _decoders(self, theta: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """(W (r, n, hidden), b (r, 1, n)) views of decpose, decshape, deccam."""
-        lay = self.layout
-        wd = _view(theta, lay.wd, STATE_DIM, lay.hidden)
-        bd = theta[:, lay.bd]
-        out, start = [], 0
-        for _, n in _DECODERS:
-            out.append((wd[:, start:start + n], bd[:, start:start + n].unsqueeze(1)))
-            start += n
-        return out
-
     # -- forward ---------------------------------------------------------------------
-    def forward(self, theta: Tensor, x0: Tensor, acts: _Acts, r0: int) -> None:
-        """Forward of rows ``theta`` (r, P) on frozen inputs ``x0`` (r, in0); saves the
-        activations at rows ``r0 .. r0 + r`` of ``acts``."""
+    def forward(self, w: dict[str, Tensor], x0: Tensor, acts: _Acts, r0: int) -> None:
+        """Forward of the rows whose weights are ``w`` (key -> (r, ...)) on frozen inputs
+        ``x0`` (r, in0); saves the activations at rows ``r0 .. r0 + r`` of ``acts``."""
         lay = self.layout
-        r = theta.shape[0]
+        r = x0.shape[0]
         rows = slice(r0, r0 + r)
         x = x0
         for k, blk in enumerate(lay.blocks):
+            key = blk.key
             acts.x_in[k][rows] = x
-            w = _view(theta, blk.w, blk.n_out, blk.n_in)
-            z = torch.baddbmm(theta[:, blk.b].unsqueeze(1), x.unsqueeze(1), w.mT).squeeze(1)
+            z = torch.baddbmm(w[f"{key}.b"].unsqueeze(1), x.unsqueeze(1),
+                              w[f"{key}.w"].mT).squeeze(1)
             xhat, mean, rstd = torch.native_layer_norm(z, [blk.n_out], None, None, blk.eps)
-            y = torch.addcmul(theta[:, blk.beta], xhat, theta[:, blk.g])
+            y = torch.addcmul(w[f"{key}.beta"], xhat, w[f"{key}.g"])
             acts.z[k][rows] = z
             acts.xhat[k][rows] = xhat
             acts.mean[k][rows] = mean
             acts.rstd[k][rows] = rstd
             acts.mask[k][rows] = y > 0
             x = torch.relu(y)
-        feat = x
-        h = lay.hidden
-        w1 = _view(theta, lay.w1, h, lay.n_feat + STATE_DIM)
-        w2 = _view(theta, lay.w2, h, h)
-        decoders = self._decoders(theta)
-        b1 = theta[:, lay.b1].unsqueeze(1)
-        b2 = theta[:, lay.b2].unsqueeze(1)
+        w1t, w2t = w["w1"].mT, w["w2"].mT
+        b1, b2 = w["b1"].unsqueeze(1), w["b2"].unsqueeze(1)
+        decoders = [(wd.mT, bd) for wd, bd in _decoders(w)]
         u = acts.u[rows]
-        u[:, :, : lay.n_feat] = feat.unsqueeze(1)
+        u[:, :, : lay.n_feat] = x.unsqueeze(1)
         state = self.init_state.expand(r, STATE_DIM)
         for t in range(lay.n_iter):
             u[:, t, lay.n_feat:] = state
-            h1 = torch.baddbmm(b1, u[:, t].unsqueeze(1), w1.mT)
-            h2 = torch.baddbmm(b2, h1, w2.mT)
-            d = torch.cat([torch.baddbmm(bd, h2, wd.mT) for wd, bd in decoders], dim=2)
+            h1 = torch.baddbmm(b1, u[:, t].unsqueeze(1), w1t)
+            h2 = torch.baddbmm(b2, h1, w2t)
+            d = torch.cat([torch.baddbmm(bd, h2, wdt) for wdt, bd in decoders], dim=2)
             acts.h1[rows, t] = h1.squeeze(1)
             acts.h2[rows, t] = h2.squeeze(1)
             state = d.squeeze(1) + state
@@ -292,24 +292,21 @@ class _Engine:
         return l2d.detach(), grad, out.detach()
 
     # -- backward --------------------------------------------------------------------
-    def backward(self, theta: Tensor, g_state: Tensor, acts: _Acts, r0: int,
-                 grad: Tensor) -> None:
-        """Gradients of rows ``theta`` (r, P) into ``grad`` (r, P) from
-        ``g_state`` (r, 157), the loss gradient w.r.t. the final IEF state."""
+    def backward(self, w: dict[str, Tensor], g_state: Tensor, acts: _Acts, r0: int,
+                 grad: dict[str, Tensor]) -> None:
+        """Gradients of the rows whose weights are ``w`` into ``grad`` (key -> (r, ...),
+        contiguous) from ``g_state`` (r, 157), the loss gradient w.r.t. the final IEF
+        state."""
         lay = self.layout
-        r = theta.shape[0]
+        r = g_state.shape[0]
         rows = slice(r0, r0 + r)
         h, n = lay.hidden, lay.n_iter
-        w1 = _view(theta, lay.w1, h, lay.n_feat + STATE_DIM)
-        w2 = _view(theta, lay.w2, h, h)
-        decoders = self._decoders(theta)
+        decoders = _decoders(w)
         g_d = g_state.new_empty(r, n, STATE_DIM)
         g_h2 = g_state.new_empty(r, n, h)
         g_h1 = g_state.new_empty(r, n, h)
         g = g_state.unsqueeze(1)  # (r, 1, 157): gradient w.r.t. the state after pass t
         g_feat = None
-        # every sum below adds its terms in the order autograd adds them in the
-        # sequential loop (the last use first), so the rounding is the same
         for t in range(n - 1, -1, -1):
             g_d[:, t] = g[:, 0]
             parts, start = [], 0
@@ -321,68 +318,92 @@ class _Engine:
             for part in parts[-2::-1]:
                 gh2 = gh2 + part
             g_h2[:, t] = gh2[:, 0]
-            gh1 = torch.bmm(gh2, w2)
+            gh1 = torch.bmm(gh2, w["w2"])
             g_h1[:, t] = gh1[:, 0]
             if t > 0 or lay.blocks:
-                gu = torch.bmm(gh1, w1)
+                gu = torch.bmm(gh1, w["w1"])
                 if lay.blocks:
                     gf = gu[:, 0, : lay.n_feat]
                     g_feat = gf if g_feat is None else g_feat + gf
                 if t > 0:
                     g = g + gu[:, :, lay.n_feat:]
-        # sum over the IEF passes in autograd's order (last pass first), so that weight
-        # gradients that nearly cancel round as in the sequential loop
         u, h1, h2 = acts.u[rows], acts.h1[rows], acts.h2[rows]
-        for wsl, bsl, g_out, x_in, n_out, n_in in (
-                (lay.w1, lay.b1, g_h1, u, h, lay.n_feat + STATE_DIM),
-                (lay.w2, lay.b2, g_h2, h1, h, h),
-                (lay.wd, lay.bd, g_d, h2, STATE_DIM, h)):
-            gw = _view(grad, wsl, n_out, n_in)
-            gb = grad[:, bsl]
-            torch.bmm(g_out.flip(1).transpose(1, 2), x_in.flip(1), out=gw)
+        for wk, bk, g_out, x_in in (("w1", "b1", g_h1, u), ("w2", "b2", g_h2, h1),
+                                    ("wd", "bd", g_d, h2)):
+            # the n outer products summed by one bmm over the passes, last pass first
+            torch.bmm(g_out.flip(1).transpose(1, 2), x_in.flip(1), out=grad[wk])
+            gb = grad[bk]
             gb.copy_(g_out[:, n - 1])
             for t in range(n - 2, -1, -1):
                 gb.add_(g_out[:, t])
         g_a = g_feat
         for k in range(len(lay.blocks) - 1, -1, -1):
             blk = lay.blocks[k]
-            z, rstd = acts.z[k][rows], acts.rstd[k][rows]
+            key = blk.key
             g_y = torch.where(acts.mask[k][rows], g_a, 0.0)
-            torch.mul(g_y, acts.xhat[k][rows], out=grad[:, blk.g])
-            grad[:, blk.beta] = g_y
+            torch.mul(g_y, acts.xhat[k][rows], out=grad[f"{key}.g"])
+            grad[f"{key}.beta"].copy_(g_y)
             g_z = torch.ops.aten.native_layer_norm_backward(
-                g_y * theta[:, blk.g], z, [blk.n_out], acts.mean[k][rows], rstd,
-                None, None, [True, False, False])[0]
+                g_y * w[f"{key}.g"], acts.z[k][rows], [blk.n_out], acts.mean[k][rows],
+                acts.rstd[k][rows], None, None, [True, False, False])[0]
             torch.mul(g_z.unsqueeze(-1), acts.x_in[k][rows].unsqueeze(1),
-                      out=_view(grad, blk.w, blk.n_out, blk.n_in))
-            grad[:, blk.b] = g_z
+                      out=grad[f"{key}.w"])
+            grad[f"{key}.b"].copy_(g_z)
             if k > 0:
-                w = _view(theta, blk.w, blk.n_out, blk.n_in)
-                g_a = torch.bmm(g_z.unsqueeze(1), w).squeeze(1)
+                g_a = torch.bmm(g_z.unsqueeze(1), w[f"{key}.w"]).squeeze(1)
 
     # -- Adam ------------------------------------------------------------------------
-    def adam(self, theta: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: Tensor) -> None:
+    def adam(self, w: dict[str, Tensor], grad: dict[str, Tensor], m: dict[str, Tensor],
+             v: dict[str, Tensor], step: Tensor) -> None:
+        """``torch.optim.Adam(fused=True)``'s kernel on every tensor of the block."""
+        keys = list(w)
         b1, b2 = self.config.adam_betas
-        torch._fused_adam_([theta], [grad], [m], [v], [], [step], lr=self.lr, beta1=b1,
-                           beta2=b2, weight_decay=self.config.weight_decay,
-                           eps=self.config.adam_eps, amsgrad=False, maximize=False)
+        torch._fused_adam_([w[k] for k in keys], [grad[k] for k in keys],
+                           [m[k] for k in keys], [v[k] for k in keys], [],
+                           [step] * len(keys), lr=self.lr, beta1=b1, beta2=b2,
+                           weight_decay=self.config.weight_decay, eps=self.config.adam_eps,
+                           amsgrad=False, maximize=False)
+
+
+def _trained(w: dict[str, Tensor], layout: _Layout, j: int) -> dict[str, Tensor]:
+    """Row ``j``'s trained tensors by parameter name."""
+    return {name: w[key][j] if rows is None else w[key][j, rows]
+            for name, (key, rows) in layout.names.items()}
+
+
+class _Buffers:
+    """Per-exemplar state for up to ``rows`` exemplars and a ``block``-row gradient,
+    allocated once per fit and reused by every chunk."""
+
+    def __init__(self, layout: _Layout, rows: int, block: int, like: Tensor) -> None:
+        self.theta = _Flat(layout, rows, like)
+        self.m = _Flat(layout, rows, like)
+        self.v = _Flat(layout, rows, like)
+        self.grad = _Flat(layout, min(block, rows), like)
+        self.acts = _Acts(layout, rows, like)
 
 
 def _run_chunk(engine: _Engine, model: nn.Module, fast: KeypointLBS, x0: Tensor,
-               targets: Tensor, rows: Tensor, flat0: Tensor, raw: _Raw, block: int,
+               targets: Tensor, rows: Tensor, raw: _Raw, bufs: _Buffers, block: int,
                keep_params: bool) -> None:
     """Fine-tune the exemplars ``rows`` (original indices; frozen inputs ``x0``,
     targets ``targets``) together."""
     lay, config = engine.layout, engine.config
     n = rows.numel()
-    theta = flat0.expand(n, lay.size).clone()
-    m = torch.zeros_like(theta)
-    v = torch.zeros_like(theta)
-    grad = theta.new_empty(min(block, n), lay.size)
-    step = torch.zeros((), dtype=torch.float32, device=theta.device)
-    acts = _Acts(lay, n, theta)
+    named = dict(model.named_parameters())
+    theta, m, v, grad, acts = bufs.theta, bufs.m, bufs.v, bufs.grad, bufs.acts
+    with torch.no_grad():
+        for name, (key, part) in lay.names.items():
+            dst = theta.views[key][:n]
+            dst = dst if part is None else dst[:, part]
+            dst.copy_(named[name].detach().expand_as(dst))
+        for buf in (m, v):
+            for t in buf.views.values():
+                t[:n].zero_()
+    step = torch.zeros((), dtype=torch.float32, device=x0.device)
     for a in range(0, n, block):
-        engine.forward(theta[a:a + block], x0[a:a + block], acts, a)
+        b = min(a + block, n)
+        engine.forward(theta.rows(a, b), x0[a:b], acts, a)
     idx = rows  # original index of each live row
     live = n
     for it in range(config.max_iters):
@@ -401,29 +422,27 @@ def _run_chunk(engine: _Engine, model: nn.Module, fast: KeypointLBS, x0: Tensor,
         n_stop = int(stop.sum())
         if keep_params and n_stop:
             for j in torch.nonzero(stop).flatten().tolist():
-                trained = {name: theta[j, s].view(shape)
-                           for name, (s, shape) in lay.names.items()}
-                raw.params[int(idx[j])] = _full_params(model, trained)
+                raw.params[int(idx[j])] = _full_params(model, _trained(theta.views, lay, j))
         if n_stop == live:
             break
         if n_stop:
             keep = torch.nonzero(~stop).flatten()
             live = keep.numel()
             for buf in (theta, m, v):
-                buf[:live] = buf.index_select(0, keep)
+                buf.compact(keep)
             x0 = x0.index_select(0, keep)
             targets = targets.index_select(0, keep)
             g_state = g_state.index_select(0, keep)
             acts.compact(keep)
             idx = idx[keep]
-            theta, m, v = theta[:live], m[:live], v[:live]
         step += 1
         for a in range(0, live, block):
             b = min(a + block, live)
-            g = grad[: b - a]
-            engine.backward(theta[a:b], g_state[a:b], acts, a, g)
-            engine.adam(theta[a:b], g, m[a:b], v[a:b], step)
-            engine.forward(theta[a:b], x0[a:b], acts, a)
+            w = theta.rows(a, b)
+            g = grad.rows(0, b - a)
+            engine.backward(w, g_state[a:b], acts, a, g)
+            engine.adam(w, g, m.rows(a, b), v.rows(a, b), step)
+            engine.forward(w, x0[a:b], acts, a)
 
 
 def fit_flat(
@@ -473,7 +492,9 @@ def fit_flat(
     try:
         model.eval()
         engine = _Engine(model, layout, config, lr)
-        flat0 = _flat_params(model, layout)
+        n_todo = int((~prep.skipped).sum())
+        bufs = _Buffers(layout, max(1, min(int(batch_size), n_todo)), int(block),
+                        prep.targets)
         skipped = torch.nonzero(prep.skipped).flatten()
         _initial(model, split, fast, prep, skipped.to(device), config, raw)
         if keep_params:
@@ -491,7 +512,7 @@ def fit_flat(
                         x0 = torch.cat([split.features(model, prep.inputs[i:i + 1])
                                         for i in rows.tolist()])
                     x0 = x0.contiguous()
-                _run_chunk(engine, model, fast, x0, prep.targets[rows], rows, flat0, raw,
+                _run_chunk(engine, model, fast, x0, prep.targets[rows], rows, raw, bufs,
                            int(block), keep_params)
                 bar.update(int(rows.numel()))
     finally:
