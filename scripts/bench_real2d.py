@@ -1,6 +1,6 @@
 """Benchmark on real 2D labels: COCO val2017 and the MPII (Tompson) validation split.
 
-    python scripts/bench_real2d.py                         # default prior, --n 500
+    python scripts/bench_real2d.py                         # default prior, --n 1000
     python scripts/bench_real2d.py --regressor keypoint-prior-v1 --out bench_real2d_v1
     python scripts/bench_real2d.py --lr 1e-5 --max-iters 40 --with-ankles --out try
     python scripts/bench_real2d.py --set eft.stop_loss_2d=0 --methods regressor,eft
@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import shlex
 import sys
@@ -61,6 +62,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from eft._files import file_sha256
 from eft.body import BodyModel
 from eft.body.joints import SPIN49_NAMES
 from eft.data.readers import read_dataset
@@ -74,7 +76,7 @@ from eft.fitting.heldout import (
     make_held_out,
 )
 from eft.jobs.config import apply_override, config_from_dict, parse_override
-from eft.models import KeypointRegressor, load_regressor
+from eft.models import KeypointRegressor, load_regressor, regressor_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -85,7 +87,7 @@ DATASETS = {
 }
 METHODS = ("mean", "regressor", "smplify", "eft")
 NLL_PERCENTILES = (5, 25, 50, 75, 90, 95, 99)
-DEFAULT_N = 500
+DEFAULT_N = 1000
 
 
 # ---------------------------------------------------------------------------
@@ -183,7 +185,7 @@ def all_labels_metrics(fits, box_side: np.ndarray, max_pose_nll) -> dict:
     }
 
 
-def held_out_metrics(fits, held, slots_ok) -> dict:
+def held_out_metrics(fits, held, slots_ok) -> tuple[dict, np.ndarray]:
     errs = held_out_errors(held, fits, slots_ok)
     by_joint = {}
     for slot, s in errs.by_slot().items():
@@ -196,7 +198,24 @@ def held_out_metrics(fits, held, slots_ok) -> dict:
         "accept_rate": float(np.mean([x.accepted for x in q])),
         "median_visible_reproj_px": float(np.nanmedian([x.reproj_px for x in q])),
         "pose_nll": percentiles(np.array([x.pose_nll for x in q], dtype=float)),
-    }
+    }, errs.per_person(len(held))
+
+
+def paired(per_person: dict[str, np.ndarray]) -> dict:
+    """``{a: {b: {"diff": mean(a - b), "se": ...}}}``: held-out mean error of method a
+    minus method b, per person on the same people, with its standard error."""
+    out = {}
+    for a, ea in per_person.items():
+        out[a] = {}
+        for b, eb in per_person.items():
+            if a == b:
+                continue
+            d = ea - eb
+            d = d[np.isfinite(d)]
+            out[a][b] = {"diff": float(d.mean()),
+                         "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1
+                         else float("nan")}
+    return out
 
 
 def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
@@ -223,6 +242,7 @@ def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
         "limbs_hidden": {limb: sum(h.limb == limb for h in held) for limb in LIMB_ORDER},
         "read_seconds": read_s, "methods": {}, "seconds": {},
     }
+    per_person = {}
     for method in methods:
         t = time.perf_counter()
         fits = run_method(method, people, model, body, cfg, scfg, prior, args.batch_size)
@@ -231,9 +251,10 @@ def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
         hfits = run_method(method, held_people, model, body, cfg, scfg, prior,
                            args.batch_size)
         t_held = time.perf_counter() - t
+        held_metrics, per_person[method] = held_out_metrics(hfits, held, slots_ok)
         out["methods"][method] = {
             "all_labels": all_labels_metrics(fits, box_all, cfg.rules.max_pose_nll),
-            "held_out": held_out_metrics(hfits, held, slots_ok),
+            "held_out": held_metrics,
         }
         out["seconds"][method] = {"all_labels": t_all, "held_out": t_held}
         m = out["methods"][method]
@@ -242,7 +263,22 @@ def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
                    f"{m['held_out']['mean']:.4f} median {m['held_out']['median']:.4f} "
                    f"<0.1 {m['held_out']['share_below_0_1']:.3f}  "
                    f"({t_all:.1f}+{t_held:.1f} s)")
+    out["held_out_paired"] = paired(per_person)
     return out
+
+
+def machine() -> str:
+    """CPU model, core count and load, for the report."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}, load {load:.1f} at start"
 
 
 def body_keypoint_valid(body) -> torch.Tensor:
@@ -267,7 +303,8 @@ def markdown(r: dict) -> str:
         "",
         f"Command: `{r['command']}`",
         "",
-        f"Regressor `{r['regressor']}`; EFT settings {json.dumps(r['eft_overrides'])} over "
+        f"Regressor `{r['regressor']}` (`{r['regressor_file']}`, sha256 "
+        f"{r['regressor_sha256'][:12]}); EFT settings {json.dumps(r['eft_overrides'])} over "
         f"EFT's defaults (lr resolved: {r['eft_lr']}); SMPLify overrides "
         f"{json.dumps(r['smplify_overrides'])}; seed {r['seed']}; "
         f"n = {r['n'] if r['n'] is not None else 'all'} people per pass and dataset. "
@@ -290,8 +327,8 @@ def markdown(r: dict) -> str:
             f"legs labelled; all-labels pass on {d['n_all']}, held-out pass on "
             f"{d['n_held_out']} ({', '.join(f'{k} {v}' for k, v in d['limbs_hidden'].items())}).",
             "",
-            "| method | accepted | reproj px (median) | reproj / box | held-out mean | "
-            "median | share < 0.1 | pose NLL p50 / p90 / p99 | seconds (all + held-out) |",
+            "| method | accepted | reproj px (median) | reproj / box | held-out mean (± se) "
+            "| median | share < 0.1 | pose NLL p50 / p90 / p99 | seconds (all + held-out) |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for m, v in d["methods"].items():
@@ -300,11 +337,18 @@ def markdown(r: dict) -> str:
             s = d["seconds"][m]
             lines.append(
                 f"| {m} | {_f(a['accept_rate'])} | {_f(a['median_reproj_px'], '.1f')} | "
-                f"{_f(a['median_reproj_frac_box'], '.4f')} | {_f(h['mean'], '.4f')} | "
+                f"{_f(a['median_reproj_frac_box'], '.4f')} | {_f(h['mean'], '.4f')} ± "
+                f"{_f(h['mean_se'], '.4f')} | "
                 f"{_f(h['median'], '.4f')} | {_f(h['share_below_0_1'])} | "
                 f"{_f(nll.get('p50'), '.1f')} / {_f(nll.get('p90'), '.1f')} / "
                 f"{_f(nll.get('p99'), '.1f')} | "
                 f"{s['all_labels']:.1f} + {s['held_out']:.1f} |")
+        pairs = d.get("held_out_paired", {})
+        if "eft" in pairs:
+            lines += ["", "Held-out mean error, EFT minus each other method, paired over the "
+                      "same people (negative: EFT better): " + "; ".join(
+                          f"{b} {v['diff']:+.4f} ± {v['se']:.4f}"
+                          for b, v in pairs["eft"].items()) + "."]
         lines += ["", "Held-out mean error / box by hidden joint:", ""]
         joints = sorted({j for v in d["methods"].values() for j in v["held_out"]["by_joint"]},
                         key=SPIN49_NAMES.index)
@@ -371,13 +415,15 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python scripts/bench_real2d.py" + "".join(
             " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)),
         "regressor": args.regressor,
+        "regressor_file": regressor_path(args.regressor).name,
+        "regressor_sha256": file_sha256(regressor_path(args.regressor)),
         "regressor_metadata": {k: v for k, v in getattr(model, "eft_metadata", {}).items()
                                if isinstance(v, (str, int, float, bool))},
         "eft_overrides": eft_over, "smplify_overrides": smplify_over,
         "eft_config": dataclasses.asdict(cfg), "eft_lr": cfg.resolve_lr(model),
         "seed": args.seed, "n": None if args.full else args.n, "methods_run": methods,
         "threads": args.threads,
-        "machine": f"{platform.machine()}, {platform.processor() or platform.system()}",
+        "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "torch": torch.__version__, "datasets": {},
     }

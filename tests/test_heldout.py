@@ -130,6 +130,8 @@ def test_held_out_error_closed_form():
     e = held_out_errors(held, pred)
     assert e.summary().mean == pytest.approx(2 * 0.2 / 8)
     assert e.summary().share_below_0_1 == pytest.approx(6 / 8)
+    np.testing.assert_allclose(e.per_person(5), [0, 0, 0.2, 0, np.nan])
+    assert e.summary().mean_se == pytest.approx(np.std([0, 0, 0.2, 0], ddof=1) / 2)
     assert e.by_limb()["left_leg"].mean == pytest.approx(0.2)
     assert e.by_limb()["right_arm"].mean == 0.0
     assert e.by_slot()[I["Left Knee"]].median_px == pytest.approx(61.0)
@@ -243,6 +245,9 @@ def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):
     assert saved["eft_config"]["rules"]["max_pose_nll"] == 200
     for name in ("coco", "mpii"):
         d = r["datasets"][name]
+        diff = d["held_out_paired"]["eft"]["mean"]["diff"]
+        assert diff == pytest.approx(d["methods"]["eft"]["held_out"]["mean"]
+                                     - d["methods"]["mean"]["held_out"]["mean"])
         assert d["n_all"] == 6 and d["n_held_out"] == 6
         assert d["limbs_hidden"] == {"left_arm": 2, "right_arm": 2, "left_leg": 1,
                                      "right_leg": 1}
@@ -259,7 +264,7 @@ def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):
     # same seed, same people: a second run of one method repeats the numbers
     r2 = bench.main(["--n", "6", "--seed", "3", "--methods", "mean", "--datasets", "coco",
                      "--out", str(tmp_path / "again")])
-    assert (r2["datasets"]["coco"]["methods"]["mean"]
-            == r["datasets"]["coco"]["methods"]["mean"])
+    assert (json.dumps(r2["datasets"]["coco"]["methods"]["mean"], sort_keys=True)
+            == json.dumps(r["datasets"]["coco"]["methods"]["mean"], sort_keys=True))
     with pytest.raises(Exception, match="nonsense"):
         bench.main(["--n", "2", "--set", "eft.nonsense=1", "--out", str(tmp_path / "x")])

@@ -218,6 +218,9 @@ class HeldOutSummary:
         mean, median: of ``error_px / box_side``.
         share_below_0_1: fraction of hidden joints with ``error_px / box_side < 0.1``.
         median_px: median error in image px.
+        mean_se: standard error of ``mean`` with people as the sampling unit: the
+            standard deviation (ddof 1) of the per-person mean errors over
+            ``sqrt(n_people)`` (NaN with fewer than 2 people).
     """
 
     n_people: int
@@ -226,6 +229,7 @@ class HeldOutSummary:
     median: float
     share_below_0_1: float
     median_px: float
+    mean_se: float = float("nan")
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -255,12 +259,23 @@ class HeldOutErrors:
         keep = np.ones(len(self.slot), bool) if mask is None else np.asarray(mask, bool)
         frac, px = self.error_frac[keep], self.error_px[keep]
         nan = float("nan")
+        per = _group_mean(self.person[keep], frac)
         return HeldOutSummary(
-            n_people=int(len(np.unique(self.person[keep]))), n_joints=int(keep.sum()),
+            n_people=len(per), n_joints=int(keep.sum()),
             mean=float(frac.mean()) if len(frac) else nan,
             median=float(np.median(frac)) if len(frac) else nan,
             share_below_0_1=float((frac < 0.1).mean()) if len(frac) else nan,
-            median_px=float(np.median(px)) if len(px) else nan)
+            median_px=float(np.median(px)) if len(px) else nan,
+            mean_se=float(per.std(ddof=1) / np.sqrt(len(per))) if len(per) > 1 else nan)
+
+    def per_person(self, n: int) -> np.ndarray:
+        """(n,) mean ``error_frac`` of each person ``0..n-1`` over its hidden joints
+        (NaN for a person with none): the unit of paired comparisons between methods
+        scored on the same :class:`HeldOut` people."""
+        out = np.full(int(n), np.nan)
+        people = np.unique(self.person)
+        out[people] = _group_mean(self.person, self.error_frac)
+        return out
 
     def by_limb(self) -> dict[str, HeldOutSummary]:
         """Summary per hidden limb, in :data:`LIMB_ORDER`."""
@@ -270,6 +285,13 @@ class HeldOutErrors:
     def by_slot(self) -> dict[int, HeldOutSummary]:
         """Summary per SPIN-49 slot (e.g. ``SPIN49_INDEX["Left Ankle"]``)."""
         return {int(s): self.summary(self.slot == s) for s in np.unique(self.slot)}
+
+
+def _group_mean(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` per distinct value of ``groups``, groups ascending."""
+    keys, inverse = np.unique(groups, return_inverse=True)
+    sums = np.bincount(inverse, weights=values, minlength=len(keys))
+    return sums / np.bincount(inverse, minlength=len(keys))
 
 
 def held_out_errors(held: Sequence[HeldOut], pred_px: np.ndarray | Sequence[Fit],
