@@ -56,5 +56,19 @@ def test_demo_end_to_end(tmp_path, capsys, one_thread):
     np.testing.assert_allclose(sets["eft-json"][0].fit.betas, sets["h5"][0].fit.betas,
                                atol=1e-6)
     pngs = sorted((out / "overlays").glob("*.png"))
-    assert 1 <= len(pngs) <= 4
+    # every rejected fit (up to 4) is drawn, then the 4 worst accepted ones
+    from eft.jobs.overlays import overlay_choice, overlay_name
+
+    fits = [a.fit for a in sets["h5"]]
+    rejected = [f.exemplar_id for f in fits if not f.quality.accepted]
+    chosen = [fits[k].exemplar_id for k in overlay_choice(fits, 4)]
+    assert chosen[:len(rejected)] == sorted(rejected, key=chosen.index) and len(
+        chosen) == min(len(rejected), 4) + min(n - len(rejected), 4)
+    assert sorted(p.name for p in pngs) == sorted(overlay_name(i) for i in chosen)
+    frac = {f.exemplar_id: f.quality.reproj_frac_bbox for f in fits}
+    acc = [i for i in chosen if i not in rejected]
+    assert [frac[i] for i in acc] == sorted((frac[i] for i in acc), reverse=True)
+    rest = [frac[f.exemplar_id] for f in fits if f.quality.accepted
+            and f.exemplar_id not in acc]
+    assert not rest or min(frac[i] for i in acc) >= max(rest)
     assert Image.open(pngs[0]).size[0] > Image.open(pngs[0]).size[1]  # fit | side panel

@@ -164,7 +164,8 @@ def run_demo(out: str | os.PathLike = "annotations/demo", n_people: int = 12,
     if acc:
         lines.append(acc)
     lines += [
-        f"overlays   {len(overlays)} PNG(s) in {out / 'overlays'}/",
+        f"overlays   {len(overlays)} PNG(s) in {out / 'overlays'}/ (the rejected fits, then "
+        "the worst accepted)",
         f"job files  {out / MANIFEST}, {out / PARTS_DIR}/ (resumable: "
         f"eft fit {shlex.quote(str(out / CONFIG_FILE))})",
         f"total      {time.perf_counter() - t0:.1f} s",

@@ -11,7 +11,7 @@ from pathlib import Path
 from eft.data.exemplar import Exemplar
 from eft.fitting.records import Fit
 
-__all__ = ["write_overlays", "overlay_name"]
+__all__ = ["write_overlays", "overlay_name", "overlay_choice"]
 
 log = logging.getLogger("eft.jobs")
 
@@ -23,10 +23,29 @@ def overlay_name(exemplar_id: str) -> str:
     return _UNSAFE.sub("_", exemplar_id).strip("_") + ".png"
 
 
+def overlay_choice(fits: Sequence[Fit], count: int) -> list[int]:
+    """Which fits to draw, in order: the fits the quality rules rejected, worst first, then
+    the worst accepted ones; up to ``count`` of each.  Worst = largest reprojection error
+    as a fraction of the box, then largest final 2D loss (NaN last), as in the review
+    queue."""
+    import math
+
+    def badness(k: int) -> tuple:
+        q = fits[k].quality
+        frac, loss = float(q.reproj_frac_bbox), float(q.loss_2d_final)
+        return (math.isnan(frac), -frac if not math.isnan(frac) else 0.0,
+                -loss if not math.isnan(loss) else 0.0, fits[k].exemplar_id)
+
+    rejected = sorted((k for k, f in enumerate(fits) if not f.quality.accepted), key=badness)
+    accepted = sorted((k for k, f in enumerate(fits) if f.quality.accepted), key=badness)
+    return rejected[:count] + accepted[:count]
+
+
 def write_overlays(folder: Path, body_spec: str, fits: Sequence[Fit],
                    exemplars: Sequence[Exemplar], count: int, size: int = 256) -> list[Path]:
-    """Draw up to ``count`` fits (in the given order) whose exemplar has a readable
-    image; returns the PNG paths.  Unreadable images are skipped with a warning."""
+    """Draw the fits :func:`overlay_choice` picks (up to ``count`` rejected, worst first,
+    then up to ``count`` worst accepted) whose exemplar has a readable image; returns the
+    PNG paths.  Unreadable images are skipped with a warning."""
     if count <= 0:
         return []
     import torch
@@ -38,9 +57,8 @@ def write_overlays(folder: Path, body_spec: str, fits: Sequence[Fit],
     body = BodyModel.load(None if body_spec == "default" else body_spec)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for fit, ex in zip(fits, exemplars, strict=True):
-        if len(written) >= count:
-            break
+    for k in overlay_choice(fits, count):
+        fit, ex = fits[k], exemplars[k]
         if ex.image_path is None:
             continue
         try:
@@ -55,5 +73,6 @@ def write_overlays(folder: Path, body_spec: str, fits: Sequence[Fit],
         save_png(panel, path)
         written.append(path)
     if written:
-        log.info("wrote %d overlay(s) to %s", len(written), folder)
+        log.info("wrote %d overlay(s) to %s: rejected fits first, then the worst accepted",
+                 len(written), folder)
     return written
