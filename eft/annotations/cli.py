@@ -92,6 +92,25 @@ def _inspect(args: argparse.Namespace) -> int:
     from .api import iter_columns
     from .summary import summarize
 
+    if args.png or args.json:
+        import json
+
+        from .api import read_columns
+        from .pictures import contact_sheet, inspect_report
+
+        header, columns = read_columns(Path(args.file), args.input_format)
+        if args.png:
+            report = contact_sheet(header, columns, args.png, worst=args.worst,
+                                   images=args.images, model=args.model, source=args.file)
+        else:
+            report = inspect_report(header, columns, args.worst)
+        if args.json:
+            print(json.dumps(report, indent=1))
+            return 0
+        header, batches = iter_columns(Path(args.file), args.input_format)
+        print("\n".join(summarize(header, batches).lines()))
+        print(f"wrote {args.png}")
+        return 0
     header, batches = iter_columns(Path(args.file), args.input_format)
     print("\n".join(summarize(header, batches).lines()))
     return 0
@@ -168,6 +187,19 @@ def register(subparsers) -> None:
         "inspect", help="counts, quality histograms, acceptance by reason, provenance")
     ins.add_argument("file", help="annotation file")
     ins.add_argument("--input-format", choices=FORMAT_CHOICES, default=None, help=fmt_help)
+    ins.add_argument("--png", metavar="OUT.png", default=None,
+                     help="also draw a contact sheet: the N worst fits by each quality "
+                          "measure, and histograms of loss, reprojection, |beta|, pose NLL")
+    ins.add_argument("--worst", type=int, default=4, metavar="N",
+                     help="fits per measure on the sheet / in --json (default 4)")
+    ins.add_argument("--images", default=None, metavar="ROOT",
+                     help="where relative image paths are found (default: beside FILE, "
+                          "then the working folder)")
+    ins.add_argument("--model", default=None,
+                     help="body model for the sheet (default: $EFT_BODY_MODEL, else the "
+                          "embedded open model)")
+    ins.add_argument("--json", action="store_true",
+                     help="print counts, worst fits and histograms as JSON instead of text")
     ins.set_defaults(func=_inspect)
 
     val = subparsers.add_parser(
