@@ -6,11 +6,12 @@ import contextlib
 import gc
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from eft._files import locked_temporary
 
 from .errors import AnnotationError
 from .model import SCHEMA_VERSION
@@ -28,12 +29,12 @@ def one_line(text: Any, limit: int = 300) -> str:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` when the block
-    succeeds, delete it when it fails.  Readers never see a half-written file."""
+    succeeds, delete it when it fails.  Readers never see a half-written file.  The
+    temporary is locked while written, so the next write of ``path`` removes it if this
+    process is killed (:func:`eft._files.locked_temporary`)."""
     dst = Path(path).expanduser()
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path, fd = locked_temporary(dst)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
@@ -41,6 +42,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from eft import __version__
+from eft._files import locked_temporary
 from eft.fitting.config import FLAGS
 
 from ._io import FileHeader, check_schema_version, fsync_file, provenance_from_json, reading
@@ -178,8 +179,6 @@ class H5Writer:
                  chunk_rows: int = DEFAULT_CHUNK_ROWS, compression: str | None = "gzip",
                  compression_opts: int | None = 4,
                  missing: frozenset[str] = frozenset()) -> None:
-        import tempfile
-
         h5py = _h5py()
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
@@ -193,10 +192,10 @@ class H5Writer:
         self._pending_rows = 0
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
+        # HDF5 itself holds an flock on the file while it is open; a later write of
+        # `path` removes the temporary only once nobody holds it (we were killed)
+        self._tmp, fd = locked_temporary(self.path)
         os.close(fd)
-        self._tmp = Path(tmp)
         try:
             # No chunk cache: whole chunks are written once, and HDF5's cache grows with
             # every chunk passing through it (h5py issue #382).

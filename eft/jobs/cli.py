@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import warnings
+from pathlib import Path
 
 __all__ = ["register"]
 
@@ -63,11 +65,69 @@ def _fit(args: argparse.Namespace) -> int:
 
     config = load_config(find_config(args.config), _overrides(args))
     shard = parse_shard(args.shard) if args.shard else None
-    result = run_job(config, shard=shard, force=args.force, progress=not args.quiet)
+    # Workers stopped by Ctrl-C die holding semaphores; Python's resource tracker (a
+    # child started with these warning options) frees them and would warn about each
+    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
+    try:
+        with warnings.catch_warnings():
+            # joblib's note, when Ctrl-C cancels queued chunks, that they were cancelled
+            warnings.filterwarnings("ignore", message=r".*tasks which were still being "
+                                    r"processed by the workers have been cancelled")
+            result = run_job(config, shard=shard, force=args.force,
+                             progress=not args.quiet)
+    except KeyboardInterrupt:
+        _stop_local_workers()
+        print(_interrupted(config, shard), file=sys.stderr)
+        return 130
     if not args.quiet:
         print(f"output: {result.output_dir}")
         print(result.summary.format())
     return 0
+
+
+def _stop_local_workers() -> None:
+    """End joblib's local worker processes now (they ignore Ctrl-C), releasing their
+    semaphores, so that nothing but our one line is printed."""
+    if "joblib" not in sys.modules:
+        return
+    try:
+        from joblib.externals.loky import reusable_executor
+
+        executor = reusable_executor._executor  # the running one; never start another
+        if executor is not None:
+            executor.shutdown(wait=True, kill_workers=True)
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        pass
+
+
+def _interrupted(config, shard) -> str:
+    """The one line ``eft fit`` prints on Ctrl-C: what is committed, how to resume."""
+    from .runner import output_dir_for
+    from .store import Manifest
+
+    folder = output_dir_for(config, shard)
+    try:
+        manifest = Manifest.load(folder)
+    except Exception:  # noqa: BLE001 - the report must not fail
+        manifest = None
+    parts = sorted((folder / "parts").glob("part-*.npz")) if folder.is_dir() else []
+    if manifest is None or not parts:
+        done = f"nothing committed yet in {folder}"
+    else:
+        # complete part files (renamed into place) count: a resumed run adopts those
+        # the manifest did not list yet
+        from .store import JobStoreError, read_part
+
+        listed = {Path(p.file).name: p.n_fits + p.n_failed for p in manifest.parts}
+        n = 0
+        for p in parts:
+            try:
+                n += listed[p.name] if p.name in listed else len(read_part(p).ids)
+            except JobStoreError:
+                pass
+        done = (f"{len(parts)} part(s) with {n} of {manifest.n_work or '?'} exemplars "
+                f"committed in {folder}")
+    return f"eft fit: interrupted; {done}; rerun the same command to resume"
 
 
 def _merge(args: argparse.Namespace) -> int:

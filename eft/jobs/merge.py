@@ -6,6 +6,10 @@ be there.  Each of these checks can be overridden with ``force``.  The merged fo
 holds copies of all parts, a manifest (``shard: null``, ``merged_from``), the union of
 the ``skipped.json`` lists and the final files, in id order - the same files an
 unsharded run writes (fits equal to float rounding: chunks group exemplars differently).
+
+Merging again into the same folder first marks its manifest incomplete with no parts
+(one atomic write), then replaces the parts: an interrupted re-merge leaves a folder
+that says it is unfinished, never one whose manifest lists parts that are gone.
 """
 
 from __future__ import annotations
@@ -89,6 +93,13 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
                 str(f) for f in folders]:
             raise JobStoreError(f"{out} already holds another job's results; "
                                 "use another -o or --force")
+        if existing is not None:
+            # first say (atomically) that the folder holds nothing complete: a merge
+            # interrupted below never leaves a manifest listing parts that are gone
+            existing.complete = False
+            existing.parts = []
+            existing.outputs, existing.output_sha256 = {}, {}
+            existing.save(out)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
         (out / PARTS_DIR).mkdir(parents=True)
         merged = Manifest(config_hash=first.config_hash, config=first.config,

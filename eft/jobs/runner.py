@@ -379,8 +379,13 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                 tasks.append(ChunkTask(index=k, exemplars=todo))
         up_to_date = (manifest.complete and not tasks and manifest.n_work == len(ids)
                       and manifest.config.get("output") == config.to_dict()["output"]
-                      and all((folder / name).is_file() for name in manifest.outputs.values())
                       and set(manifest.outputs) == set(config.output.formats))
+        if up_to_date:
+            damaged = manifest.damaged_outputs(folder)
+            if damaged:
+                log.warning("final file(s) %s differ from what this job wrote (missing, "
+                            "truncated or edited); writing them again", ", ".join(damaged))
+                up_to_date = False
         manifest.config = config.to_dict()  # this run's settings (runtime keys may differ)
         manifest.n_work = len(ids)
         manifest.complete = False
@@ -469,6 +474,8 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
                        config.output.overlays)
     manifest.complete = True
     manifest.outputs = {fmt: Path(p).name for fmt, p in outputs.items()}
+    if write:
+        manifest.record_outputs(folder)
     return summarize(len(work), fit_list, [failures[i] for i in sorted(failures)],
                      skipped_reasons, outputs=outputs)
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eft._files import file_sha256
 from eft.data.exemplar import Exemplar
 from eft.errors import EftError
 from eft.fitting.records import Fit, FitQuality
@@ -321,6 +322,8 @@ class Manifest:
         n_work: exemplars the job has to fit (after sharding and ``limit``).
         complete: every chunk is committed and the final files are written.
         outputs: format -> final file name.
+        output_sha256: format -> sha256 of that final file as written; a final file
+            that no longer matches (truncated, edited) is written again.
         summary: the last run's summary (plain dict).
         merged_from: for ``eft merge`` outputs, the merged folders.
     """
@@ -333,6 +336,7 @@ class Manifest:
     n_work: int = 0
     complete: bool = False
     outputs: dict = field(default_factory=dict)
+    output_sha256: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
     merged_from: list[str] = field(default_factory=list)
     created: float = field(default_factory=time.time)
@@ -368,6 +372,22 @@ class Manifest:
             raise JobStoreError(f"{path}: unreadable manifest ({exc}); move the folder "
                                 "away or pass --force to start over") from None
         return cls.from_dict(d, str(path))
+
+    def record_outputs(self, folder: Path) -> None:
+        """Store the sha256 of every final file in :attr:`outputs`."""
+        self.output_sha256 = {fmt: file_sha256(folder / name)
+                              for fmt, name in self.outputs.items()}
+
+    def damaged_outputs(self, folder: Path) -> list[str]:
+        """Final files that are missing or differ from what was written (by sha256;
+        a file without a recorded hash counts as differing)."""
+        bad = []
+        for fmt, name in self.outputs.items():
+            path = folder / name
+            want = self.output_sha256.get(fmt)
+            if not path.is_file() or want is None or file_sha256(path) != want:
+                bad.append(name)
+        return bad
 
     def add_part(self, info: PartInfo) -> None:
         self.parts = [p for p in self.parts if p.file != info.file] + [info]

@@ -181,9 +181,15 @@ def _fit_all(ok, inputs, model, body, setup, index, failures):
 
 
 def run_chunk(setup: WorkerSetup, task: ChunkTask) -> Part:
-    """Fit one chunk; never raises for a single exemplar's problem."""
+    """Fit one chunk; never raises for a single exemplar's problem.  In a worker process
+    (``setup.slot_dir`` set) it first makes sure the process ends with its parent
+    (:func:`~eft.jobs.parent_watch.watch_parent`)."""
     import torch
 
+    if setup.slot_dir is not None:
+        from .parent_watch import watch_parent
+
+        watch_parent()
     t0 = time.perf_counter()
     torch.set_num_threads(setup.threads)
     device = _device(setup)

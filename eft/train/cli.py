@@ -22,8 +22,23 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"device={args.device}")
     cfg = load_train_config(args.config, overrides)
     out = args.out or cfg.output.dir or str(Path("runs") / Path(args.config).stem)
-    result = run_training(cfg, out_dir=out, resume=args.resume, overwrite=args.overwrite,
-                          progress=False if args.no_progress else None)
+    try:
+        result = run_training(cfg, out_dir=out, resume=args.resume,
+                              overwrite=args.overwrite,
+                              progress=False if args.no_progress else None)
+    except KeyboardInterrupt:
+        import sys
+
+        from .trainer import latest_checkpoint
+
+        ckpt_dir = Path(out) / "checkpoints"
+        last = latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None
+        saved = f"last checkpoint {last}" if last is not None else "no checkpoint saved yet"
+        how = ("rerun the same command to start again" if last is None
+               else "rerun the same command to resume" if args.resume
+               else "rerun the same command with --resume to continue")
+        print(f"eft train: interrupted; {saved}; {how}", file=sys.stderr)
+        return 130
     shown = {k: round(v, 1) for k, v in result.metrics.items()
              if k.endswith("_mm") and isinstance(v, float)}
     if shown:
