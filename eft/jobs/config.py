@@ -131,7 +131,9 @@ class JobConfig:
             or the open model) or a SMPL ``.pkl``/``.npz`` file or folder.
         regressor: ``default`` (the shipped keypoint prior) or a checkpoint path (our
             regressor file or a SPIN/EFT HMR checkpoint; HMR fits from image crops).
-        eft: EFT settings, :class:`eft.fitting.EFTConfig` (``eft.rules``:
+        eft: EFT settings, :class:`eft.fitting.EFTConfig`, over the recipe ``eft.preset``
+            (``open-prior`` for the shipped priors, else ``eft``, the published one;
+            :data:`eft.fitting.config.EFT_PRESETS`) (``eft.rules``:
             :class:`eft.fitting.QualityRules`).
         output: :class:`OutputConfig`.
         mode: ``batched`` (``torch.func``, per-exemplar weights) or ``sequential`` (EFT's
@@ -362,8 +364,33 @@ def _build_rules(value: Any, key: str) -> QualityRules:
     return rules
 
 
-def _build_eft(value: Any, key: str) -> EFTConfig:
-    return _build(EFTConfig, value, key, special={"rules": _build_rules})
+def _build_eft(value: Any, key: str, default_preset: str = "eft") -> EFTConfig:
+    """``eft:``: a preset (``preset:``, :data:`eft.fitting.config.EFT_PRESETS`) with the
+    given keys on top."""
+    from eft.fitting.config import EFT_PRESETS
+
+    if value is None:
+        value = {}
+    if not isinstance(value, Mapping):
+        raise _KeyError(key, f"expected a mapping, got {_describe(value)}")
+    value = dict(value)
+    preset = value.pop("preset", default_preset)
+    if preset not in EFT_PRESETS:
+        raise _KeyError(_join(key, "preset"), f"expected one of {sorted(EFT_PRESETS)}, got "
+                        f"{preset!r}{did_you_mean(str(preset), EFT_PRESETS)}")
+    return _build(EFTConfig, {**EFT_PRESETS[preset], **value}, key,
+                  special={"rules": _build_rules})
+
+
+def default_eft_preset(regressor: Any) -> str:
+    """``"open-prior"`` for the shipped keypoint priors (``default`` or a name in
+    :data:`eft.models.registry.NAMED_PRIORS`), ``"eft"`` (the published recipe) for
+    any other regressor file."""
+    from eft.models.registry import DEFAULT_SPEC, NAMED_PRIORS
+
+    shipped = isinstance(regressor, str) and (regressor == DEFAULT_SPEC
+                                              or regressor in NAMED_PRIORS)
+    return "open-prior" if shipped else "eft"
 
 
 def _build_datasets(value: Any, key: str) -> tuple[DatasetConfig, ...]:
@@ -428,8 +455,13 @@ def _build_devices(value: Any, key: str) -> tuple[str, ...]:
 def config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
     """Validate a plain mapping (as read from YAML) into a :class:`JobConfig`."""
     try:
+        preset = "eft"
+        if isinstance(data, Mapping):
+            preset = default_eft_preset(data.get("regressor", "default"))
+            data = {**data, "eft": data.get("eft")}  # the preset applies without `eft:` too
         return _build(JobConfig, data, "", special={
-            "eft": _build_eft, "datasets": _build_datasets, "devices": _build_devices})
+            "eft": lambda v, k: _build_eft(v, k, preset), "datasets": _build_datasets,
+            "devices": _build_devices})
     except _KeyError as exc:
         raise JobConfigError(f"{source}: {exc.key}: {exc.message}") from None
 
