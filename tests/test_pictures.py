@@ -93,3 +93,23 @@ def test_inspect_png_draws_a_contact_sheet(small_file, tmp_path, capsys):
     assert _bar_pixels(img, CHART_COLORS[1]).sum() > 100  # rejected fits are shown
     # the images are not there: each tile says so (red plate)
     assert _bar_pixels(img, (160, 20, 20)).sum() > 8 * 50
+
+
+def test_per_joint_errors_average_to_the_eval_metrics(tmp_path):
+    import torch
+
+    from eft.train.evaluate import joint_metrics, per_joint_chart, per_joint_mm
+
+    g = torch.Generator().manual_seed(0)
+    gt = torch.randn(20, 14, 3, generator=g, dtype=torch.float64) * 0.3
+    pred = gt + torch.randn(20, 14, 3, generator=g, dtype=torch.float64) * 0.05
+    pred[:, 13] += 0.2  # one joint far off: it must stand out
+    pj = per_joint_mm(pred, gt)
+    means = joint_metrics(pred, gt)
+    assert np.mean(pj["mpjpe_mm"]) == pytest.approx(means["mpjpe_mm"], rel=1e-9)
+    assert np.mean(pj["pa_mpjpe_mm"]) == pytest.approx(means["pa_mpjpe_mm"], rel=1e-9)
+    assert int(np.argmax(pj["mpjpe_mm"])) == 13 and pj["joints"][13] == "head_top"
+    png = per_joint_chart({"set a": {"per_joint": pj}, "set b": {"per_joint": pj}},
+                          tmp_path / "pj.png")
+    img = np.asarray(Image.open(png).convert("RGB"))
+    assert img.shape[0] > 2 * (34 + 14 * 18) and img.shape[1] > 2 * 500

@@ -144,6 +144,7 @@ def test_train_from_two_annotation_formats(tmp_path, capsys):
     # the trained checkpoint evaluates through `eft eval` too
     ckpt = sorted((out / "checkpoints").glob("step_*.pt"))[-1]
     assert main(["eval", str(ckpt), "--synthetic", "8"]) == 0
+    assert ckpt.with_suffix(".eval.png").is_file()  # the per-joint chart, beside it
 
 
 @pytest.mark.parametrize("raw, message", [

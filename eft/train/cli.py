@@ -59,6 +59,7 @@ def _eval(args: argparse.Namespace) -> int:
         load_3dpw_npz,
         load_h36m_npz,
         metrics_table,
+        per_joint_chart,
         synthetic_eval_set,
     )
     from .run import load_model
@@ -84,10 +85,19 @@ def _eval(args: argparse.Namespace) -> int:
         if len(data) == 0:
             raise TrainError(f"{data.name}: no people to evaluate")
         rows[data.name] = evaluate_model(model, body, data, batch=args.batch_size,
-                                         device=device, img_res=args.img_res)
+                                         device=device, img_res=args.img_res,
+                                         per_joint=True)
     print(f"model: {args.model}; errors in mm (14 = LSP joints from the H36M regressor, "
           "24 = SMPL joints; PA = after Procrustes)")
     print(metrics_table({f"{k} (n={v['n']})": v for k, v in rows.items()}))
+    chart = args.chart
+    if chart is None:  # beside the JSON, else beside the model file
+        if args.json:
+            chart = str(Path(args.json).with_suffix(".png"))
+        elif Path(args.model).is_file():
+            chart = str(Path(args.model).with_suffix(".eval.png"))
+    if chart:
+        print(f"wrote {per_joint_chart(rows, chart)} (error per joint)")
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,4 +153,8 @@ def register(subparsers) -> None:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--threads", type=int, default=0)
     ev.add_argument("--json", default=None, help="also write the results here")
+    ev.add_argument("--chart", default=None, metavar="PNG",
+                    help="bar chart of the PA-MPJPE and MPJPE of each LSP joint, per set "
+                         "(default: beside --json as .png, else MODEL.eval.png for a model "
+                         "file; '' for none)")
     ev.set_defaults(func=_eval)

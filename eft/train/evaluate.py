@@ -30,18 +30,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from eft.body.joints import H36M_TO_J14
-from eft.geometry.metrics import mpjpe, pa_mpjpe
+from eft.body.joints import H36M_TO_J14, LSP14_NAMES
+from eft.geometry.metrics import mpjpe, pa_mpjpe, procrustes_align
 
 from .errors import TrainError
 
 __all__ = ["EvalSet", "METRICS", "joint_metrics", "pose_joints", "evaluate_bodies",
            "predict", "evaluate_model", "synthetic_eval_set", "load_h36m_npz",
-           "load_3dpw_npz", "metrics_table"]
+           "load_3dpw_npz", "metrics_table", "per_joint_mm", "per_joint_chart"]
 
 #: Metric keys, in table order.
 METRICS: tuple[str, ...] = ("mpjpe_mm", "pa_mpjpe_mm", "mpjpe24_mm", "pa_mpjpe24_mm")
 _J14 = list(H36M_TO_J14)
+#: Keypoint format of 17-joint H36M arrays in SPIN-layout files (SPIN's regressor order).
+H36M_SPIN_FORMAT = "h36m17"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class EvalSet:
         name: label in tables.
         center: (N, 2) bbox centre, image px; scale: (N,) bbox side / 200.
         gt14: (N, 14, 3) LSP-order joints, metres, hips' mid-point at the origin.
+        gt14_valid: (N, 14) bool, which of those joints the ground truth has (SPIN
+            files' confidence column), or None: all.
         gt24: (N, 24, 3) SMPL joints, pelvis at the origin, or None.
         keypoints: (N, 49, 3) SPIN-49 2D keypoints, image px + conf, or None.
         image_paths: N image files, or None.
@@ -64,6 +68,7 @@ class EvalSet:
     gt24: Tensor | None = None
     keypoints: Tensor | None = None
     image_paths: tuple[str, ...] | None = None
+    gt14_valid: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.center.shape[0])
@@ -87,13 +92,16 @@ def pose_joints(body, rotmat: Tensor, betas: Tensor, batch: int = 512
 
 
 def joint_metrics(pred14: Tensor, gt14: Tensor, pred24: Tensor | None = None,
-                  gt24: Tensor | None = None) -> dict[str, float]:
+                  gt24: Tensor | None = None, valid14: Tensor | None = None,
+                  ) -> dict[str, float]:
     """Mean errors in mm: ``mpjpe_mm`` / ``pa_mpjpe_mm`` on the (N, 14, 3) joints and,
     when both 24-joint sets are given, ``mpjpe24_mm`` / ``pa_mpjpe24_mm``.  Inputs are
-    already centred (metres)."""
+    already centred (metres).  ``valid14`` (N, 14) bool: only those joints count (the
+    Procrustes alignment uses them too); people without any are left out."""
     gt14 = gt14.to(pred14.dtype)
-    out = {"mpjpe_mm": float(mpjpe(pred14, gt14).mean()) * 1000,
-           "pa_mpjpe_mm": float(pa_mpjpe(pred14, gt14).mean()) * 1000}
+    e14, pa14 = mpjpe(pred14, gt14, valid14), pa_mpjpe(pred14, gt14, valid14)
+    out = {"mpjpe_mm": float(e14.nanmean()) * 1000,
+           "pa_mpjpe_mm": float(pa14.nanmean()) * 1000}
     if pred24 is not None and gt24 is not None:
         gt24 = gt24.to(pred24.dtype)
         out["mpjpe24_mm"] = float(mpjpe(pred24, gt24).mean()) * 1000
@@ -148,11 +156,45 @@ def predict(model: nn.Module, data: EvalSet, batch: int = 256,
 
 
 def evaluate_model(model: nn.Module, body, data: EvalSet, batch: int = 256,
-                   device: str | torch.device = "cpu", img_res: int = 224) -> dict[str, float]:
-    """``{"n": N, metric: mm ...}`` of ``model`` on ``data``."""
+                   device: str | torch.device = "cpu", img_res: int = 224,
+                   per_joint: bool = False) -> dict[str, Any]:
+    """``{"n": N, metric: mm ...}`` of ``model`` on ``data``; with ``per_joint`` also
+    ``"per_joint"``: :func:`per_joint_mm` of the 14 LSP joints."""
     rot, betas = predict(model, data, batch, device, img_res)
     p14, p24 = pose_joints(body, rot, betas)
-    return {"n": len(data), **joint_metrics(p14, data.gt14, p24, data.gt24)}
+    out: dict[str, Any] = {"n": len(data), **joint_metrics(p14, data.gt14, p24, data.gt24,
+                                                           data.gt14_valid)}
+    if per_joint:
+        out["per_joint"] = per_joint_mm(p14, data.gt14)
+    return out
+
+
+def per_joint_mm(pred14: Tensor, gt14: Tensor) -> dict[str, list]:
+    """Mean error of each of the 14 LSP joints over the people, mm: ``{"joints": names,
+    "mpjpe_mm": [14], "pa_mpjpe_mm": [14]}`` (PA: after each person's Procrustes
+    alignment, as in :func:`joint_metrics`; the joints' means average to its numbers)."""
+    gt14 = gt14.to(pred14.dtype)
+    raw = (pred14 - gt14).norm(dim=-1).mean(0) * 1000
+    pa = (procrustes_align(pred14, gt14) - gt14).norm(dim=-1).mean(0) * 1000
+    return {"joints": list(LSP14_NAMES), "mpjpe_mm": [float(v) for v in raw],
+            "pa_mpjpe_mm": [float(v) for v in pa]}
+
+
+def per_joint_chart(rows: dict[str, dict], path: str | os.PathLike) -> Path:
+    """A bar chart per eval set (``rows``: label -> :func:`evaluate_model` result with
+    ``per_joint``) of the PA-MPJPE and MPJPE of each LSP joint, as one PNG."""
+    from eft.render.charts import bar_chart
+    from eft.render.draw import grid, save_png
+
+    charts = []
+    for label, r in rows.items():
+        pj = r["per_joint"]
+        names = [n.replace("_", " ") for n in pj["joints"]]
+        charts.append([bar_chart(names, pj["pa_mpjpe_mm"], unit=" mm",
+                                 title=f"PA-MPJPE per joint: {label}"),
+                       bar_chart(names, pj["mpjpe_mm"], unit=" mm",
+                                 title=f"MPJPE per joint: {label}")])
+    return save_png(grid(charts, gap=8), path)
 
 
 def metrics_table(rows: dict[str, dict[str, float]]) -> str:
@@ -208,16 +250,22 @@ def _read_npz(path: str | os.PathLike, required: tuple[str, ...]) -> tuple[Path,
 
 
 def _keypoints_of(p: Path, data: dict, n: int) -> Tensor | None:
-    """SPIN-49 keypoints from ``openpose`` (N, 25, 3) and ``part`` (N, 24, 3)."""
+    """SPIN-49 keypoints from ``openpose`` (N, 25, 3) and ``part`` (N, 24, 3), or a
+    17-joint ``part`` (N, 17, 3) in SPIN's H36M regressor order."""
     if "part" not in data and "openpose" not in data:
         return None
     kp = np.zeros((n, 49, 3), np.float32)
     for key, sl, size in (("openpose", slice(0, 25), 25), ("part", slice(25, 49), 24)):
         if key in data:
             arr = np.asarray(data[key], np.float32)
+            if key == "part" and arr.shape == (n, 17, 3):
+                from eft.body.joints import to_spin49
+
+                kp[:, 25:] = to_spin49(arr, H36M_SPIN_FORMAT)[:, 25:]
+                continue
             if arr.shape != (n, size, 3):
-                raise TrainError(f"{p}: '{key}' must have shape ({n}, {size}, 3), got "
-                                 f"{arr.shape}")
+                shapes = f"({n}, {size}, 3)" + (f" or ({n}, 17, 3)" if key == "part" else "")
+                raise TrainError(f"{p}: '{key}' must have shape {shapes}, got {arr.shape}")
             kp[:, sl] = arr
     return torch.as_tensor(np.nan_to_num(kp))
 
@@ -240,13 +288,24 @@ def _images(data: dict, image_root: str | os.PathLike | None) -> tuple[str, ...]
     return tuple(str(root / str(name)) for name in data["imgname"])
 
 
+#: Rows of SPIN's 24 ground-truth joints that hold the 14 evaluation joints of an H36M
+#: file (SPIN's ``J24_TO_J14`` for H36M): the 12 limbs, the LSP neck (row 12, from H36M
+#: Thorax) and "Head (H36M)" (row 18).  Row 13 "Top of Head (LSP)" is empty in H36M
+#: files: H36M has no such joint.
+SPIN24_TO_J14_H36M: tuple[int, ...] = (*range(13), 18)
+
+
 def load_h36m_npz(path: str | os.PathLike, image_root: str | os.PathLike | None = None,
                   name: str | None = None) -> EvalSet:
     """SPIN's H36M eval file (``h36m_valid_protocol1.npz`` / ``...protocol2.npz``).
 
-    ``S`` (N, 24, 4): SPIN's 24 ground-truth joints (the first 14 are LSP order) or
-    (N, 17, 4): the H36M-17 joints; metres (values in mm, detected by size, are
-    converted); the 4th column (confidence) is not used, as in SPIN.
+    ``S`` (N, 24, 4): SPIN's 24 ground-truth joints, of which rows
+    :data:`SPIN24_TO_J14_H36M` (``[0..12, 18]``) are the 14 evaluation joints, or
+    (N, 17, 3|4): the H36M-17 joints in SPIN's regressor order; metres (values in mm,
+    detected by size, are converted).  The 4th column is each joint's validity: joints
+    with 0 are left out of the errors, and a person whose hips (the centre) are not
+    both valid is left out.  2D keypoints: ``part`` (N, 24, 3) SPIN's GT order or
+    (N, 17, 3) H36M-17 in SPIN's regressor order, and ``openpose`` (N, 25, 3).
     """
     p, data = _read_npz(path, ("imgname", "center", "scale", "S"))
     n = len(data["imgname"])
@@ -254,12 +313,19 @@ def load_h36m_npz(path: str | os.PathLike, image_root: str | os.PathLike | None 
     if s.ndim != 3 or s.shape[1] not in (17, 24) or s.shape[2] not in (3, 4):
         raise TrainError(f"{p}: 'S' must have shape (N, 24 or 17, 4), got {s.shape}")
     xyz = s[..., :3]
-    if np.nanmedian(np.abs(xyz)) > 20:  # millimetres
+    rows = list(SPIN24_TO_J14_H36M) if s.shape[1] == 24 else _J14
+    valid = (s[:, rows, 3] > 0) if s.shape[2] == 4 else np.ones((n, 14), bool)
+    valid &= np.isfinite(xyz[:, rows]).all(-1)
+    if valid.any() and np.median(np.abs(xyz[:, rows][valid])) > 20:  # millimetres
         xyz = xyz / 1000.0
-    j14 = xyz[:, :14] if s.shape[1] == 24 else xyz[:, _J14]
+    j14 = np.where(valid[..., None], xyz[:, rows], 0.0)
+    valid &= valid[:, 2:4].all(1, keepdims=True)  # centred on the hips: need both
+    if not valid.any():
+        raise TrainError(f"{p}: no person has valid 3D hips in 'S' (validity column)")
     center, scale = _boxes(p, data, n)
     return EvalSet(name=name or p.stem, center=center, scale=scale,
                    gt14=_centre14(torch.as_tensor(j14, dtype=torch.float32)),
+                   gt14_valid=torch.as_tensor(valid),
                    keypoints=_keypoints_of(p, data, n), image_paths=_images(data, image_root))
 
 
