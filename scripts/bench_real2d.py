@@ -66,7 +66,15 @@ from eft._files import file_sha256
 from eft.body import BodyModel
 from eft.body.joints import SPIN49_NAMES
 from eft.data.readers import read_dataset
-from eft.fitting import SmplifyConfig, exemplar_batch, fit, load_default_pose_prior, smplify
+from eft.errors import EftError
+from eft.fitting import (
+    EFTConfig,
+    SmplifyConfig,
+    exemplar_batch,
+    fit,
+    load_default_pose_prior,
+    smplify,
+)
 from eft.fitting.baselines import mean_pose_fits
 from eft.fitting.heldout import (
     LIMB_ORDER,
@@ -113,15 +121,35 @@ def eft_config(args: argparse.Namespace):
             smplify_over[str(path[1])] = value
         else:
             raise SystemExit(f"--set {text!r}: only eft.KEY[.SUB]=V and smplify.KEY=V")
-    cfg = config_from_dict(data, "--set").eft
+    try:
+        cfg = config_from_dict(data, "--set").eft
+    except EftError as exc:
+        raise SystemExit(str(exc)) from None
+    changed = {}
+    for key, value in _flat(dataclasses.asdict(cfg)).items():
+        if value != _flat(dataclasses.asdict(EFTConfig()))[key]:
+            changed[key] = value
     fields = {f.name for f in dataclasses.fields(SmplifyConfig)}
     unknown = sorted(set(smplify_over) - fields)
     if unknown:
         raise SystemExit(f"--set smplify.{unknown[0]}: unknown; known: {sorted(fields)}")
-    scfg = SmplifyConfig(rules=cfg.rules, with_hips=cfg.with_hips,
-                         openpose_weight=cfg.openpose_weight, gt_weight=cfg.gt_weight,
-                         **smplify_over)
-    return cfg, scfg, data["eft"], smplify_over
+    try:
+        scfg = SmplifyConfig(rules=cfg.rules, with_hips=cfg.with_hips,
+                             openpose_weight=cfg.openpose_weight, gt_weight=cfg.gt_weight,
+                             **smplify_over)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"--set smplify.*: {exc}") from None
+    return cfg, scfg, changed, smplify_over
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def subset(n_total: int, n: int | None, seed: int, name: str, what: str) -> np.ndarray:
@@ -304,9 +332,9 @@ def markdown(r: dict) -> str:
         f"Command: `{r['command']}`",
         "",
         f"Regressor `{r['regressor']}` (`{r['regressor_file']}`, sha256 "
-        f"{r['regressor_sha256'][:12]}); EFT settings {json.dumps(r['eft_overrides'])} over "
-        f"EFT's defaults (lr resolved: {r['eft_lr']}); SMPLify overrides "
-        f"{json.dumps(r['smplify_overrides'])}; seed {r['seed']}; "
+        f"{r['regressor_sha256'][:12]}); EFT settings that differ from EFT's defaults: "
+        f"{json.dumps(r['eft_overrides'], default=str)} (lr resolved: {r['eft_lr']}); "
+        f"SMPLify overrides {json.dumps(r['smplify_overrides'])}; seed {r['seed']}; "
         f"n = {r['n'] if r['n'] is not None else 'all'} people per pass and dataset. "
         f"Machine: {r['machine']}, {r['threads']} torch thread(s); {r['date']}; "
         f"total {r['total_seconds']:.0f} s.",
@@ -316,7 +344,10 @@ def markdown(r: dict) -> str:
         "arm, left leg, right leg), crop from the visible keypoints only; error = "
         "projected fitted keypoint of the same slot vs the hidden label, / box, pooled "
         "over hidden joints. `mean` = the regressor's IEF start (init_pose, "
-        "init_shape), camera by closed-form least squares on the visible keypoints.",
+        "init_shape) for everyone, only the weak camera fitted, by closed-form weighted "
+        "least squares on the visible keypoints (EFT's joint weights: GT hips off, "
+        "ankles on). `regressor` = one forward pass from the visible keypoints; "
+        "`smplify` starts from it. Pose NLL: shipped GMM (eft.fitting.pose_prior), nats.",
         "",
     ]
     for name, d in r["datasets"].items():

@@ -243,6 +243,7 @@ def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):
     assert out.with_suffix(".md").read_text().startswith("# bench_real2d")
     assert saved["eft_config"]["max_iters"] == 5
     assert saved["eft_config"]["rules"]["max_pose_nll"] == 200
+    assert saved["eft_overrides"] == {"max_iters": 5, "rules.max_pose_nll": 200}
     for name in ("coco", "mpii"):
         d = r["datasets"][name]
         diff = d["held_out_paired"]["eft"]["mean"]["diff"]
@@ -266,5 +267,6 @@ def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):
                      "--out", str(tmp_path / "again")])
     assert (json.dumps(r2["datasets"]["coco"]["methods"]["mean"], sort_keys=True)
             == json.dumps(r["datasets"]["coco"]["methods"]["mean"], sort_keys=True))
-    with pytest.raises(Exception, match="nonsense"):
-        bench.main(["--n", "2", "--set", "eft.nonsense=1", "--out", str(tmp_path / "x")])
+    for bad in ("eft.nonsense=1", "eft.lr=-1", "smplify.nonsense=1"):
+        with pytest.raises(SystemExit, match=bad.split("=")[0]):
+            bench.main(["--n", "2", "--set", bad, "--out", str(tmp_path / "x")])
