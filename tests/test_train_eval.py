@@ -100,7 +100,8 @@ def test_h36m_loader(tmp_path, joints, mm):
     s = _write_h36m(path, joints=joints, mm=mm)
     data = load_h36m_npz(path, image_root=tmp_path / "images")
     xyz = s[..., :3] / (1000 if mm else 1)
-    j14 = xyz[:, :14] if joints == 24 else xyz[:, list(H36M_TO_J14)]
+    # SPIN's rows [0..12, 18] of the 24 (row 13, the LSP head top, is empty in H36M)
+    j14 = xyz[:, [*range(13), 18]] if joints == 24 else xyz[:, list(H36M_TO_J14)]
     j14 = j14 - (j14[:, 2:3] + j14[:, 3:4]) / 2
     assert np.allclose(data.gt14.numpy(), j14, atol=1e-6)
     assert data.gt24 is None and len(data) == 5
@@ -162,3 +163,85 @@ def test_eval_command_on_h36m_file(tmp_path, capsys):
     assert synth["n"] == 20 and synth["pa_mpjpe_mm"] < synth["mpjpe_mm"]
     assert main(["eval", "default", "--h36m", str(tmp_path / "nope.npz")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+# -- a file laid out like SPIN's h36m_valid_protocol*.npz --------------------------------
+
+def _spin_layout_h36m(body, path, n=6, seed=0, part17=False):
+    """Write what SPIN's H36M preprocessing writes: S (N, 24, 4) with the 17 H36M joints
+    in their SPIN GT rows (Thorax in the LSP neck row 12, Head in row 18), validity 1
+    there and 0 in the rows H36M lacks (13 head top, 15 thorax, 19..23 face); returns
+    the bodies' own 14 evaluation joints (pose_joints) and the file's S."""
+    from eft.body import joints as J
+    from eft.train.evaluate import pose_joints
+
+    rot, betas = _random_bodies(n, seed)
+    out = body(rot, betas)
+    h17 = body.h36m_joints(out.vertices).double().numpy()  # SPIN's regressor order
+    rows = {name: J.SPIN_GT24_INDEX[J.H36M17_TO_SPIN[name]] for name in J.H36M17_NAMES}
+    rows["Thorax"] = J.SPIN_GT24_INDEX["Neck (LSP)"]
+    s24 = np.zeros((n, 24, 4))
+    for k, name in enumerate(J.H36M17_NAMES):
+        s24[:, rows[name], :3] = h17[:, k] * 1000  # millimetres, as in SPIN's files
+        s24[:, rows[name], 3] = 1
+    rng = np.random.default_rng(seed)
+    center = rng.uniform(400, 600, (n, 2))
+    data = dict(imgname=np.array([f"S9_Directions_1.54138969_{i:06d}.jpg" for i in range(n)]),
+                center=center, scale=rng.uniform(0.8, 1.2, n), S=s24)
+    if part17:
+        part = np.concatenate([center[:, None] + rng.normal(0, 40, (n, 17, 2)),
+                               np.ones((n, 17, 1))], -1)
+        data["part"] = part
+    np.savez(path, **data)
+    g14, _ = pose_joints(body, rot, betas)
+    return g14, s24, data
+
+
+def test_h36m_spin_layout_reads_rows_0_to_12_and_18(body, tmp_path):
+    path = tmp_path / "h36m_valid_protocol2.npz"
+    g14, s24, _ = _spin_layout_h36m(body, path)
+    data = load_h36m_npz(path)
+    # the bodies' own joints are the ground truth: zero error with the right rows
+    np.testing.assert_allclose(data.gt14.numpy(), g14.numpy(), atol=1e-5)
+    m = joint_metrics(g14, data.gt14, valid14=data.gt14_valid)
+    assert m["mpjpe_mm"] < 0.01 and m["pa_mpjpe_mm"] < 0.01
+    # what S[:, :14] (row 13: H36M has no LSP head top, zeros) would have given
+    wrong = torch.as_tensor(s24[:, :14, :3] / 1000, dtype=torch.float32)
+    wrong = wrong - wrong[:, 2:4].mean(1, keepdim=True)
+    assert joint_metrics(g14, wrong)["mpjpe_mm"] > 30  # one joint in 14 at the hips
+
+
+def test_h36m_validity_column_leaves_joints_out(body, tmp_path):
+    path = tmp_path / "h36m.npz"
+    g14, s24, data = _spin_layout_h36m(body, path)
+    s24[0, 6, :3] = [5000.0, -5000.0, 9000.0]  # person 0's right wrist: garbage, invalid
+    s24[0, 6, 3] = 0
+    s24[1, 2, 3] = 0  # person 1's right hip invalid: no centre, left out entirely
+    np.savez(path, **{**data, "S": s24})
+    d = load_h36m_npz(path)
+    assert not d.gt14_valid[0, 6] and d.gt14_valid[0].sum() == 13
+    assert not d.gt14_valid[1].any() and d.gt14_valid[2:].all()
+    m = joint_metrics(g14, d.gt14, valid14=d.gt14_valid)
+    assert m["mpjpe_mm"] < 0.01 and m["pa_mpjpe_mm"] < 0.01
+
+
+def test_h36m_17_joint_part_is_read(body, tmp_path):
+    from eft.body import joints as J
+
+    path = tmp_path / "h36m.npz"
+    _, _, data = _spin_layout_h36m(body, path, part17=True)
+    d = load_h36m_npz(path)
+    kp = d.keypoints.numpy()
+    for k, name in enumerate(J.H36M17_NAMES):
+        slot = J.SPIN49_INDEX[J.H36M17_TO_SPIN[name]]
+        np.testing.assert_allclose(kp[:, slot], data["part"][:, k], rtol=1e-6)
+    assert kp[:, :25].sum() == 0
+
+
+def test_eval_command_on_a_spin_layout_h36m_file(body, tmp_path, capsys):
+    path = tmp_path / "h36m_valid_protocol1.npz"
+    _spin_layout_h36m(body, path, part17=True)
+    assert main(["eval", "default", "--h36m", str(path), "--json",
+                 str(tmp_path / "r.json"), "--threads", "1"]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())["results"]["h36m_valid_protocol1"]
+    assert res["n"] == 6 and np.isfinite(res["mpjpe_mm"])  # a 17-joint part is read

@@ -99,6 +99,9 @@ def joint_metrics(pred14: Tensor, gt14: Tensor, pred24: Tensor | None = None,
     already centred (metres).  ``valid14`` (N, 14) bool: only those joints count (the
     Procrustes alignment uses them too); people without any are left out."""
     gt14 = gt14.to(pred14.dtype)
+    if valid14 is not None:
+        keep = valid14.any(1)
+        pred14, gt14, valid14 = pred14[keep], gt14[keep], valid14[keep]
     e14, pa14 = mpjpe(pred14, gt14, valid14), pa_mpjpe(pred14, gt14, valid14)
     out = {"mpjpe_mm": float(e14.nanmean()) * 1000,
            "pa_mpjpe_mm": float(pa14.nanmean()) * 1000}
@@ -165,17 +168,26 @@ def evaluate_model(model: nn.Module, body, data: EvalSet, batch: int = 256,
     out: dict[str, Any] = {"n": len(data), **joint_metrics(p14, data.gt14, p24, data.gt24,
                                                            data.gt14_valid)}
     if per_joint:
-        out["per_joint"] = per_joint_mm(p14, data.gt14)
+        out["per_joint"] = per_joint_mm(p14, data.gt14, data.gt14_valid)
     return out
 
 
-def per_joint_mm(pred14: Tensor, gt14: Tensor) -> dict[str, list]:
+def per_joint_mm(pred14: Tensor, gt14: Tensor, valid14: Tensor | None = None,
+                 ) -> dict[str, list]:
     """Mean error of each of the 14 LSP joints over the people, mm: ``{"joints": names,
     "mpjpe_mm": [14], "pa_mpjpe_mm": [14]}`` (PA: after each person's Procrustes
-    alignment, as in :func:`joint_metrics`; the joints' means average to its numbers)."""
+    alignment, as in :func:`joint_metrics`; the joints' means average to its numbers).
+    ``valid14`` (N, 14): each joint's mean over the people that have it (NaN: none)."""
     gt14 = gt14.to(pred14.dtype)
-    raw = (pred14 - gt14).norm(dim=-1).mean(0) * 1000
-    pa = (procrustes_align(pred14, gt14) - gt14).norm(dim=-1).mean(0) * 1000
+    w = (torch.ones(gt14.shape[:2], dtype=pred14.dtype) if valid14 is None
+         else valid14.to(pred14.dtype))
+    count = w.sum(0)
+    raw = ((pred14 - gt14).norm(dim=-1) * w).sum(0) / count * 1000
+    has = w.sum(1) > 0  # people without any valid joint: no alignment, weight 0
+    aligned = pred14.clone()
+    aligned[has] = procrustes_align(pred14[has], gt14[has],
+                                    None if valid14 is None else w[has])
+    pa = ((aligned - gt14).norm(dim=-1) * w).sum(0) / count * 1000
     return {"joints": list(LSP14_NAMES), "mpjpe_mm": [float(v) for v in raw],
             "pa_mpjpe_mm": [float(v) for v in pa]}
 
