@@ -209,18 +209,47 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
         f"| {e['step']} | {e['seconds'] / 60:.1f} | {e['loss']:.4f} | {e['mpjpe_mm']:.1f} | "
         f"{e['pa_mpjpe_mm']:.1f} |" for e in log)
     cfg = meta["config"]
-    path.write_text(f"""# Model card: the embedded keypoint prior (`keypoint_prior.pt`)
+    recipe = meta.get("recipe", "v1")
+    if recipe == "v2":
+        real = ", ".join(f"{k} {v:,}" for k, v in meta.get("real_2d", {}).items()) or "none"
+        data = f"""- Data: {meta['train_size']:,} synthetic exemplars
+  (`eft.train.prior.V2_SYNTHETIC`: every SPIN-49 slot annotated, more camera pitch,
+  10 % bending and 8 % lying people, 20 % truncation, whole-limb drops) posed from the
+  pose bank's {meta['train_clips']} *train* clips (CMU motion capture), a quarter of them
+  seated, kneeling or bent over (`eft.data.pose_variants`); plus real 2D labels as 2D-only samples
+  ({cfg['real_fraction']:.0%} of every batch): {real} people (MPII train without the
+  images of the Tompson validation split).
+- Inputs: each sample is restricted to one keypoint format with p = {cfg['format_prob']}
+  ({', '.join(cfg['formats'])}); one limb's elbow+wrist or knee+ankle+foot is hidden
+  from the input with p = {cfg['hide_limb_prob']} and the box rebuilt from the rest.
+  The network reads only the {len(model.input_slots or ())} slots the training inputs
+  fill (`input_slots`); any other slot is ignored.
+- Real samples: 2D reprojection of every labelled joint (hidden ones included), plus
+  the GMM pose prior's NLL above {cfg['pose_prior_floor']} nats x{cfg['pose_prior']} and
+  mean(betas^2) x{cfg['betas_prior']}.
+"""
+        title = "prior v2 (`keypoint_prior_v2.pt`, `keypoint-prior-v2`, the default)"
+    else:
+        data = f"""- Data: {meta['train_size']:,} synthetic exemplars (`eft.data.synthetic`,
+  default config: varied cameras and orientations, COCO-OKS-scaled annotation noise, missing joints,
+  truncation), posed from the pose bank's {meta['train_clips']} *train* clips (CMU motion capture).
+"""
+        title = "prior v1 (`keypoint_prior_v1.pt`, `keypoint-prior-v1`)"
+    extra = meta.get("val_extra") or {}
+    extra_text = ""
+    if extra:
+        extra_text = ("\nBeside it, the v2 validation sets (same val clips, "
+                      "`V2_SYNTHETIC`: all slots; and the seated/kneeling/bending variants):"
+                      "\n\n" + metrics_table(extra) + "\n")
+    path.write_text(f"""# Model card: the embedded keypoint {title}
 
 A `KeypointRegressor` ({n_params:,} parameters): SPIN-49 2D keypoints (crop-normalised,
 with confidence) -> SMPL-layout rotations, betas and a weak-perspective camera, through
-SPIN's 3-step iterative error feedback. It is the default prior for EFT on the CPU.
+SPIN's 3-step iterative error feedback.
 Body model: `{meta['body_model']}` (sha256 `{meta['body_model_sha256'][:16]}…`).
 
 ## Training
-- Data: {meta['train_size']:,} synthetic exemplars (`eft.data.synthetic`, default config:
-  varied cameras and orientations, COCO-OKS-scaled annotation noise, missing joints,
-  truncation), posed from the pose bank's {meta['train_clips']} *train* clips (CMU motion capture).
-- Per-step augmentation: bbox scale x U{tuple(cfg['scale_jitter'])}, centre shift up to
+{data}- Per-step augmentation: bbox scale x U{tuple(cfg['scale_jitter'])}, centre shift up to
   {cfg['center_jitter']} of the box, {cfg['extra_dropout']:.0%} extra joint dropout,
   keypoint jitter {cfg['kp_jitter']}.
 - Loss (SPIN's terms): rotmat MSE x{cfg['w_rotmat']}, betas MSE x{cfg['w_betas']}, 3D
@@ -229,7 +258,7 @@ Body model: `{meta['body_model']}` (sha256 `{meta['body_model_sha256'][:16]}…`
   {cfg['steps']:,} steps, seed {cfg['seed']}; {meta['seconds_total'] / 60:.1f} min in all
   ({meta['seconds_data']:.0f} s generating data) on a {meta['machine']} CPU,
   {meta['threads']} torch thread(s), torch {meta['torch']}.
-- Rebuild: `python scripts/pretrain_prior.py`.
+- Rebuild: `python scripts/pretrain_prior.py --recipe {recipe}`.
 
 ## Validation
 {meta['val_size']:,} synthetic exemplars from the bank's {meta['val_clips']} *val* clips
@@ -238,7 +267,7 @@ regressor (pelvis = mid-hip), 24 = skeleton joints (pelvis-centred); PA = after 
 Procrustes.
 
 {metrics_table({'prior': v, 'mean pose (floor)': f})}
-
+{extra_text}
 Training curve (val, 14 joints):
 
 | step | minutes | train loss | MPJPE | PA-MPJPE |
@@ -253,7 +282,11 @@ distribution; EFT fine-tuning is what adapts it to each exemplar.
 
 Derived from CMU motion capture data: "The data used in this project was obtained from
 mocap.cs.cmu.edu. The database was created with funding from NSF EIA-0196217."
-""")
+""" + ("""
+Prior v2 is also derived from real 2D keypoint annotations: COCO dataset,
+cocodataset.org, CC BY 4.0 (COCO 2017 train person keypoints), and the MPII Human Pose
+annotations (Simplified BSD). No image was used.
+""" if recipe == "v2" else ""))
 
 
 if __name__ == "__main__":
