@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["read_log", "plot_log"]
+__all__ = ["read_log", "plot_log", "write_metrics_csv"]
 
 
 def read_log(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
@@ -19,6 +19,33 @@ def read_log(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
             continue
         (evals if entry.get("kind") == "eval" else train).append(entry)
     return train, evals
+
+
+def write_metrics_csv(log_path: str | os.PathLike, csv_path: str | os.PathLike) -> Path:
+    """``log.jsonl`` as a CSV table: one row per entry (``kind`` first, then every key in
+    order of first appearance; empty cells where an entry lacks a key).  Written to a
+    temporary name and renamed, so a reader never sees half a file."""
+    import csv
+
+    entries = []
+    for line in Path(log_path).read_text(encoding="utf-8").splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    columns: dict[str, None] = {"kind": None, "step": None}
+    for e in entries:
+        columns.update(dict.fromkeys(e))
+    csv_path = Path(csv_path)
+    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), restval="")
+        writer.writeheader()
+        for e in entries:
+            writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
+                             for k, v in e.items()})
+    os.replace(tmp, csv_path)
+    return csv_path
 
 
 def plot_log(log_path: str | os.PathLike, png_path: str | os.PathLike) -> Path:

@@ -6,7 +6,9 @@ writes into the run folder::
 
     config.yaml          the validated config
     log.jsonl            train and eval entries
+    metrics.csv          the same as a table (one row per entry)
     curves.png           training curves (matplotlib)
+    tensorboard/         the same entries as TensorBoard scalars (when installed)
     checkpoints/         step_XXXXXXX.pt, full training state (resume)
     model.pt             the trained regressor (``eft.models.load_regressor`` reads it)
     results.json         the final evaluation
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,7 +63,10 @@ def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None,
         from eft.data.synthetic import SyntheticConfig, generate
 
         s = spec.synthetic
+        t0 = time.perf_counter()
+        log(f"dataset {spec.label}: generating {s.n} synthetic people (seed {s.seed}) ...")
         data = generate(_poses(s.clips), s.n, s.seed, SyntheticConfig(), body=body)
+        log(f"dataset {spec.label}: generated in {time.perf_counter() - t0:.1f} s")
         return TrainSet.from_synthetic(data, target=s.target, with_smpl=s.smpl,
                                        with_kp3d=s.keypoints3d)
     from eft.annotations import AnnotationError
@@ -124,9 +130,13 @@ def build_model(cfg: TrainRunConfig, data: TrainSet | None = None) -> nn.Module:
                              mean_params=mean, **kw)
 
 
-def build_val_sets(specs: tuple[ValSpec, ...], body) -> list[tuple[str, EvalSet]]:
+def build_val_sets(specs: tuple[ValSpec, ...], body,
+                   log: Callable[[str], None] | None = None) -> list[tuple[str, EvalSet]]:
     out = []
     for v in specs:
+        t0 = time.perf_counter()
+        if log is not None:
+            log(f"val set {v.label}: preparing ...")
         if v.kind == "synthetic":
             data = synthetic_eval_set(v.n, v.seed, body)
         elif v.kind == "h36m":
@@ -134,13 +144,17 @@ def build_val_sets(specs: tuple[ValSpec, ...], body) -> list[tuple[str, EvalSet]
         else:
             data = load_3dpw_npz(v.path, body, v.image_root, v.smpl_dir)
         out.append((v.label, data))
+        if log is not None:
+            log(f"val set {v.label}: {len(data)} people in {time.perf_counter() - t0:.1f} s")
     return out
 
 
-def make_evaluator(val_sets: list[tuple[str, EvalSet]], body, device, img_res: int = 224
+def make_evaluator(val_sets: list[tuple[str, EvalSet]], body, device, img_res: int = 224,
+                   log: Callable[[str], None] | None = None,
                    ) -> Callable[[int, nn.Module], dict] | None:
     """``(step, model) -> metrics``: one set gives plain keys (``pa_mpjpe_mm``), several
-    prefix them with the set's label (``h36m/pa_mpjpe_mm``)."""
+    prefix them with the set's label (``h36m/pa_mpjpe_mm``).  ``log``: told when each
+    set's evaluation starts."""
     if not val_sets:
         return None
     body_cpu = body
@@ -148,6 +162,8 @@ def make_evaluator(val_sets: list[tuple[str, EvalSet]], body, device, img_res: i
     def evaluate(step: int, model: nn.Module) -> dict:
         out = {}
         for label, data in val_sets:
+            if log is not None:
+                log(f"step {step}: evaluating on {label} ({len(data)} people) ...")
             m = evaluate_model(model, body_cpu, data, device=device, img_res=img_res)
             m.pop("n", None)
             prefix = "" if len(val_sets) == 1 else f"{label}/"
@@ -221,14 +237,15 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
         raise TrainError(f"{out}: no checkpoint to resume from")
     if overwrite and not resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-        for name in ("log.jsonl", "curves.png", "model.pt", "results.json"):
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        for name in ("log.jsonl", "metrics.csv", "curves.png", "model.pt", "results.json"):
             (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
     body = BodyModel.load(cfg.body_model)
     data, sampler = build_datasets(cfg, body, accepted_ids, log)
     model = build_model(cfg, data)
-    val_sets = build_val_sets(cfg.val, body)
+    val_sets = build_val_sets(cfg.val, body, log)
     tcfg = TrainerConfig(
         optim=cfg.optim, loss=cfg.loss, augment=cfg.augment,
         inputs="images" if cfg.model.arch == "hmr" else "keypoints", img_res=cfg.img_res,
@@ -238,7 +255,12 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
         progress=cfg.output.progress if progress is None else progress)
     trainer = Trainer(model, body, data, tcfg, sampler=sampler, out_dir=out,
                       evaluate=None, desc=f"train {out.name}")
-    trainer.evaluate = make_evaluator(val_sets, body, trainer.device, cfg.img_res)
+    say = log
+    if tcfg.progress and log is print:  # keep the progress bar intact
+        from tqdm import tqdm
+
+        say = tqdm.write
+    trainer.evaluate = make_evaluator(val_sets, body, trainer.device, cfg.img_res, say)
     (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
                                      encoding="utf-8")
     if resume:

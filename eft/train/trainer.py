@@ -10,8 +10,10 @@ so :meth:`Trainer.load_checkpoint` continues a run exactly where it stopped.
 
 Outputs (when ``out_dir`` is given): ``log.jsonl`` (one JSON object per logged step,
 ``"kind": "train"`` or ``"eval"``), ``checkpoints/step_XXXXXXX.pt`` (the last
-``keep_checkpoints``) and ``curves.png`` (with matplotlib, the ``viz`` extra; redrawn
-with every checkpoint).
+``keep_checkpoints``), ``metrics.csv`` (``log.jsonl`` as a table) and ``curves.png``
+(with matplotlib, the ``viz`` extra), both redrawn with every checkpoint, and
+``tensorboard/`` (every logged number as a scalar ``train/...`` or ``eval/...``, when the
+``tensorboard`` package is installed).
 """
 
 from __future__ import annotations
@@ -242,6 +244,8 @@ class Trainer:
         self.history: list[dict] = []  # one entry per evaluation
         self.last_parts: dict[str, float] = {}
         self._warned_curves = False
+        self._tb = None  # TensorBoard writer, made on the first log entry
+        self._tb_missing = False
 
     # -- one step ---------------------------------------------------------------------
 
@@ -328,6 +332,8 @@ class Trainer:
                     self.write_curves()
         finally:
             bar.close()
+            if self._tb is not None:
+                self._tb.flush()
         return self.history
 
     # -- outputs ------------------------------------------------------------------------
@@ -338,14 +344,34 @@ class Trainer:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
+        tb = self._tensorboard()
+        if tb is not None:
+            kind = entry.get("kind", "train")
+            for key, value in entry.items():
+                if key not in ("kind", "step") and isinstance(value, (int, float)) and (
+                        not isinstance(value, bool)):
+                    tb.add_scalar(f"{kind}/{key}", value, int(entry["step"]))
+
+    def _tensorboard(self):
+        """A TensorBoard ``SummaryWriter`` on ``out_dir/tensorboard``, or None when the
+        ``tensorboard`` package is not installed (checked once)."""
+        if self._tb is None and not self._tb_missing:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tb_missing = True
+                return None
+            self._tb = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"))
+        return self._tb
 
     def write_curves(self) -> Path | None:
-        """Plot ``log.jsonl`` into ``curves.png`` (skipped, with one warning, without
-        matplotlib)."""
+        """Write ``metrics.csv`` and plot ``log.jsonl`` into ``curves.png`` (the plot is
+        skipped, with one warning, without matplotlib)."""
         if self.out_dir is None or not (self.out_dir / "log.jsonl").is_file():
             return None
-        from .curves import plot_log
+        from .curves import plot_log, write_metrics_csv
 
+        write_metrics_csv(self.out_dir / "log.jsonl", self.out_dir / "metrics.csv")
         try:
             return plot_log(self.out_dir / "log.jsonl", self.out_dir / "curves.png")
         except ImportError:
