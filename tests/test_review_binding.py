@@ -216,6 +216,7 @@ def test_app_status_follows_the_fit(reviewed, tmp_path):
                                   allowed_hosts=("testserver",)))
     c2 = TestClient(app)
     assert c2.get("/api/progress").json()["reviewed"] == 2
+    assert c2.get("/api/info").json()["stale_decisions"] == 1  # the decision on old fit 0
     st = {it["id"]: it["status"] for it in c2.get("/api/fits?limit=50").json()["items"]}
     assert st[ids[0]] == "unreviewed" and st[ids[1]] == st[ids[2]] == "accepted"
     fit = c2.get("/api/fit", params={"id": ids[0]}).json()

@@ -343,6 +343,7 @@ def create_app(config: ReviewConfig, catalog: Catalog | None = None):
             "decisions": list(DECISIONS),
             "sorts": ["quality", "id", "file"],
             "progress": cat.progress(codes),
+            "stale_decisions": db.stale_count(cat.digests),
             "page_limit": MAX_PAGE,
         }
 

@@ -90,7 +90,9 @@ def register(subparsers) -> None:
         "review", help="review fits in a browser: accept, reject, flag (decisions in SQLite)",
         description="Serve the review app: a queue of fits (worst first), each with its "
                     "mesh overlay, keypoint residuals and side view; keyboard: a accept, "
-                    "r reject, f flag, n note, j/k next/previous, u undo.")
+                    "r reject, f flag, n note, j/k next/previous, u undo (once the "
+                    "overlay shows); c in the queue continues where you left off. "
+                    "Decisions are bound to the exact fits judged.")
     p.add_argument("annotations", help="annotation file (any format eft reads)")
     p.add_argument("--images", required=True,
                    help="image root: images are read and served from inside it only")

@@ -349,6 +349,15 @@ class ReviewDB:
         return {r[1]: FitStatus(STATUS_OF[r[2]], r[2], r[3], r[4], int(r[0]), r[5])
                 for r in rows}
 
+    def stale_count(self, digests: Mapping[str, str]) -> int:
+        """Current decisions on these fit ids that judged another fit (other values, or
+        no digest recorded): they do not count for the fits in ``digests``."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT fit_id, fit_digest FROM decisions "
+                f"WHERE id IN ({LATEST_STATUS_IDS_SQL})").fetchall()
+        return sum(1 for fid, dig in rows if fid in digests and digests[fid] != dig)
+
     def status(self, fit_id: str, digest: str | None = None) -> FitStatus | None:
         """One fit's current status (only rows that judged the fit with this ``digest``
         when given), or None when unreviewed."""

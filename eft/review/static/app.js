@@ -137,7 +137,9 @@ function setProgress(p) {
 async function loadInfo() {
   const info = await api("/api/info");
   state.info = info;
-  $("file").textContent = `${info.annotations || ""} · ${info.count} fits`;
+  $("file").textContent = `${info.annotations || ""} · ${info.count} fits` +
+    (info.stale_decisions ? ` · ${info.stale_decisions} earlier decision(s) judged other ` +
+      "versions of these fits and do not count" : "");
   const saved = localStorage.getItem("eft-review-annotator");
   $("annotator").value = saved || info.default_annotator;
   const ds = $("f-dataset");
