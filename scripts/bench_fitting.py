@@ -1,19 +1,27 @@
-"""Benchmark fitting: accuracy of regressor / SMPLify / EFT / EFT-head, and EFT speed.
+"""Benchmark fitting: accuracy of regressor / SMPLify / EFT / EFT-head, and EFT speed
+against this CPU's roofline.
 
-    python scripts/bench_fitting.py [--n 256] [--speed-n 64]
+    python scripts/bench_fitting.py [--n 256] [--quick]
 
 Accuracy runs on synthetic exemplars from the pose bank's unseen val clips (COCO-17
 annotations with realistic noise, missing joints and truncation), starting from the
-shipped keypoint prior.  Speed runs sequential EFT (EFT's own loop) and batched EFT at
-several batch sizes in one process on this CPU, with every exemplar doing all 20
-iterations, and times a large matmul for the machine's peak.  Writes
-scripts/results/bench_fitting.json and bench_fitting.md.
+shipped keypoint prior.  Speed runs, in one process on one thread, every exemplar doing
+all 20 iterations: EFT's sequential loop as it was before the flat engine (``torch.optim``'s
+single-tensor Adam, smplx's sequential kinematic chain), the lean sequential loop (fused
+Adam, level-wise chain), the ``torch.func`` batched path and the flat engine at B=64;
+and it measures the roofline in the same run: matmul peak (GFLOP/s), streaming
+read-modify-write bandwidth (GB/s), the model's FLOPs and minimum bytes per exemplar,
+and the fraction of the roofline each path reaches.  ``--quick`` (fewer exemplars, no
+settings sweep) finishes in a few minutes.  Writes scripts/results/bench_fitting.json
+and bench_fitting.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -28,6 +36,7 @@ from eft.fitting import (
     EFTConfig,
     fit,
     fit_batched,
+    fit_flat,
     fit_sequential,
     load_default_pose_prior,
     smplify,
@@ -82,23 +91,157 @@ def pose_nll_calibration(body, fits, gt_rot, gt_betas, threshold) -> dict:
 
 
 def matmul_peak_flops(n: int = 2048, reps: int = 5) -> float:
+    """FLOP/s of a large single-precision matmul (best of 3)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.matmul(a, b)
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            torch.matmul(a, b)
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
+    return best
+
+
+def stream_bandwidth(mb: int = 256, reps: int = 5) -> float:
+    """Bytes/s of a read-modify-write stream ``a += b`` over two ``mb`` MB buffers (far
+    beyond the caches; 3 bytes moved per byte of ``a``), best of 3."""
+    n = mb * 2**20 // 4
+    a, b = torch.ones(n), torch.ones(n)
+    a.add_(b)
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a.add_(b)
+        best = max(best, 3 * 4 * n * reps / (time.perf_counter() - t))
+    return best
+
+
+def exemplar_cost(model, scope: str, iters: int) -> dict:
+    """Work per exemplar of EFT with all ``iters`` iterations (``iters`` forwards,
+    ``iters - 1`` updates): matmul FLOPs (forward 2 per MAC; backward 2 per MAC for the
+    weight gradients and 2 for the input gradients, which the first trained layer does
+    not need), Adam's elementwise FLOPs (~12 per value) and the minimum bytes (the
+    pretrained weights read once; per update each trained value's weight and two Adam
+    moments read and written once: gradients and activations can stay in cache)."""
+    from eft.fitting.eft import _IEF_HEAD, split_model
+
+    trained = split_model(model, scope).trainable
+    n_iter = getattr(model, "n_iter", 1)
+    named = dict(model.named_parameters())
+
+    def macs(name):
+        reuse = n_iter if name.split(".")[0] in _IEF_HEAD else 1
+        return named[name].numel() * reuse
+
+    linear = [n for n in named if named[n].dim() == 2]
+    fwd = sum(macs(n) for n in linear)
+    bwd_w = sum(macs(n) for n in linear if n in trained)
+    first = next(n for n in linear if n in trained)
+    bwd_x = bwd_w - (macs(first) if first.split(".")[0] not in _IEF_HEAD else 0)
+    p = sum(named[n].numel() for n in trained)
+    return {
+        "trained_params": p,
+        "matmul_flops": 2 * fwd * iters + 2 * (bwd_w + bwd_x) * (iters - 1),
+        "adam_flops": 12 * p * (iters - 1),
+        "min_bytes": 4 * p * (1 + 6 * (iters - 1)),
+        "state_bytes": 4 * 4 * p,
+    }
+
+
+@contextlib.contextmanager
+def todays_sequential():
+    """``fit_sequential`` as it ran before the flat engine: ``torch.optim.Adam``'s
+    single-tensor loop and smplx's kinematic chain (23 sequential products, a ``.item()``
+    per parent)."""
+    from smplx.lbs import batch_rigid_transform
+
+    import eft.body.fast as fast_module
+
+    real_chain, real_adam = fast_module.rigid_transform_levels, torch.optim.Adam
+
+    def chain(rot_mats, joints, parents, levels=None):
+        return batch_rigid_transform(rot_mats, joints, torch.as_tensor(parents), rot_mats.dtype)
+
+    class Adam(real_adam):
+        def __init__(self, params, **kwargs):
+            kwargs.update(fused=None, foreach=False)
+            super().__init__(params, **kwargs)
+
+    fast_module.rigid_transform_levels, torch.optim.Adam = chain, Adam
+    try:
+        yield
+    finally:
+        fast_module.rigid_transform_levels, torch.optim.Adam = real_chain, real_adam
+
+
+def _rate(run, n: int) -> float:
+    """Exemplars/s of ``run()`` on ``n`` exemplars."""
     t = time.perf_counter()
+    run()
+    return n / (time.perf_counter() - t)
+
+
+def speed_run(model, body, targets, args) -> dict:
+    """EFT speed of every path at 20 iterations, the roofline, and their ratios; each
+    path's best of ``reps`` interleaved runs (the machine is shared)."""
+    full = EFTConfig(stop_loss_2d=0.0)
+    load_before = os.getloadavg()
+    n_seq = 4 if args.quick else 16
+    reps = 1 if args.quick else 2
+
+    def tgt(n):
+        return targets[:n] if n <= len(targets) else targets.repeat(
+            n // len(targets) + 1, 1, 1)[:n]
+
+    def seq_today():
+        with todays_sequential():
+            fit_sequential(model, body, None, tgt(n_seq), full)
+
+    paths = {
+        "sequential_today": (seq_today, n_seq),
+        "sequential_lean": (lambda: fit_sequential(model, body, None, tgt(n_seq), full), n_seq),
+        "vmap_b64": (lambda: fit_batched(model, body, None, tgt(64), full, batch_size=64), 64),
+        "flat_b64": (lambda: fit_flat(model, body, None, tgt(64), full, batch_size=64), 64),
+    }
+    fit_flat(model, body, None, tgt(8), full.replace(max_iters=2))  # warm-up
+    rates = dict.fromkeys(paths, 0.0)
     for _ in range(reps):
-        torch.matmul(a, b)
-    return 2 * n**3 * reps / (time.perf_counter() - t)
-
-
-def model_flops_per_step(model, batch: int) -> float:
-    """Approximate FLOPs of one EFT step (forward + backward = 3x forward) per batch."""
-    n_mac = sum(p.numel() for p in model.parameters() if p.dim() == 2)
-    iters = getattr(model, "n_iter", 3)
-    head = sum(p.numel() for n, p in model.named_parameters()
-               if p.dim() == 2 and n.split(".")[0] in ("fc1", "fc2", "decpose", "decshape",
-                                                       "deccam"))
-    per_sample = 2 * ((n_mac - head) + head * iters)
-    return 3 * per_sample * batch
+        for name, (run, n) in paths.items():
+            rates[name] = max(rates[name], _rate(run, n))
+    flat_other = {}
+    for b in () if args.quick else (1, 16, 256):
+        n = max(b, 64)
+        flat_other[str(b)] = _rate(
+            lambda b=b, n=n: fit_flat(model, body, None, tgt(n), full, batch_size=b), n)
+    head = {}
+    if not args.quick:
+        cfg = full.replace(scope="head")
+        head["sequential_lean"] = _rate(
+            lambda: fit_sequential(model, body, None, tgt(n_seq), cfg), n_seq)
+        head["flat_b64"] = _rate(
+            lambda: fit_flat(model, body, None, tgt(64), cfg, batch_size=64), 64)
+    peak = matmul_peak_flops()
+    bandwidth = stream_bandwidth()
+    cost = exemplar_cost(model, "all", full.max_iters)
+    t_compute = cost["matmul_flops"] / peak
+    t_bytes = cost["min_bytes"] / bandwidth
+    roofline = 1.0 / max(t_compute, t_bytes)
+    return {
+        "eps": rates, "flat_eps_other_b": flat_other, "head_scope_eps": head,
+        "ratio_flat_vs_sequential_today": rates["flat_b64"] / rates["sequential_today"],
+        "ratio_flat_vs_sequential_lean": rates["flat_b64"] / rates["sequential_lean"],
+        "ratio_vmap_vs_sequential_today": rates["vmap_b64"] / rates["sequential_today"],
+        "ratio_lean_vs_today_sequential": rates["sequential_lean"] / rates["sequential_today"],
+        "matmul_peak_gflops": peak / 1e9, "stream_bandwidth_gbs": bandwidth / 1e9,
+        "per_exemplar": cost, "roofline_compute_ms": 1e3 * t_compute,
+        "roofline_bytes_ms": 1e3 * t_bytes, "roofline_eps": roofline,
+        "fraction_of_roofline": {k: v / roofline for k, v in rates.items()},
+        "iterations": full.max_iters, "threads": torch.get_num_threads(),
+        "sequential_exemplars": n_seq, "best_of": reps,
+        "load_average_before_after": [list(load_before), list(os.getloadavg())],
+    }
 
 
 def hmr_speed(args) -> None:
@@ -158,7 +301,8 @@ def hmr_speed(args) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=256, help="exemplars for accuracy")
-    ap.add_argument("--speed-n", type=int, default=64, help="exemplars per speed run")
+    ap.add_argument("--quick", action="store_true",
+                    help="32 exemplars for accuracy, no sweep, short speed runs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-sweep", action="store_true", help="skip the EFT settings sweep")
     ap.add_argument("--out", default=str(RESULTS / "bench_fitting.json"))
@@ -169,6 +313,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.quick:
+        args.n, args.no_sweep = min(args.n, 32), True
     if args.hmr_speed:
         hmr_speed(args)
         return
@@ -217,45 +363,19 @@ def main() -> None:
             sweep[label] = summarise(body, fits, gt_rot, gt_betas)
             print("sweep", label, json.dumps({k: round(v, 2) for k, v in sweep[label].items()}))
 
-    # Speed: every exemplar runs all 20 iterations (no early stop).
-    full = cfg.replace(stop_loss_2d=0.0)
-    sub = targets[: args.speed_n]
-    skw = dict(exemplar_ids=ids[: args.speed_n], centers=centers[: args.speed_n],
-               scales=scales[: args.speed_n])
-    n_seq = min(16, args.speed_n)
+    speed = speed_run(model, body, targets, args)
+    sub = targets[:64]
     t = time.perf_counter()
-    fit_sequential(model, body, sub[:n_seq], sub[:n_seq], full,
-                   exemplar_ids=skw["exemplar_ids"][:n_seq], centers=skw["centers"][:n_seq],
-                   scales=skw["scales"][:n_seq])
-    seq_eps = n_seq / (time.perf_counter() - t)
-    batched = {}
-    for b in (1, 16, 64, 256):
-        n = max(b, min(args.speed_n, 4 * b)) if b < 256 else 256
-        tgt = targets[:n] if n <= len(targets) else targets.repeat(n // len(targets) + 1, 1, 1)[:n]
-        t = time.perf_counter()
-        fit_batched(model, body, tgt, tgt, full, batch_size=b)
-        batched[str(b)] = n / (time.perf_counter() - t)
-        print(f"batched B={b}: {batched[str(b)]:.1f} exemplars/s")
-    t = time.perf_counter()
-    smplify(body, sub, init=initial(sub), **skw)
-    smplify_eps = args.speed_n / (time.perf_counter() - t)
-    peak = matmul_peak_flops()
-    achieved = batched["64"] * 20 * model_flops_per_step(model, 1)
-    speed = {
-        "sequential_eps": seq_eps, "batched_eps": batched,
-        "ratio_b64": batched["64"] / seq_eps, "smplify_eps": smplify_eps,
-        "matmul_peak_gflops": peak / 1e9, "achieved_gflops_b64": achieved / 1e9,
-        "flop_fraction_of_matmul_peak": achieved / peak, "iterations": 20,
-        "threads": args.threads,
-    }
+    smplify(body, sub, init=initial(sub), **{k: v[:64] for k, v in kw.items()})
+    speed["smplify_eps"] = len(sub) / (time.perf_counter() - t)
     print(json.dumps(speed, indent=1))
     result = {
         "accuracy": accuracy, "speed": speed, "pose_nll_rule": nll_rule, "sweep": sweep,
-        "n": args.n, "speed_n": args.speed_n,
+        "n": args.n, "quick": args.quick,
         "regressor": "default keypoint prior", "val_set": "synthetic, pose-bank val clips",
         "seconds": timing, "machine": platform.machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "command": "python scripts/bench_fitting.py",
+        "command": "python scripts/bench_fitting.py" + (" --quick" if args.quick else ""),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -272,10 +392,31 @@ def markdown(r: dict) -> str:
                     f"{m['mpjpe24_mm']:.1f} | {m['pa_mpjpe24_mm']:.1f} | {m['median_px']:.1f} | "
                     f"{m['accept_rate']:.0%} |")
     s = r["speed"]
-    speed = ["| mode | exemplars/s |", "|---|---|",
-             f"| sequential (EFT's loop) | {s['sequential_eps']:.1f} |"]
-    speed += [f"| batched B={b} | {v:.1f} |" for b, v in s["batched_eps"].items()]
-    speed += [f"| SMPLify (B=64, 200 iters) | {s['smplify_eps']:.1f} |"]
+    c = s["per_exemplar"]
+    e = s["eps"]
+    frac = s["fraction_of_roofline"]
+    names = {"sequential_today": "sequential, as before the flat engine",
+             "sequential_lean": "sequential, lean (fused Adam, level-wise chain)",
+             "vmap_b64": "batched `torch.func` B=64", "flat_b64": "flat engine B=64"}
+    speed = ["| path | exemplars/s | of roofline |", "|---|---|---|"]
+    speed += [f"| {names[k]} | {v:.1f} | {frac[k]:.1%} |" for k, v in e.items()]
+    speed += [f"| flat engine B={b} | {v:.1f} | {v / s['roofline_eps']:.1%} |"
+              for b, v in s["flat_eps_other_b"].items()]
+    speed += [f"| scope head, {k} | {v:.1f} | |" for k, v in s["head_scope_eps"].items()]
+    speed += [f"| SMPLify (B=64, 200 iters) | {s['smplify_eps']:.1f} | |"]
+    load = s["load_average_before_after"]
+    head = (f"Speed (20 iterations each, {s['threads']} thread, best of {s['best_of']}, one "
+            f"run): flat engine B=64 = {s['ratio_flat_vs_sequential_today']:.1f}x the "
+            f"sequential loop as it was, {s['ratio_flat_vs_sequential_lean']:.1f}x the lean "
+            f"sequential loop, {frac['flat_b64']:.0%} of the roofline.\n\n")
+    roof = (f"Roofline, measured in the same run: matmul peak {s['matmul_peak_gflops']:.0f} "
+            f"GFLOP/s, read-modify-write stream {s['stream_bandwidth_gbs']:.1f} GB/s. Per "
+            f"exemplar (P = {c['trained_params']:,} trained values, 20 forwards, 19 updates): "
+            f"{c['matmul_flops'] / 1e6:.0f} MFLOP of matmul ({s['roofline_compute_ms']:.2f} ms)"
+            f" + {c['adam_flops'] / 1e6:.0f} MFLOP of elementwise Adam, and at least "
+            f"{c['min_bytes'] / 1e6:.0f} MB of traffic ({s['roofline_bytes_ms']:.2f} ms): "
+            f"roofline {s['roofline_eps']:.0f} exemplars/s. Load average before/after: "
+            f"{load[0][0]:.2f} / {load[1][0]:.2f} (2 cores).\n\n")
     extra = ""
     q = r.get("pose_nll_rule")
     if q:
@@ -293,10 +434,7 @@ def markdown(r: dict) -> str:
             extra += f"| {label} | {m['pa_mpjpe_mm']:.1f} | {m['median_px']:.1f} |\n"
     return (f"# bench_fitting\n\n`{r['command']}` — {r['n']} synthetic exemplars (unseen clips), "
             "errors in mm, starting from the shipped keypoint prior.\n\n" + "\n".join(rows)
-            + f"\n\nSpeed (20 iterations each, {s['threads']} thread): batched B=64 / sequential = "
-            f"{s['ratio_b64']:.2f}x; B=64 reaches {s['achieved_gflops_b64']:.2f} GFLOP/s = "
-            f"{s['flop_fraction_of_matmul_peak']:.1%} of this CPU's matmul peak "
-            f"({s['matmul_peak_gflops']:.0f} GFLOP/s).\n\n" + "\n".join(speed) + "\n" + extra)
+            + "\n\n" + head + roof + "\n".join(speed) + "\n" + extra)
 
 
 if __name__ == "__main__":
