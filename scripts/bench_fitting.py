@@ -183,6 +183,34 @@ def _rate(run, n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
+def flat_phases(run) -> dict:
+    """Where one flat-engine run spends its time: seconds in the engine's forward,
+    backward, fused Adam and autograd loss tail, and the rest (bookkeeping, Python)."""
+    from eft.fitting.flat import _Engine
+
+    spent = dict.fromkeys(("forward", "backward", "adam", "tail"), 0.0)
+    real = {name: getattr(_Engine, name) for name in spent}
+
+    def timed(name):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            out = real[name](*a, **k)
+            spent[name] += time.perf_counter() - t
+            return out
+        return wrapper
+
+    for name in spent:
+        setattr(_Engine, name, timed(name))
+    try:
+        t = time.perf_counter()
+        run()
+        total = time.perf_counter() - t
+    finally:
+        for name, fn in real.items():
+            setattr(_Engine, name, fn)
+    return {**spent, "other": total - sum(spent.values()), "total": total}
+
+
 def speed_run(model, body, targets, args) -> dict:
     """EFT speed of every path at 20 iterations, the roofline, and their ratios; each
     path's best of ``reps`` interleaved runs (the machine is shared)."""
@@ -210,6 +238,7 @@ def speed_run(model, body, targets, args) -> dict:
     for _ in range(reps):
         for name, (run, n) in paths.items():
             rates[name] = max(rates[name], _rate(run, n))
+    phases = flat_phases(lambda: fit_flat(model, body, None, tgt(64), full, batch_size=64))
     flat_other = {}
     for b in () if args.quick else (1, 16, 256):
         n = max(b, 64)
@@ -230,6 +259,7 @@ def speed_run(model, body, targets, args) -> dict:
     roofline = 1.0 / max(t_compute, t_bytes)
     return {
         "eps": rates, "flat_eps_other_b": flat_other, "head_scope_eps": head,
+        "flat_b64_phases": phases,
         "ratio_flat_vs_sequential_today": rates["flat_b64"] / rates["sequential_today"],
         "ratio_flat_vs_sequential_lean": rates["flat_b64"] / rates["sequential_lean"],
         "ratio_vmap_vs_sequential_today": rates["vmap_b64"] / rates["sequential_today"],
@@ -404,6 +434,11 @@ def markdown(r: dict) -> str:
               for b, v in s["flat_eps_other_b"].items()]
     speed += [f"| scope head, {k} | {v:.1f} | |" for k, v in s["head_scope_eps"].items()]
     speed += [f"| SMPLify (B=64, 200 iters) | {s['smplify_eps']:.1f} | |"]
+    ph = s.get("flat_b64_phases")
+    if ph:
+        speed += ["", "Flat engine B=64, where the time goes (a separate run): " + ", ".join(
+            f"{k} {v / ph['total']:.0%}" for k, v in ph.items() if k != "total")
+            + f" of {ph['total']:.2f} s."]
     load = s["load_average_before_after"]
     head = (f"Speed (20 iterations each, {s['threads']} thread, best of {s['best_of']}, one "
             f"run): flat engine B=64 = {s['ratio_flat_vs_sequential_today']:.1f}x the "
