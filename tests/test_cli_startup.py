@@ -105,3 +105,12 @@ def test_review_on_a_taken_port_is_one_error_line(tmp_path):
     assert len(err) == 1 and err[0].startswith("eft: error: port ")
     assert f"--port {port + 1}" in err[0]
     assert not (tmp_path / "f.review.sqlite").exists()
+
+
+def test_shipped_config_names_resolve():
+    from eft.jobs.shipped import find_config
+
+    assert find_config("training/synthetic_demo").samefile(
+        ROOT / "fitting" / "training" / "synthetic_demo.yaml")
+    assert find_config("fitting/coco.yaml").samefile(ROOT / "fitting" / "coco.yaml")
+    assert find_config("coco.yaml").samefile(ROOT / "fitting" / "coco.yaml")

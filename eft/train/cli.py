@@ -20,7 +20,9 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"optim.steps={args.steps}")
     if args.device is not None:
         overrides.append(f"device={args.device}")
-    cfg = load_train_config(args.config, overrides)
+    from eft.jobs.shipped import find_config
+
+    cfg = load_train_config(find_config(args.config), overrides)
     out = args.out or cfg.output.dir or str(Path("runs") / Path(args.config).stem)
     try:
         result = run_training(cfg, out_dir=out, resume=args.resume,
@@ -113,7 +115,8 @@ def register(subparsers) -> None:
         "train", help="train a regressor from annotation files (config in fitting/training/)",
         description="Train a fresh (or fine-tune a) body regressor as CONFIG says; see "
                     "fitting/training/README.md.")
-    tr.add_argument("config", help="training config, e.g. fitting/training/synthetic_demo.yaml")
+    tr.add_argument("config", help="training config, e.g. fitting/training/synthetic_demo.yaml, "
+                                   "or a shipped one: training/synthetic_demo")
     tr.add_argument("--out", default=None,
                     help="run folder (default: output.dir, else runs/<config name>)")
     tr.add_argument("--resume", action="store_true",
