@@ -19,7 +19,7 @@ CROWDPOSE_TO_SPIN = ["Left Shoulder", "Right Shoulder", "Left Elbow", "Right Elb
 
 def test_kinds():
     assert set(READERS) == {"coco", "crowdpose", "mpii", "lsp", "lspet", "posetrack",
-                            "openpose", "generic"}
+                            "openpose", "generic", "humandata"}
 
 
 def test_crowdpose_sample(shared_data):

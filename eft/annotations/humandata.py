@@ -31,11 +31,20 @@ import json
 import os
 import pickle
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from eft.data.readers.humandata import (
+    HUMAN_DATA_NAMES,
+    SMPLX_144_NAMES,
+    SPIN49_HUMAN_DATA,
+    SPIN49_TO_HUMAN_DATA,
+    convention_names,
+    keypoints_to_spin49,
+    mask_of,
+)
 
 from ._io import (
     FileHeader,
@@ -51,76 +60,10 @@ from .model import FORMAT_NAME, SCHEMA_VERSION
 from .provenance import Provenance
 
 __all__ = ["write_humandata", "read_humandata", "HUMAN_DATA_NAMES", "SPIN49_TO_HUMAN_DATA",
+           "SPIN49_HUMAN_DATA",
            "SMPLX_144_NAMES", "load_npz_safely", "portable_pickle", "is_humandata_layout"]
 
 
-def _numbered(prefix: str, numbers) -> list[str]:
-    return [f"{prefix}_{i}" for i in numbers]
-
-
-def _hand(side: str) -> list[str]:
-    return [n for finger in ("index", "middle", "pinky", "ring", "thumb")
-            for n in _numbered(f"{side}_{finger}", (1, 2, 3))]
-
-
-_OPENPOSE = ["nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
-             "left_elbow", "left_wrist", "pelvis", "right_hip", "right_knee", "right_ankle",
-             "left_hip", "left_knee", "left_ankle", "right_eye", "left_eye", "right_ear",
-             "left_ear", "left_bigtoe", "left_smalltoe", "left_heel", "right_bigtoe",
-             "right_smalltoe", "right_heel"]
-
-#: mmhuman3d's ``HUMAN_DATA`` keypoint convention (190 names, in order).
-HUMAN_DATA_NAMES: tuple[str, ...] = tuple(
-    ["pelvis", "left_hip", "right_hip", "spine_1", "left_knee", "right_knee", "spine_2",
-     "left_ankle", "right_ankle", "spine_3", "left_foot", "right_foot", "neck",
-     "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow",
-     "right_elbow", "left_wrist", "right_wrist", "jaw", "left_eyeball", "right_eyeball"]
-    + _hand("left") + _hand("right")
-    + ["nose", "right_eye", "left_eye", "right_ear", "left_ear", "left_bigtoe",
-       "left_smalltoe", "left_heel", "right_bigtoe", "right_smalltoe", "right_heel"]
-    + [f"{s}_{f}" for s in ("left", "right")
-       for f in ("thumb", "index", "middle", "ring", "pinky")]
-    + _numbered("right_eyebrow", range(1, 6)) + _numbered("left_eyebrow", range(5, 0, -1))
-    + _numbered("nosebridge", range(1, 5))
-    + ["right_nose_2", "right_nose_1", "nose_middle", "left_nose_1", "left_nose_2"]
-    + _numbered("right_eye", range(1, 7)) + _numbered("left_eye", (4, 3, 2, 1, 6, 5))
-    + ["right_mouth_1", "right_mouth_2", "right_mouth_3", "mouth_top", "left_mouth_3",
-       "left_mouth_2", "left_mouth_1", "left_mouth_5", "left_mouth_4", "mouth_bottom",
-       "right_mouth_4", "right_mouth_5"]
-    + ["right_lip_1", "right_lip_2", "lip_top", "left_lip_2", "left_lip_1", "left_lip_3",
-       "lip_bottom", "right_lip_3"]
-    + _numbered("right_contour", range(1, 9)) + ["contour_middle"]
-    + _numbered("left_contour", range(8, 0, -1))
-    + ["right_hip_extra", "left_hip_extra", "neck_extra", "headtop", "pelvis_extra",
-       "thorax_extra", "spine_extra", "jaw_extra", "head_extra"]
-    + [f"{n}_openpose" for n in _OPENPOSE]
-    + ["spine_4_3dhp", "left_clavicle_3dhp", "right_clavicle_3dhp", "left_hand_3dhp",
-       "right_hand_3dhp", "left_toe_3dhp", "right_toe_3dhp", "head_h36m", "headtop_h36m",
-       "head_bottom_pt", "left_hand", "right_hand"]
-)
-assert len(HUMAN_DATA_NAMES) == 190 and len(set(HUMAN_DATA_NAMES)) == 190
-
-#: mmhuman3d's ``smplx`` keypoint convention (144 names): the first 144 of HUMAN_DATA.
-#: Its 2021 files store ``keypoints2d`` in it.
-SMPLX_144_NAMES: tuple[str, ...] = HUMAN_DATA_NAMES[:144]
-#: Conventions by their keypoint count, for files that do not name theirs.
-_CONVENTIONS = {190: HUMAN_DATA_NAMES, 144: SMPLX_144_NAMES}
-#: Where a convention lacks the name of a SPIN-49 slot, the name that stands in for it
-#: (the dataset hips/neck/head of ``human_data`` are plain SMPL-X joints in ``smplx``).
-_STAND_INS = {"right_hip_extra": "right_hip", "left_hip_extra": "left_hip",
-              "neck_extra": "neck"}
-
-#: mmhuman3d's name of each SPIN-49 slot (its ``smpl_49`` convention), in SPIN-49 order.
-SPIN49_HUMAN_DATA: tuple[str, ...] = tuple(
-    [f"{n}_openpose" for n in _OPENPOSE]
-    + ["right_ankle", "right_knee", "right_hip_extra", "left_hip_extra", "left_knee",
-       "left_ankle", "right_wrist", "right_elbow", "right_shoulder", "left_shoulder",
-       "left_elbow", "left_wrist", "neck_extra", "headtop", "pelvis_extra", "thorax_extra",
-       "spine_extra", "jaw_extra", "head_extra", "nose", "left_eye", "right_eye",
-       "left_ear", "right_ear"])
-#: (49,) index of each SPIN-49 slot in the 190 HUMAN_DATA keypoints.
-SPIN49_TO_HUMAN_DATA: np.ndarray = np.array(
-    [HUMAN_DATA_NAMES.index(n) for n in SPIN49_HUMAN_DATA], np.int64)
 _ORDER = np.argsort(SPIN49_TO_HUMAN_DATA)  # SPIN slots in ascending HUMAN_DATA index
 
 
@@ -376,57 +319,6 @@ def _no_fits_message(path, data: dict) -> str:
             "dataset (eft fit, kind: humandata)")
 
 
-def _mask_of(data: dict, key: str, k: int) -> np.ndarray | None:
-    """The (K_full,) keypoint mask of ``key``: ``<key>_mask``, else 2021's ``mask``."""
-    for name in (f"{key}_mask", "mask"):
-        m = data.get(name)
-        if m is not None:
-            m = np.asarray(m).reshape(-1)
-            if name == "mask" and m.size not in _CONVENTIONS:
-                continue
-            return m.astype(bool)
-    return None
-
-
-def convention_names(data: dict, key: str, k: int) -> tuple[str, ...]:
-    """Keypoint names of a HumanData keypoint array with ``k`` stored keypoints: from
-    ``<key>_convention`` or the mask's / the array's length (190 ``human_data``, 144
-    ``smplx``).  Stored (compressed) arrays hold the masked names only."""
-    conv = data.get(f"{key}_convention")
-    mask = _mask_of(data, key, k)
-    full_len = mask.size if mask is not None else k
-    if conv is not None and str(conv) in ("human_data", "smplx"):
-        full = HUMAN_DATA_NAMES if str(conv) == "human_data" else SMPLX_144_NAMES
-    elif full_len in _CONVENTIONS:
-        full = _CONVENTIONS[full_len]
-    else:
-        raise AnnotationError(f"'{key}' has {k} keypoints in an unknown convention "
-                              f"({str(conv) if conv is not None else 'none named'}); "
-                              "known: human_data (190), smplx (144)")
-    if k == len(full):
-        return full
-    if mask is None or mask.size != len(full) or int(mask.sum()) != k:
-        raise AnnotationError(f"compressed '{key}' ({k} keypoints) without a matching mask")
-    return tuple(n for n, m in zip(full, mask, strict=True) if m)
-
-
-def keypoints_to_spin49(raw: np.ndarray, names: Sequence[str],
-                        present: np.ndarray | None = None) -> np.ndarray:
-    """(N, 49, D) SPIN-49 slots of keypoints ``raw`` (N, K, D) named ``names`` (mmhuman3d
-    names), mapped by name; slots without a keypoint get zeros.  ``present``: (K,) bool,
-    which of the K are real (a 190-long mask)."""
-    index = {n: j for j, n in enumerate(names)}
-    ok = np.ones(len(names), bool) if present is None else np.asarray(present, bool)
-    out = np.zeros((raw.shape[0], 49, raw.shape[2]))
-    for slot, name in enumerate(SPIN49_HUMAN_DATA):
-        j = index.get(name)
-        if (j is None or not ok[j]) and name in _STAND_INS:
-            j = index.get(_STAND_INS[name])
-        if j is not None and ok[j]:
-            out[:, slot] = raw[:, j]
-    return out
-
-
 def _keypoints(data: dict, key: str, dims: int, n: int, path) -> np.ndarray | None:
     """SPIN-49 slots of a HumanData keypoint array (compressed or padded), (N, 49, dims);
     slots the file does not have get zeros (confidence 0)."""
@@ -437,8 +329,8 @@ def _keypoints(data: dict, key: str, dims: int, n: int, path) -> np.ndarray | No
         raise AnnotationError(f"{path}: '{key}' must be (N, K, {dims}), got {raw.shape}")
     try:
         names = convention_names(data, key, raw.shape[1])
-    except AnnotationError as exc:
+    except ValueError as exc:
         raise AnnotationError(f"{path}: {exc}") from None
-    mask = _mask_of(data, key, raw.shape[1])
+    mask = mask_of(data, key)
     present = mask if mask is not None and mask.size == raw.shape[1] else None
     return keypoints_to_spin49(raw, names, present)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -63,9 +64,12 @@ VERTEX_LANDMARK_NAMES: tuple[str, ...] = (
     "LBigToe", "LSmallToe", "LHeel", "RBigToe", "RSmallToe", "RHeel",
 )
 
-# H36M-17 joints as produced by SPIN's J_regressor_h36m (row order).  SPIN's
-# H36M_TO_J14 = [6,5,4,1,2,3,16,15,14,11,12,13,8,10] maps these rows onto the
-# LSP-14 order, which fixes the side of each row.
+# H36M-17 joints as produced by SPIN's J_regressor_h36m (row order): keypoint format
+# "h36m17_spin".  SPIN's H36M_TO_J14 = [6,5,4,1,2,3,16,15,14,11,12,13,8,10] maps these
+# rows onto the LSP-14 order, which fixes the side of each row: index 1 is the LEFT hip.
+# Human3.6M's own 17-joint order, used by mmpose and VideoPose3D ("h36m17_std",
+# H36M17_STD_NAMES below), has the RIGHT hip at index 1: the legs are the other way
+# round (the arms agree).
 H36M17_NAMES: tuple[str, ...] = (
     "Pelvis", "Left Hip", "Left Knee", "Left Ankle", "Right Hip", "Right Knee",
     "Right Ankle", "Spine", "Thorax", "Jaw", "Head", "Left Shoulder", "Left Elbow",
@@ -185,6 +189,43 @@ H36M17_TO_SPIN: dict[str, str] = {
     "Jaw": "Jaw (H36M)", "Head": "Head (H36M)",
 }
 
+# Human3.6M's own 17-joint order (mmpose's names; VideoPose3D uses the same order).
+H36M17_STD_NAMES: tuple[str, ...] = (
+    "root", "right_hip", "right_knee", "right_foot", "left_hip", "left_knee", "left_foot",
+    "spine", "thorax", "neck_base", "head", "left_shoulder", "left_elbow", "left_wrist",
+    "right_shoulder", "right_elbow", "right_wrist",
+)
+H36M17_STD_TO_SPIN: dict[str, str] = {
+    "root": "Pelvis (MPII)", "right_hip": "Right Hip", "right_knee": "Right Knee",
+    "right_foot": "Right Ankle", "left_hip": "Left Hip", "left_knee": "Left Knee",
+    "left_foot": "Left Ankle", "spine": "Spine (H36M)", "thorax": "Thorax (MPII)",
+    "neck_base": "Jaw (H36M)", "head": "Head (H36M)",  # SPIN's names of those rows
+    **{n: _coco_style_to_spin(n) for n in COCO17_NAMES[5:11]},
+}
+
+# AI Challenger (AIC) 14 keypoints, in the order of its annotation files.
+AIC14_NAMES: tuple[str, ...] = (
+    "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
+    "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee",
+    "left_ankle", "head_top", "neck",
+)
+AIC14_TO_SPIN: dict[str, str] = {
+    **{n: _coco_style_to_spin(n) for n in AIC14_NAMES[:12]},
+    "head_top": "Top of Head (LSP)", "neck": "Neck (LSP)",
+}
+
+# MPI-INF-3DHP's 17 test-set joints (mmpose's names and order).
+MPI_INF_3DHP17_NAMES: tuple[str, ...] = (
+    "head_top", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
+    "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip",
+    "left_knee", "left_ankle", "root", "spine", "head",
+)
+MPI_INF_3DHP17_TO_SPIN: dict[str, str] = {
+    **{n: _coco_style_to_spin(n) for n in MPI_INF_3DHP17_NAMES[2:14]},
+    "head_top": "Top of Head (LSP)", "neck": "Neck (LSP)", "root": "Pelvis (MPII)",
+    "spine": "Spine (H36M)", "head": "Head (H36M)",
+}
+
 # For the J14 evaluation SPIN reads the LSP neck from H36M "Thorax" and the LSP head
 # top from H36M "Head"; every other J14 joint is the H36M joint of the same name.
 _J14_FROM_H36M_SPECIAL: dict[str, str] = {"Neck (LSP)": "Thorax", "Top of Head (LSP)": "Head"}
@@ -239,20 +280,74 @@ KEYPOINT_FORMATS: dict[str, KeypointFormat] = {
         KeypointFormat.from_names("crowdpose14", CROWDPOSE14_NAMES, CROWDPOSE14_TO_SPIN),
         KeypointFormat.from_names("openpose25", OPENPOSE25_RAW_NAMES, OPENPOSE25_TO_SPIN),
         KeypointFormat.from_names("openpose18", OPENPOSE18_NAMES, OPENPOSE18_TO_SPIN),
+        KeypointFormat.from_names("h36m17_spin", H36M17_NAMES, H36M17_TO_SPIN),
+        KeypointFormat.from_names("h36m17_std", H36M17_STD_NAMES, H36M17_STD_TO_SPIN),
+        KeypointFormat.from_names("aic14", AIC14_NAMES, AIC14_TO_SPIN),
+        KeypointFormat.from_names("mpi_inf_3dhp17", MPI_INF_3DHP17_NAMES,
+                                  MPI_INF_3DHP17_TO_SPIN),
+        # deprecated: "h36m17" meant SPIN's regressor order; kept so old configs and
+        # callers read as before (with a warning), see DEPRECATED_FORMATS
         KeypointFormat.from_names("h36m17", H36M17_NAMES, H36M17_TO_SPIN),
     )
 }
+#: Old format names -> the name that now says what they meant.
+DEPRECATED_FORMATS: dict[str, str] = {"h36m17": "h36m17_spin"}
 
 
 def get_format(fmt: str | KeypointFormat) -> KeypointFormat:
-    """Look a format up by name (case-insensitive); a KeypointFormat passes through."""
+    """Look a format up by name (case-insensitive); a KeypointFormat passes through.
+    A deprecated name (:data:`DEPRECATED_FORMATS`) warns (``FutureWarning``)."""
     if isinstance(fmt, KeypointFormat):
         return fmt
+    key = fmt.lower()
+    if key in DEPRECATED_FORMATS:
+        warnings.warn(f"keypoint format {fmt!r} is deprecated: it means SPIN's regressor "
+                      f"order (index 1 = left hip); write {DEPRECATED_FORMATS[key]!r}, or "
+                      "'h36m17_std' for Human3.6M's own order (mmpose, VideoPose3D: index "
+                      "1 = right hip)", FutureWarning, stacklevel=2)
     try:
-        return KEYPOINT_FORMATS[fmt.lower()]
+        return KEYPOINT_FORMATS[key]
     except KeyError:
         known = ", ".join(sorted(KEYPOINT_FORMATS))
         raise KeyError(f"unknown keypoint format {fmt!r}; known formats: {known}") from None
+
+
+def _norm_name(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+
+
+def format_from_names(names: Sequence[str], label: str = "keypoints") -> KeypointFormat:
+    """The keypoint format of keypoints called ``names``, in that order, recognised by
+    the whole set of names (never by their count): a format of
+    :data:`KEYPOINT_FORMATS` with exactly these names (any order; spelling compared
+    case-, space- and hyphen-insensitively).  Returns a format in the given order,
+    named like the known one.  ValueError (one line) naming the names no known format
+    has."""
+    given = [_norm_name(n) for n in names]
+    if len(set(given)) != len(given):
+        raise ValueError(f"{label}: a keypoint name appears twice in {list(names)}")
+    best, best_common, matches = None, -1, []
+    for f in KEYPOINT_FORMATS.values():
+        if f.name in DEPRECATED_FORMATS:
+            continue
+        known = {_norm_name(n): (n, s) for n, s in zip(f.joint_names, f.spin_names,
+                                                      strict=True)}
+        if set(known) == set(given):
+            matches.append((list(known) != given, f.name, known))
+            continue
+        common = len(set(known) & set(given))
+        if common > best_common:
+            best, best_common = (f, known), common
+    if matches:  # same names: the same mapping; named after the one in this order
+        _, name, known = min(matches, key=lambda m: m[0])
+        return KeypointFormat.from_names(name, given, {g: known[g][1] for g in given})
+    f, known = best
+    unknown = [n for n, g in zip(names, given, strict=True) if g not in known]
+    absent = [n for n in f.joint_names if _norm_name(n) not in set(given)]
+    why = (f"names no known format has: {unknown}" if unknown else
+           f"close to {f.name!r} but without {absent}")
+    raise ValueError(f"{label}: {len(given)} keypoints in an unknown layout ({why}); "
+                     "give keypoint_format to read them")
 
 
 def _is_torch(x: Any) -> bool:

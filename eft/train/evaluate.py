@@ -43,7 +43,7 @@ __all__ = ["EvalSet", "METRICS", "joint_metrics", "pose_joints", "evaluate_bodie
 METRICS: tuple[str, ...] = ("mpjpe_mm", "pa_mpjpe_mm", "mpjpe24_mm", "pa_mpjpe24_mm")
 _J14 = list(H36M_TO_J14)
 #: Keypoint format of 17-joint H36M arrays in SPIN-layout files (SPIN's regressor order).
-H36M_SPIN_FORMAT = "h36m17"
+H36M_SPIN_FORMAT = "h36m17_spin"
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,13 @@ stable ids, plus every skipped person and the reason), takes ``(path, image_root
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
+
+import numpy as np
 
 from .base import (
     ReaderError,
@@ -22,30 +26,37 @@ from .base import (
     keypoint_box_center_scale,
     keypoint_skip_reason,
     keypoint_skip_reasons,
+    left_right_swap_warning,
 )
 from .coco import read_coco
 from .generic import read_generic
+from .humandata import read_humandata_keypoints
 from .lsp import read_lsp
 from .mpii import read_mpii
 from .openpose import read_openpose
 from .posetrack import read_posetrack
 
+log = logging.getLogger("eft.data")
+
 __all__ = ["ReaderError", "ReadResult", "Skipped", "box_center_scale",
            "keypoint_box_center_scale", "keypoint_skip_reason", "keypoint_skip_reasons",
            "count_gt_keypoints",
            "read_coco", "read_mpii", "read_lsp", "read_posetrack", "read_openpose",
-           "read_generic", "READERS", "read_dataset"]
+           "read_generic", "read_humandata_keypoints", "left_right_swap_warning", "READERS",
+           "read_dataset"]
 
-# kind -> reader.  CrowdPose is COCO's layout with 14 keypoints: read_coco reads it.
+# kind -> reader.  CrowdPose (like AI Challenger, mmpose's H36M and MPI-INF-3DHP files)
+# is COCO's layout: read_coco reads it, by the category's keypoint names.
 READERS: dict[str, Callable[..., ReadResult]] = {
     "coco": read_coco,
-    "crowdpose": partial(read_coco, dataset="crowdpose", keypoint_format="crowdpose14"),
+    "crowdpose": partial(read_coco, dataset="crowdpose"),
     "mpii": read_mpii,
     "lsp": partial(read_lsp, variant="lsp"),
     "lspet": partial(read_lsp, variant="lspet"),
     "posetrack": read_posetrack,
     "openpose": read_openpose,
     "generic": read_generic,
+    "humandata": read_humandata_keypoints,
 }
 
 
@@ -68,4 +79,12 @@ def read_dataset(kind: str, path: str | os.PathLike,
         unknown = sorted(set(options) - set(names))
         raise ReaderError(f"dataset kind {kind!r}: unknown option(s) {unknown}; "
                           f"valid: {', '.join(names)}") from None
-    return reader(path, image_root, **options)
+    result = reader(path, image_root, **options)
+    if result.exemplars:
+        label = f"{kind} dataset {options.get('dataset') or Path(path).name}"
+        doubt = left_right_swap_warning(np.stack([e.keypoints for e in result.exemplars]),
+                                        label=label)
+        if doubt is not None:
+            log.warning("%s", doubt)
+            result.warnings.append(doubt)
+    return result

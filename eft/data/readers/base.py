@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from eft.body.joints import SPIN49_INDEX
 from eft.data.exemplar import Exemplar
 from eft.errors import EftError
 from eft.geometry.crops import bbox_to_center_scale
 
 __all__ = ["ReaderError", "Skipped", "ReadResult", "box_center_scale",
            "keypoint_box_center_scale", "count_gt_keypoints", "keypoint_skip_reason",
-           "keypoint_skip_reasons"]
+           "keypoint_skip_reasons", "left_right_swap_warning", "MAX_ABS_KEYPOINT_PX"]
 
 
 class ReaderError(EftError):
@@ -43,6 +44,8 @@ class ReadResult:
 
     exemplars: list[Exemplar] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    #: dataset-level doubts (e.g. :func:`left_right_swap_warning`), one line each
+    warnings: list[str] = field(default_factory=list)
 
     def skipped_by_reason(self) -> dict[str, int]:
         return dict(Counter(s.reason for s in self.skipped))
@@ -50,6 +53,7 @@ class ReadResult:
     def extend(self, other: ReadResult) -> None:
         self.exemplars.extend(other.exemplars)
         self.skipped.extend(other.skipped)
+        self.warnings.extend(other.warnings)
 
     def __len__(self) -> int:
         return len(self.exemplars)
@@ -96,16 +100,22 @@ def count_gt_keypoints(kps49: np.ndarray) -> int | np.ndarray:
     return int(n) if n.ndim == 0 else n
 
 
+#: Annotated keypoints farther than this from the image origin (px) are absurd (no
+#: camera has such images): the person is skipped as ``bad_keypoints``.
+MAX_ABS_KEYPOINT_PX = 1e6
+
+
 def keypoint_skip_reason(kps49: np.ndarray, min_keypoints: int, *, gt: bool = True,
                          ) -> tuple[str, str] | None:
     """Why a person with these SPIN-49 keypoints ((49, 3) image px) is not fitted, as
     ``(reason, detail)``, or None to keep it.
 
     Reasons, checked in this order: ``bad_keypoints`` (an annotated keypoint - confidence
-    > 0 - with a non-finite coordinate, or a non-finite confidence), ``no_keypoints`` (no
-    annotated keypoint) and ``too_few_keypoints`` (fewer than ``min_keypoints``; EFT's
-    rule is 6).  Keypoints are counted over the GT slots 25..48 (``gt=True``, EFT's
-    count) or over the OpenPose slots 0..24 (``gt=False``).
+    > 0 - with a non-finite or absurd coordinate, beyond :data:`MAX_ABS_KEYPOINT_PX`, or a
+    non-finite confidence), ``no_keypoints`` (no annotated keypoint) and
+    ``too_few_keypoints`` (fewer than ``min_keypoints``; EFT's rule is 6).  Keypoints are
+    counted over the GT slots 25..48 (``gt=True``, EFT's count) or over the OpenPose
+    slots 0..24 (``gt=False``).
     """
     return keypoint_skip_reasons(np.asarray(kps49)[None], min_keypoints, gt=gt)[0]
 
@@ -116,13 +126,20 @@ def keypoint_skip_reasons(kps49: np.ndarray, min_keypoints: int, *, gt: bool = T
     ``(reason, detail)`` or None per person, in order."""
     kps49 = np.asarray(kps49, dtype=np.float64).reshape(-1, 49, 3)
     conf = kps49[..., 2]
-    bad = (~np.isfinite(conf) | ((conf > 0) & ~np.all(np.isfinite(kps49[..., :2]), axis=-1))
-           ).sum(axis=-1)
+    xy = kps49[..., :2]
+    with np.errstate(invalid="ignore"):
+        annotated = conf > 0
+        nonfinite = (~np.isfinite(conf) | (annotated & ~np.all(np.isfinite(xy), axis=-1))
+                     ).sum(axis=-1)
+        absurd = (annotated & np.all(np.isfinite(xy), axis=-1)
+                  & (np.abs(xy) > MAX_ABS_KEYPOINT_PX).any(axis=-1)).sum(axis=-1)
     n = count_gt_keypoints(kps49) if gt else (conf[:, :25] > 0).sum(axis=-1)
     out: list[tuple[str, str] | None] = []
-    for b, k in zip(bad.tolist(), n.tolist(), strict=True):
+    for b, a, k in zip(nonfinite.tolist(), absurd.tolist(), n.tolist(), strict=True):
         if b:
             out.append(("bad_keypoints", f"{b} keypoints with NaN/inf values"))
+        elif a:
+            out.append(("bad_keypoints", f"{a} keypoints beyond {MAX_ABS_KEYPOINT_PX:g} px"))
         elif k == 0:
             out.append(("no_keypoints", ""))
         elif k < min_keypoints:
@@ -130,3 +147,48 @@ def keypoint_skip_reasons(kps49: np.ndarray, min_keypoints: int, *, gt: bool = T
         else:
             out.append(None)
     return out
+
+
+_SIDES = {k: SPIN49_INDEX[n] for k, n in (
+    ("lsh", "Left Shoulder"), ("rsh", "Right Shoulder"), ("lhip", "Left Hip"),
+    ("rhip", "Right Hip"))}
+
+
+def left_right_swap_warning(kps49: np.ndarray, *, min_people: int = 10,
+                            max_disagree: float = 0.5, label: str = "dataset",
+                            ) -> str | None:
+    """A one-line warning when left and right look swapped between the arms and the legs
+    across a dataset, else None.
+
+    For a person, the left shoulder and the left hip lie on the same side of the body
+    in the image (the torso rarely turns by more than 90 degrees between them), so the
+    horizontal order of the shoulders and of the hips agree.  People with both pairs
+    annotated and at least 5 % of their keypoint box apart are counted; when more than
+    ``max_disagree`` of at least ``min_people`` disagree, the legs (or the arms) were
+    most likely read in the wrong order - e.g. Human3.6M's order read as SPIN's
+    (``h36m17_std`` vs ``h36m17_spin``).  ``kps49``: (N, 49, 3) image px.
+    """
+    k = np.asarray(kps49, dtype=np.float64).reshape(-1, 49, 3)
+    if len(k) == 0:
+        return None
+    idx = list(_SIDES.values())
+    ok = (k[:, idx, 2] > 0).all(axis=1) & np.isfinite(k[:, idx, :2]).all(axis=(1, 2))
+    if not ok.any():
+        return None
+    k = k[ok]
+    vis = k[..., 2] > 0
+    xy = np.where(vis[..., None], k[..., :2], np.nan)
+    with np.errstate(invalid="ignore"):
+        size = np.nanmax(np.nanmax(xy, axis=1) - np.nanmin(xy, axis=1), axis=1)
+    ds = k[:, _SIDES["lsh"], 0] - k[:, _SIDES["rsh"], 0]
+    dh = k[:, _SIDES["lhip"], 0] - k[:, _SIDES["rhip"], 0]
+    clear = (np.abs(ds) > 0.05 * size) & (np.abs(dh) > 0.05 * size)
+    n = int(clear.sum())
+    if n < min_people:
+        return None
+    disagree = float((np.sign(ds[clear]) != np.sign(dh[clear])).mean())
+    if disagree <= max_disagree:
+        return None
+    return (f"{label}: left and right look swapped between the arms and the legs in "
+            f"{100 * disagree:.0f}% of {n} people (normally a few %); check the keypoint "
+            "format (e.g. h36m17_std, Human3.6M's own order, vs h36m17_spin, SPIN's)")

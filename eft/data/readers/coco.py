@@ -1,19 +1,26 @@
-"""COCO ``person_keypoints`` files (and files in the same layout: CrowdPose), through
-pycocotools.
+"""COCO ``person_keypoints`` files, and every file in COCO's layout (CrowdPose, AI
+Challenger, PoseTrack, mmpose's H36M and MPI-INF-3DHP files...).
 
-One exemplar per annotated person, id ``"<dataset>/<annotation id>"``.  Crop: SPIN's,
-from the annotation's ``bbox`` (``scale = 1.2 * max(w, h) / 200``).  COCO visibility
-``v in {0, 1, 2}`` becomes confidence 1 for ``v > 0`` (SPIN), or is kept with
-``binarize=False``.  Skipped, with a reason: ``iscrowd`` groups, people with no
-keypoints (``no_keypoints``), non-finite annotated keypoints (``bad_keypoints``),
-fewer GT keypoints than ``min_keypoints`` (``too_few_keypoints``, EFT's ">= 6") and
-boxes of zero size (``bad_bbox``).
+The keypoints are read **by the names** the category lists (``categories[].keypoints``),
+never by their count: the names select the keypoint format
+(:func:`eft.body.joints.format_from_names`), in whatever order the file has them; names
+no known format has are a one-line error naming them.  ``keypoint_format`` is needed
+only for a file without keypoint names (it must agree with the names when there are).
+
+One exemplar per annotated person, id ``"<dataset>/<annotation id>"``, in id order.
+Crop: SPIN's, from the annotation's ``bbox`` (``scale = 1.2 * max(w, h) / 200``).  COCO
+visibility ``v in {0, 1, 2}`` becomes confidence 1 for ``v > 0`` (SPIN), or is kept with
+``binarize=False``.  A bad record never stops the file; it is skipped with a reason:
+``iscrowd`` groups; ``bad_annotation`` (not an object, no id, keypoints or bbox of the
+wrong length or not numbers, no keypoint names in the file); ``duplicate_id`` (an
+annotation id seen before in the file: the first is kept); ``missing_image`` (its
+``image_id`` has no entry in ``images``); ``no_keypoints``; ``bad_keypoints``
+(non-finite or absurd coordinates); ``too_few_keypoints`` (fewer GT keypoints than
+``min_keypoints``, EFT's ">= 6"); ``bad_bbox`` (a box of zero size or non-finite).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 from pathlib import Path
@@ -29,21 +36,58 @@ from .base import ReaderError, ReadResult, Skipped, keypoint_skip_reasons
 
 __all__ = ["read_coco"]
 
-_FORMAT_BY_COUNT = {17: "coco17", 14: "crowdpose14"}
-
-
-def _load(path: Path):
-    from pycocotools.coco import COCO
-
+def _load(path: Path) -> dict:
     if not path.is_file():
         raise ReaderError(f"{path}: no such annotation file")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints timings
-            return COCO(str(path))
+        with open(path, "rb") as fh:
+            doc = json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ReaderError(f"{path}: not a valid JSON file ({exc})") from None
-    except (KeyError, TypeError, AssertionError) as exc:
-        raise ReaderError(f"{path}: not a COCO annotation file ({exc!r})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
+        raise ReaderError(f"{path}: not a COCO annotation file (no 'annotations' list)")
+    return doc
+
+
+def _formats(path: Path, doc: dict, keypoint_format: str | None,
+             ) -> tuple[dict, J.KeypointFormat | None]:
+    """``({category id: format}, format for annotations of no named category)``."""
+    cats = [c for c in doc.get("categories") or [] if isinstance(c, dict)
+            and isinstance(c.get("keypoints"), list) and c.get("keypoints")]
+    given = J.get_format(keypoint_format) if keypoint_format else None
+    by_cat = {}
+    for c in cats:
+        try:
+            fmt = J.format_from_names(c["keypoints"],
+                                      f"category {c.get('name', c.get('id'))!r}")
+        except ValueError as exc:
+            if given is not None and len(c["keypoints"]) == given.num_joints:
+                fmt = given  # names this eft does not know: the caller's format decides
+            else:
+                raise ReaderError(f"{path}: {exc}") from None
+        if given is not None and fmt is not given and (
+                fmt.spin_indices != given.spin_indices):
+            raise ReaderError(
+                f"{path}: keypoint_format {given.name!r} disagrees with the names of "
+                f"category {c.get('name', c.get('id'))!r} (they are {fmt.name!r}, in the "
+                "file's order); leave keypoint_format out to read them by name")
+        by_cat[c.get("id")] = fmt
+    return by_cat, (given if not cats else None)
+
+
+def _numbers(value, n: int, what: str) -> np.ndarray:
+    """``value`` as n float64 numbers, else ValueError saying what is wrong."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{what} is a {type(value).__name__}, not a list of numbers")
+    if len(value) != n:
+        raise ValueError(f"{what} has {len(value)} values, expected {n}")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} holds values that are not numbers") from None
+    if arr.shape != (n,):
+        raise ValueError(f"{what} is nested, expected {n} numbers")
+    return arr
 
 
 def read_coco(
@@ -63,63 +107,81 @@ def read_coco(
         image_root: folder of the images (``image_path = image_root / file_name``);
             default: the JSON's folder.
         dataset: id prefix and provenance name.
-        keypoint_format: ``"coco17"`` / ``"crowdpose14"`` / any
-            :data:`eft.body.joints.KEYPOINT_FORMATS` name; default from the number of
-            keypoints in the person category.
+        keypoint_format: a :data:`eft.body.joints.KEYPOINT_FORMATS` name, for a file
+            whose categories do not name their keypoints (or name ones this eft does not
+            know); by default the format comes from the category's keypoint names.
         min_keypoints: fewest annotated GT keypoints (SPIN-49 slots 25..48) to keep.
         binarize: COCO visibility -> confidence 1 where ``v > 0``.
         rescale: crop side / longer box side.
     """
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
-    coco = _load(path)
-    cats = coco.loadCats(coco.getCatIds())
-    cat = next((c for c in cats if c.get("keypoints")), None)
-    if cat is None:
-        raise ReaderError(f"{path}: no category with keypoints (not a person_keypoints file)")
-    fmt = keypoint_format or _FORMAT_BY_COUNT.get(len(cat["keypoints"]))
-    if fmt is None:
-        raise ReaderError(f"{path}: {len(cat['keypoints'])} keypoints per person; "
-                          "pass keypoint_format")
-    nk = J.get_format(fmt).num_joints
+    doc = _load(path)
+    by_cat, fallback = _formats(path, doc, keypoint_format)
+    images = {}
+    for img in doc.get("images") or []:
+        if isinstance(img, dict) and "id" in img:
+            images.setdefault(img["id"], img)
     # Three passes, so that the per-person numpy/torch work runs once over all people
-    # (147k people of COCO 2017 train): file checks, batched keypoints/skip
+    # (147k people of COCO 2017 train): record checks, batched keypoints/skip
     # reasons/crops, then the exemplars and skips in annotation-id order.
-    anns, early, raws = [], [], []
-    for ann_id in sorted(coco.getAnnIds(catIds=[cat["id"]], iscrowd=None)):
-        ann = coco.anns[ann_id]
+    records, seen, early = [], set(), []
+    for i, ann in enumerate(doc["annotations"]):
+        if not isinstance(ann, dict):
+            early.append((f"{dataset}/#{i}", Skipped(f"{dataset}/#{i}", "bad_annotation",
+                                                     "not an object")))
+            continue
+        if by_cat and ann.get("category_id") not in by_cat:
+            continue  # another category (not people with these keypoints)
+        ann_id = ann.get("id")
+        if isinstance(ann_id, bool) or not isinstance(ann_id, (int, str)) or ann_id == "":
+            early.append((f"{dataset}/#{i}", Skipped(f"{dataset}/#{i}", "bad_annotation",
+                                                     f"id {ann_id!r}")))
+            continue
         eid = f"{dataset}/{ann_id}"
-        anns.append((eid, ann_id, ann))
-        if ann.get("iscrowd", 0):
-            early.append(Skipped(eid, "iscrowd"))
+        if ann_id in seen:
+            early.append((eid, Skipped(eid, "duplicate_id", f"annotation {i} of the file")))
             continue
-        raw = np.asarray(ann.get("keypoints") or [], dtype=np.float64)
-        if raw.size != 3 * nk:
-            early.append(Skipped(eid, "bad_annotation",
-                                 f"{raw.size} keypoint values, expected {3 * nk}"))
-            continue
-        early.append(None)
-        raws.append(raw)
-    kps49 = J.to_spin49(np.stack(raws).reshape(-1, nk, 3) if raws else np.zeros((0, nk, 3)),
-                        fmt, binarize_visibility=binarize).astype(np.float64)
-    reasons = keypoint_skip_reasons(kps49, min_keypoints)
-    boxes = np.zeros((len(raws), 4))
-    good_box = np.zeros(len(raws), dtype=bool)
-    k = 0
-    for (_, _, ann), skip in zip(anns, early, strict=True):
-        if skip is None:
+        seen.add(ann_id)
+        records.append((ann_id, i, eid, ann))
+    records.sort(key=lambda r: (isinstance(r[0], str), r[0]))
+    kept, raws, fmts = [], [], []
+    for ann_id, _, eid, ann in records:
+        fmt = by_cat.get(ann.get("category_id"), fallback) if by_cat else fallback
+        skip = None
+        if fmt is None:
+            skip = Skipped(eid, "bad_annotation", "the file has no category naming its "
+                           "keypoints; give keypoint_format")
+        elif ann.get("iscrowd", 0):
+            skip = Skipped(eid, "iscrowd")
+        elif ann.get("image_id") not in images:
+            skip = Skipped(eid, "missing_image",
+                           f"image_id {ann.get('image_id')!r} has no entry in 'images'")
+        else:
             try:
-                boxes[k] = np.asarray(ann.get("bbox", (0, 0, 0, 0)), dtype=np.float64)
-                good_box[k] = boxes[k, 2] > 0 and boxes[k, 3] > 0
-            except (TypeError, ValueError):
-                pass
-            k += 1
-    centers, scales = (t.numpy() for t in bbox_to_center_scale(torch.from_numpy(boxes),
-                                                               rescale))
+                raw = _numbers(ann.get("keypoints"), 3 * fmt.num_joints, "keypoints")
+                box = _numbers(ann.get("bbox"), 4, "bbox")
+            except ValueError as exc:
+                skip = Skipped(eid, "bad_annotation", str(exc))
+        kept.append((ann_id, eid, ann, skip))
+        if skip is None:
+            raws.append((raw, box))
+            fmts.append(fmt)
+    kps49 = np.zeros((len(raws), 49, 3))
+    for fmt in {id(f): f for f in fmts}.values():  # one format per category
+        rows = [k for k, f in enumerate(fmts) if f is fmt]
+        kp = np.stack([raws[k][0] for k in rows]).reshape(-1, fmt.num_joints, 3)
+        kps49[rows] = J.to_spin49(kp, fmt, binarize_visibility=binarize)
+    reasons = keypoint_skip_reasons(kps49, min_keypoints)
+    boxes = np.array([b for _, b in raws]).reshape(-1, 4)
+    with np.errstate(invalid="ignore"):
+        good_box = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+    centers, scales = (t.numpy() for t in bbox_to_center_scale(
+        torch.from_numpy(np.where(good_box[:, None], boxes, 1.0)), rescale))
     paths: dict[str, str] = {}
-    out = ReadResult()
+    out = ReadResult(skipped=[s for _, s in early])
     k = -1
-    for (eid, ann_id, ann), skip in zip(anns, early, strict=True):
+    for ann_id, eid, ann, skip in kept:
         if skip is not None:
             out.skipped.append(skip)
             continue
@@ -130,17 +192,19 @@ def read_coco(
         if not good_box[k]:
             out.skipped.append(Skipped(eid, "bad_bbox", f"bbox {ann.get('bbox')}"))
             continue
-        img = coco.imgs.get(ann["image_id"], {})
-        name = img.get("file_name")
+        img = images[ann["image_id"]]
+        name = img.get("file_name") if isinstance(img.get("file_name"), str) else None
         if name and name not in paths:
             paths[name] = str(root / name)
-        size = (int(img["width"]), int(img["height"])) if "width" in img else None
+        try:
+            size = (int(img["width"]), int(img["height"])) if "width" in img else None
+        except (TypeError, ValueError, KeyError):
+            size = None
+        meta = {"annotId": ann_id, "imageId": ann["image_id"], "imageName": name,
+                "dataset": dataset}
         out.exemplars.append(Exemplar(
-            id=eid,
-            image_path=paths[name] if name else None,
+            id=eid, image_path=paths[name] if name else None,
             center=centers[k].copy(), scale=float(scales[k]), keypoints=kps49[k].copy(),
-            source=fmt, image_size=size,
-            meta={"annotId": int(ann_id), "imageId": int(ann["image_id"]),
-                  "imageName": name, "dataset": dataset},
+            source=fmts[k].name, image_size=size, meta=meta,
         ))
     return out

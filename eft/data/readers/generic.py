@@ -14,7 +14,10 @@ field               required  meaning
 ``keypoint_format`` yes*      a name from :data:`eft.body.joints.KEYPOINT_FORMATS`
                               (``coco17``, ``mpii16``, ``lsp14``, ``posetrack17``,
                               ``crowdpose14``, ``openpose25``, ``openpose18``,
-                              ``coco23``, ``h36m17``) or ``spin49``
+                              ``coco23``, ``aic14``, ``mpi_inf_3dhp17``,
+                              ``h36m17_std`` (Human3.6M / mmpose order, index 1 =
+                              right hip), ``h36m17_spin`` (SPIN's regressor order,
+                              index 1 = left hip)) or ``spin49``
 ``keypoints``       yes       flat list ``x0 y0 c0 x1 y1 c1 ...`` (3K numbers) or
                               ``x0 y0 x1 y1 ...`` (2K, confidence 1), image pixels
                               (pixel centres at integers); confidence 0 = missing,
