@@ -4,7 +4,9 @@
     python scripts/bench_real2d.py --regressor keypoint-prior-v1 --out bench_real2d_v1
     python scripts/bench_real2d.py --lr 1e-5 --max-iters 40 --with-ankles --out try
     python scripts/bench_real2d.py --set eft.stop_loss_2d=0 --methods regressor,eft
-    python scripts/bench_real2d.py --full                  # every person (slow)
+    python scripts/bench_real2d.py --full                  # every person (~10x longer)
+    python scripts/bench_real2d.py --compare scripts/results/try.json \
+        scripts/results/bench_real2d.json                  # paired differences A - B
 
 Methods, all from the same regressor (``--regressor``, a keypoint prior: ``default``,
 a shipped prior's name or a ``.pt`` file):
@@ -42,6 +44,10 @@ Two passes per dataset, on seeded subsets (``--seed``) of ``--n`` people each:
 ``box_side`` (both passes) = the longer side, in image px, of the tight box of all the
 person's labelled keypoints (before hiding; no 1.2 margin): it depends on the person
 only.  Writes ``scripts/results/<--out>.json`` and ``.md``.  One torch thread.
+
+The JSON keeps the held-out people's ids and each method's per-person held-out error,
+so two runs on the same people (same ``--n``, ``--seed``) compare pairwise with
+``--compare A.json B.json`` (e.g. two priors, or two EFT settings).
 """
 
 from __future__ import annotations
@@ -268,7 +274,8 @@ def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
         "people_read": len(exemplars), "skipped_by_reader": res.skipped_by_reason(),
         "eligible_held_out": len(eligible), "n_all": len(people), "n_held_out": len(held),
         "limbs_hidden": {limb: sum(h.limb == limb for h in held) for limb in LIMB_ORDER},
-        "read_seconds": read_s, "methods": {}, "seconds": {},
+        "read_seconds": read_s, "held_out_ids": [h.exemplar.id for h in held],
+        "methods": {}, "seconds": {},
     }
     per_person = {}
     for method in methods:
@@ -280,6 +287,7 @@ def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
                            args.batch_size)
         t_held = time.perf_counter() - t
         held_metrics, per_person[method] = held_out_metrics(hfits, held, slots_ok)
+        held_metrics["per_person"] = [round(float(v), 6) for v in per_person[method]]
         out["methods"][method] = {
             "all_labels": all_labels_metrics(fits, box_all, cfg.rules.max_pose_nll),
             "held_out": held_metrics,
@@ -292,6 +300,37 @@ def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
                    f"<0.1 {m['held_out']['share_below_0_1']:.3f}  "
                    f"({t_all:.1f}+{t_held:.1f} s)")
     out["held_out_paired"] = paired(per_person)
+    return out
+
+
+def compare(path_a: str, path_b: str) -> dict:
+    """Paired held-out comparison of two result files made on the same people (same
+    ``--n``, ``--seed``, datasets): for every method of A and every method of B, the
+    mean over people of ``A - B`` (per-person mean error / box) and its standard error.
+    Prints a Markdown table; returns ``{dataset: {"A:m - B:m": {"diff", "se"}}}``."""
+    a, b = (json.loads(Path(p).read_text()) for p in (path_a, path_b))
+    out: dict = {}
+    lines = [f"A = {path_a} (`{a['command']}`)", f"B = {path_b} (`{b['command']}`)", "",
+             "| dataset | A method | B method | A mean | B mean | A - B (± se, paired) |",
+             "|---|---|---|---|---|---|"]
+    for name in a["datasets"]:
+        if name not in b["datasets"]:
+            continue
+        da, db = a["datasets"][name], b["datasets"][name]
+        if da.get("held_out_ids") != db.get("held_out_ids"):
+            raise SystemExit(f"{name}: the two runs held out different people (use the "
+                             "same --n and --seed)")
+        out[name] = {}
+        for ma, va in da["methods"].items():
+            for mb, vb in db["methods"].items():
+                d = (np.asarray(va["held_out"]["per_person"], float)
+                     - np.asarray(vb["held_out"]["per_person"], float))
+                d = d[np.isfinite(d)]
+                se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+                out[name][f"A:{ma} - B:{mb}"] = {"diff": float(d.mean()), "se": se}
+                lines.append(f"| {name} | {ma} | {mb} | {va['held_out']['mean']:.4f} | "
+                             f"{vb['held_out']['mean']:.4f} | {d.mean():+.4f} ± {se:.4f} |")
+    print("\n".join(lines))
     return out
 
 
@@ -422,7 +461,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", default="bench_real2d",
                     help="results name: writes scripts/results/<out>.json and .md "
                          "(a path with a folder, e.g. /tmp/x/try, writes /tmp/x/try.json)")
+    ap.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                    help="only compare two result files (paired held-out differences on "
+                         "the same people) and exit")
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare(*args.compare)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]

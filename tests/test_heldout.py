@@ -262,11 +262,19 @@ def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):
         # EFT fits the visible keypoints better than the mean body does
         assert (d["methods"]["eft"]["all_labels"]["median_reproj_px"]
                 < d["methods"]["mean"]["all_labels"]["median_reproj_px"])
+    d_coco = r["datasets"]["coco"]
+    assert len(d_coco["held_out_ids"]) == 6
     # same seed, same people: a second run of one method repeats the numbers
     r2 = bench.main(["--n", "6", "--seed", "3", "--methods", "mean", "--datasets", "coco",
                      "--out", str(tmp_path / "again")])
     assert (json.dumps(r2["datasets"]["coco"]["methods"]["mean"], sort_keys=True)
             == json.dumps(r["datasets"]["coco"]["methods"]["mean"], sort_keys=True))
+    cmp = bench.main(["--compare", str(out.with_suffix(".json")),
+                      str((tmp_path / "again").with_suffix(".json"))])
+    assert set(cmp) == {"coco"}
+    assert cmp["coco"]["A:mean - B:mean"]["diff"] == 0.0
+    assert cmp["coco"]["A:eft - B:mean"]["diff"] == pytest.approx(
+        d_coco["held_out_paired"]["eft"]["mean"]["diff"], abs=1e-5)  # 6 decimals kept
     for bad in ("eft.nonsense=1", "eft.lr=-1", "smplify.nonsense=1"):
         with pytest.raises(SystemExit, match=bad.split("=")[0]):
             bench.main(["--n", "2", "--set", bad, "--out", str(tmp_path / "x")])
