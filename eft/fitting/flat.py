@@ -20,12 +20,13 @@ exemplar's private weights, gradients and Adam moments through memory:
   next forward, so a block's weights are still in cache when the forward reads them and
   gradients never reach DRAM.
 
-Exemplars that stop (loss below ``stop_loss_2d``, non-finite loss) are compacted out of
-the buffers.  Scopes: ``"all"``, ``"last_stage"`` and ``"head"`` (the trained encoder
-blocks are the last 0, 1 or all of them).  The engine reads every size from the modules
-(encoder widths, IEF hidden size, ``n_iter``) and the encoder input from
-``model.prepare_input``, so any :class:`~eft.models.KeypointRegressor` configuration
-works; :func:`supports` tells whether a model/scope can use it.
+Exemplars that stop (loss below ``stop_loss_2d``, non-finite loss) leave the buffers:
+live rows from the end move into their places, so only those rows are copied. Scopes:
+``"all"``, ``"last_stage"`` and ``"head"`` (the trained encoder blocks are the last 0, 1
+or all of them). The engine reads every size from the modules (encoder widths, IEF
+hidden size, ``n_iter``) and the encoder input from ``model.prepare_input``, so any
+:class:`~eft.models.KeypointRegressor` configuration works; :func:`supports` tells
+whether a model/scope can use it.
 """
 
 from __future__ import annotations
@@ -179,11 +180,6 @@ class _Flat:
     def rows(self, a: int, b: int) -> dict[str, Tensor]:
         return {key: t[a:b] for key, t in self.views.items()}
 
-    def compact(self, keep: Tensor) -> None:
-        """Move rows ``keep`` (sorted; of the rows in use) to the front."""
-        for t in self.views.values():
-            t[: keep.numel()] = t.index_select(0, keep)
-
 
 class _Acts:
     """Saved activations of one forward for R rows (what the backward needs)."""
@@ -204,11 +200,6 @@ class _Acts:
     def tensors(self) -> list[Tensor]:
         return [*self.x_in, *self.z, *self.xhat, *self.mean, *self.rstd, *self.mask,
                 self.u, self.h1, self.h2, self.state]
-
-    def compact(self, keep: Tensor) -> None:
-        """Keep rows ``keep`` (sorted), in place at the front."""
-        for t in self.tensors():
-            t[: keep.numel()] = t.index_select(0, keep)
 
 
 def _decoders(w: dict[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
@@ -404,37 +395,41 @@ def _run_chunk(engine: _Engine, model: nn.Module, fast: KeypointLBS, x0: Tensor,
     for a in range(0, n, block):
         b = min(a + block, n)
         engine.forward(theta.rows(a, b), x0[a:b], acts, a)
-    idx = rows  # original index of each live row
+    x0, targets = x0.clone(), targets.clone()  # rows move in place below
+    idx = rows.clone()  # original index of each live row
     live = n
     for it in range(config.max_iters):
         last = it == config.max_iters - 1
-        l2d, g_state, out = engine.tail(acts.state[:live], targets, fast, need_grad=not last)
+        l2d, g_state, out = engine.tail(acts.state[:live], targets[:live], fast,
+                                        need_grad=not last)
+        cur = idx[:live]
         if it == 0:
-            raw.loss_2d_init[idx] = l2d
-        raw.loss_2d_final[idx] = l2d
-        raw.rotmat[idx], raw.betas[idx], raw.cam[idx] = out.rotmat, out.betas, out.cam
-        raw.iterations[idx] = it + 1
+            raw.loss_2d_init[cur] = l2d
+        raw.loss_2d_final[cur] = l2d
+        raw.rotmat[cur], raw.betas[cur], raw.cam[cur] = out.rotmat, out.betas, out.cam
+        raw.iterations[cur] = it + 1
         hit = l2d < config.stop_loss_2d
-        raw.converged[idx[hit]] = True
+        raw.converged[cur[hit]] = True
         stop = hit | ~torch.isfinite(l2d)
         if last:
             stop = torch.ones_like(stop)
         n_stop = int(stop.sum())
         if keep_params and n_stop:
             for j in torch.nonzero(stop).flatten().tolist():
-                raw.params[int(idx[j])] = _full_params(model, _trained(theta.views, lay, j))
+                raw.params[int(cur[j])] = _full_params(model, _trained(theta.views, lay, j))
         if n_stop == live:
             break
         if n_stop:
-            keep = torch.nonzero(~stop).flatten()
-            live = keep.numel()
-            for buf in (theta, m, v):
-                buf.compact(keep)
-            x0 = x0.index_select(0, keep)
-            targets = targets.index_select(0, keep)
-            g_state = g_state.index_select(0, keep)
-            acts.compact(keep)
-            idx = idx[keep]
+            # fill the stopped rows among the first ``live - n_stop`` with live rows from
+            # the end: only those rows move (rows are independent; ``idx`` follows them)
+            live -= n_stop
+            pos = torch.nonzero(stop).flatten()
+            holes = pos[pos < live]
+            sources = torch.nonzero(~stop[live:]).flatten() + live
+            for t in (*theta.views.values(), *m.views.values(), *v.views.values(),
+                      *acts.tensors(), x0, targets, idx):
+                t.index_copy_(0, holes, t.index_select(0, sources))
+            g_state = g_state.index_copy(0, holes, g_state.index_select(0, sources))
         step += 1
         for a in range(0, live, block):
             b = min(a + block, live)
