@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
+from eft.body.joints import COCO17_NAMES
 from eft.cli import main
 from eft.jobs import JobStoreError, Manifest, config_from_dict, merge_outputs, run_job
 from eft.jobs.sharding import Shard
@@ -220,11 +221,18 @@ def test_unreadable_or_empty_dataset_is_an_error(tmp_path, capsys):
         "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
         "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "iscrowd": 0,
                          "bbox": [0, 0, 5, 5], "keypoints": [0] * 51, "num_keypoints": 0}],
-        "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(17)]}]}))
+        "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17_NAMES)}]}))
     cfg.write_text(yaml.safe_dump({"datasets": [{"kind": "coco", "path": str(empty)}],
                                    "output": {"dir": str(tmp_path / "out2")}}))
     assert main(["fit", str(cfg), "-q"]) == 2
     assert "no exemplars to fit" in capsys.readouterr().err
+    # keypoint names no format has: one line naming them (never read by their count)
+    doc = json.loads(empty.read_text())
+    doc["categories"][0]["keypoints"] = [str(i) for i in range(17)]
+    empty.write_text(json.dumps(doc))
+    assert main(["fit", str(cfg), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown layout" in err[0] and "'16'" in err[0]
 
 
 def test_merge_of_two_shards_equals_the_unsharded_run(tmp_path, reference, capsys):
