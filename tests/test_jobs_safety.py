@@ -221,3 +221,30 @@ def test_ctrl_c_in_eft_train_prints_one_line(tmp_path):
     assert proc.returncode == 130, err
     assert len(lines) == 1, err
     assert lines[0].startswith("eft train: interrupted") and "rerun the same command" in lines[0]
+
+
+def test_an_id_twice_in_one_dataset_is_skipped_not_a_refusal(tmp_path, monkeypatch):
+    """Whatever reader repeats an id (e.g. PoseTrack files): the job skips the repeat as
+    duplicate_id; only ids shared by two datasets stop it."""
+    import dataclasses
+
+    from eft.data.readers import ReadResult
+    from eft.jobs import sources
+    from eft.jobs.config import JobConfigError
+
+    real = sources.read_one
+
+    def twice(ds):
+        res = real(ds)
+        return ReadResult(exemplars=[*res.exemplars, dataclasses.replace(res.exemplars[0])],
+                          skipped=list(res.skipped))
+
+    monkeypatch.setattr(sources, "read_one", twice)
+    cfg = config_from_dict(job_dict(tmp_path / "out", n=3))
+    out = sources.read_sources(cfg.datasets)
+    assert len(out.exemplars) == 3
+    assert [s.reason for s in out.skipped] == ["duplicate_id"]
+    two = config_from_dict(job_dict(tmp_path / "out", n=3,
+                                    datasets=[cfg.to_dict()["datasets"][0]] * 2))
+    with pytest.raises(JobConfigError, match="give the datasets different names"):
+        sources.read_sources(two.datasets)

@@ -73,18 +73,26 @@ def read_one(ds: DatasetConfig) -> ReadResult:
 
 
 def read_sources(datasets: tuple[DatasetConfig, ...]) -> Sources:
-    """Read every dataset; duplicate ids across datasets are an error (give them
+    """Read every dataset; an id repeated within one dataset is skipped as
+    ``duplicate_id`` (the first is kept), across datasets it is an error (give them
     different ``name`` s)."""
     out = Sources()
     seen: dict[str, int] = {}
     for i, ds in enumerate(datasets):
         result = read_one(ds)
+        kept = []
         for e in result.exemplars:
+            if e.id in seen and seen[e.id] == i:  # twice in one file: skip the repeat
+                result.skipped.append(Skipped(e.id, "duplicate_id",
+                                              "the same id earlier in this dataset"))
+                continue
             if e.id in seen:
                 raise JobConfigError(
                     f"exemplar id {e.id!r} appears twice (datasets[{seen[e.id]}] and "
                     f"datasets[{i}]); give the datasets different names")
             seen[e.id] = i
+            kept.append(e)
+        result.exemplars = kept
         out.exemplars.extend(result.exemplars)
         out.skipped.extend(result.skipped)
         label = ds.name or ds.path or ds.kind
