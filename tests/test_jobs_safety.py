@@ -248,3 +248,19 @@ def test_an_id_twice_in_one_dataset_is_skipped_not_a_refusal(tmp_path, monkeypat
                                     datasets=[cfg.to_dict()["datasets"][0]] * 2))
     with pytest.raises(JobConfigError, match="give the datasets different names"):
         sources.read_sources(two.datasets)
+
+
+def test_parent_watch_leaves_threaded_workers_alone():
+    """A task on a thread (Dask, maybe inside eft fit itself) must not tie its process
+    to the process's parent nor ignore Ctrl-C."""
+    import threading
+
+    from eft.jobs import parent_watch
+
+    before = signal.getsignal(signal.SIGINT)
+    result = []
+    t = threading.Thread(target=lambda: result.append(parent_watch.watch_parent(0.1)))
+    t.start()
+    t.join()
+    assert result == [False] and not parent_watch._started
+    assert signal.getsignal(signal.SIGINT) == before

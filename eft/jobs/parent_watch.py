@@ -29,15 +29,19 @@ _lock = threading.Lock()
 
 def watch_parent(poll_s: float = POLL_S, *, ignore_sigint: bool = True) -> bool:
     """In a worker process: exit (status 1, at once, no cleanup) when the parent process
-    is gone; with ``ignore_sigint`` also ignore Ctrl-C (only possible from the main
-    thread; elsewhere it is left as it is).  Idempotent; True the first time."""
+    is gone; with ``ignore_sigint`` also ignore Ctrl-C.  Only from a process's main
+    thread, where loky runs its tasks: a task on a thread (a Dask worker, possibly
+    inside the ``eft fit`` process itself) leaves its process alone.  Idempotent; True
+    when the watch started."""
     global _started
+    if threading.current_thread() is not threading.main_thread():
+        return False
     with _lock:
         if _started:
             return False
         _started = True
     parent = os.getppid()
-    if ignore_sigint and threading.current_thread() is threading.main_thread():
+    if ignore_sigint:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
