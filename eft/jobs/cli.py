@@ -67,7 +67,9 @@ def _fit(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     # Workers stopped by Ctrl-C die holding semaphores; Python's resource tracker (a
     # child started with these warning options) frees them and would warn about each
-    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
+    quiet_tracker = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet_tracker not in sys.warnoptions:
+        sys.warnoptions.append(quiet_tracker)
     try:
         with warnings.catch_warnings():
             # joblib's note, when Ctrl-C cancels queued chunks, that they were cancelled
