@@ -639,10 +639,10 @@ def fit_batched(
     ``x @ W.T`` batched products stream the weights at a fraction of the bandwidth, the
     vectorised Adam makes several passes with fresh temporaries, and vmap adds extra
     passes for the IEF weight gradients.  For the shipped keypoint prior, 1 thread,
-    20 steps, B=64, ``scripts/bench_fitting.py`` measured 7.9 exemplars/s, 1.5x the
-    sequential loop as it was and 8 % of the CPU's roofline, where the flat engine
+    20 steps, B=64, ``scripts/bench_fitting.py`` measured 16.6 exemplars/s, 1.6x the
+    sequential loop as it was and 10 % of the CPU's roofline, where the flat engine
     (:func:`~eft.fitting.flat.fit_flat`, which :func:`fit` uses for keypoint regressors)
-    reached 31.6 exemplars/s (31 %), all in one run on a loaded machine.
+    reached 51.2 exemplars/s (32 %), all in one run on a shared machine.
     """
     config = config or EFTConfig()
     if int(batch_size) < 1:
