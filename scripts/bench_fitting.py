@@ -10,8 +10,9 @@ all 20 iterations: EFT's sequential loop as it was before the flat engine (``tor
 single-tensor Adam, smplx's sequential kinematic chain), the lean sequential loop (fused
 Adam, level-wise chain), the ``torch.func`` batched path and the flat engine at B=64;
 and it measures the roofline in the same run: matmul peak (GFLOP/s), streaming
-read-modify-write bandwidth (GB/s), the model's FLOPs and minimum bytes per exemplar,
-and the fraction of the roofline each path reaches.  ``--quick`` (fewer exemplars, no
+bandwidth (GB/s, the best of ``a += b`` and fused Adam far beyond the caches), the
+model's FLOPs and minimum bytes per exemplar, and the fraction of the roofline each path
+reaches, plus where the flat engine's time goes.  ``--quick`` (fewer exemplars, no
 settings sweep) finishes in a few minutes.  Writes scripts/results/bench_fitting.json
 and bench_fitting.md.
 """

@@ -18,7 +18,7 @@ exemplar's private weights, gradients and Adam moments through memory:
 * **Cache blocking.**  Per iteration, after the loss tail, the exemplars are processed in
   blocks of ``block`` rows: backward (into a block-sized gradient buffer), Adam, and the
   next forward, so a block's weights are still in cache when the forward reads them and
-  gradients never reach DRAM.
+  gradients never reach DRAM (blocks of 8 measured ~6 % faster than none at B=64).
 
 Exemplars that stop (loss below ``stop_loss_2d``, non-finite loss) leave the buffers:
 live rows from the end move into their places, so only those rows are copied. Scopes:
