@@ -111,7 +111,10 @@ DEFAULT_N = 1000
 def eft_config(args: argparse.Namespace):
     """The EFTConfig from the shortcuts and ``--set eft.*``, validated like ``eft fit``'s
     ``eft:`` section (unknown keys and bad values are errors naming the key)."""
-    data: dict = {"datasets": [{"kind": "coco", "path": "unused.json"}], "eft": {}}
+    data: dict = {"datasets": [{"kind": "coco", "path": "unused.json"}], "eft": {},
+                  "regressor": args.regressor}
+    if args.preset is not None:
+        data["eft"]["preset"] = args.preset
     if args.lr is not None:
         data["eft"]["lr"] = args.lr
     if args.max_iters is not None:
@@ -446,6 +449,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help=f"comma-separated subset of {','.join(METHODS)}")
     ap.add_argument("--datasets", default="coco,mpii", help="comma-separated: coco,mpii")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default=None,
+                    help="EFT recipe (eft.fitting.config.EFT_PRESETS); default as eft fit "
+                         "chooses it: 'open-prior' for the shipped priors, else 'eft'")
     ap.add_argument("--lr", type=float, default=None, help="EFT learning rate")
     ap.add_argument("--max-iters", type=int, default=None, help="EFT iterations at most")
     ap.add_argument("--with-ankles", dest="with_ankles", action="store_true", default=None,

@@ -37,7 +37,7 @@ CONFIG = EFTConfig()
 @pytest.fixture(scope="module")
 def aset(coco_fits, body) -> AnnotationSet:
     exemplars, fits = coco_fits
-    prov = Provenance.create(body=body, regressor="default", config=CONFIG,
+    prov = Provenance.create(body=body, regressor="keypoint-prior-v1", config=CONFIG,
                              dataset="coco", split="val2014", note="test")
     return AnnotationSet.from_fits(fits, exemplars, prov)
 
@@ -264,9 +264,9 @@ def test_humandata_layout(aset, written):
 def test_provenance_records_how_the_fits_were_made(aset, body):
     p = aset.provenance
     assert p.body_model == {"name": body.name, "sha256": body.content_hash}
-    from eft.models.registry import default_prior_path
+    from eft.models.registry import named_prior_path
 
-    prior = default_prior_path()
+    prior = named_prior_path("keypoint-prior-v1")
     assert p.regressor["sha256"] == hashlib.sha256(prior.read_bytes()).hexdigest()
     assert p.regressor["hash_of"] == "file"
     assert p.config["type"] == "eft.fitting.config.EFTConfig"

@@ -175,14 +175,65 @@ def test_v2_reads_every_input_format_plausibly(body, pose_bank):
 
 
 @needs_v2
-def test_v2_ignores_slots_never_seen_in_training():
+def test_v2_reads_every_slot_the_readers_fill_and_ignores_any_other():
+    from eft.body.joints import KEYPOINT_FORMATS
+
     model = load_regressor("keypoint-prior-v2")
     assert model.input_slots is not None
+    for name, fmt in KEYPOINT_FORMATS.items():  # every format's slots were trained
+        assert set(fmt.spin_indices) <= set(model.input_slots), name
     unseen = sorted(set(range(49)) - set(model.input_slots))
+    if not unseen:  # v2 trains all 49: check the mask on a copy that reads fewer
+        model = KeypointRegressor(**{**model.config, "input_slots": list(range(25, 49))})
+        model.load_state_dict(load_regressor("keypoint-prior-v2").state_dict())
+        model.eval()
+        unseen = list(range(25))
     kp = torch.zeros(2, 49, 3)
-    kp[:, list(model.input_slots), :2] = torch.rand(2, len(model.input_slots), 2) - 0.5
+    g = torch.Generator().manual_seed(0)
+    kp[:, list(model.input_slots), :2] = torch.rand(2, len(model.input_slots), 2,
+                                                    generator=g) - 0.5
     kp[:, list(model.input_slots), 2] = 1.0
     noisy = kp.clone()
     noisy[:, unseen] = torch.tensor([5.0, -7.0, 1.0])
     with torch.no_grad():
         assert torch.equal(model(kp).rotmat, model(noisy).rotmat)
+
+
+def test_eft_presets_and_the_job_default():
+    from eft.fitting.config import EFT_PRESETS, EFTConfig, eft_preset
+    from eft.jobs.config import config_from_dict
+
+    assert eft_preset("eft") == EFTConfig()  # the published recipe: the defaults
+    tuned = eft_preset("open-prior")
+    assert (tuned.lr, tuned.max_iters, tuned.with_ankles) == (1e-5, 20, True)
+    assert eft_preset("open-prior", lr=2e-5).lr == 2e-5
+    with pytest.raises(ValueError, match="unknown EFT preset"):
+        eft_preset("nope")
+    ds = [{"kind": "coco", "path": "x.json"}]
+    assert config_from_dict({"datasets": ds}).eft == tuned  # shipped prior: open-prior
+    assert config_from_dict({"datasets": ds, "regressor": "keypoint-prior-v1"}).eft == tuned
+    assert config_from_dict({"datasets": ds, "regressor": "spin.pt"}).eft == EFTConfig()
+    assert config_from_dict({"datasets": ds, "eft": {"preset": "eft"}}).eft == EFTConfig()
+    got = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior", "lr": 3e-5}}).eft
+    assert got == tuned.replace(lr=3e-5)
+    assert set(EFT_PRESETS) == {"eft", "open-prior"}
+
+
+def test_with_ankles_puts_the_ankles_into_the_2d_loss():
+    from eft.body.fast import KeypointLBS
+    from eft.body.joints import SPIN49_INDEX
+    from eft.body.model import BodyModel
+    from eft.fitting.config import EFTConfig
+    from eft.fitting.losses import eft_loss
+    from eft.models.output import RegressorOutput
+
+    fast = KeypointLBS(BodyModel.load())
+    out = RegressorOutput(rotmat=torch.eye(3).expand(1, 24, 3, 3).clone(),
+                          betas=torch.zeros(1, 10), cam=torch.tensor([[0.9, 0.0, 0.0]]),
+                          pose6d=torch.zeros(1, 144))
+    target = torch.zeros(1, 49, 3)
+    ankle = SPIN49_INDEX["Left Ankle"]
+    target[0, ankle] = torch.tensor([0.5, 0.5, 1.0])  # only the ankle is labelled
+    _, off = eft_loss(out, target, EFTConfig(w_leg_orientation=0.0), fast)
+    _, on = eft_loss(out, target, EFTConfig(with_ankles=True, w_leg_orientation=0.0), fast)
+    assert float(off) == 0.0 and float(on) > 0.0

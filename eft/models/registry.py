@@ -61,7 +61,7 @@ NAMED_PRIORS: dict[str, str] = {
     "keypoint-prior-v2": "keypoint_prior_v2.pt",
 }
 #: The prior ``"default"`` names.
-DEFAULT_PRIOR = "keypoint-prior-v1"
+DEFAULT_PRIOR = "keypoint-prior-v2"
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "hmr": HMR,
     "keypoint_regressor": KeypointRegressor,

@@ -100,7 +100,7 @@ class PriorTrainConfig:
 
 #: Every keypoint format the readers produce, and the mixtures datasets combine.
 INPUT_FORMATS: tuple[str, ...] = (
-    "coco17", "mpii16", "lsp14", "h36m17", "crowdpose14", "posetrack17", "openpose25",
+    "coco17", "mpii16", "lsp14", "h36m17_spin", "crowdpose14", "posetrack17", "openpose25",
     "openpose18", "coco17+openpose25", "mpii16+lsp14", "all")
 
 #: The v2 prior's recipe (see PRIOR_CARD.md and scripts/pretrain_prior.py).
