@@ -43,7 +43,7 @@ from eft.data.pose_bank import load_pose_bank
 from eft.data.readers import read_dataset
 from eft.fitting import SmplifyConfig, exemplar_batch, fit, smplify
 from eft.fitting.config import eft_preset
-from eft.fitting.heldout import held_out_errors, limbs_labelled, make_held_out
+from eft.fitting.heldout import held_out_errors, sample_held_out
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor, load_regressor
 from eft.train.augment import AugmentConfig
@@ -99,14 +99,9 @@ def smplify_fits(eft_set: AnnotationSet, prior, body, cache: Path | None) -> Ann
 
 
 def held_out_sets(n: int, seed: int) -> dict:
-    out = {}
-    for name, (kind, rel) in REAL_VAL.items():
-        ex = [e for e in read_dataset(kind, DATA / rel).exemplars
-              if limbs_labelled(e.keypoints)]
-        pick = np.sort(np.random.default_rng(seed).choice(len(ex), min(n, len(ex)),
-                                                           replace=False))
-        out[name] = make_held_out([ex[i] for i in pick])
-    return out
+    """Held-out-limb people (:func:`eft.fitting.heldout.sample_held_out`) per val set."""
+    return {name: sample_held_out(read_dataset(kind, DATA / rel).exemplars, n, seed)
+            for name, (kind, rel) in REAL_VAL.items()}
 
 
 def held_out_score(model, body, held: dict) -> dict:

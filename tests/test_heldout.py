@@ -26,6 +26,7 @@ from eft.fitting.heldout import (
     limb_for,
     limbs_labelled,
     make_held_out,
+    sample_held_out,
     visible_crop,
 )
 from eft.fitting.records import Fit, FitQuality
@@ -69,6 +70,19 @@ def test_limb_rotation_and_eligibility():
     assert [h.exemplar.meta["held_out_limb"] for h in held] == [h.limb for h in held]
     with pytest.raises(ValueError, match="p1"):
         make_held_out([exemplar(kp, 0), exemplar(no_wrist, 1)])
+
+
+def test_sample_held_out_keeps_eligible_people_in_order_and_is_seeded():
+    no_wrist = person()
+    no_wrist[I["Left Wrist"]] = 0.0
+    people = [exemplar(no_wrist if i % 3 == 0 else person(), i) for i in range(30)]
+    everyone = sample_held_out(people, None, 0)
+    assert [h.exemplar.id for h in everyone] == [f"p{i}" for i in range(30) if i % 3]
+    a, b = sample_held_out(people, 7, 5), sample_held_out(people, 7, 5)
+    ids = [h.exemplar.id for h in a]
+    assert ids == [h.exemplar.id for h in b] and len(set(ids)) == 7
+    assert ids == sorted(ids, key=lambda s: int(s[1:]))
+    assert [h.limb for h in a] == [limb_for(i) for i in range(7)]
 
 
 def test_hide_limb_hides_only_the_labelled_slots_of_that_limb():

@@ -36,23 +36,23 @@ _J = {n: i for i, n in enumerate(SMPL24_NAMES)}
 _DEG = np.pi / 180.0
 
 
-def _rx(angle: np.ndarray) -> np.ndarray:
-    """(n,) radians -> (n, 3, 3) rotations about x."""
+def _axis_rot(angle: np.ndarray, axis: int) -> np.ndarray:
+    """(n,) radians -> (n, 3, 3) rotations about coordinate axis ``axis`` (0 = x, 2 = z)."""
+    i, j = [k for k in range(3) if k != axis]
     c, s = np.cos(angle), np.sin(angle)
     out = np.zeros((angle.shape[0], 3, 3))
-    out[:, 0, 0] = 1.0
-    out[:, 1, 1], out[:, 1, 2] = c, -s
-    out[:, 2, 1], out[:, 2, 2] = s, c
+    out[:, axis, axis] = 1.0
+    out[:, i, i], out[:, i, j] = c, -s
+    out[:, j, i], out[:, j, j] = s, c
     return out
+
+
+def _rx(angle: np.ndarray) -> np.ndarray:
+    return _axis_rot(angle, 0)
 
 
 def _rz(angle: np.ndarray) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    out = np.zeros((angle.shape[0], 3, 3))
-    out[:, 2, 2] = 1.0
-    out[:, 0, 0], out[:, 0, 1] = c, -s
-    out[:, 1, 0], out[:, 1, 1] = s, c
-    return out
+    return _axis_rot(angle, 2)
 
 
 def _aa_to_rot(aa: np.ndarray) -> np.ndarray:

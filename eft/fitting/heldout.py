@@ -63,6 +63,7 @@ __all__ = [
     "keypoint_box_side",
     "visible_crop",
     "make_held_out",
+    "sample_held_out",
     "fit_keypoints_px",
     "held_out_errors",
 ]
@@ -194,6 +195,17 @@ def make_held_out(exemplars: Sequence[Exemplar], rescale: float = 1.2) -> list[H
         out.append(HeldOut(exemplar=held, limb=limb, hidden=hidden, labels=labels.copy(),
                            box_side=keypoint_box_side(labels)))
     return out
+
+
+def sample_held_out(exemplars: Sequence[Exemplar], n: int | None, seed: int,
+                    rescale: float = 1.2) -> list[HeldOut]:
+    """:func:`make_held_out` on a seeded subset of ``n`` of the eligible ``exemplars``
+    (:func:`limbs_labelled`; all of them when ``n`` is None or larger), in their order."""
+    eligible = [e for e in exemplars if limbs_labelled(np.asarray(e.keypoints))]
+    if n is not None and n < len(eligible):
+        pick = np.sort(np.random.default_rng(seed).choice(len(eligible), n, replace=False))
+        eligible = [eligible[i] for i in pick]
+    return make_held_out(eligible, rescale)
 
 
 def fit_keypoints_px(fits: Sequence[Fit]) -> np.ndarray:
