@@ -346,6 +346,27 @@ class _Raw:
                    torch.zeros(batch, dtype=torch.bool, device=like.device))
 
 
+@dataclass
+class _Start:
+    """What every fitting path sets up first: the trainable split, the fast keypoint
+    model, the prepared targets, the learning rate and the empty results (B rows)."""
+
+    split: ModelSplit
+    fast: KeypointLBS
+    prep: _Prepared
+    lr: float
+    raw: _Raw
+
+
+def _start(model: nn.Module, body, inputs, targets, config: EFTConfig, exemplar_ids,
+           centers, scales) -> _Start:
+    split = split_model(model, config.scope)
+    fast = _keypoint_lbs(body, next(model.parameters()).device)
+    prep = _prepare(model, fast, inputs, targets, config, exemplar_ids, centers, scales)
+    return _Start(split, fast, prep, config.resolve_lr(model),
+                  _Raw.empty(prep.targets.shape[0], prep.targets))
+
+
 def _initial(model: nn.Module, split: ModelSplit, fast: KeypointLBS, prep: _Prepared,
              rows: Tensor, config: EFTConfig, raw: _Raw) -> None:
     """Fill ``raw`` for ``rows`` with the un-tuned prediction (skipped exemplars)."""
@@ -454,19 +475,16 @@ def fit_sequential(
         One :class:`Fit` per exemplar, in order.
     """
     config = config or EFTConfig()
-    split = split_model(model, config.scope)
+    st = _start(model, body, inputs, targets, config, exemplar_ids, centers, scales)
+    split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
     device = next(model.parameters()).device
-    fast = _keypoint_lbs(body, device)
-    prep = _prepare(model, fast, inputs, targets, config, exemplar_ids, centers, scales)
     batch = prep.targets.shape[0]
-    lr = config.resolve_lr(model)
     named = dict(model.named_parameters())
     trainable = [named[n] for n in split.trainable]
     backup = {n: p.detach().clone() for n, p in named.items()}
     flags = {n: p.requires_grad for n, p in named.items()}
     old_grads = {n: p.grad for n, p in named.items()}
     was_training = model.training
-    raw = _Raw.empty(batch, prep.targets)
     raw.params = [] if keep_params else None
     try:
         model.eval()
@@ -647,13 +665,10 @@ def fit_batched(
     config = config or EFTConfig()
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    split = split_model(model, config.scope)
+    st = _start(model, body, inputs, targets, config, exemplar_ids, centers, scales)
+    split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
     device = next(model.parameters()).device
-    fast = _keypoint_lbs(body, device)
-    prep = _prepare(model, fast, inputs, targets, config, exemplar_ids, centers, scales)
     batch = prep.targets.shape[0]
-    lr = config.resolve_lr(model)
-    raw = _Raw.empty(batch, prep.targets)
     raw.params = [None] * batch if keep_params else None
     was_training = model.training
     try:

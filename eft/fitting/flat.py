@@ -48,7 +48,7 @@ from eft.models.keypoint_regressor import KeypointRegressor
 from eft.models.output import RegressorOutput
 
 from .config import EFTConfig
-from .eft import _full_params, _initial, _keypoint_lbs, _make_fits, _prepare, _Raw, split_model
+from .eft import _full_params, _initial, _make_fits, _Raw, _start, split_model
 from .losses import eft_loss
 from .quality import PosePrior
 from .records import Fit
@@ -474,14 +474,11 @@ def fit_flat(
     if not supports(model, config.scope):
         raise EftError(f"the flat engine does not support a {type(model).__name__} in "
                        f"scope {config.scope!r}; use fit_batched")
-    split = split_model(model, config.scope)
+    st = _start(model, body, inputs, targets, config, exemplar_ids, centers, scales)
+    split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
     layout = _layout(model, config.scope)
     device = next(model.parameters()).device
-    fast = _keypoint_lbs(body, device)
-    prep = _prepare(model, fast, inputs, targets, config, exemplar_ids, centers, scales)
     batch = prep.targets.shape[0]
-    lr = config.resolve_lr(model)
-    raw = _Raw.empty(batch, prep.targets)
     raw.params = [None] * batch if keep_params else None
     was_training = model.training
     try:
