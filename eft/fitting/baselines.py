@@ -36,7 +36,7 @@ from eft.models.output import RegressorOutput
 from .config import EFTConfig
 from .losses import count_valid_gt, eft_loss, loss_weights, project, sanitize_keypoints
 from .quality import PosePrior, assess, pose_nll
-from .records import Fit
+from .records import Fit, crops_and_ids
 
 __all__ = ["fit_weak_camera", "mean_output", "mean_pose_fits"]
 
@@ -127,15 +127,7 @@ def mean_pose_fits(
         kp3d, pred2d = project(out, fast)
         n_valid = count_valid_gt(targets, fast)
         skipped = n_valid < config.rules.min_valid_keypoints
-        centers = (torch.tensor((112.0, 112.0), dtype=torch.float64).expand(batch, 2)
-                   if centers is None else torch.as_tensor(centers, dtype=torch.float64))
-        scales = (torch.full((batch,), 224.0 / 200.0, dtype=torch.float64)
-                  if scales is None else torch.as_tensor(scales, dtype=torch.float64))
-        centers, scales = centers.reshape(batch, 2), scales.reshape(batch)
-        ids = [str(i) for i in range(batch)] if exemplar_ids is None else [
-            str(i) for i in exemplar_ids]
-        if len(ids) != batch:
-            raise EftError(f"{len(ids)} exemplar ids for {batch} targets")
+        centers, scales, ids = crops_and_ids(batch, centers, scales, exemplar_ids)
         finite = (torch.isfinite(cam).all(1) & torch.isfinite(l2d))
         qualities = assess(
             config.rules, loss_2d_init=l2d.double(), loss_2d_final=l2d.double(),

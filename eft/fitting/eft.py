@@ -68,7 +68,7 @@ from eft.models.output import RegressorOutput
 from .config import EFTConfig
 from .losses import count_valid_gt, eft_loss, project, sanitize_keypoints
 from .quality import PosePrior, assess, pose_nll
-from .records import Fit
+from .records import Fit, crops_and_ids
 
 __all__ = [
     "ModelSplit",
@@ -82,8 +82,6 @@ __all__ = [
 ]
 
 _IEF_HEAD = ("fc1", "fc2", "decpose", "decshape", "deccam")
-_DEFAULT_CENTER = (112.0, 112.0)  # without a bbox: the 224 px crop is the image
-_DEFAULT_SCALE = 224.0 / 200.0
 
 
 # ---------------------------------------------------------------------------
@@ -303,18 +301,7 @@ def _prepare(model: nn.Module, fast: KeypointLBS, inputs: Tensor | None, targets
                              torch.zeros_like(inputs))
     n_valid = count_valid_gt(clean_targets, fast)
     skipped = (n_valid < config.rules.min_valid_keypoints) | ~input_finite
-    if centers is None:
-        centers = torch.tensor(_DEFAULT_CENTER, dtype=torch.float64).expand(batch, 2)
-    if scales is None:
-        scales = torch.full((batch,), _DEFAULT_SCALE, dtype=torch.float64)
-    centers = torch.as_tensor(centers, dtype=torch.float64).reshape(batch, 2)
-    scales = torch.as_tensor(scales, dtype=torch.float64).reshape(batch)
-    if exemplar_ids is None:
-        ids = [str(i) for i in range(batch)]
-    else:
-        ids = [str(i) for i in exemplar_ids]
-        if len(ids) != batch:
-            raise EftError(f"{len(ids)} exemplar ids for {batch} targets")
+    centers, scales, ids = crops_and_ids(batch, centers, scales, exemplar_ids)
     return _Prepared(inputs, clean_targets, n_valid.cpu(), input_finite.cpu(), skipped.cpu(),
                      centers, scales, ids)
 

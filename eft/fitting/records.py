@@ -91,3 +91,30 @@ class Fit:
     @property
     def flags(self) -> tuple[str, ...]:
         return self.quality.flags
+
+
+#: Without a bbox, the 224 px crop is the image: centre (112, 112), scale 224 / 200.
+DEFAULT_CENTER = (112.0, 112.0)
+DEFAULT_SCALE = 224.0 / 200.0
+
+
+def crops_and_ids(batch: int, centers=None, scales=None, exemplar_ids=None):
+    """The crop and id of each of ``batch`` exemplars, defaults filled in.
+
+    Returns ``(centers (B, 2) float64 tensor, scales (B,) float64 tensor, ids [str])``;
+    raises :class:`~eft.errors.EftError` when the number of ids is not ``batch``."""
+    import torch
+
+    from eft.errors import EftError
+
+    if centers is None:
+        centers = torch.tensor(DEFAULT_CENTER, dtype=torch.float64).expand(batch, 2)
+    if scales is None:
+        scales = torch.full((batch,), DEFAULT_SCALE, dtype=torch.float64)
+    centers = torch.as_tensor(centers, dtype=torch.float64).reshape(batch, 2)
+    scales = torch.as_tensor(scales, dtype=torch.float64).reshape(batch)
+    ids = [str(i) for i in range(batch)] if exemplar_ids is None else [
+        str(i) for i in exemplar_ids]
+    if len(ids) != batch:
+        raise EftError(f"{len(ids)} exemplar ids for {batch} targets")
+    return centers, scales, ids

@@ -102,7 +102,7 @@ from .config import EFTConfig, QualityRules
 from .losses import count_valid_gt, eft_loss, loss_weights, sanitize_keypoints
 from .pose_prior import GMMPosePrior, load_default_pose_prior
 from .quality import PosePrior, assess, pose_nll
-from .records import Fit
+from .records import Fit, crops_and_ids
 
 __all__ = [
     "ANGLE_PRIOR_TERMS",
@@ -466,15 +466,7 @@ def smplify(
     weights2 = loss_weights(targets, eft_cfg, fast)
     n_valid = count_valid_gt(targets, fast).cpu()
     skipped = n_valid < config.rules.min_valid_keypoints
-    centers = (torch.tensor((112.0, 112.0), dtype=torch.float64).expand(batch, 2)
-               if centers is None else torch.as_tensor(centers, dtype=torch.float64))
-    scales = (torch.full((batch,), 224.0 / 200.0, dtype=torch.float64)
-              if scales is None else torch.as_tensor(scales, dtype=torch.float64))
-    centers, scales = centers.reshape(batch, 2), scales.reshape(batch)
-    ids = [str(i) for i in range(batch)] if exemplar_ids is None else [
-        str(i) for i in exemplar_ids]
-    if len(ids) != batch:
-        raise EftError(f"{len(ids)} exemplar ids for {batch} targets")
+    centers, scales, ids = crops_and_ids(batch, centers, scales, exemplar_ids)
 
     aa0, betas0, cam0 = _initial_state(init, targets, weights2, fast, prior, config)
     aa, betas, cam = aa0.clone(), betas0.clone(), cam0.clone()
