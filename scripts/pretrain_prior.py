@@ -25,12 +25,13 @@ from pathlib import Path
 
 import torch
 
+from eft.annotations import read_annotations
 from eft.body import BodyModel
 from eft.data.pose_bank import load_pose_bank
 from eft.data.readers import read_dataset
 from eft.data.synthetic import SyntheticSet
 from eft.models import KeypointRegressor, save_regressor
-from eft.train.data import concat_sets, data_mean_params
+from eft.train.data import annotation_train_set, concat_sets, data_mean_params
 from eft.train.prior import (
     PRIOR_V2,
     PRIOR_VAL_SEED,
@@ -70,6 +71,10 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=12_000)
     ap.add_argument("--real", default=",".join(REAL_LABELS),
                     help="v2: comma-separated real 2D label sets (empty: none)")
+    ap.add_argument("--pseudo", action="append", default=[],
+                    help="v2, EFT self-training: an annotation file of EFT fits of real "
+                         "labels (eft fit output; repeatable). Its accepted fits become SMPL "
+                         "targets, its rejected people 2D-only samples; replaces --real")
     ap.add_argument("--val-size", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -127,7 +132,17 @@ def main() -> None:
         vals["val_variants"] = concat_sets([TensorSet.from_synthetic(t) for t in v2val[1:]])
 
     real, real_counts = None, {}
-    if v2 and args.real:
+    if v2 and args.pseudo:  # EFT self-training: the accepted fits as pseudo-ground truth
+        sets = []
+        for path in args.pseudo:
+            aset = read_annotations(path)
+            acc = annotation_train_set(aset, accepted_only=True)
+            rest = [a.exemplar for a in aset.annotations if not a.fit.quality.accepted]
+            sets += [acc] + ([real_2d_set(rest)] if rest else [])
+            real_counts[Path(path).parent.name] = {"accepted": len(acc), "2d_only": len(rest)}
+            print(f"pseudo-labels {path}: {len(acc)} accepted fits, {len(rest)} 2D-only")
+        real = concat_sets(sets)
+    elif v2 and args.real:
         sets = []
         for name in args.real.split(","):
             kind, rel, opts = REAL_LABELS[name]
@@ -211,7 +226,8 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
     cfg = meta["config"]
     recipe = meta.get("recipe", "v1")
     if recipe == "v2":
-        real = ", ".join(f"{k} {v:,}" for k, v in meta.get("real_2d", {}).items()) or "none"
+        real = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
+                         for k, v in meta.get("real_2d", {}).items()) or "none"
         data = f"""- Data: {meta['train_size']:,} synthetic exemplars
   (`eft.train.prior.V2_SYNTHETIC`: every SPIN-49 slot annotated, more camera pitch,
   10 % bending and 8 % lying people, 20 % truncation, whole-limb drops) posed from the
