@@ -45,6 +45,7 @@ import torch
 from eft.body.joints import SPIN49_INDEX
 from eft.data.exemplar import Exemplar
 from eft.data.readers.base import keypoint_box_center_scale
+from eft.data.synthetic import LIMB_MASKS, LIMB_NAMES
 from eft.geometry.cameras import crop_norm_to_image, weak_perspective_project
 
 from .records import Fit
@@ -68,8 +69,9 @@ __all__ = [
     "held_out_errors",
 ]
 
-#: Limbs in rotation order: person ``i`` hides ``LIMB_ORDER[i % 4]``.
-LIMB_ORDER: tuple[str, ...] = ("left_arm", "right_arm", "left_leg", "right_leg")
+#: Limbs in rotation order: person ``i`` hides ``LIMB_ORDER[i % 4]`` (the order of
+#: :data:`eft.data.synthetic.LIMB_NAMES`).
+LIMB_ORDER: tuple[str, ...] = LIMB_NAMES
 
 
 def _slots(*names: str) -> tuple[int, ...]:
@@ -77,15 +79,11 @@ def _slots(*names: str) -> tuple[int, ...]:
 
 
 #: SPIN-49 slots each limb hides: its distal joints in the GT slots and their OpenPose
-#: twins, plus the OpenPose foot slots for a leg.
+#: twins, plus the OpenPose foot slots for a leg - the limbs the synthetic generator
+#: drops and the prior's training hides (:data:`eft.data.synthetic.LIMB_MASKS`).
 LIMB_SLOTS: dict[str, tuple[int, ...]] = {
-    "left_arm": _slots("Left Elbow", "Left Wrist", "OP LElbow", "OP LWrist"),
-    "right_arm": _slots("Right Elbow", "Right Wrist", "OP RElbow", "OP RWrist"),
-    "left_leg": _slots("Left Knee", "Left Ankle", "OP LKnee", "OP LAnkle",
-                       "OP LBigToe", "OP LSmallToe", "OP LHeel"),
-    "right_leg": _slots("Right Knee", "Right Ankle", "OP RKnee", "OP RAnkle",
-                        "OP RBigToe", "OP RSmallToe", "OP RHeel"),
-}
+    name: tuple(int(i) for i in np.flatnonzero(mask))
+    for name, mask in zip(LIMB_NAMES, LIMB_MASKS, strict=True)}
 
 #: GT slots that must all be labelled for a person to be eligible: both elbows,
 #: wrists, knees and ankles.
