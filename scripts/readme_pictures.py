@@ -14,32 +14,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
-
-
-def _serve(app):
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    return server, thread, f"http://127.0.0.1:{port}"
 
 
 def _optimise(path: Path) -> None:
@@ -64,6 +45,7 @@ def main() -> int:
     from eft.jobs.demo import run_demo
     from eft.jobs.overlays import overlay_choice, overlay_name
     from eft.review.app import ReviewConfig, create_app
+    from eft.review.background import live_server
 
     with tempfile.TemporaryDirectory() as tmp:
         demo = Path(tmp) / "demo"
@@ -81,21 +63,16 @@ def main() -> int:
                                       overlay_size=320))
         from playwright.sync_api import expect, sync_playwright
 
-        server, thread, url = _serve(app)
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
-                page = browser.new_page(viewport={"width": 1366, "height": 900})
-                page.goto(url + "/")
-                expect(page.locator("#queue-body tr")).to_have_count(12)
-                page.screenshot(path=str(out / "review_queue.png"))
-                page.keyboard.press("Enter")
-                expect(page.locator("#fit-view")).to_have_attribute("data-ready", "true")
-                page.screenshot(path=str(out / "review_app.png"))
-                browser.close()
-        finally:
-            server.should_exit = True
-            thread.join(10)
+        with live_server(app) as (url, _), sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True)
+            page = browser.new_page(viewport={"width": 1366, "height": 900})
+            page.goto(url + "/")
+            expect(page.locator("#queue-body tr")).to_have_count(12)
+            page.screenshot(path=str(out / "review_queue.png"))
+            page.keyboard.press("Enter")
+            expect(page.locator("#fit-view")).to_have_attribute("data-ready", "true")
+            page.screenshot(path=str(out / "review_app.png"))
+            browser.close()
     for name in ("demo_overlay.png", "inspect_sheet.png", "review_app.png",
                  "review_queue.png"):
         _optimise(out / name)
