@@ -88,6 +88,14 @@ _CROPS = ("given", "keypoints")
 _SPLITS = ("train", "test", "all")
 
 
+def _next_person(per_image: dict[str, int], name: str) -> tuple[str, int]:
+    """``(image stem, k)``: ``name``'s stem and how many people of that image came
+    before this one (counted in ``per_image``, which is updated)."""
+    k = per_image.get(name, 0)
+    per_image[name] = k + 1
+    return PurePosixPath(name).stem, k
+
+
 def read_mpii(
     path: str | os.PathLike,
     image_root: str | os.PathLike | None = None,
@@ -221,9 +229,7 @@ def _read_json(path: Path, root: Path, **opts) -> ReadResult:
         if not isinstance(name, str) or not name:
             out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation", "no image name"))
             continue
-        stem = PurePosixPath(name).stem
-        k = per_image.get(name, 0)
-        per_image[name] = k + 1
+        stem, k = _next_person(per_image, name)
         eid = f"{dataset}/{stem}/{k}"
         try:
             xy = np.asarray(entry["joints"], dtype=np.float64).reshape(_NJ, 2)
@@ -341,9 +347,7 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
     for i in range(n):
         raw_name = names[i]
         name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
-        stem = PurePosixPath(name).stem
-        k = per_image.get(name, 0)
-        per_image[name] = k + 1
+        stem, k = _next_person(per_image, name)
         j = int(arrays["person"][i]) if "person" in arrays else k
         eid = f"{dataset}/{stem}/{j}"
         raw = np.concatenate([part[i], labelled[i][:, None].astype(np.float64)], axis=1)
@@ -397,9 +401,7 @@ def _read_csv(path: Path, root: Path, **opts) -> ReadResult:
                 out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation",
                                            "no image name"))
                 continue
-            stem = PurePosixPath(name).stem
-            k = per_image.get(name, 0)
-            per_image[name] = k + 1
+            stem, k = _next_person(per_image, name)
             eid = f"{dataset}/{stem}/{k}"
             try:
                 xy = np.array([[float(row[x]), float(row[y])] for x, y in
