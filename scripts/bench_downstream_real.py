@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import platform
@@ -78,7 +79,8 @@ def load_people(paths: list[str], n: int | None, seed: int) -> AnnotationSet:
 def smplify_fits(eft_set: AnnotationSet, prior, body, cache: Path | None) -> AnnotationSet:
     """SMPLify fits of the people of ``eft_set`` (cached by their ids)."""
     exemplars = [a.exemplar for a in eft_set.annotations]
-    key = f"smplify_{len(exemplars)}_{abs(hash(tuple(e.id for e in exemplars))) % 10**8}.h5"
+    ids_digest = hashlib.sha256("\n".join(str(e.id) for e in exemplars).encode()).hexdigest()
+    key = f"smplify_{len(exemplars)}_{ids_digest[:12]}.h5"  # stable across runs
     if cache is not None and (cache / key).is_file():
         return read_annotations(cache / key)
     targets, centers, scales, ids = exemplar_batch(exemplars)

@@ -37,6 +37,7 @@ resumable.
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -261,12 +262,18 @@ def rotate_3d(rotmat: Tensor, kp3d: Tensor, rot_deg: Tensor) -> tuple[Tensor, Te
 _LIMBS_T = torch.as_tensor(LIMB_MASKS.copy())
 
 
+@functools.lru_cache(maxsize=16)
+def _format_masks(formats: tuple[str, ...]) -> torch.Tensor:
+    """(F, 49) bool: the slots of each input format (computed once per format list)."""
+    return torch.as_tensor(np.stack([annotated_slots(f) for f in formats]))
+
+
 def _restrict_inputs(kp: Tensor, center: Tensor, scale: Tensor, cfg: AugmentConfig,
                      g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """Step 0: per-sample input format and hidden limb; returns new (kp, center, scale)."""
     n = kp.shape[0]
     if cfg.format_prob > 0:
-        masks = torch.as_tensor(np.stack([annotated_slots(f) for f in cfg.formats]))
+        masks = _format_masks(cfg.formats)
         pick = torch.randint(len(cfg.formats), (n,), generator=g)
         use = torch.rand(n, generator=g) < cfg.format_prob
         keep = torch.where(use[:, None], masks[pick], torch.ones(n, 49, dtype=torch.bool))
