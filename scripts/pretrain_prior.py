@@ -85,6 +85,9 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None,
                     help="folder for training checkpoints; a rerun resumes from them")
     ap.add_argument("--width", type=int, default=256, help="encoder and IEF width")
+    ap.add_argument("--real-mask-prob", type=float, default=None,
+                    help="v2: share of synthetic samples that take a real person's missing "
+                         "joints (calibrated missingness; recipe value by default)")
     ap.add_argument("--no-card", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -94,7 +97,8 @@ def main() -> None:
     cfg = dataclasses.replace(
         base, seed=args.seed,
         **{k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
-                             ("eval_every", args.eval_every)) if v is not None})
+                             ("eval_every", args.eval_every),
+                             ("real_mask_prob", args.real_mask_prob)) if v is not None})
     train_size = args.train_size or (100_000 if v2 else 80_000)
     out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")
 

@@ -176,3 +176,82 @@ def test_image_crop_follows_the_keypoints(tmp_path):
         peak = np.array(np.unravel_index(np.argmax(chan), chan.shape))[::-1]
         assert np.all((where > 2) & (where < res - 3)), where  # the dot is in view
         assert np.linalg.norm(peak - where) < 1.6, (i, peak, where)
+
+
+# -- real missing-joint patterns (calibrated missingness) ----------------------------
+
+def _person(present_names):
+    """(1, 49, 3) keypoints with exactly ``present_names`` labelled (distinct spots)."""
+    kp = torch.zeros(1, 49, 3)
+    for i, name in enumerate(present_names):
+        kp[0, SPIN49_INDEX[name]] = torch.tensor([10.0 + 7 * i, 20.0 + 3 * i, 1.0])
+    return kp
+
+
+_COCO_LIMBS = ["Right Ankle", "Right Knee", "Right Hip", "Left Hip", "Left Knee",
+               "Left Ankle", "Right Wrist", "Right Elbow", "Right Shoulder",
+               "Left Shoulder", "Left Elbow", "Left Wrist"]
+_COCO_FACE = ["Nose", "Left Eye", "Right Eye", "Left Ear", "Right Ear"]
+
+
+def test_real_drop_pattern_of_a_coco_person_missing_a_leg():
+    from eft.train.augment import real_drop_patterns
+
+    present = [n for n in _COCO_LIMBS + _COCO_FACE if n not in ("Left Knee", "Left Ankle")]
+    drop = real_drop_patterns(_person(present))[0]
+    expected = {"Left Knee", "Left Ankle", "OP LKnee", "OP LAnkle", "OP LBigToe",
+                "OP LSmallToe", "OP LHeel"}
+    got = {name for name, i in SPIN49_INDEX.items() if drop[i]}
+    assert got == expected
+
+
+def test_real_drop_pattern_derived_joints_and_mpii_face():
+    from eft.train.augment import real_drop_patterns
+
+    # COCO person without hips and face: pelvis-like and head-like slots go too.
+    coco = real_drop_patterns(_person([n for n in _COCO_LIMBS
+                                       if n not in ("Right Hip", "Left Hip")]))[0]
+    for name in ("OP MidHip", "Pelvis (MPII)", "Spine (H36M)", "Top of Head (LSP)",
+                 "OP Nose", "Nose", "Head (H36M)"):
+        assert coco[SPIN49_INDEX[name]], name
+    assert not coco[SPIN49_INDEX["OP Neck"]]  # shoulders are labelled
+    # MPII person (labels no face): its face is never dropped.
+    mpii = real_drop_patterns(_person(_COCO_LIMBS + ["Pelvis (MPII)", "Thorax (MPII)"]))[0]
+    assert not mpii.any()
+
+
+def test_real_patterns_apply_to_3d_samples_only_and_reframe(clean_set):
+    from eft.train.augment import real_drop_patterns
+
+    n = len(clean_set)
+    real = dataclasses.replace(clean_set, has_smpl=torch.zeros(n, dtype=torch.bool),
+                               has_kp3d=torch.zeros(n, dtype=torch.bool))
+    from eft.train.data import concat_sets
+
+    both = concat_sets([clean_set, real])
+    legs = [n_ for n_ in _COCO_LIMBS if "Ankle" in n_ or "Knee" in n_]
+    bank = real_drop_patterns(_person([m for m in _COCO_LIMBS + _COCO_FACE
+                                       if m not in legs]))
+    cfg = dataclasses.replace(AugmentConfig.none(), real_mask_prob=1.0)
+    idx = torch.arange(2 * n)
+    b = make_batch(both, idx, cfg, torch.Generator().manual_seed(0), drop_bank=bank)
+    knees = [SPIN49_INDEX[m] for m in ("Left Knee", "Right Knee")]
+    assert (clean_set.kp_px[:, knees, 2] > 0).all()
+    assert (b.keypoints[:n, knees, 2] == 0).all()  # synthetic: lower legs gone
+    assert (b.keypoints[n:, knees, 2] > 0).all()   # real samples keep their own labels
+    assert (b.scale[:n] < clean_set.scale).all()   # box rebuilt around what is left
+    assert torch.equal(b.scale[n:], clean_set.scale)
+    # targets keep every joint
+    assert torch.equal(b.target2d[:n, knees, 2], b.target2d[n:, knees, 2])
+    with pytest.raises(ValueError, match="drop_bank"):
+        make_batch(both, idx, cfg, torch.Generator().manual_seed(0))
+
+
+def test_real_mask_off_changes_no_random_draw(clean_set):
+    cfg = dataclasses.replace(AugmentConfig(), format_prob=0.5, formats=("coco17", "lsp14"),
+                              hide_limb_prob=0.5)
+    idx = torch.arange(len(clean_set))
+    a = make_batch(clean_set, idx, cfg, torch.Generator().manual_seed(4))
+    b = make_batch(clean_set, idx, cfg, torch.Generator().manual_seed(4),
+                   drop_bank=torch.ones(3, 49, dtype=torch.bool))
+    assert torch.equal(a.keypoints, b.keypoints)

@@ -6,7 +6,12 @@ inputs, 2D targets and 3D targets consistent (per sample, in this order):
 0. **Input format** (``format_prob``): the sample's input keypoints are restricted to
    the slots of one keypoint format drawn uniformly from ``formats`` (e.g. ``coco17``,
    ``lsp14``, ``coco17+openpose25``), so every input slot is trained on the joint
-   combinations real datasets give.  **Hidden limb** (``hide_limb_prob``): one limb's
+   combinations real datasets give.  **Real missing pattern** (``real_mask_prob``,
+   3D-supervised samples only): the missing joints of one real person (a pattern drawn
+   from the training set's own 2D-only samples, :func:`real_drop_patterns`) are
+   removed as well, with every slot that names the same joint, and the box is rebuilt
+   from what is left - so synthetic people miss joints together the way real COCO /
+   MPII people do (whole legs, the lower body).  **Hidden limb** (``hide_limb_prob``): one limb's
    distal joints (elbow and wrist, or knee, ankle and foot) are removed from the input
    and the box is rebuilt from the remaining input joints (SPIN's rule, 1.2 x the long
    side), as in the held-out-joint benchmark.  Targets keep every joint, so the
@@ -108,6 +113,10 @@ class AugmentConfig:
         multilevel_prob: probability of a multilevel crop (level uniform in 0..7).
         min_crop_fraction: a reframed box is at least this fraction of the original side.
         color_range: per-channel colour scale, uniform (images only).
+        format_prob / formats: input-format restriction (step 0).
+        hide_limb_prob: probability of hiding one limb's distal joints (step 0).
+        real_mask_prob: probability that a 3D-supervised sample also loses the missing
+            joints of a real person (step 0; needs real 2D-only samples in the set).
     """
 
     scale_range: tuple[float, float] = (0.75, 1.25)
@@ -127,6 +136,7 @@ class AugmentConfig:
     format_prob: float = 0.0
     formats: tuple[str, ...] = ()
     hide_limb_prob: float = 0.0
+    real_mask_prob: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(str(f) for f in self.formats))
@@ -142,7 +152,8 @@ class AugmentConfig:
         if self.scale_range[0] <= 0:
             raise ValueError("scale_range must be positive")
         for name in ("flip_prob", "rot_prob", "kp_dropout", "truncation_prob",
-                     "upper_body_prob", "multilevel_prob", "format_prob", "hide_limb_prob"):
+                     "upper_body_prob", "multilevel_prob", "format_prob", "hide_limb_prob",
+                     "real_mask_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if self.truncation_prob + self.upper_body_prob + self.multilevel_prob > 1.0:
@@ -268,27 +279,131 @@ def _format_masks(formats: tuple[str, ...]) -> torch.Tensor:
     return torch.as_tensor(np.stack([annotated_slots(f) for f in formats]))
 
 
-def _restrict_inputs(kp: Tensor, center: Tensor, scale: Tensor, cfg: AugmentConfig,
-                     g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Step 0: per-sample input format and hidden limb; returns new (kp, center, scale)."""
+def _restrict_format(kp: Tensor, cfg: AugmentConfig, g: torch.Generator) -> Tensor:
+    """Step 0: each sample's inputs restricted to one format's slots (``format_prob``)."""
     n = kp.shape[0]
-    if cfg.format_prob > 0:
-        masks = _format_masks(cfg.formats)
-        pick = torch.randint(len(cfg.formats), (n,), generator=g)
-        use = torch.rand(n, generator=g) < cfg.format_prob
-        keep = torch.where(use[:, None], masks[pick], torch.ones(n, 49, dtype=torch.bool))
-        kp = kp * keep[..., None]
-    if cfg.hide_limb_prob > 0:
-        limb = torch.randint(len(LIMB_MASKS), (n,), generator=g)
-        use = torch.rand(n, generator=g) < cfg.hide_limb_prob
-        kp = kp * (~(_LIMBS_T[limb] & use[:, None]))[..., None]
-        present = kp[..., 2] > 0
-        ok = use & (present.sum(1) >= 2)
-        if bool(ok.any()):
-            new_c, side = _box_of(kp, present)
-            side = torch.maximum(side, 0.05 * 200.0 * scale)  # never a degenerate box
-            center = torch.where(ok[:, None], new_c, center)
-            scale = torch.where(ok, side / 200.0, scale)
+    masks = _format_masks(cfg.formats)
+    pick = torch.randint(len(cfg.formats), (n,), generator=g)
+    use = torch.rand(n, generator=g) < cfg.format_prob
+    keep = torch.where(use[:, None], masks[pick], torch.ones(n, 49, dtype=torch.bool))
+    return kp * keep[..., None]
+
+
+def _hide_limb(kp: Tensor, center: Tensor, scale: Tensor, cfg: AugmentConfig,
+               g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+    """Step 0c: one limb's distal joints hidden (``hide_limb_prob``), box rebuilt."""
+    n = kp.shape[0]
+    limb = torch.randint(len(LIMB_MASKS), (n,), generator=g)
+    use = torch.rand(n, generator=g) < cfg.hide_limb_prob
+    kp = kp * (~(_LIMBS_T[limb] & use[:, None]))[..., None]
+    present = kp[..., 2] > 0
+    ok = use & (present.sum(1) >= 2)
+    if bool(ok.any()):
+        new_c, side = _box_of(kp, present)
+        side = torch.maximum(side, 0.05 * 200.0 * scale)  # never a degenerate box
+        center = torch.where(ok[:, None], new_c, center)
+        scale = torch.where(ok, side / 200.0, scale)
+    return kp, center, scale
+
+
+def _slot(name: str) -> int:
+    return SPIN49_NAMES.index(name)
+
+
+# The joints every real format labels by the same name (COCO-17 and MPII-16 share the
+# twelve limb joints; COCO adds the face), each with the other SPIN-49 slots that are
+# the same joint (OpenPose's copy; the feet follow the ankles).
+_CORE_EQUIVALENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Right Ankle", ("OP RAnkle", "OP RBigToe", "OP RSmallToe", "OP RHeel")),
+    ("Right Knee", ("OP RKnee",)),
+    ("Right Hip", ("OP RHip",)),
+    ("Left Hip", ("OP LHip",)),
+    ("Left Knee", ("OP LKnee",)),
+    ("Left Ankle", ("OP LAnkle", "OP LBigToe", "OP LSmallToe", "OP LHeel")),
+    ("Right Wrist", ("OP RWrist",)),
+    ("Right Elbow", ("OP RElbow",)),
+    ("Right Shoulder", ("OP RShoulder",)),
+    ("Left Shoulder", ("OP LShoulder",)),
+    ("Left Elbow", ("OP LElbow",)),
+    ("Left Wrist", ("OP LWrist",)),
+    ("Nose", ("OP Nose",)),
+    ("Left Eye", ("OP LEye",)),
+    ("Right Eye", ("OP REye",)),
+    ("Left Ear", ("OP LEar",)),
+    ("Right Ear", ("OP REar",)),
+)
+_CORE = torch.as_tensor([_slot(c) for c, _ in _CORE_EQUIVALENTS])
+_FACE = torch.as_tensor([_slot(n) for n in ("Nose", "Left Eye", "Right Eye", "Left Ear",
+                                            "Right Ear")])
+# MPII's own slots: a sample with any of them is MPII-like and labels no face.
+_MPII_ONLY = torch.as_tensor([_slot(n) for n in ("Neck (LSP)", "Top of Head (LSP)",
+                                                 "Pelvis (MPII)", "Thorax (MPII)")])
+
+
+def _expand_matrix() -> torch.Tensor:
+    """(17, 49) bool: core joint k -> every slot that is the same joint."""
+    m = torch.zeros(len(_CORE_EQUIVALENTS), 49, dtype=torch.bool)
+    for k, (core, same) in enumerate(_CORE_EQUIVALENTS):
+        for name in (core, *same):
+            m[k, _slot(name)] = True
+    return m
+
+
+_EXPAND = _expand_matrix()
+# Joints a dataset derives from others: dropped when all of their sources are missing.
+_DERIVED: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("Right Shoulder", "Left Shoulder"), ("OP Neck", "Neck (LSP)", "Thorax (MPII)")),
+    (("Right Hip", "Left Hip"), ("OP MidHip", "Pelvis (MPII)", "Spine (H36M)")),
+    (("Nose", "Left Eye", "Right Eye", "Left Ear", "Right Ear"),
+     ("Top of Head (LSP)", "Jaw (H36M)", "Head (H36M)")),
+)
+
+
+def real_drop_patterns(kp_px: Tensor) -> Tensor:
+    """The missing-joint patterns of real people, as SPIN-49 drop masks.
+
+    Args:
+        kp_px: (n, 49, 3) real people's keypoints (confidence 0 = missing), COCO-17
+            and/or MPII-16 slots.
+    Returns:
+        (n, 49) bool: True where the person's label is missing, spread to every slot
+        that is the same joint, and to the derived joints (neck, pelvis, head) whose
+        sources are all missing.  MPII-like people (any MPII-only slot labelled) label
+        no face, so their face counts as present.
+    """
+    present = kp_px[..., 2] > 0
+    missing = ~present[:, _CORE]  # (n, 17)
+    mpii_like = present[:, _MPII_ONLY].any(1)
+    face_cols = torch.as_tensor([int((_CORE == f).nonzero()) for f in _FACE])
+    missing[:, face_cols] &= ~mpii_like[:, None]
+    drop = (missing.float() @ _EXPAND.float()) > 0
+    core_names = [c for c, _ in _CORE_EQUIVALENTS]
+    for sources, derived in _DERIVED:
+        cols = torch.as_tensor([core_names.index(c) for c in sources])
+        gone = missing[:, cols].all(1)
+        for name in derived:
+            drop[:, _slot(name)] |= gone
+    return drop
+
+
+def _apply_real_patterns(kp: Tensor, center: Tensor, scale: Tensor, eligible: Tensor,
+                         bank: Tensor, cfg: AugmentConfig, g: torch.Generator
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+    """Step 0b: drop a real person's missing joints from ``eligible`` samples (B,) with
+    probability ``cfg.real_mask_prob``, and rebuild their box from what is left."""
+    n = kp.shape[0]
+    pick = torch.randint(bank.shape[0], (n,), generator=g)
+    use = (torch.rand(n, generator=g) < cfg.real_mask_prob) & eligible
+    dropped = kp * (~(bank[pick] & use[:, None]))[..., None]
+    present = dropped[..., 2] > 0
+    ok = use & (present.sum(1) >= 4)  # too few joints left: keep the sample as it was
+    if not bool(ok.any()):
+        return kp, center, scale
+    new_c, side = _box_of(dropped, present)
+    side = torch.maximum(side, 0.05 * 200.0 * scale)
+    kp = torch.where(ok[:, None, None], dropped, kp)
+    center = torch.where(ok[:, None], new_c, center)
+    scale = torch.where(ok, side / 200.0, scale)
     return kp, center, scale
 
 
@@ -356,16 +471,27 @@ def _reframe(kp: Tensor, center: Tensor, scale: Tensor, cfg: AugmentConfig,
 # ---------------------------------------------------------------------------
 
 def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generator,
-               images: bool = False, img_res: int = 224, workers: int = 0) -> Batch:
+               images: bool = False, img_res: int = 224, workers: int = 0,
+               drop_bank: Tensor | None = None) -> Batch:
     """Augmented batch of the samples ``idx`` (B,) of ``data`` (module docstring).
 
     ``images=True`` also cuts the image crops (``img_res`` px; ``workers`` threads
-    read the images; 0 reads them in this thread)."""
+    read the images; 0 reads them in this thread).  ``drop_bank`` (M, 49) bool: the
+    real missing-joint patterns that ``cfg.real_mask_prob`` draws from
+    (:func:`real_drop_patterns`)."""
     n = idx.shape[0]
     kp = data.kp_px[idx]
     center, scale = data.center[idx], data.scale[idx]
-    if cfg.format_prob > 0 or cfg.hide_limb_prob > 0:
-        kp, center, scale = _restrict_inputs(kp, center, scale, cfg, g)
+    if cfg.real_mask_prob > 0 and (drop_bank is None or drop_bank.shape[0] == 0):
+        raise ValueError("real_mask_prob > 0 needs real missing-joint patterns (drop_bank)")
+    if cfg.format_prob > 0:
+        kp = _restrict_format(kp, cfg, g)
+    if cfg.real_mask_prob > 0:
+        eligible = data.has_smpl[idx] | data.has_kp3d[idx]
+        kp, center, scale = _apply_real_patterns(kp, center, scale, eligible, drop_bank,
+                                                 cfg, g)
+    if cfg.hide_limb_prob > 0:
+        kp, center, scale = _hide_limb(kp, center, scale, cfg, g)
     if cfg.truncation_prob > 0 or cfg.upper_body_prob > 0 or cfg.multilevel_prob > 0:
         kp, center, scale = _reframe(kp, center, scale, cfg, g)
     lo, hi = cfg.scale_range

@@ -96,6 +96,7 @@ class PriorTrainConfig:
     pose_prior: float = 0.0  # GMM NLL hinge weight on the real samples' predictions
     pose_prior_floor: float = 0.0
     betas_prior: float = 0.0
+    real_mask_prob: float = 0.0  # synthetic samples that take a real person's missing joints
 
 
 #: Every keypoint format the readers produce, and the mixtures datasets combine.
@@ -125,7 +126,8 @@ def trainer_config(cfg: PriorTrainConfig, progress: bool = True,
                               flip_prob=0.0, rot_prob=0.0, kp_noise=cfg.kp_jitter,
                               kp_dropout=cfg.extra_dropout, color_range=(1.0, 1.0),
                               format_prob=cfg.format_prob, formats=cfg.formats,
-                              hide_limb_prob=cfg.hide_limb_prob),
+                              hide_limb_prob=cfg.hide_limb_prob,
+                              real_mask_prob=cfg.real_mask_prob),
         inputs="keypoints", device=device, amp="off", log_every=max(1, cfg.eval_every // 10),
         eval_every=cfg.eval_every, progress=progress)
 

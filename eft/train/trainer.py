@@ -34,7 +34,7 @@ from torch import nn
 
 from eft.body.fast import KeypointLBS
 
-from .augment import AugmentConfig, make_batch
+from .augment import AugmentConfig, make_batch, real_drop_patterns
 from .data import MixSampler, TrainSet
 from .errors import TrainError
 from .losses import LossWeights, regression_loss
@@ -211,6 +211,13 @@ class Trainer:
             raise TrainError("image inputs need an image for every sample; this training "
                              "set has samples without images")
         self.data = data
+        self.drop_bank = None
+        if config.augment.real_mask_prob > 0:
+            real = ~(data.has_smpl | data.has_kp3d)
+            if not bool(real.any()):
+                raise TrainError("augment.real_mask_prob > 0 draws missing-joint patterns "
+                                 "from real 2D-only samples; this training set has none")
+            self.drop_bank = real_drop_patterns(data.kp_px[real])
         self.sampler = sampler or MixSampler([len(data)])
         if sum(self.sampler.sizes) != len(data):
             raise ValueError("the sampler's sizes do not add up to the training set")
@@ -261,7 +268,7 @@ class Trainer:
         idx = self.sampler.sample(cfg.optim.batch_size, self.generator)
         batch = make_batch(self.data, idx, cfg.augment, self.generator,
                            images=cfg.inputs == "images", img_res=cfg.img_res,
-                           workers=cfg.workers).to(self.device)
+                           workers=cfg.workers, drop_bank=self.drop_bank).to(self.device)
         with self._autocast():
             out = self.model(batch.inputs)
         loss, parts = regression_loss(out, self.fast, batch, cfg.loss, self.pose_prior)
