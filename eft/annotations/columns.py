@@ -17,6 +17,7 @@ import torch
 from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 from eft.fitting.records import Fit, FitQuality
+from eft.geometry.cameras import FOCAL_LENGTH
 
 from ._io import gc_paused
 from .errors import AnnotationError
@@ -68,7 +69,7 @@ def aa_to_rotmat(aa: np.ndarray) -> np.ndarray:
     return out
 
 
-def weak_to_cam_t(cam: np.ndarray, focal: float = 5000.0, img_res: int = 224) -> np.ndarray:
+def weak_to_cam_t(cam: np.ndarray, focal: float = FOCAL_LENGTH, img_res: int = 224) -> np.ndarray:
     """(N, 3) ``[s, tx, ty]`` -> (N, 3) ``[tx/s, ty/s, 2 f / (img_res s)]`` float32
     (numpy front of :func:`eft.geometry.cameras.weak_to_perspective_translation`)."""
     from eft.geometry.cameras import weak_to_perspective_translation

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eft import __version__
+from eft.geometry.cameras import FOCAL_LENGTH
 
 from .errors import AnnotationError
 
@@ -31,7 +32,7 @@ CAMERA_CONVENTION: dict[str, Any] = {
     "crop": "square of side 200 * bbox_scale px centred at bbox_center, resized to img_res",
     "perspective_equivalent": "t = [tx / s, ty / s, 2 * focal_length / (img_res * s)]",
     "body_frame": "metres; crop camera axes: x right, y down, z away from the camera",
-    "focal_length": 5000.0,
+    "focal_length": FOCAL_LENGTH,
     "img_res": 224,
 }
 

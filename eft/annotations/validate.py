@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from eft.fitting.config import FLAGS
+from eft.geometry.cameras import FOCAL_LENGTH
 
 from .columns import Columns, aa_to_rotmat, weak_to_cam_t
 
@@ -72,7 +73,7 @@ def _rows_all(a: np.ndarray) -> np.ndarray:
 
 
 def validate_columns(batches: Iterable[Columns], missing: frozenset[str] = frozenset(),
-                     focal_length: float = 5000.0, img_res: int = 224) -> ValidationReport:
+                     focal_length: float = FOCAL_LENGTH, img_res: int = 224) -> ValidationReport:
     """Check every row of ``batches`` (see the module docstring); ``missing`` fields
     (what the file's format cannot hold) are not checked."""
     rep = ValidationReport()

@@ -57,6 +57,8 @@ from typing import Literal
 
 from torch import nn
 
+from eft.geometry.cameras import FOCAL_LENGTH
+
 __all__ = [
     "EFT_PRESETS",
     "eft_preset",
@@ -226,7 +228,7 @@ class EFTConfig:
     gt_weight: float = 1.0
     scope: Scope = "all"
     rules: QualityRules = field(default_factory=QualityRules)
-    focal_length: float = 5000.0
+    focal_length: float = FOCAL_LENGTH
     img_res: int = 224
 
     def __post_init__(self) -> None:

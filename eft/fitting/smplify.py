@@ -93,7 +93,11 @@ from eft.body.fast import KeypointLBS
 from eft.body.joints import SMPL24_NAMES, SPIN49_INDEX
 from eft.body.model import BodyModel
 from eft.errors import EftError
-from eft.geometry.cameras import weak_perspective_project, weak_to_perspective_translation
+from eft.geometry.cameras import (
+    FOCAL_LENGTH,
+    weak_perspective_project,
+    weak_to_perspective_translation,
+)
 from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 from eft.models.ief import DEFAULT_CAM
 from eft.models.output import RegressorOutput
@@ -170,7 +174,7 @@ class SmplifyConfig:
     joint_loss_weight: float = 1.0
     sigma_px: float = 100.0
     img_res: int = 224
-    focal_length: float = 5000.0
+    focal_length: float = FOCAL_LENGTH
     camera_joints: tuple[str, ...] = ("Right Hip", "Left Hip", "Right Shoulder",
                                       "Left Shoulder")
     body_stage_camera: bool = True

@@ -30,7 +30,13 @@ import torch
 
 from ._common import as_tensor_like, check_last_dims, check_points
 
+#: Focal length (pixels) of the perspective camera equivalent to a weak perspective
+#: crop camera (SPIN/EFT convention, on the ``img_res = 224`` crop).  The one default
+#: every module uses; change it here only.
+FOCAL_LENGTH = 5000.0
+
 __all__ = [
+    "FOCAL_LENGTH",
     "weak_perspective_project",
     "weak_to_perspective_translation",
     "perspective_translation_to_weak",
@@ -55,7 +61,7 @@ def weak_perspective_project(points: torch.Tensor, cam: torch.Tensor) -> torch.T
 
 
 def weak_to_perspective_translation(
-    cam: torch.Tensor, focal=5000.0, img_res=224
+    cam: torch.Tensor, focal=FOCAL_LENGTH, img_res=224
 ) -> torch.Tensor:
     """Perspective camera translation equivalent to a weak perspective camera.
 
@@ -74,7 +80,7 @@ def weak_to_perspective_translation(
 
 
 def perspective_translation_to_weak(
-    translation: torch.Tensor, focal=5000.0, img_res=224
+    translation: torch.Tensor, focal=FOCAL_LENGTH, img_res=224
 ) -> torch.Tensor:
     """Inverse of :func:`weak_to_perspective_translation`.
 
@@ -93,7 +99,7 @@ def perspective_translation_to_weak(
 def perspective_project(
     points: torch.Tensor,
     translation: torch.Tensor,
-    focal=5000.0,
+    focal=FOCAL_LENGTH,
     principal_point: torch.Tensor | None = None,
     *,
     rotation: torch.Tensor | None = None,
@@ -153,7 +159,7 @@ def crop_cam_to_full_image_translation(
     center: torch.Tensor,
     scale,
     img_size: torch.Tensor,
-    focal=5000.0,
+    focal=FOCAL_LENGTH,
 ) -> torch.Tensor:
     """Perspective translation in the FULL image for a weak perspective crop camera.
 
