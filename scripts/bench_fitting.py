@@ -139,7 +139,7 @@ def exemplar_cost(model, scope: str, iters: int) -> dict:
     not need), Adam's elementwise FLOPs (~12 per value) and the minimum bytes (the
     pretrained weights read once; per update each trained value's weight and two Adam
     moments read and written once: gradients and activations can stay in cache)."""
-    from eft.fitting.eft import _IEF_HEAD, split_model
+    from eft.fitting.engine import _IEF_HEAD, split_model
 
     trained = split_model(model, scope).trainable
     n_iter = getattr(model, "n_iter", 1)

@@ -41,7 +41,7 @@ import torch
 
 from eft.body import BodyModel
 from eft.fitting import EFTConfig, eft_loss, fit_batched, fit_sequential, split_model
-from eft.fitting.eft import _keypoint_lbs
+from eft.fitting.engine import _keypoint_lbs
 from eft.models import HMR
 
 RESULTS = Path(__file__).resolve().parent / "results"

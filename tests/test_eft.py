@@ -49,7 +49,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def fast(body) -> KeypointLBS:
-    from eft.fitting.eft import _keypoint_lbs
+    from eft.fitting.engine import _keypoint_lbs
 
     return _keypoint_lbs(body, torch.device("cpu"))
 

@@ -14,7 +14,7 @@ Records (:class:`Fit`, :class:`FitQuality`) live in :mod:`eft.fitting.records`.
 """
 
 from . import config as _config
-from . import eft as _eft
+from . import engine as _engine
 from . import flat as _flat
 from . import losses as _losses
 from . import pose_prior as _pose_prior
@@ -22,7 +22,7 @@ from . import quality as _quality
 from . import records as _records
 from . import smplify as _smplify
 from .config import *  # noqa: F403
-from .eft import *  # noqa: F403
+from .engine import *  # noqa: F403
 from .flat import *  # noqa: F403
 from .losses import *  # noqa: F403
 from .pose_prior import *  # noqa: F403
@@ -37,6 +37,6 @@ __all__ = [
     *_smplify.__all__,
     *_losses.__all__,
     *_quality.__all__,
-    *_eft.__all__,
+    *_engine.__all__,
     *_flat.__all__,
 ]

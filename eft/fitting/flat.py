@@ -1,6 +1,6 @@
 """Flat batched EFT engine for the MLP/IEF keypoint regressors.
 
-Same algorithm and results as :func:`~eft.fitting.eft.fit_sequential` (the readable
+Same algorithm and results as :func:`~eft.fitting.engine.fit_sequential` (the readable
 spec), organised for speed on a CPU, where the work is dominated by streaming every
 exemplar's private weights, gradients and Adam moments through memory:
 
@@ -48,7 +48,7 @@ from eft.models.keypoint_regressor import KeypointRegressor
 from eft.models.output import RegressorOutput
 
 from .config import EFTConfig
-from .eft import _full_params, _initial, _make_fits, _Raw, _start, split_model
+from .engine import _full_params, _initial, _make_fits, _Raw, _start, split_model
 from .losses import eft_loss
 from .quality import PosePrior
 from .records import Fit
@@ -215,7 +215,7 @@ class _Engine:
     """Forward / backward / Adam on blocks of flat rows for one model and scope.
 
     Every sum below adds its terms in the order autograd adds them in
-    :func:`~eft.fitting.eft.fit_sequential` (the last use first), and every product has
+    :func:`~eft.fitting.engine.fit_sequential` (the last use first), and every product has
     the orientation of the sequential loop's (``x @ W.T`` forward, ``g @ W`` backward), so
     the rounding is the same: weight gradients that nearly cancel, which Adam's
     normalised step would otherwise amplify, come out as in the reference.
@@ -459,7 +459,7 @@ def fit_flat(
 ) -> list[Fit]:
     """EFT with the flat engine: ``batch_size`` exemplars at a time, each with its own
     weights and Adam state, in cache blocks of ``block``; same arguments and results as
-    :func:`~eft.fitting.eft.fit_sequential` (up to float rounding).  Needs a model that
+    :func:`~eft.fitting.engine.fit_sequential` (up to float rounding).  Needs a model that
     :func:`supports` accepts for ``config.scope``.
 
     Memory: 3 (R, P) buffers (weights, Adam moments) for R = ``batch_size`` plus a

@@ -436,7 +436,7 @@ def smplify(
     Args:
         body: the body model (or its :class:`~eft.body.fast.KeypointLBS`).
         targets: (B, 49, 3) SPIN-49 keypoints ``[x, y, conf]``, crop-normalised
-            (e.g. from :func:`~eft.fitting.eft.exemplar_batch`); non-finite or
+            (e.g. from :func:`~eft.fitting.engine.exemplar_batch`); non-finite or
             ``conf <= 0`` entries are missing.
         init: the regressor's prediction for the B crops (SPIN style), or None for the
             mean-pose start.
