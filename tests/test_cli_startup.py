@@ -77,7 +77,7 @@ def test_unknown_config_keys_get_a_suggestion(tmp_path, capsys):
 
     from eft.train.config import TrainConfigError, train_config_from_dict
 
-    with pytest.raises(TrainConfigError, match=r"unknown key 'stepz' \(did you mean 'steps'"):
+    with pytest.raises(TrainConfigError, match=r"optim.stepz: unknown key \(did you mean 'steps'"):
         train_config_from_dict({"datasets": [{"path": "a.json"}], "optim": {"stepz": 3}})
 
 

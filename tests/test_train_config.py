@@ -34,12 +34,12 @@ def test_shipped_configs_are_valid():
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({}, "missing key 'datasets'"),
+    ({}, "datasets: required key is missing"),
     ({"datasets": []}, "give at least one dataset"),
-    ({"datasets": [{"path": "a.json"}], "optimm": {}}, "unknown key 'optimm'"),
+    ({"datasets": [{"path": "a.json"}], "optimm": {}}, "optimm: unknown key .did you mean 'optim'"),
     ({"datasets": [{"path": "a.json"}], "optim": {"steps": "many"}},
      "optim.steps: expected an integer, got 'many'"),
-    ({"datasets": [{"path": "a.json"}], "optim": {"lr": -1.0}}, "optim: lr must be > 0"),
+    ({"datasets": [{"path": "a.json"}], "optim": {"lr": -1.0}}, "optim.lr: lr must be > 0"),
     ({"datasets": [{"path": "a.json", "synthetic": {"n": 3}}]}, "exactly one of"),
     ({"datasets": [{"path": "a.json", "format": "csv"}]}, "format must be one of"),
     ({"datasets": [{"path": "a.json", "weight": 0}]}, "weights must not all be 0"),
@@ -62,7 +62,7 @@ def test_cli_config_errors_are_one_line(tmp_path, capsys):
     bad.write_text("datasets: [{path: a.json}]\noptim: {stepz: 3}\n")
     assert main(["train", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "optim: unknown key 'stepz'" in err
+    assert err.count("\n") == 0 and "optim.stepz: unknown key (did you mean 'steps'?)" in err
     bad.write_text("datasets: [\n")
     assert main(["train", str(bad)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
@@ -158,10 +158,10 @@ def test_train_from_two_annotation_formats(tmp_path, capsys):
     ({"img_res": 0}, "img_res must be >= 1"),
     ({"img_res": -224}, "img_res must be >= 1"),
     ({"workers": -1}, "workers must be >= 0"),
-    ({"model": {"width": 0}}, "model: width must be >= 1"),
-    ({"model": {"dropout": 1.5}}, "model: dropout must be < 1"),
-    ({"output": {"log_every": 0}}, "output: log_every must be >= 1"),
-    ({"val": [{"kind": "synthetic", "seed": -3}]}, "val.0: seed must be >= 0"),
+    ({"model": {"width": 0}}, "model.width: width must be >= 1"),
+    ({"model": {"dropout": 1.5}}, "model.dropout: dropout must be < 1"),
+    ({"output": {"log_every": 0}}, "output.log_every: log_every must be >= 1"),
+    ({"val": [{"kind": "synthetic", "seed": -3}]}, "val[0].seed: seed must be >= 0"),
 ])
 def test_nonsense_train_values_are_refused(raw, message):
     raw = {"datasets": [{"path": "a.json"}], **raw}
@@ -169,6 +169,26 @@ def test_nonsense_train_values_are_refused(raw, message):
         train_config_from_dict(raw, "x.yaml")
     assert str(err.value).startswith("x.yaml: ") and "\n" not in str(err.value)
     assert message in str(err.value), str(err.value)
+
+
+def test_numbers_parse_alike_in_job_and_training_configs(tmp_path):
+    """``1e-4`` (YAML 1.1 reads it as a string) is a number in both kinds of config,
+    from the file and from ``--set``: one loader, one number parser."""
+    from eft.jobs.config import load_config, parse_override
+
+    train = tmp_path / "train.yaml"
+    train.write_text("datasets: [{synthetic: {n: 3}}]\noptim: {lr: 1e-4, grad_clip: 2E+1}\n")
+    assert yaml.safe_load(train.read_text())["optim"]["lr"] == "1e-4"  # the YAML quirk
+    cfg = load_train_config(train)
+    assert cfg.optim.lr == 1e-4 and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.grad_clip == 20.0
+    assert load_train_config(train, ["optim.lr=3e-5"]).optim.lr == 3e-5
+    job = tmp_path / "job.yaml"
+    job.write_text("datasets: [{kind: synthetic}]\neft: {lr: 1e-4}\n")
+    assert load_config(job).eft.lr == 1e-4
+    assert load_config(job, [parse_override("eft.lr=3e-5")]).eft.lr == 3e-5
+    with pytest.raises(TrainConfigError, match=r"optim.lr: expected a number, got 'fast'"):
+        load_train_config(train, ["optim.lr=fast"])
 
 
 def test_binary_train_config_is_one_line(tmp_path, capsys):

@@ -13,17 +13,24 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from eft import config_loader as loader
+from eft.annotations.api import FORMATS as ANNOTATION_FORMATS
+from eft.config_loader import (
+    INT_LIMIT,
+    ConfigKeyError,
+    build,
+    coerce,
+    describe,
+    join_key,
+    key_error_message,
+    plain,
+)
 from eft.errors import EftError, did_you_mean
 from eft.fitting.config import EFTConfig, QualityRules
 
@@ -42,16 +49,11 @@ __all__ = [
     "hash_dict",
 ]
 
-#: Annotation formats an ``output.formats`` list may name (written by ``eft.annotations``).
-ANNOTATION_FORMATS: tuple[str, ...] = ("eft-json", "spin-npz", "h5", "humandata")
 #: Where the chunks run: this machine's processes, or a Dask distributed cluster.
 BACKENDS: tuple[str, ...] = ("local", "dask")
 #: Settings that decide the fits: a job resumes only with the same values.
 FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "batch_size",
                              "chunk_size", "seed")
-#: Integers (ids, seeds, counts) must fit a signed 64-bit integer: torch seeds, NumPy
-#: arrays and HDF5 attributes store them as int64.
-INT_LIMIT = 2 ** 63
 #: Dataset kinds the job can read besides the readers' (``eft.data.readers``).
 JOB_KINDS: tuple[str, ...] = ("synthetic",)
 
@@ -196,7 +198,7 @@ class JobConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict of every setting (defaults included)."""
-        return _plain(dataclasses.asdict(self))
+        return plain(self)
 
     def fit_dict(self) -> dict:
         """The settings that decide the fits (what a resumed run must share)."""
@@ -207,157 +209,23 @@ class JobConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def hash_dict(d: Mapping) -> str:
     """sha256 of the canonical JSON of ``d``."""
-    text = json.dumps(_plain(dict(d)), sort_keys=True, separators=(",", ":"))
+    text = json.dumps(plain(dict(d)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-# ---------------------------------------------------------------------------
-# Building dataclasses from plain mappings, with errors that name the key
-# ---------------------------------------------------------------------------
-
-class _KeyError(Exception):
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
-        self.message = message
-
-
-def _join(prefix: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{prefix}[{key}]"
-    return f"{prefix}.{key}" if prefix else key
-
-
-def _describe(value: Any) -> str:
-    return repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """``value`` checked against the annotation ``tp`` (strings from YAML accepted for
-    floats like ``1e-4``, which YAML 1.1 reads as a string)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except _KeyError as exc:
-                errors.append(exc.message)
-        raise _KeyError(key, errors[0] if len(errors) == 1 else " or ".join(errors))
-    if origin is Literal:
-        if value not in args:
-            raise _KeyError(key, f"expected one of {list(args)}, got {_describe(value)}")
-        return value
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, Sequence):
-            raise _KeyError(key, f"expected a list, got {_describe(value)}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], _join(key, i)) for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise _KeyError(key, f"expected a list of {len(args)}, got {len(value)} items")
-        pairs = enumerate(zip(value, args, strict=True))
-        return tuple(_coerce(v, a, _join(key, i)) for i, (v, a) in pairs)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise _KeyError(key, f"expected true or false, got {_describe(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _KeyError(key, f"expected an integer, got {_describe(value)}")
-        if not -INT_LIMIT <= value < INT_LIMIT:
-            raise _KeyError(key, f"expected an integer in [-2^63, 2^63), got {value}")
-        return value
-    if tp is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _KeyError(key, f"expected a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            raise _KeyError(key, f"expected a finite number, got {value}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise _KeyError(key, f"expected a string, got {_describe(value)}")
-        return value
-    if tp is dict or origin is dict:
-        if not isinstance(value, Mapping):
-            raise _KeyError(key, f"expected a mapping, got {_describe(value)}")
-        return dict(value)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
-    raise TypeError(f"unsupported annotation {tp!r} for {key}")  # pragma: no cover
-
-
-def _build(cls: type, data: Any, prefix: str, special: Mapping | None = None) -> Any:
-    """An instance of dataclass ``cls`` from mapping ``data``; ``special`` maps field
-    names to their own builders ``f(value, key)``."""
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise _KeyError(prefix or "(top level)", f"expected a mapping, got {_describe(data)}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in data if k not in fields]
-    if unknown:
-        raise _KeyError(_join(prefix, str(unknown[0])),
-                        f"unknown key{did_you_mean(unknown[0], fields)}; known keys here: "
-                        f"{', '.join(sorted(fields))}")
-    kwargs = {}
-    for name, value in data.items():
-        key = _join(prefix, name)
-        if special and name in special:
-            kwargs[name] = special[name](value, key)
-        else:
-            kwargs[name] = _coerce(value, hints[name], key)
-    missing = [n for n, f in fields.items() if n not in kwargs
-               and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise _KeyError(_join(prefix, missing[0]), "required key is missing")
-    try:
-        return cls(**kwargs)
-    except (ValueError, TypeError) as exc:
-        msg = str(exc)
-        # our own __post_init__ messages start with the field name ("limit: ...")
-        head, sep, rest = msg.partition(": ")
-        if sep and head in fields:
-            raise _KeyError(_join(prefix, head), rest) from None
-        where = next((n for n in fields if msg.startswith(n + " ")), None)
-        raise _KeyError(_join(prefix, where) if where else (prefix or "(top level)"),
-                        msg) from None
 
 
 def _build_rules(value: Any, key: str) -> QualityRules:
     if value is None:
         return QualityRules()
     if not isinstance(value, Mapping):
-        raise _KeyError(key, f"expected a mapping, got {_describe(value)}")
+        raise ConfigKeyError(key, f"expected a mapping, got {describe(value)}")
     value = dict(value)
     preset = value.pop("preset", "default")
     if preset not in ("default", "strict"):
-        raise _KeyError(_join(key, "preset"),
+        raise ConfigKeyError(join_key(key, "preset"),
                         f"expected 'default' (EFT's IsValid) or 'strict', got {preset!r}")
-    rules = _build(QualityRules, value, key)
+    rules = build(QualityRules, value, key)
     if preset == "strict":
         given = {k: getattr(rules, k) for k in value}
         rules = QualityRules.strict(**given)
@@ -372,13 +240,13 @@ def _build_eft(value: Any, key: str, default_preset: str = "eft") -> EFTConfig:
     if value is None:
         value = {}
     if not isinstance(value, Mapping):
-        raise _KeyError(key, f"expected a mapping, got {_describe(value)}")
+        raise ConfigKeyError(key, f"expected a mapping, got {describe(value)}")
     value = dict(value)
     preset = value.pop("preset", default_preset)
     if preset not in EFT_PRESETS:
-        raise _KeyError(_join(key, "preset"), f"expected one of {sorted(EFT_PRESETS)}, got "
+        raise ConfigKeyError(join_key(key, "preset"), f"expected one of {sorted(EFT_PRESETS)}, got "
                         f"{preset!r}{did_you_mean(str(preset), EFT_PRESETS)}")
-    return _build(EFTConfig, {**EFT_PRESETS[preset], **value}, key,
+    return build(EFTConfig, {**EFT_PRESETS[preset], **value}, key,
                   special={"rules": _build_rules})
 
 
@@ -397,11 +265,11 @@ def _build_datasets(value: Any, key: str) -> tuple[DatasetConfig, ...]:
     if isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, list):
-        raise _KeyError(key, f"expected a list of datasets, got {_describe(value)}")
+        raise ConfigKeyError(key, f"expected a list of datasets, got {describe(value)}")
     out = []
     for i, v in enumerate(value):
-        ds = _build(DatasetConfig, v, _join(key, i))
-        out.append(_check_reader_options(ds, _join(key, i)))
+        ds = build(DatasetConfig, v, join_key(key, i))
+        out.append(_check_reader_options(ds, join_key(key, i)))
     return tuple(out)
 
 
@@ -417,7 +285,7 @@ def _check_reader_options(ds: DatasetConfig, key: str) -> DatasetConfig:
 
     reader = READERS.get(str(ds.kind).lower())
     if reader is None:
-        raise _KeyError(_join(key, "kind"), f"unknown dataset kind {ds.kind!r}; known: "
+        raise ConfigKeyError(join_key(key, "kind"), f"unknown dataset kind {ds.kind!r}; known: "
                         f"{', '.join(sorted([*READERS, *JOB_KINDS]))}")
     func = getattr(reader, "func", reader)  # functools.partial
     params = inspect.signature(func).parameters
@@ -426,13 +294,13 @@ def _check_reader_options(ds: DatasetConfig, key: str) -> DatasetConfig:
              and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     options = dict(ds.options)
     for name, value in options.items():
-        okey = _join(_join(key, "options"), str(name))
+        okey = join_key(join_key(key, "options"), str(name))
         if name not in names:
-            raise _KeyError(okey, f"unknown option of kind {ds.kind!r}"
+            raise ConfigKeyError(okey, f"unknown option of kind {ds.kind!r}"
                             f"{did_you_mean(name, names)}; valid: {', '.join(names)}")
         tp = hints.get(name, Any)
         try:
-            options[name] = _coerce(value, tp, okey)
+            options[name] = coerce(value, tp, okey)
         except TypeError:  # an annotation the config types do not cover: reader checks
             pass
     return dataclasses.replace(ds, options=options)
@@ -441,14 +309,14 @@ def _check_reader_options(ds: DatasetConfig, key: str) -> DatasetConfig:
 def _build_devices(value: Any, key: str) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
-    out = _coerce(value, tuple[str, ...], key)
+    out = coerce(value, tuple[str, ...], key)
     for i, dev in enumerate(out):
         if dev != "auto" and not (dev == "cpu" or dev == "cuda" or dev.startswith("cuda:")
                                   or dev == "mps"):
-            raise _KeyError(_join(key, i),
+            raise ConfigKeyError(join_key(key, i),
                             f"expected auto, cpu, cuda or cuda:N, got {dev!r}")
     if "auto" in out and len(out) > 1:
-        raise _KeyError(key, "'auto' cannot be combined with other devices")
+        raise ConfigKeyError(key, "'auto' cannot be combined with other devices")
     return out
 
 
@@ -459,11 +327,11 @@ def config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
         if isinstance(data, Mapping):
             preset = default_eft_preset(data.get("regressor", "default"))
             data = {**data, "eft": data.get("eft")}  # the preset applies without `eft:` too
-        return _build(JobConfig, data, "", special={
+        return build(JobConfig, data, "", special={
             "eft": lambda v, k: _build_eft(v, k, preset), "datasets": _build_datasets,
             "devices": _build_devices})
-    except _KeyError as exc:
-        raise JobConfigError(f"{source}: {exc.key}: {exc.message}") from None
+    except ConfigKeyError as exc:
+        raise JobConfigError(key_error_message(source, exc)) from None
 
 
 # ---------------------------------------------------------------------------
@@ -471,73 +339,19 @@ def config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
 # ---------------------------------------------------------------------------
 
 def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """``"eft.max_iters=10"`` -> ``(["eft", "max_iters"], 10)``; the value is read as
-    YAML (``null``, ``true``, ``[a, b]``, numbers); list items by index
-    (``datasets.0.path=...``)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise JobConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. eft.max_iters=10")
-    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise JobConfigError(f"--set {text!r}: value is not valid YAML ({exc})") from None
-    return parts, value
+    """``"eft.max_iters=10"`` -> ``(["eft", "max_iters"], 10)``
+    (:func:`eft.config_loader.parse_override`)."""
+    return loader.parse_override(text, JobConfigError, "eft.max_iters=10")
 
 
 def apply_override(data: dict, path: Sequence[str | int], value: Any) -> None:
     """Set ``data[path[0]][path[1]]... = value`` in place, creating mappings."""
-    node: Any = data
-    shown = ""
-    for i, part in enumerate(path):
-        last = i == len(path) - 1
-        if isinstance(part, int):
-            if not isinstance(node, list) or not -len(node) <= part < len(node):
-                raise JobConfigError(f"--set {'.'.join(map(str, path))}: no list item "
-                                     f"{part} at {shown or '(top level)'}")
-            if last:
-                node[part] = value
-            else:
-                node = node[part]
-        else:
-            if not isinstance(node, dict):
-                raise JobConfigError(f"--set {'.'.join(map(str, path))}: {shown} is not a "
-                                     "mapping")
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    node[part] = {}
-                node = node[part]
-        shown = _join(shown, part)
+    loader.apply_override(data, path, value, JobConfigError)
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
     """The YAML mapping in ``path`` (a :class:`JobConfigError` when unreadable)."""
-    p = Path(path)
-    if not p.is_file():
-        raise JobConfigError(f"{p}: no such config file")
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise JobConfigError(f"{p}: not a YAML text file (byte {exc.start} is not UTF-8 "
-                             "text; binary file?)") from None
-    if "\x00" in text:
-        raise JobConfigError(f"{p}: not a YAML text file (it holds NUL bytes; binary "
-                             "file?)")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise JobConfigError(f"{p}: not valid YAML{where}: "
-                             f"{getattr(exc, 'problem', None) or exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise JobConfigError(f"{p}: expected a mapping of settings at the top level")
-    return data
+    return loader.read_yaml(path, JobConfigError)
 
 
 def load_config(path: str | os.PathLike,

@@ -14,6 +14,9 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from eft.devices import DeviceError
+from eft.devices import resolve_devices as shared_resolve_devices
+
 from .config import JobConfigError
 
 __all__ = ["resolve_devices", "default_workers", "claim_slot", "device_for_slot"]
@@ -21,31 +24,12 @@ __all__ = ["resolve_devices", "default_workers", "claim_slot", "device_for_slot"
 
 def resolve_devices(devices: Sequence[str],
                     cuda_count: Callable[[], int] | None = None) -> list[str]:
-    """Concrete device names: ``auto`` -> ``cuda:0..n-1`` (or ``cpu``), ``cuda`` ->
-    ``cuda:0``; CUDA devices that do not exist are a :class:`JobConfigError`.
-    ``cuda_count`` (default ``torch.cuda.device_count``) is injectable for tests."""
-    if cuda_count is None:
-        import torch
-
-        def cuda_count() -> int:
-            return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-    devices = list(devices)
-    if devices == ["auto"]:
-        n = cuda_count()
-        return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
-    out = []
-    for dev in devices:
-        if dev == "cuda":
-            dev = "cuda:0"
-        if dev.startswith("cuda:"):
-            n = cuda_count()
-            idx = dev.split(":", 1)[1]
-            if not idx.isdigit() or int(idx) >= n:
-                have = ", ".join(f"cuda:{i}" for i in range(n)) or "none"
-                raise JobConfigError(f"devices: {dev} is not available (CUDA devices: {have})")
-        out.append(dev)
-    return out
+    """Concrete device names (:func:`eft.devices.resolve_devices`); a CUDA device that
+    does not exist is a :class:`JobConfigError` naming ``devices``."""
+    try:
+        return shared_resolve_devices(devices, cuda_count)
+    except DeviceError as exc:
+        raise JobConfigError(f"devices: {exc}") from None
 
 
 def default_workers(devices: Sequence[str]) -> int:

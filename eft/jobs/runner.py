@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eft._files import file_sha256
+from eft.config_loader import changed_keys
 from eft.errors import EftError
 
 from .config import FIT_KEYS, JobConfig, JobConfigError, hash_dict
@@ -132,19 +133,6 @@ def _check_output_dir(folder: Path) -> None:
             return
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(old) | set(new))
-    out = []
-    for k in keys:
-        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
-        key = f"{prefix}.{k}" if prefix else k
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(_differences(a, b, key))
-        elif a != b:
-            out.append(f"{key}: {a!r} -> {b!r}")
-    return out
-
-
 def _open_manifest(folder: Path, config: JobConfig, identity: dict, chash: str,
                    shard_text: str | None, force: bool) -> Manifest:
     """The folder's manifest when it is this job's; a fresh one for an empty folder or
@@ -162,7 +150,7 @@ def _open_manifest(folder: Path, config: JobConfig, identity: dict, chash: str,
         old = {"fit": {k: manifest.config.get(k) for k in FIT_KEYS},
                "identity": manifest.identity, "shard": manifest.shard}
         new = {"fit": config.fit_dict(), "identity": identity, "shard": shard_text}
-        changes = _differences(old, new)
+        changes = [f"{key}: {a!r} -> {b!r}" for key, a, b in changed_keys(old, new)]
         if not force:
             shown = "; ".join(changes[:3]) + (" ..." if len(changes) > 3 else "")
             raise JobStoreError(

@@ -10,19 +10,15 @@ applied to the raw mapping first and checked like the file.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import os
-import types
-import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from eft.errors import did_you_mean
+from eft import config_loader as loader
+from eft.annotations.api import FORMATS as ANNOTATION_FORMATS
+from eft.config_loader import ConfigKeyError, key_error_message
 
 from .augment import AugmentConfig
 from .errors import TrainError
@@ -33,11 +29,7 @@ __all__ = ["TrainConfigError", "SyntheticSpec", "DatasetSpec", "ValSpec", "Model
            "OutputSpec", "TrainRunConfig", "load_train_config", "train_config_from_dict",
            "apply_override", "config_to_dict", "ANNOTATION_FORMATS"]
 
-#: Annotation file formats (``eft.annotations``); None = from the file name.
-ANNOTATION_FORMATS: tuple[str, ...] = ("eft-json", "spin-npz", "h5", "humandata")
-#: Integers must fit a signed 64-bit integer (torch seeds, checkpoints, JSON readers).
-INT_LIMIT = 2 ** 63
-#: The seed of the synthetic val set that the prior's card and benchmarks use.
+#: The seed of the synthetic val set (the prior's card, its benchmarks, ``eft eval``).
 SYNTHETIC_VAL_SEED = 20261122
 
 
@@ -254,182 +246,36 @@ class TrainRunConfig:
 
 
 # ---------------------------------------------------------------------------
-# Reading
+# Reading (eft.config_loader: the same loader and messages as job configs)
 # ---------------------------------------------------------------------------
-
-def _type_name(tp: Any) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false",
-            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        errors = []
-        for a in options:
-            try:
-                return _convert(a, value, where)
-            except TrainConfigError as exc:
-                errors.append(str(exc))
-        raise TrainConfigError(errors[0] if len(options) == 1 else
-                               f"{where}: expected one of {[_type_name(a) for a in options]}"
-                               f", got {value!r}")
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise TrainConfigError(f"{where}: expected one of {list(choices)}, got {value!r}")
-        return value
-    if origin is tuple:
-        args = typing.get_args(tp)
-        if not isinstance(value, (list, tuple)):
-            raise TrainConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{where}.{i}") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise TrainConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(_convert(a, v, f"{where}.{i}") for i, (a, v) in
-                     enumerate(zip(args, value, strict=True)))
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise TrainConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TrainConfigError(f"{where}: expected an integer, got {value!r}")
-        if not -INT_LIMIT <= value < INT_LIMIT:
-            raise TrainConfigError(f"{where}: expected an integer in [-2^63, 2^63), "
-                                   f"got {value}")
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TrainConfigError(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise TrainConfigError(f"{where}: expected a finite number, got {value}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, (str, os.PathLike)):
-            raise TrainConfigError(f"{where}: expected a string, got {value!r}")
-        return os.fspath(value)
-    raise TrainConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover
-
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    label = where or "the config"
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise TrainConfigError(f"{label}: expected a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = [k for k in data if k not in names]
-    if unknown:
-        raise TrainConfigError(f"{label}: unknown key {unknown[0]!r}"
-                               f"{did_you_mean(unknown[0], names)}; known: {', '.join(names)}")
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}" if where else str(k))
-              for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
-                   and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
-        if missing:
-            raise TrainConfigError(f"{label}: missing key {missing[0]!r}") from None
-        raise TrainConfigError(f"{label}: {exc}") from None
-    except ValueError as exc:
-        raise TrainConfigError(f"{label}: {exc}") from None
-
 
 def train_config_from_dict(data: Mapping[str, Any], source: str = "config") -> TrainRunConfig:
     """Validate a raw mapping into a :class:`TrainRunConfig`; errors name ``source``."""
     try:
-        return _build(TrainRunConfig, data, "")
-    except TrainConfigError as exc:
-        msg = str(exc).removeprefix("the config: ")
-        raise TrainConfigError(f"{source}: {msg}") from None
+        return loader.build(TrainRunConfig, data)
+    except ConfigKeyError as exc:
+        raise TrainConfigError(key_error_message(source, exc)) from None
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str) -> tuple[list[str | int], Any]:
     """``"optim.steps=100"`` -> (["optim", "steps"], 100) (the value read as YAML)."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise TrainConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. optim.steps=100")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip().split("."), value
+    return loader.parse_override(text, TrainConfigError, "optim.steps=100")
 
 
 def apply_override(data: dict, text: str) -> dict:
     """Apply one ``--set`` override to a raw config mapping (in place; returned)."""
     keys, value = parse_override(text)
-    node: Any = data
-    for i, k in enumerate(keys[:-1]):
-        nxt = keys[i + 1]
-        if isinstance(node, list):
-            if not k.isdigit() or int(k) >= len(node):
-                raise TrainConfigError(f"--set {text}: no list item {k!r}")
-            node = node[int(k)]
-            continue
-        if node.get(k) is None:
-            node[k] = [] if nxt.isdigit() else {}
-        node = node[k]
-    last = keys[-1]
-    if isinstance(node, list):
-        if not last.isdigit() or int(last) >= len(node):
-            raise TrainConfigError(f"--set {text}: no list item {last!r}")
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise TrainConfigError(f"--set {text}: {'.'.join(keys[:-1])} is not a mapping")
-    return data
+    return loader.apply_override(data, keys, value, TrainConfigError)
 
 
 def load_train_config(path: str | os.PathLike, overrides: Sequence[str] = ()
                       ) -> TrainRunConfig:
     """Read and validate a training config file, with ``--set`` overrides."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise TrainConfigError(f"{p}: no such config file")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TrainConfigError(f"{p}: not a YAML text file (byte {exc.start} is not UTF-8 "
-                               "text; binary file?)") from None
-    if "\x00" in text:
-        raise TrainConfigError(f"{p}: not a YAML text file (it holds NUL bytes; binary "
-                               "file?)")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = " ".join(str(exc).split())
-        raise TrainConfigError(f"{p}: not valid YAML ({first})") from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise TrainConfigError(f"{p}: the top level must be a mapping of keys")
+    raw = loader.read_yaml(path, TrainConfigError)
     for text in overrides:
         apply_override(raw, text)
-    return train_config_from_dict(raw, str(p))
+    return train_config_from_dict(raw, str(Path(path).expanduser()))
 
 
-def config_to_dict(cfg: Any) -> Any:
-    """Plain (YAML/JSON-able) copy of a config tree: tuples become lists."""
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {f.name: config_to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-    if isinstance(cfg, (list, tuple)):
-        return [config_to_dict(v) for v in cfg]
-    return cfg
+#: A plain (YAML/JSON-able) copy of a config tree: tuples become lists.
+config_to_dict = loader.plain

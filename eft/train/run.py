@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import yaml
 from torch import nn
+
+from eft.config_loader import changed_keys
 
 from .config import DatasetSpec, TrainRunConfig, ValSpec, config_to_dict
 from .data import (
@@ -108,11 +109,11 @@ def build_datasets(cfg: TrainRunConfig, body, accepted_ids: set[str] | None = No
 
 def build_model(cfg: TrainRunConfig, data: TrainSet | None = None) -> nn.Module:
     """A fresh regressor (or the ``init`` one) as the config describes."""
-    from eft.models import HMR, KeypointRegressor, architecture_of, load_regressor
+    from eft.models import HMR, KeypointRegressor, architecture_of
 
     m = cfg.model
     if m.init is not None:
-        model = load_regressor(m.init)
+        model = load_model(m.init)
         if architecture_of(model) != m.arch:
             raise TrainError(f"model.init {m.init} is a {architecture_of(model)}, but "
                              f"model.arch is {m.arch}")
@@ -174,18 +175,18 @@ def make_evaluator(val_sets: list[tuple[str, EvalSet]], body, device, img_res: i
 
 
 def load_model(spec: str | os.PathLike) -> nn.Module:
-    """A regressor from a file ``eft.models.load_regressor`` reads, ``default``, or an
-    ``eft train`` checkpoint (``checkpoints/step_*.pt``)."""
+    """A regressor from an ``eft train`` checkpoint (``checkpoints/step_*.pt``), else
+    by :func:`eft.models.load_regressor` (``default``, a shipped prior's name, a
+    regressor file or a SPIN/EFT checkpoint)."""
     from eft.models import ARCHITECTURES, load_regressor
 
     p = Path(spec).expanduser() if str(spec) != "default" else None
     if p is not None and p.is_file():
         try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - let load_regressor report it
-            obj = None
-        if isinstance(obj, dict) and obj.get("format") == "eft-train-checkpoint":
             ckpt = read_checkpoint_file(p)
+        except TrainError:  # not a trainer checkpoint: load_regressor reads (or reports) it
+            ckpt = None
+        if ckpt is not None:
             arch = ckpt.get("arch")
             if arch not in ARCHITECTURES:
                 raise TrainError(f"{p}: checkpoint of an unknown architecture {arch!r}")
@@ -193,16 +194,6 @@ def load_model(spec: str | os.PathLike) -> nn.Module:
             model.load_state_dict(ckpt["model"])
             return model.eval()
     return load_regressor(spec)
-
-
-def _changed_keys(a, b, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two nested dicts."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for k in sorted(set(a) | set(b)):
-            out += _changed_keys(a.get(k), b.get(k), f"{prefix}{k}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 @dataclass(frozen=True)
@@ -269,7 +260,7 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
         now = json.loads(json.dumps(config_to_dict(tcfg)))
         saved.pop("progress", None)
         now.pop("progress", None)
-        changed = _changed_keys(saved, now)
+        changed = [key for key, _, _ in changed_keys(saved, now)]
         if changed:
             warnings.warn(f"{last}: resuming with settings changed since the checkpoint "
                           f"({', '.join(changed)}); the optimiser and schedule state come "

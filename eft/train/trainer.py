@@ -25,14 +25,17 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
 from eft.body.fast import KeypointLBS
+from eft.config_loader import plain
+from eft.devices import DeviceError
+from eft.devices import resolve_device as shared_resolve_device
 
 from .augment import AugmentConfig, make_batch, real_drop_patterns
 from .data import MixSampler, TrainSet
@@ -132,16 +135,12 @@ class TrainerConfig:
 
 
 def resolve_device(spec: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as torch reads it."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto`` -> the first CUDA device when there is one, else the CPU; anything else
+    as torch reads it (:func:`eft.devices.resolve_device`, errors as :class:`TrainError`)."""
     try:
-        dev = torch.device(spec)
-    except RuntimeError as exc:
+        return shared_resolve_device(spec)
+    except DeviceError as exc:
         raise TrainError(f"device {spec!r}: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"device {spec!r} asked for, but CUDA is not available")
-    return dev
 
 
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
@@ -151,14 +150,6 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
@@ -409,7 +400,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "rng": rng, "history": self.history,
-            "trainer_config": _plain(asdict(self.config)),
+            "trainer_config": plain(self.config),
         }
 
     def save_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
