@@ -21,7 +21,7 @@ from eft.render import (
     PerspectiveCamera,
     RenderError,
     WeakPerspectiveCamera,
-    crop_image,
+    display_crop,
     draw_keypoint_comparison,
     draw_keypoints,
     overlay,
@@ -302,13 +302,13 @@ def test_overlay_alpha():
 
 
 @pytest.mark.parametrize("scale", [0.3, 2.9])  # crop upsampled / box-filtered down
-def test_crop_image_samples_the_crop_geometry(scale):
+def test_display_crop_samples_the_crop_geometry(scale):
     # A linear ramp image: any correct resampling returns the ramp at the mapped point.
     h, w = 400, 500
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     img = np.stack((xx * 0.45, yy * 0.55, np.full_like(xx, 7)), -1).round().astype(np.uint8)
     center, size = np.array([251.3, 198.7]), 64
-    crop = crop_image(img, center, scale, size).astype(np.float64)
+    crop = display_crop(img, center, scale, size).astype(np.float64)
     k = 200 * scale / size
     cc, rr = np.meshgrid(np.arange(size), np.arange(size))
     x, y = center[0] + (cc - size / 2) * k, center[1] + (rr - size / 2) * k
@@ -340,7 +340,7 @@ def test_fit_panel_png_from_real_fit(coco_fits, body, tmp_path):
     image = np.asarray(Image.open(ex.image_path).convert("RGB"))
     panel = render_fit_panel(image, fit, body.faces, ex.keypoints, size=192)
     assert panel.shape == (192, 2 * 192 + 4, 3) and panel.dtype == np.uint8
-    crop = crop_image(image, fit.center, fit.scale, 192)
+    crop = display_crop(image, fit.center, fit.scale, 192)
     changed = np.abs(panel[:, :192].astype(int) - crop).sum(-1) > 0
     assert 0.05 < changed.mean() < 0.9  # the mesh covers part of the crop
     side = panel[:, 196:]

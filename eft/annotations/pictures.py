@@ -114,7 +114,7 @@ def _image_for(columns: Columns, row: int, roots: list[Path]):
 def _tile(columns: Columns, row: int, body, roots: list[Path], size: int, text: str):
     import torch
 
-    from eft.render import RenderError, crop_image, label, render_fit_panel
+    from eft.render import RenderError, display_crop, label, render_fit_panel
 
     ann = columns.take(np.array([row])).to_annotations()[0]
     image = _image_for(columns, row, roots)
@@ -124,7 +124,7 @@ def _tile(columns: Columns, row: int, body, roots: list[Path], size: int, text: 
                                      body=body, size=size, titles=False)
         tile = panel[:, :size]  # the crop with mesh and keypoints (not the side view)
     except (RenderError, ValueError) as exc:
-        tile = label(crop_image(image, ann.exemplar.center, ann.exemplar.scale, size),
+        tile = label(display_crop(image, ann.exemplar.center, ann.exemplar.scale, size),
                      f"cannot draw: {exc}"[:60])
     if image is None:
         tile = label(tile, "image not found", color=(255, 255, 255), background=(160, 20, 20))

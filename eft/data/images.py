@@ -132,7 +132,8 @@ def _box_reduce(sub: np.ndarray, k: int) -> np.ndarray:
 
 def crop_image(image: np.ndarray, center, scale: float, res: int = 224,
                rot: float = 0.0, antialias: bool = True) -> np.ndarray:
-    """SPIN's person crop of an image.
+    """SPIN's person crop of an image: the regressor's input (picture tiles for people
+    are :func:`eft.render.display_crop`).
 
     Crop pixel ``u`` (pixel centres at integers) shows image point
     ``crop_to_image(u, center, scale, res, rot)``, bilinearly interpolated; points

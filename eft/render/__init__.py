@@ -31,9 +31,9 @@ from eft.render.mesh import RenderOutput, face_normals, render_mesh, vertex_norm
 from eft.render.raster import Fragments, rasterize
 from eft.render.views import (
     FitView,
-    crop_image,
     crop_keypoints,
     crop_overlay,
+    display_crop,
     fit_panel,
     render_fit_panel,
     rotate_about_vertical,
@@ -52,7 +52,7 @@ __all__ = [
     "RenderError",
     "RenderOutput",
     "WeakPerspectiveCamera",
-    "crop_image",
+    "display_crop",
     "crop_keypoints",
     "crop_overlay",
     "draw_keypoint_comparison",

@@ -24,7 +24,7 @@ from eft.render.mesh import DEFAULT_COLOR, render_mesh
 
 __all__ = [
     "FitView",
-    "crop_image",
+    "display_crop",
     "rotate_about_vertical",
     "crop_overlay",
     "crop_keypoints",
@@ -110,8 +110,11 @@ class FitView:
         return p
 
 
-def crop_image(image, center, scale: float, size: int, fill=_GREY) -> np.ndarray:
-    """The square crop of side ``200 * scale`` px around ``center``, resized to ``size``.
+def display_crop(image, center, scale: float, size: int, fill=_GREY) -> np.ndarray:
+    """A picture tile: the square of side ``200 * scale`` px around ``center``, resized
+    to ``size``, padded with ``fill`` (grey) - for overlays and contact sheets.  The
+    regressor's input crop (rotation, zero padding, float images) is
+    :func:`eft.data.images.crop_image`.
 
     Shapes: ``image`` (H, W, 3) uint8 or None (a plain ``fill`` crop); ``center`` (2,)
     -> (size, size, 3) uint8.  Crop pixel ``x_c`` shows image point
@@ -165,7 +168,7 @@ def rotate_about_vertical(vertices, degrees: float = 90.0, centre=None) -> np.nd
 def crop_overlay(image, view: FitView, faces, size: int = 448, *, opacity: float = 0.85,
                  color=DEFAULT_COLOR, supersample: int = 2) -> np.ndarray:
     """The image crop of the fit with its mesh overlaid: (size, size, 3) uint8."""
-    crop = crop_image(image, view.center, view.scale, size)
+    crop = display_crop(image, view.center, view.scale, size)
     r = render_mesh(view.vertices, faces, WeakPerspectiveCamera.crop(view.cam, size),
                     (size, size), color=color, supersample=supersample)
     return overlay(crop, r.rgba(), opacity)
@@ -179,7 +182,7 @@ def crop_keypoints(image, view: FitView, keypoints2d, size: int = 448, *,
     (K, 2) image pixels (default: ``view.projected_keypoints()``) -> (size, size, 3)
     uint8.
     """
-    crop = crop_image(image, view.center, view.scale, size)
+    crop = display_crop(image, view.center, view.scale, size)
     return _draw_comparison(crop, view, keypoints2d, size, fitted2d, edges)
 
 
@@ -228,7 +231,7 @@ def fit_panel(image, view: FitView, faces, keypoints2d=None, *, size: int = 448,
     residual lines) are drawn on the overlay, or in a tile of their own between the two
     with ``separate_keypoints=True``.
     """
-    crop = crop_image(image, view.center, view.scale, size)
+    crop = display_crop(image, view.center, view.scale, size)
     r = render_mesh(view.vertices, faces, WeakPerspectiveCamera.crop(view.cam, size),
                     (size, size), supersample=supersample)
     front = overlay(crop, r.rgba(), opacity)

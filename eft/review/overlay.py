@@ -143,7 +143,7 @@ class OverlayCache:
         import torch
         from PIL import Image
 
-        from eft.render import FitView, RenderError, crop_image, fit_panel, label
+        from eft.render import FitView, RenderError, display_crop, fit_panel, label
 
         ann = self.catalog.annotation(i)
         fit, ex = ann.fit, ann.exemplar
@@ -167,7 +167,7 @@ class OverlayCache:
                 panel = fit_panel(image, view, body.faces, kp2d, size=self.size,
                                   separate_keypoints=True)
             except (RenderError, ValueError) as exc:
-                crop = crop_image(image, ex.center, ex.scale, self.size)
+                crop = display_crop(image, ex.center, ex.scale, self.size)
                 panel = label(crop, f"cannot draw this fit: {exc}"[:120])
             self.renders += 1
         buf = io.BytesIO()
