@@ -46,7 +46,7 @@ import torch
 from eft.annotations import AnnotationSet, Provenance
 from eft.body import BodyModel
 from eft.data.pose_bank import load_pose_bank
-from eft.fitting import EFTConfig, fit, smplify
+from eft.fitting import EFTConfig, FitTargets, fit, smplify
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor, load_regressor, save_regressor
 from eft.train.augment import AugmentConfig, crop_inputs
@@ -83,10 +83,11 @@ def pseudo_ground_truth(prior, body, targets, centers, scales, ids, batch: int):
     """Fits of the ITW set by EFT, SMPLify and the prior alone: {method: [Fit]} and
     the seconds each took."""
     kw = dict(exemplar_ids=ids, centers=centers, scales=scales)
+    ft = FitTargets(targets, ids=ids, centers=centers, scales=scales)
     cfg = EFTConfig()
     fits, seconds = {}, {}
     t = time.perf_counter()
-    fits["eft"] = fit(prior, body, targets, targets, cfg, batch_size=batch, progress=True, **kw)
+    fits["eft"] = fit(prior, body, ft, cfg, batch_size=batch, progress=True)
     seconds["eft"] = time.perf_counter() - t
     t = time.perf_counter()
     with torch.no_grad():
@@ -94,8 +95,8 @@ def pseudo_ground_truth(prior, body, targets, centers, scales, ids, batch: int):
     fits["smplify"] = smplify(body, targets, init=init, batch_size=1024, progress=True, **kw)
     seconds["smplify"] = time.perf_counter() - t
     t = time.perf_counter()
-    fits["regressor"] = fit(prior, body, targets, targets, cfg.replace(max_iters=1),
-                            batch_size=256, progress=False, **kw)
+    fits["regressor"] = fit(prior, body, ft, cfg.replace(max_iters=1), batch_size=256,
+                            progress=False)
     seconds["regressor"] = time.perf_counter() - t
     return fits, seconds
 

@@ -83,7 +83,8 @@ def smplify_fits(eft_set: AnnotationSet, prior, body, cache: Path | None) -> Ann
     key = f"smplify_{len(exemplars)}_{ids_digest[:12]}.h5"  # stable across runs
     if cache is not None and (cache / key).is_file():
         return read_annotations(cache / key)
-    targets, centers, scales, ids = exemplar_batch(exemplars)
+    ft = exemplar_batch(exemplars)
+    targets, centers, scales, ids = ft.keypoints, ft.center_tensor, ft.scale_tensor, ft.id_list
     fits = []
     for i in range(0, len(targets), 4096):
         sl = slice(i, i + 4096)
@@ -111,9 +112,8 @@ def held_out_score(model, body, held: dict) -> dict:
     cfg = eft_preset("eft", max_iters=1)
     res = {}
     for name, people in held.items():
-        targets, centers, scales, ids = exemplar_batch([h.exemplar for h in people])
-        fits = fit(model, body, targets, targets, cfg, exemplar_ids=ids, centers=centers,
-                   scales=scales, batch_size=256, progress=False)
+        fits = fit(model, body, exemplar_batch([h.exemplar for h in people]), cfg,
+                   batch_size=256, progress=False)
         s = held_out_errors(people, fits).summary()
         res[name] = {"mean": s.mean, "median": s.median, "share_below_0_1": s.share_below_0_1,
                      "mean_se": s.mean_se}

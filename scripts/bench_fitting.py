@@ -35,6 +35,7 @@ from eft.body import BodyModel
 from eft.data.pose_bank import load_pose_bank
 from eft.fitting import (
     EFTConfig,
+    FitTargets,
     fit,
     fit_batched,
     fit_flat,
@@ -139,21 +140,22 @@ def exemplar_cost(model, scope: str, iters: int) -> dict:
     not need), Adam's elementwise FLOPs (~12 per value) and the minimum bytes (the
     pretrained weights read once; per update each trained value's weight and two Adam
     moments read and written once: gradients and activations can stay in cache)."""
-    from eft.fitting.engine import _IEF_HEAD, split_model
+    from eft.fitting.engine import split_model
+    from eft.models.protocol import IEF_HEAD_MODULES
 
     trained = split_model(model, scope).trainable
     n_iter = getattr(model, "n_iter", 1)
     named = dict(model.named_parameters())
 
     def macs(name):
-        reuse = n_iter if name.split(".")[0] in _IEF_HEAD else 1
+        reuse = n_iter if name.split(".")[0] in IEF_HEAD_MODULES else 1
         return named[name].numel() * reuse
 
     linear = [n for n in named if named[n].dim() == 2]
     fwd = sum(macs(n) for n in linear)
     bwd_w = sum(macs(n) for n in linear if n in trained)
     first = next(n for n in linear if n in trained)
-    bwd_x = bwd_w - (macs(first) if first.split(".")[0] not in _IEF_HEAD else 0)
+    bwd_x = bwd_w - (macs(first) if first.split(".")[0] not in IEF_HEAD_MODULES else 0)
     p = sum(named[n].numel() for n in trained)
     return {
         "trained_params": p,
@@ -239,32 +241,34 @@ def speed_run(model, body, targets, args) -> dict:
 
     def seq_today():
         with todays_sequential():
-            fit_sequential(model, body, None, tgt(n_seq), full)
+            fit_sequential(model, body, FitTargets(tgt(n_seq)), full)
 
     paths = {
         "sequential_today": (seq_today, n_seq),
-        "sequential_lean": (lambda: fit_sequential(model, body, None, tgt(n_seq), full), n_seq),
-        "vmap_b64": (lambda: fit_batched(model, body, None, tgt(64), full, batch_size=64), 64),
-        "flat_b64": (lambda: fit_flat(model, body, None, tgt(64), full, batch_size=64), 64),
+        "sequential_lean": (lambda: fit_sequential(model, body, FitTargets(tgt(n_seq)), full),
+                            n_seq),
+        "vmap_b64": (lambda: fit_batched(model, body, FitTargets(tgt(64)), full, batch_size=64),
+                     64),
+        "flat_b64": (lambda: fit_flat(model, body, FitTargets(tgt(64)), full, batch_size=64), 64),
     }
-    fit_flat(model, body, None, tgt(8), full.replace(max_iters=2))  # warm-up
+    fit_flat(model, body, FitTargets(tgt(8)), full.replace(max_iters=2))  # warm-up
     rates = dict.fromkeys(paths, 0.0)
     for _ in range(reps):
         for name, (run, n) in paths.items():
             rates[name] = max(rates[name], _rate(run, n))
-    phases = flat_phases(lambda: fit_flat(model, body, None, tgt(64), full, batch_size=64))
+    phases = flat_phases(lambda: fit_flat(model, body, FitTargets(tgt(64)), full, batch_size=64))
     flat_other = {}
     for b in () if args.quick else (1, 16, 256):
         n = max(b, 64)
         flat_other[str(b)] = _rate(
-            lambda b=b, n=n: fit_flat(model, body, None, tgt(n), full, batch_size=b), n)
+            lambda b=b, n=n: fit_flat(model, body, FitTargets(tgt(n)), full, batch_size=b), n)
     head = {}
     if not args.quick:
         cfg = full.replace(scope="head")
         head["sequential_lean"] = _rate(
-            lambda: fit_sequential(model, body, None, tgt(n_seq), cfg), n_seq)
+            lambda: fit_sequential(model, body, FitTargets(tgt(n_seq)), cfg), n_seq)
         head["flat_b64"] = _rate(
-            lambda: fit_flat(model, body, None, tgt(64), cfg, batch_size=64), 64)
+            lambda: fit_flat(model, body, FitTargets(tgt(64)), cfg, batch_size=64), 64)
     peak = matmul_peak_flops()
     streams = stream_bandwidth()
     bandwidth = max(streams.values())
@@ -313,10 +317,10 @@ def hmr_speed(args) -> None:
             torch.cuda.synchronize()
 
     images, targets = batch(4)
-    fit_sequential(model, body, images[:1], targets[:1], full)  # warm-up
+    fit_sequential(model, body, FitTargets(targets[:1], images[:1]), full)  # warm-up
     sync()
     t = time.perf_counter()
-    fit_sequential(model, body, images, targets, full)
+    fit_sequential(model, body, FitTargets(targets, images), full)
     sync()
     result = {"device": str(device), "model": "HMR-ResNet50, random weights", "iterations": 20,
               "sequential_eps": 4 / (time.perf_counter() - t), "batched_eps": {}}
@@ -325,10 +329,11 @@ def hmr_speed(args) -> None:
     for b in (int(x) for x in args.hmr_speed.split(",")):
         images, targets = batch(2 * b)
         try:
-            fit_batched(model, body, images[:b], targets[:b], full, batch_size=b)  # warm-up
+            fit_batched(model, body, FitTargets(targets[:b], images[:b]), full,
+                        batch_size=b)  # warm-up
             sync()
             t = time.perf_counter()
-            fit_batched(model, body, images, targets, full, batch_size=b)
+            fit_batched(model, body, FitTargets(targets, images), full, batch_size=b)
             sync()
         except torch.OutOfMemoryError:
             result["out_of_memory_at"] = b
@@ -374,6 +379,7 @@ def main() -> None:
     gt_rot = torch.as_tensor(data.pose, dtype=torch.float32).reshape(-1, 24, 3)
     gt_rot, gt_betas = axis_angle_to_rotmat(gt_rot), torch.as_tensor(data.betas).float()
     kw = dict(exemplar_ids=ids, centers=centers, scales=scales)
+    ft = FitTargets(targets, ids=ids, centers=centers, scales=scales)
 
     def initial(t):
         with torch.no_grad():
@@ -382,14 +388,12 @@ def main() -> None:
     accuracy, timing, all_fits = {}, {}, {}
     cfg = EFTConfig()
     runs = {
-        "regressor": lambda: fit(model, body, targets, targets,
-                                 cfg.replace(max_iters=1), batch_size=64,
-                                 progress=False, **kw),
+        "regressor": lambda: fit(model, body, ft, cfg.replace(max_iters=1), batch_size=64,
+                                 progress=False),
         "smplify": lambda: smplify(body, targets, init=initial(targets), **kw),
-        "eft": lambda: fit(model, body, targets, targets, cfg, batch_size=16, progress=True,
-                           **kw),
-        "eft_head": lambda: fit(model, body, targets, targets, cfg.replace(scope="head"),
-                                batch_size=16, progress=True, **kw),
+        "eft": lambda: fit(model, body, ft, cfg, batch_size=16, progress=True),
+        "eft_head": lambda: fit(model, body, ft, cfg.replace(scope="head"), batch_size=16,
+                                progress=True),
     }
     for name, run in runs.items():
         t = time.perf_counter()
@@ -404,8 +408,8 @@ def main() -> None:
     sweep = {}
     if not args.no_sweep:  # does fitting the 2D keypoints harder help 3D?
         for label, over in SWEEP.items():
-            fits = fit(model, body, targets, targets, cfg.replace(**over), batch_size=16,
-                       progress=False, **kw)
+            fits = fit(model, body, FitTargets(targets, targets), cfg.replace(**over),
+                       batch_size=16, progress=False, **kw)
             sweep[label] = summarise(body, fits, gt_rot, gt_betas)
             print("sweep", label, json.dumps({k: round(v, 2) for k, v in sweep[label].items()}))
 

@@ -40,7 +40,14 @@ import numpy as np
 import torch
 
 from eft.body import BodyModel
-from eft.fitting import EFTConfig, eft_loss, fit_batched, fit_sequential, split_model
+from eft.fitting import (
+    EFTConfig,
+    FitTargets,
+    eft_loss,
+    fit_batched,
+    fit_sequential,
+    split_model,
+)
 from eft.fitting.engine import _keypoint_lbs
 from eft.models import HMR
 
@@ -109,9 +116,11 @@ def is_oom(exc: BaseException) -> bool:
 def sequential_speed(model, body, images, targets, cfg, device, clock, n) -> dict:
     if clock.left() < 10:
         return {"skipped": "time budget"}
-    fit_sequential(model, body, images[:1], targets[:1], cfg.replace(max_iters=2))  # warm-up
+    fit_sequential(model, body, FitTargets(targets[:1], images[:1]),
+                   cfg.replace(max_iters=2))  # warm-up
     n = min(n, len(images))
-    dt = timed(lambda: fit_sequential(model, body, images[:n], targets[:n], cfg), device)
+    dt = timed(lambda: fit_sequential(model, body, FitTargets(targets[:n], images[:n]), cfg),
+               device)
     return {"exemplars": n, "eps": n / dt}
 
 
@@ -130,9 +139,10 @@ def batched_sweep(model, body, size, cfg, device, clock, max_b) -> dict:
         reset_peak(device)
         try:
             if last is None:  # warm-up (cuDNN autotuning, allocator)
-                fit_batched(model, body, images, targets, cfg.replace(max_iters=2), batch_size=b)
+                fit_batched(model, body, FitTargets(targets, images), cfg.replace(max_iters=2),
+                            batch_size=b)
             dt = timed(lambda b=b, images=images, targets=targets: fit_batched(
-                model, body, images, targets, cfg, batch_size=b), device)
+                model, body, FitTargets(targets, images), cfg, batch_size=b), device)
         except Exception as exc:  # noqa: BLE001 - OOM is the expected end of the sweep
             if is_oom(exc):
                 out["out_of_memory_at"] = b
@@ -156,8 +166,8 @@ def exactness(model, body, size, device) -> dict:
     cameras, max relative difference of betas, equal iteration counts and flags."""
     images, targets = make_data(3, size, seed=99)
     cfg = EFTConfig(lr=1e-4, max_iters=3, stop_loss_2d=0.0)
-    seq = fit_sequential(model, body, images, targets, cfg)
-    bat = fit_batched(model, body, images, targets, cfg, batch_size=3)
+    seq = fit_sequential(model, body, FitTargets(targets, images), cfg)
+    bat = fit_batched(model, body, FitTargets(targets, images), cfg, batch_size=3)
     rot = max(float(np.abs(a.rotmat - b.rotmat).max()) for a, b in zip(seq, bat, strict=True))
     cam = max(float(np.abs(a.cam_weak - b.cam_weak).max())
               for a, b in zip(seq, bat, strict=True))
@@ -270,8 +280,10 @@ def channels_last_batched(model, body, size, cfg, device, clock, b: int) -> dict
     images, targets = make_data(b, size, seed=5)
     images = images.contiguous(memory_format=torch.channels_last)
     reset_peak(device)
-    fit_batched(cl, body, images[:1], targets[:1], cfg.replace(max_iters=2), batch_size=1)
-    dt = timed(lambda: fit_batched(cl, body, images, targets, cfg, batch_size=b), device)
+    fit_batched(cl, body, FitTargets(targets[:1], images[:1]), cfg.replace(max_iters=2),
+                batch_size=1)
+    dt = timed(lambda: fit_batched(cl, body, FitTargets(targets, images), cfg, batch_size=b),
+               device)
     return {"b": b, "eps": b / dt, "peak_memory_gb": peak_gb(device)}
 
 

@@ -174,21 +174,21 @@ def subset(n_total: int, n: int | None, seed: int, name: str, what: str) -> np.n
 # ---------------------------------------------------------------------------
 
 def run_method(method, exemplars, model, body, cfg, scfg, prior, batch_size):
-    targets, centers, scales, ids = exemplar_batch(exemplars)
-    kw = dict(exemplar_ids=ids, centers=centers, scales=scales)
+    ft = exemplar_batch(exemplars)
     if method == "mean":
-        return mean_pose_fits(model, body, targets, cfg, pose_prior=prior, **kw)
+        return mean_pose_fits(model, body, ft, cfg, pose_prior=prior)
     if method == "regressor":
-        return fit(model, body, targets, targets, cfg.replace(max_iters=1),
-                   batch_size=max(batch_size, 64), progress=False, pose_prior=prior, **kw)
+        return fit(model, body, ft, cfg.replace(max_iters=1), batch_size=max(batch_size, 64),
+                   progress=False, pose_prior=prior)
     if method == "eft":
-        return fit(model, body, targets, targets, cfg, batch_size=batch_size,
-                   progress=True, pose_prior=prior, **kw)
+        return fit(model, body, ft, cfg, batch_size=batch_size, progress=True,
+                   pose_prior=prior)
     if method == "smplify":
         with torch.no_grad():
-            init = model(targets)
-        return smplify(body, targets, init=init, config=scfg, pose_prior=prior,
-                       batch_size=256, progress=True, **kw)
+            init = model(ft.keypoints)
+        return smplify(body, ft.keypoints, init=init, config=scfg, pose_prior=prior,
+                       batch_size=256, progress=True, exemplar_ids=ft.ids,
+                       centers=ft.centers, scales=ft.scales)
     raise ValueError(method)
 
 

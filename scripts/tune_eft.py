@@ -67,14 +67,14 @@ def held_out_people(n: int, seed: int) -> dict:
 
 
 def run(model, body, exemplars, method: str, cfg=None):
-    targets, centers, scales, ids = exemplar_batch(exemplars)
-    kw = dict(exemplar_ids=ids, centers=centers, scales=scales)
+    ft = exemplar_batch(exemplars)
     if method == "smplify":
         with torch.no_grad():
-            init = model(targets)
-        return smplify(body, targets, init=init, config=SmplifyConfig(), batch_size=256,
-                       progress=False, **kw)
-    return fit(model, body, targets, targets, cfg, batch_size=64, progress=False, **kw)
+            init = model(ft.keypoints)
+        return smplify(body, ft.keypoints, init=init, config=SmplifyConfig(), batch_size=256,
+                       progress=False, exemplar_ids=ft.ids, centers=ft.centers,
+                       scales=ft.scales)
+    return fit(model, body, ft, cfg, batch_size=64, progress=False)
 
 
 def score(model, body, held: dict, synth, gt, method: str, cfg=None) -> dict:

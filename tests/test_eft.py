@@ -22,6 +22,7 @@ from eft.fitting import (
     FLAGS,
     KEYPOINT_REGRESSOR_LR,
     EFTConfig,
+    FitTargets,
     QualityRules,
     apply_rules,
     eft_loss,
@@ -62,9 +63,9 @@ def data(body):
     cfg = SyntheticConfig(truncation_prob=0.0, limb_drop_prob=0.0)
     syn = generate(poses, N, seed=0, config=cfg, body=body)
     exemplars = list(syn.exemplars())
-    targets, centers, scales, ids = exemplar_batch(exemplars)
-    return {"exemplars": exemplars, "targets": targets, "centers": centers,
-            "scales": scales, "ids": ids}
+    batch = exemplar_batch(exemplars)
+    return {"exemplars": exemplars, "targets": batch.keypoints, "centers": batch.centers,
+            "scales": batch.scales, "ids": batch.id_list}
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +83,15 @@ def make_kr() -> KeypointRegressor:
 CFG = EFTConfig(lr=1e-4, max_iters=6, stop_loss_2d=0.0)
 
 
+def batch_of(data, rows=None) -> FitTargets:
+    """The FitTargets of the exemplars ``rows`` (default all) of ``data``."""
+    rows = list(range(N)) if rows is None else rows
+    return FitTargets(data["targets"][rows], **kwargs(data, rows))
+
+
 def kwargs(data, rows=None):
     rows = list(range(N)) if rows is None else rows
-    return {"exemplar_ids": [data["ids"][i] for i in rows],
+    return {"ids": [data["ids"][i] for i in rows],
             "centers": data["centers"][rows], "scales": data["scales"][rows]}
 
 
@@ -175,14 +182,14 @@ def test_loss_terms(fast):
 
 @pytest.fixture(scope="module")
 def sequential_fits(body, data):
-    return fit_sequential(make_kr(), body, None, data["targets"], CFG, **kwargs(data))
+    return fit_sequential(make_kr(), body, batch_of(data), CFG)
 
 
 def test_batched_equals_sequential(body, data, sequential_fits):
     model = make_kr()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    batched = fit_batched(model, body, None, data["targets"], CFG, batch_size=8,
-                          **kwargs(data))
+    batched = fit_batched(model, body, batch_of(data), CFG,
+                          batch_size=8)
     assert len(batched) == N
     for a, b in zip(sequential_fits, batched, strict=True):
         assert_same(a, b)
@@ -198,11 +205,11 @@ def test_batched_equals_sequential(body, data, sequential_fits):
 
 def test_batch_of_one_and_uneven_chunks(body, data, sequential_fits):
     """B = 1 (alone) and chunks of 3 (3 + 3 + 2) give the same fits."""
-    one = fit_batched(make_kr(), body, None, data["targets"][2:3], CFG, batch_size=1,
-                      **kwargs(data, [2]))
+    one = fit_batched(make_kr(), body, batch_of(data, [2]), CFG,
+                      batch_size=1)
     assert_same(sequential_fits[2], one[0])
-    chunks = fit(make_kr(), body, None, data["targets"], CFG, batch_size=3, progress=False,
-                 pose_prior=None, **kwargs(data))
+    chunks = fit(make_kr(), body, batch_of(data), CFG, batch_size=3,
+                 progress=False, pose_prior=None)
     for a, b in zip(sequential_fits, chunks, strict=True):
         assert_same(a, b)
 
@@ -210,15 +217,13 @@ def test_batch_of_one_and_uneven_chunks(body, data, sequential_fits):
 def test_exemplar_alone_equals_in_batch(body, data):
     """No state leaks between exemplars: A alone == A among others (either order)."""
     cfg = CFG.replace(stop_loss_2d=2e-3)  # some stop early, the rest go on
-    together = fit_batched(make_kr(), body, None, data["targets"], cfg, **kwargs(data))
+    together = fit_batched(make_kr(), body, batch_of(data), cfg)
     assert len({f.quality.iterations for f in together}) > 1
     for i in (0, 5):
-        alone = fit_batched(make_kr(), body, None, data["targets"][i:i + 1], cfg,
-                            **kwargs(data, [i]))[0]
+        alone = fit_batched(make_kr(), body, batch_of(data, [i]), cfg)[0]
         assert_same(alone, together[i])
     rev = list(range(N))[::-1]
-    reversed_fits = fit_batched(make_kr(), body, None, data["targets"][rev], cfg,
-                                **kwargs(data, rev))
+    reversed_fits = fit_batched(make_kr(), body, batch_of(data, rev), cfg)
     for j, i in enumerate(rev):
         assert_same(reversed_fits[j], together[i])
 
@@ -228,8 +233,8 @@ def test_exemplar_alone_equals_in_batch(body, data):
 # ---------------------------------------------------------------------------
 
 def test_eft_lowers_2d_error(body, data):
-    fits = fit_batched(make_kr(), body, None, data["targets"],
-                       EFTConfig(lr=1e-4, max_iters=10, stop_loss_2d=0.0), **kwargs(data))
+    fits = fit_batched(make_kr(), body, batch_of(data),
+                       EFTConfig(lr=1e-4, max_iters=10, stop_loss_2d=0.0))
     for f in fits:
         assert f.quality.n_valid_keypoints >= 6
         assert "skipped" not in f.flags
@@ -253,8 +258,8 @@ def test_early_stop_keeps_the_stopping_step(body, data, fast):
         _, init_2d = eft_loss(init, sanitize_keypoints(data["targets"]), EFTConfig(), fast)
     threshold = float(init_2d.median())  # about half are below it at once
     cfg = EFTConfig(lr=1e-4, max_iters=10, stop_loss_2d=threshold)
-    for fits in (fit_batched(model, body, None, data["targets"], cfg, **kwargs(data)),
-                 fit_sequential(model, body, None, data["targets"], cfg, **kwargs(data))):
+    for fits in (fit_batched(model, body, batch_of(data), cfg),
+                 fit_sequential(model, body, batch_of(data), cfg)):
         for i, f in enumerate(fits):
             q = f.quality
             assert q.converged and q.iterations < cfg.max_iters
@@ -274,8 +279,8 @@ def test_keep_params_are_those_of_the_stopping_step(body, data, fast):
     """Re-running the regressor with the returned parameters reproduces the fit."""
     cfg = EFTConfig(lr=1e-4, max_iters=5, stop_loss_2d=0.0)
     model = make_kr()
-    fits = fit_batched(model, body, None, data["targets"][:2], cfg, keep_params=True,
-                       **kwargs(data, [0, 1]))
+    fits = fit_batched(model, body, batch_of(data, [0, 1]), cfg,
+                       keep_params=True)
     for i, f in enumerate(fits):
         tuned = make_kr()
         tuned.load_state_dict({**tuned.state_dict(),
@@ -303,8 +308,8 @@ def test_degenerate_exemplars_are_skipped_without_harm(body, data, sequential_fi
     ids[4:7] = ["zero-conf", "nan", "single"]
     model = make_kr()
     for fn in (fit_batched, fit_sequential):
-        fits = fn(model, body, None, mixed, CFG, exemplar_ids=ids,
-                  centers=data["centers"][rows], scales=data["scales"][rows])
+        fits = fn(model, body, FitTargets(mixed, ids=ids, centers=data["centers"][rows],
+                                          scales=data["scales"][rows]), CFG)
         with torch.no_grad():
             init = model.eval()(sanitize_keypoints(mixed[4:7]))
         for j, f in enumerate(fits[4:7]):
@@ -327,7 +332,8 @@ def test_hmr_non_finite_image_is_skipped(body, hmr):
     targets = torch.zeros(2, 49, 3)
     targets[:, 25:, :2] = torch.randn(2, 24, 2) * 0.3
     targets[:, 25:, 2] = 1.0
-    fits = fit_batched(model, body, images, targets, EFTConfig(max_iters=1, scope="head"))
+    fits = fit_batched(model, body, FitTargets(targets, images),
+                       EFTConfig(max_iters=1, scope="head"))
     assert "skipped" not in fits[0].flags
     assert {"skipped", "non_finite"} <= set(fits[1].flags)
     assert np.isfinite(fits[1].rotmat).all()
@@ -335,11 +341,11 @@ def test_hmr_non_finite_image_is_skipped(body, hmr):
 
 def test_bad_arguments(body, data, hmr):
     with pytest.raises(EftError):
-        fit_batched(make_kr(), body, None, data["targets"][:, :24], CFG)
+        fit_batched(make_kr(), body, FitTargets(data["targets"][:, :24]), CFG)
     with pytest.raises(EftError):
-        fit_batched(hmr, body, None, data["targets"], CFG)  # HMR needs images
+        fit_batched(hmr, body, FitTargets(data["targets"]), CFG)  # HMR needs images
     with pytest.raises(ValueError):
-        fit(make_kr(), body, None, data["targets"], CFG, mode="parallel")
+        fit(make_kr(), body, FitTargets(data["targets"]), CFG, mode="parallel")
     with pytest.raises(EftError):
         split_model(torch.nn.Linear(2, 2), "head")
 
@@ -354,9 +360,9 @@ def test_kr_scopes(body, data):
     changed = {}
     for scope in ("all", "head", "last_stage"):
         cfg = EFTConfig(lr=1e-3, max_iters=3, stop_loss_2d=0.0, scope=scope)
-        fits = fit_batched(make_kr(), body, None, targets, cfg, keep_params=True,
-                           **kwargs(data, [0, 1]))
-        seq = fit_sequential(make_kr(), body, None, targets, cfg, **kwargs(data, [0, 1]))
+        fits = fit_batched(make_kr(), body, FitTargets(targets, **kwargs(data, [0, 1])), cfg,
+                           keep_params=True)
+        seq = fit_sequential(make_kr(), body, FitTargets(targets, **kwargs(data, [0, 1])), cfg)
         for a, b in zip(seq, fits, strict=True):
             assert_same(a, b, atol=1e-4)
         changed[scope] = {k for k, v in fits[0].params.items()
@@ -381,7 +387,8 @@ def test_hmr_scopes_and_frozen_batchnorm(body, hmr):
     results = {}
     for scope in ("all", "head", "last_stage"):
         cfg = EFTConfig(lr=1e-3, max_iters=2, stop_loss_2d=0.0, scope=scope)
-        results[scope] = fit_batched(model, body, images, targets, cfg, keep_params=True)
+        results[scope] = fit_batched(model, body, FitTargets(targets, images), cfg,
+                                     keep_params=True)
         for k, v in model.state_dict().items():  # model restored, BN statistics included
             assert torch.equal(v, before[k]), k
     for scope, fits in results.items():
@@ -398,7 +405,7 @@ def test_hmr_scopes_and_frozen_batchnorm(body, hmr):
                 assert "layer4.0.downsample.0.weight" in backbone and "fc1.weight" in moved
             else:
                 assert not backbone and "fc1.weight" in moved
-    seq = fit_sequential(model, body, images, targets,
+    seq = fit_sequential(model, body, FitTargets(targets, images),
                          EFTConfig(lr=1e-3, max_iters=2, stop_loss_2d=0.0, scope="all"))
     for a, b in zip(seq, results["all"], strict=True):
         # an untrained HMR predicts betas in the tens: compare relatively
@@ -462,8 +469,8 @@ def test_quality_flags_on_fits(body, data):
     targets = data["targets"][:3].clone()
     targets[2, 25:, :2] += 0.8  # far from anything: high initial loss, not converged
     cfg = EFTConfig(lr=1e-4, max_iters=2, stop_loss_2d=0.0)
-    fits = fit_batched(model, body, None, targets, cfg, pose_prior=prior,
-                       **kwargs(data, [0, 1, 2]))
+    fits = fit_batched(model, body, FitTargets(targets, **kwargs(data, [0, 1, 2])), cfg,
+                       pose_prior=prior)
     assert calls == [(3, 24, 3, 3)]
     for f in fits:
         assert "extreme_shape" in f.flags and not f.accepted
@@ -478,15 +485,15 @@ def test_quality_flags_on_fits(body, data):
     tolerant = QualityRules(reject_flags=("skipped",))
     assert all(apply_rules(f.quality, tolerant).accepted for f in fits)
     # the same rules given up front
-    again = fit_batched(model, body, None, targets, cfg.replace(rules=loose),
-                        **kwargs(data, [0, 1, 2]))
+    again = fit_batched(model, body, FitTargets(targets, **kwargs(data, [0, 1, 2])),
+                        cfg.replace(rules=loose))
     assert [f.accepted for f in again] == [True, True, True]
     assert math.isnan(again[0].quality.pose_nll)
 
 
 def test_vertices_and_fit_dataclass(body, data):
-    fits = fit_sequential(make_kr(), body, None, data["targets"][:1],
-                          EFTConfig(max_iters=1), with_vertices=True, **kwargs(data, [0]))
+    fits = fit_sequential(make_kr(), body, batch_of(data, [0]),
+                          EFTConfig(max_iters=1), with_vertices=True)
     f = fits[0]
     assert f.vertices.shape == (body.num_vertices, 3)
     out = body(torch.as_tensor(f.rotmat[None]), torch.as_tensor(f.betas[None]))
@@ -507,9 +514,9 @@ def test_fit_scores_pose_nll_with_the_shipped_prior(body):
     torch.manual_seed(0)
     model = KeypointRegressor(width=64, hidden=64)
     cfg = EFTConfig(max_iters=2)
-    fits = fit(model, body, targets, targets, cfg, progress=False)
+    fits = fit(model, body, FitTargets(targets, targets), cfg, progress=False)
     prior = load_default_pose_prior()
     expected = prior(torch.as_tensor(np.stack([f.rotmat for f in fits])))
     np.testing.assert_allclose([f.quality.pose_nll for f in fits], expected.numpy(), rtol=1e-4)
-    off = fit(model, body, targets, targets, cfg, progress=False, pose_prior=None)
+    off = fit(model, body, FitTargets(targets, targets), cfg, progress=False, pose_prior=None)
     assert all(math.isnan(f.quality.pose_nll) for f in off)

@@ -15,7 +15,7 @@ from smplx.lbs import batch_rigid_transform
 from eft.body import BodyModel
 from eft.body.fast import KeypointLBS, kinematic_levels, rigid_transform_levels
 from eft.data.synthetic import SyntheticConfig, generate
-from eft.fitting import EFTConfig, exemplar_batch, fit, fit_flat, fit_sequential
+from eft.fitting import EFTConfig, FitTargets, exemplar_batch, fit, fit_flat, fit_sequential
 from eft.fitting import flat as flat_module
 from eft.fitting.losses import sanitize_keypoints
 from eft.geometry.rotations import axis_angle_to_rotmat
@@ -43,7 +43,7 @@ def data(body):
     poses = (torch.randn(N_GOOD, 72, generator=g, dtype=torch.float64) * 0.3).numpy()
     cfg = SyntheticConfig(truncation_prob=0.0, limb_drop_prob=0.0)
     good = exemplar_batch(list(generate(poses, N_GOOD, seed=1, config=cfg,
-                                        body=body).exemplars()))[0]
+                                        body=body).exemplars())).keypoints
     bad = good[:3].clone()
     bad[0, :, 2] = 0.0
     bad[1] = float("nan")
@@ -58,7 +58,7 @@ def data(body):
 def _threshold(model, body, targets, scope: str) -> float:
     """A stopping threshold between two initial 2D losses (about a third of the
     exemplars stop at once, some later, some never), away from every initial loss."""
-    init = fit_sequential(model, body, None, targets,
+    init = fit_sequential(model, body, FitTargets(targets),
                           EFTConfig(max_iters=1, stop_loss_2d=0.0, scope=scope))
     losses = np.sort([f.quality.loss_2d_init for f in init
                       if "skipped" not in f.quality.flags])
@@ -78,8 +78,8 @@ def test_flat_equals_sequential_b64_mixed(body, prior, data, scope):
     the sequential loop (fits, iterations, convergence, flags)."""
     cfg = EFTConfig(lr=6e-5, max_iters=8, scope=scope,
                     stop_loss_2d=_threshold(prior, body, data, scope))
-    ref = fit_sequential(prior, body, None, data, cfg)
-    got = fit_flat(prior, body, None, data, cfg, batch_size=64, block=8)
+    ref = fit_sequential(prior, body, FitTargets(data), cfg)
+    got = fit_flat(prior, body, FitTargets(data), cfg, batch_size=64, block=8)
     _compare(ref, got)
     iters = [f.quality.iterations for f in ref]
     assert iters.count(0) == 3  # the degenerate ones
@@ -97,17 +97,17 @@ def test_flat_equals_sequential_small_batches(body, prior, data, scope, batch, b
     targets = data[rows]
     cfg = EFTConfig(lr=6e-5, max_iters=6, scope=scope,
                     stop_loss_2d=_threshold(prior, body, targets, scope))
-    ref = fit_sequential(prior, body, None, targets, cfg)
-    got = fit_flat(prior, body, None, targets, cfg, batch_size=batch, block=block)
+    ref = fit_sequential(prior, body, FitTargets(targets), cfg)
+    got = fit_flat(prior, body, FitTargets(targets), cfg, batch_size=batch, block=block)
     _compare(ref, got)
 
 
 def test_fit_alone_equals_fit_in_batch(body, prior, data):
     cfg = EFTConfig(max_iters=8, stop_loss_2d=_threshold(prior, body, data[:16], "all"))
-    together = fit_flat(prior, body, None, data[:16], cfg, block=4)
+    together = fit_flat(prior, body, FitTargets(data[:16]), cfg, block=4)
     assert len({f.quality.iterations for f in together}) > 2
     for i in (0, 7, 13):
-        alone = fit_flat(prior, body, None, data[i:i + 1], cfg)[0]
+        alone = fit_flat(prior, body, FitTargets(data[i:i + 1]), cfg)[0]
         b = together[i]
         assert (alone.quality.iterations, alone.quality.flags) == (
             b.quality.iterations, b.quality.flags)
@@ -120,8 +120,8 @@ def test_keep_params_model_untouched_and_params_reproduce_the_fit(body, prior, d
     before = {k: v.clone() for k, v in prior.state_dict().items()}
     prior.train()
     cfg = EFTConfig(lr=1e-4, max_iters=4, stop_loss_2d=0.0)
-    ref = fit_sequential(prior, body, None, data[:3], cfg, keep_params=True)
-    got = fit_flat(prior, body, None, data[:3], cfg, keep_params=True)
+    ref = fit_sequential(prior, body, FitTargets(data[:3]), cfg, keep_params=True)
+    got = fit_flat(prior, body, FitTargets(data[:3]), cfg, keep_params=True)
     assert prior.training
     for k, v in prior.state_dict().items():
         assert torch.equal(v, before[k]), k
@@ -157,8 +157,8 @@ def test_other_layer_sizes_and_masked_input(body, data, scope):
     targets = data[:10]
     cfg = EFTConfig(lr=1e-4, max_iters=5, scope=scope,
                     stop_loss_2d=_threshold(model, body, targets, scope))
-    ref = fit_sequential(model, body, None, targets, cfg)
-    got = fit_flat(model, body, None, targets, cfg, block=4)
+    ref = fit_sequential(model, body, FitTargets(targets), cfg)
+    got = fit_flat(model, body, FitTargets(targets), cfg, block=4)
     _compare(ref, got)
 
 
@@ -172,19 +172,19 @@ def test_fit_dispatches_to_the_flat_engine(body, prior, data, monkeypatch):
 
     monkeypatch.setattr(flat_module, "fit_flat", spy)
     cfg = EFTConfig(max_iters=2)
-    fit(prior, body, None, data[:2], cfg, progress=False, pose_prior=None)
+    fit(prior, body, FitTargets(data[:2]), cfg, progress=False, pose_prior=None)
     assert calls == ["KeypointRegressor"]
-    fit(prior, body, None, data[:2], cfg, mode="vmap", progress=False, pose_prior=None)
+    fit(prior, body, FitTargets(data[:2]), cfg, mode="vmap", progress=False, pose_prior=None)
     assert calls == ["KeypointRegressor"]
     torch.manual_seed(0)
     hmr = HMR()
     assert not flat_module.supports(hmr, "all")
     images = torch.randn(1, 3, 32, 32)
-    fit(hmr, body, images, data[:1], EFTConfig(max_iters=1, scope="head"), progress=False,
-        pose_prior=None)
+    fit(hmr, body, FitTargets(data[:1], images), EFTConfig(max_iters=1, scope="head"),
+        progress=False, pose_prior=None)
     assert calls == ["KeypointRegressor"]
     with pytest.raises(ValueError):
-        fit(prior, body, None, data[:2], cfg, mode="parallel")
+        fit(prior, body, FitTargets(data[:2]), cfg, mode="parallel")
 
 
 # ---------------------------------------------------------------------------

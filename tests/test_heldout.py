@@ -30,6 +30,7 @@ from eft.fitting.heldout import (
     visible_crop,
 )
 from eft.fitting.records import Fit, FitQuality
+from tests.helpers import require_file
 
 REPO = Path(__file__).resolve().parents[1]
 I = SPIN49_INDEX
@@ -217,18 +218,15 @@ def test_mean_pose_of_a_mean_pose_person_is_exact(body):
     gt[25:] = np.c_[xy[25:], valid[25:].astype(float)]  # GT slots only
     ex = [Exemplar(id=f"m{i}", image_path=None, center=center, scale=scale, keypoints=gt,
                    source="synthetic") for i in range(4)]
-    targets, centers, scales, ids = exemplar_batch(ex)
-    fits = mean_pose_fits(model, body, targets, EFTConfig(), exemplar_ids=ids,
-                          centers=centers, scales=scales)
+    fits = mean_pose_fits(model, body, exemplar_batch(ex), EFTConfig())
     for f in fits:
         np.testing.assert_allclose(f.cam_weak, cam, atol=1e-5)
         assert f.quality.loss_2d_final < 1e-10 and f.accepted
         assert f.quality.reproj_px < 1e-3
     held = make_held_out(ex)
-    targets, centers, scales, ids = exemplar_batch([h.exemplar for h in held])
-    assert not np.allclose(centers.numpy(), center)  # crops from the visible joints
-    hfits = mean_pose_fits(model, body, targets, exemplar_ids=ids, centers=centers,
-                           scales=scales)
+    targets = exemplar_batch([h.exemplar for h in held])
+    assert not np.allclose(targets.center_tensor.numpy(), center)  # crops from the visible joints
+    hfits = mean_pose_fits(model, body, targets)
     errs = held_out_errors(held, hfits, valid)
     assert errs.summary().n_joints == 8
     assert errs.error_px.max() < 1e-3
@@ -246,8 +244,7 @@ def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):
     coco = shared_data / "coco2017_keypoints" / "person_keypoints_val2017.json"
     mpii = shared_data / "mpii_2d" / "mpii_valid_tompson.h5"
     for p in (coco, mpii):
-        if not p.is_file():
-            pytest.skip(f"{p} not found")
+        require_file(p)
     bench = _load_script()
     bench.DATASETS.update(coco=("coco", coco), mpii=("mpii", mpii))
     out = tmp_path / "smoke"

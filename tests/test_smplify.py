@@ -63,8 +63,9 @@ def bank():
 def data(body, bank):
     """N clean synthetic exemplars (COCO-17 annotation, no noise, nothing missing)."""
     syn = generate(bank.val().poses, N, seed=3, config=SyntheticConfig().clean(), body=body)
-    targets, centers, scales, ids = exemplar_batch(list(syn.exemplars()))
-    return {"targets": targets, "centers": centers, "scales": scales, "ids": ids}
+    batch = exemplar_batch(list(syn.exemplars()))
+    return {"targets": batch.keypoints, "centers": batch.centers, "scales": batch.scales,
+            "ids": batch.id_list}
 
 
 def run(body, data, rows=None, **kwargs):

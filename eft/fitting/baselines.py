@@ -19,8 +19,6 @@ the keypoints are better matched by the body turned upside down in the image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -36,7 +34,7 @@ from eft.models.output import RegressorOutput
 from .config import EFTConfig
 from .losses import count_valid_gt, eft_loss, loss_weights, project, sanitize_keypoints
 from .quality import PosePrior, assess, pose_nll
-from .records import Fit, crops_and_ids
+from .records import Fit, FitTargets
 
 __all__ = ["fit_weak_camera", "mean_output", "mean_pose_fits"]
 
@@ -82,27 +80,18 @@ def mean_output(model: nn.Module, batch: int) -> RegressorOutput:
     return RegressorOutput(rotmat=rotmat, betas=betas, cam=cam, pose6d=pose6d)
 
 
-def mean_pose_fits(
-    model: nn.Module,
-    body: BodyModel | KeypointLBS,
-    targets: Tensor,
-    config: EFTConfig | None = None,
-    *,
-    exemplar_ids: Sequence[str] | None = None,
-    centers: Tensor | np.ndarray | None = None,
-    scales: Tensor | np.ndarray | None = None,
-    pose_prior: PosePrior | None = None,
-) -> list[Fit]:
+def mean_pose_fits(model: nn.Module, body: BodyModel | KeypointLBS, targets: FitTargets,
+                   config: EFTConfig | None = None, *,
+                   pose_prior: PosePrior | None = None) -> list[Fit]:
     """The mean-pose baseline (module docstring) as :class:`Fit` s.
 
     Args:
         model: an IEF regressor (its ``init_pose`` / ``init_shape`` are used).
         body: body model or its :class:`KeypointLBS`.
-        targets: (B, 49, 3) crop-normalised keypoints + confidence.
+        targets: :class:`FitTargets` (its keypoints (B, 49, 3), ids and crops; no
+            model inputs are needed).
         config: joint weights of the camera fit and of ``L2D`` and the acceptance rules
             (:class:`EFTConfig`, default EFT's).
-        exemplar_ids, centers (B, 2), scales (B,): as for :func:`~eft.fitting.fit`
-            (default: the 224 px crop is the image).
         pose_prior: scores ``quality.pose_nll`` (None: not scored, NaN).
 
     Quality: ``loss_2d_init == loss_2d_final`` = EFT's ``L2D`` of the mean body with
@@ -113,27 +102,25 @@ def mean_pose_fits(
     config = config or EFTConfig()
     fast = body if isinstance(body, KeypointLBS) else KeypointLBS(body)
     dtype = fast.c.dtype
-    targets = sanitize_keypoints(torch.as_tensor(targets).to(dtype))
-    if targets.dim() != 3 or tuple(targets.shape[1:]) != (49, 3):
-        raise EftError(f"targets must have shape (B, 49, 3), got {tuple(targets.shape)}")
-    batch = targets.shape[0]
+    centers, scales, ids = targets.center_tensor, targets.scale_tensor, targets.id_list
+    keypoints = sanitize_keypoints(targets.keypoints.to(dtype))
+    batch = targets.batch
     with torch.no_grad():
         start = mean_output(model, batch)
         rot, betas = start.rotmat.to(dtype), start.betas.to(dtype)
         kp3d, _ = fast(rot, betas)
-        cam = fit_weak_camera(kp3d, targets, loss_weights(targets, config, fast))
+        cam = fit_weak_camera(kp3d, keypoints, loss_weights(keypoints, config, fast))
         out = RegressorOutput(rotmat=rot, betas=betas, cam=cam)
-        _, l2d = eft_loss(out, targets, config, fast)
+        _, l2d = eft_loss(out, keypoints, config, fast)
         kp3d, pred2d = project(out, fast)
-        n_valid = count_valid_gt(targets, fast)
+        n_valid = count_valid_gt(keypoints, fast)
         skipped = n_valid < config.rules.min_valid_keypoints
-        centers, scales, ids = crops_and_ids(batch, centers, scales, exemplar_ids)
         finite = (torch.isfinite(cam).all(1) & torch.isfinite(l2d))
         qualities = assess(
             config.rules, loss_2d_init=l2d.double(), loss_2d_final=l2d.double(),
             iterations=torch.zeros(batch, dtype=torch.long),
             converged=(l2d < config.stop_loss_2d) & ~skipped, betas=betas, pred2d=pred2d,
-            target=targets, centers=centers, scales=scales, n_valid_keypoints=n_valid,
+            target=keypoints, centers=centers, scales=scales, n_valid_keypoints=n_valid,
             finite=finite, skipped=torch.zeros(batch, dtype=torch.bool),
             nll=None if pose_prior is None else pose_nll(pose_prior, rot),
             keypoint_valid=fast.kp_total > 0.5)

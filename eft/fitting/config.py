@@ -53,11 +53,13 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Literal
 
 from torch import nn
 
 from eft.geometry.cameras import FOCAL_LENGTH
+from eft.models.hmr import EFT_LR
+from eft.models.keypoint_regressor import KEYPOINT_REGRESSOR_LR
+from eft.models.protocol import SCOPES, Regressor, Scope
 
 __all__ = [
     "EFT_PRESETS",
@@ -71,19 +73,6 @@ __all__ = [
     "QualityRules",
     "EFTConfig",
 ]
-
-#: EFT's learning rate (``--lr_eft`` default), used for HMR.
-EFT_LR = 5e-6
-
-#: Learning rate for the small :class:`~eft.models.KeypointRegressor`: the smallest rate
-#: at which most clean synthetic fits reach EFT's threshold within 20 steps (median 7);
-#: see the module docstring for the measurements.
-KEYPOINT_REGRESSOR_LR = 3e-5
-
-Scope = Literal["all", "head", "last_stage"]
-#: Trainable scopes: every weight except BatchNorm affine ("all", EFT), only the IEF head
-#: ("head"), or the last encoder stage plus the head ("last_stage").
-SCOPES: tuple[str, ...] = ("all", "head", "last_stage")
 
 #: Every quality flag a fit can carry.
 FLAGS: tuple[str, ...] = (
@@ -253,14 +242,13 @@ class EFTConfig:
         if not isinstance(self.rules, QualityRules):
             raise TypeError(f"rules must be a QualityRules, got {type(self.rules).__name__}")
 
-    def resolve_lr(self, model: nn.Module) -> float:
-        """``lr`` if set, else :data:`KEYPOINT_REGRESSOR_LR` for a
-        :class:`~eft.models.KeypointRegressor` and :data:`EFT_LR` for anything else (HMR)."""
+    def resolve_lr(self, model: Regressor | nn.Module) -> float:
+        """``lr`` if set, else the regressor's own ``eft_lr``
+        (:class:`~eft.models.protocol.Regressor`; :data:`EFT_LR` for a module that
+        declares none)."""
         if self.lr is not None:
             return float(self.lr)
-        from eft.models.keypoint_regressor import KeypointRegressor
-
-        return KEYPOINT_REGRESSOR_LR if isinstance(model, KeypointRegressor) else EFT_LR
+        return float(getattr(model, "eft_lr", EFT_LR))
 
     def replace(self, **changes) -> EFTConfig:
         return dataclasses.replace(self, **changes)

@@ -23,16 +23,17 @@ Three implementations with the same results:
   stopped.
 
 Trainable scope (``EFTConfig.scope``): ``"all"`` (EFT), ``"head"`` (the IEF head) or
-``"last_stage"`` (the last encoder stage + the head).  Each model is split into a
-frozen ``features(x)`` part and a trained ``head(features)`` part; the frozen part runs
-once per exemplar, without gradients.  KeypointRegressor: encoder | IEF head (or encoder
-up to its last Linear-LayerNorm-ReLU | that block + head); HMR: ResNet-50 | IEF head (or
-ResNet up to layer3 | layer4 + head).  In ``"all"`` every parameter except BatchNorm's
-weight and bias is trained (LayerNorm's are trained; it has no running statistics).
+``"last_stage"`` (the last encoder stage + the head).  Each regressor
+(:class:`~eft.models.protocol.Regressor`) declares how it splits into a frozen
+``features(x)`` part and a trained ``head(features)`` part per scope; the frozen part
+runs once per exemplar, without gradients.  In ``"all"`` every parameter except
+BatchNorm's weight and bias is trained (LayerNorm's are trained; it has no running
+statistics); any module returning a :class:`RegressorOutput` can be fine-tuned so.
 
-Inputs: KeypointRegressor takes the crop-normalised keypoints (B, 49, 3) (the targets
-themselves; ``inputs=None`` means that), HMR takes (B, 3, 224, 224) normalised crops.
-Targets are always (B, 49, 3) crop-normalised keypoints + confidence.
+Inputs (:class:`FitTargets`): a regressor of input kind ``"keypoints"`` reads the
+crop-normalised keypoints (B, 49, 3) (the targets themselves; ``inputs=None`` means
+that), an ``"image"`` one (HMR) reads ``inputs``, e.g. (B, 3, 224, 224) normalised
+crops.  Targets are always (B, 49, 3) crop-normalised keypoints + confidence.
 
 Degenerate exemplars - fewer than ``config.rules.min_valid_keypoints`` annotated GT
 keypoints (all confidences zero, all keypoints NaN, a single keypoint), or a non-finite
@@ -61,28 +62,25 @@ from eft.data.exemplar import Exemplar
 from eft.errors import EftError
 from eft.geometry.cameras import image_to_crop_norm, weak_to_perspective_translation
 from eft.geometry.rotations import rotmat_to_axis_angle
-from eft.models.hmr import HMR
-from eft.models.keypoint_regressor import KeypointRegressor
 from eft.models.output import RegressorOutput
+from eft.models.protocol import SCOPES, Regressor, whole_model_split
 
 from .config import EFTConfig
 from .losses import count_valid_gt, eft_loss, project, sanitize_keypoints
 from .quality import PosePrior, assess, pose_nll
-from .records import Fit, crops_and_ids
+from .records import Fit, FitTargets
 
 __all__ = [
     "ModelSplit",
     "split_model",
     "trainable_parameter_names",
     "exemplar_batch",
+    "input_kind",
     "fit_sequential",
     "fit_batched",
     "fit",
     "fit_exemplars",
 ]
-
-_IEF_HEAD = ("fc1", "fc2", "decpose", "decshape", "deccam")
-
 
 # ---------------------------------------------------------------------------
 # Model split: frozen features | trained head
@@ -94,19 +92,20 @@ class ModelSplit:
 
     Attributes:
         scope: the scope it was made for.
-        features: ``features(model, inputs) -> Tensor`` - the frozen part (identity for
+        features: ``features(inputs) -> Tensor`` - the frozen part (identity for
             ``"all"``); run once per exemplar without gradients.
-        head: ``head(model, features) -> RegressorOutput`` - the fine-tuned part.
+        head: ``head(features) -> RegressorOutput`` - the fine-tuned part (it reads the
+            model's own parameters, which the batched paths swap per exemplar).
         trainable: names (as in ``model.named_parameters()``) of the trained parameters.
     """
 
     scope: str
-    features: Callable[[nn.Module, Tensor], Tensor]
-    head: Callable[[nn.Module, Tensor], RegressorOutput]
+    features: Callable[[Tensor], Tensor]
+    head: Callable[[Tensor], RegressorOutput]
     trainable: tuple[str, ...]
 
 
-def _batchnorm_parameter_names(model: nn.Module) -> set[str]:
+def _batchnorm_parameter_names(model: nn.Module | Regressor) -> set[str]:
     names = set()
     for mod_name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -115,134 +114,77 @@ def _batchnorm_parameter_names(model: nn.Module) -> set[str]:
     return names
 
 
-def _names_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
+def _names_under(model: nn.Module | Regressor, prefixes: Sequence[str]) -> list[str]:
     return [n for n, _ in model.named_parameters()
-            if any(n == p or n.startswith(p + ".") for p in prefixes)]
+            if any(p == "" or n == p or n.startswith(p + ".") for p in prefixes)]
 
 
-def _identity(model: nn.Module, x: Tensor) -> Tensor:
-    return x
-
-
-def _whole(model: nn.Module, x: Tensor) -> RegressorOutput:
-    return model(x)
-
-
-def _kr_features_last(model: nn.Module, x: Tensor) -> Tensor:
-    return model.encoder[:-3](model.prepare_input(x))
-
-
-def _kr_head_last(model: nn.Module, f: Tensor) -> RegressorOutput:
-    return model.iterate(model.encoder[-3:](f))
-
-
-def _kr_features(model: nn.Module, x: Tensor) -> Tensor:
-    return model.encode(x)
-
-
-def _ief(model: nn.Module, f: Tensor) -> RegressorOutput:
-    return model.iterate(f)
-
-
-def _hmr_features_last(model: nn.Module, x: Tensor) -> Tensor:
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(x.shape)}")
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    return model.layer3(model.layer2(model.layer1(x)))
-
-
-def _hmr_head_last(model: nn.Module, f: Tensor) -> RegressorOutput:
-    return model.iterate(model.avgpool(model.layer4(f)).flatten(1))
-
-
-def _hmr_features(model: nn.Module, x: Tensor) -> Tensor:
-    return model.features(x)
-
-
-def split_model(model: nn.Module, scope: str = "all") -> ModelSplit:
-    """The :class:`ModelSplit` of ``model`` for ``scope`` (see the module docstring).
-
-    ``"all"`` works for any module that maps inputs to a :class:`RegressorOutput`;
-    ``"head"`` and ``"last_stage"`` need a :class:`HMR` or :class:`KeypointRegressor`.
-    BatchNorm weights and biases are never trainable.
+def split_model(model: nn.Module | Regressor, scope: str = "all") -> ModelSplit:
+    """The :class:`ModelSplit` of ``model`` for ``scope`` (see the module docstring):
+    the :class:`~eft.models.protocol.Regressor`'s own ``eft_split``; a module that is not
+    one can only be fine-tuned whole (``"all"``).  BatchNorm weights and biases are never
+    trainable.
     """
-    frozen_bn = _batchnorm_parameter_names(model)
-    if scope == "all":
-        names = [n for n, _ in model.named_parameters()]
-        features, head = _identity, _whole
-    elif isinstance(model, KeypointRegressor):
-        if scope == "head":
-            names = _names_under(model, _IEF_HEAD)
-            features, head = _kr_features, _ief
-        elif scope == "last_stage":
-            last = len(model.encoder) - 3
-            names = _names_under(model, (f"encoder.{last}", f"encoder.{last + 1}", *_IEF_HEAD))
-            features, head = _kr_features_last, _kr_head_last
-        else:
-            raise EftError(f"unknown scope {scope!r}")
-    elif isinstance(model, HMR):
-        if scope == "head":
-            names = _names_under(model, _IEF_HEAD)
-            features, head = _hmr_features, _ief
-        elif scope == "last_stage":
-            names = _names_under(model, ("layer4", *_IEF_HEAD))
-            features, head = _hmr_features_last, _hmr_head_last
-        else:
-            raise EftError(f"unknown scope {scope!r}")
+    if scope not in SCOPES:
+        raise EftError(f"unknown scope {scope!r}")
+    if isinstance(model, Regressor):
+        parts = model.eft_split(scope)  # type: ignore[arg-type]  # checked against SCOPES
+    elif scope == "all":
+        parts = whole_model_split(model)
     else:
         raise EftError(
-            f"scope {scope!r} needs an HMR or KeypointRegressor; a {type(model).__name__} "
-            "can only be fine-tuned with scope='all'")
-    trainable = tuple(n for n in names if n not in frozen_bn)
-    return ModelSplit(scope=scope, features=features, head=head, trainable=trainable)
+            f"scope {scope!r} needs a Regressor (eft.models.protocol); a "
+            f"{type(model).__name__} can only be fine-tuned with scope='all'")
+    frozen_bn = _batchnorm_parameter_names(model)
+    trainable = tuple(n for n in _names_under(model, parts.trained) if n not in frozen_bn)
+    return ModelSplit(scope=scope, features=parts.features, head=parts.head,
+                      trainable=trainable)
 
 
-def trainable_parameter_names(model: nn.Module, scope: str = "all") -> tuple[str, ...]:
+def trainable_parameter_names(model: nn.Module | Regressor, scope: str = "all") -> tuple[str, ...]:
     """Names of the parameters EFT fine-tunes in ``scope``."""
     return split_model(model, scope).trainable
 
 
 class _Head(nn.Module):
-    """``head(model, features)`` as a module, for :func:`torch.func.functional_call`
-    (parameter names get the prefix ``model.``)."""
+    """``head(features)`` of ``model`` as a module, for
+    :func:`torch.func.functional_call` (parameter names get the prefix ``model.``)."""
 
-    def __init__(self, model: nn.Module, head: Callable[[nn.Module, Tensor], RegressorOutput]):
+    def __init__(self, model: nn.Module, head: Callable[[Tensor], RegressorOutput]):
         super().__init__()
         self.model = model
         self._head = head
 
     def forward(self, features: Tensor) -> RegressorOutput:
-        return self._head(self.model, features)
+        return self._head(features)
 
 
 # ---------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------
 
-def exemplar_batch(
-    exemplars: Sequence[Exemplar],
-) -> tuple[Tensor, Tensor, Tensor, list[str]]:
-    """Targets for a list of exemplars.
-
-    Returns ``(targets (B, 49, 3) float32 crop-normalised keypoints + confidence,
-    centers (B, 2) float64 image px, scales (B,) float64, ids)``; the crop is SPIN's
-    ``200 * scale`` px square around ``center`` (no rotation).  Non-finite keypoints stay
-    as they are (the fit treats them as missing).
+def exemplar_batch(exemplars: Sequence[Exemplar], inputs: Tensor | None = None) -> FitTargets:
+    """The :class:`FitTargets` of a list of exemplars: keypoints (B, 49, 3) float32
+    crop-normalised + confidence, their centres (B, 2) and scales (B,) (float64; the crop
+    is SPIN's ``200 * scale`` px square around ``center``, no rotation), ids, and the
+    model ``inputs`` (image crops, or None for a keypoint regressor).  Non-finite
+    keypoints stay as they are (the fit treats them as missing).
     """
     if len(exemplars) == 0:
-        return (torch.zeros(0, 49, 3), torch.zeros(0, 2, dtype=torch.float64),
-                torch.zeros(0, dtype=torch.float64), [])
+        return FitTargets(torch.zeros(0, 49, 3), inputs, (),
+                          torch.zeros(0, 2, dtype=torch.float64),
+                          torch.zeros(0, dtype=torch.float64))
     kp = torch.as_tensor(np.stack([np.asarray(e.keypoints, dtype=np.float64)
                                    for e in exemplars]))
     centers = torch.as_tensor(np.stack([np.asarray(e.center, dtype=np.float64)
                                         for e in exemplars]))
     scales = torch.as_tensor([float(e.scale) for e in exemplars], dtype=torch.float64)
     xy = image_to_crop_norm(kp[..., :2], centers, scales)
-    targets = torch.cat((xy, kp[..., 2:]), dim=-1).float()
-    return targets, centers, scales, [str(e.id) for e in exemplars]
+    keypoints = torch.cat((xy, kp[..., 2:]), dim=-1).float()
+    return FitTargets(keypoints, inputs, [str(e.id) for e in exemplars], centers, scales)
 
 
-_FAST_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FAST_CACHE: weakref.WeakKeyDictionary[BodyModel, KeypointLBS] = weakref.WeakKeyDictionary()
 
 
 def _keypoint_lbs(body: BodyModel | KeypointLBS, device: torch.device) -> KeypointLBS:
@@ -273,25 +215,25 @@ class _Prepared:
     ids: list[str]
 
 
-def _prepare(model: nn.Module, fast: KeypointLBS, inputs: Tensor | None, targets: Tensor,
-             config: EFTConfig, exemplar_ids: Sequence[str] | None,
-             centers: Tensor | np.ndarray | None, scales: Tensor | np.ndarray | None,
-             ) -> _Prepared:
+def input_kind(model: nn.Module | Regressor) -> str:
+    """The regressor's ``input_kind``; ``"image"`` (inputs given separately) for a
+    module that declares none."""
+    return str(getattr(model, "input_kind", "image"))
+
+
+def _prepare(model: nn.Module | Regressor, fast: KeypointLBS, targets: FitTargets,
+             config: EFTConfig) -> _Prepared:
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
-    targets = torch.as_tensor(targets)
-    if targets.dim() != 3 or tuple(targets.shape[1:]) != (49, 3):
-        raise EftError(f"targets must have shape (B, 49, 3), got {tuple(targets.shape)}")
-    batch = targets.shape[0]
+    batch = targets.batch
+    keypoints = input_kind(model) == "keypoints"
+    inputs = targets.inputs
     if inputs is None:
-        if not isinstance(model, KeypointRegressor):
+        if not keypoints:
             raise EftError(f"a {type(model).__name__} needs inputs (image crops)")
-        inputs = targets
-    inputs = torch.as_tensor(inputs)
-    if inputs.shape[0] != batch:
-        raise EftError(f"{inputs.shape[0]} inputs for {batch} targets")
-    clean_targets = sanitize_keypoints(targets.to(device, dtype))
-    if isinstance(model, KeypointRegressor):
+        inputs = targets.keypoints
+    clean_targets = sanitize_keypoints(targets.keypoints.to(device, dtype))
+    if keypoints:
         inputs = sanitize_keypoints(inputs.to(device, dtype))
         input_finite = torch.ones(batch, dtype=torch.bool, device=device)
     else:
@@ -301,9 +243,8 @@ def _prepare(model: nn.Module, fast: KeypointLBS, inputs: Tensor | None, targets
                              torch.zeros_like(inputs))
     n_valid = count_valid_gt(clean_targets, fast)
     skipped = (n_valid < config.rules.min_valid_keypoints) | ~input_finite
-    centers, scales, ids = crops_and_ids(batch, centers, scales, exemplar_ids)
     return _Prepared(inputs, clean_targets, n_valid.cpu(), input_finite.cpu(), skipped.cpu(),
-                     centers, scales, ids)
+                     targets.center_tensor, targets.scale_tensor, targets.id_list)
 
 
 # ---------------------------------------------------------------------------
@@ -345,11 +286,11 @@ class _Start:
     raw: _Raw
 
 
-def _start(model: nn.Module, body, inputs, targets, config: EFTConfig, exemplar_ids,
-           centers, scales) -> _Start:
+def _start(model: nn.Module | Regressor, body: BodyModel | KeypointLBS, targets: FitTargets,
+           config: EFTConfig) -> _Start:
     split = split_model(model, config.scope)
     fast = _keypoint_lbs(body, next(model.parameters()).device)
-    prep = _prepare(model, fast, inputs, targets, config, exemplar_ids, centers, scales)
+    prep = _prepare(model, fast, targets, config)
     return _Start(split, fast, prep, config.resolve_lr(model),
                   _Raw.empty(prep.targets.shape[0], prep.targets))
 
@@ -360,7 +301,7 @@ def _initial(model: nn.Module, split: ModelSplit, fast: KeypointLBS, prep: _Prep
     if rows.numel() == 0:
         return
     with torch.no_grad():
-        out = split.head(model, split.features(model, prep.inputs[rows]))
+        out = split.head(split.features(prep.inputs[rows]))
         _, l2d = eft_loss(out, prep.targets[rows], config, fast)
     raw.rotmat[rows], raw.betas[rows], raw.cam[rows] = out.rotmat, out.betas, out.cam
     raw.loss_2d_init[rows] = l2d
@@ -424,35 +365,20 @@ def _make_fits(model: nn.Module, body: BodyModel | KeypointLBS, fast: KeypointLB
 # Sequential (reference) path
 # ---------------------------------------------------------------------------
 
-def fit_sequential(
-    model: nn.Module,
-    body: BodyModel | KeypointLBS,
-    inputs: Tensor | None,
-    targets: Tensor,
-    config: EFTConfig | None = None,
-    *,
-    exemplar_ids: Sequence[str] | None = None,
-    centers: Tensor | np.ndarray | None = None,
-    scales: Tensor | np.ndarray | None = None,
-    pose_prior: PosePrior | None = None,
-    with_vertices: bool = False,
-    keep_params: bool = False,
-    progress: bool = False,
-) -> list[Fit]:
+def fit_sequential(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
+                   targets: FitTargets, config: EFTConfig | None = None, *,
+                   pose_prior: PosePrior | None = None, with_vertices: bool = False,
+                   keep_params: bool = False, progress: bool = False) -> list[Fit]:
     """EFT's original algorithm, one exemplar after the other (the reference path).
 
     Args:
-        model: the pretrained regressor (:class:`HMR`, :class:`KeypointRegressor`, or for
-            scope ``"all"`` any module returning :class:`RegressorOutput`).  Its weights,
+        model: the pretrained :class:`~eft.models.protocol.Regressor` (or for scope
+            ``"all"`` any module returning :class:`RegressorOutput`).  Its weights,
             ``requires_grad`` flags and train/eval mode are restored on return.
         body: the body model (or its :class:`KeypointLBS`).
-        inputs: (B, ...) model inputs - (B, 49, 3) keypoints for a KeypointRegressor
-            (``None``: the targets), (B, 3, 224, 224) crops for HMR.
-        targets: (B, 49, 3) crop-normalised keypoints + confidence.
+        targets: :class:`FitTargets` - keypoints (B, 49, 3), model inputs (None for a
+            keypoint regressor), ids, crops.
         config: :class:`EFTConfig` (default EFT's).
-        exemplar_ids: B ids (default ``"0"``, ``"1"`` ...).
-        centers: (B, 2) bbox centres and ``scales`` (B,) bbox side / 200, image px, for
-            the pixel errors (default: the crop is the image, 224 px).
         pose_prior: ``rotmats (B, 24, 3, 3) -> nll (B,)`` for ``FitQuality.pose_nll``.
         with_vertices: also pose the mesh (``Fit.vertices``).
         keep_params: return each exemplar's fine-tuned parameters (``Fit.params``).
@@ -462,7 +388,7 @@ def fit_sequential(
         One :class:`Fit` per exemplar, in order.
     """
     config = config or EFTConfig()
-    st = _start(model, body, inputs, targets, config, exemplar_ids, centers, scales)
+    st = _start(model, body, targets, config)
     split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
     device = next(model.parameters()).device
     batch = prep.targets.shape[0]
@@ -491,10 +417,10 @@ def fit_sequential(
                                          eps=config.adam_eps, weight_decay=config.weight_decay,
                                          fused=True)
             with torch.no_grad():
-                feats = split.features(model, prep.inputs[i:i + 1])
+                feats = split.features(prep.inputs[i:i + 1])
             target = prep.targets[i:i + 1]
             for it in range(config.max_iters):
-                out = split.head(model, feats)
+                out = split.head(feats)
                 loss, l2d = eft_loss(out, target, config, fast)
                 value = l2d[0].item()
                 if it == 0:
@@ -561,7 +487,7 @@ class _VectorAdam:
             p.addcdiv_(m, denom, value=-step_size)
 
 
-def _run_chunk(model: nn.Module, split: ModelSplit, fast: KeypointLBS, prep: _Prepared,
+def _run_chunk(model: nn.Module | Regressor, split: ModelSplit, fast: KeypointLBS, prep: _Prepared,
                rows: Tensor, config: EFTConfig, lr: float, raw: _Raw,
                keep_params: bool) -> None:
     """Fine-tune the exemplars ``rows`` (original indices) together."""
@@ -570,7 +496,7 @@ def _run_chunk(model: nn.Module, split: ModelSplit, fast: KeypointLBS, prep: _Pr
     named = dict(model.named_parameters())
     stage = _Head(model, split.head)
     with torch.no_grad():
-        feats = split.features(model, prep.inputs[rows])
+        feats = split.features(prep.inputs[rows])
     targets = prep.targets[rows]
 
     def one(params: dict[str, Tensor], feat: Tensor, target: Tensor):
@@ -614,22 +540,10 @@ def _run_chunk(model: nn.Module, split: ModelSplit, fast: KeypointLBS, prep: _Pr
         adam.step(params, grads)
 
 
-def fit_batched(
-    model: nn.Module,
-    body: BodyModel | KeypointLBS,
-    inputs: Tensor | None,
-    targets: Tensor,
-    config: EFTConfig | None = None,
-    batch_size: int = 64,
-    *,
-    exemplar_ids: Sequence[str] | None = None,
-    centers: Tensor | np.ndarray | None = None,
-    scales: Tensor | np.ndarray | None = None,
-    pose_prior: PosePrior | None = None,
-    with_vertices: bool = False,
-    keep_params: bool = False,
-    progress: bool = False,
-) -> list[Fit]:
+def fit_batched(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
+                targets: FitTargets, config: EFTConfig | None = None, batch_size: int = 64,
+                *, pose_prior: PosePrior | None = None, with_vertices: bool = False,
+                keep_params: bool = False, progress: bool = False) -> list[Fit]:
     """EFT on ``batch_size`` exemplars at a time, each with its own weights and Adam
     state; same results as :func:`fit_sequential` (up to float rounding) and the same
     arguments.
@@ -652,7 +566,7 @@ def fit_batched(
     config = config or EFTConfig()
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    st = _start(model, body, inputs, targets, config, exemplar_ids, centers, scales)
+    st = _start(model, body, targets, config)
     split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
     device = next(model.parameters()).device
     batch = prep.targets.shape[0]
@@ -680,10 +594,9 @@ def fit_batched(
 
 
 def fit(
-    model: nn.Module,
+    model: Regressor | nn.Module,
     body: BodyModel | KeypointLBS,
-    inputs: Tensor | None,
-    targets: Tensor,
+    targets: FitTargets,
     config: EFTConfig | None = None,
     mode: str = "batched",
     batch_size: int = 64,
@@ -696,8 +609,8 @@ def fit(
     (:func:`~eft.fitting.flat.fit_flat`) when it supports the model and scope (the
     MLP/IEF :class:`~eft.models.KeypointRegressor`), else :func:`fit_batched` (HMR);
     ``"flat"`` / ``"vmap"`` force one of them; ``"sequential"`` is
-    :func:`fit_sequential`, EFT's loop.  ``kwargs`` as theirs (``exemplar_ids``,
-    ``centers``, ``scales``, ``pose_prior``, ``with_vertices``, ``keep_params``).
+    :func:`fit_sequential`, EFT's loop.  ``kwargs`` as theirs (``pose_prior``,
+    ``with_vertices``, ``keep_params``).
     Unless ``pose_prior`` is given (``None`` turns it off), every fit's
     ``quality.pose_nll`` is scored by the shipped Gaussian-mixture prior of the pose bank."""
     from .flat import fit_flat, supports
@@ -710,19 +623,17 @@ def fit(
 
         kwargs["pose_prior"] = load_default_pose_prior()
     if mode == "sequential":
-        return fit_sequential(model, body, inputs, targets, config, progress=progress,
-                              **kwargs)
+        return fit_sequential(model, body, targets, config, progress=progress, **kwargs)
     scope = (config or EFTConfig()).scope
     if mode == "flat" or (mode == "batched" and supports(model, scope)):
-        return fit_flat(model, body, inputs, targets, config, batch_size, progress=progress,
+        return fit_flat(model, body, targets, config, batch_size, progress=progress,
                         **kwargs)
-    return fit_batched(model, body, inputs, targets, config, batch_size,
-                       progress=progress, **kwargs)
+    return fit_batched(model, body, targets, config, batch_size, progress=progress, **kwargs)
 
 
 def fit_exemplars(
     exemplars: Sequence[Exemplar],
-    model: nn.Module,
+    model: Regressor | nn.Module,
     body: BodyModel | KeypointLBS,
     config: EFTConfig | None = None,
     inputs: Tensor | None = None,
@@ -733,6 +644,4 @@ def fit_exemplars(
     image crops for an image regressor (B, 3, 224, 224); a
     :class:`~eft.models.KeypointRegressor` reads the keypoints and needs none.
     ``kwargs`` go to :func:`fit` (``mode``, ``batch_size``, ``progress``, ...)."""
-    targets, centers, scales, ids = exemplar_batch(exemplars)
-    return fit(model, body, inputs, targets, config, exemplar_ids=ids, centers=centers,
-               scales=scales, **kwargs)
+    return fit(model, body, exemplar_batch(exemplars, inputs), config, **kwargs)

@@ -31,8 +31,8 @@ whether a model/scope can use it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,14 +44,14 @@ from eft.body.model import BodyModel
 from eft.errors import EftError
 from eft.geometry.rotations import rot6d_to_rotmat
 from eft.models.ief import CAM_DIM, POSE6D_DIM, SHAPE_DIM, STATE_DIM
-from eft.models.keypoint_regressor import KeypointRegressor
 from eft.models.output import RegressorOutput
+from eft.models.protocol import Regressor
 
 from .config import EFTConfig
-from .engine import _full_params, _initial, _make_fits, _Raw, _start, split_model
+from .engine import _full_params, _initial, _make_fits, _Raw, _start, input_kind, split_model
 from .losses import eft_loss
 from .quality import PosePrior
-from .records import Fit
+from .records import Fit, FitTargets
 
 __all__ = ["fit_flat"]
 
@@ -95,7 +95,11 @@ class _Layout:
         return sum(int(np.prod(s)) for s in self.shapes.values())
 
 
-def _encoder_blocks(model: KeypointRegressor) -> list[tuple[int, nn.Linear, nn.LayerNorm]]:
+# ``model: Any`` below: a module shaped like the KeypointRegressor (``encoder``, ``fc1``
+# ... ``init_cam``, ``n_iter``, ``prepare_input``); :func:`supports` checks the shape.
+
+
+def _encoder_blocks(model: Any) -> list[tuple[int, nn.Linear, nn.LayerNorm]]:
     """The encoder as (index of the Linear, Linear, LayerNorm) triples; raises
     :class:`EftError` for any other structure."""
     mods = list(model.encoder)
@@ -113,7 +117,7 @@ def _encoder_blocks(model: KeypointRegressor) -> list[tuple[int, nn.Linear, nn.L
     return out
 
 
-def _layout(model: KeypointRegressor, scope: str) -> _Layout:
+def _layout(model: Any, scope: str) -> _Layout:
     blocks = _encoder_blocks(model)
     n_train = {"all": len(blocks), "last_stage": 1, "head": 0}[scope]
     shapes: dict[str, tuple[int, ...]] = {}
@@ -150,15 +154,18 @@ def _layout(model: KeypointRegressor, scope: str) -> _Layout:
                    n_iter=int(model.n_iter), shapes=shapes, names=names)
 
 
-def supports(model: nn.Module, scope: str = "all") -> bool:
-    """Whether :func:`fit_flat` can fine-tune ``model`` in ``scope``: a
-    :class:`~eft.models.KeypointRegressor` whose encoder is Linear-LayerNorm-ReLU blocks
-    and whose trained parameters are exactly those of ``split_model(model, scope)``."""
-    if not isinstance(model, KeypointRegressor) or scope not in ("all", "head", "last_stage"):
+def supports(model: nn.Module | Regressor, scope: str = "all") -> bool:
+    """Whether :func:`fit_flat` can fine-tune ``model`` in ``scope``: a keypoint
+    :class:`~eft.models.protocol.Regressor` shaped like the
+    :class:`~eft.models.KeypointRegressor` (``prepare_input``, an ``encoder`` of
+    Linear-LayerNorm-ReLU blocks, the IEF head) whose trained parameters are exactly
+    those of ``split_model(model, scope)``."""
+    if (not isinstance(model, Regressor) or input_kind(model) != "keypoints"
+            or scope not in ("all", "head", "last_stage")):
         return False
     try:
         layout = _layout(model, scope)
-    except EftError:
+    except (EftError, AttributeError, TypeError):
         return False
     return set(layout.names) == set(split_model(model, scope).trainable)
 
@@ -221,7 +228,7 @@ class _Engine:
     normalised step would otherwise amplify, come out as in the reference.
     """
 
-    def __init__(self, model: KeypointRegressor, layout: _Layout, config: EFTConfig,
+    def __init__(self, model: Any, layout: _Layout, config: EFTConfig,
                  lr: float) -> None:
         self.layout = layout
         self.config = config
@@ -374,7 +381,7 @@ class _Buffers:
         self.acts = _Acts(layout, rows, like)
 
 
-def _run_chunk(engine: _Engine, model: nn.Module, fast: KeypointLBS, x0: Tensor,
+def _run_chunk(engine: _Engine, model: Any, fast: KeypointLBS, x0: Tensor,
                targets: Tensor, rows: Tensor, raw: _Raw, bufs: _Buffers, block: int,
                keep_params: bool) -> None:
     """Fine-tune the exemplars ``rows`` (original indices; frozen inputs ``x0``,
@@ -440,23 +447,11 @@ def _run_chunk(engine: _Engine, model: nn.Module, fast: KeypointLBS, x0: Tensor,
             engine.forward(w, x0[a:b], acts, a)
 
 
-def fit_flat(
-    model: nn.Module,
-    body: BodyModel | KeypointLBS,
-    inputs: Tensor | None,
-    targets: Tensor,
-    config: EFTConfig | None = None,
-    batch_size: int = 64,
-    *,
-    block: int = DEFAULT_BLOCK,
-    exemplar_ids: Sequence[str] | None = None,
-    centers: Tensor | np.ndarray | None = None,
-    scales: Tensor | np.ndarray | None = None,
-    pose_prior: PosePrior | None = None,
-    with_vertices: bool = False,
-    keep_params: bool = False,
-    progress: bool = False,
-) -> list[Fit]:
+def fit_flat(model: Regressor | nn.Module, body: BodyModel | KeypointLBS, targets: FitTargets,
+             config: EFTConfig | None = None, batch_size: int = 64, *,
+             block: int = DEFAULT_BLOCK, pose_prior: PosePrior | None = None,
+             with_vertices: bool = False, keep_params: bool = False,
+             progress: bool = False) -> list[Fit]:
     """EFT with the flat engine: ``batch_size`` exemplars at a time, each with its own
     weights and Adam state, in cache blocks of ``block``; same arguments and results as
     :func:`~eft.fitting.engine.fit_sequential` (up to float rounding).  Needs a model that
@@ -474,7 +469,7 @@ def fit_flat(
     if not supports(model, config.scope):
         raise EftError(f"the flat engine does not support a {type(model).__name__} in "
                        f"scope {config.scope!r}; use fit_batched")
-    st = _start(model, body, inputs, targets, config, exemplar_ids, centers, scales)
+    st = _start(model, body, targets, config)
     split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
     layout = _layout(model, config.scope)
     device = next(model.parameters()).device
@@ -501,7 +496,7 @@ def fit_flat(
                     if config.scope == "all":  # the frozen part is the input itself
                         x0 = model.prepare_input(prep.inputs[rows])
                     else:  # one row at a time, rounded as in fit_sequential
-                        x0 = torch.cat([split.features(model, prep.inputs[i:i + 1])
+                        x0 = torch.cat([split.features(prep.inputs[i:i + 1])
                                         for i in rows.tolist()])
                     x0 = x0.contiguous()
                 _run_chunk(engine, model, fast, x0, prep.targets[rows], rows, raw, bufs,

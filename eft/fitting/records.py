@@ -1,13 +1,19 @@
-"""What EFT returns per exemplar: the fitted body (:class:`Fit`) and how good it is
-(:class:`FitQuality`).  Plain numpy arrays, float32 unless said otherwise."""
+"""What EFT fits (:class:`FitTargets`) and returns per exemplar: the fitted body
+(:class:`Fit`) and how good it is (:class:`FitQuality`).  A fit's fields are plain numpy
+arrays, float32 unless said otherwise."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import Tensor
 
-__all__ = ["FitQuality", "Fit"]
+from eft.errors import EftError
+
+__all__ = ["FitQuality", "Fit", "FitTargets"]
 
 
 @dataclass(frozen=True)
@@ -103,10 +109,6 @@ def crops_and_ids(batch: int, centers=None, scales=None, exemplar_ids=None):
 
     Returns ``(centers (B, 2) float64 tensor, scales (B,) float64 tensor, ids [str])``;
     raises :class:`~eft.errors.EftError` when the number of ids is not ``batch``."""
-    import torch
-
-    from eft.errors import EftError
-
     if centers is None:
         centers = torch.tensor(DEFAULT_CENTER, dtype=torch.float64).expand(batch, 2)
     if scales is None:
@@ -118,3 +120,76 @@ def crops_and_ids(batch: int, centers=None, scales=None, exemplar_ids=None):
     if len(ids) != batch:
         raise EftError(f"{len(ids)} exemplar ids for {batch} targets")
     return centers, scales, ids
+
+
+@dataclass(frozen=True)
+class FitTargets:
+    """What B exemplars are fitted to, the input of every fitting path.
+
+    Attributes:
+        keypoints: (B, 49, 3) SPIN-49 keypoints in crop-normalised ``[-1, 1]``
+            coordinates + confidence (``conf <= 0`` or non-finite: missing).
+        inputs: (B, ...) model inputs of an image regressor, e.g. (B, 3, 224, 224)
+            normalised crops; ``None`` for a keypoint regressor, which reads
+            ``keypoints``.
+        ids: B exemplar ids (default ``"0"``, ``"1"`` ...).
+        centers: (B, 2) float64 bbox centres and ``scales`` (B,) float64 bbox side / 200,
+            image px: the crop is the ``200 * scale`` px square around the centre, used
+            for the pixel errors (default: the 224 px crop is the image).
+
+    Defaults are filled in on construction; a wrong shape or count raises
+    :class:`~eft.errors.EftError`.
+    """
+
+    keypoints: Tensor
+    inputs: Tensor | None = None
+    ids: Sequence[str] | None = None
+    centers: Tensor | np.ndarray | None = None
+    scales: Tensor | np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        kp = torch.as_tensor(self.keypoints)
+        if kp.dim() != 3 or tuple(kp.shape[1:]) != (49, 3):
+            raise EftError(f"targets must have shape (B, 49, 3), got {tuple(kp.shape)}")
+        batch = kp.shape[0]
+        if self.inputs is not None:
+            inputs = torch.as_tensor(self.inputs)
+            if inputs.shape[0] != batch:
+                raise EftError(f"{inputs.shape[0]} inputs for {batch} targets")
+            object.__setattr__(self, "inputs", inputs)
+        centers, scales, ids = crops_and_ids(batch, self.centers, self.scales, self.ids)
+        object.__setattr__(self, "keypoints", kp)
+        object.__setattr__(self, "ids", tuple(ids))
+        object.__setattr__(self, "centers", centers)
+        object.__setattr__(self, "scales", scales)
+
+    @property
+    def batch(self) -> int:
+        """B."""
+        return int(self.keypoints.shape[0])
+
+    @property
+    def id_list(self) -> list[str]:
+        """The B ids."""
+        return list(self.ids or ())
+
+    @property
+    def center_tensor(self) -> Tensor:
+        """(B, 2) float64 centres."""
+        return torch.as_tensor(self.centers)
+
+    @property
+    def scale_tensor(self) -> Tensor:
+        """(B,) float64 scales."""
+        return torch.as_tensor(self.scales)
+
+    def select(self, rows: slice | Sequence[int] | Tensor) -> FitTargets:
+        """The targets of ``rows`` (a slice or indices), crops and ids with them."""
+        index = torch.arange(self.batch)[rows] if isinstance(rows, slice) else (
+            torch.as_tensor(rows, dtype=torch.long).reshape(-1))
+        ids = self.id_list
+        return FitTargets(
+            keypoints=self.keypoints[index],
+            inputs=None if self.inputs is None else self.inputs[index],
+            ids=[ids[i] for i in index.tolist()],
+            centers=self.center_tensor[index], scales=self.scale_tensor[index])

@@ -21,14 +21,18 @@ from eft.errors import EftError
 from ._checkpoint import extract_state_dict, read_checkpoint, strip_module_prefix
 from .ief import IEFMixin, MeanParamsLike
 from .output import RegressorOutput
+from .protocol import IEF_HEAD_MODULES, InputKind, RegressorSplit, Scope, whole_model_split
 from .resnet import RESNET50_FEATURES, ResNet50
 
-__all__ = ["HMR", "LoadReport", "load_hmr_checkpoint", "HMR_INPUT_SIZE", "IMAGENET_MEAN",
+__all__ = ["HMR", "EFT_LR", "LoadReport", "load_hmr_checkpoint", "HMR_INPUT_SIZE", "IMAGENET_MEAN",
            "IMAGENET_STD"]
 
 HMR_INPUT_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: EFT's learning rate (``--lr_eft`` default), HMR's :attr:`~HMR.eft_lr`.
+EFT_LR = 5e-6
 
 
 class HMR(IEFMixin, ResNet50):
@@ -42,7 +46,14 @@ class HMR(IEFMixin, ResNet50):
     The ResNet-50 layers (``conv1``, ``bn1``, ``layer1``..``layer4``) and the IEF head
     (``fc1``, ``fc2``, ``decpose``, ``decshape``, ``deccam``, ``init_*``) are all
     registered on this module, giving SPIN's flat key names.
+
+    As a :class:`~eft.models.protocol.Regressor`: reads image crops, EFT rate
+    :data:`EFT_LR`; scopes ``"head"`` (ResNet-50 frozen | IEF head) and ``"last_stage"``
+    (ResNet-50 up to ``layer3`` frozen | ``layer4`` + IEF head).
     """
+
+    input_kind: InputKind = "image"
+    eft_lr: float = EFT_LR
 
     def __init__(
         self, mean_params: MeanParamsLike = None, n_iter: int = 3, dropout: float = 0.5
@@ -68,6 +79,19 @@ class HMR(IEFMixin, ResNet50):
 
     def forward(self, images: Tensor, n_iter: int | None = None) -> RegressorOutput:
         return self.iterate(self.features(images), n_iter)
+
+    def eft_split(self, scope: Scope) -> RegressorSplit:
+        """The frozen and trained parts for ``scope`` (class docstring)."""
+        if scope == "all":
+            return whole_model_split(self)
+        if scope == "head":
+            return RegressorSplit(self.features, self.iterate, IEF_HEAD_MODULES)
+        if scope == "last_stage":
+            def head(f: Tensor) -> RegressorOutput:
+                return self.iterate(self.last_stage(f))
+
+            return RegressorSplit(self.first_stages, head, ("layer4", *IEF_HEAD_MODULES))
+        raise EftError(f"unknown scope {scope!r}")
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,20 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from eft.errors import EftError
+
 from .ief import IEFMixin, MeanParamsLike
 from .output import RegressorOutput
+from .protocol import IEF_HEAD_MODULES, InputKind, RegressorSplit, Scope, whole_model_split
 
-__all__ = ["KeypointRegressor", "NUM_KEYPOINTS"]
+__all__ = ["KeypointRegressor", "NUM_KEYPOINTS", "KEYPOINT_REGRESSOR_LR"]
 
 NUM_KEYPOINTS = 49
+
+#: EFT learning rate of the :class:`KeypointRegressor`: the smallest rate at which most
+#: clean synthetic fits reach EFT's threshold within 20 steps (median 7); the
+#: measurements are in :mod:`eft.fitting.config`'s docstring.
+KEYPOINT_REGRESSOR_LR = 3e-5
 
 
 class KeypointRegressor(IEFMixin, nn.Module):
@@ -39,7 +47,15 @@ class KeypointRegressor(IEFMixin, nn.Module):
         dropout: IEF dropout (after ``fc1`` and ``fc2``).
         mean_params: IEF starting point, see :func:`~eft.models.ief.coerce_mean_params`.
         input_slots: indices of the keypoint slots the network reads (None: all).
+
+    As a :class:`~eft.models.protocol.Regressor`: reads the keypoints (EFT's targets),
+    EFT rate :data:`KEYPOINT_REGRESSOR_LR`; scopes ``"head"`` (encoder frozen | IEF
+    head) and ``"last_stage"`` (encoder up to its last Linear-LayerNorm-ReLU block
+    frozen | that block + IEF head).
     """
+
+    input_kind: InputKind = "keypoints"
+    eft_lr: float = KEYPOINT_REGRESSOR_LR
 
     def __init__(
         self,
@@ -110,3 +126,22 @@ class KeypointRegressor(IEFMixin, nn.Module):
 
     def forward(self, keypoints: Tensor, n_iter: int | None = None) -> RegressorOutput:
         return self.iterate(self.encode(keypoints), n_iter)
+
+    def eft_split(self, scope: Scope) -> RegressorSplit:
+        """The frozen and trained parts for ``scope`` (class docstring)."""
+        if scope == "all":
+            return whole_model_split(self)
+        if scope == "head":
+            return RegressorSplit(self.encode, self.iterate, IEF_HEAD_MODULES)
+        if scope == "last_stage":
+            last = len(self.encoder) - 3
+
+            def features(keypoints: Tensor) -> Tensor:
+                return self.encoder[:last](self.prepare_input(keypoints))
+
+            def head(f: Tensor) -> RegressorOutput:
+                return self.iterate(self.encoder[last:](f))
+
+            return RegressorSplit(features, head,
+                                  (f"encoder.{last}", f"encoder.{last + 1}", *IEF_HEAD_MODULES))
+        raise EftError(f"unknown scope {scope!r}")

@@ -92,11 +92,18 @@ class ResNet50(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) -> (B, 2048)."""
+        return self.last_stage(self.first_stages(x))
+
+    def first_stages(self, x: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, 1024, H / 16, W / 16): the stem and ``layer1``..``layer3``."""
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(x.shape)}")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def last_stage(self, x: Tensor) -> Tensor:
+        """:meth:`first_stages`' output -> (B, 2048): ``layer4`` and the average pool."""
+        return self.avgpool(self.layer4(x)).flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
