@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import on_ci, test_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,17 +16,10 @@ def shared_data() -> Path:
     """Folder of third-party test data: $EFT_TEST_DATA, else <repo>/../shared/data.
 
     The data is never copied into the repository.  When it is missing the test is
-    skipped with the reason shown (-ra), except on CI (CI=true), where it fails.
+    skipped with the reason shown (-ra), except on CI (CI=true), where it fails
+    (:func:`tests.helpers.require`).
     """
-    env = os.environ.get("EFT_TEST_DATA")
-    path = Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data"
-    if not path.is_dir():
-        how = "$EFT_TEST_DATA" if env else "default location; set $EFT_TEST_DATA to override"
-        reason = f"test data folder {path} not found ({how})"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    return test_data_dir()
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +69,7 @@ try:
     from hypothesis import settings as _hyp_settings
 
     _hyp_settings.register_profile("ci", derandomize=True, print_blob=True)
-    if os.environ.get("CI", "").lower() == "true":
+    if on_ci():
         _hyp_settings.load_profile("ci")
 except ImportError:  # pragma: no cover - hypothesis is a dev dependency
     pass

@@ -1,7 +1,69 @@
-"""Test helpers shared by several test modules."""
+"""Test helpers shared by several test modules.
+
+The fixture rule: a test whose real data, optional package or shipped asset is missing
+is skipped with the reason shown (``-ra``), except on CI (``CI=true``), where it fails.
+:func:`require` is the one place that implements it; test bodies call it (or
+:func:`require_file` / :func:`require_module`) instead of ``pytest.skip``.
+"""
 
 from __future__ import annotations
 
+import importlib
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
 from eft.review.background import live_server
 
-__all__ = ["live_server"]
+__all__ = ["live_server", "on_ci", "require", "require_file", "require_module",
+           "test_data_dir"]
+
+
+def on_ci() -> bool:
+    """Whether the tests run on CI (``CI=true``, any case)."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(ok: bool, reason: str, *, module_level: bool = False) -> None:
+    """Nothing when ``ok``; else fail on CI, skip (visibly, with ``reason``) elsewhere.
+
+    ``module_level``: called while a test module is imported (skips the whole module)."""
+    if ok:
+        return
+    if on_ci():
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason, allow_module_level=module_level)
+
+
+def require_file(path: str | os.PathLike, what: str = "") -> Path:
+    """``path`` when it is a file; else :func:`require` fails or skips the test."""
+    path = Path(path)
+    require(path.is_file(), f"{what + ' ' if what else ''}{path} not found")
+    return path
+
+
+def require_module(name: str, extra: str = "", *, module_level: bool = False) -> ModuleType:
+    """The imported module ``name``; else :func:`require` fails or skips (``extra``: the
+    install hint shown with the reason)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        hint = f" ({extra})" if extra else ""
+        require(False, f"{name} is not installed{hint}", module_level=module_level)
+        raise  # unreachable: require raised
+
+
+def test_data_dir() -> Path:
+    """Folder of third-party test data: $EFT_TEST_DATA, else <repo>/../shared/data;
+    :func:`require` fails or skips when it is missing."""
+    env = os.environ.get("EFT_TEST_DATA")
+    root = Path(__file__).resolve().parents[1]
+    path = Path(env).expanduser() if env else root.parent / "shared" / "data"
+    how = "$EFT_TEST_DATA" if env else "default location; set $EFT_TEST_DATA to override"
+    require(path.is_dir(), f"test data folder {path} not found ({how})")
+    return path
+
+
+test_data_dir.__test__ = False  # a helper, not a test (its name starts with "test")

@@ -34,6 +34,7 @@ from eft.data.skeleton_maps import (
     smpl_joint_positions,
 )
 from eft.errors import EftError
+from tests.helpers import require_file
 
 SMPL_INDEX = {n: i for i, n in enumerate(SMPL24_NAMES)}
 
@@ -55,9 +56,7 @@ _CACHE: dict[tuple[str, float | None], BvhClip] = {}
 def _load(shared_data: Path, rel: str, frame_time: float | None) -> BvhClip:
     key = (rel, frame_time)
     if key not in _CACHE:
-        path = shared_data / "mocap" / rel
-        if not path.is_file():
-            pytest.skip(f"{path} not found")
+        path = require_file(shared_data / "mocap" / rel)
         _CACHE[key] = read_bvh(path, frame_time=frame_time)
     return _CACHE[key]
 
@@ -191,9 +190,7 @@ def test_smpl_joint_positions_mask_and_anatomy(real):
 
 
 def test_units_override_and_to_smpl_frame(shared_data):
-    path = shared_data / "mocap" / "cmu_daz43" / "cmu_subjects" / "02" / "02_01.bvh"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+    path = require_file(shared_data / "mocap" / "cmu_daz43" / "cmu_subjects" / "02" / "02_01.bvh")
     as_inches = read_bvh(path, units="in")
     assert as_inches.units == "in"
     frames = [0, 5]

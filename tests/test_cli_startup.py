@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from eft.cli import main
+from tests.helpers import require_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +85,7 @@ def test_unknown_config_keys_get_a_suggestion(tmp_path, capsys):
 def test_review_on_a_taken_port_is_one_error_line(tmp_path):
     """Run as a user would (a subprocess): one ``eft: error:`` line with a --port hint,
     nothing printed before it, and no database created."""
-    pytest.importorskip("uvicorn")
+    require_module("uvicorn", "pip install -e '.[review]'")
     from eft.annotations import Provenance
     from eft.annotations.api import write_columns
     from eft.annotations.synthetic import random_columns

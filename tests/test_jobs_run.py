@@ -20,6 +20,7 @@ from eft.body.joints import COCO17_NAMES
 from eft.cli import main
 from eft.jobs import JobStoreError, Manifest, config_from_dict, merge_outputs, run_job
 from eft.jobs.sharding import Shard
+from tests.helpers import require_module
 
 REPO = Path(__file__).resolve().parents[1]
 N = 16
@@ -273,13 +274,7 @@ def test_local_worker_processes(tmp_path, reference):
 
 
 def _distributed_or_skip():
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        msg = "dask[distributed] not installed (pip install 'eft[cluster]')"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_module("distributed", "pip install 'eft[cluster]'")
 
 
 def test_dask_backend_on_a_local_cluster(tmp_path, reference):

@@ -38,6 +38,7 @@ from eft.data.retarget import (
 from eft.data.skeleton_maps import smpl_joint_positions
 from eft.errors import EftError
 from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from tests.helpers import require_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPO_ROOT / "eft" / "data" / "assets"
@@ -130,10 +131,7 @@ def test_retarget_partial_mask_and_batching(body):
 @pytest.mark.parametrize("rel, variant, bound_mm", REAL_CLIPS,
                          ids=[c[0].split("/")[-1] for c in REAL_CLIPS])
 def test_retarget_real_clips(shared_data, body, rel, variant, bound_mm):
-    path = shared_data / "mocap" / rel
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
-    clip = read_bvh(path)
+    clip = read_bvh(require_file(shared_data / "mocap" / rel))
     frames = np.linspace(10, clip.num_frames - 1, 20).astype(int)
     targets = mocap_targets(clip, frames)
     assert targets.variant == variant
@@ -157,8 +155,8 @@ def test_retarget_real_clips(shared_data, body, rel, variant, bound_mm):
 def test_retarget_several_clips_in_one_call(shared_data, body):
     """Frames of clips with the same joint map can share a call (per-frame reference)."""
     paths = [shared_data / "mocap" / "cmu_31" / n for n in ("01_01.bvh", "131_01.bvh")]
-    if not all(p.is_file() for p in paths):
-        pytest.skip("cmu_31 clips not found")
+    for p in paths:
+        require_file(p)
     parts = [mocap_targets(read_bvh(p), [300, 600, 900]) for p in paths]
     assert (parts[0].mask == parts[1].mask).all()
     assert not np.allclose(parts[0].reference_joints, parts[1].reference_joints)
@@ -172,9 +170,7 @@ def test_retarget_several_clips_in_one_call(shared_data, body):
 
 
 def test_mocap_targets_match_forward_kinematics(shared_data):
-    path = shared_data / "mocap" / "cmu_31" / "131_02.bvh"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+    path = require_file(shared_data / "mocap" / "cmu_31" / "131_02.bvh")
     clip = read_bvh(path)
     targets = mocap_targets(clip, [100, 200])
     joints, mask = smpl_joint_positions(clip, forward_kinematics(clip, [100, 200]))
@@ -352,9 +348,7 @@ def _build_script():
 def test_frame_checks_drop_broken_frames(shared_data):
     """Without the reference-frame rule the generic checks still drop the broken start
     of 07_12 (root 1.9 m below the floor, then a 2.9 m jump) and keep the rest."""
-    path = shared_data / "mocap" / "cmu_daz43" / "cmu_subjects" / "07" / "07_12.bvh"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+    path = require_file(shared_data / "mocap" / "cmu_daz43" / "cmu_subjects" / "07" / "07_12.bvh")
     script = _build_script()
     clip = read_bvh(path)
     positions = forward_kinematics(clip)

@@ -7,8 +7,9 @@ import pytest
 
 from eft.body import joints as J
 from eft.data.readers import ReaderError, read_dataset, read_lsp
+from tests.helpers import require_module
 
-scipy_io = pytest.importorskip("scipy.io")
+scipy_io = require_module("scipy.io", "pip install -e '.[datasets]'", module_level=True)
 
 IDX = J.SPIN49_INDEX
 # LSP joint order, from the dataset's README.

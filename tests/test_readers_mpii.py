@@ -10,8 +10,9 @@ import pytest
 
 from eft.body import joints as J
 from eft.data.readers import ReaderError, keypoint_box_center_scale, read_mpii
+from tests.helpers import require_module
 
-scipy_io = pytest.importorskip("scipy.io")
+scipy_io = require_module("scipy.io", "pip install -e '.[datasets]'", module_level=True)
 
 IDX = J.SPIN49_INDEX
 # MPII joint order (the official ids 0..15), written out from the MPII documentation.

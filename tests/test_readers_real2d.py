@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
@@ -17,6 +16,7 @@ import pytest
 
 from eft.body import joints as J
 from eft.data.readers import keypoint_box_center_scale, read_dataset
+from tests.helpers import require_file
 
 REPO = Path(__file__).resolve().parents[1]
 IDX = J.SPIN49_INDEX
@@ -36,13 +36,7 @@ COCO_SPIN = ["Nose", "Left Eye", "Right Eye", "Left Ear", "Right Ear", "Left Sho
 
 
 def _file(shared_data: Path, rel: str) -> Path:
-    path = shared_data / rel
-    if not path.is_file():
-        reason = f"real 2D label file {path} not found"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
+    return require_file(shared_data / rel, "real 2D label file")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import socket
 import sqlite3
 import threading
@@ -16,16 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import live_server
+from tests.helpers import live_server, require_module
 
 for _mod in ("fastapi", "httpx", "uvicorn"):  # the review extra; CI installs it (dev)
-    try:
-        __import__(_mod)
-    except ImportError:
-        _why = f"{_mod} is not installed (pip install -e '.[review]')"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(_why, pytrace=False)
-        pytest.skip(_why, allow_module_level=True)
+    require_module(_mod, "pip install -e '.[review]'", module_level=True)
 
 
 with warnings.catch_warnings():  # Starlette's note on httpx vs httpx2
@@ -183,7 +176,7 @@ def test_fit_detail_neighbours_and_bad_ids(client, review_files):
 def test_overlay_png_is_drawn_where_the_fit_projects_and_cached(client, review_files):
     from PIL import Image
 
-    from eft.render import crop_image
+    from eft.render import display_crop
 
     _, _, exemplars, fits = review_files
     fit = max(fits, key=lambda f: f.scale)
@@ -202,7 +195,7 @@ def test_overlay_png_is_drawn_where_the_fit_projects_and_cached(client, review_f
     inside = np.zeros((SIZE, SIZE), bool)
     px = np.clip(np.round(uv).astype(int), 0, SIZE - 1)
     inside[px[:, 1], px[:, 0]] = True
-    plain = crop_image(np.asarray(Image.open(ex.image_path).convert("RGB")), ex.center,
+    plain = display_crop(np.asarray(Image.open(ex.image_path).convert("RGB")), ex.center,
                        ex.scale, SIZE).astype(float)
     diff = np.abs(panel[:, :SIZE].astype(float) - plain).sum(-1)
     yy, xx = np.mgrid[:SIZE, :SIZE]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
 import warnings
 
@@ -26,6 +25,7 @@ from eft.annotations.decisions import (
 )
 from eft.annotations.synthetic import random_columns
 from eft.cli import main
+from tests.helpers import require_module
 
 PROV = Provenance.create(dataset="synthetic", split="test")
 N = 12
@@ -113,13 +113,8 @@ def test_bound_decisions_counts():
 # -- the review app writes bound decisions; export applies them ------------------------------
 
 def _require_review_extra() -> None:
-    try:
-        import fastapi  # noqa: F401
-        import httpx  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("the review extra is not installed")
-        pytest.skip("the review extra is not installed (pip install -e '.[review]')")
+    for name in ("fastapi", "httpx"):
+        require_module(name, "pip install -e '.[review]'")
 
 
 @pytest.fixture

@@ -15,17 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import live_server
+from tests.helpers import live_server, require, require_module
 
 CHROMIUM = "/usr/bin/chromium"
 SIZE = 256  # overlay tile px
-
-
-def _require(ok: bool, reason: str) -> None:
-    if not ok:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +27,12 @@ def sync_playwright():
         from playwright.sync_api import expect, sync_playwright
     except ImportError:
         sync_playwright = expect = None
-    _require(sync_playwright is not None,
-             "playwright is not installed (pip install -e '.[dev]'; no 'playwright install')")
-    _require(Path(CHROMIUM).is_file(),
-             f"{CHROMIUM} not found (apt-get install chromium; .ci/run does it on CI)")
+    require(sync_playwright is not None,
+            "playwright is not installed (pip install -e '.[dev]'; no 'playwright install')")
+    require(Path(CHROMIUM).is_file(),
+            f"{CHROMIUM} not found (apt-get install chromium; .ci/run does it on CI)")
     for mod in ("fastapi", "uvicorn"):
-        try:
-            __import__(mod)
-        except ImportError:
-            _require(False, f"{mod} is not installed (the review extra)")
+        require_module(mod, "the review extra")
     return sync_playwright, expect
 
 

@@ -25,6 +25,7 @@ from eft.body.smpl_import import (
     summarize,
     validate_smpl_fields,
 )
+from tests.helpers import require_module
 
 V = 30  # a small SMPL-layout model: same fields and relations, fewer vertices
 F = 40
@@ -265,7 +266,7 @@ def test_npz_input_is_validated_and_reimported(tmp_path, smpl_pkl, fields):
 
 
 def test_real_scipy_csc_matrix(tmp_path, fields):
-    sp = pytest.importorskip("scipy.sparse")
+    sp = require_module("scipy.sparse", "pip install -e '.[datasets]'")
     for kind in (sp.csc_matrix, sp.csr_matrix):
         path = tmp_path / f"{kind.__name__}.pkl"
         write_pickle(path, official_style_dict(fields, J_regressor=kind(fields["J_regressor"])))
