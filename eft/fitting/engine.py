@@ -277,22 +277,42 @@ class _Raw:
 @dataclass
 class _Start:
     """What every fitting path sets up first: the trainable split, the fast keypoint
-    model, the prepared targets, the learning rate and the empty results (B rows)."""
+    model, the prepared targets, the learning rate, the empty results (B rows; B
+    parameter slots when ``keep_params``) and the model's device."""
 
     split: ModelSplit
     fast: KeypointLBS
     prep: _Prepared
     lr: float
     raw: _Raw
+    device: torch.device
+
+    @property
+    def batch(self) -> int:
+        return int(self.prep.targets.shape[0])
 
 
 def _start(model: nn.Module | Regressor, body: BodyModel | KeypointLBS, targets: FitTargets,
-           config: EFTConfig) -> _Start:
+           config: EFTConfig, keep_params: bool) -> _Start:
     split = split_model(model, config.scope)
-    fast = _keypoint_lbs(body, next(model.parameters()).device)
+    device = next(model.parameters()).device
+    fast = _keypoint_lbs(body, device)
     prep = _prepare(model, fast, targets, config)
-    return _Start(split, fast, prep, config.resolve_lr(model),
-                  _Raw.empty(prep.targets.shape[0], prep.targets))
+    raw = _Raw.empty(prep.targets.shape[0], prep.targets)
+    raw.params = [None] * targets.batch if keep_params else None
+    return _Start(split, fast, prep, config.resolve_lr(model), raw, device)
+
+
+def _fill_skipped(model: nn.Module | Regressor, st: _Start, config: EFTConfig) -> Tensor:
+    """Give the skipped exemplars the un-tuned prediction (and the pretrained parameters
+    when kept); returns their indices."""
+    skipped = torch.nonzero(st.prep.skipped).flatten()
+    _initial(model, st.split, st.fast, st.prep, skipped.to(st.device), config, st.raw)
+    if st.raw.params is not None and skipped.numel():
+        untouched = _full_params(model, {})
+        for i in skipped.tolist():
+            st.raw.params[i] = copy.deepcopy(untouched)
+    return skipped
 
 
 def _initial(model: nn.Module, split: ModelSplit, fast: KeypointLBS, prep: _Prepared,
@@ -316,9 +336,10 @@ def _full_params(model: nn.Module, trained: dict[str, Tensor]) -> dict[str, np.n
     return out
 
 
-def _make_fits(model: nn.Module, body: BodyModel | KeypointLBS, fast: KeypointLBS,
-               prep: _Prepared, raw: _Raw, config: EFTConfig,
-               pose_prior: PosePrior | None, with_vertices: bool) -> list[Fit]:
+def _make_fits(model: nn.Module | Regressor, body: BodyModel | KeypointLBS, st: _Start,
+               config: EFTConfig, pose_prior: PosePrior | None,
+               with_vertices: bool) -> list[Fit]:
+    fast, prep, raw = st.fast, st.prep, st.raw
     with torch.no_grad():
         out = RegressorOutput(rotmat=raw.rotmat, betas=raw.betas, cam=raw.cam)
         kp3d, pred2d = project(out, fast)
@@ -388,30 +409,27 @@ def fit_sequential(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
         One :class:`Fit` per exemplar, in order.
     """
     config = config or EFTConfig()
-    st = _start(model, body, targets, config)
-    split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
-    device = next(model.parameters()).device
-    batch = prep.targets.shape[0]
+    st = _start(model, body, targets, config, keep_params)
+    split, fast, prep, lr, raw, device = st.split, st.fast, st.prep, st.lr, st.raw, st.device
     named = dict(model.named_parameters())
     trainable = [named[n] for n in split.trainable]
     backup = {n: p.detach().clone() for n, p in named.items()}
     flags = {n: p.requires_grad for n, p in named.items()}
     old_grads = {n: p.grad for n, p in named.items()}
     was_training = model.training
-    raw.params = [] if keep_params else None
     try:
         model.eval()
         for name, p in named.items():
             p.requires_grad_(name in split.trainable)
-        for i in tqdm(range(batch), desc="EFT (sequential)", disable=not progress):
+        for i in tqdm(range(st.batch), desc="EFT (sequential)", disable=not progress):
             with torch.no_grad():  # every exemplar starts from the pretrained weights
                 for name in split.trainable:
                     named[name].copy_(backup[name])
             if bool(prep.skipped[i]):
                 _initial(model, split, fast, prep, torch.tensor([i], device=device), config,
                          raw)
-                if keep_params:
-                    raw.params.append(_full_params(model, {}))
+                if raw.params is not None:
+                    raw.params[i] = _full_params(model, {})
                 continue
             optimizer = torch.optim.Adam(trainable, lr=lr, betas=config.adam_betas,
                                          eps=config.adam_eps, weight_decay=config.weight_decay,
@@ -437,8 +455,8 @@ def fit_sequential(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
                 optimizer.zero_grad(set_to_none=True)
                 loss.sum().backward()
                 optimizer.step()
-            if keep_params:
-                raw.params.append(_full_params(model, {}))
+            if raw.params is not None:
+                raw.params[i] = _full_params(model, {})
     finally:
         with torch.no_grad():
             for name, p in named.items():
@@ -446,7 +464,7 @@ def fit_sequential(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
                 p.requires_grad_(flags[name])
                 p.grad = old_grads[name]
         model.train(was_training)
-    return _make_fits(model, body, fast, prep, raw, config, pose_prior, with_vertices)
+    return _make_fits(model, body, st, config, pose_prior, with_vertices)
 
 
 # ---------------------------------------------------------------------------
@@ -566,22 +584,14 @@ def fit_batched(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
     config = config or EFTConfig()
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    st = _start(model, body, targets, config)
-    split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
-    device = next(model.parameters()).device
-    batch = prep.targets.shape[0]
-    raw.params = [None] * batch if keep_params else None
+    st = _start(model, body, targets, config, keep_params)
+    split, fast, prep, lr, raw, device = st.split, st.fast, st.prep, st.lr, st.raw, st.device
     was_training = model.training
     try:
         model.eval()
-        skipped = torch.nonzero(prep.skipped).flatten()
-        _initial(model, split, fast, prep, skipped.to(device), config, raw)
-        if keep_params:
-            untouched = _full_params(model, {})
-            for i in skipped.tolist():
-                raw.params[i] = copy.deepcopy(untouched)
+        skipped = _fill_skipped(model, st, config)
         todo = torch.nonzero(~prep.skipped).flatten()
-        with tqdm(total=batch, desc="EFT (batched)", disable=not progress) as bar:
+        with tqdm(total=st.batch, desc="EFT (batched)", disable=not progress) as bar:
             bar.update(int(skipped.numel()))
             for start in range(0, int(todo.numel()), int(batch_size)):
                 rows = todo[start:start + int(batch_size)]
@@ -590,7 +600,7 @@ def fit_batched(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
                 bar.update(int(rows.numel()))
     finally:
         model.train(was_training)
-    return _make_fits(model, body, fast, prep, raw, config, pose_prior, with_vertices)
+    return _make_fits(model, body, st, config, pose_prior, with_vertices)
 
 
 def fit(

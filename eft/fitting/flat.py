@@ -48,7 +48,15 @@ from eft.models.output import RegressorOutput
 from eft.models.protocol import Regressor
 
 from .config import EFTConfig
-from .engine import _full_params, _initial, _make_fits, _Raw, _start, input_kind, split_model
+from .engine import (
+    _fill_skipped,
+    _full_params,
+    _make_fits,
+    _Raw,
+    _start,
+    input_kind,
+    split_model,
+)
 from .losses import eft_loss
 from .quality import PosePrior
 from .records import Fit, FitTargets
@@ -469,26 +477,19 @@ def fit_flat(model: Regressor | nn.Module, body: BodyModel | KeypointLBS, target
     if not supports(model, config.scope):
         raise EftError(f"the flat engine does not support a {type(model).__name__} in "
                        f"scope {config.scope!r}; use fit_batched")
-    st = _start(model, body, targets, config)
-    split, fast, prep, lr, raw = st.split, st.fast, st.prep, st.lr, st.raw
+    st = _start(model, body, targets, config, keep_params)
+    split, prep, raw = st.split, st.prep, st.raw
     layout = _layout(model, config.scope)
-    device = next(model.parameters()).device
-    batch = prep.targets.shape[0]
-    raw.params = [None] * batch if keep_params else None
     was_training = model.training
     try:
         model.eval()
-        engine = _Engine(model, layout, config, lr)
+        engine = _Engine(model, layout, config, st.lr)
         n_todo = int((~prep.skipped).sum())
         bufs = _Buffers(layout, max(1, min(int(batch_size), n_todo)), int(block),
                         prep.targets)
-        skipped = torch.nonzero(prep.skipped).flatten()
-        _initial(model, split, fast, prep, skipped.to(device), config, raw)
-        if keep_params:
-            for i in skipped.tolist():
-                raw.params[i] = _full_params(model, {})
-        todo = torch.nonzero(~prep.skipped).flatten().to(device)
-        with tqdm(total=batch, desc="EFT (flat)", disable=not progress) as bar:
+        skipped = _fill_skipped(model, st, config)
+        todo = torch.nonzero(~prep.skipped).flatten().to(st.device)
+        with tqdm(total=st.batch, desc="EFT (flat)", disable=not progress) as bar:
             bar.update(int(skipped.numel()))
             for start in range(0, int(todo.numel()), int(batch_size)):
                 rows = todo[start:start + int(batch_size)]
@@ -499,9 +500,9 @@ def fit_flat(model: Regressor | nn.Module, body: BodyModel | KeypointLBS, target
                         x0 = torch.cat([split.features(prep.inputs[i:i + 1])
                                         for i in rows.tolist()])
                     x0 = x0.contiguous()
-                _run_chunk(engine, model, fast, x0, prep.targets[rows], rows, raw, bufs,
+                _run_chunk(engine, model, st.fast, x0, prep.targets[rows], rows, raw, bufs,
                            int(block), keep_params)
                 bar.update(int(rows.numel()))
     finally:
         model.train(was_training)
-    return _make_fits(model, body, fast, prep, raw, config, pose_prior, with_vertices)
+    return _make_fits(model, body, st, config, pose_prior, with_vertices)

@@ -21,7 +21,7 @@ from eft.errors import EftError
 from ._checkpoint import extract_state_dict, read_checkpoint, strip_module_prefix
 from .ief import IEFMixin, MeanParamsLike
 from .output import RegressorOutput
-from .protocol import IEF_HEAD_MODULES, InputKind, RegressorSplit, Scope, whole_model_split
+from .protocol import InputKind, RegressorSplit, Scope, ief_split
 from .resnet import RESNET50_FEATURES, ResNet50
 
 __all__ = ["HMR", "EFT_LR", "LoadReport", "load_hmr_checkpoint", "HMR_INPUT_SIZE", "IMAGENET_MEAN",
@@ -82,16 +82,8 @@ class HMR(IEFMixin, ResNet50):
 
     def eft_split(self, scope: Scope) -> RegressorSplit:
         """The frozen and trained parts for ``scope`` (class docstring)."""
-        if scope == "all":
-            return whole_model_split(self)
-        if scope == "head":
-            return RegressorSplit(self.features, self.iterate, IEF_HEAD_MODULES)
-        if scope == "last_stage":
-            def head(f: Tensor) -> RegressorOutput:
-                return self.iterate(self.last_stage(f))
-
-            return RegressorSplit(self.first_stages, head, ("layer4", *IEF_HEAD_MODULES))
-        raise EftError(f"unknown scope {scope!r}")
+        return ief_split(self, scope, encode=self.features, iterate=self.iterate,
+                         stage=(self.first_stages, self.last_stage, ("layer4",)))
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from eft.errors import EftError
-
 from .ief import IEFMixin, MeanParamsLike
 from .output import RegressorOutput
-from .protocol import IEF_HEAD_MODULES, InputKind, RegressorSplit, Scope, whole_model_split
+from .protocol import InputKind, RegressorSplit, Scope, ief_split
 
 __all__ = ["KeypointRegressor", "NUM_KEYPOINTS", "KEYPOINT_REGRESSOR_LR"]
 
@@ -129,19 +127,14 @@ class KeypointRegressor(IEFMixin, nn.Module):
 
     def eft_split(self, scope: Scope) -> RegressorSplit:
         """The frozen and trained parts for ``scope`` (class docstring)."""
-        if scope == "all":
-            return whole_model_split(self)
-        if scope == "head":
-            return RegressorSplit(self.encode, self.iterate, IEF_HEAD_MODULES)
-        if scope == "last_stage":
-            last = len(self.encoder) - 3
+        last = len(self.encoder) - 3  # the last Linear-LayerNorm-ReLU block
 
-            def features(keypoints: Tensor) -> Tensor:
-                return self.encoder[:last](self.prepare_input(keypoints))
+        def up_to_last(keypoints: Tensor) -> Tensor:
+            return self.encoder[:last](self.prepare_input(keypoints))
 
-            def head(f: Tensor) -> RegressorOutput:
-                return self.iterate(self.encoder[last:](f))
+        def last_block(features: Tensor) -> Tensor:
+            return self.encoder[last:](features)
 
-            return RegressorSplit(features, head,
-                                  (f"encoder.{last}", f"encoder.{last + 1}", *IEF_HEAD_MODULES))
-        raise EftError(f"unknown scope {scope!r}")
+        return ief_split(self, scope, encode=self.encode, iterate=self.iterate,
+                         stage=(up_to_last, last_block,
+                                (f"encoder.{last}", f"encoder.{last + 1}")))

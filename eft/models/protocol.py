@@ -24,10 +24,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
+from eft.errors import EftError
+
 from .output import RegressorOutput
 
 __all__ = ["Regressor", "RegressorSplit", "InputKind", "Scope", "SCOPES", "INPUT_KINDS",
-           "IEF_HEAD_MODULES", "whole_model_split"]
+           "IEF_HEAD_MODULES", "whole_model_split", "ief_split"]
 
 Scope = Literal["all", "head", "last_stage"]
 #: Trainable scopes: every weight except BatchNorm affine ("all", EFT), only the IEF head
@@ -70,6 +72,33 @@ def whole_model_split(model: Callable[[Tensor], RegressorOutput]) -> RegressorSp
         return model(x)
 
     return RegressorSplit(features=_identity, head=head, trained=("",))
+
+
+def ief_split(
+    model: Callable[[Tensor], RegressorOutput],
+    scope: str,
+    *,
+    encode: Callable[[Tensor], Tensor],
+    iterate: Callable[[Tensor], RegressorOutput],
+    stage: tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor], tuple[str, ...]],
+) -> RegressorSplit:
+    """The split of an encoder + IEF head regressor for ``scope``: ``"all"`` the whole
+    model; ``"head"`` ``encode`` frozen | ``iterate`` (the IEF head) trained;
+    ``"last_stage"`` the encoder up to its last stage frozen | that stage and the IEF head
+    trained, with ``stage = (up_to_last_stage, last_stage, names of the last stage's
+    modules)``."""
+    if scope == "all":
+        return whole_model_split(model)
+    if scope == "head":
+        return RegressorSplit(encode, iterate, IEF_HEAD_MODULES)
+    if scope == "last_stage":
+        frozen, last, names = stage
+
+        def head(features: Tensor) -> RegressorOutput:
+            return iterate(last(features))
+
+        return RegressorSplit(frozen, head, (*names, *IEF_HEAD_MODULES))
+    raise EftError(f"unknown scope {scope!r}")
 
 
 @runtime_checkable
