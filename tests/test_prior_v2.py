@@ -16,6 +16,7 @@ from eft.models.registry import NAMED_PRIORS, named_prior_path
 from eft.train.augment import AugmentConfig, make_batch
 from eft.train.data import TrainSet
 from eft.train.losses import LossWeights, regression_loss
+from tests.helpers import require_file
 
 J = {n: i for i, n in enumerate(SMPL24_NAMES)}
 
@@ -151,7 +152,14 @@ def test_v1_stays_loadable_by_name():
 
 
 V2 = named_prior_path("keypoint-prior-v2")
-needs_v2 = pytest.mark.skipif(not V2.is_file(), reason="prior v2 not built yet")
+
+
+@pytest.fixture
+def _v2_built():
+    require_file(V2, "prior v2 (not built yet?)")
+
+
+needs_v2 = pytest.mark.usefixtures("_v2_built")
 
 
 @needs_v2
