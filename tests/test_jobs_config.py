@@ -249,8 +249,8 @@ def _fake_part():
         exs.append(Exemplar(f"d/{i}", None if i == 0 else f"img/{i}.jpg",
                             np.array([10.5, 20.25]), 1.25, rng.normal(size=(49, 3)),
                             "coco17", (640, 480) if i else None, {"annotId": i}))
-    return Part(chunk=5, config_hash="abc", fits=fits, exemplars=exs,
-                failures=[Failure("d/9", "missing_image", "img/9.jpg")], seconds=1.5)
+    return Part.from_fits(5, "abc", fits, exs,
+                          failures=[Failure("d/9", "missing_image", "img/9.jpg")], seconds=1.5)
 
 
 def test_part_round_trip(tmp_path):

@@ -14,8 +14,8 @@ from typing import Any
 from eft._files import locked_temporary
 
 from .errors import AnnotationError
-from .model import SCHEMA_VERSION
 from .provenance import Provenance
+from .record import SCHEMA_VERSION
 
 __all__ = ["atomic_path", "reading", "check_schema_version", "FileHeader", "one_line",
            "gc_paused"]

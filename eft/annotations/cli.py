@@ -19,7 +19,7 @@ def _export(args: argparse.Namespace) -> int:
     from .errors import AnnotationError
     from .filters import Selection
     from .h5 import H5Writer
-    from .model import MISSABLE
+    from .record import MISSABLE
 
     src, dst = Path(args.input), Path(args.output)
     fmt = args.format or detect_format(dst, for_writing=True)
@@ -43,11 +43,9 @@ def _export(args: argparse.Namespace) -> int:
     header, batches = iter_columns(src, args.input_format,
                                    duplicates="dedupe" if args.dedupe else "error",
                                    report=dropped)
-    filters = {k: v for k, v in (
-        ("accepted_only", args.accepted_only), ("strict", args.strict),
-        ("max_loss_2d", args.max_loss), ("max_reproj_px", args.max_reproj_px),
-        ("max_abs_beta", args.max_abs_beta), ("min_keypoints", args.min_keypoints),
-        ("review", args.review), ("decisions_any_file", args.decisions_any_file)) if v}
+    filters = {k: v for k, v in {
+        **selection.criteria(), "strict": args.strict, "review": args.review,
+        "decisions_any_file": args.decisions_any_file}.items() if v}
     prov = header.provenance
     prov = dataclasses.replace(prov, extra={**prov.extra, "export": {
         "from": src.name, "from_format": header.format, "filters": filters}})

@@ -21,12 +21,14 @@ from eft.geometry.cameras import FOCAL_LENGTH
 
 from ._io import gc_paused
 from .errors import AnnotationError
+from .record import Annotation
 
 __all__ = [
     "Columns",
     "QUALITY_FLOAT",
     "QUALITY_INT",
     "QUALITY_BOOL",
+    "QUALITY_NUMBERS",
     "QUALITY_FIELDS",
     "rotmat_to_aa",
     "aa_to_rotmat",
@@ -34,13 +36,28 @@ __all__ = [
     "openpose18_validity",
 ]
 
-QUALITY_FLOAT: tuple[str, ...] = (
-    "loss_2d_init", "loss_2d_final", "reproj_px", "reproj_frac_bbox", "max_abs_beta",
-    "pose_nll")
-QUALITY_INT: tuple[str, ...] = ("iterations", "n_valid_keypoints")
-QUALITY_BOOL: tuple[str, ...] = ("converged", "accepted")
+
+
+def _quality_fields(kind: str) -> tuple[str, ...]:
+    """The :class:`~eft.fitting.records.FitQuality` fields of one type, in declaration
+    order (``kind`` is the annotation as written: ``"float"``, ``"int"``, ``"bool"``)."""
+    return tuple(f.name for f in fields(FitQuality)
+                 if (f.type if isinstance(f.type, str) else f.type.__name__) == kind)
+
+
+#: The float, int and bool fields of :class:`~eft.fitting.records.FitQuality` (their
+#: columns are float64, int64 and bool arrays).
+QUALITY_FLOAT: tuple[str, ...] = _quality_fields("float")
+QUALITY_INT: tuple[str, ...] = _quality_fields("int")
+QUALITY_BOOL: tuple[str, ...] = _quality_fields("bool")
+#: The numeric (float, int, bool) quality fields.
+QUALITY_NUMBERS: tuple[str, ...] = QUALITY_FLOAT + QUALITY_INT + QUALITY_BOOL
 #: Every :class:`~eft.fitting.records.FitQuality` field, ``flags`` last.
-QUALITY_FIELDS: tuple[str, ...] = QUALITY_FLOAT + QUALITY_INT + QUALITY_BOOL + ("flags",)
+QUALITY_FIELDS: tuple[str, ...] = QUALITY_NUMBERS + ("flags",)
+_QUALITY_DTYPE = {**dict.fromkeys(QUALITY_FLOAT, np.float64),
+                  **dict.fromkeys(QUALITY_INT, np.int64), **dict.fromkeys(QUALITY_BOOL, bool)}
+_QUALITY_PY = {**dict.fromkeys(QUALITY_FLOAT, float), **dict.fromkeys(QUALITY_INT, int),
+               **dict.fromkeys(QUALITY_BOOL, bool)}
 
 _CHUNK = 8192  # rows per torch conversion (bounds the float64 temporaries)
 
@@ -142,9 +159,18 @@ class Columns:
     @classmethod
     def from_annotations(cls, annotations: Sequence) -> Columns:
         """Stack :class:`~eft.annotations.Annotation` s (``.fit``, ``.exemplar``)."""
-        n = len(annotations)
-        fits = [a.fit for a in annotations]
-        exs = [a.exemplar for a in annotations]
+        return cls.from_fits([a.fit for a in annotations],
+                             [a.exemplar for a in annotations])
+
+    @classmethod
+    def from_fits(cls, fits: Sequence[Fit], exemplars: Sequence[Exemplar]) -> Columns:
+        """Stack fits and the exemplars they were fitted to (same order, same ids: the
+        exemplar gives ``keypoints2d``, ``image_path``, ``source``, ``image_size`` and
+        ``meta``; the fit everything else, ``center`` and ``scale`` included)."""
+        n = len(fits)
+        if len(exemplars) != n:
+            raise AnnotationError(f"{n} fits but {len(exemplars)} exemplars")
+        exs = exemplars
 
         def stack(values, shape, dtype):
             if n == 0:
@@ -157,14 +183,10 @@ class Columns:
                 raise AnnotationError(f"expected per-fit shape {shape}, got {out.shape[1:]}")
             return out
 
-        quality: dict[str, np.ndarray] = {}
         qs = [f.quality for f in fits]
-        for name in QUALITY_FLOAT:
-            quality[name] = np.array([getattr(q, name) for q in qs], np.float64)
-        for name in QUALITY_INT:
-            quality[name] = np.array([getattr(q, name) for q in qs], np.int64)
-        for name in QUALITY_BOOL:
-            quality[name] = np.array([getattr(q, name) for q in qs], bool)
+        quality: dict[str, np.ndarray] = {
+            name: np.array([getattr(q, name) for q in qs], dtype)
+            for name, dtype in _QUALITY_DTYPE.items()}
         quality["flags"] = _object_array([tuple(q.flags) for q in qs])
         sizes = np.array([e.image_size if e.image_size is not None else (-1, -1)
                           for e in exs], np.int64).reshape(n, 2)
@@ -219,25 +241,16 @@ class Columns:
         with gc_paused():
             return self._to_annotations()
 
-    def _to_annotations(self) -> list:
-        from .model import Annotation
-
+    def quality_at(self, i: int) -> FitQuality:
+        """Row ``i``'s :class:`~eft.fitting.records.FitQuality` (Python scalars)."""
         q = self.quality
+        return FitQuality(**{k: _QUALITY_PY[k](q[k][i]) for k in QUALITY_NUMBERS},
+                          flags=tuple(q["flags"][i]))
+
+    def _to_annotations(self) -> list:
         out = []
         for i in range(len(self)):
-            quality = FitQuality(
-                loss_2d_init=float(q["loss_2d_init"][i]),
-                loss_2d_final=float(q["loss_2d_final"][i]),
-                reproj_px=float(q["reproj_px"][i]),
-                reproj_frac_bbox=float(q["reproj_frac_bbox"][i]),
-                iterations=int(q["iterations"][i]),
-                converged=bool(q["converged"][i]),
-                max_abs_beta=float(q["max_abs_beta"][i]),
-                pose_nll=float(q["pose_nll"][i]),
-                n_valid_keypoints=int(q["n_valid_keypoints"][i]),
-                accepted=bool(q["accepted"][i]),
-                flags=tuple(q["flags"][i]),
-            )
+            quality = self.quality_at(i)
             fid = str(self.fit_id[i])
             fit = Fit(exemplar_id=fid, rotmat=self.rotmat[i], pose_aa=self.pose_aa[i],
                       betas=self.betas[i], cam_weak=self.cam_weak[i], cam_t=self.cam_t[i],

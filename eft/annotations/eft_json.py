@@ -39,8 +39,8 @@ from .columns import (
     weak_to_cam_t,
 )
 from .errors import AnnotationError
-from .model import FORMAT_NAME, SCHEMA_VERSION
 from .provenance import Provenance
+from .record import FORMAT_NAME, SCHEMA_VERSION
 
 __all__ = ["write_eft_json", "read_eft_json", "EFT_JSON_VERSION", "short_float32"]
 

@@ -13,8 +13,9 @@ from eft.fitting.config import QualityRules
 from eft.fitting.quality import apply_rules
 from eft.fitting.records import FitQuality
 
-from .columns import QUALITY_BOOL, QUALITY_FLOAT, QUALITY_INT, Columns
+from .columns import Columns
 from .errors import AnnotationError
+from .record import Annotation
 
 __all__ = ["Selection", "ACCEPT_DECISIONS", "REJECT_DECISIONS", "read_decisions"]
 
@@ -51,6 +52,18 @@ class Selection:
     min_keypoints: int | None = None
     decisions: Mapping[str, str] | None = None
     ids: frozenset[str] | None = None
+
+    def criteria(self) -> dict:
+        """The acceptance and quality-threshold criteria that are set (field name ->
+        value; ``rules``, ``decisions`` and ``ids`` left out), for provenance records."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("rules", "decisions", "ids")
+                and getattr(self, f.name) not in (None, False)}
+
+    @property
+    def active(self) -> bool:
+        """Whether any criterion is set to a value that can drop a fit (a truthy one)."""
+        return any(getattr(self, f.name) for f in dataclasses.fields(self))
 
     @property
     def uses_quality(self) -> bool:
@@ -89,8 +102,6 @@ class Selection:
 
     def apply_set(self, aset):
         """A new :class:`~eft.annotations.AnnotationSet` with the kept annotations."""
-        from .model import Annotation
-
         self._check(aset.missing)
         kept = []
         for a in aset.annotations:
@@ -107,22 +118,16 @@ class Selection:
         self._check(missing)
         if self.rules is not None:
             columns = _rejudge(columns, self.rules)
-        q = columns.quality
         mask = np.ones(len(columns), bool)
         for i in range(len(columns)):
-            quality = FitQuality(
-                **{k: q[k][i] for k in QUALITY_FLOAT + QUALITY_INT + QUALITY_BOOL},
-                flags=tuple(q["flags"][i]))
-            mask[i] = self.keep(str(columns.fit_id[i]), quality)
+            mask[i] = self.keep(str(columns.fit_id[i]), columns.quality_at(i))
         return columns.take(mask)
 
 
 def _rejudge(columns: Columns, rules: QualityRules) -> Columns:
     q = {k: v.copy() for k, v in columns.quality.items()}
     for i in range(len(columns)):
-        old = FitQuality(**{k: columns.quality[k][i] for k in QUALITY_FLOAT + QUALITY_INT
-                            + QUALITY_BOOL}, flags=tuple(columns.quality["flags"][i]))
-        new = apply_rules(old, rules)
+        new = apply_rules(columns.quality_at(i), rules)
         q["accepted"][i] = new.accepted
         q["flags"][i] = new.flags
     return dataclasses.replace(columns, quality=q)

@@ -38,8 +38,8 @@ from eft.fitting.config import FLAGS
 from ._io import FileHeader, check_schema_version, fsync_file, provenance_from_json, reading
 from .columns import QUALITY_BOOL, QUALITY_FLOAT, QUALITY_INT, Columns, _object_array
 from .errors import AnnotationError
-from .model import FORMAT_NAME, SCHEMA_VERSION
 from .provenance import CAMERA_CONVENTION, Provenance
+from .record import FORMAT_NAME, SCHEMA_VERSION
 
 __all__ = ["H5Writer", "H5Reader", "write_h5", "read_h5", "DEFAULT_CHUNK_ROWS"]
 

@@ -56,8 +56,8 @@ from ._io import (
 )
 from .columns import Columns, _object_array, aa_to_rotmat, unknown_quality, weak_to_cam_t
 from .errors import AnnotationError
-from .model import FORMAT_NAME, SCHEMA_VERSION
 from .provenance import Provenance
+from .record import FORMAT_NAME, SCHEMA_VERSION
 
 __all__ = ["write_humandata", "read_humandata", "HUMAN_DATA_NAMES", "SPIN49_TO_HUMAN_DATA",
            "SPIN49_HUMAN_DATA",

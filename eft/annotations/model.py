@@ -2,54 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from eft.data.exemplar import Exemplar
-from eft.fitting.config import QualityRules
 from eft.fitting.records import Fit
 
+from .columns import Columns
+from .filters import Selection
 from .provenance import Provenance
+from .record import FORMAT_NAME, MISSABLE, SCHEMA_VERSION, Annotation
 
 __all__ = ["SCHEMA_VERSION", "FORMAT_NAME", "Annotation", "AnnotationSet", "MISSABLE"]
-
-#: Version of the eft annotation schema written by this code (``annotations/SCHEMA.md``).
-#: Readers refuse files with a larger number.
-SCHEMA_VERSION = 1
-#: Value of the ``format`` marker in every eft file.
-FORMAT_NAME = "eft-annotations"
-
-#: What a lossy file may lack (listed in :attr:`AnnotationSet.missing`).
-MISSABLE: dict[str, str] = {
-    "quality": "per-fit quality (losses, reprojection, flags, acceptance)",
-    "keypoints3d": "the fitted 3D keypoints (all 49)",
-    "keypoints3d_openpose": "the fitted 3D keypoints of the 25 OpenPose slots",
-    "cam": "the weak-perspective camera",
-    "provenance": "how the fits were made",
-    "exemplar_meta": "exemplar source, image size and dataset metadata",
-}
-
-
-@dataclass(frozen=True)
-class Annotation:
-    """One annotated person: the fit and the exemplar it was fitted to.
-
-    The exemplar supplies the 2D keypoints (image px), the image name, the annotation
-    id (``meta["annotId"]``) and the dataset (``meta["dataset"]``).
-    """
-
-    fit: Fit
-    exemplar: Exemplar
-
-    def __post_init__(self) -> None:
-        if str(self.fit.exemplar_id) != str(self.exemplar.id):
-            raise ValueError(f"fit {self.fit.exemplar_id!r} paired with exemplar "
-                             f"{self.exemplar.id!r}")
-
-    @property
-    def id(self) -> str:
-        return str(self.fit.exemplar_id)
-
 
 @dataclass
 class AnnotationSet:
@@ -106,23 +71,20 @@ class AnnotationSet:
                 return a
         raise KeyError(fit_id)
 
-    def columns(self):
+    def columns(self) -> Columns:
         """The set as :class:`~eft.annotations.columns.Columns`."""
-        from .columns import Columns
-
         return Columns.from_annotations(self.annotations)
 
-    def filter(self, *, accepted_only: bool = False, rules: QualityRules | None = None,
-               max_loss_2d: float | None = None, max_reproj_px: float | None = None,
-               max_abs_beta: float | None = None, min_keypoints: int | None = None,
-               decisions: Mapping[str, str] | None = None,
-               ids=None) -> AnnotationSet:
-        """A new set with the annotations that pass; see
-        :class:`~eft.annotations.filters.Selection` for the meaning of each argument."""
-        from .filters import Selection
+    def filter(self, selection: Selection | None = None, /, **criteria) -> AnnotationSet:
+        """A new set with the annotations that ``selection`` keeps.
 
-        sel = Selection(accepted_only=accepted_only, rules=rules, max_loss_2d=max_loss_2d,
-                        max_reproj_px=max_reproj_px, max_abs_beta=max_abs_beta,
-                        min_keypoints=min_keypoints, decisions=decisions,
-                        ids=None if ids is None else frozenset(ids))
-        return sel.apply_set(self)
+        ``criteria`` (keywords of :class:`~eft.annotations.filters.Selection`, e.g.
+        ``accepted_only=True``) build the selection when none is given, or replace those
+        fields of the given one."""
+        if "ids" in criteria and criteria["ids"] is not None:
+            criteria["ids"] = frozenset(criteria["ids"])
+        if selection is None:
+            selection = Selection(**criteria)
+        elif criteria:
+            selection = dataclasses.replace(selection, **criteria)
+        return selection.apply_set(self)

@@ -25,8 +25,8 @@ from ._io import (
 )
 from .columns import Columns, _object_array, aa_to_rotmat, unknown_quality, weak_to_cam_t
 from .errors import AnnotationError
-from .model import FORMAT_NAME, SCHEMA_VERSION
 from .provenance import Provenance
+from .record import FORMAT_NAME, SCHEMA_VERSION
 
 __all__ = ["write_spin_npz", "read_spin_npz", "SPIN_KEYS"]
 

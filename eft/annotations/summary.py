@@ -12,7 +12,7 @@ import numpy as np
 
 from ._io import FileHeader
 from .columns import Columns
-from .model import MISSABLE
+from .record import MISSABLE
 
 __all__ = ["Summary", "summarize", "text_histogram"]
 

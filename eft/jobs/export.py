@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
-from eft.data.exemplar import Exemplar
-from eft.fitting.records import Fit
+from eft.annotations.columns import Columns
 
 __all__ = ["OUTPUT_SUFFIX", "output_file", "write_outputs", "provenance_for"]
 
@@ -41,20 +39,18 @@ def provenance_for(config, identity: dict, config_hash: str, shard: str | None,
         job={"config_hash": config_hash, "shard": shard, "config": config.to_dict()})
 
 
-def write_outputs(folder: Path, config, fits: Sequence[Fit], exemplars: Sequence[Exemplar],
-                  provenance) -> dict[str, str]:
-    """Write every format of ``config.output`` (fits in the given order); returns
+def write_outputs(folder: Path, config, columns: Columns, provenance) -> dict[str, str]:
+    """Write every format of ``config.output`` from ``columns`` (rows in the given
+    order; only the accepted ones when ``output.include`` is ``accepted``); returns
     format -> file path."""
-    from eft.annotations import AnnotationSet, write_annotations
+    from eft.annotations import write_columns
 
     if config.output.include == "accepted":
-        pairs = [(f, e) for f, e in zip(fits, exemplars, strict=True) if f.quality.accepted]
-        fits, exemplars = [p[0] for p in pairs], [p[1] for p in pairs]
-    aset = AnnotationSet.from_fits(list(fits), list(exemplars), provenance)
+        columns = columns.take(columns.quality["accepted"].astype(bool))
     written = {}
     for fmt in config.output.formats:
         path = output_file(folder, config.output.name, fmt)
-        write_annotations(aset, path, format=fmt)
+        write_columns(columns, provenance, path, format=fmt)
         written[fmt] = str(path)
-        log.info("wrote %s (%s, %d fits)", path, fmt, len(aset))
+        log.info("wrote %s (%s, %d fits)", path, fmt, len(columns))
     return written

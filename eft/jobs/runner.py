@@ -31,7 +31,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from eft._files import file_sha256
+from eft.annotations.columns import Columns
 from eft.config_loader import changed_keys
 from eft.errors import EftError
 
@@ -214,7 +217,7 @@ def _collect_parts(folder: Path, manifest: Manifest) -> dict[str, Part]:
 
 
 def _info(rel: str, part: Part) -> PartInfo:
-    return PartInfo(file=rel, chunk=part.chunk, n_fits=len(part.fits),
+    return PartInfo(file=rel, chunk=part.chunk, n_fits=part.n_fits,
                     n_failed=len(part.failures),
                     failures=[{"id": f.id, "reason": f.reason, "detail": f.detail}
                               for f in part.failures],
@@ -404,11 +407,11 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                     manifest.add_part(_info(rel, part))
                     manifest.save(folder)
                     parts[rel] = part
-                    fitted_now += len(part.fits)
+                    fitted_now += part.n_fits
                     fit_seconds += part.seconds
                     bar.update(len(part.ids))
                     log.debug("committed %s: %d fits, %d failed, %.1f s on %s", rel,
-                              len(part.fits), len(part.failures), part.seconds, part.device)
+                              part.n_fits, len(part.failures), part.seconds, part.device)
         finally:
             if slot_dir is not None:
                 shutil.rmtree(slot_dir, ignore_errors=True)
@@ -433,12 +436,16 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
            chash: str, write: bool = True) -> Summary:
     """Gather the fits of ``work`` from ``parts`` (sorted by id), write the final files
     (unless ``write`` is False: they are up to date) and mark the manifest complete."""
-    fits, exemplars, failures, seen = {}, {}, {}, set()
-    for part in sorted(parts, key=lambda p: (p.chunk, min(p.ids, default=""))):
-        for f, e in zip(part.fits, part.exemplars, strict=True):
-            if f.exemplar_id in work and f.exemplar_id not in seen:
-                fits[f.exemplar_id], exemplars[f.exemplar_id] = f, e
-                seen.add(f.exemplar_id)
+    failures, seen = {}, set()
+    ordered = sorted(parts, key=lambda p: (p.chunk, min(p.ids, default="")))
+    columns = Columns.concat([p.columns for p in ordered])
+    rows, offset = [], 0  # rows of `columns`: the first committed fit of each id
+    for part in ordered:
+        for i, fid in enumerate(part.columns.fit_id):
+            if fid in work and fid not in seen:
+                rows.append(offset + i)
+                seen.add(fid)
+        offset += part.n_fits
         for fail in part.failures:
             if fail.id in work and fail.id not in seen:
                 failures[fail.id] = fail
@@ -446,25 +453,25 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
     missing = work - seen
     if missing:  # pragma: no cover - every chunk was run above
         raise JobStoreError(f"{len(missing)} exemplars have no committed result")
-    order = sorted(fits)
-    fit_list = [fits[i] for i in order]
-    ex_list = [exemplars[i] for i in order]
+    rows = np.asarray(rows, np.int64)
+    columns = columns.take(rows[np.argsort(columns.fit_id[rows], kind="stable")])
     outputs = {}
     if not write:
         outputs = {fmt: str(folder / name) for fmt, name in manifest.outputs.items()}
     elif config.output.formats:
         provenance = provenance_for(config, identity, chash, manifest.shard)
-        outputs = write_outputs(folder, config, fit_list, ex_list, provenance)
+        outputs = write_outputs(folder, config, columns, provenance)
     if config.output.overlays and write:
         from .overlays import write_overlays
 
-        write_overlays(folder / "overlays", config.body, fit_list, ex_list,
-                       config.output.overlays)
+        records = columns.to_annotations()
+        write_overlays(folder / "overlays", config.body, [a.fit for a in records],
+                       [a.exemplar for a in records], config.output.overlays)
     manifest.complete = True
     manifest.outputs = {fmt: Path(p).name for fmt, p in outputs.items()}
     if write:
         manifest.record_outputs(folder)
-    return summarize(len(work), fit_list, [failures[i] for i in sorted(failures)],
+    return summarize(len(work), columns, [failures[i] for i in sorted(failures)],
                      skipped_reasons, outputs=outputs)
 
 

@@ -14,9 +14,11 @@ resumed after ``SIGKILL`` - sees either the old file or the complete new one.  A
 is committed first, then listed in the manifest; a resumed job adopts parts that were
 renamed but not yet listed.
 
-Part files are ``.npz`` archives (no pickles) holding, per fitted exemplar, the
-:class:`~eft.fitting.Fit` (without vertices and fine-tuned weights) and its
-:class:`~eft.data.exemplar.Exemplar`, plus the chunk's failures.
+Part files are ``.npz`` archives (no pickles) holding the chunk's fits as
+:class:`~eft.annotations.Columns` (the fit without vertices and fine-tuned weights, and
+its exemplar's keypoints, image and metadata), plus the chunk's failures.  In memory a
+:class:`Part` holds those columns, so a job goes from its parts to every output format
+without building a :class:`~eft.fitting.Fit` per person.
 """
 
 from __future__ import annotations
@@ -36,9 +38,10 @@ from pathlib import Path
 import numpy as np
 
 from eft._files import file_sha256
+from eft.annotations.columns import QUALITY_NUMBERS, Columns
 from eft.data.exemplar import Exemplar
 from eft.errors import EftError
-from eft.fitting.records import Fit, FitQuality
+from eft.fitting.records import Fit
 
 __all__ = [
     "Failure",
@@ -156,11 +159,9 @@ def remove_temporaries(folder: Path) -> int:
 # Part files
 # ---------------------------------------------------------------------------
 
-_FIT_ARRAYS = ("rotmat", "pose_aa", "betas", "cam_weak", "cam_t", "keypoints3d", "center")
-_QUALITY_FLOATS = ("loss_2d_init", "loss_2d_final", "reproj_px", "reproj_frac_bbox",
-                   "max_abs_beta", "pose_nll")
-_QUALITY_INTS = ("iterations", "n_valid_keypoints")
-_QUALITY_BOOLS = ("converged", "accepted")
+#: Fit columns stored as ``fit_<name>`` arrays (quality columns as ``q_<name>``).
+_FIT_ARRAYS = ("rotmat", "pose_aa", "betas", "cam_weak", "cam_t", "keypoints3d", "center",
+               "scale")
 
 
 @dataclass
@@ -170,7 +171,8 @@ class Part:
     Attributes:
         chunk: index of the chunk it commits.
         config_hash: the job's config hash.
-        fits, exemplars: the fitted exemplars, in the same order.
+        columns: the fitted exemplars, one row each
+            (:class:`~eft.annotations.columns.Columns`).
         failures: the chunk's exemplars that could not be fitted.
         seconds: time spent fitting the chunk.
         device: where it ran.
@@ -178,15 +180,35 @@ class Part:
 
     chunk: int
     config_hash: str
-    fits: list[Fit] = field(default_factory=list)
-    exemplars: list[Exemplar] = field(default_factory=list)
+    columns: Columns = field(default_factory=Columns.empty)
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "cpu"
 
+    @classmethod
+    def from_fits(cls, chunk: int, config_hash: str, fits: Sequence[Fit],
+                  exemplars: Sequence[Exemplar], **rest) -> Part:
+        """A part of ``fits`` and the exemplars they were fitted to (same order)."""
+        return cls(chunk, config_hash, Columns.from_fits(list(fits), list(exemplars)),
+                   **rest)
+
+    @property
+    def n_fits(self) -> int:
+        return len(self.columns)
+
     @property
     def ids(self) -> list[str]:
-        return [f.exemplar_id for f in self.fits] + [f.id for f in self.failures]
+        return [str(i) for i in self.columns.fit_id] + [f.id for f in self.failures]
+
+    @property
+    def fits(self) -> list[Fit]:
+        """The fits as records (views into :attr:`columns`)."""
+        return [a.fit for a in self.columns.to_annotations()]
+
+    @property
+    def exemplars(self) -> list[Exemplar]:
+        """The exemplars as records (views into :attr:`columns`)."""
+        return [a.exemplar for a in self.columns.to_annotations()]
 
 
 def ids_digest(ids: Sequence[str]) -> str:
@@ -209,37 +231,18 @@ def _json_default(value):
 
 
 def encode_part(part: Part) -> bytes:
-    n = len(part.fits)
-    if len(part.exemplars) != n:
-        raise ValueError(f"{n} fits but {len(part.exemplars)} exemplars")
-    arrays: dict[str, np.ndarray] = {}
-    for name in _FIT_ARRAYS:
-        shape = {"rotmat": (24, 3, 3), "pose_aa": (72,), "betas": (10,), "cam_weak": (3,),
-                 "cam_t": (3,), "keypoints3d": (49, 3), "center": (2,)}[name]
-        dtype = np.float64 if name == "center" else np.float32
-        arrays[f"fit_{name}"] = (np.stack([np.asarray(getattr(f, name), dtype=dtype)
-                                           for f in part.fits]) if n
-                                 else np.zeros((0, *shape), dtype))
-    arrays["fit_scale"] = np.array([f.scale for f in part.fits], dtype=np.float64)
-    for name in _QUALITY_FLOATS:
-        arrays[f"q_{name}"] = np.array([getattr(f.quality, name) for f in part.fits],
-                                       dtype=np.float64)
-    for name in _QUALITY_INTS:
-        arrays[f"q_{name}"] = np.array([getattr(f.quality, name) for f in part.fits],
-                                       dtype=np.int64)
-    for name in _QUALITY_BOOLS:
-        arrays[f"q_{name}"] = np.array([getattr(f.quality, name) for f in part.fits],
-                                       dtype=bool)
-    ex = part.exemplars
-    arrays["ex_center"] = (np.stack([np.asarray(e.center, np.float64) for e in ex]) if n
-                           else np.zeros((0, 2)))
-    arrays["ex_scale"] = np.array([e.scale for e in ex], dtype=np.float64)
-    arrays["ex_keypoints"] = (np.stack([np.asarray(e.keypoints, np.float64) for e in ex])
-                              if n else np.zeros((0, 49, 3)))
-    rows = [{"id": e.id, "fit_id": f.exemplar_id, "image_path": e.image_path,
-             "source": e.source, "image_size": list(e.image_size) if e.image_size else None,
-             "meta": e.meta, "flags": list(f.quality.flags)}
-            for e, f in zip(ex, part.fits, strict=True)]
+    c = part.columns
+    arrays: dict[str, np.ndarray] = {f"fit_{name}": getattr(c, name) for name in _FIT_ARRAYS}
+    arrays.update({f"q_{name}": c.quality[name] for name in QUALITY_NUMBERS})
+    # the exemplar's box is the fit's (EFT crops at it); kept for older readers
+    arrays["ex_center"] = c.center
+    arrays["ex_scale"] = c.scale
+    arrays["ex_keypoints"] = c.keypoints2d
+    rows = [{"id": str(c.fit_id[i]), "fit_id": str(c.fit_id[i]),
+             "image_path": c.image_path[i], "source": c.source[i],
+             "image_size": None if c.image_size[i][0] < 0 else [int(v) for v in c.image_size[i]],
+             "meta": c.meta[i], "flags": list(c.quality["flags"][i])}
+            for i in range(len(c))]
     header = {"format": PART_FORMAT, "version": VERSION, "chunk": part.chunk,
               "config_hash": part.config_hash, "seconds": part.seconds,
               "device": part.device, "rows": rows,
@@ -253,6 +256,12 @@ def encode_part(part: Part) -> bytes:
 def write_part(path: str | os.PathLike, part: Part) -> None:
     """Commit ``part`` atomically at ``path``."""
     atomic_write_bytes(path, encode_part(part))
+
+
+def _object_array(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
 
 
 def read_part(path: str | os.PathLike) -> Part:
@@ -269,24 +278,27 @@ def read_part(path: str | os.PathLike) -> Part:
     if header.get("version") != VERSION:
         raise JobStoreError(f"{path}: part format version {header.get('version')} "
                             f"(this eft reads {VERSION})")
-    fits, exemplars = [], []
-    for i, row in enumerate(header["rows"]):
-        quality = FitQuality(
-            **{k: float(data[f"q_{k}"][i]) for k in _QUALITY_FLOATS},
-            **{k: int(data[f"q_{k}"][i]) for k in _QUALITY_INTS},
-            **{k: bool(data[f"q_{k}"][i]) for k in _QUALITY_BOOLS},
-            flags=tuple(row["flags"]))
-        fits.append(Fit(exemplar_id=row["fit_id"],
-                        **{k: data[f"fit_{k}"][i].copy() for k in _FIT_ARRAYS},
-                        scale=float(data["fit_scale"][i]), quality=quality))
-        size = row["image_size"]
-        exemplars.append(Exemplar(
-            id=row["id"], image_path=row["image_path"], center=data["ex_center"][i].copy(),
-            scale=float(data["ex_scale"][i]), keypoints=data["ex_keypoints"][i].copy(),
-            source=row["source"], image_size=tuple(size) if size else None,
-            meta=row["meta"]))
-    return Part(chunk=int(header["chunk"]), config_hash=header["config_hash"], fits=fits,
-                exemplars=exemplars, failures=[Failure(**f) for f in header["failures"]],
+    rows = header["rows"]
+    n = len(rows)
+    try:
+        quality = {name: data[f"q_{name}"] for name in QUALITY_NUMBERS}
+        quality["flags"] = _object_array([tuple(r["flags"]) for r in rows])
+        columns = Columns(
+            fit_id=_object_array([str(r["fit_id"]) for r in rows]),
+            **{name: data[f"fit_{name}"] for name in _FIT_ARRAYS},
+            keypoints2d=data["ex_keypoints"], quality=quality,
+            image_path=_object_array([r["image_path"] for r in rows]),
+            source=_object_array([str(r["source"]) for r in rows]),
+            image_size=np.array([r["image_size"] or (-1, -1) for r in rows],
+                                np.int64).reshape(n, 2),
+            meta=_object_array([dict(r["meta"]) for r in rows]))
+        if any(len(v) != n for v in (columns.rotmat, columns.scale, columns.keypoints2d,
+                                     *quality.values())):
+            raise ValueError("arrays and rows differ in length")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise JobStoreError(f"{path}: damaged part file ({exc})") from None
+    return Part(chunk=int(header["chunk"]), config_hash=header["config_hash"],
+                columns=columns, failures=[Failure(**f) for f in header["failures"]],
                 seconds=float(header.get("seconds", 0.0)),
                 device=str(header.get("device", "cpu")))
 

@@ -7,7 +7,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from eft.fitting.records import Fit
+import numpy as np
+
+from eft.annotations.columns import Columns
 
 from .store import Failure
 
@@ -82,12 +84,14 @@ class Summary:
         return "\n".join(lines)
 
 
-def summarize(n_work: int, fits: Iterable[Fit], failures: Iterable[Failure],
+def summarize(n_work: int, columns: Columns, failures: Iterable[Failure],
               skipped_reasons: Iterable[str], **extra) -> Summary:
-    fits = list(fits)
-    rejected = Counter(flag for f in fits if not f.quality.accepted for flag in f.quality.flags)
+    """The summary of the fits in ``columns`` (their quality columns) and the failures."""
+    accepted = columns.quality["accepted"].astype(bool)
+    flags = columns.quality["flags"]
+    rejected = Counter(flag for i in np.flatnonzero(~accepted) for flag in flags[i])
     return Summary(
-        n_work=n_work, fitted=len(fits), accepted=sum(f.quality.accepted for f in fits),
+        n_work=n_work, fitted=len(columns), accepted=int(accepted.sum()),
         rejected_by_flag=dict(rejected),
         skipped_by_reason=dict(Counter(skipped_reasons)),
         failed_by_reason=dict(Counter(f.reason for f in failures)), **extra)

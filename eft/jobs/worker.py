@@ -233,6 +233,6 @@ def run_chunk(setup: WorkerSetup, task: ChunkTask) -> Part:
         else:
             failures.append(Failure(e.id, "non_finite_fit", "EFT returned NaN/inf parameters"))
     failures.sort(key=lambda f: f.id)
-    return Part(chunk=task.index, config_hash=setup.config_hash, fits=good_fits,
-                exemplars=good_ex, failures=failures,
-                seconds=time.perf_counter() - t0, device=device)
+    return Part.from_fits(task.index, setup.config_hash, good_fits, good_ex,
+                          failures=failures, seconds=time.perf_counter() - t0,
+                          device=device)

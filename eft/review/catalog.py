@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from eft._files import file_sha256
+from eft.annotations.columns import QUALITY_NUMBERS
 from eft.annotations.decisions import columns_digests
 
 from .db import STATUSES, FitStatus
@@ -31,9 +32,6 @@ SORTS: tuple[str, ...] = ("quality", "id", "file")
 FLAG_FILTERS: tuple[str, ...] = ("any", "none")
 
 _STATUS_CODE = {name: code for code, name in enumerate(STATUSES)}
-_QUALITY_KEYS = ("reproj_px", "reproj_frac_bbox", "loss_2d_init", "loss_2d_final",
-                 "iterations", "converged", "max_abs_beta", "pose_nll",
-                 "n_valid_keypoints", "accepted")
 
 
 def _num(value) -> float | int | bool | None:
@@ -234,7 +232,7 @@ class Catalog:
         q = self.columns.quality
         row = {"id": self.ids[i], "index": int(i), "dataset": self.datasets[i],
                "image_name": self._image_name(i),
-               "quality": {k: _num(q[k][i]) for k in _QUALITY_KEYS},
+               "quality": {k: _num(q[k][i]) for k in QUALITY_NUMBERS},
                "flags": list(self.flags[i]),
                "status": status.status if status else "unreviewed",
                "decided_by": status.annotator if status else None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from eft.annotations.filters import Selection
 from eft.geometry.cameras import perspective_project
 from eft.geometry.rotations import axis_angle_to_rotmat
 
@@ -255,38 +256,35 @@ def load_annotation_set(path: str | os.PathLike, format: str | None = None):
 
 def annotation_train_set(
     aset,
+    selection: Selection | None = None,
     *,
     image_root: str | os.PathLike | None = None,
-    accepted_only: bool = False,
-    max_loss_2d: float | None = None,
-    max_reproj_px: float | None = None,
-    max_abs_beta: float | None = None,
-    min_keypoints: int | None = None,
-    decisions: Mapping[str, str] | None = None,
     accepted_ids: set[str] | None = None,
     use_keypoints3d: bool = False,
     body=None,
+    **criteria,
 ) -> TrainSet:
     """Training samples from an :class:`~eft.annotations.AnnotationSet`.
 
     The fits are the SMPL targets; the exemplars' 2D keypoints are both the input and
-    the 2D supervision.  Filters (all optional): ``accepted_only`` and the quality
-    thresholds (``max_loss_2d``, ``max_reproj_px``, ``max_abs_beta``, ``min_keypoints``)
-    on each fit's quality; ``decisions`` (fit id -> review decision: accept / reject,
-    which override the automatic criteria); ``accepted_ids`` - the hook for the review
-    app: when given, only these ids are kept.
+    the 2D supervision.  ``selection`` (:class:`~eft.annotations.Selection`: acceptance,
+    quality thresholds, review decisions), or its fields as keywords (``criteria``, e.g.
+    ``accepted_only=True``; with a ``selection`` they replace its fields), chooses the
+    fits; ``accepted_ids`` - the hook for the review app: when given, only these ids are
+    kept.
 
     ``use_keypoints3d``: the fits' 3D keypoints become 3D targets too (relative to the
     pelvis joint of ``body``, which is then required); off by default, as in SPIN,
     where pseudo-ground truth supervises the SMPL parameters only.
     ``image_root``: relative image paths are taken from there.
     """
-    kw = dict(accepted_only=accepted_only, max_loss_2d=max_loss_2d,
-              max_reproj_px=max_reproj_px, max_abs_beta=max_abs_beta,
-              min_keypoints=min_keypoints, decisions=decisions,
-              ids=None if accepted_ids is None else frozenset(str(i) for i in accepted_ids))
-    if any(v for v in kw.values() if v is not None and v is not False):
-        aset = aset.filter(**kw)
+    if accepted_ids is not None:
+        criteria["ids"] = frozenset(str(i) for i in accepted_ids)
+    selection = selection or Selection()
+    if criteria:
+        selection = dataclasses.replace(selection, **criteria)
+    if selection.active:
+        aset = aset.filter(selection)
     anns = list(aset.annotations)
     if not anns:
         raise TrainError("no annotations left after filtering")
