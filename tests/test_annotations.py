@@ -308,3 +308,31 @@ def test_filters(aset):
     assert all(np.abs(a.fit.betas).max() <= 1.0 for a in strict)
     assert all(a.fit.quality.loss_2d_final <= 3e-4 for a in strict)
     assert len(strict) < len(accepted)
+
+
+def test_a_selection_is_passed_whole(aset):
+    """``filter`` takes a Selection (keywords replace its fields); records that carry
+    the criteria (QualityCriteria subclasses) make one with ``Selection.of``; the
+    columns path keeps the same ids as the record path."""
+    import dataclasses
+
+    from eft.annotations.filters import QualityCriteria, Selection
+
+    px = sorted(a.fit.quality.reproj_px for a in aset)[len(aset) // 2]
+    sel = Selection(accepted_only=True, max_reproj_px=px)
+    want = [a.id for a in aset
+            if a.fit.quality.accepted and a.fit.quality.reproj_px <= px]
+    assert aset.filter(sel).ids == want
+    assert sel.apply(aset.columns()).fit_id.tolist() == want
+    assert aset.filter(sel, accepted_only=False).ids == [
+        a.id for a in aset if a.fit.quality.reproj_px <= px]
+    assert sel.criteria() == {"accepted_only": True, "max_reproj_px": px}
+
+    @dataclasses.dataclass(frozen=True)
+    class Spec(QualityCriteria):
+        path: str = "x.json"
+
+    spec = Spec(accepted_only=True, max_reproj_px=px)
+    assert Selection.of(spec, ids=frozenset(want[:2])) == dataclasses.replace(
+        sel, ids=frozenset(want[:2]))
+    assert not Selection().active and Selection(min_keypoints=3).active

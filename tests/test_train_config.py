@@ -90,6 +90,11 @@ def test_filters_and_review_hook():
     assert rejected not in kept.ids and rescued in kept.ids and len(kept) == sum(acc)
     ids = set(aset.ids[:5])
     assert set(annotation_train_set(aset, accepted_ids=ids).ids) == ids
+    from eft.annotations import Selection
+
+    sel = Selection(accepted_only=True, decisions={rejected: "reject", rescued: "accept"})
+    assert annotation_train_set(aset, sel).ids == kept.ids
+    assert len(annotation_train_set(aset, sel, decisions=None)) == sum(acc)
     data = annotation_train_set(aset, image_root="/data/coco")
     assert data.image_paths[0].startswith("/data/coco/images/")
     a0 = aset[0]

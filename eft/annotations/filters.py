@@ -17,7 +17,7 @@ from .columns import Columns
 from .errors import AnnotationError
 from .record import Annotation
 
-__all__ = ["Selection", "ACCEPT_DECISIONS", "REJECT_DECISIONS", "read_decisions"]
+__all__ = ["Selection", "QualityCriteria", "ACCEPT_DECISIONS", "REJECT_DECISIONS", "read_decisions"]
 
 #: Review decisions that keep a fit whatever its automatic verdict.
 ACCEPT_DECISIONS = frozenset({"accept", "accepted", "keep", "good"})
@@ -26,17 +26,38 @@ REJECT_DECISIONS = frozenset({"reject", "rejected", "drop", "bad"})
 
 
 @dataclass(frozen=True)
-class Selection:
-    """Which annotations to keep.  Unset criteria do not filter.
+class QualityCriteria:
+    """The acceptance and quality thresholds of a :class:`Selection` (a base for any
+    record that carries them, e.g. a training dataset's settings).  Unset criteria do
+    not filter.
 
     Attributes:
         accepted_only: keep fits whose (possibly re-judged) quality is accepted.
-        rules: re-judge every fit's quality under these rules first
-            (:func:`eft.fitting.quality.apply_rules`); the written quality changes too.
         max_loss_2d: keep ``loss_2d_final <= max_loss_2d``.
         max_reproj_px: keep ``reproj_px <= max_reproj_px`` (NaN fails).
         max_abs_beta: keep ``max_abs_beta <= max_abs_beta``.
         min_keypoints: keep ``n_valid_keypoints >= min_keypoints``.
+    """
+
+    accepted_only: bool = False
+    max_loss_2d: float | None = None
+    max_reproj_px: float | None = None
+    max_abs_beta: float | None = None
+    min_keypoints: int | None = None
+
+    def criteria(self) -> dict:
+        """The criteria that are set (field name -> value), for provenance records."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(QualityCriteria)
+                if getattr(self, f.name) not in (None, False)}
+
+
+@dataclass(frozen=True)
+class Selection(QualityCriteria):
+    """Which annotations to keep: the :class:`QualityCriteria`, and
+
+    Attributes:
+        rules: re-judge every fit's quality under these rules first
+            (:func:`eft.fitting.quality.apply_rules`); the written quality changes too.
         decisions: review decisions, fit id -> decision: one of
             :data:`ACCEPT_DECISIONS` keeps the fit (overriding the automatic verdict and
             thresholds), one of :data:`REJECT_DECISIONS` drops it; any other value or no
@@ -44,21 +65,17 @@ class Selection:
         ids: keep only these fit ids.
     """
 
-    accepted_only: bool = False
     rules: QualityRules | None = None
-    max_loss_2d: float | None = None
-    max_reproj_px: float | None = None
-    max_abs_beta: float | None = None
-    min_keypoints: int | None = None
     decisions: Mapping[str, str] | None = None
     ids: frozenset[str] | None = None
 
-    def criteria(self) -> dict:
-        """The acceptance and quality-threshold criteria that are set (field name ->
-        value; ``rules``, ``decisions`` and ``ids`` left out), for provenance records."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.name not in ("rules", "decisions", "ids")
-                and getattr(self, f.name) not in (None, False)}
+    @classmethod
+    def of(cls, criteria: QualityCriteria, **rest) -> Selection:
+        """The selection with the criteria of ``criteria`` (any
+        :class:`QualityCriteria`, e.g. a settings record that subclasses it) and
+        ``rest`` (``rules``, ``decisions``, ``ids``)."""
+        return cls(**{f.name: getattr(criteria, f.name)
+                      for f in dataclasses.fields(QualityCriteria)}, **rest)
 
     @property
     def active(self) -> bool:
