@@ -106,6 +106,17 @@ class KeypointLBS(nn.Module):
     ``(keypoints (B,49,3), joints (B,24,3))``.
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    c: Tensor
+    p_template: Tensor
+    p_shape: Tensor
+    p_pose: Tensor | None
+    j_template: Tensor
+    j_shape: Tensor
+    kp_joint_weights: Tensor
+    kp_total: Tensor
+    parents: Tensor
+
     def __init__(self, body: BodyModel) -> None:
         super().__init__()
         smpl = body.smpl

@@ -70,13 +70,14 @@ def fit_weak_camera(points: Tensor, target: Tensor, weights: Tensor) -> Tensor:
 def mean_output(model: nn.Module, batch: int) -> RegressorOutput:
     """The regressor's IEF starting point for ``batch`` rows: rotations of
     ``model.init_pose`` (6D), betas ``model.init_shape``, camera ``model.init_cam``."""
+    starts = []
     for name in ("init_pose", "init_shape", "init_cam"):
-        if not hasattr(model, name):
+        value = getattr(model, name, None)
+        if not isinstance(value, Tensor):
             raise EftError(f"a {type(model).__name__} has no {name} (not an IEF regressor)")
-    pose6d = model.init_pose.detach().reshape(1, -1).expand(batch, -1)
+        starts.append(value.detach().reshape(1, -1).expand(batch, -1))
+    pose6d, betas, cam = starts
     rotmat = rot6d_to_rotmat(pose6d.reshape(batch, 24, 6))
-    betas = model.init_shape.detach().reshape(1, -1).expand(batch, -1)
-    cam = model.init_cam.detach().reshape(1, -1).expand(batch, -1)
     return RegressorOutput(rotmat=rotmat, betas=betas, cam=cam, pose6d=pose6d)
 
 

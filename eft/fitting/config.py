@@ -53,13 +53,14 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
 from eft.geometry.cameras import FOCAL_LENGTH
 from eft.models.hmr import EFT_LR
 from eft.models.keypoint_regressor import KEYPOINT_REGRESSOR_LR
-from eft.models.protocol import SCOPES, Regressor, Scope
+from eft.models.protocol import SCOPES, Scope
 
 __all__ = [
     "EFT_PRESETS",
@@ -159,7 +160,8 @@ class QualityRules:
     def strict(cls, **overrides) -> QualityRules:
         """EFT's ``IsValid_strict`` filter (used for MPII): ``max|beta| <= 1``,
         initial 2D loss ``<= 0.04``, final 2D loss ``<= 3e-4``."""
-        values = {"max_loss_2d": 3e-4, "max_initial_loss_2d": 0.04, "max_abs_beta": 1.0}
+        values: dict[str, Any] = {"max_loss_2d": 3e-4, "max_initial_loss_2d": 0.04,
+                                  "max_abs_beta": 1.0}
         values.update(overrides)
         return cls(**values)
 
@@ -242,7 +244,7 @@ class EFTConfig:
         if not isinstance(self.rules, QualityRules):
             raise TypeError(f"rules must be a QualityRules, got {type(self.rules).__name__}")
 
-    def resolve_lr(self, model: Regressor | nn.Module) -> float:
+    def resolve_lr(self, model: nn.Module) -> float:
         """``lr`` if set, else the regressor's own ``eft_lr``
         (:class:`~eft.models.protocol.Regressor`; :data:`EFT_LR` for a module that
         declares none)."""

@@ -105,7 +105,7 @@ class ModelSplit:
     trainable: tuple[str, ...]
 
 
-def _batchnorm_parameter_names(model: nn.Module | Regressor) -> set[str]:
+def _batchnorm_parameter_names(model: nn.Module) -> set[str]:
     names = set()
     for mod_name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -114,12 +114,12 @@ def _batchnorm_parameter_names(model: nn.Module | Regressor) -> set[str]:
     return names
 
 
-def _names_under(model: nn.Module | Regressor, prefixes: Sequence[str]) -> list[str]:
+def _names_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     return [n for n, _ in model.named_parameters()
             if any(p == "" or n == p or n.startswith(p + ".") for p in prefixes)]
 
 
-def split_model(model: nn.Module | Regressor, scope: str = "all") -> ModelSplit:
+def split_model(model: nn.Module, scope: str = "all") -> ModelSplit:
     """The :class:`ModelSplit` of ``model`` for ``scope`` (see the module docstring):
     the :class:`~eft.models.protocol.Regressor`'s own ``eft_split``; a module that is not
     one can only be fine-tuned whole (``"all"``).  BatchNorm weights and biases are never
@@ -141,7 +141,7 @@ def split_model(model: nn.Module | Regressor, scope: str = "all") -> ModelSplit:
                       trainable=trainable)
 
 
-def trainable_parameter_names(model: nn.Module | Regressor, scope: str = "all") -> tuple[str, ...]:
+def trainable_parameter_names(model: nn.Module, scope: str = "all") -> tuple[str, ...]:
     """Names of the parameters EFT fine-tunes in ``scope``."""
     return split_model(model, scope).trainable
 
@@ -192,10 +192,9 @@ def _keypoint_lbs(body: BodyModel | KeypointLBS, device: torch.device) -> Keypoi
     if isinstance(body, KeypointLBS):
         fast = body
     else:
-        fast = _FAST_CACHE.get(body)
-        if fast is None:
-            fast = KeypointLBS(body)
-            _FAST_CACHE[body] = fast
+        cached = _FAST_CACHE.get(body)
+        fast = KeypointLBS(body) if cached is None else cached
+        _FAST_CACHE[body] = fast
     if fast.c.device != device:
         fast = fast.to(device)
         if not isinstance(body, KeypointLBS):
@@ -215,13 +214,13 @@ class _Prepared:
     ids: list[str]
 
 
-def input_kind(model: nn.Module | Regressor) -> str:
+def input_kind(model: nn.Module) -> str:
     """The regressor's ``input_kind``; ``"image"`` (inputs given separately) for a
     module that declares none."""
     return str(getattr(model, "input_kind", "image"))
 
 
-def _prepare(model: nn.Module | Regressor, fast: KeypointLBS, targets: FitTargets,
+def _prepare(model: nn.Module, fast: KeypointLBS, targets: FitTargets,
              config: EFTConfig) -> _Prepared:
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
@@ -262,7 +261,7 @@ class _Raw:
     loss_2d_final: Tensor
     iterations: Tensor
     converged: Tensor
-    params: list[dict[str, np.ndarray]] | None = None
+    params: list[dict[str, np.ndarray] | None] | None = None  # kept parameters
 
     @classmethod
     def empty(cls, batch: int, like: Tensor) -> _Raw:
@@ -292,7 +291,7 @@ class _Start:
         return int(self.prep.targets.shape[0])
 
 
-def _start(model: nn.Module | Regressor, body: BodyModel | KeypointLBS, targets: FitTargets,
+def _start(model: nn.Module, body: BodyModel | KeypointLBS, targets: FitTargets,
            config: EFTConfig, keep_params: bool) -> _Start:
     split = split_model(model, config.scope)
     device = next(model.parameters()).device
@@ -303,7 +302,7 @@ def _start(model: nn.Module | Regressor, body: BodyModel | KeypointLBS, targets:
     return _Start(split, fast, prep, config.resolve_lr(model), raw, device)
 
 
-def _fill_skipped(model: nn.Module | Regressor, st: _Start, config: EFTConfig) -> Tensor:
+def _fill_skipped(model: nn.Module, st: _Start, config: EFTConfig) -> Tensor:
     """Give the skipped exemplars the un-tuned prediction (and the pretrained parameters
     when kept); returns their indices."""
     skipped = torch.nonzero(st.prep.skipped).flatten()
@@ -336,7 +335,7 @@ def _full_params(model: nn.Module, trained: dict[str, Tensor]) -> dict[str, np.n
     return out
 
 
-def _make_fits(model: nn.Module | Regressor, body: BodyModel | KeypointLBS, st: _Start,
+def _make_fits(model: nn.Module, body: BodyModel | KeypointLBS, st: _Start,
                config: EFTConfig, pose_prior: PosePrior | None,
                with_vertices: bool) -> list[Fit]:
     fast, prep, raw = st.fast, st.prep, st.raw
@@ -386,7 +385,7 @@ def _make_fits(model: nn.Module | Regressor, body: BodyModel | KeypointLBS, st: 
 # Sequential (reference) path
 # ---------------------------------------------------------------------------
 
-def fit_sequential(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
+def fit_sequential(model: nn.Module, body: BodyModel | KeypointLBS,
                    targets: FitTargets, config: EFTConfig | None = None, *,
                    pose_prior: PosePrior | None = None, with_vertices: bool = False,
                    keep_params: bool = False, progress: bool = False) -> list[Fit]:
@@ -505,7 +504,7 @@ class _VectorAdam:
             p.addcdiv_(m, denom, value=-step_size)
 
 
-def _run_chunk(model: nn.Module | Regressor, split: ModelSplit, fast: KeypointLBS, prep: _Prepared,
+def _run_chunk(model: nn.Module, split: ModelSplit, fast: KeypointLBS, prep: _Prepared,
                rows: Tensor, config: EFTConfig, lr: float, raw: _Raw,
                keep_params: bool) -> None:
     """Fine-tune the exemplars ``rows`` (original indices) together."""
@@ -543,7 +542,7 @@ def _run_chunk(model: nn.Module | Regressor, split: ModelSplit, fast: KeypointLB
         stop = hit | ~torch.isfinite(l2d)
         if it == config.max_iters - 1:
             stop = torch.ones_like(stop)
-        if keep_params and bool(stop.any()):
+        if raw.params is not None and bool(stop.any()):
             for j in torch.nonzero(stop).flatten().tolist():
                 trained = {name: p[j] for name, p in params.items()}
                 raw.params[int(idx[j])] = _full_params(model, trained)
@@ -558,7 +557,7 @@ def _run_chunk(model: nn.Module | Regressor, split: ModelSplit, fast: KeypointLB
         adam.step(params, grads)
 
 
-def fit_batched(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
+def fit_batched(model: nn.Module, body: BodyModel | KeypointLBS,
                 targets: FitTargets, config: EFTConfig | None = None, batch_size: int = 64,
                 *, pose_prior: PosePrior | None = None, with_vertices: bool = False,
                 keep_params: bool = False, progress: bool = False) -> list[Fit]:
@@ -604,7 +603,7 @@ def fit_batched(model: Regressor | nn.Module, body: BodyModel | KeypointLBS,
 
 
 def fit(
-    model: Regressor | nn.Module,
+    model: nn.Module,
     body: BodyModel | KeypointLBS,
     targets: FitTargets,
     config: EFTConfig | None = None,
@@ -643,7 +642,7 @@ def fit(
 
 def fit_exemplars(
     exemplars: Sequence[Exemplar],
-    model: Regressor | nn.Module,
+    model: nn.Module,
     body: BodyModel | KeypointLBS,
     config: EFTConfig | None = None,
     inputs: Tensor | None = None,

@@ -32,7 +32,7 @@ whether a model/scope can use it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -162,7 +162,7 @@ def _layout(model: Any, scope: str) -> _Layout:
                    n_iter=int(model.n_iter), shapes=shapes, names=names)
 
 
-def supports(model: nn.Module | Regressor, scope: str = "all") -> bool:
+def supports(model: nn.Module, scope: str = "all") -> bool:
     """Whether :func:`fit_flat` can fine-tune ``model`` in ``scope``: a keypoint
     :class:`~eft.models.protocol.Regressor` shaped like the
     :class:`~eft.models.KeypointRegressor` (``prepare_input``, an ``encoder`` of
@@ -346,6 +346,7 @@ class _Engine:
         for k in range(len(lay.blocks) - 1, -1, -1):
             blk = lay.blocks[k]
             key = blk.key
+            assert g_a is not None  # set by the IEF backward when there are blocks
             g_y = torch.where(acts.mask[k][rows], g_a, 0.0)
             torch.mul(g_y, acts.xhat[k][rows], out=grad[f"{key}.g"])
             grad[f"{key}.beta"].copy_(g_y)
@@ -429,11 +430,12 @@ def _run_chunk(engine: _Engine, model: Any, fast: KeypointLBS, x0: Tensor,
         if last:
             stop = torch.ones_like(stop)
         n_stop = int(stop.sum())
-        if keep_params and n_stop:
+        if raw.params is not None and n_stop:
             for j in torch.nonzero(stop).flatten().tolist():
                 raw.params[int(cur[j])] = _full_params(model, _trained(theta.views, lay, j))
         if n_stop == live:
             break
+        assert g_state is not None  # computed unless this was the last iteration
         if n_stop:
             # fill the stopped rows among the first ``live - n_stop`` with live rows from
             # the end: only those rows move (rows are independent; ``idx`` follows them)
@@ -455,7 +457,7 @@ def _run_chunk(engine: _Engine, model: Any, fast: KeypointLBS, x0: Tensor,
             engine.forward(w, x0[a:b], acts, a)
 
 
-def fit_flat(model: Regressor | nn.Module, body: BodyModel | KeypointLBS, targets: FitTargets,
+def fit_flat(model: nn.Module, body: BodyModel | KeypointLBS, targets: FitTargets,
              config: EFTConfig | None = None, batch_size: int = 64, *,
              block: int = DEFAULT_BLOCK, pose_prior: PosePrior | None = None,
              with_vertices: bool = False, keep_params: bool = False,
@@ -495,7 +497,7 @@ def fit_flat(model: Regressor | nn.Module, body: BodyModel | KeypointLBS, target
                 rows = todo[start:start + int(batch_size)]
                 with torch.no_grad():
                     if config.scope == "all":  # the frozen part is the input itself
-                        x0 = model.prepare_input(prep.inputs[rows])
+                        x0 = cast(Any, model).prepare_input(prep.inputs[rows])
                     else:  # one row at a time, rounded as in fit_sequential
                         x0 = torch.cat([split.features(prep.inputs[i:i + 1])
                                         for i in rows.tolist()])

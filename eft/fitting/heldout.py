@@ -38,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -98,10 +99,10 @@ def labelled(keypoints: np.ndarray) -> np.ndarray:
     return np.all(np.isfinite(kp), axis=-1) & (np.nan_to_num(kp[..., 2]) > 0)
 
 
-def limbs_labelled(keypoints: np.ndarray) -> np.ndarray:
+def limbs_labelled(keypoints: np.ndarray) -> np.ndarray | bool:
     """(N, 49, 3) -> (N,) bool (or a bool for one (49, 3) person): every slot of
     :data:`REQUIRED_SLOTS` labelled (both arms and both legs)."""
-    ok = labelled(keypoints)[..., list(REQUIRED_SLOTS)].all(axis=-1)
+    ok = np.asarray(labelled(keypoints)[..., list(REQUIRED_SLOTS)].all(axis=-1))
     return bool(ok) if ok.ndim == 0 else ok
 
 
@@ -320,7 +321,7 @@ def held_out_errors(held: Sequence[HeldOut], pred_px: np.ndarray | Sequence[Fit]
         order, slots ascending within a person.
     """
     if len(pred_px) and isinstance(pred_px[0], Fit):
-        pred_px = fit_keypoints_px(pred_px)
+        pred_px = fit_keypoints_px(cast("Sequence[Fit]", pred_px))
     pred = np.asarray(pred_px, dtype=np.float64).reshape(-1, 49, 2)
     if len(pred) != len(held):
         raise ValueError(f"{len(pred)} predictions for {len(held)} held-out people")

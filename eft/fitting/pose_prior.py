@@ -216,6 +216,12 @@ class GMMPosePrior(nn.Module):
     the NLL is differentiable.
     """
 
+    # buffers (registered in __init__), declared for type checkers
+    means: Tensor
+    inv_chol: Tensor
+    log_coef: Tensor
+    active_dims: Tensor
+
     def __init__(self, means, covariances, weights, active_dims=None, *,
                  mode: str = "logsumexp", meta: dict[str, Any] | None = None) -> None:
         super().__init__()

@@ -131,8 +131,8 @@ def assess(
     stopping step; ``centers`` (B, 2), ``scales`` (B,); ``nll`` (B,) or None;
     ``finite`` says whether the exemplar's input and kept outputs were finite.
     """
-    px = reprojection_px(pred2d.detach(), target, centers, scales, keypoint_valid)
-    px = px.double().cpu().numpy()
+    px = reprojection_px(pred2d.detach(), target, centers, scales,
+                         keypoint_valid).double().cpu().numpy()
     side = 200.0 * torch.as_tensor(scales).double().cpu().numpy()
     max_beta = betas.detach().abs().amax(dim=1).double().cpu().numpy()
     nll_np = (np.full(len(px), np.nan) if nll is None

@@ -104,7 +104,10 @@ DEFAULT_CENTER = (112.0, 112.0)
 DEFAULT_SCALE = 224.0 / 200.0
 
 
-def crops_and_ids(batch: int, centers=None, scales=None, exemplar_ids=None):
+def crops_and_ids(batch: int, centers: Tensor | np.ndarray | None = None,
+                  scales: Tensor | np.ndarray | None = None,
+                  exemplar_ids: Sequence[str] | None = None,
+                  ) -> tuple[Tensor, Tensor, list[str]]:
     """The crop and id of each of ``batch`` exemplars, defaults filled in.
 
     Returns ``(centers (B, 2) float64 tensor, scales (B,) float64 tensor, ids [str])``;

@@ -77,7 +77,9 @@ class HMR(IEFMixin, ResNet50):
         mods = (self.fc1, self.fc2, self.decpose, self.decshape, self.deccam)
         return [p for m in mods for p in m.parameters()]
 
-    def forward(self, images: Tensor, n_iter: int | None = None) -> RegressorOutput:
+    # a regressor, not a feature extractor: the ResNet-50's forward is :meth:`features`
+    def forward(  # type: ignore[override]
+            self, images: Tensor, n_iter: int | None = None) -> RegressorOutput:
         return self.iterate(self.features(images), n_iter)
 
     def eft_split(self, scope: Scope) -> RegressorSplit:

@@ -215,6 +215,17 @@ class IEFMixin:
 
     n_iter: int
     ief_hidden: int
+    # layers and buffers registered by _init_ief, declared for type checkers
+    fc1: nn.Linear
+    drop1: nn.Dropout
+    fc2: nn.Linear
+    drop2: nn.Dropout
+    decpose: nn.Linear
+    decshape: nn.Linear
+    deccam: nn.Linear
+    init_pose: Tensor
+    init_shape: Tensor
+    init_cam: Tensor
 
     def _init_ief(
         self,

@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -135,7 +135,7 @@ def save_regressor(model: nn.Module, path: str | os.PathLike, **metadata: Any) -
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
         "arch": arch,
-        "config": dict(model.config),  # type: ignore[attr-defined]
+        "config": dict(cast(Any, model).config),  # HMR / KeypointRegressor (arch above)
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "metadata": dict(metadata),
     }
@@ -179,7 +179,7 @@ def _build_from_payload(payload: Mapping[str, Any], source: str) -> nn.Module:
     if report.missing or report.unexpected:
         raise EftError(f"{source}: state dict does not match {arch}:\n{report}")
     meta = payload.get("metadata") or {}
-    model.eft_metadata = dict(meta) if isinstance(meta, Mapping) else {}
+    _set_metadata(model, dict(meta) if isinstance(meta, Mapping) else {})
     return model
 
 
@@ -198,12 +198,19 @@ def _load_spin_checkpoint(obj: Any, source: str) -> nn.Module:
             f"{', '.join(report.unexpected[:10])}",
             stacklevel=3,
         )
-    model.eft_metadata = {}
+    meta: dict[str, Any] = {}
     if isinstance(obj, Mapping):
         for key in ("epoch", "total_step_count"):
             if isinstance(obj.get(key), (int, float)):
-                model.eft_metadata[key] = obj[key]
+                meta[key] = obj[key]
+    _set_metadata(model, meta)
     return model
+
+
+def _set_metadata(model: nn.Module, meta: dict[str, Any]) -> None:
+    """``model.eft_metadata = meta`` (a plain attribute: nn.Module's ``__setattr__``
+    stores a dict as ``object.__setattr__`` does, which type checkers accept)."""
+    object.__setattr__(model, "eft_metadata", meta)
 
 
 def load_regressor(
