@@ -35,7 +35,12 @@ from .errors import AnnotationError
 
 __all__ = ["LATEST_STATUS_IDS_SQL", "DIGEST_VERSION", "ReviewDecision", "BoundDecisions",
            "fit_digest", "fit_digests", "columns_digests", "is_review_db", "read_review_db",
-           "load_bound_decisions"]
+           "load_bound_decisions", "ACCEPT_DECISIONS", "REJECT_DECISIONS"]
+
+#: Review decisions that keep a fit whatever its automatic verdict.
+ACCEPT_DECISIONS = frozenset({"accept", "accepted", "keep", "good"})
+#: Review decisions that drop a fit.
+REJECT_DECISIONS = frozenset({"reject", "rejected", "drop", "bad"})
 
 #: Row ids of the latest status decision (accept / reject / flag) of every judged fit
 #: (fit id + fit digest; rows without a digest group together per id) that no ``undo``
@@ -145,8 +150,6 @@ def read_review_db(path: str | os.PathLike) -> list[ReviewDecision]:
 
 
 def _read_json(path: Path) -> list[ReviewDecision]:
-    from .filters import ACCEPT_DECISIONS, REJECT_DECISIONS
-
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -14,15 +14,12 @@ from eft.fitting.quality import apply_rules
 from eft.fitting.records import FitQuality
 
 from .columns import Columns
+from .decisions import ACCEPT_DECISIONS, REJECT_DECISIONS, load_bound_decisions
 from .errors import AnnotationError
 from .record import Annotation
 
 __all__ = ["Selection", "QualityCriteria", "ACCEPT_DECISIONS", "REJECT_DECISIONS", "read_decisions"]
 
-#: Review decisions that keep a fit whatever its automatic verdict.
-ACCEPT_DECISIONS = frozenset({"accept", "accepted", "keep", "good"})
-#: Review decisions that drop a fit.
-REJECT_DECISIONS = frozenset({"reject", "rejected", "drop", "bad"})
 
 
 @dataclass(frozen=True)
@@ -156,6 +153,4 @@ def read_decisions(path: str | os.PathLike) -> dict[str, str]:
     ``{fit_id: decision}``, ``{"decisions": {fit_id: decision}}`` or a list of
     ``{"id", "decision"}`` objects.  To apply decisions only to the fits they judged,
     use :func:`eft.annotations.decisions.load_bound_decisions`."""
-    from .decisions import load_bound_decisions
-
     return load_bound_decisions(path, any_file=True).latest_by_id()
