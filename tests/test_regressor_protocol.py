@@ -12,26 +12,13 @@ from torch import Tensor, nn
 
 from eft.data.synthetic import SyntheticConfig, generate
 from eft.errors import EftError
-from eft.fitting import (
-    EFT_LR,
-    KEYPOINT_REGRESSOR_LR,
-    EFTConfig,
-    exemplar_batch,
-    fit,
-    fit_sequential,
-    split_model,
-)
+from eft.fitting import EFTConfig, exemplar_batch, fit, fit_sequential, split_model
 from eft.fitting import flat as flat_module
+from eft.fitting.config import EFT_LR, KEYPOINT_REGRESSOR_LR
 from eft.geometry.rotations import rot6d_to_rotmat
-from eft.models import (
-    HMR,
-    KeypointRegressor,
-    Regressor,
-    RegressorOutput,
-    RegressorSplit,
-    whole_model_split,
-)
+from eft.models import HMR, KeypointRegressor, Regressor, RegressorOutput
 from eft.models.ief import default_mean_params
+from eft.models.protocol import RegressorSplit, whole_model_split
 
 N = 6
 # batched (vmap, stacked Adam) vs sequential (torch.optim.Adam) float32 rounding, as in
