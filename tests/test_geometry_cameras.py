@@ -272,3 +272,26 @@ def test_crop_helpers_differentiable(dtype):
     torch.testing.assert_close(pts.grad, torch.ones_like(pts))
     assert rot.grad is not None and abs(rot.grad.item()) < 1e-3
     assert math.isfinite(rot.grad.item())
+
+
+def test_one_focal_length_default():
+    """SPIN/EFT's 5000 px on the 224 px crop is defined once and every default uses it."""
+    import inspect
+
+    from eft.annotations.columns import weak_to_cam_t
+    from eft.annotations.provenance import CAMERA_CONVENTION
+    from eft.annotations.validate import validate_columns
+    from eft.fitting.config import EFTConfig
+    from eft.fitting.smplify import SmplifyConfig
+
+    assert G.FOCAL_LENGTH == 5000.0
+    defaults = [inspect.signature(f).parameters[name].default for f, name in (
+        (G.weak_to_perspective_translation, "focal"),
+        (G.perspective_translation_to_weak, "focal"),
+        (G.perspective_project, "focal"),
+        (G.crop_cam_to_full_image_translation, "focal"),
+        (weak_to_cam_t, "focal"),
+        (validate_columns, "focal_length"))]
+    defaults += [EFTConfig().focal_length, SmplifyConfig().focal_length,
+                 CAMERA_CONVENTION["focal_length"]]
+    assert all(d is G.FOCAL_LENGTH for d in defaults), defaults
