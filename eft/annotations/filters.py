@@ -67,10 +67,10 @@ class Selection(QualityCriteria):
     ids: frozenset[str] | None = None
 
     @classmethod
-    def of(cls, criteria: QualityCriteria, **rest) -> Selection:
-        """The selection with the criteria of ``criteria`` (any
-        :class:`QualityCriteria`, e.g. a settings record that subclasses it) and
-        ``rest`` (``rules``, ``decisions``, ``ids``)."""
+    def of(cls, criteria, **rest) -> Selection:
+        """The selection with the criteria of ``criteria`` (a :class:`QualityCriteria`,
+        or any record with its fields, e.g. a training dataset's settings) and ``rest``
+        (``rules``, ``decisions``, ``ids``)."""
         return cls(**{f.name: getattr(criteria, f.name)
                       for f in dataclasses.fields(QualityCriteria)}, **rest)
 

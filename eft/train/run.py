@@ -28,6 +28,7 @@ from pathlib import Path
 import yaml
 from torch import nn
 
+from eft.annotations.filters import Selection
 from eft.config_loader import changed_keys
 
 from .config import DatasetSpec, TrainRunConfig, ValSpec, config_to_dict
@@ -82,11 +83,8 @@ def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None,
         log(f"dataset {spec.label}: {bound.report()}")
     try:
         return annotation_train_set(
-            aset, image_root=spec.image_root, accepted_only=spec.accepted_only,
-            max_loss_2d=spec.max_loss_2d, max_reproj_px=spec.max_reproj_px,
-            max_abs_beta=spec.max_abs_beta, min_keypoints=spec.min_keypoints,
-            decisions=decisions, accepted_ids=accepted_ids,
-            use_keypoints3d=spec.keypoints3d, body=body)
+            aset, Selection.of(spec, decisions=decisions), image_root=spec.image_root,
+            accepted_ids=accepted_ids, use_keypoints3d=spec.keypoints3d, body=body)
     except (TrainError, AnnotationError) as exc:
         raise TrainError(f"{spec.path}: {exc}") from None
 
