@@ -73,7 +73,8 @@ def main() -> None:
     (out / f"{name}.md").write_text(
         f"# Job export ({args.label or 'current'})\n\n"
         f"`OMP_NUM_THREADS=1 python scripts/bench_job_export.py {folder}"
-        f"{' --label ' + args.label if args.label else ''}`\n\n"
+        f"{' --label ' + args.label if args.label else ''}` (eft package: "
+        f"`{result['eft']}`; {result['date']})\n\n"
         "| parts | fits | formats | read parts s | finish s | total s |\n"
         "|---|---|---|---|---|---|\n"
         f"| {len(parts)} | {summary.fitted} | {', '.join(config.output.formats)} "
