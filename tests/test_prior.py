@@ -60,10 +60,6 @@ class _Interrupted(Exception):
     pass
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "known bug: train_prior looks for step_*.pt in out_dir (eft/train/prior.py, "
-    "latest_checkpoint(out_dir)) but the trainer writes them to out_dir/checkpoints, so "
-    "pretrain_prior.py --work-dir restarts from step 0; remove this mark with the fix"))
 def test_interrupted_training_resumes_to_the_same_weights(body, tiny_set, tmp_path):
     """20 steps in one go == a run stopped after step 10's checkpoint, then the same
     call again on a fresh model with the same ``out_dir`` (it picks up the checkpoint)."""

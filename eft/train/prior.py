@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -156,7 +157,7 @@ def train_prior(
         tcfg = replace(tcfg, checkpoint_every=cfg.eval_every)
     trainer = Trainer(model, body, train, tcfg, evaluate=on_eval,
                       sampler=sampler, out_dir=out_dir, desc="pretrain prior")
-    last = None if out_dir is None else latest_checkpoint(out_dir)
+    last = None if out_dir is None else latest_checkpoint(Path(out_dir) / "checkpoints")
     if last is not None:
         trainer.load_checkpoint(last)
     return trainer.run()
