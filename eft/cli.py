@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 from eft import __version__
+from eft.errors import EftError
 
 
 def _body_check(args: argparse.Namespace) -> int:
-    from eft.body.check import format_report, run_check
+    from eft.body_check import format_report, run_check  # lazy: start-up time (torch)
 
     out = None if args.no_png else Path(args.output)
     report = run_check(args.model, out)
@@ -30,7 +31,7 @@ def _body_check(args: argparse.Namespace) -> int:
 
 
 def _body_import_smpl(args: argparse.Namespace) -> int:
-    from eft.body.smpl_import import import_smpl
+    from eft.body.smpl_import import import_smpl  # lazy: start-up time (numpy)
 
     summary = import_smpl(Path(args.src), Path(args.output))
     print(summary)
@@ -76,8 +77,6 @@ def _build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    from eft.errors import EftError
-
     try:
         return int(args.func(args) or 0)
     except EftError as exc:

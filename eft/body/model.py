@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from eft._files import file_sha256
 from eft.body.joints import H36M17_NAMES, SPIN49_NAMES, VERTEX_LANDMARK_NAMES
 from eft.body.keypoint_map import ANATOMICAL_SOURCES, SPIN_SOURCES, build_keypoint_map
+from eft.body.smpl_import import SmplImportError, load_smpl_pkl
 from eft.errors import EftError
 from eft.geometry.rotations import axis_angle_to_rotmat
 
@@ -111,8 +112,6 @@ def resolve_model_path(path: str | os.PathLike | None = None, gender: str = "neu
 
 def _read_fields(path: Path) -> dict[str, np.ndarray]:
     if path.suffix == ".pkl":
-        from eft.body.smpl_import import SmplImportError, load_smpl_pkl
-
         try:
             return load_smpl_pkl(path)
         except SmplImportError as exc:

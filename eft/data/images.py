@@ -39,9 +39,15 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from eft.errors import EftError
 from eft.geometry.crops import crop_to_image
 
-__all__ = ["ImageError", "load_image", "crop_image", "normalize_crop"]
+__all__ = ["ImageError", "load_image", "crop_image", "normalize_crop", "IMAGENET_MEAN",
+           "IMAGENET_STD"]
 
 log = logging.getLogger(__name__)
+
+#: The per-channel RGB mean and standard deviation (of [0, 1] values) that
+#: :func:`normalize_crop` removes: ImageNet's, which HMR's ResNet-50 was trained with.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class ImageError(EftError):
@@ -210,8 +216,6 @@ def crop_image(image: np.ndarray, center, scale: float, res: int = 224,
 def normalize_crop(crop: np.ndarray) -> torch.Tensor:
     """HMR's input from a crop: ``(res, res, 3)`` RGB (uint8 0..255, or float 0..1) ->
     ``(3, res, res)`` float32 tensor, ``(rgb - IMAGENET_MEAN) / IMAGENET_STD``."""
-    from eft.models.hmr import IMAGENET_MEAN, IMAGENET_STD
-
     a = np.asarray(crop)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"crop must be (res, res, 3) RGB, got {a.shape}")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from eft.data.images import IMAGENET_MEAN, IMAGENET_STD
 from eft.errors import EftError
 
 from ._checkpoint import extract_state_dict, read_checkpoint, strip_module_prefix
@@ -28,8 +29,6 @@ __all__ = ["HMR", "EFT_LR", "LoadReport", "load_hmr_checkpoint", "HMR_INPUT_SIZE
            "IMAGENET_STD"]
 
 HMR_INPUT_SIZE = 224
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: EFT's learning rate (``--lr_eft`` default), HMR's :attr:`~HMR.eft_lr`.
 EFT_LR = 5e-6

@@ -11,6 +11,7 @@ import torch
 from eft.body.joints import SMPL24_FLIP_PERM, SMPL24_NAMES, SMPL24_PARENTS
 from eft.body.model import BodyModel, BodyOutput
 from eft.body.poses import canonical_poses
+from eft.render import draw_keypoints, framing_camera, grid, label, render_mesh, save_png
 
 
 @dataclass(frozen=True)
@@ -98,20 +99,11 @@ def render_check(names: list[str], out: BodyOutput, faces: np.ndarray, path: Pat
                  tile: int = 288) -> Path:
     """Front and side view of every pose with the valid 49 keypoints, saved as PNG.
 
-    Drawn with :mod:`eft.render` (the project's one renderer; imported here because
-    ``eft body check`` is a command-line tool and render sits above the body layer):
-    one column per pose, rows front / side, a common scale, OpenPose-25 keypoints as red
-    dots and the 24 ground-truth keypoints as gold crosses.
+    Drawn with :mod:`eft.render` (the project's one renderer; this command-line tool
+    sits above both the body and the render layers): one column per pose, rows front /
+    side, a common scale, OpenPose-25 keypoints as red dots and the 24 ground-truth
+    keypoints as gold crosses.
     """
-    from eft.render import (
-        draw_keypoints,
-        framing_camera,
-        grid,
-        label,
-        render_mesh,
-        save_png,
-    )
-
     verts = out.vertices.double()
     kps = out.keypoints.double()
     valid = out.keypoint_valid.numpy()
