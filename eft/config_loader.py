@@ -181,7 +181,7 @@ def build(cls: type, data: Any, prefix: str = "",
         raise ConfigKeyError(prefix or "(top level)",
                              f"expected a mapping, got {describe(data)}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
     if unknown:
         raise ConfigKeyError(join_key(prefix, str(unknown[0])),
@@ -284,9 +284,11 @@ def apply_override(data: dict, path: Sequence[str | int], value: Any,
 
 def plain(value: Any) -> Any:
     """A plain (JSON/YAML-able) copy of a config tree: dataclasses become dicts (field
-    order), tuples lists, mapping keys strings."""
+    order; fields derived in ``__post_init__``, ``init=False``, left out), tuples lists,
+    mapping keys strings."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if f.init}
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -53,8 +53,8 @@ from eft.train.augment import AugmentConfig, crop_inputs
 from eft.train.data import TrainSet, annotation_train_set, data_mean_params
 from eft.train.evaluate import evaluate_bodies, evaluate_model, metrics_table, synthetic_eval_set
 from eft.train.losses import LossWeights
-from eft.train.prior import PRIOR_VAL_SEED, PriorTrainConfig, make_prior_set, train_prior
-from eft.train.trainer import OptimConfig, Trainer, TrainerConfig
+from eft.train.prior import PRIOR_V1, PRIOR_VAL_SEED, make_prior_set, prior_config, train_prior
+from eft.train.trainer import OptimConfig, OutputSpec, Trainer, TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "scripts" / "results"
@@ -131,7 +131,7 @@ def clip_poses(bank, clips) -> np.ndarray:
 def fresh_prior(poses, n: int, steps: int, seed: int, body, val, cache: Path | None,
                 key: dict):
     """A KeypointRegressor trained from scratch on ``n`` synthetic people posed from
-    ``poses``, exactly as the shipped prior (``train_prior``, ``PriorTrainConfig``) but
+    ``poses``, exactly as the shipped prior v1 (``train_prior``, ``PRIOR_V1``) but
     for ``steps``; read from ``cache`` when an earlier run with the same ``key`` (plain
     settings, incl. the clip names) saved it there.  Returns (model, info)."""
     name = "prior_{split}_s{split_seed}_n{n}_steps{steps}_seed{seed}.pt".format(**key)
@@ -149,7 +149,7 @@ def fresh_prior(poses, n: int, steps: int, seed: int, body, val, cache: Path | N
                                                   progress=True))
     t_data = time.perf_counter() - t
     model = KeypointRegressor(width=256, hidden=256, mean_params=data_mean_params(data))
-    cfg = PriorTrainConfig(steps=steps, eval_every=max(1, steps // 5), seed=seed)
+    cfg = prior_config(PRIOR_V1, steps=steps, eval_every=max(1, steps // 5), seed=seed)
     log = train_prior(model, body, data, cfg, on_eval=lambda step, m: evaluate_model(m, body, val))
     model.eval()
     info = {"train_size": n, "n_poses": len(poses), "steps": steps, "seed": seed,
@@ -296,7 +296,8 @@ def main() -> None:
             loss=LossWeights(kp3d=0.0),
             augment=AugmentConfig(scale_range=(0.85, 1.3), center_jitter=0.08, flip_prob=0.5,
                                   rot_prob=0.0, kp_noise=0.005, kp_dropout=0.05),
-            device="cpu", amp="off", eval_every=max(1, steps // 5), progress=True)
+            device="cpu", amp="off",
+            output=OutputSpec(eval_every=max(1, steps // 5), checkpoint_every=0, progress=True))
         for name in METHODS:
             model = copy.deepcopy(init_model)
             t = time.perf_counter()

@@ -52,7 +52,7 @@ from eft.train.data import TrainSet, annotation_train_set, data_mean_params
 from eft.train.evaluate import evaluate_model, synthetic_eval_set
 from eft.train.losses import LossWeights
 from eft.train.prior import PRIOR_VAL_SEED, make_prior_set
-from eft.train.trainer import OptimConfig, Trainer, TrainerConfig
+from eft.train.trainer import OptimConfig, OutputSpec, Trainer, TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "scripts" / "results"
@@ -174,7 +174,9 @@ def main() -> None:
         loss=LossWeights(kp3d=0.0),
         augment=AugmentConfig(scale_range=(0.85, 1.3), center_jitter=0.08, flip_prob=0.5,
                               rot_prob=0.0, kp_noise=0.005, kp_dropout=0.05),
-        device="cpu", amp="off", eval_every=max(1, args.steps // 4), progress=True)
+        device="cpu", amp="off",
+        output=OutputSpec(eval_every=max(1, args.steps // 4), checkpoint_every=0,
+                          progress=True))
     results = {}
     for name in METHODS:
         model = copy.deepcopy(init_model)

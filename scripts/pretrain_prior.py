@@ -16,7 +16,6 @@ which the prior never sees.  Writes the checkpoint and a model card beside it;
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -33,9 +32,10 @@ from eft.data.synthetic import SyntheticSet
 from eft.models import KeypointRegressor, save_regressor
 from eft.train.data import annotation_train_set, concat_sets, data_mean_params
 from eft.train.prior import (
+    PRIOR_V1,
     PRIOR_V2,
+    PRIOR_V2_REAL_FRACTION,
     PRIOR_VAL_SEED,
-    PriorTrainConfig,
     TensorSet,
     config_dict,
     evaluate_mean_pose,
@@ -43,6 +43,7 @@ from eft.train.prior import (
     make_prior_set,
     make_prior_v2_sets,
     metrics_table,
+    prior_config,
     real_2d_set,
     train_prior,
 )
@@ -93,12 +94,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     v2 = args.recipe == "v2"
-    base = PRIOR_V2 if v2 else PriorTrainConfig()
-    cfg = dataclasses.replace(
-        base, seed=args.seed,
-        **{k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
-                             ("eval_every", args.eval_every),
-                             ("real_mask_prob", args.real_mask_prob)) if v is not None})
+    cfg = prior_config(PRIOR_V2 if v2 else PRIOR_V1, seed=args.seed, steps=args.steps,
+                       batch_size=args.batch_size, eval_every=args.eval_every,
+                       real_mask_prob=args.real_mask_prob)
+    real_fraction = PRIOR_V2_REAL_FRACTION if v2 else 0.0
     train_size = args.train_size or (100_000 if v2 else 80_000)
     out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")
 
@@ -174,7 +173,7 @@ def main() -> None:
                 for k, v in evaluate_prior(m, body, data).items()}
 
     log = train_prior(model, body, train_t, cfg, on_eval=on_eval, real=real,
-                      out_dir=args.work_dir)
+                      out_dir=args.work_dir, real_fraction=real_fraction)
     t_total = time.perf_counter() - t0
     finals = {name: evaluate_prior(model, body, data) for name, data in vals.items()}
     floor = evaluate_mean_pose(model, body, val_t)
@@ -191,7 +190,8 @@ def main() -> None:
         "real_2d": real_counts,
         "train_clips": int(len(set(bank.train().clip.tolist()))),
         "val_clips": int(len(set(bank.val().clip.tolist()))),
-        "config": config_dict(cfg), "seconds_total": round(t_total, 1),
+        "config": config_dict(cfg), "real_fraction": real_fraction,
+        "seconds_total": round(t_total, 1),
         "seconds_data": round(t_data, 1), "val": finals["val"], "val_mean_pose": floor,
         "val_extra": {k: v for k, v in finals.items() if k != "val"},
         "body_model": body.name, "body_model_sha256": body.content_hash,
@@ -228,6 +228,9 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
         f"| {e['step']} | {e['seconds'] / 60:.1f} | {e['loss']:.4f} | {e['mpjpe_mm']:.1f} | "
         f"{e['pa_mpjpe_mm']:.1f} |" for e in log)
     cfg = meta["config"]
+    optim, loss, aug = cfg["optim"], cfg["loss"], cfg["augment"]
+    rebuild = (" (the same recipe: `eft train fitting/training/keypoint-prior-v2.yaml`)"
+               if meta.get("recipe") == "v2" else "")
     recipe = meta.get("recipe", "v1")
     if recipe == "v2":
         real = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
@@ -237,16 +240,16 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
   10 % bending and 8 % lying people, 20 % truncation, whole-limb drops) posed from the
   pose bank's {meta['train_clips']} *train* clips (CMU motion capture), a quarter of them
   seated, kneeling or bent over (`eft.data.pose_variants`); plus real 2D labels as 2D-only samples
-  ({cfg['real_fraction']:.0%} of every batch): {real} people (MPII train without the
+  ({meta['real_fraction']:.0%} of every batch): {real} people (MPII train without the
   images of the Tompson validation split).
-- Inputs: each sample is restricted to one keypoint format with p = {cfg['format_prob']}
-  ({', '.join(cfg['formats'])}); one limb's elbow+wrist or knee+ankle+foot is hidden
-  from the input with p = {cfg['hide_limb_prob']} and the box rebuilt from the rest.
+- Inputs: each sample is restricted to one keypoint format with p = {aug['format_prob']}
+  ({', '.join(aug['formats'])}); one limb's elbow+wrist or knee+ankle+foot is hidden
+  from the input with p = {aug['hide_limb_prob']} and the box rebuilt from the rest.
   The network reads only the {len(model.input_slots or ())} slots the training inputs
   fill (`input_slots`); any other slot is ignored.
 - Real samples: 2D reprojection of every labelled joint (hidden ones included), plus
-  the GMM pose prior's NLL above {cfg['pose_prior_floor']} nats x{cfg['pose_prior']} and
-  mean(betas^2) x{cfg['betas_prior']}.
+  the GMM pose prior's NLL above {loss['pose_prior_floor']} nats x{loss['pose_prior']} and
+  mean(betas^2) x{loss['betas_prior']}.
 """
         title = "prior v2 (`keypoint_prior_v2.pt`, `keypoint-prior-v2`, the default)"
     else:
@@ -269,16 +272,17 @@ SPIN's 3-step iterative error feedback.
 Body model: `{meta['body_model']}` (sha256 `{meta['body_model_sha256'][:16]}…`).
 
 ## Training
-{data}- Per-step augmentation: bbox scale x U{tuple(cfg['scale_jitter'])}, centre shift up to
-  {cfg['center_jitter']} of the box, {cfg['extra_dropout']:.0%} extra joint dropout,
-  keypoint jitter {cfg['kp_jitter']}.
-- Loss (SPIN's terms): rotmat MSE x{cfg['w_rotmat']}, betas MSE x{cfg['w_betas']}, 3D
-  keypoints x{cfg['w_kp3d']}, 2D keypoints x{cfg['w_kp2d']}, exp(-10 s)^2 x{cfg['w_cam']}.
-- AdamW lr {cfg['lr']} (cosine to {cfg['lr_final_fraction']} of it), batch {cfg['batch_size']},
-  {cfg['steps']:,} steps, seed {cfg['seed']}; {meta['seconds_total'] / 60:.1f} min in all
+{data}- Per-step augmentation: bbox scale x U{tuple(aug['scale_range'])}, centre shift up to
+  {aug['center_jitter']} of the box, {aug['kp_dropout']:.0%} extra joint dropout,
+  keypoint jitter {aug['kp_noise']}.
+- Loss (SPIN's terms): rotmat MSE x{loss['rotmat']}, betas MSE x{loss['betas']}, 3D
+  keypoints x{loss['kp3d']}, 2D keypoints x{loss['kp2d']}, exp(-10 s)^2 x{loss['cam']}.
+- AdamW lr {optim['lr']} (cosine to {optim['lr_final_fraction']} of it),
+  batch {optim['batch_size']}, {optim['steps']:,} steps, seed {optim['seed']};
+  {meta['seconds_total'] / 60:.1f} min in all
   ({meta['seconds_data']:.0f} s generating data) on a {meta['machine']} CPU,
   {meta['threads']} torch thread(s), torch {meta['torch']}.
-- Rebuild: `python scripts/pretrain_prior.py --recipe {recipe}`.
+- Rebuild: `python scripts/pretrain_prior.py --recipe {recipe}`{rebuild}.
 
 ## Validation
 {meta['val_size']:,} synthetic exemplars from the bank's {meta['val_clips']} *val* clips

@@ -14,11 +14,11 @@ from eft.models import KeypointRegressor, load_regressor
 from eft.models.registry import default_prior_path
 from eft.train.prior import (
     PRIOR_VAL_SEED,
-    PriorTrainConfig,
     TensorSet,
     evaluate_mean_pose,
     evaluate_prior,
     make_prior_set,
+    prior_config,
     train_prior,
 )
 from eft.train.trainer import latest_checkpoint
@@ -43,7 +43,7 @@ def test_training_reduces_loss_and_error(body, tiny_set):
     torch.manual_seed(0)
     model = KeypointRegressor(width=128, hidden=128)
     untrained = evaluate_prior(model, body, tiny_set)
-    cfg = PriorTrainConfig(steps=100, eval_every=33, batch_size=32, lr=1e-3)
+    cfg = prior_config(steps=100, eval_every=33, batch_size=32, lr=1e-3)
     log = train_prior(model, body, tiny_set, cfg, progress=False,
                       on_eval=lambda step, m: evaluate_prior(m, body, tiny_set))
     assert [e["step"] for e in log] == [33, 66, 99, 100]
@@ -65,7 +65,7 @@ def test_interrupted_training_resumes_to_the_same_weights(body, tiny_set, tmp_pa
     call again on a fresh model with the same ``out_dir`` (it picks up the checkpoint)."""
     torch.manual_seed(1)
     init = KeypointRegressor(width=64, hidden=64)  # dropout on: the torch RNG matters
-    cfg = PriorTrainConfig(steps=20, eval_every=10, batch_size=16, lr=1e-3, seed=4)
+    cfg = prior_config(steps=20, eval_every=10, batch_size=16, lr=1e-3, seed=4)
     score = lambda step, m: {"step_seen": float(step)}  # noqa: E731
     full = copy.deepcopy(init)
     log_full = train_prior(full, body, tiny_set, cfg, progress=False, on_eval=score)

@@ -15,7 +15,7 @@ from eft.train.augment import AugmentConfig
 from eft.train.data import MixSampler, TrainSet, concat_sets
 from eft.train.errors import TrainError
 from eft.train.losses import LossWeights
-from eft.train.trainer import OptimConfig, Trainer, TrainerConfig, latest_checkpoint
+from eft.train.trainer import OptimConfig, OutputSpec, Trainer, TrainerConfig, latest_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -35,7 +35,9 @@ def _cfg(**optim) -> TrainerConfig:
     return TrainerConfig(optim=OptimConfig(**base), loss=LossWeights(),
                          augment=AugmentConfig(truncation_prob=0.1, upper_body_prob=0.1,
                                                multilevel_prob=0.1),
-                         device="cpu", amp="off", progress=False, log_every=5, eval_every=10)
+                         device="cpu", amp="off",
+                         output=OutputSpec(progress=False, log_every=5, eval_every=10,
+                                           checkpoint_every=0))
 
 
 def test_overfits_a_tiny_set(body, small_set):

@@ -20,14 +20,14 @@ from eft import config_loader as loader
 from eft.annotations.api import FORMATS as ANNOTATION_FORMATS
 from eft.config_loader import ConfigKeyError, key_error_message
 
-from .augment import AugmentConfig
 from .errors import TrainError
-from .losses import LossWeights
-from .trainer import OptimConfig
+from .trainer import OptimConfig, OutputSpec, TrainerConfig
 
 __all__ = ["TrainConfigError", "SyntheticSpec", "DatasetSpec", "ValSpec", "ModelSpec",
+           "LabelSource",
            "OutputSpec", "TrainRunConfig", "load_train_config", "train_config_from_dict",
-           "apply_override", "config_to_dict", "ANNOTATION_FORMATS"]
+           "apply_override", "config_to_dict", "ANNOTATION_FORMATS", "OptimConfig",
+           "TrainerConfig", "SYNTHETIC_VAL_SEED"]
 
 #: The seed of the synthetic val set (the prior's card, its benchmarks, ``eft eval``).
 SYNTHETIC_VAL_SEED = 20261122
@@ -48,6 +48,12 @@ class SyntheticSpec:
             ``clean`` (exact projections).
         smpl: supervise with the true SMPL parameters.
         keypoints3d: supervise with the true 3D keypoints.
+        generator: the people's generator settings, ``default``
+            (:class:`eft.data.synthetic.SyntheticConfig`) or ``prior-v2``
+            (:data:`eft.train.prior.V2_SYNTHETIC`: every slot annotated, more pitch,
+            bending, lying, truncation and limb drops).
+        variants: with ``prior-v2``, this many more people for each pose variant
+            (seated, kneeling, bending; ``eft.data.pose_variants``), as the v2 prior.
     """
 
     n: int
@@ -56,11 +62,32 @@ class SyntheticSpec:
     target: Literal["annotated", "clean"] = "annotated"
     smpl: bool = True
     keypoints3d: bool = False
+    generator: Literal["default", "prior-v2"] = "default"
+    variants: int = 0
 
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ValueError("n must be >= 1")
-        _at_least(self, seed=0)
+        _at_least(self, seed=0, variants=0)
+        if self.variants and self.generator != "prior-v2":
+            raise ValueError("variants: pose variants need generator: prior-v2")
+
+
+@dataclass(frozen=True)
+class LabelSource:
+    """Real 2D labels read by a dataset reader (``eft.data.readers``): 2D-only
+    training samples (the labels are input and 2D target; no 3D targets).
+
+    Attributes:
+        kind: reader name (``coco``, ``mpii``, ``lsp``, ...).
+        path: annotation file or folder (relative paths: from the working directory).
+        options: the reader's keyword arguments, e.g. ``min_keypoints: 6``,
+            ``exclude_images: <file>``.
+    """
+
+    kind: str
+    path: str
+    options: dict = field(default_factory=dict)
 
 
 def _at_least(obj: Any, **bounds: int) -> None:
@@ -73,13 +100,15 @@ def _at_least(obj: Any, **bounds: int) -> None:
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One training source: an annotation file (``path``) or ``synthetic`` people.
+    """One training source: an annotation file (``path``), ``synthetic`` people or real
+    2D ``labels`` (one or more reader sources, sampled as one dataset).
 
     Attributes:
         path: annotation file (any format of ``eft.annotations``); relative paths are
             taken from the working directory.
         format: ``eft-json``, ``spin-npz``, ``h5``, ``humandata``; None = from the name.
         synthetic: :class:`SyntheticSpec` instead of a file.
+        labels: :class:`LabelSource` s instead of a file.
         name: label in logs (default: the file stem / ``synthetic``).
         weight: share of every batch (normalised over the datasets).
         image_root: folder relative image paths are read from (image regressors).
@@ -95,6 +124,7 @@ class DatasetSpec:
     path: str | None = None
     format: str | None = None
     synthetic: SyntheticSpec | None = None
+    labels: tuple[LabelSource, ...] | None = None
     name: str | None = None
     weight: float = 1.0
     image_root: str | None = None
@@ -108,8 +138,11 @@ class DatasetSpec:
     keypoints3d: bool = False
 
     def __post_init__(self) -> None:
-        if (self.path is None) == (self.synthetic is None):
-            raise ValueError("give exactly one of 'path' (an annotation file) or 'synthetic'")
+        if sum(x is not None for x in (self.path, self.synthetic, self.labels)) != 1:
+            raise ValueError("give exactly one of 'path' (an annotation file), 'synthetic' "
+                             "or 'labels'")
+        if self.labels is not None and not self.labels:
+            raise ValueError("labels: give at least one label source")
         if self.format is not None and self.format not in ANNOTATION_FORMATS:
             raise ValueError(f"format must be one of {list(ANNOTATION_FORMATS)} or null, "
                              f"got {self.format!r}")
@@ -121,7 +154,9 @@ class DatasetSpec:
     def label(self) -> str:
         if self.name:
             return self.name
-        return "synthetic" if self.path is None else Path(self.path).name.split(".")[0]
+        if self.path is not None:
+            return Path(self.path).name.split(".")[0]
+        return "synthetic" if self.synthetic is not None else "labels"
 
 
 @dataclass(frozen=True)
@@ -170,6 +205,8 @@ class ModelSpec:
             instead of from scratch.
         mean_params: IEF start: ``data`` (mean pose and shape of the training targets,
             upright and facing the camera), ``default`` (rest pose) or an npz file.
+        input_slots: keypoint slots the KeypointRegressor reads: ``all`` 49, or ``data``,
+            those any training input fills (the v2 prior's choice).
     """
 
     arch: Literal["keypoint_regressor", "hmr"] = "keypoint_regressor"
@@ -179,6 +216,7 @@ class ModelSpec:
     dropout: float | None = None
     init: str | None = None
     mean_params: str = "data"
+    input_slots: Literal["all", "data"] = "all"
 
     def __post_init__(self) -> None:
         _at_least(self, width=1, hidden=1, n_iter=1, dropout=0)
@@ -186,47 +224,23 @@ class ModelSpec:
             raise ValueError(f"dropout must be < 1, got {self.dropout!r}")
 
 
-@dataclass(frozen=True)
-class OutputSpec:
-    """Where and how often.
-
-    Attributes:
-        dir: run folder (default ``runs/<config name>``).
-        log_every: steps between log lines.   eval_every: steps between evaluations.
-        checkpoint_every: steps between checkpoints (0: at the end only).
-        keep_checkpoints: how many to keep.
-        progress: show a progress bar.
-    """
-
-    dir: str | None = None
-    log_every: int = 50
-    eval_every: int = 1000
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        _at_least(self, log_every=1, eval_every=1, checkpoint_every=0, keep_checkpoints=1)
-
-
-@dataclass(frozen=True)
-class TrainRunConfig:
-    """A whole ``eft train`` run (see ``fitting/training/README.md``)."""
+@dataclass(frozen=True, kw_only=True)
+class TrainRunConfig(TrainerConfig):
+    """A whole ``eft train`` run (see ``fitting/training/README.md``): the trainer's
+    settings (:class:`~eft.train.trainer.TrainerConfig`: ``optim``, ``loss``,
+    ``augment``, ``output``, ``device``, ``amp``, ``img_res``, ``workers``) with the data
+    and the model.  The trainer takes it as it is; ``inputs`` follows ``model.arch``."""
 
     datasets: tuple[DatasetSpec, ...]
     model: ModelSpec = field(default_factory=ModelSpec)
     body_model: str | None = None
     val: tuple[ValSpec, ...] = ()
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    loss: LossWeights = field(default_factory=LossWeights)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    output: OutputSpec = field(default_factory=OutputSpec)
-    device: str = "auto"
-    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    img_res: int = 224
-    workers: int = 0
+    inputs: Literal["keypoints", "images"] = field(default="keypoints", init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs",
+                           "images" if self.model.arch == "hmr" else "keypoints")
+        super().__post_init__()
         if not self.datasets:
             raise ValueError("datasets: give at least one dataset")
         if self.model.arch == "hmr":
@@ -237,12 +251,6 @@ class TrainRunConfig:
                                  "(no images)")
         if not sum(d.weight for d in self.datasets) > 0:
             raise ValueError("datasets: the weights must not all be 0")
-        if self.img_res < 1:
-            raise ValueError(f"img_res must be >= 1 (crop side in px), got {self.img_res}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if self.optim.seed < 0:
-            raise ValueError(f"optim.seed must be >= 0, got {self.optim.seed}")
 
 
 # ---------------------------------------------------------------------------

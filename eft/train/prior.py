@@ -2,37 +2,41 @@
 
 The prior is a :class:`~eft.models.KeypointRegressor` trained from scratch, on the
 CPU, on synthetic people (``eft.data.synthetic``) posed from the motion-capture
-pose bank.  It is one use of the general trainer (:mod:`eft.train.trainer`):
-:class:`PriorTrainConfig` holds the prior's settings and :func:`trainer_config` maps
-them onto a :class:`~eft.train.trainer.TrainerConfig`: SPIN's loss terms with the 2D
-keypoints supervised by their noise-free projections (all 49, weight 1) and 3D
-keypoints from the ground truth; AdamW with a cosine schedule; per-step augmentation
-of the keypoints by bbox framing jitter (scale and centre), extra joint dropout and
-small jitter, on top of the generator's annotation noise, missing joints and
-truncation.
+pose bank.  It is one use of the general trainer (:mod:`eft.train.trainer`): its recipes
+:data:`PRIOR_V1` and :data:`PRIOR_V2` are :class:`~eft.train.trainer.TrainerConfig` s,
+passed to the trainer as they are: SPIN's loss terms with the 2D keypoints supervised
+by their noise-free projections (all 49, weight 1) and 3D keypoints from the ground
+truth; AdamW with a cosine schedule; per-step augmentation of the keypoints by bbox
+framing jitter (scale and centre), extra joint dropout and small jitter, on top of the
+generator's annotation noise, missing joints and truncation.  The v2 recipe with its
+data is also the training config ``fitting/training/keypoint-prior-v2.yaml``, which
+``eft train`` runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from eft.body.model import BodyModel
+from eft.config_loader import plain
 from eft.data.pose_variants import VARIANT_KINDS, pose_variants
 from eft.data.synthetic import SyntheticConfig, SyntheticSet, generate
 from eft.models.keypoint_regressor import KeypointRegressor
 
 from .augment import AugmentConfig, crop_inputs
+from .config import SYNTHETIC_VAL_SEED
 from .data import MixSampler, TrainSet, concat_sets
 from .evaluate import evaluate_bodies, metrics_table
 from .losses import LossWeights
-from .trainer import OptimConfig, Trainer, TrainerConfig, latest_checkpoint
+from .trainer import OptimConfig, OutputSpec, Trainer, TrainerConfig, latest_checkpoint
 
-# Seed of the fixed validation set that pretraining and scripts/bench_prior.py share.
-PRIOR_VAL_SEED = 20261122
+#: Seed of the fixed validation set that pretraining and scripts/bench_prior.py share
+#: (the one synthetic validation seed, :data:`eft.train.config.SYNTHETIC_VAL_SEED`).
+PRIOR_VAL_SEED = SYNTHETIC_VAL_SEED
 
 #: The prior's training set type (kept under its first name).
 TensorSet = TrainSet
@@ -69,94 +73,77 @@ def make_prior_v2_sets(poses, n: int, n_variants: int, seed: int, body: BodyMode
     return sets
 
 
-@dataclass(frozen=True)
-class PriorTrainConfig:
-    """Training hyper-parameters (SPIN's loss weights, rescaled for a small model)."""
-
-    steps: int = 12000
-    batch_size: int = 256
-    lr: float = 5e-4
-    lr_final_fraction: float = 0.05  # cosine decay to lr * this
-    weight_decay: float = 1e-4
-    w_rotmat: float = 1.0
-    w_betas: float = 0.01
-    w_kp3d: float = 5.0
-    w_kp2d: float = 5.0
-    w_cam: float = 1.0
-    scale_jitter: tuple[float, float] = (0.85, 1.3)  # multiplies the bbox scale
-    center_jitter: float = 0.08  # of the bbox side
-    extra_dropout: float = 0.05  # extra fraction of annotated joints dropped per step
-    kp_jitter: float = 0.005  # crop-normalised std of extra jitter
-    eval_every: int = 1000
-    seed: int = 0
-    # v2 additions (their defaults reproduce v1)
-    format_prob: float = 0.0
-    formats: tuple[str, ...] = ()
-    hide_limb_prob: float = 0.0
-    real_fraction: float = 0.0  # share of each batch drawn from real 2D-only labels
-    pose_prior: float = 0.0  # GMM NLL hinge weight on the real samples' predictions
-    pose_prior_floor: float = 0.0
-    betas_prior: float = 0.0
-    real_mask_prob: float = 0.0  # synthetic samples that take a real person's missing joints
-
-
 #: Every keypoint format the readers produce, and the mixtures datasets combine.
 INPUT_FORMATS: tuple[str, ...] = (
     "coco17", "mpii16", "lsp14", "h36m17_spin", "crowdpose14", "posetrack17", "openpose25",
     "openpose18", "coco17+openpose25", "mpii16+lsp14", "all")
 
-#: The v2 prior's recipe (see PRIOR_CARD.md and scripts/pretrain_prior.py).
-PRIOR_V2 = PriorTrainConfig(
-    steps=24000, batch_size=256, lr=5e-4, format_prob=0.9, formats=INPUT_FORMATS,
-    hide_limb_prob=0.3, real_fraction=0.4, pose_prior=5e-5, pose_prior_floor=0.0,
-    betas_prior=0.01, extra_dropout=0.05)
+#: The v1 prior's recipe: SPIN's loss weights rescaled for a small model, AdamW with a
+#: cosine decay to 5 % of the rate, box jitter, extra joint dropout and keypoint jitter.
+PRIOR_V1 = TrainerConfig(
+    optim=OptimConfig(steps=12000, batch_size=256, lr=5e-4, weight_decay=1e-4,
+                      optimizer="adamw", schedule="cosine", lr_final_fraction=0.05, seed=0),
+    loss=LossWeights(kp2d=5.0, kp3d=5.0, rotmat=1.0, betas=0.01, cam=1.0, openpose_2d=1.0,
+                     gt_2d=1.0, overall=1.0),
+    augment=AugmentConfig(scale_range=(0.85, 1.3), center_jitter=0.08, flip_prob=0.0,
+                          rot_prob=0.0, kp_noise=0.005, kp_dropout=0.05,
+                          color_range=(1.0, 1.0)),
+    output=OutputSpec(log_every=100, eval_every=1000, checkpoint_every=1000),
+    device="cpu", amp="off", inputs="keypoints")
+
+#: The v2 prior's recipe (see PRIOR_CARD_v2.md, scripts/pretrain_prior.py and
+#: fitting/training/keypoint-prior-v2.yaml): every input format, hidden limbs, the GMM
+#: hinge on real samples, twice the steps.
+PRIOR_V2 = PRIOR_V1.replace(
+    optim=replace(PRIOR_V1.optim, steps=24000),
+    loss=replace(PRIOR_V1.loss, pose_prior=5e-5, pose_prior_floor=0.0, betas_prior=0.01),
+    augment=replace(PRIOR_V1.augment, format_prob=0.9, formats=INPUT_FORMATS,
+                    hide_limb_prob=0.3, real_mask_prob=0.0))
+#: Share of each v2 batch drawn from real 2D-only labels.
+PRIOR_V2_REAL_FRACTION = 0.4
 
 
-def trainer_config(cfg: PriorTrainConfig, progress: bool = True,
-                   device: str = "cpu") -> TrainerConfig:
-    """The general trainer's settings for the prior's pretraining."""
-    return TrainerConfig(
-        optim=OptimConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                          weight_decay=cfg.weight_decay, optimizer="adamw", schedule="cosine",
-                          lr_final_fraction=cfg.lr_final_fraction, seed=cfg.seed),
-        loss=LossWeights(kp2d=cfg.w_kp2d, kp3d=cfg.w_kp3d, rotmat=cfg.w_rotmat,
-                         betas=cfg.w_betas, cam=cfg.w_cam, openpose_2d=1.0, gt_2d=1.0,
-                         overall=1.0, pose_prior=cfg.pose_prior,
-                         pose_prior_floor=cfg.pose_prior_floor, betas_prior=cfg.betas_prior),
-        augment=AugmentConfig(scale_range=cfg.scale_jitter, center_jitter=cfg.center_jitter,
-                              flip_prob=0.0, rot_prob=0.0, kp_noise=cfg.kp_jitter,
-                              kp_dropout=cfg.extra_dropout, color_range=(1.0, 1.0),
-                              format_prob=cfg.format_prob, formats=cfg.formats,
-                              hide_limb_prob=cfg.hide_limb_prob,
-                              real_mask_prob=cfg.real_mask_prob),
-        inputs="keypoints", device=device, amp="off", log_every=max(1, cfg.eval_every // 10),
-        eval_every=cfg.eval_every, progress=progress)
+def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
+                 batch_size: int | None = None, lr: float | None = None,
+                 eval_every: int | None = None, seed: int | None = None,
+                 real_mask_prob: float | None = None) -> TrainerConfig:
+    """``base`` with another budget: ``eval_every`` also sets the log interval (a tenth)
+    and the checkpoint interval (the same), as the recipes have them."""
+    optim = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr),
+                               ("seed", seed)) if v is not None}
+    cfg = base.replace(optim=replace(base.optim, **optim))
+    if eval_every is not None:
+        cfg = cfg.replace(output={"eval_every": eval_every, "checkpoint_every": eval_every,
+                                  "log_every": max(1, eval_every // 10)})
+    if real_mask_prob is not None:
+        cfg = cfg.replace(augment=replace(cfg.augment, real_mask_prob=real_mask_prob))
+    return cfg
 
 
 def train_prior(
     model: KeypointRegressor,
     body: BodyModel,
     train: TrainSet,
-    cfg: PriorTrainConfig,
+    cfg: TrainerConfig,
     on_eval: Callable[[int, KeypointRegressor], dict] | None = None,
     progress: bool = True,
     real: TrainSet | None = None,
     out_dir: str | None = None,
+    real_fraction: float = 0.0,
 ) -> list[dict]:
-    """Train ``model`` in place; returns the log (one dict per eval point).
+    """Train ``model`` in place as ``cfg`` says (:data:`PRIOR_V1`, :data:`PRIOR_V2` or
+    :func:`prior_config`); returns the log (one dict per eval point).
 
-    ``real``: 2D-only samples (real labels) that make up ``cfg.real_fraction`` of every
-    batch.  ``out_dir``: where the trainer keeps checkpoints (resumable), or None."""
+    ``real``: 2D-only samples (real labels) that make up ``real_fraction`` of every
+    batch (:data:`PRIOR_V2_REAL_FRACTION` for v2).  ``out_dir``: where the trainer keeps
+    checkpoints (``out_dir/checkpoints``; a call with the same folder resumes), or None."""
     sampler = None
-    if real is not None and cfg.real_fraction > 0:
-        sampler = MixSampler([len(train), len(real)],
-                             [1.0 - cfg.real_fraction, cfg.real_fraction])
+    if real is not None and real_fraction > 0:
+        sampler = MixSampler([len(train), len(real)], [1.0 - real_fraction, real_fraction])
         train = concat_sets([train, real])
-    tcfg = trainer_config(cfg, progress)
-    if out_dir is not None:
-        tcfg = replace(tcfg, checkpoint_every=cfg.eval_every)
-    trainer = Trainer(model, body, train, tcfg, evaluate=on_eval,
-                      sampler=sampler, out_dir=out_dir, desc="pretrain prior")
+    trainer = Trainer(model, body, train, cfg.replace(output={"progress": progress}),
+                      evaluate=on_eval, sampler=sampler, out_dir=out_dir,
+                      desc="pretrain prior")
     last = None if out_dir is None else latest_checkpoint(Path(out_dir) / "checkpoints")
     if last is not None:
         trainer.load_checkpoint(last)
@@ -188,8 +175,9 @@ def evaluate_mean_pose(model: KeypointRegressor, body: BodyModel, data: TrainSet
     return evaluate_bodies(body, rot, model.init_shape.expand(n, -1), data.rotmat, data.betas)
 
 
-def config_dict(cfg: PriorTrainConfig) -> dict:
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+def config_dict(cfg: TrainerConfig) -> dict:
+    """The recipe as plain nested values (for model cards and checkpoints' metadata)."""
+    return plain(cfg)
 
 
 def real_2d_set(exemplars) -> TrainSet:
@@ -206,14 +194,16 @@ def real_2d_set(exemplars) -> TrainSet:
 
 __all__ = [
     "INPUT_FORMATS",
+    "PRIOR_V1",
     "PRIOR_V2",
+    "PRIOR_V2_REAL_FRACTION",
+    "prior_config",
     "V2_SYNTHETIC",
     "make_prior_v2_sets",
     "real_2d_set",
     "PRIOR_VAL_SEED",
     "make_prior_set",
     "metrics_table",
-    "PriorTrainConfig",
     "TensorSet",
     "config_dict",
     "crop_inputs",
@@ -221,5 +211,4 @@ __all__ = [
     "evaluate_mean_pose",
     "evaluate_prior",
     "train_prior",
-    "trainer_config",
 ]

@@ -25,13 +25,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
 from torch import nn
 
-from eft.annotations.filters import Selection
 from eft.config_loader import changed_keys
 
-from .config import DatasetSpec, TrainRunConfig, ValSpec, config_to_dict
+from .config import (
+    DatasetSpec,
+    LabelSource,
+    SyntheticSpec,
+    TrainRunConfig,
+    ValSpec,
+    config_to_dict,
+)
 from .data import (
     MixSampler,
     TrainSet,
@@ -42,7 +49,7 @@ from .data import (
 )
 from .errors import TrainError
 from .evaluate import EvalSet, evaluate_model, load_3dpw_npz, load_h36m_npz, synthetic_eval_set
-from .trainer import Trainer, TrainerConfig, latest_checkpoint, read_checkpoint_file
+from .trainer import Trainer, latest_checkpoint, read_checkpoint_file
 
 __all__ = ["build_dataset", "build_datasets", "build_model", "build_val_sets",
            "make_evaluator", "data_mean_params", "run_training", "RunResult", "load_model"]
@@ -62,15 +69,9 @@ def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None,
     ``accepted_ids`` is the review hook: when given, an annotation dataset keeps only
     these fit ids (on top of the spec's own filters)."""
     if spec.synthetic is not None:
-        from eft.data.synthetic import SyntheticConfig, generate
-
-        s = spec.synthetic
-        t0 = time.perf_counter()
-        log(f"dataset {spec.label}: generating {s.n} synthetic people (seed {s.seed}) ...")
-        data = generate(_poses(s.clips), s.n, s.seed, SyntheticConfig(), body=body)
-        log(f"dataset {spec.label}: generated in {time.perf_counter() - t0:.1f} s")
-        return TrainSet.from_synthetic(data, target=s.target, with_smpl=s.smpl,
-                                       with_kp3d=s.keypoints3d)
+        return _synthetic_set(spec.label, spec.synthetic, body, log)
+    if spec.labels is not None:
+        return _labels_set(spec.label, spec.labels, log)
     from eft.annotations import AnnotationError
 
     aset = load_annotation_set(spec.path, spec.format)
@@ -83,10 +84,54 @@ def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None,
         log(f"dataset {spec.label}: {bound.report()}")
     try:
         return annotation_train_set(
-            aset, Selection.of(spec, decisions=decisions), image_root=spec.image_root,
-            accepted_ids=accepted_ids, use_keypoints3d=spec.keypoints3d, body=body)
+            aset, image_root=spec.image_root, accepted_only=spec.accepted_only,
+            max_loss_2d=spec.max_loss_2d, max_reproj_px=spec.max_reproj_px,
+            max_abs_beta=spec.max_abs_beta, min_keypoints=spec.min_keypoints,
+            decisions=decisions, accepted_ids=accepted_ids,
+            use_keypoints3d=spec.keypoints3d, body=body)
     except (TrainError, AnnotationError) as exc:
         raise TrainError(f"{spec.path}: {exc}") from None
+
+
+def _synthetic_set(label: str, s: SyntheticSpec, body, log: Callable[[str], None]
+                   ) -> TrainSet:
+    """Synthetic people as :class:`SyntheticSpec` says (``prior-v2``: the v2 prior's
+    generator and pose variants, :func:`eft.train.prior.make_prior_v2_sets`)."""
+    from eft.data.synthetic import SyntheticConfig, generate
+
+    from .prior import make_prior_v2_sets
+
+    t0 = time.perf_counter()
+    extra = f" + {s.variants} per pose variant" if s.variants else ""
+    log(f"dataset {label}: generating {s.n}{extra} synthetic people (seed {s.seed}) ...")
+    if s.generator == "prior-v2":
+        made = make_prior_v2_sets(_poses(s.clips), s.n, s.variants, s.seed, body)
+    else:
+        made = [generate(_poses(s.clips), s.n, s.seed, SyntheticConfig(), body=body)]
+    log(f"dataset {label}: generated in {time.perf_counter() - t0:.1f} s")
+    return concat_sets([TrainSet.from_synthetic(m, target=s.target, with_smpl=s.smpl,
+                                                with_kp3d=s.keypoints3d) for m in made])
+
+
+def _labels_set(label: str, sources: tuple[LabelSource, ...], log: Callable[[str], None]
+                ) -> TrainSet:
+    """Real 2D labels from dataset readers as 2D-only samples, one set."""
+    from eft.data.readers import read_dataset
+    from eft.errors import EftError
+
+    from .prior import real_2d_set
+
+    sets = []
+    for src in sources:
+        try:
+            res = read_dataset(src.kind, Path(src.path).expanduser(), **src.options)
+        except (EftError, OSError) as exc:
+            raise TrainError(f"dataset {label}: {src.path}: {exc}") from None
+        if not res.exemplars:
+            raise TrainError(f"dataset {label}: {src.path}: no people")
+        log(f"dataset {label}: {len(res.exemplars)} people with 2D labels from {src.path}")
+        sets.append(real_2d_set(res.exemplars))
+    return concat_sets(sets)
 
 
 def build_datasets(cfg: TrainRunConfig, body, accepted_ids: set[str] | None = None,
@@ -125,6 +170,8 @@ def build_model(cfg: TrainRunConfig, data: TrainSet | None = None) -> nn.Module:
     kw = {} if m.dropout is None else {"dropout": m.dropout}
     if m.arch == "hmr":
         return HMR(mean_params=mean, n_iter=m.n_iter, **kw)
+    if m.input_slots == "data" and data is not None:  # the slots any input ever fills
+        kw["input_slots"] = torch.nonzero((data.kp_px[..., 2] > 0).any(0)).flatten().tolist()
     return KeypointRegressor(width=m.width, hidden=m.hidden, n_iter=m.n_iter,
                              mean_params=mean, **kw)
 
@@ -235,17 +282,12 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
     data, sampler = build_datasets(cfg, body, accepted_ids, log)
     model = build_model(cfg, data)
     val_sets = build_val_sets(cfg.val, body, log)
-    tcfg = TrainerConfig(
-        optim=cfg.optim, loss=cfg.loss, augment=cfg.augment,
-        inputs="images" if cfg.model.arch == "hmr" else "keypoints", img_res=cfg.img_res,
-        device=cfg.device, amp=cfg.amp, log_every=cfg.output.log_every,
-        eval_every=cfg.output.eval_every, checkpoint_every=cfg.output.checkpoint_every,
-        keep_checkpoints=cfg.output.keep_checkpoints, workers=cfg.workers,
-        progress=cfg.output.progress if progress is None else progress)
-    trainer = Trainer(model, body, data, tcfg, sampler=sampler, out_dir=out,
+    if progress is not None:
+        cfg = cfg.replace(output={"progress": progress})
+    trainer = Trainer(model, body, data, cfg, sampler=sampler, out_dir=out,
                       evaluate=None, desc=f"train {out.name}")
     say = log
-    if tcfg.progress and log is print:  # keep the progress bar intact
+    if cfg.output.progress and log is print:  # keep the progress bar intact
         from tqdm import tqdm
 
         say = tqdm.write
@@ -255,9 +297,10 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
     if resume:
         ckpt = read_checkpoint_file(last)
         saved = dict(ckpt.get("trainer_config") or {})
-        now = json.loads(json.dumps(config_to_dict(tcfg)))
-        saved.pop("progress", None)
-        now.pop("progress", None)
+        now = json.loads(json.dumps(config_to_dict(cfg)))
+        for d in (saved, now):
+            d.pop("progress", None)  # older checkpoints kept it at the top level
+            (d.get("output") or {}).pop("progress", None)
         changed = [key for key, _, _ in changed_keys(saved, now)]
         if changed:
             warnings.warn(f"{last}: resuming with settings changed since the checkpoint "

@@ -19,6 +19,7 @@ Outputs (when ``out_dir`` is given): ``log.jsonl`` (one JSON object per logged s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -27,7 +28,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -42,7 +43,8 @@ from .data import MixSampler, TrainSet
 from .errors import TrainError
 from .losses import LossWeights, regression_loss
 
-__all__ = ["OptimConfig", "TrainerConfig", "Trainer", "resolve_device", "resolve_amp",
+__all__ = ["OptimConfig", "OutputSpec", "TrainerConfig", "Trainer", "resolve_device",
+           "resolve_amp",
            "latest_checkpoint", "CHECKPOINT_FORMAT", "read_checkpoint_file"]
 
 CHECKPOINT_FORMAT = "eft-train-checkpoint"
@@ -89,49 +91,79 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class OutputSpec:
+    """Where and how often.
+
+    Attributes:
+        dir: run folder (default ``runs/<config name>``; ``eft train`` only).
+        log_every: steps between log lines (``log.jsonl`` train entries, the bar's
+            refresh).   eval_every: steps between evaluations (the last step is always
+            evaluated).
+        checkpoint_every: steps between checkpoints (0: at the end only).
+        keep_checkpoints: how many to keep.
+        progress: show a progress bar.
+    """
+
+    dir: str | None = None
+    log_every: int = 50
+    eval_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name, low in (("log_every", 1), ("eval_every", 1), ("checkpoint_every", 0),
+                          ("keep_checkpoints", 1)):
+            if not getattr(self, name) >= low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
 class TrainerConfig:
-    """Everything the loop needs besides the model and the data.
+    """Everything the loop needs besides the model and the data.  ``eft train``'s
+    :class:`~eft.train.config.TrainRunConfig` is one (with the data and model on top),
+    so the run's configuration reaches the trainer as it is.
 
     Attributes:
         optim, loss, augment: :class:`OptimConfig`, :class:`LossWeights`,
             :class:`AugmentConfig`.
-        inputs: ``keypoints`` (KeypointRegressor) or ``images`` (HMR).
-        img_res: crop side for image inputs.
+        output: :class:`OutputSpec` (log, evaluation and checkpoint intervals).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:1`` ...
         amp: ``auto`` (bfloat16 autocast on CUDA, float16 + grad scaler where bfloat16
             is unsupported, off on CPU), ``off``, ``bf16`` or ``fp16``.
-        log_every: steps between ``log.jsonl`` train entries (and the bar's refresh).
-        eval_every: steps between evaluations (the last step is always evaluated).
-        checkpoint_every: steps between checkpoints (0: only at the end).
-        keep_checkpoints: how many checkpoints to keep.
+        img_res: crop side for image inputs.
         workers: threads reading images.
-        progress: show a tqdm bar.
+        inputs: ``keypoints`` (KeypointRegressor) or ``images`` (HMR).
     """
 
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossWeights = field(default_factory=LossWeights)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    inputs: Literal["keypoints", "images"] = "keypoints"
-    img_res: int = 224
+    output: OutputSpec = field(default_factory=OutputSpec)
     device: str = "auto"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    log_every: int = 50
-    eval_every: int = 1000
-    checkpoint_every: int = 0
-    keep_checkpoints: int = 3
+    img_res: int = 224
     workers: int = 0
-    progress: bool = True
+    inputs: Literal["keypoints", "images"] = "keypoints"
 
     def __post_init__(self) -> None:
         if self.inputs not in ("keypoints", "images"):
             raise ValueError(f"inputs must be 'keypoints' or 'images', got {self.inputs!r}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ValueError(f"amp must be auto, off, bf16 or fp16, got {self.amp!r}")
-        for name in ("log_every", "eval_every", "keep_checkpoints", "img_res"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1")
-        if self.checkpoint_every < 0 or self.workers < 0:
-            raise ValueError("checkpoint_every and workers must be >= 0")
+        if self.img_res < 1:
+            raise ValueError(f"img_res must be >= 1 (crop side in px), got {self.img_res}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.optim.seed < 0:
+            raise ValueError(f"optim.seed must be >= 0, got {self.optim.seed}")
+
+    def replace(self, **changes: Any) -> TrainerConfig:
+        """A copy with ``changes``; ``output=`` may be a dict of output fields to change."""
+        out = changes.get("output")
+        if isinstance(out, dict):
+            changes["output"] = dataclasses.replace(self.output, **out)
+        return dataclasses.replace(self, **changes)
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -298,20 +330,20 @@ class Trainer:
         until = cfg.optim.steps if until is None else min(int(until), cfg.optim.steps)
         start = time.perf_counter() - self.seconds
         bar = tqdm(total=cfg.optim.steps, initial=self.step, desc=self.desc,
-                   disable=not cfg.progress, dynamic_ncols=True)
+                   disable=not cfg.output.progress, dynamic_ncols=True)
         try:
             while self.step < until:
                 value, parts = self.train_step()
                 self.seconds = time.perf_counter() - start
                 bar.update(1)
                 step = self.step
-                if step % cfg.log_every == 0 or step == until:
+                if step % cfg.output.log_every == 0 or step == until:
                     bar.set_postfix(loss=f"{self.running:.4f}")
                     self._log({"kind": "train", "step": step, "seconds": self.seconds,
                                "loss": value, "loss_ema": self.running,
                                "lr": self.optimizer.param_groups[0]["lr"],
                                **{f"loss_{k}": v for k, v in parts.items()}})
-                if self.evaluate is not None and (step % cfg.eval_every == 0
+                if self.evaluate is not None and (step % cfg.output.eval_every == 0
                                                   or step == cfg.optim.steps):
                     was = self.model.training
                     self.model.eval()
@@ -323,7 +355,7 @@ class Trainer:
                     self._log({"kind": "eval", **entry})
                     bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                        for k, v in entry.items()))
-                every = cfg.checkpoint_every
+                every = cfg.output.checkpoint_every
                 if self.out_dir is not None and ((every and step % every == 0)
                                                  or step == cfg.optim.steps):
                     self.save_checkpoint()
@@ -422,7 +454,7 @@ class Trainer:
             Path(tmp).unlink(missing_ok=True)
             raise
         if path.name.startswith("step_"):
-            old = sorted(path.parent.glob("step_*.pt"))[:-self.config.keep_checkpoints]
+            old = sorted(path.parent.glob("step_*.pt"))[:-self.config.output.keep_checkpoints]
             for f in old:
                 f.unlink(missing_ok=True)
         return path

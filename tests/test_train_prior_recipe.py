@@ -1,0 +1,117 @@
+"""The shipped prior's recipe is a training config (``fitting/training/keypoint-prior-v2.yaml``)
+that ``eft train`` runs: it loads to exactly ``eft.train.prior.PRIOR_V2`` and runs on a
+tiny budget."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from eft.cli import main
+from eft.train.config import load_train_config
+from eft.train.prior import INPUT_FORMATS, PRIOR_V2, PRIOR_V2_REAL_FRACTION
+from eft.train.trainer import TrainerConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+RECIPE = Path(__file__).resolve().parents[1] / "fitting" / "training" / "keypoint-prior-v2.yaml"
+
+
+def _trainer_part(cfg) -> TrainerConfig:
+    return TrainerConfig(**{f.name: getattr(cfg, f.name)
+                            for f in dataclasses.fields(TrainerConfig)})
+
+
+def test_recipe_yaml_is_prior_v2():
+    cfg = load_train_config(RECIPE)
+    assert _trainer_part(cfg) == PRIOR_V2
+    assert _trainer_part(cfg) != TrainerConfig()  # not two sets of defaults agreeing
+    # the published numbers, written out: a change to both at once still shows here
+    assert (PRIOR_V2.optim.steps, PRIOR_V2.optim.batch_size, PRIOR_V2.optim.lr) == \
+        (24000, 256, 5e-4)
+    assert PRIOR_V2.augment.formats == INPUT_FORMATS and PRIOR_V2.loss.pose_prior == 5e-5
+    synth, real = cfg.datasets
+    assert real.weight / (synth.weight + real.weight) == PRIOR_V2_REAL_FRACTION
+    s = synth.synthetic
+    assert (s.n, s.variants, s.seed, s.generator, s.target) == \
+        (100_000, 12_000, PRIOR_V2.optim.seed, "prior-v2", "clean")
+    assert s.smpl and s.keypoints3d
+    assert [(src.kind, Path(src.path).name) for src in real.labels] == \
+        [("coco", "person_keypoints_train2017.json"), ("mpii", "mpii_human_pose.csv")]
+    assert cfg.model.input_slots == "data" and cfg.model.mean_params == "data"
+
+
+def test_eft_train_runs_the_recipe_on_a_tiny_budget(shared_data, tmp_path, capsys):
+    coco = shared_data / "coco_sample" / "test_coco.json"
+    mpii = shared_data / "mpii_sample" / "test_mpii.json"
+    out = tmp_path / "run"
+    labels = (f"[{{kind: coco, path: '{coco}', options: {{min_keypoints: 6}}}}, "
+              f"{{kind: mpii, path: '{mpii}'}}]")
+    sets = ["datasets.0.synthetic.n=40", "datasets.0.synthetic.variants=8",
+            f"datasets.1.labels={labels}", "val.0.n=16", "optim.batch_size=16",
+            "output.eval_every=3", "output.log_every=1", "optim.steps=3"]
+    argv = ["train", str(RECIPE), "--out", str(out), "--no-progress", "--threads", "1"]
+    for text in sets:
+        argv += ["--set", text]
+    assert main(argv) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "dataset synthetic-v2: 64 samples, weight 0.6" in text  # 40 + 3 variants x 8
+    assert "dataset real-2d:" in text and "weight 0.4" in text
+    entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in entries if e["kind"] == "train"] == [1, 2, 3]
+    assert [e["step"] for e in entries if e["kind"] == "eval"] == [3]
+    from eft.models import load_regressor
+
+    model = load_regressor(out / "model.pt")
+    assert model.config["width"] == 256 and model.input_slots is not None
+    # the run's config.yaml is the recipe with the overrides, and loads back to it
+    saved = load_train_config(out / "config.yaml")
+    assert saved.optim.steps == 3 and saved.datasets[0].synthetic.variants == 8
+    assert dataclasses.replace(saved, output=dataclasses.replace(saved.output, progress=True)) \
+        == load_train_config(RECIPE, sets)
+
+
+def test_eft_train_trains_exactly_as_pretrain_prior(shared_data, body):
+    """The recipe through ``eft train``'s pieces (datasets, sampler, model, the loaded
+    config as the trainer's) gives the same weights, bit for bit, as the prior's own
+    path (``make_prior_v2_sets``, ``real_2d_set``, ``train_prior`` with ``PRIOR_V2``)
+    on a tiny budget."""
+    import torch
+
+    from eft.data.pose_bank import load_pose_bank
+    from eft.data.readers import read_dataset
+    from eft.models import KeypointRegressor
+    from eft.train.data import TrainSet, concat_sets, data_mean_params
+    from eft.train.prior import make_prior_v2_sets, prior_config, real_2d_set, train_prior
+    from eft.train.run import build_datasets, build_model
+    from eft.train.trainer import Trainer
+
+    coco = shared_data / "coco_sample" / "test_coco.json"
+    sets = ["datasets.0.synthetic.n=30", "datasets.0.synthetic.variants=6",
+            f"datasets.1.labels=[{{kind: coco, path: '{coco}', options: {{min_keypoints: 6}}}}]",
+            "optim.steps=4", "optim.batch_size=10", "output.eval_every=2"]
+    cfg = load_train_config(RECIPE, sets)
+    data, sampler = build_datasets(cfg, body, log=lambda _: None)
+    torch.manual_seed(5)
+    ours = build_model(cfg, data)
+    trainer = Trainer(ours, body, data, cfg.replace(output={"progress": False}),
+                      sampler=sampler)
+    trainer.run()
+
+    poses = load_pose_bank().train().poses
+    synth = concat_sets([TrainSet.from_synthetic(s)
+                         for s in make_prior_v2_sets(poses, 30, 6, 0, body)])
+    real = real_2d_set(read_dataset("coco", coco, min_keypoints=6).exemplars)
+    slots = torch.nonzero((synth.kp_px[..., 2] > 0).any(0)).flatten().tolist()
+    torch.manual_seed(5)
+    theirs = KeypointRegressor(width=256, hidden=256, mean_params=data_mean_params(synth),
+                               input_slots=slots)
+    train_prior(theirs, body, synth, prior_config(PRIOR_V2, steps=4, batch_size=10,
+                                                  eval_every=2),
+                progress=False, real=real, real_fraction=PRIOR_V2_REAL_FRACTION)
+    assert ours.input_slots == theirs.input_slots
+    for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k
