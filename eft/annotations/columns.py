@@ -17,7 +17,8 @@ import torch
 from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 from eft.fitting.records import Fit, FitQuality
-from eft.geometry.cameras import FOCAL_LENGTH
+from eft.geometry.cameras import FOCAL_LENGTH, weak_to_perspective_translation
+from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 
 from ._io import gc_paused
 from .errors import AnnotationError
@@ -64,8 +65,6 @@ _CHUNK = 8192  # rows per torch conversion (bounds the float64 temporaries)
 
 def rotmat_to_aa(rotmat: np.ndarray) -> np.ndarray:
     """(N, 24, 3, 3) -> (N, 72) float32 axis-angle (via :mod:`eft.geometry.rotations`)."""
-    from eft.geometry.rotations import rotmat_to_axis_angle
-
     rotmat = np.asarray(rotmat)
     out = np.empty((rotmat.shape[0], 72), np.float32)
     for i in range(0, rotmat.shape[0], _CHUNK):
@@ -76,8 +75,6 @@ def rotmat_to_aa(rotmat: np.ndarray) -> np.ndarray:
 
 def aa_to_rotmat(aa: np.ndarray) -> np.ndarray:
     """(N, 72) axis-angle -> (N, 24, 3, 3) float32 rotation matrices."""
-    from eft.geometry.rotations import axis_angle_to_rotmat
-
     aa = np.asarray(aa).reshape(-1, 24, 3)
     out = np.empty((aa.shape[0], 24, 3, 3), np.float32)
     for i in range(0, aa.shape[0], _CHUNK):
@@ -89,8 +86,6 @@ def aa_to_rotmat(aa: np.ndarray) -> np.ndarray:
 def weak_to_cam_t(cam: np.ndarray, focal: float = FOCAL_LENGTH, img_res: int = 224) -> np.ndarray:
     """(N, 3) ``[s, tx, ty]`` -> (N, 3) ``[tx/s, ty/s, 2 f / (img_res s)]`` float32
     (numpy front of :func:`eft.geometry.cameras.weak_to_perspective_translation`)."""
-    from eft.geometry.cameras import weak_to_perspective_translation
-
     cam = torch.from_numpy(np.ascontiguousarray(cam, np.float64))
     return weak_to_perspective_translation(cam, focal, img_res).numpy().astype(np.float32)
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from eft import __version__
 from eft._files import locked_temporary
+from eft.body import joints as J
 from eft.fitting.config import FLAGS
 
 from ._io import FileHeader, check_schema_version, fsync_file, provenance_from_json, reading
@@ -140,8 +141,6 @@ assert set(_DESCRIBE) == set(_LAYOUT)
 
 def _dataset_attrs(name: str) -> dict[str, str]:
     """The attributes of dataset ``name`` (strings; lists as JSON)."""
-    from eft.body import joints as J
-
     d = dict(_DESCRIBE[name])
     order = d.pop("joint_order", None)
     out = {k: json.dumps(v) if isinstance(v, list) else str(v) for k, v in d.items()}

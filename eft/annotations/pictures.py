@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from eft.body import BodyModel
+from eft.data.images import ImageError, load_image
+from eft.render import RenderError, display_crop, grid, label, render_fit_panel, save_png
+from eft.render.charts import histogram_chart, histogram_counts
+
 from .columns import Columns
+from .errors import AnnotationError
 
 __all__ = ["MEASURES", "worst_rows", "inspect_report", "contact_sheet"]
 
@@ -57,8 +63,6 @@ def _thresholds(provenance) -> dict[str, float]:
 def inspect_report(header, columns: Columns, worst: int = 4, bins: int = 24) -> dict:
     """JSON-ready: counts, rejection reasons, per measure the worst fits and a histogram
     (``edges``, counts of ``accepted`` and ``rejected`` fits, ``n_nan``)."""
-    from eft.render.charts import histogram_counts
-
     q = columns.quality
     acc = np.asarray(q["accepted"], bool)
     reasons: dict[str, int] = {}
@@ -91,8 +95,6 @@ def inspect_report(header, columns: Columns, worst: int = 4, bins: int = 24) -> 
 
 
 def _image_for(columns: Columns, row: int, roots: list[Path]):
-    from eft.data.images import ImageError, load_image
-
     path = columns.image_path[row]
     if not path:
         return None
@@ -113,8 +115,6 @@ def _image_for(columns: Columns, row: int, roots: list[Path]):
 
 def _tile(columns: Columns, row: int, body, roots: list[Path], size: int, text: str):
     import torch
-
-    from eft.render import RenderError, display_crop, label, render_fit_panel
 
     ann = columns.take(np.array([row])).to_annotations()[0]
     image = _image_for(columns, row, roots)
@@ -140,12 +140,6 @@ def contact_sheet(header, columns: Columns, png: str | os.PathLike, *, worst: in
     are looked up under ``images``, else beside ``source`` (the annotation file), else in
     the working folder."""
     import warnings
-
-    from eft.body import BodyModel
-    from eft.render import grid, label, save_png
-    from eft.render.charts import histogram_chart
-
-    from .errors import AnnotationError
 
     if "quality" in header.missing:
         raise AnnotationError("this file holds no fit quality (its format cannot): no "

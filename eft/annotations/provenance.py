@@ -19,6 +19,13 @@ from typing import Any
 
 from eft import __version__
 from eft.geometry.cameras import FOCAL_LENGTH
+from eft.models.registry import (
+    ARCHITECTURES,
+    DEFAULT_SPEC,
+    NAMED_PRIORS,
+    checkpoint_sha256,
+    state_dict_sha256,
+)
 
 from .errors import AnnotationError
 
@@ -122,13 +129,6 @@ def _regressor_info(regressor: Any) -> dict[str, Any] | None:
         return None
     if isinstance(regressor, Mapping):
         return _plain(regressor)
-    from eft.models.registry import (
-        ARCHITECTURES,
-        DEFAULT_SPEC,
-        NAMED_PRIORS,
-        checkpoint_sha256,
-        state_dict_sha256,
-    )
 
     if isinstance(regressor, (str, os.PathLike)):
         name = os.fspath(regressor)

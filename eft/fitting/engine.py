@@ -67,6 +67,7 @@ from eft.models.protocol import SCOPES, Regressor, whole_model_split
 
 from .config import EFTConfig
 from .losses import count_valid_gt, eft_loss, project, sanitize_keypoints
+from .pose_prior import load_default_pose_prior
 from .quality import PosePrior, assess, pose_nll
 from .records import Fit, FitTargets
 
@@ -628,8 +629,6 @@ def fit(
         raise ValueError(
             f"mode must be 'batched', 'flat', 'vmap' or 'sequential', got {mode!r}")
     if "pose_prior" not in kwargs:
-        from .pose_prior import load_default_pose_prior
-
         kwargs["pose_prior"] = load_default_pose_prior()
     if mode == "sequential":
         return fit_sequential(model, body, targets, config, progress=progress, **kwargs)

@@ -23,7 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
+from eft.annotations import read_annotations
+from eft.body import BodyModel
+from eft.body.joints import COCO17_NAMES, from_spin49
+from eft.data.pose_bank import load_pose_bank
+from eft.data.synthetic import SyntheticConfig, generate
+from eft.geometry.metrics import pa_mpjpe
+from eft.render import PerspectiveCamera, render_mesh
+
 from .config import ANNOTATION_FORMATS, config_from_dict
+from .runner import CONFIG_FILE, run_job
+from .store import MANIFEST, PARTS_DIR, SKIPPED, SUMMARY
 
 __all__ = ["demo_config", "make_demo_dataset", "run_demo", "DEMO_JSON"]
 
@@ -60,12 +70,6 @@ def make_demo_dataset(folder: str | os.PathLike, n_people: int = 12, seed: int =
     ``folder/person_keypoints_demo.json``; returns ``(json path, SyntheticSet)``."""
     import torch
     from PIL import Image
-
-    from eft.body import BodyModel
-    from eft.body.joints import COCO17_NAMES, from_spin49
-    from eft.data.pose_bank import load_pose_bank
-    from eft.data.synthetic import SyntheticConfig, generate
-    from eft.render import PerspectiveCamera, render_mesh
 
     folder = Path(folder)
     images = folder / "images"
@@ -115,9 +119,6 @@ def _accuracy(result, people) -> str:
     """Median PA-MPJPE (mm) of the fits' 24 GT keypoints against the ground truth."""
     import torch
 
-    from eft.annotations import read_annotations
-    from eft.geometry.metrics import pa_mpjpe
-
     files = result.summary.outputs
     if "h5" not in files:
         return ""
@@ -137,9 +138,6 @@ def run_demo(out: str | os.PathLike = "annotations/demo", n_people: int = 12,
     """Make the demo dataset, fit it, write every format and overlays; returns the
     report to print."""
     import torch
-
-    from .runner import CONFIG_FILE, run_job
-    from .store import MANIFEST, PARTS_DIR, SKIPPED, SUMMARY
 
     t0 = time.perf_counter()
     torch.set_num_threads(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from eft.annotations import Provenance, write_columns
 from eft.annotations.columns import Columns
 
 __all__ = ["OUTPUT_SUFFIX", "output_file", "write_outputs", "provenance_for"]
@@ -28,8 +29,6 @@ def output_file(folder: Path, name: str, fmt: str) -> Path:
 def provenance_for(config, identity: dict, config_hash: str, shard: str | None,
                    body=None):
     """The :class:`~eft.annotations.Provenance` of a job's files."""
-    from eft.annotations import Provenance
-
     names = sorted({d.name or d.kind for d in config.datasets})
     splits = sorted({d.split for d in config.datasets if d.split})
     return Provenance.create(
@@ -43,8 +42,6 @@ def write_outputs(folder: Path, config, columns: Columns, provenance) -> dict[st
     """Write every format of ``config.output`` from ``columns`` (rows in the given
     order; only the accepted ones when ``output.include`` is ``accepted``); returns
     format -> file path."""
-    from eft.annotations import write_columns
-
     if config.output.include == "accepted":
         columns = columns.take(columns.quality["accepted"].astype(bool))
     written = {}

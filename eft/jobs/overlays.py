@@ -8,8 +8,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from eft.body import BodyModel
 from eft.data.exemplar import Exemplar
+from eft.data.images import ImageError, load_image
 from eft.fitting.records import Fit
+from eft.render import render_fit_panel, save_png
 
 __all__ = ["write_overlays", "overlay_name", "overlay_choice"]
 
@@ -49,10 +52,6 @@ def write_overlays(folder: Path, body_spec: str, fits: Sequence[Fit],
     if count <= 0:
         return []
     import torch
-
-    from eft.body import BodyModel
-    from eft.data.images import ImageError, load_image
-    from eft.render import render_fit_panel, save_png
 
     body = BodyModel.load(None if body_spec == "default" else body_spec)
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,9 @@ import logging
 from dataclasses import dataclass, field
 
 from eft.data.exemplar import Exemplar
-from eft.data.readers import ReadResult, Skipped
+from eft.data.pose_bank import load_pose_bank
+from eft.data.readers import ReadResult, Skipped, read_dataset
+from eft.data.synthetic import SyntheticConfig, generate
 
 from .config import DatasetConfig, JobConfigError
 
@@ -31,9 +33,6 @@ class Sources:
 
 
 def _synthetic(ds: DatasetConfig) -> ReadResult:
-    from eft.data.pose_bank import load_pose_bank
-    from eft.data.synthetic import SyntheticConfig, generate
-
     opts = dict(ds.options)
     n = opts.pop("n", 64)
     seed = opts.pop("seed", 0)
@@ -64,7 +63,6 @@ def read_one(ds: DatasetConfig) -> ReadResult:
     """Read one dataset entry of a job config (``eft.data.readers.read_dataset``)."""
     if ds.kind == "synthetic":
         return _synthetic(ds)
-    from eft.data.readers import read_dataset
 
     options = dict(ds.options)
     if ds.name is not None:

@@ -24,10 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from eft.body import BodyModel
 from eft.data.exemplar import Exemplar
+from eft.data.images import crop_image, load_image, normalize_crop
+from eft.fitting import fit_exemplars
 from eft.fitting.config import EFTConfig
+from eft.models import KeypointRegressor, load_regressor
 
 from .devices import claim_slot, device_for_slot
+from .parent_watch import watch_parent
 from .store import Failure, Part
 
 __all__ = ["WorkerSetup", "ChunkTask", "run_chunk", "check_exemplar"]
@@ -96,16 +101,12 @@ def _device(setup: WorkerSetup) -> str:
 
 
 def _body(spec: str):
-    from eft.body import BodyModel
-
     if spec not in _BODIES:
         _BODIES[spec] = BodyModel.load(None if spec == "default" else spec)
     return _BODIES[spec]
 
 
 def _model(spec: str, device: str):
-    from eft.models import load_regressor
-
     key = (spec, device)
     if key not in _MODELS:
         _MODELS[key] = load_regressor(spec, map_location=device)
@@ -114,8 +115,6 @@ def _model(spec: str, device: str):
 
 def needs_images(model) -> bool:
     """Whether the regressor reads image crops (everything but the keypoint regressor)."""
-    from eft.models import KeypointRegressor
-
     return not isinstance(model, KeypointRegressor)
 
 
@@ -142,14 +141,10 @@ def _image_failure(e: Exemplar, exc: BaseException) -> Failure:
 
 def _crop_tensor(image, e: Exemplar, res: int):
     """(3, res, res) ImageNet-normalised crop of ``e`` (SPIN's HMR input)."""
-    from eft.data.images import crop_image, normalize_crop
-
     return normalize_crop(crop_image(image, e.center, e.scale, res=res))
 
 
 def _fit(exemplars, model, body, setup: WorkerSetup, inputs):
-    from eft.fitting import fit_exemplars
-
     return fit_exemplars(exemplars, model, body, setup.eft, inputs=inputs, mode=setup.mode,
                          batch_size=setup.batch_size, progress=False)
 
@@ -187,8 +182,6 @@ def run_chunk(setup: WorkerSetup, task: ChunkTask) -> Part:
     import torch
 
     if setup.slot_dir is not None:
-        from .parent_watch import watch_parent
-
         watch_parent()
     t0 = time.perf_counter()
     torch.set_num_threads(setup.threads)
@@ -207,8 +200,6 @@ def run_chunk(setup: WorkerSetup, task: ChunkTask) -> Part:
             continue
         if e.image_path is not None and (with_images or setup.check_images):
             try:
-                from eft.data.images import load_image
-
                 image = load_image(e.image_path)
                 if with_images:
                     crops.append(_crop_tensor(image, e, setup.eft.img_res))

@@ -15,8 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from eft._files import file_sha256
+from eft.annotations import read_columns
 from eft.annotations.columns import QUALITY_NUMBERS
 from eft.annotations.decisions import columns_digests
+from eft.fitting.config import FLAGS
 
 from .db import STATUSES, FitStatus
 from .errors import ReviewError
@@ -105,8 +107,6 @@ class Catalog:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Catalog:
         """Read an annotation file (any format ``eft.annotations`` reads)."""
-        from eft.annotations import read_columns
-
         path = Path(path).expanduser()
         header, columns = read_columns(path)
         return cls.build(columns, header.provenance, header.missing, path=path,
@@ -175,8 +175,6 @@ class Catalog:
         if dataset and dataset not in self.dataset_names:
             raise ReviewError(f"unknown dataset {dataset[:80]!r}")
         if flag and flag not in FLAG_FILTERS and flag not in self.flag_names:
-            from eft.fitting.config import FLAGS
-
             if flag not in FLAGS:
                 raise ReviewError(f"bad flag filter {flag[:40]!r}: any, none or a flag name")
 

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from eft.body import BodyModel
+from eft.render import FitView, RenderError, display_crop, fit_panel, label
+
 from .catalog import Catalog
 from .errors import ReviewError
 from .paths import locate_image
@@ -72,8 +75,6 @@ class OverlayCache:
         """The body model, loaded on first use."""
         with self._body_lock:
             if self._body is None:
-                from eft.body import BodyModel
-
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     self._body = BodyModel.load(self.model)
@@ -142,8 +143,6 @@ class OverlayCache:
         """Draw fit ``i``'s panel and encode it as PNG."""
         import torch
         from PIL import Image
-
-        from eft.render import FitView, RenderError, display_crop, fit_panel, label
 
         ann = self.catalog.annotation(i)
         fit, ex = ann.fit, ann.exemplar

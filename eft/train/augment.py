@@ -52,6 +52,7 @@ import torch
 from torch import Tensor
 
 from eft.body.joints import J49_FLIP_PERM, SMPL24_FLIP_PERM, SPIN49_NAMES
+from eft.data.images import crop_image, load_image, normalize_crop
 from eft.data.synthetic import LIMB_MASKS, annotated_slots
 from eft.geometry.cameras import image_to_crop_norm
 
@@ -540,8 +541,6 @@ def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generat
 
 def _one_crop(path: str | None, center: np.ndarray, scale: float, rot: float, flip: bool,
               color: np.ndarray, res: int) -> Tensor:
-    from eft.data.images import crop_image, load_image, normalize_crop
-
     if path is None:
         raise ValueError("a sample without an image in an image batch")
     img = load_image(path)

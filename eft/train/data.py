@@ -19,9 +19,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from eft.annotations import read_annotations
 from eft.annotations.filters import Selection
+from eft.body.fast import KeypointLBS
 from eft.geometry.cameras import perspective_project
 from eft.geometry.rotations import axis_angle_to_rotmat
+from eft.models.ief import default_mean_params, mean_params_from_poses
 
 from .errors import TrainError
 
@@ -227,8 +230,6 @@ class MixSampler:
 def data_mean_params(data: TrainSet, limit: int = 20000) -> dict:
     """IEF start from the training targets: their mean body pose and shape, with the
     default global orientation (upright, facing the camera) and camera."""
-    from eft.models.ief import default_mean_params, mean_params_from_poses
-
     rows = torch.nonzero(data.has_smpl).flatten()[:limit]
     default = default_mean_params()
     if rows.numel() == 0:
@@ -249,7 +250,6 @@ def load_annotation_set(path: str | os.PathLike, format: str | None = None):
     p = Path(path).expanduser()
     if not p.exists():
         raise TrainError(f"{p}: no such annotation file")
-    from eft.annotations import read_annotations
 
     return read_annotations(p, format=format)
 
@@ -296,7 +296,6 @@ def annotation_train_set(
     if use_keypoints3d:
         if body is None:
             raise TrainError("use_keypoints3d needs the body model (for the pelvis joint)")
-        from eft.body.fast import KeypointLBS
 
         fast = body if isinstance(body, KeypointLBS) else KeypointLBS(body)
         with torch.no_grad():

@@ -30,9 +30,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from eft.body.joints import H36M_TO_J14, LSP14_NAMES
+from eft.body import BodyModel
+from eft.body.joints import H36M_TO_J14, LSP14_NAMES, to_spin49
+from eft.data.pose_bank import load_pose_bank
+from eft.data.synthetic import SyntheticConfig, generate
 from eft.geometry.metrics import mpjpe, pa_mpjpe, procrustes_align
+from eft.geometry.rotations import axis_angle_to_rotmat
+from eft.models import HMR
+from eft.render.charts import bar_chart
+from eft.render.draw import grid, save_png
 
+from .augment import crop_inputs, image_batch
 from .errors import TrainError
 
 __all__ = ["EvalSet", "METRICS", "joint_metrics", "pose_joints", "evaluate_bodies",
@@ -126,10 +134,6 @@ def predict(model: nn.Module, data: EvalSet, batch: int = 256,
             device: str | torch.device = "cpu", img_res: int = 224) -> tuple[Tensor, Tensor]:
     """The regressor's (rotmat (N, 24, 3, 3), betas (N, 10)) for every person of
     ``data``, framed by its own box (no augmentation)."""
-    from eft.models import HMR
-
-    from .augment import crop_inputs, image_batch
-
     was = model.training
     model.eval()
     images = isinstance(model, HMR)
@@ -195,9 +199,6 @@ def per_joint_mm(pred14: Tensor, gt14: Tensor, valid14: Tensor | None = None,
 def per_joint_chart(rows: dict[str, dict], path: str | os.PathLike) -> Path:
     """A bar chart per eval set (``rows``: label -> :func:`evaluate_model` result with
     ``per_joint``) of the PA-MPJPE and MPJPE of each LSP joint, as one PNG."""
-    from eft.render.charts import bar_chart
-    from eft.render.draw import grid, save_png
-
     charts = []
     for label, r in rows.items():
         pj = r["per_joint"]
@@ -226,10 +227,6 @@ def synthetic_eval_set(n: int, seed: int, body, poses: Any = None,
                        name: str | None = None) -> EvalSet:
     """``n`` synthetic people (default generator) posed from ``poses`` (default: the
     pose bank's val clips, which no shipped model was trained on)."""
-    from eft.data.pose_bank import load_pose_bank
-    from eft.data.synthetic import SyntheticConfig, generate
-    from eft.geometry.rotations import axis_angle_to_rotmat
-
     if poses is None:
         poses = load_pose_bank().val().poses
     s = generate(poses, n, seed, SyntheticConfig(), body=body)
@@ -271,8 +268,6 @@ def _keypoints_of(p: Path, data: dict, n: int) -> Tensor | None:
         if key in data:
             arr = np.asarray(data[key], np.float32)
             if key == "part" and arr.shape == (n, 17, 3):
-                from eft.body.joints import to_spin49
-
                 kp[:, 25:] = to_spin49(arr, H36M_SPIN_FORMAT)[:, 25:]
                 continue
             if arr.shape != (n, size, 3):
@@ -356,8 +351,6 @@ def load_3dpw_npz(path: str | os.PathLike, body, image_root: str | os.PathLike |
     and ``shape`` (N, 10) posed with the gendered SMPL models found in ``smpl_dir``
     (``SMPL_MALE`` / ``SMPL_FEMALE``), as SPIN does; without ``smpl_dir`` every person
     is posed with ``body`` (a warning says so)."""
-    from eft.geometry.rotations import axis_angle_to_rotmat
-
     p, data = _read_npz(path, ("imgname", "center", "scale", "pose", "shape"))
     n = len(data["imgname"])
     pose = np.asarray(data["pose"], np.float32)
@@ -378,8 +371,6 @@ def load_3dpw_npz(path: str | os.PathLike, body, image_root: str | os.PathLike |
                           stacklevel=2)
         g14, g24 = pose_joints(body, rot, betas)
     else:
-        from eft.body import BodyModel
-
         for code, gender in (("m", "male"), ("f", "female"), ("n", "neutral")):
             rows = torch.as_tensor(np.flatnonzero(genders == code))
             if rows.numel() == 0:
