@@ -13,8 +13,12 @@ import numpy as np
 
 from ._io import FileHeader, reading
 from .columns import Columns
+from .eft_json import read_eft_json, write_eft_json
 from .errors import AnnotationError
+from .h5 import H5Reader, read_h5, write_h5
+from .humandata import is_humandata_layout, read_humandata, write_humandata
 from .model import AnnotationSet
+from .spin_npz import read_spin_npz, write_spin_npz
 
 __all__ = ["FORMATS", "SUFFIXES", "DUPLICATES", "suffix_format", "detect_format",
            "check_unique_ids", "read_annotations", "write_annotations",
@@ -71,8 +75,6 @@ def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
         if head == _HDF5_MAGIC:
             return "h5"
         if head[:2] == b"PK":
-            from .humandata import is_humandata_layout
-
             with zipfile.ZipFile(path) as zf:
                 names = {n.removesuffix(".npy") for n in zf.namelist()}
             return "humandata" if is_humandata_layout(names) else "spin-npz"
@@ -122,14 +124,8 @@ def read_columns(path: str | os.PathLike, format: str | None = None, *,
     if not path.exists():
         raise AnnotationError(f"{path}: no such file")
     fmt = _check_format(format) if format else detect_format(path)
-    if fmt == "eft-json":
-        from .eft_json import read_eft_json as reader
-    elif fmt == "spin-npz":
-        from .spin_npz import read_spin_npz as reader
-    elif fmt == "h5":
-        from .h5 import read_h5 as reader
-    else:
-        from .humandata import read_humandata as reader
+    reader = {"eft-json": read_eft_json, "spin-npz": read_spin_npz, "h5": read_h5,
+              "humandata": read_humandata}[fmt]
     header, columns = reader(path)
     columns, dropped = check_unique_ids(columns, path, duplicates)
     if dropped:
@@ -162,8 +158,6 @@ def iter_columns(path: str | os.PathLike, format: str | None = None,
     path = Path(path)
     fmt = _check_format(format) if format else detect_format(path)
     if fmt == "h5":
-        from .h5 import H5Reader
-
         reader = H5Reader(path)
 
         def batches() -> Iterator[Columns]:
@@ -212,21 +206,13 @@ def write_columns(columns: Columns, provenance, path: str | os.PathLike,
     fmt = _check_format(format) if format else detect_format(path, for_writing=True)
     missing = frozenset(missing)
     if fmt == "eft-json":
-        from .eft_json import write_eft_json
-
         if options:
             raise AnnotationError(f"eft-json takes no options, got {sorted(options)}")
         return write_eft_json(columns, provenance, path, missing)
     if fmt == "spin-npz":
-        from .spin_npz import write_spin_npz
-
         return write_spin_npz(columns, provenance, path, missing, **options)
     if fmt == "h5":
-        from .h5 import write_h5
-
         return write_h5(columns, provenance, path, missing, **options)
-    from .humandata import write_humandata
-
     return write_humandata(columns, provenance, path, missing, **options)
 
 

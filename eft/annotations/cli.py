@@ -9,6 +9,7 @@ FORMAT_CHOICES = ("eft-json", "spin-npz", "h5", "humandata")
 
 
 def _export(args: argparse.Namespace) -> int:
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     import dataclasses
 
     from eft.fitting.config import QualityRules
@@ -87,6 +88,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .api import iter_columns
     from .summary import summarize
 
@@ -115,6 +117,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .api import iter_columns
     from .validate import validate_columns
 

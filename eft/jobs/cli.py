@@ -39,6 +39,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _overrides(args: argparse.Namespace) -> list:
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .config import parse_override
 
     out = []
@@ -58,6 +59,7 @@ def _overrides(args: argparse.Namespace) -> list:
 
 def _fit(args: argparse.Namespace) -> int:
     _setup_logging(args)
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .config import load_config
     from .runner import run_job
     from .sharding import parse_shard
@@ -104,6 +106,7 @@ def _stop_local_workers() -> None:
 
 def _interrupted(config, shard) -> str:
     """The one line ``eft fit`` prints on Ctrl-C: what is committed, how to resume."""
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .runner import output_dir_for
     from .store import Manifest
 
@@ -134,6 +137,7 @@ def _interrupted(config, shard) -> str:
 
 def _merge(args: argparse.Namespace) -> int:
     _setup_logging(args)
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .merge import merge_outputs
 
     result = merge_outputs(args.inputs, args.output, force=args.force)
@@ -145,6 +149,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     _setup_logging(args)
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .demo import run_demo
 
     report = run_demo(args.output, n_people=args.people, progress=not args.quiet)
@@ -153,6 +158,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _config_show(args: argparse.Namespace) -> int:
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .shipped import find_config, shipped_configs
 
     if args.name is None:

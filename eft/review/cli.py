@@ -31,6 +31,7 @@ def _review(args: argparse.Namespace) -> int:
     except ImportError:
         raise ReviewError("eft review needs the 'review' extra: "
                           "pip install 'eft[review]'") from None
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .app import ReviewConfig, check_host, create_app, token_from_env
 
     token = token_from_env(args.token)
