@@ -82,14 +82,15 @@ def _card(meta: dict, stats: dict, prior: GMMPosePrior, out: Path) -> str:
     dropped = ", ".join(_dropped(prior.active_dims.numpy())) or "none"
     b = meta["build"]
     command = f"python scripts/build_pose_prior.py {b['argv']}".strip()
-    return f"""# Pose prior (`pose_prior_gmm.npz`)
+    return f"""# GMM pose prior (`pose_prior_gmm.npz`)
 
-A Gaussian mixture over SMPL body poses, the pose prior of SMPLify (Bogo et al. 2016)
-and of SPIN's SMPLify baseline, refitted on this project's CMU pose bank.  Load it with
-`eft.fitting.pose_prior.load_default_pose_prior()` (the package data entry
-`"eft.fitting" = ["assets/*"]` must be present for installed copies); it plugs into
-every `pose_prior=` argument (`prior(rotmats (B, 24, 3, 3)) -> nll (B,)`) and is the
-default prior of `eft.fitting.smplify.smplify`.
+A Gaussian mixture over SMPL body poses (the *GMM pose prior*; not the pretrained
+keypoint regressor that the rest of this project calls "the prior"), the pose prior of
+SMPLify (Bogo et al. 2016) and of SPIN's SMPLify baseline, refitted on this project's
+CMU pose bank.  Load it with `eft.fitting.pose_prior.load_default_pose_prior()` (the
+package data entry `"eft.fitting" = ["assets/*"]` must be present for installed copies);
+it plugs into every `pose_prior=` argument (`prior(rotmats (B, 24, 3, 3)) -> nll (B,)`)
+and is the default prior of `eft.fitting.smplify.smplify`.
 
 **Data source and terms.** {CMU_TERMS}
 The prior is derived from that data and must carry the acknowledgement:

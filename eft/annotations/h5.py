@@ -113,7 +113,8 @@ _DESCRIBE: dict[str, dict[str, Any]] = {
                          "description": "reproj_px / (200 * scale)"},
     "max_abs_beta": {"unit": "", "description": "max |betas|"},
     "pose_nll": {"unit": "nats", "description": "negative log-likelihood of the pose "
-                                                "under the pose prior; NaN when not scored"},
+                                                "under the GMM pose prior; NaN when not "
+                                                "scored"},
     "iterations": {"unit": "steps", "description": "forward passes run"},
     "n_valid_keypoints": {"unit": "keypoints",
                           "description": "annotated ground-truth keypoints (SPIN slots "

@@ -127,8 +127,8 @@ class QualityRules:
         max_abs_beta: flag ``"extreme_shape"`` when ``max|beta|`` exceeds this (EFT 3).
         min_valid_keypoints: flag ``"too_few_keypoints"`` (and do not fit at all) when
             fewer GT keypoints (SPIN-49 slots 25..48) are annotated (EFT "All": 6).
-        max_pose_nll: flag ``"implausible_pose"`` when a pose prior scored the fit and
-            its negative log-likelihood (nats, under the shipped pose-bank GMM by default)
+        max_pose_nll: flag ``"implausible_pose"`` when the GMM pose prior scored the fit
+            and its negative log-likelihood (nats, under the shipped pose-bank GMM)
             exceeds this; ``None`` disables the rule.  Default
             :data:`DEFAULT_MAX_POSE_NLL`.
         reject_flags: the flags that make a fit rejected (default: all of them).

@@ -622,8 +622,8 @@ def fit(
     :func:`fit_sequential`, EFT's loop.  ``kwargs`` as theirs (``pose_prior``,
     ``with_vertices``, ``keep_params``).
     Unless ``pose_prior`` is given (``None`` turns it off), every fit's
-    ``quality.pose_nll`` is scored by the shipped Gaussian-mixture prior of the pose bank."""
-    from .flat import fit_flat, supports
+    ``quality.pose_nll`` is scored by the shipped GMM pose prior of the pose bank."""
+    from .flat import fit_flat, supports  # lazy: flat builds on this module (import cycle)
 
     if mode not in ("batched", "flat", "vmap", "sequential"):
         raise ValueError(

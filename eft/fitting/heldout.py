@@ -81,7 +81,7 @@ def _slots(*names: str) -> tuple[int, ...]:
 
 #: SPIN-49 slots each limb hides: its distal joints in the GT slots and their OpenPose
 #: twins, plus the OpenPose foot slots for a leg - the limbs the synthetic generator
-#: drops and the prior's training hides (:data:`eft.data.synthetic.LIMB_MASKS`).
+#: drops and the keypoint prior's training hides (:data:`eft.data.synthetic.LIMB_MASKS`).
 LIMB_SLOTS: dict[str, tuple[int, ...]] = {
     name: tuple(int(i) for i in np.flatnonzero(mask))
     for name, mask in zip(LIMB_NAMES, LIMB_MASKS, strict=True)}

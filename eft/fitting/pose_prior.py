@@ -1,4 +1,6 @@
-"""A Gaussian-mixture prior over SMPL body poses (SMPLify's pose prior, refitted).
+"""The GMM pose prior: a Gaussian mixture over SMPL body poses (SMPLify's pose prior,
+refitted).  Not to be confused with the pretrained keypoint regressor, "the prior"
+(``keypoint-prior-v1``/``v2``, :mod:`eft.train.prior`).
 
 SMPLify (Bogo et al. 2016) and SPIN's SMPLify baseline penalise the body pose with
 the negative log-likelihood of a Gaussian mixture fitted to motion-capture poses:

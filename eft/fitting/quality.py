@@ -32,7 +32,8 @@ __all__ = [
     "rejudge",
 ]
 
-#: A pose prior: rotations (B, 24, 3, 3) -> negative log-likelihood (B,).
+#: A pose prior (the GMM pose prior, :class:`~eft.fitting.pose_prior.GMMPosePrior`, or any
+#: such callable): rotations (B, 24, 3, 3) -> negative log-likelihood (B,).
 PosePrior = Callable[[Tensor], Tensor]
 
 

@@ -31,8 +31,8 @@ class FitQuality:
             ``iterations - 1`` Adam updates.  0 for skipped exemplars.
         converged: the 2D loss fell below the stopping threshold (EFT's early stop).
         max_abs_beta: ``max|beta|`` of the kept shape.
-        pose_nll: pose prior negative log-likelihood of the kept pose; NaN when no
-            prior was given.
+        pose_nll: negative log-likelihood of the kept pose under the GMM pose prior
+            (:mod:`eft.fitting.pose_prior`); NaN when no pose prior was given.
         n_valid_keypoints: annotated (finite, confidence > 0) GT keypoints, slots 25..48.
         accepted: no flag in the rules' ``reject_flags``.
         flags: the rules broken, from :data:`eft.fitting.config.FLAGS`.

@@ -53,7 +53,7 @@ is evaluated on the axis-angle body pose directly, any other prior callable
 Initialisation (SPIN style): the regressor's prediction when ``init`` is given,
 including its camera (the depth anchor of stage 1).  Without it: upright and facing the
 camera (global orientation ``diag(1, -1, -1)``), betas 0, the body pose
-:attr:`SmplifyConfig.init_body_pose` (the pose prior's mean by default), and a camera
+:attr:`SmplifyConfig.init_body_pose` (the GMM pose prior's mean by default), and a camera
 that matches the spread and centroid of the annotated torso joints (SMPLify's
 similar-triangles guess; all annotated joints when no torso joint is).  SMPLify's
 original also tries the body turned by 180 degrees; this baseline does not, so people
@@ -67,8 +67,8 @@ Quality: the same :class:`~eft.fitting.records.FitQuality` as EFT (:func:`assess
 ``loss_2d_init`` / ``loss_2d_final`` are EFT's ``L2D`` of the initial and of the final
 parameters, ``iterations`` the Adam steps taken (``camera_iters + body_iters``; 0 for
 skipped exemplars), ``converged`` = final ``L2D`` below ``converge_loss_2d`` (EFT's
-stopping threshold; SMPLify itself never stops early), ``pose_nll`` the pose prior's
-NLL of the final pose.  The acceptance rules are EFT's by default; note that
+stopping threshold; SMPLify itself never stops early), ``pose_nll`` the GMM pose
+prior's NLL of the final pose.  The acceptance rules are EFT's by default; note that
 ``"high_initial_loss"`` judges the *initial* parameters, which from a mean-pose start
 are usually far off (pass ``rules=QualityRules(max_initial_loss_2d=math.inf)`` to
 ignore it).  Degenerate exemplars (fewer than ``rules.min_valid_keypoints`` annotated
