@@ -341,6 +341,7 @@ def format_from_names(names: Sequence[str], label: str = "keypoints") -> Keypoin
     if matches:  # same names: the same mapping; named after the one in this order
         _, name, known = min(matches, key=lambda m: m[0])
         return KeypointFormat.from_names(name, given, {g: known[g][1] for g in given})
+    assert best is not None  # KEYPOINT_FORMATS is never empty
     f, known = best
     unknown = [n for n, g in zip(names, given, strict=True) if g not in known]
     absent = [n for n in f.joint_names if _norm_name(n) not in set(given)]

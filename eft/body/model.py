@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import smplx
@@ -144,6 +145,14 @@ class BodyModel(nn.Module):
     Build it with :meth:`load`.  ``forward(pose, betas, transl)`` accepts the pose
     as rotation matrices (B,24,3,3) or axis-angle (B,24,3) / (B,72).
     """
+
+    # registered buffers and the wrapped smplx layer (typed for mypy; set in __init__)
+    smpl: Any
+    kp_vertex_weights: Tensor
+    kp_joint_weights: Tensor
+    keypoint_valid: Tensor
+    h36m_regressor: Tensor | None
+    path: Path | None
 
     def __init__(
         self,

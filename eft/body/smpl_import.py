@@ -198,7 +198,7 @@ def _numpy_multiarray() -> Any:
     try:
         from numpy._core import multiarray  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import multiarray
+        from numpy.core import multiarray  # type: ignore[no-redef]
     return multiarray
 
 
@@ -206,7 +206,7 @@ def _numpy_numeric() -> Any:
     try:
         from numpy._core import numeric  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core import numeric
+        from numpy.core import numeric  # type: ignore[no-redef]
     return numeric
 
 
@@ -390,6 +390,7 @@ def validate_smpl_fields(fields: dict[str, np.ndarray]) -> int:
     for k in ("f", "kintree_table"):
         if not np.issubdtype(a[k].dtype, np.integer):
             raise SmplImportError(f"field '{k}' has dtype {a[k].dtype}, expected integers")
+    assert V is not None  # without a vertex count the shape checks above have raised
     if a["f"].min() < 0 or a["f"].max() >= V:
         raise SmplImportError(
             f"field 'f' has vertex indices in [{a['f'].min()}, {a['f'].max()}], "
@@ -469,7 +470,7 @@ def import_smpl(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **fields)
+            np.savez_compressed(fh, **fields)  # type: ignore[arg-type]
         with np.load(tmp, allow_pickle=False) as check:  # re-read what we wrote
             for k in REQUIRED_FIELDS:
                 if not np.array_equal(check[k], fields[k]):

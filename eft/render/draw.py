@@ -120,7 +120,7 @@ def _points(keypoints, name: str) -> tuple[np.ndarray, np.ndarray]:
     present = np.isfinite(k[:, :2]).all(axis=1)
     if k.shape[1] == 3:
         present &= k[:, 2] > 0
-    return k[:, :2], present
+    return k[:, :2], np.asarray(present, dtype=bool)
 
 
 def _edges_for(count: int, edges) -> tuple[tuple[int, int], ...]:
