@@ -101,10 +101,11 @@ def load_image(path: str | os.PathLike,
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
+            with Image.open(path) as opened:
+                opened.load()
+                img: Image.Image = opened
                 try:
-                    img = ImageOps.exif_transpose(img)
+                    img = ImageOps.exif_transpose(opened)
                 except Exception as exc:  # noqa: BLE001 - a broken EXIF block only
                     log.warning("%s: EXIF orientation ignored (%s)", path, exc)
                 arr = _to_rgb_array(img, background)

@@ -133,7 +133,7 @@ def keypoint_skip_reasons(kps49: np.ndarray, min_keypoints: int, *, gt: bool = T
                      ).sum(axis=-1)
         absurd = (annotated & np.all(np.isfinite(xy), axis=-1)
                   & (np.abs(xy) > MAX_ABS_KEYPOINT_PX).any(axis=-1)).sum(axis=-1)
-    n = count_gt_keypoints(kps49) if gt else (conf[:, :25] > 0).sum(axis=-1)
+    n = np.asarray(count_gt_keypoints(kps49) if gt else (conf[:, :25] > 0).sum(axis=-1))
     out: list[tuple[str, str] | None] = []
     for b, a, k in zip(nonfinite.tolist(), absurd.tolist(), n.tolist(), strict=True):
         if b:

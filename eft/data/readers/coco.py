@@ -118,7 +118,7 @@ def read_coco(
     root = Path(image_root) if image_root is not None else path.parent
     doc = _load(path)
     by_cat, fallback = _formats(path, doc, keypoint_format)
-    images = {}
+    images: dict = {}
     for img in doc.get("images") or []:
         if isinstance(img, dict) and "id" in img:
             images.setdefault(img["id"], img)
@@ -145,7 +145,9 @@ def read_coco(
         seen.add(ann_id)
         records.append((ann_id, i, eid, ann))
     records.sort(key=lambda r: (isinstance(r[0], str), r[0]))
-    kept, raws, fmts = [], [], []
+    kept: list = []
+    raws: list = []
+    fmts: list[J.KeypointFormat] = []
     for ann_id, _, eid, ann in records:
         fmt = by_cat.get(ann.get("category_id"), fallback) if by_cat else fallback
         skip = None
@@ -165,13 +167,14 @@ def read_coco(
                 skip = Skipped(eid, "bad_annotation", str(exc))
         kept.append((ann_id, eid, ann, skip))
         if skip is None:
+            assert fmt is not None  # skipped above otherwise
             raws.append((raw, box))
             fmts.append(fmt)
     kps49 = np.zeros((len(raws), 49, 3))
-    for fmt in {id(f): f for f in fmts}.values():  # one format per category
-        rows = [k for k, f in enumerate(fmts) if f is fmt]
-        kp = np.stack([raws[k][0] for k in rows]).reshape(-1, fmt.num_joints, 3)
-        kps49[rows] = J.to_spin49(kp, fmt, binarize_visibility=binarize)
+    for cat_fmt in {id(f): f for f in fmts}.values():  # one format per category
+        rows = [k for k, f in enumerate(fmts) if f is cat_fmt]
+        kp = np.stack([raws[k][0] for k in rows]).reshape(-1, cat_fmt.num_joints, 3)
+        kps49[rows] = J.to_spin49(kp, cat_fmt, binarize_visibility=binarize)
     reasons = keypoint_skip_reasons(kps49, min_keypoints)
     boxes = np.array([b for _, b in raws]).reshape(-1, 4)
     with np.errstate(invalid="ignore"):
@@ -186,8 +189,9 @@ def read_coco(
             out.skipped.append(skip)
             continue
         k += 1
-        if reasons[k] is not None:
-            out.skipped.append(Skipped(eid, *reasons[k]))
+        reason = reasons[k]
+        if reason is not None:
+            out.skipped.append(Skipped(eid, *reason))
             continue
         if not good_box[k]:
             out.skipped.append(Skipped(eid, "bad_bbox", f"bbox {ann.get('bbox')}"))

@@ -214,7 +214,7 @@ def read_generic(
             if box.size != 4 or not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
                 out.skipped.append(Skipped(eid, "bad_bbox", f"bbox {box.tolist()}"))
                 continue
-            cs = box_center_scale(*box, rescale=rescale)
+            cs = box_center_scale(box[0], box[1], box[2], box[3], rescale=rescale)
         else:
             cs = keypoint_box_center_scale(kps49, rescale)
             if cs is None:

@@ -206,8 +206,9 @@ def read_humandata_keypoints(
     out = ReadResult()
     for i in range(n):
         eid = f"{dataset}/{i}"
-        if reasons[i] is not None:
-            out.skipped.append(Skipped(eid, *reasons[i]))
+        reason = reasons[i]
+        if reason is not None:
+            out.skipped.append(Skipped(eid, *reason))
             continue
         cs = None
         if boxes is not None:

@@ -347,8 +347,8 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
     for i in range(n):
         raw_name = names[i]
         name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
-        stem, k = _next_person(per_image, name)
-        j = int(arrays["person"][i]) if "person" in arrays else k
+        stem, nth = _next_person(per_image, name)
+        j = int(arrays["person"][i]) if "person" in arrays else nth
         eid = f"{dataset}/{stem}/{j}"
         raw = np.concatenate([part[i], labelled[i][:, None].astype(np.float64)], axis=1)
         meta: dict[str, Any] = {"row": i, "rectIndex": j}

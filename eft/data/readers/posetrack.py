@@ -84,8 +84,9 @@ def _load(path: Path) -> dict:
 
 
 def _guess_root(json_path: Path, file_name: str | None) -> Path:
-    first = PurePosixPath(file_name).parts[0] if file_name else None
-    if first and len(PurePosixPath(file_name).parts) > 1:
+    parts = PurePosixPath(file_name).parts if file_name else ()
+    first = parts[0] if parts else None
+    if first and len(parts) > 1:
         for cand in (json_path.parent, *json_path.parent.parents):
             if (cand / first).is_dir():
                 return cand
@@ -143,7 +144,7 @@ def read_posetrack(
     return out
 
 
-def _make(out: ReadResult, eid: str, raw17: np.ndarray, bbox: Any, image_path: str,
+def _make(out: ReadResult, eid: str, raw17: np.ndarray, bbox: Any, image_path: str | None,
           meta: dict, min_keypoints: int, rescale: float,
           size: tuple[int, int] | None = None) -> None:
     kps49 = J.to_spin49(raw17, _FMT, binarize_visibility=True)
