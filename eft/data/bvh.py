@@ -50,6 +50,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -142,7 +143,7 @@ class BvhClip:
     motion: np.ndarray
     source: str
     units: str
-    is_end_site: np.ndarray = field(default=None)  # type: ignore[assignment]
+    is_end_site: np.ndarray = field(default=cast(np.ndarray, None))  # None: no End Sites
 
     def __post_init__(self) -> None:
         names = tuple(str(n) for n in self.names)
@@ -444,10 +445,11 @@ def _parse_motion(
     lines: list[str], start: int, num_channels: int, source: str
 ) -> tuple[float, np.ndarray]:
     i = _next_nonblank(lines, start)
-    if i is None or not _FRAMES_RE.match(lines[i].strip()):
+    frames = _FRAMES_RE.match(lines[i].strip()) if i is not None else None
+    if i is None or frames is None:
         where = f"line {i + 1}" if i is not None else "end of file"
         raise BvhError(f"{source}: {where}: missing 'Frames:' header after MOTION")
-    frames_tok = _FRAMES_RE.match(lines[i].strip()).group(1)
+    frames_tok = frames.group(1)
     try:
         num_frames = int(frames_tok)
     except ValueError:
@@ -457,7 +459,7 @@ def _parse_motion(
 
     j = _next_nonblank(lines, i + 1)
     match = _FRAME_TIME_RE.match(lines[j].strip()) if j is not None else None
-    if match is None:
+    if j is None or match is None:
         where = f"line {j + 1}" if j is not None else "end of file"
         raise BvhError(f"{source}: {where}: missing 'Frame Time:' header after 'Frames:'")
     frame_time = _parse_float(match.group(1), "Frame Time", j + 1, source)

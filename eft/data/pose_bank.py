@@ -160,13 +160,14 @@ class PoseBank:
         idx = idx.astype(np.int64).reshape(-1)
         new_row = np.full(len(self), -1, dtype=np.int64)
         new_row[idx] = np.arange(len(idx))
-        src = self.mirror_of[idx]
+        src = np.asarray(self.mirror_of)[idx]
         mirror_of = np.where(src >= 0, new_row[np.maximum(src, 0)], -1)
         return PoseBank(
             poses=self.poses[idx], clip=self.clip[idx], clip_names=self.clip_names,
             split=self.split[idx], mirrored=self.mirrored[idx],
             residual_mm=self.residual_mm[idx], fps=self.fps, mirror_of=mirror_of,
-            frame=self.frame[idx], direction_deg=self.direction_deg[idx], meta=self.meta)
+            frame=np.asarray(self.frame)[idx],
+            direction_deg=np.asarray(self.direction_deg)[idx], meta=self.meta)
 
     def train(self) -> PoseBank:
         """Poses of the training clips (and their mirrors)."""

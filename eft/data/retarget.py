@@ -212,17 +212,15 @@ def skeleton_fk(rotmats: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
     rest = rest.to(rotmats.dtype)
     offsets = rest - rest[torch.as_tensor(np.maximum(_PARENTS, 0))]
     batch = rotmats.shape[0]
-    glob: list[torch.Tensor | None] = [None] * NUM_JOINTS
-    pos: list[torch.Tensor | None] = [None] * NUM_JOINTS
-    glob[0] = rotmats[:, 0]
-    pos[0] = rest[0].expand(batch, 3)
+    glob: dict[int, torch.Tensor] = {0: rotmats[:, 0]}  # joint -> (B, 3, 3), not leaves
+    pos: dict[int, torch.Tensor] = {0: rest[0].expand(batch, 3)}  # joint -> (B, 3)
     leaves = set(LEAF_JOINTS)
     for j in range(1, NUM_JOINTS):
         p = int(_PARENTS[j])
         pos[j] = pos[p] + glob[p] @ offsets[j]
         if j not in leaves:
             glob[j] = glob[p] @ rotmats[:, j]
-    return torch.stack(pos, dim=1)
+    return torch.stack([pos[j] for j in range(NUM_JOINTS)], dim=1)
 
 
 def _centre(points: np.ndarray | torch.Tensor, mask: np.ndarray):
