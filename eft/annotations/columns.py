@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,8 +87,8 @@ def aa_to_rotmat(aa: np.ndarray) -> np.ndarray:
 def weak_to_cam_t(cam: np.ndarray, focal: float = FOCAL_LENGTH, img_res: int = 224) -> np.ndarray:
     """(N, 3) ``[s, tx, ty]`` -> (N, 3) ``[tx/s, ty/s, 2 f / (img_res s)]`` float32
     (numpy front of :func:`eft.geometry.cameras.weak_to_perspective_translation`)."""
-    cam = torch.from_numpy(np.ascontiguousarray(cam, np.float64))
-    return weak_to_perspective_translation(cam, focal, img_res).numpy().astype(np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(cam, np.float64))
+    return weak_to_perspective_translation(t, focal, img_res).numpy().astype(np.float32)
 
 
 def openpose18_validity(keypoints2d: np.ndarray) -> np.ndarray:
@@ -210,7 +211,7 @@ class Columns:
             return cls.empty()
         if len(parts) == 1:
             return parts[0]
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             if f.name == "quality":
                 values["quality"] = {k: np.concatenate([p.quality[k] for p in parts])
@@ -221,7 +222,7 @@ class Columns:
 
     def take(self, index: np.ndarray | slice) -> Columns:
         """The rows ``index`` (bool mask, int indices or slice)."""
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(self):
             if f.name == "quality":
                 values["quality"] = {k: v[index] for k, v in self.quality.items()}

@@ -286,7 +286,8 @@ def read_eft_json(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         version = check_schema_version(doc.get("schema_version"), path) if ours else None
         provenance = (provenance_from_json(doc.get("provenance"), path) if ours
                       else Provenance.unknown("EFT release file (no provenance)"))
-        meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+        meta = doc.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
         dbname = str(meta.get("dbname") or "")
         missing = set(doc.get("missing") or []) if ours else {"provenance", "exemplar_meta"}
         parts, offset = [], 0

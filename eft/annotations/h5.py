@@ -27,7 +27,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -410,8 +410,8 @@ class H5Reader:
                     raise AnnotationError(f"{self.path}: not an eft HDF5 annotation file "
                                           f"(format attribute {attrs.get('format')!r})")
                 version = check_schema_version(attrs.get("schema_version"), self.path)
-                self.flag_names = list(json.loads(_text(attrs.get("flag_names", "[]"))))
-                missing = frozenset(json.loads(_text(attrs.get("missing", "[]"))))
+                self.flag_names = list(json.loads(cast(str, _text(attrs.get("flag_names", "[]")))))
+                missing = frozenset(json.loads(cast(str, _text(attrs.get("missing", "[]")))))
                 provenance = provenance_from_json(_text(attrs.get("provenance")), self.path)
                 lengths = set()
                 for name, (group, shape, _) in _LAYOUT.items():

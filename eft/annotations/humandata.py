@@ -100,7 +100,7 @@ def write_humandata(columns: Columns, provenance: Provenance, path: str | os.Pat
     }
     if keypoints3d and "keypoints3d" not in missing:
         kp3 = c.keypoints3d.astype(np.float32)
-        conf = np.isfinite(kp3).all(axis=2).astype(np.float32)[..., None]
+        conf = np.asarray(np.isfinite(kp3).all(axis=2)).astype(np.float32)[..., None]
         data["keypoints3d"] = np.concatenate([np.nan_to_num(kp3), conf], axis=2)[:, _ORDER]
         data["keypoints3d_mask"] = mask.copy()
         data["keypoints3d_convention"] = "human_data"
@@ -132,7 +132,8 @@ class _PortablePickler(pickle.Pickler):
 
     def reducer_override(self, obj: Any) -> Any:
         if type(obj) is np.ndarray:
-            return copyreg.__newobj__, (np.ndarray, (0,), "b"), obj.__reduce__()[2]
+            return (copyreg.__newobj__,  # type: ignore[attr-defined]
+                    (np.ndarray, (0,), "b"), obj.__reduce__()[2])
         return NotImplemented
 
 
@@ -214,9 +215,9 @@ def load_npz_safely(path: str | os.PathLike) -> dict[str, Any]:
 def _xyz(arr: Any, shape: tuple[int, ...], name: str, path, n: int) -> np.ndarray:
     a = np.asarray(arr, np.float64)
     if a.shape != (n, *shape):
-        a = a.reshape(n, *shape) if a.size == n * int(np.prod(shape)) else None
-    if a is None:
-        raise AnnotationError(f"{path}: '{name}' does not have {n} rows of shape {shape}")
+        if a.size != n * int(np.prod(shape)):
+            raise AnnotationError(f"{path}: '{name}' does not have {n} rows of shape {shape}")
+        a = a.reshape(n, *shape)
     return a
 
 
@@ -228,7 +229,8 @@ def read_humandata(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         smpl = data.get("smpl")
         if not isinstance(smpl, dict) or "body_pose" not in smpl:
             raise AnnotationError(_no_fits_message(path, data))
-        misc = data.get("misc") if isinstance(data.get("misc"), dict) else {}
+        misc = data.get("misc")
+        misc = misc if isinstance(misc, dict) else {}
         ours = misc.get("eft_format") == FORMAT_NAME
         version = check_schema_version(misc.get("eft_schema_version"), path) if ours else None
         betas = np.asarray(smpl.get("betas"), np.float32)
@@ -267,8 +269,8 @@ def read_humandata(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
                  else np.full(n, -1, np.int64))
         provenance = (provenance_from_json(misc.get("eft_provenance"), path) if ours
                       else Provenance.unknown("HumanData file not written by eft"))
-        images = [str(p) for p in (data.get("image_path") if data.get("image_path") is not None
-                                   else [""] * n)]
+        paths = data.get("image_path")
+        images = [str(p) for p in (paths if paths is not None else [""] * n)]
         if len(images) != n or len(ids) != n or len(annot) != n:
             raise AnnotationError(f"{path}: image_path / ids do not have {n} rows")
     missing |= {"quality", "exemplar_meta"}
@@ -276,7 +278,7 @@ def read_humandata(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         missing.add("provenance")
     metas = []
     for i in range(n):
-        meta = {"imageName": images[i].replace("\\", "/")}
+        meta: dict[str, Any] = {"imageName": images[i].replace("\\", "/")}
         if annot[i] >= 0:
             meta["annotId"] = int(annot[i])
         if provenance.dataset:

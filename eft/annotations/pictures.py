@@ -48,10 +48,12 @@ def _thresholds(provenance) -> dict[str, float]:
     """The acceptance thresholds the file's fits were judged by, when recorded."""
     cfg = getattr(provenance, "config", None) or {}
     values = cfg.get("values") if isinstance(cfg, dict) else None
-    rules = {}
+    rules: dict = {}
     if isinstance(values, dict):
-        eft = values.get("eft") if isinstance(values.get("eft"), dict) else values
-        rules = eft.get("rules") if isinstance(eft.get("rules"), dict) else {}
+        eft = values.get("eft")
+        eft = eft if isinstance(eft, dict) else values
+        found = eft.get("rules")
+        rules = found if isinstance(found, dict) else {}
     out = {}
     for key, rule in _RULE_OF.items():
         v = rules.get(rule)
@@ -171,11 +173,11 @@ def contact_sheet(header, columns: Columns, png: str | os.PathLike, *, worst: in
                                       names=("accepted", "rejected"),
                                       marker=report["measures"][key]["threshold"],
                                       size=(2 * tile + 40, tile + 20)))
-    name = Path(source).name if source is not None else "annotations"
-    title = label(np.full((28, 600, 3), 255, np.uint8),
-                  f"{name}: {report['fits']} fits, {report['accepted']} accepted, "
-                  f"{report['rejected']} rejected", size=15)
-    sheet = grid([[title], *rows, charts[:2], charts[2:]], gap=6)
+    file_name = Path(source).name if source is not None else "annotations"
+    heading = label(np.full((28, 600, 3), 255, np.uint8),
+                    f"{file_name}: {report['fits']} fits, {report['accepted']} accepted, "
+                    f"{report['rejected']} rejected", size=15)
+    sheet = grid([[heading], *rows, charts[:2], charts[2:]], gap=6)
     save_png(sheet, png)
     report["png"] = str(png)
     return report

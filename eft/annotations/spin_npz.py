@@ -56,7 +56,7 @@ def write_spin_npz(columns: Columns, provenance: Provenance, path: str | os.Path
     n = len(c)
     pose = c.pose_aa.astype(np.float64)
     shape = c.betas.astype(np.float64)
-    finite = np.isfinite(pose).all(axis=1) & np.isfinite(shape).all(axis=1)
+    finite = np.asarray(np.isfinite(pose).all(axis=1) & np.isfinite(shape).all(axis=1))
     pose[~finite] = 0.0
     shape[~finite] = 0.0
     names = [imgname_prefix + name for name in c.image_names()]
@@ -73,7 +73,7 @@ def write_spin_npz(columns: Columns, provenance: Provenance, path: str | os.Path
     lost = set(missing) | {"quality", "keypoints3d_openpose", "exemplar_meta"}
     if keypoints3d and "keypoints3d" not in missing:
         s3 = np.asarray(c.keypoints3d[:, 25:], np.float64)
-        conf = np.isfinite(s3).all(axis=2).astype(np.float64)[..., None]
+        conf = np.asarray(np.isfinite(s3).all(axis=2)).astype(np.float64)[..., None]
         arrays["S"] = np.concatenate([np.nan_to_num(s3), conf], axis=2)
     else:
         lost.add("keypoints3d")
@@ -88,7 +88,7 @@ def write_spin_npz(columns: Columns, provenance: Provenance, path: str | os.Path
     })
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
         fsync_file(tmp)
     return Path(path)
 

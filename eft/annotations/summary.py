@@ -38,8 +38,8 @@ def text_histogram(values: np.ndarray, edges: Sequence[float], label: str,
     if below:
         rows.append((f"< {fmt.format(edges[0])}", below))
     for i, lo in enumerate(edges):
-        hi = edges[i + 1] if i + 1 < len(edges) else None
-        name = (f"[{fmt.format(lo)}, {fmt.format(hi)})" if hi is not None
+        upper = edges[i + 1] if i + 1 < len(edges) else None
+        name = (f"[{fmt.format(lo)}, {fmt.format(upper)})" if upper is not None
                 else f">= {fmt.format(lo)}")
         rows.append((name, counts[i]))
     width = max(len(r[0]) for r in rows)

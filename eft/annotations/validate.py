@@ -69,7 +69,7 @@ class ValidationReport:
 
 
 def _rows_all(a: np.ndarray) -> np.ndarray:
-    return a.reshape(a.shape[0], -1).all(axis=1)
+    return np.asarray(a.reshape(a.shape[0], -1).all(axis=1))
 
 
 def validate_columns(batches: Iterable[Columns], missing: frozenset[str] = frozenset(),
