@@ -16,8 +16,9 @@ import numpy as np
 
 from eft._files import file_sha256
 from eft.annotations import read_columns
-from eft.annotations.columns import QUALITY_NUMBERS
+from eft.annotations.columns import QUALITY_NUMBERS, Columns
 from eft.annotations.decisions import columns_digests
+from eft.annotations.provenance import Provenance
 from eft.fitting.config import FLAGS
 
 from .db import STATUSES, FitStatus
@@ -63,9 +64,9 @@ class Catalog:
 
     path: Path | None
     file_hash: str
-    provenance: object
+    provenance: Provenance
     missing: frozenset[str]
-    columns: object
+    columns: Columns
     datasets: np.ndarray
 
     def __post_init__(self) -> None:
@@ -77,7 +78,10 @@ class Catalog:
                                                 strict=True))
         if len(self.index) != len(ids):
             seen: set[str] = set()
-            dup = next(x for x in ids if x in seen or seen.add(x))
+            for dup in ids:  # the first id met a second time
+                if dup in seen:
+                    break
+                seen.add(dup)
             raise ReviewError(f"{self.path}: fit id {dup!r} occurs more than once")
         n = len(ids)
         q = self.columns.quality

@@ -282,7 +282,7 @@ class ReviewDB:
                 "INSERT INTO decisions (fit_id, annotator, created, decision, note, "
                 "file_sha256, fit_digest) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (fit_id, annotator, created, decision, note, file_sha256, fit_digest))
-            row_id = int(cur.lastrowid)
+            row_id = int(cur.lastrowid or 0)  # an INSERT always sets it
         return DecisionRecord(row_id, fit_id, annotator, created, decision, note, None,
                               file_sha256, fit_digest)
 
@@ -324,7 +324,7 @@ class ReviewDB:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        return DecisionRecord(int(cur.lastrowid), target[1], annotator, created, "undo", note,
+        return DecisionRecord(int(cur.lastrowid or 0), target[1], annotator, created, "undo", note,
                               int(target[0]), target[3], target[4])
 
     # -- reading -------------------------------------------------------------------------
@@ -361,7 +361,8 @@ class ReviewDB:
     def status(self, fit_id: str, digest: str | None = None) -> FitStatus | None:
         """One fit's current status (only rows that judged the fit with this ``digest``
         when given), or None when unreviewed."""
-        where, args = "s.fit_id = ?", (fit_id,)
+        where = "s.fit_id = ?"
+        args: tuple[str, ...] = (fit_id,)
         if digest is not None:
             where, args = where + " AND s.fit_digest = ?", (fit_id, digest)
         with self._connect() as con:
