@@ -1,6 +1,7 @@
-"""Train the embedded keypoint prior on the CPU (v2 by default, v1 kept reproducible).
+"""Train the embedded keypoint prior on the CPU (v3 by default, v1 and v2 kept reproducible).
 
-    python scripts/pretrain_prior.py                 # prior v2, the shipped default
+    python scripts/pretrain_prior.py                 # prior v3, the shipped default
+    python scripts/pretrain_prior.py --recipe v2     # prior v2 (width 256)
     python scripts/pretrain_prior.py --recipe v1 --out eft/models/assets/keypoint_prior_v1.pt
     python scripts/pretrain_prior.py --steps 500 --train-size 20000 --out /tmp/prior.pt
 
@@ -8,7 +9,8 @@ v1: synthetic exemplars (COCO-17 slots only) from the pose bank's *train* clips.
 v2: synthetic exemplars with every slot annotated plus seated / kneeling / bending
 variants, each sample's inputs restricted to one real keypoint format, hidden limbs,
 and real 2D labels (COCO 2017 train, MPII train) as 2D-only samples with a GMM pose
-prior hinge (``eft.train.prior.PRIOR_V2``).  Validation uses the bank's *val* clips,
+prior hinge (``eft.train.prior.PRIOR_V2``).  v3: v2's recipe with a network twice as
+wide (width 512, 3.2x the parameters).  Validation uses the bank's *val* clips,
 which the prior never sees.  Writes the checkpoint and a model card beside it;
 ``--work-dir`` keeps checkpoints so an interrupted run resumes.
 """
@@ -60,9 +62,13 @@ REAL_LABELS = {
 }
 
 
+#: Encoder and IEF width of each recipe's network.
+RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", choices=("v1", "v2"), default="v2")
+    ap.add_argument("--recipe", choices=("v1", "v2", "v3"), default="v3")
     ap.add_argument("--out", default=None,
                     help="checkpoint (default eft/models/assets/keypoint_prior_<recipe>.pt)")
     ap.add_argument("--steps", type=int, default=None)
@@ -85,7 +91,8 @@ def main() -> None:
                     help="folder to keep the generated synthetic sets in, for re-runs")
     ap.add_argument("--work-dir", default=None,
                     help="folder for training checkpoints; a rerun resumes from them")
-    ap.add_argument("--width", type=int, default=256, help="encoder and IEF width")
+    ap.add_argument("--width", type=int, default=None,
+                    help="encoder and IEF width (v1, v2: 256; v3: 512)")
     ap.add_argument("--real-mask-prob", type=float, default=None,
                     help="v2: share of synthetic samples that take a real person's missing "
                          "joints (calibrated missingness; recipe value by default)")
@@ -93,7 +100,8 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    v2 = args.recipe == "v2"
+    v2 = args.recipe in ("v2", "v3")  # v3 is v2's recipe with a wider network
+    args.width = args.width or RECIPE_WIDTH[args.recipe]
     cfg = prior_config(PRIOR_V2 if v2 else PRIOR_V1, seed=args.seed, steps=args.steps,
                        batch_size=args.batch_size, eval_every=args.eval_every,
                        real_mask_prob=args.real_mask_prob)
@@ -229,10 +237,10 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
         f"{e['pa_mpjpe_mm']:.1f} |" for e in log)
     cfg = meta["config"]
     optim, loss, aug = cfg["optim"], cfg["loss"], cfg["augment"]
-    rebuild = (" (the same recipe: `eft train fitting/training/keypoint-prior-v2.yaml`)"
-               if meta.get("recipe") == "v2" else "")
     recipe = meta.get("recipe", "v1")
-    if recipe == "v2":
+    rebuild = (f" (the same recipe: `eft train fitting/training/keypoint-prior-{recipe}.yaml`)"
+               if recipe in ("v2", "v3") else "")
+    if recipe in ("v2", "v3"):
         real = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
                          for k, v in meta.get("real_2d", {}).items()) or "none"
         data = f"""- Data: {meta['train_size']:,} synthetic exemplars
@@ -251,7 +259,8 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
   the GMM pose prior's NLL above {loss['pose_prior_floor']} nats x{loss['pose_prior']} and
   mean(betas^2) x{loss['betas_prior']}.
 """
-        title = "prior v2 (`keypoint_prior_v2.pt`, `keypoint-prior-v2`, the default)"
+        title = (f"prior {recipe} (`keypoint_prior_{recipe}.pt`, `keypoint-prior-{recipe}`"
+                 + (", the default)" if recipe == "v3" else ")"))
     else:
         data = f"""- Data: {meta['train_size']:,} synthetic exemplars (`eft.data.synthetic`,
   default config: varied cameras and orientations, COCO-OKS-scaled annotation noise, missing joints,
@@ -306,11 +315,11 @@ distribution; EFT fine-tuning is what adapts it to each exemplar.
 
 Derived from CMU motion capture data: "The data used in this project was obtained from
 mocap.cs.cmu.edu. The database was created with funding from NSF EIA-0196217."
-""" + ("""
-Prior v2 is also derived from real 2D keypoint annotations: COCO dataset,
+""" + (f"""
+Prior {recipe} is also derived from real 2D keypoint annotations: COCO dataset,
 cocodataset.org, CC BY 4.0 (COCO 2017 train person keypoints), and the MPII Human Pose
 annotations (Simplified BSD). No image was used.
-""" if recipe == "v2" else ""))
+""" if recipe in ("v2", "v3") else ""))
 
 
 if __name__ == "__main__":

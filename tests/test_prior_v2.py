@@ -148,7 +148,8 @@ def test_input_slots_mask_untrained_slots(tmp_path):
 def test_v1_stays_loadable_by_name():
     v1 = load_regressor("keypoint-prior-v1")
     assert isinstance(v1, KeypointRegressor) and v1.input_slots is None
-    assert set(NAMED_PRIORS) >= {"keypoint-prior-v1", "keypoint-prior-v2"}
+    assert set(NAMED_PRIORS) >= {"keypoint-prior-v1", "keypoint-prior-v2",
+                                 "keypoint-prior-v3"}
 
 
 V2 = named_prior_path("keypoint-prior-v2")
@@ -163,14 +164,16 @@ needs_v2 = pytest.mark.usefixtures("_v2_built")
 
 
 @needs_v2
-def test_v2_reads_every_input_format_plausibly(body, pose_bank):
-    """Synthetic val people (unseen clips) given to v2 in each format: finite output and
-    a 3D error far below the mean pose's."""
+@pytest.mark.parametrize("name", ["keypoint-prior-v2", "keypoint-prior-v3"])
+def test_v2_reads_every_input_format_plausibly(body, pose_bank, name):
+    """Synthetic val people (unseen clips) given to v2 / v3 in each format: finite output
+    and a 3D error far below the mean pose's."""
     from eft.data.synthetic import SyntheticConfig, generate
     from eft.train.evaluate import evaluate_bodies
     from eft.train.prior import INPUT_FORMATS, crop_inputs
 
-    model = load_regressor("keypoint-prior-v2")
+    require_file(named_prior_path(name), name)
+    model = load_regressor(name)
     s = generate(pose_bank.val().poses, 200, 7, SyntheticConfig(annotate="all"), body=body)
     data = TrainSet.from_synthetic(s)
     for fmt in INPUT_FORMATS:
@@ -183,17 +186,18 @@ def test_v2_reads_every_input_format_plausibly(body, pose_bank):
 
 
 @needs_v2
-def test_v2_reads_every_slot_the_readers_fill_and_ignores_any_other():
+@pytest.mark.parametrize("prior", ["keypoint-prior-v2", "keypoint-prior-v3"])
+def test_v2_reads_every_slot_the_readers_fill_and_ignores_any_other(prior):
     from eft.body.joints import KEYPOINT_FORMATS
 
-    model = load_regressor("keypoint-prior-v2")
+    model = load_regressor(prior)
     assert model.input_slots is not None
     for name, fmt in KEYPOINT_FORMATS.items():  # every format's slots were trained
         assert set(fmt.spin_indices) <= set(model.input_slots), name
     unseen = sorted(set(range(49)) - set(model.input_slots))
     if not unseen:  # v2 trains all 49: check the mask on a copy that reads fewer
         model = KeypointRegressor(**{**model.config, "input_slots": list(range(25, 49))})
-        model.load_state_dict(load_regressor("keypoint-prior-v2").state_dict())
+        model.load_state_dict(load_regressor(prior).state_dict())
         model.eval()
         unseen = list(range(25))
     kp = torch.zeros(2, 49, 3)

@@ -115,3 +115,20 @@ def test_eft_train_trains_exactly_as_pretrain_prior(shared_data, body):
     for (k, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(),
                          strict=True):
         assert torch.equal(a, b), k
+
+
+def test_v3_recipe_is_v2_with_a_wider_network():
+    """Prior v3 (the default) is v2's recipe with width 512: the two YAMLs differ in the
+    model's width alone, and the shipped v3 file has that width."""
+    from eft.models.registry import DEFAULT_PRIOR, load_regressor
+
+    v3 = load_train_config(RECIPE.with_name("keypoint-prior-v3.yaml"))
+    v2 = load_train_config(RECIPE)
+    assert _trainer_part(v3) == PRIOR_V2
+    assert (v3.model.width, v3.model.hidden) == (512, 512)
+    assert dataclasses.replace(v3.model, width=256, hidden=256) == v2.model
+    assert v3.datasets == v2.datasets
+    assert DEFAULT_PRIOR == "keypoint-prior-v3"
+    model = load_regressor("keypoint-prior-v3")
+    assert (model.config["width"], model.config["hidden"]) == (512, 512)
+    assert model.eft_metadata["recipe"] == "v3"
