@@ -45,10 +45,10 @@ import torch
 
 from eft.annotations import AnnotationSet, Provenance
 from eft.body import BodyModel
-from eft.data.pose_bank import load_pose_bank
 from eft.fitting import EFTConfig, FitTargets, fit, smplify
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor, load_regressor, save_regressor
+from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.augment import AugmentConfig, crop_inputs
 from eft.train.data import TrainSet, annotation_train_set, data_mean_params
 from eft.train.evaluate import evaluate_bodies, evaluate_model, metrics_table, synthetic_eval_set

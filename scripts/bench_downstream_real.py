@@ -40,13 +40,13 @@ import torch
 
 from eft.annotations import AnnotationSet, Provenance, read_annotations, write_annotations
 from eft.body import BodyModel
-from eft.data.pose_bank import load_pose_bank
 from eft.data.readers import read_dataset
 from eft.fitting import SmplifyConfig, exemplar_batch, fit, smplify
 from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors, sample_held_out
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor, load_regressor
+from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.augment import AugmentConfig
 from eft.train.data import TrainSet, annotation_train_set, data_mean_params
 from eft.train.evaluate import evaluate_model, synthetic_eval_set

@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from eft.body import BodyModel
-from eft.data.pose_bank import load_pose_bank
 from eft.fitting import (
     EFTConfig,
     FitTargets,
@@ -45,6 +44,7 @@ from eft.fitting import (
 )
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import load_regressor
+from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.prior import PRIOR_VAL_SEED, crop_inputs, evaluate_bodies, make_prior_set
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -53,8 +53,8 @@ import eft.jobs.worker as w
 t1 = time.perf_counter()
 body, model = w._body("open"), w._model("default", "cpu")
 t2 = time.perf_counter()
-from eft.data.pose_bank import load_pose_bank
-from eft.data.synthetic import generate
+from eft.synthetic.pose_bank import load_pose_bank
+from eft.synthetic.exemplars import generate
 from eft.fitting import EFTConfig, fit_exemplars
 ex = list(generate(load_pose_bank().val().poses, 16, 0).exemplars())
 cfg = EFTConfig(max_iters=MAX_ITERS)

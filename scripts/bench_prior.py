@@ -11,7 +11,7 @@ Every prior alone (one forward pass, no EFT), on people posed from the pose bank
 * ``all slots, <format>``: people from the v2 generator (``V2_SYNTHETIC``, every slot
   annotated) with the input restricted to one keypoint format's slots, for every
   format the readers produce: what a dataset of that format gives the prior;
-* ``variants``: seated, kneeling and bent-over people (``eft.data.pose_variants``) from
+* ``variants``: seated, kneeling and bent-over people (``eft.synthetic.pose_variants``) from
   the same clips, all slots.
 
 Writes scripts/results/bench_prior.json and bench_prior.md: MPJPE / PA-MPJPE (mm) on
@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 
 from eft.body import BodyModel
-from eft.data.pose_bank import load_pose_bank
-from eft.data.synthetic import annotated_slots
 from eft.models import load_regressor
+from eft.synthetic.exemplars import annotated_slots
+from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.data import concat_sets
 from eft.train.prior import (
     INPUT_FORMATS,

@@ -21,11 +21,11 @@ from pathlib import Path
 import torch
 
 from eft.body import BodyModel
-from eft.data.pose_bank import load_pose_bank
-from eft.data.synthetic import generate
 from eft.fitting import exemplar_batch, fit
 from eft.fitting.config import eft_preset
 from eft.models.registry import load_regressor, regressor_path
+from eft.synthetic.exemplars import generate
+from eft.synthetic.pose_bank import load_pose_bank
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

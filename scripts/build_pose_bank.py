@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build ``eft/data/assets/pose_bank.npz``: SMPL poses retargeted from BVH motion capture.
+"""Build ``eft/synthetic/assets/pose_bank.npz``: SMPL poses retargeted from BVH motion capture.
 
 Recipe (every step prints what it kept):
 
@@ -8,7 +8,7 @@ Recipe (every step prints what it kept):
    folder has a line ``<subfolder> framerate <fps>`` (the CMU "DAZ-friendly" set says
    its salsa clips are 60 fps while their headers say 120) or ``--frame-rate GLOB=FPS``
    matches the clip's path.
-2. Identify the skeleton by its joint names (``eft.data.skeleton_maps``; clips with an
+2. Identify the skeleton by its joint names (``eft.synthetic.mocap.skeleton_maps``; clips with an
    unknown skeleton are skipped and listed) and run forward kinematics at the native
    rate.
 3. Drop frames that are not motion or are broken, generically:
@@ -19,9 +19,9 @@ Recipe (every step prints what it kept):
    8 m/s, or a bone of 20 cm or more turning faster than 2000 deg/s), stretches of
    fewer than 0.25 s between discontinuities, and frames whose left and right legs
    (thigh and shin axes) pass within 4 cm of each other.
-4. Subsample to ``--fps`` (``eft.data.bvh.subsample``: every k-th native frame) and, with
+4. Subsample to ``--fps`` (``eft.synthetic.mocap.bvh.subsample``: every k-th native frame) and, with
    ``--max-frames-per-clip``, thin long clips evenly.
-5. Retarget each clip onto the open body model (betas 0): ``eft.data.retarget.retarget``
+5. Retarget each clip onto the open body model (betas 0): ``eft.synthetic.mocap.retarget.retarget``
    with per-joint weights 1 (approximately placed joints: ``--approx-weight``) and the
    torso calibrated against the BVH rest pose.
 6. Deduplicate per clip: greedily drop a pose whose every joint rotation (heading of
@@ -66,30 +66,30 @@ if str(REPO_ROOT) not in sys.path:  # run as a script from a source checkout
 
 from eft.body import BodyModel  # noqa: E402
 from eft.body.joints import SMPL24_NAMES, flip_smpl_pose  # noqa: E402
-from eft.data.bvh import (  # noqa: E402
+from eft.synthetic.mocap.bvh import (  # noqa: E402
     BvhError,
     forward_kinematics,
     read_bvh,
     subsample,
     to_smpl_frame,
 )
-from eft.data.pose_bank import (  # noqa: E402
-    ACKNOWLEDGEMENT,
-    CMU_TERMS,
-    dedup_poses,
-    pose_distance_deg,
-)
-from eft.data.retarget import (  # noqa: E402
+from eft.synthetic.mocap.retarget import (  # noqa: E402
     TORSO_JOINTS,
     MocapTargets,
     mocap_targets,
     retarget,
     retarget_bones,
 )
-from eft.data.skeleton_maps import SKELETON_MAPS, skeleton_map, smpl_joint_positions  # noqa: E402
+from eft.synthetic.mocap.skeleton_maps import SKELETON_MAPS, skeleton_map, smpl_joint_positions  # noqa: E402
+from eft.synthetic.pose_bank import (  # noqa: E402
+    ACKNOWLEDGEMENT,
+    CMU_TERMS,
+    dedup_poses,
+    pose_distance_deg,
+)
 
 DEFAULT_ROOT = REPO_ROOT.parent / "shared" / "data" / "mocap"
-ASSETS = REPO_ROOT / "eft" / "data" / "assets"
+ASSETS = REPO_ROOT / "eft" / "synthetic" / "assets"
 DEFAULT_OUT = ASSETS / "pose_bank.npz"
 CARD = ASSETS / "POSE_BANK.md"
 LICENCE = ASSETS / "LICENSE-pose-bank.md"
@@ -508,7 +508,7 @@ def write_card(path: Path, info: dict, table: str) -> None:
     text = f"""# Pose bank (`pose_bank.npz`)
 
 SMPL body poses retargeted from CMU motion capture, for pose priors, augmentation
-and sampling.  Load it with `eft.data.pose_bank.load_pose_bank()` (the package data
+and sampling.  Load it with `eft.synthetic.pose_bank.load_pose_bank()` (the package data
 entry `"eft.data" = ["assets/*"]` must be present for installed copies).
 
 **Data source and terms.** {CMU_TERMS}
@@ -549,8 +549,8 @@ File size {s["size_mb"]:.2f} MB.
 {s["machine"]}; torch {s["torch"]}).  The script's docstring lists the steps; in short:
 BVH frames at {s["fps"]:g} fps, leading reference frames and broken frames dropped,
 direction-based retargeting onto the open body model `{s["body"]}` (betas 0; see
-`eft/data/retarget.py`), per-clip deduplication at {s["dedup_deg"]:g} degrees (every joint
-within that angle of a kept pose, heading ignored), mirrored copies, split by clip
+`eft/synthetic/mocap/retarget.py`), per-clip deduplication at {s["dedup_deg"]:g} degrees
+(every joint within that angle of a kept pose, heading ignored), mirrored copies, split by clip
 (seed {s["seed"]}, val fraction {s["val_fraction"]:g} per activity, recording partners
 together).
 
@@ -595,11 +595,11 @@ which are compared with the raw mocap directions, median {s["limb_median"]:.2f}
   `python scripts/build_pose_bank.py --root /path/to/bvh --out my_bank.npz`
   (add `--frame-rate 'salsa/*=60'` for clips whose header has the wrong rate; see
   `--help` for the thresholds).  Use the bank with `load_pose_bank("my_bank.npz")`.
-* Supported skeletons are those of `eft.data.skeleton_maps`: CMU-31
+* Supported skeletons are those of `eft.synthetic.mocap.skeleton_maps`: CMU-31
   ({", ".join(v for v in SKELETON_MAPS if v.startswith("cmu31"))}) and the
   43-joint DAZ-friendly skeleton.  Clips with other joint names are skipped and listed.
   To add one, add a `SkeletonMap` (SMPL joint name -> BVH joint name, with the
-  approximately placed joints listed) to `SKELETON_MAPS` in `eft/data/skeleton_maps.py`,
+  approximately placed joints listed) to `SKELETON_MAPS` in `eft/synthetic/mocap/skeleton_maps.py`,
   and if its files start with a reference pose, its frame count to
   `LEADING_REFERENCE_FRAMES` in the script (or pass `--skip-start`).
 * Z-up files: `--up z`.  The torso calibration assumes the BVH rest pose (all channels
@@ -650,7 +650,7 @@ this bank or data derived from it:
 > {ACKNOWLEDGEMENT}
 
 The same text is stored inside `pose_bank.npz` under the key `acknowledgement`.
-The retargeting code (`eft/data/retarget.py`, `scripts/build_pose_bank.py`) is part of
+The retargeting code (`eft/synthetic/mocap/retarget.py`, `scripts/build_pose_bank.py`) is part of
 this project and under the project's licence.
 """
 

@@ -3,7 +3,7 @@
 
 Recipe:
 
-1. Load the pose bank's training poses (``eft.data.pose_bank.load_pose_bank().train()``,
+1. Load the pose bank's training poses (``eft.synthetic.pose_bank.load_pose_bank().train()``,
    CMU motion capture retargeted onto the open body model, mirrored copies included);
    drop joint 0 (the global orientation), keeping the 69 axis-angle numbers of joints
    1..23.
@@ -45,8 +45,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from eft.body.joints import SMPL24_NAMES  # noqa: E402
-from eft.data.pose_bank import ACKNOWLEDGEMENT, CMU_TERMS, load_pose_bank  # noqa: E402
 from eft.fitting.pose_prior import GMMPosePrior  # noqa: E402
+from eft.synthetic.pose_bank import ACKNOWLEDGEMENT, CMU_TERMS, load_pose_bank  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "eft" / "fitting" / "assets"
@@ -56,7 +56,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bank", type=Path, default=None,
-                    help="pose bank npz (default: the one shipped in eft/data/assets)")
+                    help="pose bank npz (default: the one shipped in eft/synthetic/assets)")
     ap.add_argument("--components", type=int, default=8)
     ap.add_argument("--reg", type=float, default=1e-3,
                     help="added to each covariance's diagonal (rad^2)")
@@ -95,7 +95,7 @@ and is the default prior of `eft.fitting.smplify.smplify`.
 **Data source and terms.** {CMU_TERMS}
 The prior is derived from that data and must carry the acknowledgement:
 "{ACKNOWLEDGEMENT}" (also stored in the npz, `meta.acknowledgement`; see
-`eft/data/assets/LICENSE-pose-bank.md`).
+`eft/synthetic/assets/LICENSE-pose-bank.md`).
 
 ## What it models
 
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
         "source": "eft pose bank (CMU motion capture), train split",
         "build": {
             "argv": " ".join(argv if argv is not None else sys.argv[1:]),
-            "bank": "eft/data/assets/pose_bank.npz" if args.bank is None else str(args.bank),
+            "bank": "eft/synthetic/assets/pose_bank.npz" if args.bank is None else str(args.bank),
             "components": args.components, "reg": args.reg, "seed": args.seed,
             "max_iter": args.max_iter, "tol": args.tol,
             "numpy": np.__version__, "torch": torch.__version__,

@@ -30,9 +30,9 @@ import numpy as np
 
 from eft.body import BodyModel
 from eft.body.joints import SPIN49_INDEX
-from eft.data.pose_bank import load_pose_bank
 from eft.data.readers import read_dataset
-from eft.data.synthetic import SyntheticConfig, annotated_slots, generate
+from eft.synthetic.exemplars import SyntheticConfig, annotated_slots, generate
+from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.prior import V2_SYNTHETIC
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,10 +28,10 @@ import torch
 
 from eft.annotations import read_annotations
 from eft.body import BodyModel
-from eft.data.pose_bank import load_pose_bank
 from eft.data.readers import read_dataset
-from eft.data.synthetic import SyntheticSet
 from eft.models import KeypointRegressor, save_regressor
+from eft.synthetic.exemplars import SyntheticSet
+from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.data import annotation_train_set, concat_sets, data_mean_params
 from eft.train.prior import (
     PRIOR_V1,
@@ -247,9 +247,9 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
   (`eft.train.prior.V2_SYNTHETIC`: every SPIN-49 slot annotated, more camera pitch,
   10 % bending and 8 % lying people, 20 % truncation, whole-limb drops) posed from the
   pose bank's {meta['train_clips']} *train* clips (CMU motion capture), a quarter of them
-  seated, kneeling or bent over (`eft.data.pose_variants`); plus real 2D labels as 2D-only samples
-  ({meta['real_fraction']:.0%} of every batch): {real} people (MPII train without the
-  images of the Tompson validation split).
+  seated, kneeling or bent over (`eft.synthetic.pose_variants`); plus real 2D labels as
+  2D-only samples ({meta['real_fraction']:.0%} of every batch): {real} people (MPII train
+  without the images of the Tompson validation split).
 - Inputs: each sample is restricted to one keypoint format with p = {aug['format_prob']}
   ({', '.join(aug['formats'])}); one limb's elbow+wrist or knee+ankle+foot is hidden
   from the input with p = {aug['hide_limb_prob']} and the box rebuilt from the rest.
@@ -262,7 +262,7 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
         title = (f"prior {recipe} (`keypoint_prior_{recipe}.pt`, `keypoint-prior-{recipe}`"
                  + (", the default)" if recipe == "v3" else ")"))
     else:
-        data = f"""- Data: {meta['train_size']:,} synthetic exemplars (`eft.data.synthetic`,
+        data = f"""- Data: {meta['train_size']:,} synthetic exemplars (`eft.synthetic.exemplars`,
   default config: varied cameras and orientations, COCO-OKS-scaled annotation noise, missing joints,
   truncation), posed from the pose bank's {meta['train_clips']} *train* clips (CMU motion capture).
 """

@@ -32,13 +32,13 @@ import numpy as np
 import torch
 
 from eft.body import BodyModel
-from eft.data.pose_bank import load_pose_bank
 from eft.data.readers import read_dataset
 from eft.fitting import SmplifyConfig, exemplar_batch, fit, smplify
 from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors, sample_held_out
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import load_regressor
+from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.evaluate import evaluate_bodies
 from eft.train.prior import PRIOR_VAL_SEED, make_prior_set
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from eft.body.joints import SMPL24_NAMES
-from eft.data.bvh import (
+from eft.errors import EftError
+from eft.synthetic.mocap.bvh import (
     UNIT_METRES,
     BvhClip,
     BvhError,
@@ -27,13 +28,12 @@ from eft.data.bvh import (
     subsample,
     to_smpl_frame,
 )
-from eft.data.skeleton_maps import (
+from eft.synthetic.mocap.skeleton_maps import (
     SKELETON_MAPS,
     detect_skeleton,
     skeleton_map,
     smpl_joint_positions,
 )
-from eft.errors import EftError
 from tests.helpers import require_file
 
 SMPL_INDEX = {n: i for i, n in enumerate(SMPL24_NAMES)}

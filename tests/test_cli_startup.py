@@ -54,13 +54,13 @@ def test_config_show_lists_and_suggests(capsys):
 
 def test_configs_are_package_data():
     """The wheel carries the configs: pyproject lists them, and the package folder holds
-    them (eft/jobs/configs is the repository's fitting/ folder)."""
+    them (eft/configs is the repository's fitting/ folder)."""
     import tomllib
 
-    from eft.jobs.shipped import CONFIG_DIR, shipped_configs
+    from eft.shipped import CONFIG_DIR, shipped_configs
 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    globs = data["tool"]["setuptools"]["package-data"]["eft.jobs"]
+    globs = data["tool"]["setuptools"]["package-data"]["eft"]
     assert "configs/*.yaml" in globs and "configs/training/*.yaml" in globs
     found = shipped_configs()
     assert all(p.resolve().parent in (CONFIG_DIR.resolve(), (CONFIG_DIR / "training")
@@ -109,7 +109,7 @@ def test_review_on_a_taken_port_is_one_error_line(tmp_path):
 
 
 def test_shipped_config_names_resolve():
-    from eft.jobs.shipped import find_config
+    from eft.shipped import find_config
 
     assert find_config("training/synthetic_demo").samefile(
         ROOT / "fitting" / "training" / "synthetic_demo.yaml")

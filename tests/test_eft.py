@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from eft.body.fast import KeypointLBS
-from eft.data.synthetic import SyntheticConfig, generate
 from eft.errors import EftError
 from eft.fitting import (
     EFT_LR,
@@ -37,6 +36,7 @@ from eft.fitting import (
 )
 from eft.geometry.cameras import image_to_crop_norm
 from eft.models import HMR, KeypointRegressor, RegressorOutput
+from eft.synthetic.exemplars import SyntheticConfig, generate
 
 N = 8
 # Tolerance of batched vs sequential: float32 rounding differs between torch.optim.Adam on
@@ -441,8 +441,8 @@ def test_quality_flags_rules():
 def test_default_pose_nll_threshold_separates_real_from_broken_poses():
     """The default ``max_pose_nll`` passes real poses of the unseen val clips and flags
     poses with joints twisted far beyond their range."""
-    from eft.data.pose_bank import load_pose_bank
     from eft.fitting import DEFAULT_MAX_POSE_NLL, load_default_pose_prior
+    from eft.synthetic.pose_bank import load_pose_bank
 
     prior = load_default_pose_prior()
     assert QualityRules().max_pose_nll == DEFAULT_MAX_POSE_NLL
@@ -504,8 +504,8 @@ def test_vertices_and_fit_dataclass(body, data):
 
 def test_fit_scores_pose_nll_with_the_shipped_prior(body):
     """``fit`` fills ``pose_nll`` from the bank's GMM unless told otherwise."""
-    from eft.data.pose_bank import load_pose_bank
     from eft.fitting import fit, load_default_pose_prior
+    from eft.synthetic.pose_bank import load_pose_bank
     from eft.train.prior import crop_inputs
 
     data = generate(load_pose_bank().val().poses, 4, 0, body=body)

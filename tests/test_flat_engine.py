@@ -14,12 +14,12 @@ from smplx.lbs import batch_rigid_transform
 
 from eft.body import BodyModel
 from eft.body.fast import KeypointLBS, kinematic_levels, rigid_transform_levels
-from eft.data.synthetic import SyntheticConfig, generate
 from eft.fitting import EFTConfig, FitTargets, exemplar_batch, fit, fit_flat, fit_sequential
 from eft.fitting import flat as flat_module
 from eft.fitting.losses import sanitize_keypoints
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import HMR, KeypointRegressor, load_regressor
+from eft.synthetic.exemplars import SyntheticConfig, generate
 from tests.test_body_model import fake_smpl_fields
 from tests.test_eft import assert_same
 

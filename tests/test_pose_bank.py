@@ -1,4 +1,4 @@
-"""Retargeting (eft.data.retarget), the shipped pose bank and its building blocks.
+"""Retargeting (eft.synthetic.mocap.retarget), the shipped pose bank and its building blocks.
 
 Bounds for the real clips were set from measurements on these exact frames (20 frames
 spread over each clip, default settings); the measured values are in the comments.
@@ -16,8 +16,19 @@ import pytest
 import torch
 
 from eft.body.joints import SMPL24_NAMES, flip_smpl_pose
-from eft.data.bvh import forward_kinematics, read_bvh
-from eft.data.pose_bank import (
+from eft.errors import EftError
+from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from eft.synthetic.mocap.bvh import forward_kinematics, read_bvh
+from eft.synthetic.mocap.retarget import (
+    HINGE_AXES,
+    TORSO_JOINTS,
+    mocap_targets,
+    rest_joints,
+    retarget,
+    skeleton_fk,
+)
+from eft.synthetic.mocap.skeleton_maps import smpl_joint_positions
+from eft.synthetic.pose_bank import (
     ACKNOWLEDGEMENT,
     PoseBank,
     PoseBankError,
@@ -27,21 +38,10 @@ from eft.data.pose_bank import (
     pose_distance_deg,
     remove_heading,
 )
-from eft.data.retarget import (
-    HINGE_AXES,
-    TORSO_JOINTS,
-    mocap_targets,
-    rest_joints,
-    retarget,
-    skeleton_fk,
-)
-from eft.data.skeleton_maps import smpl_joint_positions
-from eft.errors import EftError
-from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 from tests.helpers import require_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ASSETS = REPO_ROOT / "eft" / "data" / "assets"
+ASSETS = REPO_ROOT / "eft" / "synthetic" / "assets"
 INDEX = {n: i for i, n in enumerate(SMPL24_NAMES)}
 
 # (clip, skeleton variant, bound on the median residual of mapped non-approximate

@@ -8,10 +8,10 @@ import copy
 import pytest
 import torch
 
-from eft.data.pose_bank import load_pose_bank
-from eft.data.synthetic import generate
 from eft.models import KeypointRegressor, load_regressor
 from eft.models.registry import default_prior_path
+from eft.synthetic.exemplars import generate
+from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.prior import (
     PRIOR_VAL_SEED,
     TensorSet,

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from eft.body.joints import SMPL24_NAMES, get_format
-from eft.data.pose_variants import VARIANT_KINDS, pose_variants
-from eft.data.synthetic import LIMB_MASKS, annotated_slots
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor, load_regressor, save_regressor
 from eft.models.registry import NAMED_PRIORS, named_prior_path
+from eft.synthetic.exemplars import LIMB_MASKS, annotated_slots
+from eft.synthetic.pose_variants import VARIANT_KINDS, pose_variants
 from eft.train.augment import AugmentConfig, make_batch
 from eft.train.data import TrainSet
 from eft.train.losses import LossWeights, regression_loss
@@ -23,7 +23,7 @@ J = {n: i for i, n in enumerate(SMPL24_NAMES)}
 
 @pytest.fixture(scope="module")
 def pose_bank():
-    from eft.data.pose_bank import load_pose_bank
+    from eft.synthetic.pose_bank import load_pose_bank
 
     return load_pose_bank()
 
@@ -168,7 +168,7 @@ needs_v2 = pytest.mark.usefixtures("_v2_built")
 def test_v2_reads_every_input_format_plausibly(body, pose_bank, name):
     """Synthetic val people (unseen clips) given to v2 / v3 in each format: finite output
     and a 3D error far below the mean pose's."""
-    from eft.data.synthetic import SyntheticConfig, generate
+    from eft.synthetic.exemplars import SyntheticConfig, generate
     from eft.train.evaluate import evaluate_bodies
     from eft.train.prior import INPUT_FORMATS, crop_inputs
 

@@ -27,3 +27,16 @@ def test_ci_runs_the_readme_test_command():
     assert "<!-- test-command -->" in ci
     block = README.read_text().split("<!-- test-command -->", 1)[1]
     assert "pytest" in block.split("```")[1]
+
+
+def test_layout_table_names_every_package_and_the_checks():
+    """The README's layout table lists every subpackage of ``eft`` (and no folder that is
+    gone), and the test command runs the layer contract and mypy."""
+    text = README.read_text()
+    layout = text[text.index("## Layout"):]
+    layout = layout[:layout.index("\n## ", 1)]
+    named = set(re.findall(r"`eft/(\w+)/`", layout))
+    packages = {p.parent.name for p in (README.parent / "eft").glob("*/__init__.py")}
+    assert named == packages
+    command = text.split("<!-- test-command -->", 1)[1].split("```")[1]
+    assert "lint-imports" in command and "mypy" in command

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from eft.data.synthetic import SyntheticConfig, generate
 from eft.errors import EftError
 from eft.fitting import EFTConfig, exemplar_batch, fit, fit_sequential, split_model
 from eft.fitting import flat as flat_module
@@ -19,6 +18,7 @@ from eft.geometry.rotations import rot6d_to_rotmat
 from eft.models import HMR, KeypointRegressor, Regressor, RegressorOutput
 from eft.models.ief import default_mean_params
 from eft.models.protocol import RegressorSplit, whole_model_split
+from eft.synthetic.exemplars import SyntheticConfig, generate
 
 N = 6
 # batched (vmap, stacked Adam) vs sequential (torch.optim.Adam) float32 rounding, as in

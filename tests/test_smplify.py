@@ -15,8 +15,6 @@ import torch
 
 from eft.body.fast import KeypointLBS
 from eft.body.joints import SMPL24_NAMES
-from eft.data.pose_bank import ACKNOWLEDGEMENT, load_pose_bank
-from eft.data.synthetic import SyntheticConfig, generate
 from eft.errors import EftError
 from eft.fitting import EFTConfig, QualityRules, eft_loss, exemplar_batch
 from eft.fitting.pose_prior import (
@@ -36,6 +34,8 @@ from eft.fitting.smplify import (
 from eft.geometry.cameras import weak_to_perspective_translation
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor
+from eft.synthetic.exemplars import SyntheticConfig, generate
+from eft.synthetic.pose_bank import ACKNOWLEDGEMENT, load_pose_bank
 
 N = 6
 # Rows of a batch are independent; float32 rounding of batched kernels differs from

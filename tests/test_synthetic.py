@@ -14,7 +14,8 @@ from eft.body import BodyModel
 from eft.body.joints import KEYPOINT_FORMATS, SPIN49_INDEX
 from eft.body.poses import canonical_poses
 from eft.data.exemplar import Exemplar, GroundTruth
-from eft.data.synthetic import (
+from eft.geometry.rotations import axis_angle_to_rotmat
+from eft.synthetic.exemplars import (
     COCO17_OKS_SIGMAS,
     DEFAULT_OKS_SIGMA,
     ORIENTATION_NAMES,
@@ -24,7 +25,6 @@ from eft.data.synthetic import (
     annotated_slots,
     generate,
 )
-from eft.geometry.rotations import axis_angle_to_rotmat
 
 HEAD = SPIN49_INDEX["Head (H36M)"]
 ANKLES = [SPIN49_INDEX["Left Ankle"], SPIN49_INDEX["Right Ankle"]]

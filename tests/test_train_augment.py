@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from eft.body.joints import J49_FLIP_PERM, SPIN49_INDEX, flip_smpl_pose
-from eft.data.synthetic import SyntheticConfig, generate
 from eft.geometry.crops import crop_px_to_norm, image_to_crop
 from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from eft.synthetic.exemplars import SyntheticConfig, generate
 from eft.train.augment import (
     LEVEL_MASKS,
     AugmentConfig,

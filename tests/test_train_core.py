@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from eft.data.synthetic import generate
 from eft.models import HMR, KeypointRegressor
+from eft.synthetic.exemplars import generate
 from eft.train.augment import AugmentConfig
 from eft.train.data import MixSampler, TrainSet, concat_sets
 from eft.train.errors import TrainError

@@ -80,9 +80,9 @@ def test_eft_train_trains_exactly_as_pretrain_prior(shared_data, body):
     on a tiny budget."""
     import torch
 
-    from eft.data.pose_bank import load_pose_bank
     from eft.data.readers import read_dataset
     from eft.models import KeypointRegressor
+    from eft.synthetic.pose_bank import load_pose_bank
     from eft.train.data import TrainSet, concat_sets, data_mean_params
     from eft.train.prior import make_prior_v2_sets, prior_config, real_2d_set, train_prior
     from eft.train.run import build_datasets, build_model

@@ -46,8 +46,8 @@ import torch
 from eft.body.joints import SPIN49_INDEX
 from eft.data.exemplar import Exemplar
 from eft.data.readers.base import keypoint_box_center_scale
-from eft.data.synthetic import LIMB_MASKS, LIMB_NAMES
 from eft.geometry.cameras import crop_norm_to_image, weak_perspective_project
+from eft.synthetic.exemplars import LIMB_MASKS, LIMB_NAMES
 
 from .records import Fit
 
@@ -71,7 +71,7 @@ __all__ = [
 ]
 
 #: Limbs in rotation order: person ``i`` hides ``LIMB_ORDER[i % 4]`` (the order of
-#: :data:`eft.data.synthetic.LIMB_NAMES`).
+#: :data:`eft.synthetic.exemplars.LIMB_NAMES`).
 LIMB_ORDER: tuple[str, ...] = LIMB_NAMES
 
 
@@ -81,7 +81,7 @@ def _slots(*names: str) -> tuple[int, ...]:
 
 #: SPIN-49 slots each limb hides: its distal joints in the GT slots and their OpenPose
 #: twins, plus the OpenPose foot slots for a leg - the limbs the synthetic generator
-#: drops and the keypoint prior's training hides (:data:`eft.data.synthetic.LIMB_MASKS`).
+#: drops and the keypoint prior's training hides (:data:`eft.synthetic.exemplars.LIMB_MASKS`).
 LIMB_SLOTS: dict[str, tuple[int, ...]] = {
     name: tuple(int(i) for i in np.flatnonzero(mask))
     for name, mask in zip(LIMB_NAMES, LIMB_MASKS, strict=True)}

@@ -7,7 +7,7 @@ the negative log-likelihood of a Gaussian mixture fitted to motion-capture poses
 8 components, full covariances, over the 69 axis-angle numbers of joints 1..23 (the
 global orientation is not part of it).  :class:`GMMPosePrior` is that prior, fitted
 by :func:`fit_gmm` (EM) on the training poses of the project's CMU pose bank
-(:mod:`eft.data.pose_bank`); ``scripts/build_pose_prior.py`` builds the shipped
+(:mod:`eft.synthetic.pose_bank`); ``scripts/build_pose_prior.py`` builds the shipped
 ``eft/fitting/assets/pose_prior_gmm.npz`` (see ``POSE_PRIOR.md`` there) and
 :func:`load_default_pose_prior` loads it.
 
@@ -34,7 +34,7 @@ and :meth:`GMMPosePrior.nll` also takes axis-angle body poses (B, 69) directly, 
 what an optimiser over axis-angle should use (no rotation-matrix round trip).
 
 Everything derived from the pose bank carries the CMU acknowledgement
-(:data:`eft.data.pose_bank.ACKNOWLEDGEMENT`); it is stored in the npz (``meta``).
+(:data:`eft.synthetic.pose_bank.ACKNOWLEDGEMENT`); it is stored in the npz (``meta``).
 """
 
 from __future__ import annotations
@@ -399,7 +399,7 @@ class GMMPosePrior(nn.Module):
 
 
 def default_pose_prior_path() -> Path:
-    """Path of the prior shipped in the package (``eft/fitting/assets``)."""
+    """Path of the GMM pose prior shipped in the package (``eft/fitting/assets``)."""
     return Path(str(resources.files("eft.fitting") / "assets" / "pose_prior_gmm.npz"))
 
 

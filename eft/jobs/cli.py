@@ -60,10 +60,11 @@ def _overrides(args: argparse.Namespace) -> list:
 def _fit(args: argparse.Namespace) -> int:
     _setup_logging(args)
     # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
+    from eft.shipped import find_config
+
     from .config import load_config
     from .runner import run_job
     from .sharding import parse_shard
-    from .shipped import find_config
 
     config = load_config(find_config(args.config), _overrides(args))
     shard = parse_shard(args.shard) if args.shard else None
@@ -159,7 +160,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _config_show(args: argparse.Namespace) -> int:
     # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
-    from .shipped import find_config, shipped_configs
+    from eft.shipped import find_config, shipped_configs
 
     if args.name is None:
         for name, path in shipped_configs().items():

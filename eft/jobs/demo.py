@@ -1,6 +1,6 @@
 """``eft demo``: the whole pipeline on a small synthetic dataset, with no download.
 
-1. Sample people from the pose bank's validation poses (``eft.data.synthetic``: shape,
+1. Sample people from the pose bank's validation poses (``eft.synthetic.exemplars``: shape,
    orientation, camera, annotation noise, missing joints, truncation), render each one
    with the open body model into an image (grey mesh on a plain background,
    ``eft.render``) and write a COCO ``person_keypoints`` file for them (boxes from the
@@ -26,10 +26,10 @@ import numpy as np
 from eft.annotations import read_annotations
 from eft.body import BodyModel
 from eft.body.joints import COCO17_NAMES, from_spin49
-from eft.data.pose_bank import load_pose_bank
-from eft.data.synthetic import SyntheticConfig, generate
 from eft.geometry.metrics import pa_mpjpe
 from eft.render import PerspectiveCamera, render_mesh
+from eft.synthetic.exemplars import SyntheticConfig, generate
+from eft.synthetic.pose_bank import load_pose_bank
 
 from .config import ANNOTATION_FORMATS, config_from_dict
 from .runner import CONFIG_FILE, run_job

@@ -1,8 +1,8 @@
 """Reading a job's datasets into exemplars (through ``eft.data.readers``).
 
 Besides the readers' kinds, ``kind: synthetic`` makes exemplars from the pose bank's
-validation poses (``eft.data.synthetic``; options ``n``, ``seed``, ``annotate`` and any
-:class:`~eft.data.synthetic.SyntheticConfig` field), without images: a quick way to
+validation poses (``eft.synthetic.exemplars``; options ``n``, ``seed``, ``annotate`` and any
+:class:`~eft.synthetic.exemplars.SyntheticConfig` field), without images: a quick way to
 try a job, and what the tests and benchmarks use.
 """
 
@@ -12,9 +12,9 @@ import logging
 from dataclasses import dataclass, field
 
 from eft.data.exemplar import Exemplar
-from eft.data.pose_bank import load_pose_bank
 from eft.data.readers import ReadResult, Skipped, read_dataset
-from eft.data.synthetic import SyntheticConfig, generate
+from eft.synthetic.exemplars import SyntheticConfig, generate
+from eft.synthetic.pose_bank import load_pose_bank
 
 from .config import DatasetConfig, JobConfigError
 

@@ -53,8 +53,8 @@ from torch import Tensor
 
 from eft.body.joints import J49_FLIP_PERM, SMPL24_FLIP_PERM, SPIN49_NAMES
 from eft.data.images import crop_image, load_image, normalize_crop
-from eft.data.synthetic import LIMB_MASKS, annotated_slots
 from eft.geometry.cameras import image_to_crop_norm
+from eft.synthetic.exemplars import LIMB_MASKS, annotated_slots
 
 from .data import TrainSet
 

@@ -20,7 +20,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"optim.steps={args.steps}")
     if args.device is not None:
         overrides.append(f"device={args.device}")
-    from eft.jobs.shipped import find_config
+    from eft.shipped import find_config
 
     cfg = load_train_config(find_config(args.config), overrides)
     out = args.out or cfg.output.dir or str(Path("runs") / Path(args.config).stem)

@@ -49,11 +49,11 @@ class SyntheticSpec:
         smpl: supervise with the true SMPL parameters.
         keypoints3d: supervise with the true 3D keypoints.
         generator: the people's generator settings, ``default``
-            (:class:`eft.data.synthetic.SyntheticConfig`) or ``prior-v2``
+            (:class:`eft.synthetic.exemplars.SyntheticConfig`) or ``prior-v2``
             (:data:`eft.train.prior.V2_SYNTHETIC`: every slot annotated, more pitch,
             bending, lying, truncation and limb drops).
         variants: with ``prior-v2``, this many more people for each pose variant
-            (seated, kneeling, bending; ``eft.data.pose_variants``), as the v2 prior.
+            (seated, kneeling, bending; ``eft.synthetic.pose_variants``), as the v2 prior.
     """
 
     n: int

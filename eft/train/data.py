@@ -96,7 +96,7 @@ class TrainSet:
     @classmethod
     def from_synthetic(cls, s, target: str = "clean", with_smpl: bool = True,
                        with_kp3d: bool = True) -> TrainSet:
-        """A :class:`~eft.data.synthetic.SyntheticSet` as training samples.
+        """A :class:`~eft.synthetic.exemplars.SyntheticSet` as training samples.
 
         ``target="clean"``: 2D supervision is the noise-free projection of all 49
         ground-truth keypoints (weight 1), as in the prior's pretraining;

@@ -32,13 +32,13 @@ from torch import Tensor, nn
 
 from eft.body import BodyModel
 from eft.body.joints import H36M_TO_J14, LSP14_NAMES, to_spin49
-from eft.data.pose_bank import load_pose_bank
-from eft.data.synthetic import SyntheticConfig, generate
 from eft.geometry.metrics import mpjpe, pa_mpjpe, procrustes_align
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import HMR
 from eft.render.charts import bar_chart
 from eft.render.draw import grid, save_png
+from eft.synthetic.exemplars import SyntheticConfig, generate
+from eft.synthetic.pose_bank import load_pose_bank
 
 from .augment import crop_inputs, image_batch
 from .errors import TrainError

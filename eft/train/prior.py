@@ -1,7 +1,7 @@
 """Pretraining the embedded keypoint prior on synthetic exemplars, and evaluating it.
 
 The prior is a :class:`~eft.models.KeypointRegressor` trained from scratch, on the
-CPU, on synthetic people (``eft.data.synthetic``) posed from the motion-capture
+CPU, on synthetic people (``eft.synthetic.exemplars``) posed from the motion-capture
 pose bank.  It is one use of the general trainer (:mod:`eft.train.trainer`): its recipes
 :data:`PRIOR_V1` and :data:`PRIOR_V2` are :class:`~eft.train.trainer.TrainerConfig` s,
 passed to the trainer as they are: SPIN's loss terms with the 2D keypoints supervised
@@ -23,9 +23,9 @@ import torch
 
 from eft.body.model import BodyModel
 from eft.config_loader import plain
-from eft.data.pose_variants import VARIANT_KINDS, pose_variants
-from eft.data.synthetic import SyntheticConfig, SyntheticSet, generate
 from eft.models.keypoint_regressor import KeypointRegressor
+from eft.synthetic.exemplars import SyntheticConfig, SyntheticSet, generate
+from eft.synthetic.pose_variants import VARIANT_KINDS, pose_variants
 
 from .augment import AugmentConfig, crop_inputs
 from .config import SYNTHETIC_VAL_SEED
@@ -59,7 +59,7 @@ V2_SYNTHETIC = SyntheticConfig(annotate="all", upright_pitch_std_deg=15.0,
 def make_prior_v2_sets(poses, n: int, n_variants: int, seed: int, body: BodyModel,
                        progress: bool = False) -> list[SyntheticSet]:
     """The v2 training people, all with :data:`V2_SYNTHETIC`: ``n`` posed from ``poses``
-    (N, 72), then ``n_variants`` of each :data:`~eft.data.pose_variants.VARIANT_KINDS`
+    (N, 72), then ``n_variants`` of each :data:`~eft.synthetic.pose_variants.VARIANT_KINDS`
     (seated, kneeling, bending) made from them.  Deterministic in ``seed``."""
     import numpy as np
 

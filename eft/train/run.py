@@ -56,7 +56,7 @@ __all__ = ["build_dataset", "build_datasets", "build_model", "build_val_sets",
 
 
 def _poses(clips: str):
-    from eft.data.pose_bank import load_pose_bank
+    from eft.synthetic.pose_bank import load_pose_bank
 
     bank = load_pose_bank()
     return (bank.train() if clips == "train" else bank.val()).poses
@@ -97,7 +97,7 @@ def _synthetic_set(label: str, s: SyntheticSpec, body, log: Callable[[str], None
                    ) -> TrainSet:
     """Synthetic people as :class:`SyntheticSpec` says (``prior-v2``: the v2 prior's
     generator and pose variants, :func:`eft.train.prior.make_prior_v2_sets`)."""
-    from eft.data.synthetic import SyntheticConfig, generate
+    from eft.synthetic.exemplars import SyntheticConfig, generate
 
     from .prior import make_prior_v2_sets
 

@@ -46,7 +46,7 @@ from types import MappingProxyType
 import numpy as np
 
 from eft.body.joints import SMPL24_NAMES
-from eft.data.bvh import BvhClip, BvhError
+from eft.synthetic.mocap.bvh import BvhClip, BvhError
 
 __all__ = [
     "SkeletonMap",
@@ -64,7 +64,7 @@ class SkeletonMap:
     ``skeleton``: family (``"cmu31"``, ``"daz43"``); ``variant``: naming scheme;
     ``joint_names``: the skeleton's animated joints (End Sites excluded) in file
     order; ``sources``: SMPL joint name -> BVH joint name, where ``"<joint>_end"``
-    is that joint's End Site (see ``eft.data.bvh``); SMPL joints missing from
+    is that joint's End Site (see ``eft.synthetic.mocap.bvh``); SMPL joints missing from
     ``sources`` are unmapped; ``approximate``: mapped SMPL joints whose source
     is only roughly at SMPL's joint location.
     """
@@ -303,7 +303,7 @@ def smpl_joint_positions(clip: BvhClip, positions: np.ndarray) -> tuple[np.ndarr
     """Pick SMPL's 24 joints out of BVH joint positions.
 
     ``positions``: (..., J, 3) for the clip's J joints, End Sites included (the
-    output of :func:`eft.data.bvh.forward_kinematics`).  Returns
+    output of :func:`eft.synthetic.mocap.bvh.forward_kinematics`).  Returns
     ``(joints (..., 24, 3), mask (24,) bool)`` in SMPL order; unmapped joints are
     zero with ``mask`` False.
     """

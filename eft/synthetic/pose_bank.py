@@ -1,8 +1,8 @@
 """A bank of SMPL body poses retargeted from CMU motion capture.
 
-The package ships ``eft/data/assets/pose_bank.npz``, built by
+The package ships ``eft/synthetic/assets/pose_bank.npz``, built by
 ``scripts/build_pose_bank.py`` from the CMU clips in ``shared/data/mocap`` (see
-``eft/data/assets/POSE_BANK.md`` for how, and the numbers).  :func:`load_pose_bank`
+``eft/synthetic/assets/POSE_BANK.md`` for how, and the numbers).  :func:`load_pose_bank`
 reads it (or any bank the script wrote) into a :class:`PoseBank`.
 
 Poses are SMPL axis-angle vectors (72 = 24 joints x 3, joint 0 the global orientation,
@@ -13,7 +13,7 @@ image (``mirrored``), kept in the same train/val split as its source clip.
 
 The data were obtained from mocap.cs.cmu.edu (free for all uses; may not be resold as
 data, even converted); anything derived from the bank must carry
-:data:`ACKNOWLEDGEMENT`.  See ``eft/data/assets/LICENSE-pose-bank.md``.
+:data:`ACKNOWLEDGEMENT`.  See ``eft/synthetic/assets/LICENSE-pose-bank.md``.
 
 The module also holds the building blocks the build script uses and the tests check:
 :func:`pose_distance_deg`, :func:`dedup_poses` and :func:`remove_heading`.
@@ -62,7 +62,7 @@ class PoseBankError(EftError):
 
 def default_pose_bank_path() -> Path:
     """Path of the pose bank shipped inside the package."""
-    return Path(str(resources.files("eft.data") / "assets" / "pose_bank.npz"))
+    return Path(str(resources.files("eft.synthetic") / "assets" / "pose_bank.npz"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +78,7 @@ class PoseBank:
             source).
         mirrored: (N,) bool, the row is the left/right mirror of another row.
         residual_mm: (N,) float32 mean joint residual of the fit (hip-centre-relative,
-            see ``eft.data.retarget``; mostly limb-length differences between the mocap
+            see ``eft.synthetic.mocap.retarget``; mostly limb-length differences between the mocap
             skeleton and the body model).
         fps: frame rate the clips were sampled at before deduplication.
         mirror_of: (N,) int32 row of the pose a mirrored row mirrors, -1 for originals

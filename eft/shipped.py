@@ -1,6 +1,6 @@
 """The job and training configs that ship inside the package (``eft config show``).
 
-They are the repository's ``fitting/`` folder (``eft/jobs/configs`` links to it, and the
+They are the repository's ``fitting/`` folder (``eft/configs`` links to it, and the
 wheel carries its YAML files as package data), so a wheel install has them too.
 """
 

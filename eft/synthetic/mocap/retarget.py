@@ -77,9 +77,9 @@ import numpy as np
 import torch
 
 from eft.body.joints import SMPL24_NAMES, SMPL24_PARENTS
-from eft.data.bvh import BvhClip, forward_kinematics, rest_positions, to_smpl_frame
-from eft.data.skeleton_maps import skeleton_map, smpl_joint_positions
 from eft.geometry.rotations import rot6d_to_rotmat, rotmat_to_axis_angle
+from eft.synthetic.mocap.bvh import BvhClip, forward_kinematics, rest_positions, to_smpl_frame
+from eft.synthetic.mocap.skeleton_maps import skeleton_map, smpl_joint_positions
 
 __all__ = [
     "MocapTargets",
