@@ -31,8 +31,10 @@ from eft.config_loader import (
     key_error_message,
     plain,
 )
+from eft.data.readers import READERS
 from eft.errors import EftError, did_you_mean
-from eft.fitting.config import EFTConfig, QualityRules
+from eft.fitting.config import EFT_PRESETS, EFTConfig, QualityRules
+from eft.models.registry import DEFAULT_SPEC, NAMED_PRIORS
 
 __all__ = [
     "JobConfigError",
@@ -235,8 +237,6 @@ def _build_rules(value: Any, key: str) -> QualityRules:
 def _build_eft(value: Any, key: str, default_preset: str = "eft") -> EFTConfig:
     """``eft:``: a preset (``preset:``, :data:`eft.fitting.config.EFT_PRESETS`) with the
     given keys on top."""
-    from eft.fitting.config import EFT_PRESETS
-
     if value is None:
         value = {}
     if not isinstance(value, Mapping):
@@ -254,8 +254,6 @@ def default_eft_preset(regressor: Any) -> str:
     """``"open-prior"`` for the shipped keypoint priors (``default`` or a name in
     :data:`eft.models.registry.NAMED_PRIORS`), ``"eft"`` (the published recipe) for
     any other regressor file."""
-    from eft.models.registry import DEFAULT_SPEC, NAMED_PRIORS
-
     shipped = isinstance(regressor, str) and (regressor == DEFAULT_SPEC
                                               or regressor in NAMED_PRIORS)
     return "open-prior" if shipped else "eft"
@@ -280,8 +278,6 @@ def _check_reader_options(ds: DatasetConfig, key: str) -> DatasetConfig:
     if ds.kind in JOB_KINDS:
         return ds
     import inspect
-
-    from eft.data.readers import READERS
 
     reader = READERS.get(str(ds.kind).lower())
     if reader is None:

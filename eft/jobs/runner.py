@@ -35,12 +35,15 @@ import numpy as np
 
 from eft._files import file_sha256
 from eft.annotations.columns import Columns
+from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
 from eft.errors import EftError
+from eft.models.registry import regressor_path
 
 from .config import FIT_KEYS, JobConfig, JobConfigError, hash_dict
 from .devices import default_workers, resolve_devices
 from .export import output_file, provenance_for, write_outputs
+from .overlays import write_overlays
 from .sharding import Shard, plan_chunks, select_shard
 from .sources import read_sources
 from .store import (
@@ -100,9 +103,6 @@ def _body_name(path: Path) -> str:
 
 def job_identity(config: JobConfig) -> dict:
     """Names and sha256 of the body model and regressor files the job uses."""
-    from eft.body.model import resolve_model_path
-    from eft.models.registry import regressor_path
-
     try:
         body_path = resolve_model_path(None if config.body == "default" else config.body)
     except EftError as exc:
@@ -462,8 +462,6 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
         provenance = provenance_for(config, identity, chash, manifest.shard)
         outputs = write_outputs(folder, config, columns, provenance)
     if config.output.overlays and write:
-        from .overlays import write_overlays
-
         records = columns.to_annotations()
         write_overlays(folder / "overlays", config.body, [a.fit for a in records],
                        [a.exemplar for a in records], config.output.overlays)

@@ -23,6 +23,7 @@ import torch
 
 from eft.body.model import BodyModel
 from eft.config_loader import plain
+from eft.geometry.rotations import rot6d_to_rotmat
 from eft.models.keypoint_regressor import KeypointRegressor
 from eft.synthetic.exemplars import SyntheticConfig, SyntheticSet, generate
 from eft.synthetic.pose_variants import VARIANT_KINDS, pose_variants
@@ -168,8 +169,6 @@ def evaluate_prior(model: KeypointRegressor, body: BodyModel, data: TrainSet,
 def evaluate_mean_pose(model: KeypointRegressor, body: BodyModel, data: TrainSet
                        ) -> dict[str, float]:
     """The floor: the regressor's mean parameters (its IEF starting point) for everyone."""
-    from eft.geometry.rotations import rot6d_to_rotmat
-
     n = len(data)
     rot = rot6d_to_rotmat(model.init_pose.reshape(1, 24, 6)).expand(n, -1, -1, -1)
     return evaluate_bodies(body, rot, model.init_shape.expand(n, -1), data.rotmat, data.betas)

@@ -29,7 +29,22 @@ import torch
 import yaml
 from torch import nn
 
+from eft.annotations import AnnotationError
+from eft.annotations.decisions import load_bound_decisions
+from eft.body import BodyModel
 from eft.config_loader import changed_keys
+from eft.data.readers import read_dataset
+from eft.errors import EftError
+from eft.models import (
+    ARCHITECTURES,
+    HMR,
+    KeypointRegressor,
+    architecture_of,
+    load_regressor,
+    save_regressor,
+)
+from eft.synthetic.exemplars import SyntheticConfig, generate
+from eft.synthetic.pose_bank import load_pose_bank
 
 from .config import (
     DatasetSpec,
@@ -49,6 +64,7 @@ from .data import (
 )
 from .errors import TrainError
 from .evaluate import EvalSet, evaluate_model, load_3dpw_npz, load_h36m_npz, synthetic_eval_set
+from .prior import make_prior_v2_sets, real_2d_set
 from .trainer import Trainer, latest_checkpoint, read_checkpoint_file
 
 __all__ = ["build_dataset", "build_datasets", "build_model", "build_val_sets",
@@ -56,8 +72,6 @@ __all__ = ["build_dataset", "build_datasets", "build_model", "build_val_sets",
 
 
 def _poses(clips: str):
-    from eft.synthetic.pose_bank import load_pose_bank
-
     bank = load_pose_bank()
     return (bank.train() if clips == "train" else bank.val()).poses
 
@@ -72,13 +86,10 @@ def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None,
         return _synthetic_set(spec.label, spec.synthetic, body, log)
     if spec.labels is not None:
         return _labels_set(spec.label, spec.labels, log)
-    from eft.annotations import AnnotationError
 
     aset = load_annotation_set(spec.path, spec.format)
     decisions = None
     if spec.decisions is not None:
-        from eft.annotations.decisions import load_bound_decisions
-
         bound = load_bound_decisions(spec.decisions, any_file=spec.decisions_any_file)
         decisions = bound.resolve_columns(aset.columns())
         log(f"dataset {spec.label}: {bound.report()}")
@@ -97,10 +108,6 @@ def _synthetic_set(label: str, s: SyntheticSpec, body, log: Callable[[str], None
                    ) -> TrainSet:
     """Synthetic people as :class:`SyntheticSpec` says (``prior-v2``: the v2 prior's
     generator and pose variants, :func:`eft.train.prior.make_prior_v2_sets`)."""
-    from eft.synthetic.exemplars import SyntheticConfig, generate
-
-    from .prior import make_prior_v2_sets
-
     t0 = time.perf_counter()
     extra = f" + {s.variants} per pose variant" if s.variants else ""
     log(f"dataset {label}: generating {s.n}{extra} synthetic people (seed {s.seed}) ...")
@@ -116,11 +123,6 @@ def _synthetic_set(label: str, s: SyntheticSpec, body, log: Callable[[str], None
 def _labels_set(label: str, sources: tuple[LabelSource, ...], log: Callable[[str], None]
                 ) -> TrainSet:
     """Real 2D labels from dataset readers as 2D-only samples, one set."""
-    from eft.data.readers import read_dataset
-    from eft.errors import EftError
-
-    from .prior import real_2d_set
-
     sets = []
     for src in sources:
         try:
@@ -152,8 +154,6 @@ def build_datasets(cfg: TrainRunConfig, body, accepted_ids: set[str] | None = No
 
 def build_model(cfg: TrainRunConfig, data: TrainSet | None = None) -> nn.Module:
     """A fresh regressor (or the ``init`` one) as the config describes."""
-    from eft.models import HMR, KeypointRegressor, architecture_of
-
     m = cfg.model
     if m.init is not None:
         model = load_model(m.init)
@@ -223,8 +223,6 @@ def load_model(spec: str | os.PathLike) -> nn.Module:
     """A regressor from an ``eft train`` checkpoint (``checkpoints/step_*.pt``), else
     by :func:`eft.models.load_regressor` (``default``, a shipped prior's name, a
     regressor file or a SPIN/EFT checkpoint)."""
-    from eft.models import ARCHITECTURES, load_regressor
-
     p = Path(spec).expanduser() if str(spec) != "default" else None
     if p is not None and p.is_file():
         try:
@@ -260,9 +258,6 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
     ``resume``: continue from the latest checkpoint in ``out_dir``; without it a
     folder that already has checkpoints is refused unless ``overwrite``.
     ``accepted_ids``: the review hook of :func:`build_dataset`."""
-    from eft.body import BodyModel
-    from eft.models import save_regressor
-
     out = Path(out_dir).expanduser()
     ckpt_dir = out / "checkpoints"
     last = latest_checkpoint(ckpt_dir) if ckpt_dir.is_dir() else None

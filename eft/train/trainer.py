@@ -37,8 +37,11 @@ from eft.body.fast import KeypointLBS
 from eft.config_loader import plain
 from eft.devices import DeviceError
 from eft.devices import resolve_device as shared_resolve_device
+from eft.fitting.pose_prior import load_default_pose_prior
+from eft.models import architecture_of
 
 from .augment import AugmentConfig, make_batch, real_drop_patterns
+from .curves import plot_log, write_metrics_csv
 from .data import MixSampler, TrainSet
 from .errors import TrainError
 from .losses import LossWeights, regression_loss
@@ -262,8 +265,6 @@ class Trainer:
                        if self.amp_dtype == torch.float16 else None)
         self.pose_prior = None
         if config.loss.pose_prior > 0:
-            from eft.fitting.pose_prior import load_default_pose_prior
-
             self.pose_prior = load_default_pose_prior().to(self.device)
         self.evaluate = evaluate
         self.desc = desc
@@ -399,7 +400,6 @@ class Trainer:
         skipped, with one warning, without matplotlib)."""
         if self.out_dir is None or not (self.out_dir / "log.jsonl").is_file():
             return None
-        from .curves import plot_log, write_metrics_csv
 
         write_metrics_csv(self.out_dir / "log.jsonl", self.out_dir / "metrics.csv")
         try:
@@ -414,8 +414,6 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        from eft.models import architecture_of
-
         try:
             arch, model_config = architecture_of(self.model), dict(self.model.config)
         except Exception:  # noqa: BLE001 - a model outside the registry still trains
