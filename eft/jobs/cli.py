@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from eft.shipped import find_config, shipped_configs
+
 __all__ = ["register"]
 
 
@@ -60,8 +62,6 @@ def _overrides(args: argparse.Namespace) -> list:
 def _fit(args: argparse.Namespace) -> int:
     _setup_logging(args)
     # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
-    from eft.shipped import find_config
-
     from .config import load_config
     from .runner import run_job
     from .sharding import parse_shard
@@ -159,9 +159,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _config_show(args: argparse.Namespace) -> int:
-    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
-    from eft.shipped import find_config, shipped_configs
-
     if args.name is None:
         for name, path in shipped_configs().items():
             first = path.read_text(encoding="utf-8").splitlines()[:1]

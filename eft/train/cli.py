@@ -6,8 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from eft.shipped import find_config
+
+from .errors import TrainError
+
 
 def _train(args: argparse.Namespace) -> int:
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     import torch
 
     from .config import load_train_config
@@ -20,7 +25,6 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"optim.steps={args.steps}")
     if args.device is not None:
         overrides.append(f"device={args.device}")
-    from eft.shipped import find_config
 
     cfg = load_train_config(find_config(args.config), overrides)
     out = args.out or cfg.output.dir or str(Path("runs") / Path(args.config).stem)
@@ -29,6 +33,7 @@ def _train(args: argparse.Namespace) -> int:
                               overwrite=args.overwrite,
                               progress=False if args.no_progress else None)
     except KeyboardInterrupt:
+        # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
         import sys
 
         from .trainer import latest_checkpoint
@@ -51,11 +56,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     import torch
 
     from eft.body import BodyModel
 
-    from .errors import TrainError
     from .evaluate import (
         evaluate_model,
         load_3dpw_npz,
@@ -78,6 +83,7 @@ def _eval(args: argparse.Namespace) -> int:
     for path in args.pw3d or []:
         sets.append(load_3dpw_npz(path, body, args.image_root, args.smpl_dir))
     if args.synthetic or not sets:
+        # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
         from .config import SYNTHETIC_VAL_SEED
 
         seed = SYNTHETIC_VAL_SEED if args.seed is None else args.seed
