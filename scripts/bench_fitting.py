@@ -476,7 +476,7 @@ def markdown(r: dict) -> str:
     extra = ""
     q = r.get("pose_nll_rule")
     if q:
-        extra += (f"\nPose-prior rule (`max_pose_nll = {q['threshold']:g}`): flags "
+        extra += (f"\nGMM pose-prior rule (`max_pose_nll = {q['threshold']:g}`): flags "
                   f"{q['flagged_rate']:.1%} of EFT fits; their PA-MPJPE-14 is "
                   f"{q.get('pa_mpjpe_flagged_mm', float('nan')):.1f} mm against "
                   f"{q['pa_mpjpe_kept_mm']:.1f} mm for the rest. True val poses: 99.9th "
