@@ -339,7 +339,7 @@ def _cases(dtype):
 def test_every_public_function_keeps_dtype_and_batch_shape(dtype):
     cases = _cases(dtype)
     covered = {name.split(".")[0] for name, _, _ in cases}
-    assert covered == set(G.__all__)
+    assert covered == {n for n in G.__all__ if callable(getattr(G, n))}
     for name, fn, shape in cases:
         out = fn()
         assert out.dtype == dtype, name
