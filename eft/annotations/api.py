@@ -15,6 +15,7 @@ from ._io import FileHeader, reading
 from .columns import Columns
 from .eft_json import read_eft_json, write_eft_json
 from .errors import AnnotationError
+from .formats import FORMATS
 from .h5 import H5Reader, read_h5, write_h5
 from .humandata import is_humandata_layout, read_humandata, write_humandata
 from .model import AnnotationSet
@@ -24,8 +25,6 @@ __all__ = ["FORMATS", "SUFFIXES", "DUPLICATES", "suffix_format", "detect_format"
            "check_unique_ids", "read_annotations", "write_annotations",
            "read_columns", "iter_columns", "write_columns"]
 
-#: Every format, by the name ``--format`` takes.
-FORMATS: tuple[str, ...] = ("eft-json", "spin-npz", "h5", "humandata")
 #: Suffix -> format used when none is given (``.npz`` files are sniffed when read).
 #: Compound suffixes (``x.humandata.npz``) are matched first.
 SUFFIXES: dict[str, str] = {".humandata.npz": "humandata", ".spin.npz": "spin-npz",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-FORMAT_CHOICES = ("eft-json", "spin-npz", "h5", "humandata")
+from .formats import FORMATS as FORMAT_CHOICES
 
 
 def _export(args: argparse.Namespace) -> int:
