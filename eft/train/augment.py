@@ -334,8 +334,10 @@ _CORE_EQUIVALENTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Right Ear", ("OP REar",)),
 )
 _CORE = torch.as_tensor([_slot(c) for c, _ in _CORE_EQUIVALENTS])
-_FACE = torch.as_tensor([_slot(n) for n in ("Nose", "Left Eye", "Right Eye", "Left Ear",
-                                            "Right Ear")])
+# Columns of _CORE that are the face (COCO labels it, MPII does not).
+_FACE_COLS = torch.as_tensor([k for k, (core, _) in enumerate(_CORE_EQUIVALENTS)
+                              if core in ("Nose", "Left Eye", "Right Eye", "Left Ear",
+                                          "Right Ear")])
 # MPII's own slots: a sample with any of them is MPII-like and labels no face.
 _MPII_ONLY = torch.as_tensor([_slot(n) for n in ("Neck (LSP)", "Top of Head (LSP)",
                                                  "Pelvis (MPII)", "Thorax (MPII)")])
@@ -375,8 +377,7 @@ def real_drop_patterns(kp_px: Tensor) -> Tensor:
     present = kp_px[..., 2] > 0
     missing = ~present[:, _CORE]  # (n, 17)
     mpii_like = present[:, _MPII_ONLY].any(1)
-    face_cols = torch.as_tensor([int((_CORE == f).nonzero()) for f in _FACE])
-    missing[:, face_cols] &= ~mpii_like[:, None]
+    missing[:, _FACE_COLS] &= ~mpii_like[:, None]
     drop = (missing.float() @ _EXPAND.float()) > 0
     core_names = [c for c, _ in _CORE_EQUIVALENTS]
     for sources, derived in _DERIVED:
