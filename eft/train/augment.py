@@ -484,11 +484,11 @@ def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generat
     n = idx.shape[0]
     kp = data.kp_px[idx]
     center, scale = data.center[idx], data.scale[idx]
-    if cfg.real_mask_prob > 0 and (drop_bank is None or drop_bank.shape[0] == 0):
-        raise ValueError("real_mask_prob > 0 needs real missing-joint patterns (drop_bank)")
     if cfg.format_prob > 0:
         kp = _restrict_format(kp, cfg, g)
     if cfg.real_mask_prob > 0:
+        if drop_bank is None or drop_bank.shape[0] == 0:
+            raise ValueError("real_mask_prob > 0 needs real missing-joint patterns (drop_bank)")
         eligible = data.has_smpl[idx] | data.has_kp3d[idx]
         kp, center, scale = _apply_real_patterns(kp, center, scale, eligible, drop_bank,
                                                  cfg, g)
