@@ -10,7 +10,8 @@ truth; AdamW with a cosine schedule; per-step augmentation of the keypoints by b
 framing jitter (scale and centre), extra joint dropout and small jitter, on top of the
 generator's annotation noise, missing joints and truncation.  The v2 recipe with its
 data is also the training config ``fitting/training/keypoint-prior-v2.yaml``, which
-``eft train`` runs.
+``eft train`` runs; prior v3 (the default) is the same recipe with a network twice as
+wide (``keypoint-prior-v3.yaml``).
 """
 
 from __future__ import annotations
@@ -92,9 +93,9 @@ PRIOR_V1 = TrainerConfig(
     output=OutputSpec(log_every=100, eval_every=1000, checkpoint_every=1000),
     device="cpu", amp="off", inputs="keypoints")
 
-#: The v2 prior's recipe (see PRIOR_CARD_v2.md, scripts/pretrain_prior.py and
-#: fitting/training/keypoint-prior-v2.yaml): every input format, hidden limbs, the GMM
-#: hinge on real samples, twice the steps.
+#: The v2 prior's recipe, also v3's at width 512 (see PRIOR_CARD_v2.md / _v3.md,
+#: scripts/pretrain_prior.py and fitting/training/keypoint-prior-v2.yaml / -v3.yaml):
+#: every input format, hidden limbs, the GMM hinge on real samples, twice the steps.
 PRIOR_V2 = PRIOR_V1.replace(
     optim=replace(PRIOR_V1.optim, steps=24000),
     loss=replace(PRIOR_V1.loss, pose_prior=5e-5, pose_prior_floor=0.0, betas_prior=0.01),
