@@ -96,6 +96,11 @@ def main() -> None:
     ap.add_argument("--real-mask-prob", type=float, default=None,
                     help="v2: share of synthetic samples that take a real person's missing "
                          "joints (calibrated missingness; recipe value by default)")
+    ap.add_argument("--cycle", default=None, metavar="KP3D,ROTMAT",
+                    help="view-cycle loss weights on real samples (2D-3D self-supervision; "
+                         "recipe value by default)")
+    ap.add_argument("--flip-prob", type=float, default=None,
+                    help="left/right flip probability (recipe value by default)")
     ap.add_argument("--no-card", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -104,7 +109,10 @@ def main() -> None:
     args.width = args.width or RECIPE_WIDTH[args.recipe]
     cfg = prior_config(PRIOR_V2 if v2 else PRIOR_V1, seed=args.seed, steps=args.steps,
                        batch_size=args.batch_size, eval_every=args.eval_every,
-                       real_mask_prob=args.real_mask_prob)
+                       real_mask_prob=args.real_mask_prob,
+                       cycle=(None if args.cycle is None
+                              else tuple(float(v) for v in args.cycle.split(","))),
+                       flip_prob=args.flip_prob)
     real_fraction = PRIOR_V2_REAL_FRACTION if v2 else 0.0
     train_size = args.train_size or (100_000 if v2 else 80_000)
     out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")

@@ -35,6 +35,12 @@ inputs, 2D targets and 3D targets consistent (per sample, in this order):
    rotation (:func:`eft.data.images.crop_image`), each colour channel is scaled by
    ``U(color_range)``, and it is normalised for HMR.
 
+**Novel views** (:func:`novel_view`, used by the trainer's view-cycle loss on real
+2D-only samples, not by :func:`make_batch`): a predicted body turned about its pelvis
+(yaw about the camera's vertical, then pitch), projected orthographically and framed
+by the box of the sample's present input slots (1.2 x the long side, times
+``U(scale_range)``), as the regressor's next input.
+
 All random numbers come from one ``torch.Generator`` (drawn in a fixed order, and
 only for the augmentations that are switched on), so a run is reproducible and
 resumable.
@@ -58,7 +64,7 @@ from eft.synthetic.exemplars import LIMB_MASKS, annotated_slots
 
 from .data import TrainSet
 
-__all__ = ["AugmentConfig", "Batch", "make_batch", "crop_inputs", "flip_rotmat",
+__all__ = ["AugmentConfig", "Batch", "make_batch", "crop_inputs", "novel_view", "flip_rotmat",
            "flip_kp3d", "flip_kp2d", "rotate_2d", "rotate_3d", "rotation_z",
            "LEVEL_GROUPS", "LEVEL_MASKS", "UPPER_BODY_LEVEL", "image_batch"]
 
@@ -118,6 +124,10 @@ class AugmentConfig:
         hide_limb_prob: probability of hiding one limb's distal joints (step 0).
         real_mask_prob: probability that a 3D-supervised sample also loses the missing
             joints of a real person (step 0; needs real 2D-only samples in the set).
+        cycle_yaw_deg / cycle_pitch_std_deg: novel views for the view-cycle loss
+            (:func:`novel_view`): yaw uniform in +-``cycle_yaw_deg``, pitch normal with
+            this std (clipped to +-3 std).  Used only when the loss's ``cycle_kp3d`` or
+            ``cycle_rotmat`` weight is > 0.
     """
 
     scale_range: tuple[float, float] = (0.75, 1.25)
@@ -138,6 +148,8 @@ class AugmentConfig:
     formats: tuple[str, ...] = ()
     hide_limb_prob: float = 0.0
     real_mask_prob: float = 0.0
+    cycle_yaw_deg: float = 180.0
+    cycle_pitch_std_deg: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(str(f) for f in self.formats))
@@ -159,7 +171,8 @@ class AugmentConfig:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if self.truncation_prob + self.upper_body_prob + self.multilevel_prob > 1.0:
             raise ValueError("truncation_prob + upper_body_prob + multilevel_prob must be <= 1")
-        for name in ("center_jitter", "rot_std_deg", "rot_max_deg", "kp_noise"):
+        for name in ("center_jitter", "rot_std_deg", "rot_max_deg", "kp_noise",
+                     "cycle_yaw_deg", "cycle_pitch_std_deg"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.min_crop_fraction <= 1:
@@ -466,6 +479,38 @@ def _reframe(kp: Tensor, center: Tensor, scale: Tensor, cfg: AugmentConfig,
     keep = torch.where(trunc[:, None], inside & keep_side, inside)
     keep = torch.where(active[:, None], keep, torch.ones_like(keep))
     return kp * keep[..., None], center, scale
+
+
+def novel_view(kp3d: Tensor, pelvis: Tensor, present: Tensor, cfg: AugmentConfig,
+               g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A body seen from a random other viewpoint (module docstring, "Novel views").
+
+    ``kp3d`` (B, 49, 3) keypoints and ``pelvis`` (B, 3) in the camera frame of the
+    regressor's output; ``present`` (B, 49) bool, the slots the new input fills.
+    Returns ``(inputs, target)``: ``inputs`` (B, 49, 3) crop-normalised keypoints with
+    confidence 1 at the present slots (0 elsewhere), and ``target`` (B, 49, 3) the
+    turned keypoints relative to the pelvis, what a regressor reading ``inputs`` should
+    predict (its pelvis-relative keypoints).  Draws yaw, pitch and box scale from ``g``
+    in that order."""
+    n = kp3d.shape[0]
+    yaw = torch.deg2rad((torch.rand(n, generator=g) * 2 - 1) * cfg.cycle_yaw_deg)
+    pitch = torch.deg2rad((torch.randn(n, generator=g) * cfg.cycle_pitch_std_deg)
+                          .clamp(-3 * cfg.cycle_pitch_std_deg, 3 * cfg.cycle_pitch_std_deg))
+    lo, hi = cfg.scale_range
+    box_scale = lo + (hi - lo) * torch.rand(n, generator=g)
+    yaw, pitch, box_scale = (t.to(kp3d.device, kp3d.dtype) for t in (yaw, pitch, box_scale))
+    cy, sy, cp, sp = torch.cos(yaw), torch.sin(yaw), torch.cos(pitch), torch.sin(pitch)
+    one, zero = torch.ones_like(cy), torch.zeros_like(cy)
+    r_yaw = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(n, 3, 3)
+    r_pitch = torch.stack([one, zero, zero, zero, cp, -sp, zero, sp, cp], -1).reshape(n, 3, 3)
+    rot = r_pitch @ r_yaw
+    target = (kp3d - pelvis[:, None]) @ rot.transpose(1, 2)
+    xy = target[..., :2]
+    center, side = _box_of(xy, present)
+    side = (side * box_scale).clamp(min=1e-3)
+    inputs_xy = (xy - center[:, None]) / (side[:, None, None] / 2)
+    conf = present.to(kp3d.dtype)[..., None]
+    return torch.cat([inputs_xy * conf, conf], -1), target
 
 
 # ---------------------------------------------------------------------------

@@ -17,6 +17,15 @@
   ``mean(relu(nll - floor))``, plus ``mean(betas^2)`` weighted by ``betas_prior``.
   Plausible poses cost nothing; twisted limbs that happen to reproject well do.
 
+* ``Lcycle`` (``cycle_kp3d``, ``cycle_rotmat``; 0 = off; :func:`view_cycle_loss`, 2D-3D
+  self-supervision after Chen et al. 2019 / 3D Human Pose Machines): each real
+  2D-only sample's predicted body is turned to a random novel view
+  (:func:`~eft.train.augment.novel_view`), projected and read by the regressor again;
+  the second reading's pelvis-relative keypoints must equal the turned first ones
+  (``sum_xyz``, averaged over 49 joints) and its 23 body-joint rotations, which no
+  viewpoint changes, the first ones (MSE).  Both readings get gradients, the generated
+  input none.  The term is averaged over the whole batch (real samples' share).
+
 The defaults are SPIN's weights.  SPIN averages the 2D and 3D errors per coordinate
 rather than summing them per joint, so with the same numbers the 2D and 3D terms weigh
 2x and 3x what they weigh in SPIN; the weights only balance the terms.
@@ -25,6 +34,7 @@ rather than summing them per joint, so with the same numbers the 2D and 3D terms
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,12 +44,12 @@ from eft.body.fast import KeypointLBS
 from eft.geometry.cameras import weak_perspective_project
 from eft.models.output import RegressorOutput
 
-from .augment import Batch
+from .augment import AugmentConfig, Batch, novel_view
 
-__all__ = ["LossWeights", "regression_loss", "PARTS"]
+__all__ = ["LossWeights", "regression_loss", "view_cycle_loss", "PARTS"]
 
 #: Names of the loss terms, in log order.
-PARTS: tuple[str, ...] = ("rotmat", "betas", "kp3d", "kp2d", "cam", "prior")
+PARTS: tuple[str, ...] = ("rotmat", "betas", "kp3d", "kp2d", "cam", "prior", "cycle")
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,8 @@ class LossWeights:
     pose_prior: float = 0.0
     pose_prior_floor: float = 0.0
     betas_prior: float = 0.0
+    cycle_kp3d: float = 0.0
+    cycle_rotmat: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -120,3 +132,30 @@ def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
     if w.overall != 1.0:
         total = w.overall * total
     return total, {k: float(v.detach()) for k, v in parts.items()}
+
+
+def view_cycle_loss(model: Callable[[Tensor], RegressorOutput], out: RegressorOutput,
+                    fast: KeypointLBS, batch: Batch, w: LossWeights, aug: AugmentConfig,
+                    g: torch.Generator) -> tuple[Tensor, float]:
+    """The view-cycle term (module docstring, ``Lcycle``), weighted, and its unweighted
+    value: ``(w.cycle_kp3d * L3D' + w.cycle_rotmat * Lrot') * share of real samples``.
+
+    ``model`` reads (B', 49, 3) crop-normalised keypoints; ``out`` is its output for
+    ``batch`` (B samples); ``g`` draws the novel views (:func:`novel_view`).  Zero when
+    the batch has no 2D-only sample."""
+    real = ~(batch.has_smpl | batch.has_kp3d)
+    zero = out.rotmat.new_zeros(())
+    if not bool(real.any()):
+        return zero, 0.0
+    rot1, betas1 = out.rotmat[real].float(), out.betas[real].float()
+    kp1, joints1 = fast(rot1, betas1)
+    present = batch.keypoints[real][..., 2] > 0
+    inputs, target = novel_view(kp1, joints1[:, 0], present, aug, g)
+    out2 = model(inputs.detach())
+    rot2 = out2.rotmat.float()
+    kp2, joints2 = fast(rot2, out2.betas.float())
+    l3d = ((kp2 - joints2[:, :1] - target) ** 2).sum(-1).mean()
+    lrot = ((rot2[:, 1:] - rot1[:, 1:]) ** 2).mean()
+    share = real.float().mean()
+    value = (w.cycle_kp3d * l3d + w.cycle_rotmat * lrot) * share
+    return value, float((l3d + lrot).detach())

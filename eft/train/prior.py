@@ -108,9 +108,13 @@ PRIOR_V2_REAL_FRACTION = 0.4
 def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
                  batch_size: int | None = None, lr: float | None = None,
                  eval_every: int | None = None, seed: int | None = None,
-                 real_mask_prob: float | None = None) -> TrainerConfig:
+                 real_mask_prob: float | None = None,
+                 cycle: tuple[float, float] | None = None,
+                 flip_prob: float | None = None) -> TrainerConfig:
     """``base`` with another budget: ``eval_every`` also sets the log interval (a tenth)
-    and the checkpoint interval (the same), as the recipes have them."""
+    and the checkpoint interval (the same), as the recipes have them.  ``cycle``:
+    the view-cycle weights ``(cycle_kp3d, cycle_rotmat)`` (:func:`~eft.train.losses.
+    view_cycle_loss`); ``flip_prob``: left/right flips of every sample."""
     optim = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr),
                                ("seed", seed)) if v is not None}
     cfg = base.replace(optim=replace(base.optim, **optim))
@@ -119,6 +123,11 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
                                   "log_every": max(1, eval_every // 10)})
     if real_mask_prob is not None:
         cfg = cfg.replace(augment=replace(cfg.augment, real_mask_prob=real_mask_prob))
+    if flip_prob is not None:
+        cfg = cfg.replace(augment=replace(cfg.augment, flip_prob=flip_prob))
+    if cycle is not None:
+        cfg = cfg.replace(loss=replace(cfg.loss, cycle_kp3d=float(cycle[0]),
+                                       cycle_rotmat=float(cycle[1])))
     return cfg
 
 

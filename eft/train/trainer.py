@@ -44,7 +44,7 @@ from .augment import AugmentConfig, make_batch, real_drop_patterns
 from .curves import plot_log, write_metrics_csv
 from .data import MixSampler, TrainSet
 from .errors import TrainError
-from .losses import LossWeights, regression_loss
+from .losses import LossWeights, regression_loss, view_cycle_loss
 
 __all__ = ["OptimConfig", "OutputSpec", "TrainerConfig", "Trainer", "resolve_device",
            "resolve_amp",
@@ -296,6 +296,11 @@ class Trainer:
         with self._autocast():
             out = self.model(batch.inputs)
         loss, parts = regression_loss(out, self.fast, batch, cfg.loss, self.pose_prior)
+        if cfg.loss.cycle_kp3d > 0 or cfg.loss.cycle_rotmat > 0:
+            with self._autocast():
+                cycle, parts["cycle"] = view_cycle_loss(self.model, out, self.fast, batch,
+                                                        cfg.loss, cfg.augment, self.generator)
+            loss = loss + cfg.loss.overall * cycle
         if not torch.isfinite(loss):
             raise TrainError(f"the loss is not finite at step {self.step + 1} ({parts}); "
                              "lower the learning rate or check the data")
