@@ -6,7 +6,9 @@ import argparse
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from eft.shipped import find_config, shipped_configs
 
@@ -40,11 +42,11 @@ def _setup_logging(args: argparse.Namespace) -> None:
             h.setLevel(level)
 
 
-def _overrides(args: argparse.Namespace) -> list:
+def _overrides(args: argparse.Namespace) -> list[tuple[Sequence[str | int], Any]]:
     # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .config import parse_override
 
-    out = []
+    out: list[tuple[Sequence[str | int], Any]] = []
     shortcuts = (("output", ["output", "dir"]), ("batch_size", ["batch_size"]),
                  ("workers", ["workers"]), ("backend", ["backend"]),
                  ("scheduler", ["scheduler"]), ("limit", ["limit"]))

@@ -20,6 +20,7 @@ import shlex
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -82,11 +83,12 @@ def make_demo_dataset(folder: str | os.PathLike, n_people: int = 12, seed: int =
     with torch.no_grad():
         verts = body(torch.as_tensor(people.pose, dtype=torch.float32),
                      torch.as_tensor(people.betas, dtype=torch.float32)).vertices
-    coco = {"info": {"description": "eft demo: synthetic people rendered with the open "
-                                    "body model", "version": "1"},
-            "images": [], "annotations": [],
-            "categories": [{"id": 1, "name": "person", "supercategory": "person",
-                            "keypoints": list(COCO17_NAMES), "skeleton": []}]}
+    coco: dict[str, Any] = {
+        "info": {"description": "eft demo: synthetic people rendered with the open body model",
+                 "version": "1"},
+        "images": [], "annotations": [],
+        "categories": [{"id": 1, "name": "person", "supercategory": "person",
+                        "keypoints": list(COCO17_NAMES), "skeleton": []}]}
     for i in range(n_people):
         w, h = (int(v) for v in people.image_size[i])
         cam = PerspectiveCamera(float(people.focal[i]), people.principal_point[i],

@@ -31,6 +31,7 @@ from .store import (
     SUMMARY,
     JobStoreError,
     Manifest,
+    Part,
     atomic_path,
     atomic_write_json,
     job_lock,
@@ -67,9 +68,10 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
     if incomplete:
         problems.append(f"unfinished: {', '.join(incomplete)} (re-run their eft fit first)")
     shards = [parse_shard(m.shard) if m.shard else None for m in manifests]
-    if all(s is not None for s in shards):
-        counts = {s.count for s in shards}
-        indices = [s.index for s in shards]
+    known = [s for s in shards if s is not None]
+    if len(known) == len(shards):  # every input is a shard
+        counts = {s.count for s in known}
+        indices = [s.index for s in known]
         if len(counts) > 1:
             problems.append(f"shards of different splits ({sorted(counts)})")
         elif len(set(indices)) != len(indices):
@@ -105,7 +107,9 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         merged = Manifest(config_hash=first.config_hash, config=first.config,
                           identity=first.identity, shard=None,
                           merged_from=[str(f) for f in folders])
-        parts, skipped, seen = [], [], set()
+        parts: list[Part] = []
+        skipped: list[dict] = []
+        seen: set[str] = set()
         for folder, manifest in zip(folders, manifests, strict=True):
             for info in manifest.parts:
                 part = read_part(folder / info.file)

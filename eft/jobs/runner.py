@@ -439,7 +439,8 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
     failures, seen = {}, set()
     ordered = sorted(parts, key=lambda p: (p.chunk, min(p.ids, default="")))
     columns = Columns.concat([p.columns for p in ordered])
-    rows, offset = [], 0  # rows of `columns`: the first committed fit of each id
+    rows: list[int] = []  # rows of `columns`: the first committed fit of each id
+    offset = 0
     for part in ordered:
         for i, fid in enumerate(part.columns.fit_id):
             if fid in work and fid not in seen:
@@ -453,8 +454,8 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
     missing = work - seen
     if missing:  # pragma: no cover - every chunk was run above
         raise JobStoreError(f"{len(missing)} exemplars have no committed result")
-    rows = np.asarray(rows, np.int64)
-    columns = columns.take(rows[np.argsort(columns.fit_id[rows], kind="stable")])
+    picked = np.asarray(rows, np.int64)
+    columns = columns.take(picked[np.argsort(columns.fit_id[picked], kind="stable")])
     outputs = {}
     if not write:
         outputs = {fmt: str(folder / name) for fmt, name in manifest.outputs.items()}

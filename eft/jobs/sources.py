@@ -64,6 +64,9 @@ def read_one(ds: DatasetConfig) -> ReadResult:
     if ds.kind == "synthetic":
         return _synthetic(ds)
 
+    if ds.path is None:  # DatasetConfig refuses this for every reader kind
+        raise JobConfigError(f"dataset {ds.name or ds.kind}: path: required for kind "
+                             f"{ds.kind!r}")
     options = dict(ds.options)
     if ds.name is not None:
         options.setdefault("dataset", ds.name)

@@ -249,7 +249,9 @@ def encode_part(part: Part) -> bytes:
               "failures": [asdict(f) for f in part.failures]}
     arrays["header_json"] = np.array(json.dumps(header, default=_json_default))
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    # numpy's stub lets **kwargs fill savez's allow_pickle (a bool); every key here is an
+    # array name (fit_*, q_*, ex_*, header_json), never allow_pickle
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
     return buf.getvalue()
 
 

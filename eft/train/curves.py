@@ -11,7 +11,8 @@ __all__ = ["read_log", "plot_log", "write_metrics_csv"]
 
 def read_log(path: str | os.PathLike) -> tuple[list[dict], list[dict]]:
     """``(train_entries, eval_entries)`` of a ``log.jsonl`` (bad lines are skipped)."""
-    train, evals = [], []
+    train: list[dict] = []
+    evals: list[dict] = []
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         try:
             entry = json.loads(line)

@@ -181,9 +181,10 @@ def concat_sets(sets: Sequence[TrainSet]) -> TrainSet:
     images = None
     if any(s.image_paths is not None for s in sets):
         images = tuple(p for s in sets for p in (s.image_paths or (None,) * len(s)))
+    known_ids = [s.ids for s in sets if s.ids is not None]
     ids = None
-    if all(s.ids is not None for s in sets):
-        ids = tuple(i for s in sets for i in s.ids)
+    if len(known_ids) == len(sets):  # every set has ids
+        ids = tuple(i for part in known_ids for i in part)
     return TrainSet(**{f: torch.cat([getattr(s, f) for s in sets]) for f in _TENSOR_FIELDS},
                     image_paths=images, ids=ids)
 

@@ -136,24 +136,29 @@ def predict(model: nn.Module, data: EvalSet, batch: int = 256,
     ``data``, framed by its own box (no augmentation)."""
     was = model.training
     model.eval()
-    images = isinstance(model, HMR)
-    if images and data.image_paths is None:
-        raise TrainError(f"{data.name}: an image regressor needs the images "
-                         "(give the image folder)")
-    if not images and data.keypoints is None:
-        raise TrainError(f"{data.name}: a keypoint regressor needs 2D keypoints, and this "
-                         "set has none (no 'part' or 'openpose' in the file)")
+    if isinstance(model, HMR):
+        paths = data.image_paths
+        if paths is None:
+            raise TrainError(f"{data.name}: an image regressor needs the images "
+                             "(give the image folder)")
+
+        def inputs(sl: slice, c: Tensor, s: Tensor) -> Tensor:
+            n = c.shape[0]
+            return image_batch(list(paths[sl]), c, s, torch.zeros(n),
+                               torch.zeros(n, dtype=torch.bool), torch.ones(n, 3), img_res)
+    else:
+        keypoints = data.keypoints
+        if keypoints is None:
+            raise TrainError(f"{data.name}: a keypoint regressor needs 2D keypoints, and "
+                             "this set has none (no 'part' or 'openpose' in the file)")
+
+        def inputs(sl: slice, c: Tensor, s: Tensor) -> Tensor:
+            return crop_inputs(keypoints[sl], c, s)
     rot, betas = [], []
     try:
         for i in range(0, len(data), batch):
             sl = slice(i, i + batch)
-            c, s = data.center[sl], data.scale[sl]
-            if images:
-                n = c.shape[0]
-                x = image_batch(list(data.image_paths[sl]), c, s, torch.zeros(n),
-                                torch.zeros(n, dtype=torch.bool), torch.ones(n, 3), img_res)
-            else:
-                x = crop_inputs(data.keypoints[sl], c, s)
+            x = inputs(sl, data.center[sl], data.scale[sl])
             out = model(x.to(device))
             rot.append(out.rotmat.float().cpu())
             betas.append(out.betas.float().cpu())

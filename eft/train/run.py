@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -43,6 +44,7 @@ from eft.models import (
     load_regressor,
     save_regressor,
 )
+from eft.models.ief import MeanParamsLike
 from eft.synthetic.exemplars import SyntheticConfig, generate
 from eft.synthetic.pose_bank import load_pose_bank
 
@@ -87,6 +89,8 @@ def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None,
     if spec.labels is not None:
         return _labels_set(spec.label, spec.labels, log)
 
+    if spec.path is None:  # DatasetSpec refuses this
+        raise TrainError(f"dataset {spec.label}: give 'path', 'synthetic' or 'labels'")
     aset = load_annotation_set(spec.path, spec.format)
     decisions = None
     if spec.decisions is not None:
@@ -161,13 +165,14 @@ def build_model(cfg: TrainRunConfig, data: TrainSet | None = None) -> nn.Module:
             raise TrainError(f"model.init {m.init} is a {architecture_of(model)}, but "
                              f"model.arch is {m.arch}")
         return model
+    mean: MeanParamsLike
     if m.mean_params == "data":
         mean = data_mean_params(data) if data is not None else None
     elif m.mean_params == "default":
         mean = None
     else:
         mean = str(Path(m.mean_params).expanduser())
-    kw = {} if m.dropout is None else {"dropout": m.dropout}
+    kw: dict[str, Any] = {} if m.dropout is None else {"dropout": m.dropout}
     if m.arch == "hmr":
         return HMR(mean_params=mean, n_iter=m.n_iter, **kw)
     if m.input_slots == "data" and data is not None:  # the slots any input ever fills
@@ -185,6 +190,8 @@ def build_val_sets(specs: tuple[ValSpec, ...], body,
             log(f"val set {v.label}: preparing ...")
         if v.kind == "synthetic":
             data = synthetic_eval_set(v.n, v.seed, body)
+        elif v.path is None:  # ValSpec refuses this
+            raise TrainError(f"val set {v.label}: a {v.kind} val set needs 'path'")
         elif v.kind == "h36m":
             data = load_h36m_npz(v.path, v.image_root)
         else:
@@ -278,7 +285,10 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
     model = build_model(cfg, data)
     val_sets = build_val_sets(cfg.val, body, log)
     if progress is not None:
-        cfg = cfg.replace(output={"progress": progress})
+        replaced = cfg.replace(output={"progress": progress})
+        if not isinstance(replaced, TrainRunConfig):  # replace keeps the class
+            raise TypeError(f"TrainerConfig.replace returned a {type(replaced).__name__}")
+        cfg = replaced
     trainer = Trainer(model, body, data, cfg, sampler=sampler, out_dir=out,
                       evaluate=None, desc=f"train {out.name}")
     say = log
@@ -289,7 +299,7 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
     trainer.evaluate = make_evaluator(val_sets, body, trainer.device, cfg.img_res, say)
     (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
                                      encoding="utf-8")
-    if resume:
+    if resume and last is not None:  # resume without a checkpoint was refused above
         ckpt = read_checkpoint_file(last)
         saved = dict(ckpt.get("trainer_config") or {})
         now = json.loads(json.dumps(config_to_dict(cfg)))
