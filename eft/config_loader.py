@@ -148,7 +148,7 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigKeyError(key, f"expected a mapping, got {describe(value)}")
         return dict(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, key)
     raise TypeError(f"unsupported annotation {tp!r} for {key}")
 

@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from eft.body.model import BodyModel
 from eft.config_loader import plain
@@ -115,9 +116,11 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
     and the checkpoint interval (the same), as the recipes have them.  ``cycle``:
     the view-cycle weights ``(cycle_kp3d, cycle_rotmat)`` (:func:`~eft.train.losses.
     view_cycle_loss`); ``flip_prob``: left/right flips of every sample."""
-    optim = {k: v for k, v in (("steps", steps), ("batch_size", batch_size), ("lr", lr),
-                               ("seed", seed)) if v is not None}
-    cfg = base.replace(optim=replace(base.optim, **optim))
+    o = base.optim
+    cfg = base.replace(optim=replace(
+        o, steps=o.steps if steps is None else steps,
+        batch_size=o.batch_size if batch_size is None else batch_size,
+        lr=o.lr if lr is None else lr, seed=o.seed if seed is None else seed))
     if eval_every is not None:
         cfg = cfg.replace(output={"eval_every": eval_every, "checkpoint_every": eval_every,
                                   "log_every": max(1, eval_every // 10)})
@@ -136,7 +139,7 @@ def train_prior(
     body: BodyModel,
     train: TrainSet,
     cfg: TrainerConfig,
-    on_eval: Callable[[int, KeypointRegressor], dict] | None = None,
+    on_eval: Callable[[int, nn.Module], dict] | None = None,
     progress: bool = True,
     real: TrainSet | None = None,
     out_dir: str | None = None,

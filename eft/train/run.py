@@ -285,10 +285,7 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
     model = build_model(cfg, data)
     val_sets = build_val_sets(cfg.val, body, log)
     if progress is not None:
-        replaced = cfg.replace(output={"progress": progress})
-        if not isinstance(replaced, TrainRunConfig):  # replace keeps the class
-            raise TypeError(f"TrainerConfig.replace returned a {type(replaced).__name__}")
-        cfg = replaced
+        cfg = cfg.replace(output={"progress": progress})
     trainer = Trainer(model, body, data, cfg, sampler=sampler, out_dir=out,
                       evaluate=None, desc=f"train {out.name}")
     say = log

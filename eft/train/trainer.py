@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import torch
 from torch import nn
@@ -161,8 +161,9 @@ class TrainerConfig:
         if self.optim.seed < 0:
             raise ValueError(f"optim.seed must be >= 0, got {self.optim.seed}")
 
-    def replace(self, **changes: Any) -> TrainerConfig:
-        """A copy with ``changes``; ``output=`` may be a dict of output fields to change."""
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``; ``output=`` may be a dict of output fields to change
+        (of the same class: a :class:`~eft.train.config.TrainRunConfig` stays one)."""
         out = changes.get("output")
         if isinstance(out, dict):
             changes["output"] = dataclasses.replace(self.output, **out)
@@ -255,6 +256,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(opt.seed)
         cls = torch.optim.AdamW if opt.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = cls(self.model.parameters(), lr=opt.lr, weight_decay=opt.weight_decay)
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler
         if opt.schedule == "cosine":
             self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
                 self.optimizer, T_max=opt.steps, eta_min=opt.lr * opt.lr_final_fraction)
@@ -420,7 +422,10 @@ class Trainer:
 
     def state_dict(self) -> dict:
         try:
-            arch, model_config = architecture_of(self.model), dict(self.model.config)
+            config = self.model.config
+            if not isinstance(config, dict):
+                raise TypeError("the model's config is not a dict")
+            arch, model_config = architecture_of(self.model), dict(config)
         except Exception:  # noqa: BLE001 - a model outside the registry still trains
             arch, model_config = None, None
         rng = {"torch": torch.get_rng_state(), "generator": self.generator.get_state()}
