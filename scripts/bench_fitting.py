@@ -1,20 +1,22 @@
 """Benchmark fitting: accuracy of regressor / SMPLify / EFT / EFT-head, and EFT speed
 against this CPU's roofline.
 
-    python scripts/bench_fitting.py [--n 256] [--quick]
+    python scripts/bench_fitting.py [--n 256] [--quick] [--regressor keypoint-prior-v1]
 
 Accuracy runs on synthetic exemplars from the pose bank's unseen val clips (COCO-17
-annotations with realistic noise, missing joints and truncation), starting from the
-shipped keypoint prior.  Speed runs, in one process on one thread, every exemplar doing
-all 20 iterations: EFT's sequential loop as it was before the flat engine (``torch.optim``'s
-single-tensor Adam, smplx's sequential kinematic chain), the lean sequential loop (fused
-Adam, level-wise chain), the ``torch.func`` batched path and the flat engine at B=64;
-and it measures the roofline in the same run: matmul peak (GFLOP/s), streaming
-bandwidth (GB/s, the best of ``a += b`` and fused Adam far beyond the caches), the
-model's FLOPs and minimum bytes per exemplar, and the fraction of the roofline each path
-reaches, plus where the flat engine's time goes.  ``--quick`` (fewer exemplars, no
-settings sweep) finishes in a few minutes.  Writes scripts/results/bench_fitting.json
-and bench_fitting.md.
+annotations with realistic noise, missing joints and truncation), starting from
+``--regressor``: prior v1 by default, the model the engine figures have been tracked on
+since the flat engine landed (``default`` for the shipped default prior;
+``scripts/bench_prior_cost.py`` times every shipped prior side by side).  Speed runs,
+in one process on one thread, every exemplar doing all 20 iterations: EFT's sequential
+loop as it was before the flat engine (``torch.optim``'s single-tensor Adam, smplx's
+sequential kinematic chain), the lean sequential loop (fused Adam, level-wise chain),
+the ``torch.func`` batched path and the flat engine at B=64; and it measures the
+roofline in the same run: matmul peak (GFLOP/s), streaming bandwidth (GB/s, the best of
+``a += b`` and fused Adam far beyond the caches), the model's FLOPs and minimum bytes
+per exemplar, and the fraction of the roofline each path reaches, plus where the flat
+engine's time goes. ``--quick`` (fewer exemplars, no settings sweep) finishes in a few
+minutes. Writes scripts/results/bench_fitting.json and bench_fitting.md.
 """
 
 from __future__ import annotations
@@ -355,6 +357,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="32 exemplars for accuracy, no sweep, short speed runs")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--regressor", default="keypoint-prior-v1",
+                    help="name or file of the keypoint regressor to start from")
     ap.add_argument("--no-sweep", action="store_true", help="skip the EFT settings sweep")
     ap.add_argument("--out", default=str(RESULTS / "bench_fitting.json"))
     ap.add_argument("--hmr-speed", default=None, metavar="B1,B2,...",
@@ -370,7 +374,7 @@ def main() -> None:
         hmr_speed(args)
         return
     body = BodyModel.load()
-    model = load_regressor("default")
+    model = load_regressor(args.regressor)
     data = make_prior_set(load_pose_bank().val().poses, args.n, PRIOR_VAL_SEED + 1, body)
     centers, scales = torch.as_tensor(data.center), torch.as_tensor(data.scale)
     targets = crop_inputs(torch.as_tensor(data.keypoints, dtype=torch.float32),
@@ -422,10 +426,12 @@ def main() -> None:
     result = {
         "accuracy": accuracy, "speed": speed, "pose_nll_rule": nll_rule, "sweep": sweep,
         "n": args.n, "quick": args.quick,
-        "regressor": "default keypoint prior", "val_set": "synthetic, pose-bank val clips",
+        "regressor": args.regressor, "val_set": "synthetic, pose-bank val clips",
         "seconds": timing, "machine": platform.machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "command": "python scripts/bench_fitting.py" + (" --quick" if args.quick else ""),
+        "command": "python scripts/bench_fitting.py" + (" --quick" if args.quick else "")
+                   + (f" --regressor {args.regressor}"
+                      if args.regressor != "keypoint-prior-v1" else ""),
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -489,7 +495,7 @@ def markdown(r: dict) -> str:
         for label, m in r["sweep"].items():
             extra += f"| {label} | {m['pa_mpjpe_mm']:.1f} | {m['median_px']:.1f} |\n"
     return (f"# bench_fitting\n\n`{r['command']}` — {r['n']} synthetic exemplars (unseen clips), "
-            "errors in mm, starting from the shipped keypoint prior.\n\n" + "\n".join(rows)
+            f"errors in mm, starting from `{r['regressor']}`.\n\n" + "\n".join(rows)
             + "\n\n" + head + roof + "\n".join(speed) + "\n" + extra)
 
 
