@@ -71,6 +71,15 @@ def test_eft_train_runs_the_recipe_on_a_tiny_budget(shared_data, tmp_path, capsy
     assert saved.optim.steps == 3 and saved.datasets[0].synthetic.variants == 8
     assert dataclasses.replace(saved, output=dataclasses.replace(saved.output, progress=True)) \
         == load_train_config(RECIPE, sets)
+    # the initial weights follow optim.seed, not the process's global generator
+    import torch
+
+    torch.manual_seed(987654)
+    again = [a if a != str(out) else str(tmp_path / "again") for a in argv]
+    assert main(again) == 0, capsys.readouterr().err
+    twin = load_regressor(tmp_path / "again" / "model.pt")
+    for (k, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
 
 
 def test_eft_train_trains_exactly_as_pretrain_prior(shared_data, body):

@@ -282,6 +282,7 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
 
     body = BodyModel.load(cfg.body_model)
     data, sampler = build_datasets(cfg, body, accepted_ids, log)
+    torch.manual_seed(cfg.optim.seed)  # the initial weights follow the run's seed
     model = build_model(cfg, data)
     val_sets = build_val_sets(cfg.val, body, log)
     if progress is not None:
