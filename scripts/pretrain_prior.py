@@ -10,7 +10,10 @@ v2: synthetic exemplars with every slot annotated plus seated / kneeling / bendi
 variants, each sample's inputs restricted to one real keypoint format, hidden limbs,
 and real 2D labels (COCO 2017 train, MPII train) as 2D-only samples with a GMM pose
 prior hinge (``eft.train.prior.PRIOR_V2``).  v3: v2's recipe with a network twice as
-wide (width 512, 3.2x the parameters).  Validation uses the bank's *val* clips,
+wide (width 512, 3.2x the parameters).  ``--cycle`` adds the view-cycle loss on the real
+samples (2D-3D self-supervision: each real person's predicted body is turned to a
+random view, projected and lifted again, and must come back the same); measured on v3's
+recipe and not shipped (README, "Prior v3").  Validation uses the bank's *val* clips,
 which the prior never sees.  Writes the checkpoint and a model card beside it;
 ``--work-dir`` keeps checkpoints so an interrupted run resumes.
 """
@@ -64,11 +67,17 @@ REAL_LABELS = {
 
 #: Encoder and IEF width of each recipe's network.
 RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512}
+#: Each recipe's training configuration (v3 is v2's with a wider network).
+RECIPE_CONFIG = {"v1": PRIOR_V1, "v2": PRIOR_V2, "v3": PRIOR_V2}
+#: The recipe of the shipped default prior.
+DEFAULT_RECIPE = "v3"
+#: Recipes with every input format and real 2D labels (v2's data).
+REAL_RECIPES = ("v2", "v3")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--recipe", choices=("v1", "v2", "v3"), default="v3")
+    ap.add_argument("--recipe", choices=tuple(RECIPE_WIDTH), default=DEFAULT_RECIPE)
     ap.add_argument("--out", default=None,
                     help="checkpoint (default eft/models/assets/keypoint_prior_<recipe>.pt)")
     ap.add_argument("--steps", type=int, default=None)
@@ -101,18 +110,20 @@ def main() -> None:
                          "recipe value by default)")
     ap.add_argument("--flip-prob", type=float, default=None,
                     help="left/right flip probability (recipe value by default)")
+    ap.add_argument("--grad-clip", type=float, default=None,
+                    help="gradient-norm clip, 0 = none (recipe value by default)")
     ap.add_argument("--no-card", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    v2 = args.recipe in ("v2", "v3")  # v3 is v2's recipe with a wider network
+    v2 = args.recipe in REAL_RECIPES  # v2's data and inputs
     args.width = args.width or RECIPE_WIDTH[args.recipe]
-    cfg = prior_config(PRIOR_V2 if v2 else PRIOR_V1, seed=args.seed, steps=args.steps,
+    cfg = prior_config(RECIPE_CONFIG[args.recipe], seed=args.seed, steps=args.steps,
                        batch_size=args.batch_size, eval_every=args.eval_every,
                        real_mask_prob=args.real_mask_prob,
                        cycle=(None if args.cycle is None
                               else tuple(float(v) for v in args.cycle.split(","))),
-                       flip_prob=args.flip_prob)
+                       flip_prob=args.flip_prob, grad_clip=args.grad_clip)
     real_fraction = PRIOR_V2_REAL_FRACTION if v2 else 0.0
     train_size = args.train_size or (100_000 if v2 else 80_000)
     out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")
@@ -180,6 +191,7 @@ def main() -> None:
         seen = (train_t.kp_px[..., 2] > 0).any(0)
         slots = torch.nonzero(seen).flatten().tolist()
     # Small on purpose: every exemplar fine-tunes its own copy during EFT.
+    torch.manual_seed(args.seed)  # the initial weights follow --seed
     model = KeypointRegressor(width=args.width, hidden=args.width, mean_params=mean,
                               input_slots=slots)
 
@@ -246,9 +258,10 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
     cfg = meta["config"]
     optim, loss, aug = cfg["optim"], cfg["loss"], cfg["augment"]
     recipe = meta.get("recipe", "v1")
+    flips = f", left/right flips with p = {aug['flip_prob']}" if aug.get("flip_prob") else ""
     rebuild = (f" (the same recipe: `eft train fitting/training/keypoint-prior-{recipe}.yaml`)"
-               if recipe in ("v2", "v3") else "")
-    if recipe in ("v2", "v3"):
+               if recipe in REAL_RECIPES else "")
+    if recipe in REAL_RECIPES:
         real = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
                          for k, v in meta.get("real_2d", {}).items()) or "none"
         data = f"""- Data: {meta['train_size']:,} synthetic exemplars
@@ -266,9 +279,15 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
 - Real samples: 2D reprojection of every labelled joint (hidden ones included), plus
   the GMM pose prior's NLL above {loss['pose_prior_floor']} nats x{loss['pose_prior']} and
   mean(betas^2) x{loss['betas_prior']}.
-"""
+""" + (f"""- View cycle (2D-3D self-supervision) on the real samples: each predicted body is
+  turned about its pelvis (yaw uniform in +-{aug['cycle_yaw_deg']:g} degrees, pitch std
+  {aug['cycle_pitch_std_deg']:g}), projected, framed by its present joints' box and read
+  again; the second reading's 3D keypoints must equal the turned first ones
+  (x{loss['cycle_kp3d']:g}) and its body-joint rotations the first ones
+  (x{loss['cycle_rotmat']:g}).
+""" if loss.get('cycle_kp3d', 0) or loss.get('cycle_rotmat', 0) else "")
         title = (f"prior {recipe} (`keypoint_prior_{recipe}.pt`, `keypoint-prior-{recipe}`"
-                 + (", the default)" if recipe == "v3" else ")"))
+                 + (", the default)" if recipe == DEFAULT_RECIPE else ")"))
     else:
         data = f"""- Data: {meta['train_size']:,} synthetic exemplars (`eft.synthetic.exemplars`,
   default config: varied cameras and orientations, COCO-OKS-scaled annotation noise, missing joints,
@@ -291,7 +310,7 @@ Body model: `{meta['body_model']}` (sha256 `{meta['body_model_sha256'][:16]}…`
 ## Training
 {data}- Per-step augmentation: bbox scale x U{tuple(aug['scale_range'])}, centre shift up to
   {aug['center_jitter']} of the box, {aug['kp_dropout']:.0%} extra joint dropout,
-  keypoint jitter {aug['kp_noise']}.
+  keypoint jitter {aug['kp_noise']}{flips}.
 - Loss (SPIN's terms): rotmat MSE x{loss['rotmat']}, betas MSE x{loss['betas']}, 3D
   keypoints x{loss['kp3d']}, 2D keypoints x{loss['kp2d']}, exp(-10 s)^2 x{loss['cam']}.
 - AdamW lr {optim['lr']} (cosine to {optim['lr_final_fraction']} of it),
@@ -327,7 +346,7 @@ mocap.cs.cmu.edu. The database was created with funding from NSF EIA-0196217."
 Prior {recipe} is also derived from real 2D keypoint annotations: COCO dataset,
 cocodataset.org, CC BY 4.0 (COCO 2017 train person keypoints), and the MPII Human Pose
 annotations (Simplified BSD). No image was used.
-""" if recipe in ("v2", "v3") else ""))
+""" if recipe in REAL_RECIPES else ""))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ PRIOR_V2 = PRIOR_V1.replace(
     loss=replace(PRIOR_V1.loss, pose_prior=5e-5, pose_prior_floor=0.0, betas_prior=0.01),
     augment=replace(PRIOR_V1.augment, format_prob=0.9, formats=INPUT_FORMATS,
                     hide_limb_prob=0.3, real_mask_prob=0.0))
-#: Share of each v2 batch drawn from real 2D-only labels.
+#: Share of each v2 (and v3) batch drawn from real 2D-only labels.
 PRIOR_V2_REAL_FRACTION = 0.4
 
 
@@ -111,16 +111,19 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
                  eval_every: int | None = None, seed: int | None = None,
                  real_mask_prob: float | None = None,
                  cycle: tuple[float, float] | None = None,
-                 flip_prob: float | None = None) -> TrainerConfig:
+                 flip_prob: float | None = None,
+                 grad_clip: float | None = None) -> TrainerConfig:
     """``base`` with another budget: ``eval_every`` also sets the log interval (a tenth)
     and the checkpoint interval (the same), as the recipes have them.  ``cycle``:
     the view-cycle weights ``(cycle_kp3d, cycle_rotmat)`` (:func:`~eft.train.losses.
-    view_cycle_loss`); ``flip_prob``: left/right flips of every sample."""
+    view_cycle_loss`); ``flip_prob``: left/right flips of every sample; ``grad_clip``:
+    the gradient-norm clip (0: none)."""
     o = base.optim
     cfg = base.replace(optim=replace(
         o, steps=o.steps if steps is None else steps,
         batch_size=o.batch_size if batch_size is None else batch_size,
-        lr=o.lr if lr is None else lr, seed=o.seed if seed is None else seed))
+        lr=o.lr if lr is None else lr, seed=o.seed if seed is None else seed,
+        grad_clip=o.grad_clip if grad_clip is None else grad_clip))
     if eval_every is not None:
         cfg = cfg.replace(output={"eval_every": eval_every, "checkpoint_every": eval_every,
                                   "log_every": max(1, eval_every // 10)})
