@@ -110,6 +110,8 @@ def main() -> None:
                          "recipe value by default)")
     ap.add_argument("--flip-prob", type=float, default=None,
                     help="left/right flip probability (recipe value by default)")
+    ap.add_argument("--hide-limb-prob", type=float, default=None,
+                    help="share of samples with one limb hidden (recipe value by default)")
     ap.add_argument("--grad-clip", type=float, default=None,
                     help="gradient-norm clip, 0 = none (recipe value by default)")
     ap.add_argument("--no-card", action="store_true")
@@ -123,7 +125,8 @@ def main() -> None:
                        real_mask_prob=args.real_mask_prob,
                        cycle=(None if args.cycle is None
                               else tuple(float(v) for v in args.cycle.split(","))),
-                       flip_prob=args.flip_prob, grad_clip=args.grad_clip)
+                       flip_prob=args.flip_prob, grad_clip=args.grad_clip,
+                       hide_limb_prob=args.hide_limb_prob)
     real_fraction = PRIOR_V2_REAL_FRACTION if v2 else 0.0
     train_size = args.train_size or (100_000 if v2 else 80_000)
     out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")
