@@ -412,8 +412,7 @@ def main() -> None:
     sweep = {}
     if not args.no_sweep:  # does fitting the 2D keypoints harder help 3D?
         for label, over in SWEEP.items():
-            fits = fit(model, body, FitTargets(targets, targets), cfg.replace(**over),
-                       batch_size=16, progress=False, **kw)
+            fits = fit(model, body, ft, cfg.replace(**over), batch_size=16, progress=False)
             sweep[label] = summarise(body, fits, gt_rot, gt_betas)
             print("sweep", label, json.dumps({k: round(v, 2) for k, v in sweep[label].items()}))
 
