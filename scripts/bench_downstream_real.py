@@ -46,6 +46,7 @@ from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors, sample_held_out
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor, load_regressor
+from eft.models.registry import state_dict_sha256
 from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.augment import AugmentConfig
 from eft.train.data import TrainSet, annotation_train_set, data_mean_params
@@ -77,10 +78,12 @@ def load_people(paths: list[str], n: int | None, seed: int) -> AnnotationSet:
 
 
 def smplify_fits(eft_set: AnnotationSet, prior, body, cache: Path | None) -> AnnotationSet:
-    """SMPLify fits of the people of ``eft_set`` (cached by their ids)."""
+    """SMPLify fits of the people of ``eft_set`` from ``prior`` (cached by their ids and
+    the prior's weights)."""
     exemplars = [a.exemplar for a in eft_set.annotations]
     ids_digest = hashlib.sha256("\n".join(str(e.id) for e in exemplars).encode()).hexdigest()
-    key = f"smplify_{len(exemplars)}_{ids_digest[:12]}.h5"  # stable across runs
+    prior_digest = state_dict_sha256(prior)[:12]
+    key = f"smplify_{len(exemplars)}_{ids_digest[:12]}_{prior_digest}.h5"  # stable across runs
     if cache is not None and (cache / key).is_file():
         return read_annotations(cache / key)
     ft = exemplar_batch(exemplars)
