@@ -127,9 +127,9 @@ def test_eft_train_trains_exactly_as_pretrain_prior(shared_data, body):
 
 
 def test_v3_recipe_is_v2_with_a_wider_network():
-    """Prior v3 (the default) is v2's recipe with width 512: the two YAMLs differ in the
-    model's width alone, and the shipped v3 file has that width."""
-    from eft.models.registry import DEFAULT_PRIOR, load_regressor
+    """Prior v3 is v2's recipe with width 512: the two YAMLs differ in the model's width
+    alone, and the shipped v3 file has that width."""
+    from eft.models.registry import load_regressor
 
     v3 = load_train_config(RECIPE.with_name("keypoint-prior-v3.yaml"))
     v2 = load_train_config(RECIPE)
@@ -137,7 +137,27 @@ def test_v3_recipe_is_v2_with_a_wider_network():
     assert (v3.model.width, v3.model.hidden) == (512, 512)
     assert dataclasses.replace(v3.model, width=256, hidden=256) == v2.model
     assert v3.datasets == v2.datasets
-    assert DEFAULT_PRIOR == "keypoint-prior-v3"
     model = load_regressor("keypoint-prior-v3")
     assert (model.config["width"], model.config["hidden"]) == (512, 512)
     assert model.eft_metadata["recipe"] == "v3"
+
+
+def test_v4_recipe_is_v3_twice_as_long_with_the_gradient_clipped():
+    """Prior v4 (the default): v3's YAML with 48,000 steps and grad_clip 5 and nothing
+    else changed; the shipped file was trained with exactly that configuration."""
+    from eft.models.registry import DEFAULT_PRIOR, load_regressor
+    from eft.train.prior import PRIOR_V4, config_dict
+
+    v4 = load_train_config(RECIPE.with_name("keypoint-prior-v4.yaml"))
+    v3 = load_train_config(RECIPE.with_name("keypoint-prior-v3.yaml"))
+    assert _trainer_part(v4) == PRIOR_V4
+    assert (PRIOR_V4.optim.steps, PRIOR_V4.optim.grad_clip) == (48000, 5.0)
+    assert PRIOR_V4.replace(optim=dataclasses.replace(PRIOR_V4.optim, steps=24000,
+                                                      grad_clip=0.0)) == PRIOR_V2
+    assert v4.model == v3.model and v4.datasets == v3.datasets
+    assert DEFAULT_PRIOR == "keypoint-prior-v4"
+    model = load_regressor("keypoint-prior-v4")
+    assert (model.config["width"], model.config["hidden"]) == (512, 512)
+    meta = model.eft_metadata
+    assert meta["recipe"] == "v4"
+    assert meta["config"] == config_dict(PRIOR_V4)

@@ -10,8 +10,9 @@ truth; AdamW with a cosine schedule; per-step augmentation of the keypoints by b
 framing jitter (scale and centre), extra joint dropout and small jitter, on top of the
 generator's annotation noise, missing joints and truncation.  The v2 recipe with its
 data is also the training config ``fitting/training/keypoint-prior-v2.yaml``, which
-``eft train`` runs; prior v3 (the default) is the same recipe with a network twice as
-wide (``keypoint-prior-v3.yaml``).
+``eft train`` runs; prior v3 is the same recipe with a network twice as wide
+(``keypoint-prior-v3.yaml``), and prior v4 (the default), :data:`PRIOR_V4`, trains v3's
+network twice as long with the gradient clipped (``keypoint-prior-v4.yaml``).
 """
 
 from __future__ import annotations
@@ -102,8 +103,12 @@ PRIOR_V2 = PRIOR_V1.replace(
     loss=replace(PRIOR_V1.loss, pose_prior=5e-5, pose_prior_floor=0.0, betas_prior=0.01),
     augment=replace(PRIOR_V1.augment, format_prob=0.9, formats=INPUT_FORMATS,
                     hide_limb_prob=0.3, real_mask_prob=0.0))
-#: Share of each v2 (and v3) batch drawn from real 2D-only labels.
+#: Share of each v2 (v3, v4) batch drawn from real 2D-only labels.
 PRIOR_V2_REAL_FRACTION = 0.4
+#: The v4 prior's recipe (the default's; width 512, like v3): v2's with twice the steps
+#: and the gradient norm clipped at 5, which keeps the run from diverging (see
+#: PRIOR_CARD_v4.md and fitting/training/keypoint-prior-v4.yaml).
+PRIOR_V4 = PRIOR_V2.replace(optim=replace(PRIOR_V2.optim, steps=48000, grad_clip=5.0))
 
 
 def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
@@ -216,6 +221,7 @@ __all__ = [
     "PRIOR_V1",
     "PRIOR_V2",
     "PRIOR_V2_REAL_FRACTION",
+    "PRIOR_V4",
     "prior_config",
     "V2_SYNTHETIC",
     "make_prior_v2_sets",
