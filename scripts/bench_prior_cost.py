@@ -1,7 +1,7 @@
 """What a keypoint prior's size costs EFT per exemplar: the same exemplars fitted with
 each prior, with the default engine and the ``open-prior`` recipe, timed in one run.
 
-    python scripts/bench_prior_cost.py --priors keypoint-prior-v2,keypoint-prior-v3,keypoint-prior-v4
+    python scripts/bench_prior_cost.py --priors keypoint-prior-v2,keypoint-prior-v4
 
 The priors are timed in turns (``--rounds`` times each, interleaved), so a shared
 machine's noise falls on all of them alike; the report gives each one's median
