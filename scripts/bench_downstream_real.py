@@ -14,7 +14,9 @@ trained on synthetic data only.
    + SMPL rotations + betas + camera), augmentation, steps, batch size and seed
    (``eft.train.Trainer``): (a) on the accepted EFT fits, (b) on the accepted SMPLify
    fits, (c) on synthetic people only (the v1 generator, pose bank *train* clips, with
-   their true SMPL parameters), as many samples as (a) has.
+   their true SMPL parameters), as many samples as (a) has; and, as the paper trains
+   (3D data plus EFT fits), (d) synthetic + EFT fits and (e) synthetic + SMPLify fits,
+   half of every batch from each (same steps, so the same budget).
 4. **Evaluation**, the same for the three: PA-MPJPE-14 on synthetic people from the
    pose bank's *val* clips (the priors' validation set, ``PRIOR_VAL_SEED``, which none
    of them saw), and held-out joints on real COCO val2017 / MPII Tompson val people
@@ -49,7 +51,13 @@ from eft.models import KeypointRegressor, load_regressor
 from eft.models.registry import state_dict_sha256
 from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.augment import AugmentConfig
-from eft.train.data import TrainSet, annotation_train_set, data_mean_params
+from eft.train.data import (
+    MixSampler,
+    TrainSet,
+    annotation_train_set,
+    concat_sets,
+    data_mean_params,
+)
 from eft.train.evaluate import evaluate_model, synthetic_eval_set
 from eft.train.losses import LossWeights
 from eft.train.prior import PRIOR_VAL_SEED, make_prior_set
@@ -62,7 +70,9 @@ REAL_VAL = {
     "coco": ("coco", "coco2017_keypoints/person_keypoints_val2017.json"),
     "mpii": ("mpii", "mpii_2d/mpii_valid_tompson.h5"),
 }
-METHODS = ("eft", "smplify", "synthetic")
+METHODS = ("eft", "smplify", "synthetic", "synthetic+eft", "synthetic+smplify")
+#: Share of each batch the mixed arms draw from the fits (the rest is synthetic).
+MIX_FIT_SHARE = 0.5
 
 
 def load_people(paths: list[str], n: int | None, seed: int) -> AnnotationSet:
@@ -81,11 +91,9 @@ def smplify_fits(eft_set: AnnotationSet, prior, body, cache: Path | None) -> Ann
     """SMPLify fits of the people of ``eft_set`` from ``prior`` (cached by their ids and
     the prior's weights)."""
     exemplars = [a.exemplar for a in eft_set.annotations]
-    ids_digest = hashlib.sha256("\n".join(str(e.id) for e in exemplars).encode()).hexdigest()
-    prior_digest = state_dict_sha256(prior)[:12]
-    key = f"smplify_{len(exemplars)}_{ids_digest[:12]}_{prior_digest}.h5"  # stable across runs
-    if cache is not None and (cache / key).is_file():
-        return read_annotations(cache / key)
+    cached = smplify_cache_file(eft_set, prior, cache)
+    if cached is not None:
+        return read_annotations(cached)
     ft = exemplar_batch(exemplars)
     targets, centers, scales, ids = ft.keypoints, ft.center_tensor, ft.scale_tensor, ft.id_list
     fits = []
@@ -100,8 +108,25 @@ def smplify_fits(eft_set: AnnotationSet, prior, body, cache: Path | None) -> Ann
                                    Provenance.unknown("bench_downstream_real smplify"))
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        write_annotations(aset, cache / key)
+        write_annotations(aset, _smplify_cache_path(eft_set, prior, cache))
     return aset
+
+
+def _smplify_cache_path(eft_set: AnnotationSet, prior, cache: Path) -> Path:
+    """Where the SMPLify fits of ``eft_set``'s people from ``prior`` are cached (keyed by
+    the people's ids and the prior's weights, so stable across runs)."""
+    ids = "\n".join(str(a.exemplar.id) for a in eft_set.annotations)
+    ids_digest = hashlib.sha256(ids.encode()).hexdigest()[:12]
+    return cache / f"smplify_{len(eft_set.annotations)}_{ids_digest}_" \
+                   f"{state_dict_sha256(prior)[:12]}.h5"
+
+
+def smplify_cache_file(eft_set: AnnotationSet, prior, cache: Path | None) -> Path | None:
+    """The cached SMPLify fits for ``eft_set`` and ``prior``, or None."""
+    if cache is None:
+        return None
+    path = _smplify_cache_path(eft_set, prior, cache)
+    return path if path.is_file() else None
 
 
 def held_out_sets(n: int, seed: int) -> dict:
@@ -136,6 +161,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_downstream_real"))
     ap.add_argument("--out", default="bench_downstream_real")
+    ap.add_argument("--arms", default=",".join(METHODS),
+                    help=f"training sets to compare (default all: {','.join(METHODS)})")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -147,6 +174,7 @@ def main() -> None:
     n_people = len(eft_set.annotations)
     print(f"{n_people} people with EFT fits")
     t_smplify = time.perf_counter()
+    smplify_cached = smplify_cache_file(eft_set, prior, cache) is not None
     smp_set = smplify_fits(eft_set, prior, body, cache)
     t_smplify = time.perf_counter() - t_smplify
     sets: dict[str, TrainSet] = {
@@ -180,14 +208,23 @@ def main() -> None:
         device="cpu", amp="off",
         output=OutputSpec(eval_every=max(1, args.steps // 4), checkpoint_every=0,
                           progress=True))
+    arms = args.arms.split(",")
+    unknown = sorted(set(arms) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"--arms: unknown {unknown}; choose from {METHODS}")
     results = {}
-    for name in METHODS:
+    for name in arms:
         model = copy.deepcopy(init_model)
         t = time.perf_counter()
-        Trainer(model, body, sets[name], tcfg, desc=f"train on {name}").run()
+        parts = [sets[p] for p in name.split("+")]
+        train_set, sampler = parts[0], None
+        if len(parts) == 2:  # synthetic + fits, a fixed share of each batch
+            train_set = concat_sets(parts)
+            sampler = MixSampler([len(p) for p in parts], [1 - MIX_FIT_SHARE, MIX_FIT_SHARE])
+        Trainer(model, body, train_set, tcfg, sampler=sampler, desc=f"train on {name}").run()
         model.eval()
         synth_metrics = evaluate_model(model, body, val)
-        results[name] = {"train_samples": len(sets[name]),
+        results[name] = {"train_samples": len(train_set),
                          "train_seconds": round(time.perf_counter() - t, 1),
                          "synthetic_val": synth_metrics,
                          "held_out": held_out_score(model, body, held)}
@@ -195,10 +232,13 @@ def main() -> None:
 
     out = {
         "command": "python scripts/bench_downstream_real.py " + " ".join(
-            f"--eft-fits {p}" for p in args.eft_fits) + f" --n {args.n} --steps {args.steps}",
+            f"--eft-fits {p}" for p in args.eft_fits) + f" --n {args.n} --steps {args.steps}"
+        + ("" if args.prior == "default" else f" --prior {args.prior}")
+        + ("" if arms == list(METHODS) else f" --arms {args.arms}"),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
         "people": n_people, "smplify_seconds": round(t_smplify, 1),
+        "smplify_cached": smplify_cached,
         "prior": args.prior, "steps": args.steps, "batch_size": args.batch_size,
         "seconds": round(time.perf_counter() - t0, 1), "results": results,
     }
@@ -221,11 +261,14 @@ def markdown(r: dict) -> str:
                     f"{h['mpii']['mean']:.4f} ± {h['mpii']['mean_se']:.4f} |")
     return (f"# bench_downstream_real: training on EFT fits of real labels\n\n"
             f"Command: `{r['command']}` ({r['date']}, {r['machine']}, "
-            f"{r['seconds'] / 60:.0f} min; SMPLify {r['smplify_seconds']:.0f} s).\n\n"
+            f"{r['seconds'] / 60:.0f} min; SMPLify "
+            + ("read from the cache" if r.get("smplify_cached") else
+               f"{r['smplify_seconds']:.0f} s") + ").\n\n"
             f"{r['people']:,} real people (COCO 2017 / MPII train, keypoints only) fitted "
-            f"by EFT from `{r['prior']}` and by SMPLify from the same prior; three "
-            f"regressors from scratch, {r['steps']:,} steps x {r['batch_size']} each, same "
-            "initialisation and seed. Held-out: mean hidden-joint error / keypoint box "
+            f"by EFT from `{r['prior']}` and by SMPLify from the same prior; "
+            f"{len(res)} regressors from scratch, {r['steps']:,} steps x {r['batch_size']} "
+            "each, same initialisation and seed (`a+b`: half of every batch from each). "
+            "Held-out: mean hidden-joint error / keypoint box "
             "(± standard error over people), lower is better.\n\n" + "\n".join(rows) + "\n")
 
 

@@ -35,7 +35,7 @@ import torch
 from eft.annotations import read_annotations
 from eft.body import BodyModel
 from eft.data.readers import read_dataset
-from eft.models import KeypointRegressor, save_regressor
+from eft.models import KeypointRegressor, load_regressor, save_regressor
 from eft.synthetic.exemplars import SyntheticSet
 from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.data import annotation_train_set, concat_sets, data_mean_params
@@ -44,6 +44,8 @@ from eft.train.prior import (
     PRIOR_V2,
     PRIOR_V2_REAL_FRACTION,
     PRIOR_V4,
+    PRIOR_V5,
+    PRIOR_V5_INIT,
     PRIOR_VAL_SEED,
     TensorSet,
     config_dict,
@@ -70,14 +72,17 @@ REAL_LABELS = {
 
 
 #: Encoder and IEF width of each recipe's network.
-RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512, "v4": 512}
+RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512, "v4": 512, "v5": 512}
 #: Each recipe's training configuration (v3 is v2's with a wider network; v4 trains v3's
 #: network twice as long, the gradient clipped).
-RECIPE_CONFIG = {"v1": PRIOR_V1, "v2": PRIOR_V2, "v3": PRIOR_V2, "v4": PRIOR_V4}
+RECIPE_CONFIG = {"v1": PRIOR_V1, "v2": PRIOR_V2, "v3": PRIOR_V2, "v4": PRIOR_V4,
+                 "v5": PRIOR_V5}
+#: Recipes that start from a shipped prior's weights instead of from scratch.
+RECIPE_INIT = {"v5": PRIOR_V5_INIT}
 #: The recipe of the shipped default prior.
 DEFAULT_RECIPE = "v4"
 #: Recipes with every input format and real 2D labels (v2's data).
-REAL_RECIPES = ("v2", "v3", "v4")
+REAL_RECIPES = ("v2", "v3", "v4", "v5")
 
 
 def main() -> None:
@@ -119,13 +124,18 @@ def main() -> None:
                     help="share of samples with one limb hidden (recipe value by default)")
     ap.add_argument("--grad-clip", type=float, default=None,
                     help="gradient-norm clip, 0 = none (recipe value by default)")
+    ap.add_argument("--init", default=None,
+                    help="start from this regressor (a shipped prior's name or a file) "
+                         "instead of from scratch (recipe value by default: v5 starts "
+                         "from keypoint-prior-v4)")
     ap.add_argument("--no-card", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     v2 = args.recipe in REAL_RECIPES  # v2's data and inputs
     args.width = args.width or RECIPE_WIDTH[args.recipe]
-    cfg = prior_config(RECIPE_CONFIG[args.recipe], seed=args.seed, steps=args.steps,
+    base = RECIPE_CONFIG[args.recipe]  # --seed shifts the recipe's optimiser seed
+    cfg = prior_config(base, seed=base.optim.seed + args.seed, steps=args.steps,
                        batch_size=args.batch_size, eval_every=args.eval_every,
                        real_mask_prob=args.real_mask_prob,
                        cycle=(None if args.cycle is None
@@ -200,8 +210,16 @@ def main() -> None:
         slots = torch.nonzero(seen).flatten().tolist()
     # Small on purpose: every exemplar fine-tunes its own copy during EFT.
     torch.manual_seed(args.seed)  # the initial weights follow --seed
-    model = KeypointRegressor(width=args.width, hidden=args.width, mean_params=mean,
-                              input_slots=slots)
+    init = args.init or RECIPE_INIT.get(args.recipe)
+    if init is None:
+        model = KeypointRegressor(width=args.width, hidden=args.width, mean_params=mean,
+                                  input_slots=slots)
+    else:  # a warm start: the network, its IEF start and its input slots as they were
+        model = load_regressor(init)
+        if not isinstance(model, KeypointRegressor) or model.width != args.width:
+            raise SystemExit(f"--init {init}: not a width-{args.width} KeypointRegressor")
+        model.train()
+        print(f"starting from {init}")
 
     def on_eval(step, m):
         return {f"{k}_{name}" if name != "val" else k: v
@@ -221,7 +239,7 @@ def main() -> None:
         "description": f"eft keypoint prior {args.recipe}: KeypointRegressor pretrained on "
                        + ("synthetic exemplars and real 2D labels" if v2 else
                           "synthetic exemplars"),
-        "recipe": args.recipe, "width": args.width,
+        "recipe": args.recipe, "width": args.width, "init": init,
         "train_size": int(len(train_t)), "val_size": args.val_size,
         "real_2d": real_counts,
         "train_clips": int(len(set(bank.train().clip.tolist()))),

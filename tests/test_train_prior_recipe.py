@@ -161,3 +161,28 @@ def test_v4_recipe_is_v3_twice_as_long_with_the_gradient_clipped():
     meta = model.eft_metadata
     assert meta["recipe"] == "v4"
     assert meta["config"] == config_dict(PRIOR_V4)
+
+
+def test_v5_recipe_is_v4_warm_started_from_v4():
+    """Prior v5: v4's YAML started from v4's weights (``model.init``) at half the peak
+    rate with the batches' seed moved to 1, nothing else changed; ``eft train`` builds
+    its model as v4 itself."""
+    import torch
+
+    from eft.models.registry import load_regressor
+    from eft.train.prior import PRIOR_V4, PRIOR_V5, PRIOR_V5_INIT
+    from eft.train.run import build_model
+
+    v5 = load_train_config(RECIPE.with_name("keypoint-prior-v5.yaml"))
+    v4 = load_train_config(RECIPE.with_name("keypoint-prior-v4.yaml"))
+    assert _trainer_part(v5) == PRIOR_V5
+    assert (PRIOR_V5.optim.lr, PRIOR_V5.optim.seed, PRIOR_V5.optim.steps) == (2.5e-4, 1, 48000)
+    assert PRIOR_V5.replace(optim=dataclasses.replace(PRIOR_V5.optim, lr=5e-4, seed=0)) \
+        == PRIOR_V4
+    assert PRIOR_V5_INIT == "keypoint-prior-v4" and v5.model.init == PRIOR_V5_INIT
+    assert dataclasses.replace(v5.model, init=None) == v4.model
+    assert v5.datasets == v4.datasets  # the synthetic people keep seed 0
+    start, v4_model = build_model(v5), load_regressor("keypoint-prior-v4")
+    for (k, a), b in zip(start.state_dict().items(), v4_model.state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k

@@ -109,6 +109,13 @@ PRIOR_V2_REAL_FRACTION = 0.4
 #: and the gradient norm clipped at 5, which keeps the run from diverging (see
 #: PRIOR_CARD_v4.md and fitting/training/keypoint-prior-v4.yaml).
 PRIOR_V4 = PRIOR_V2.replace(optim=replace(PRIOR_V2.optim, steps=48000, grad_clip=5.0))
+#: The v5 prior's recipe: v4's, started from v4's weights (:data:`PRIOR_V5_INIT`) for a
+#: second cosine cycle at half the peak rate, so the network sees 96,000 steps in all;
+#: seed 1, so the second cycle draws other batches than the first
+#: (see fitting/training/keypoint-prior-v5.yaml).
+PRIOR_V5 = PRIOR_V4.replace(optim=replace(PRIOR_V4.optim, lr=2.5e-4, seed=1))
+#: The regressor the v5 recipe starts from.
+PRIOR_V5_INIT = "keypoint-prior-v4"
 
 
 def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
@@ -222,6 +229,8 @@ __all__ = [
     "PRIOR_V2",
     "PRIOR_V2_REAL_FRACTION",
     "PRIOR_V4",
+    "PRIOR_V5",
+    "PRIOR_V5_INIT",
     "prior_config",
     "V2_SYNTHETIC",
     "make_prior_v2_sets",
