@@ -1,6 +1,7 @@
-"""Train the embedded keypoint prior on the CPU (v4 by default, v1-v3 kept reproducible).
+"""Train the embedded keypoint prior on the CPU (v5 by default, v1-v4 kept reproducible).
 
-    python scripts/pretrain_prior.py                 # prior v4, the shipped default
+    python scripts/pretrain_prior.py                 # prior v5, the shipped default
+    python scripts/pretrain_prior.py --recipe v4     # prior v4 (from scratch; v5 starts here)
     python scripts/pretrain_prior.py --recipe v3     # prior v3 (half v4's steps, no clip)
     python scripts/pretrain_prior.py --recipe v2     # prior v2 (width 256)
     python scripts/pretrain_prior.py --recipe v1 --out eft/models/assets/keypoint_prior_v1.pt
@@ -13,6 +14,9 @@ and real 2D labels (COCO 2017 train, MPII train) as 2D-only samples with a GMM p
 prior hinge (``eft.train.prior.PRIOR_V2``).  v3: v2's recipe with a network twice as
 wide (width 512, 3.2x the parameters).  v4: v3's network trained twice as long
 (48,000 steps) with the gradient norm clipped at 5 (``eft.train.prior.PRIOR_V4``).
+v5: v4's recipe again, started from v4's weights at half the peak rate with another
+batch seed (``eft.train.prior.PRIOR_V5``; 96,000 steps in all); ``--init`` warm-starts
+any recipe from a shipped prior or a file.
 ``--cycle`` adds the view-cycle loss on the real samples (2D-3D self-supervision: each
 real person's predicted body is turned to a random view, projected and lifted again, and
 must come back the same); measured on v3's recipe and not shipped (README, "Prior
@@ -111,7 +115,7 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None,
                     help="folder for training checkpoints; a rerun resumes from them")
     ap.add_argument("--width", type=int, default=None,
-                    help="encoder and IEF width (v1, v2: 256; v3, v4: 512)")
+                    help="encoder and IEF width (v1, v2: 256; v3-v5: 512)")
     ap.add_argument("--real-mask-prob", type=float, default=None,
                     help="v2: share of synthetic samples that take a real person's missing "
                          "joints (calibrated missingness; recipe value by default)")
@@ -289,6 +293,9 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
             else "")
     rebuild = (f" (the same recipe: `eft train fitting/training/keypoint-prior-{recipe}.yaml`)"
                if recipe in REAL_RECIPES else "")
+    warm = (f", starting from `{meta['init']}`'s weights (a warm start: its network, "
+            "IEF start and input slots; the steps below are this run's only)"
+            if meta.get("init") else "")
     if recipe in REAL_RECIPES:
         real = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}"
                          for k, v in meta.get("real_2d", {}).items()) or "none"
@@ -342,7 +349,7 @@ Body model: `{meta['body_model']}` (sha256 `{meta['body_model_sha256'][:16]}…`
 - Loss (SPIN's terms): rotmat MSE x{loss['rotmat']}, betas MSE x{loss['betas']}, 3D
   keypoints x{loss['kp3d']}, 2D keypoints x{loss['kp2d']}, exp(-10 s)^2 x{loss['cam']}.
 - AdamW lr {optim['lr']} (cosine to {optim['lr_final_fraction']} of it),
-  batch {optim['batch_size']}, {optim['steps']:,} steps, seed {optim['seed']}{clip};
+  batch {optim['batch_size']}, {optim['steps']:,} steps, seed {optim['seed']}{clip}{warm};
   {meta['seconds_total'] / 60:.1f} min in all
   ({meta['seconds_data']:.0f} s generating data) on a {meta['machine']} CPU,
   {meta['threads']} torch thread(s), torch {meta['torch']}.
