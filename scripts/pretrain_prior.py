@@ -84,7 +84,7 @@ RECIPE_CONFIG = {"v1": PRIOR_V1, "v2": PRIOR_V2, "v3": PRIOR_V2, "v4": PRIOR_V4,
 #: Recipes that start from a shipped prior's weights instead of from scratch.
 RECIPE_INIT = {"v5": PRIOR_V5_INIT}
 #: The recipe of the shipped default prior.
-DEFAULT_RECIPE = "v4"
+DEFAULT_RECIPE = "v5"
 #: Recipes with every input format and real 2D labels (v2's data).
 REAL_RECIPES = ("v2", "v3", "v4", "v5")
 

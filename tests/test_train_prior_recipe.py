@@ -155,7 +155,7 @@ def test_v4_recipe_is_v3_twice_as_long_with_the_gradient_clipped():
     assert PRIOR_V4.replace(optim=dataclasses.replace(PRIOR_V4.optim, steps=24000,
                                                       grad_clip=0.0)) == PRIOR_V2
     assert v4.model == v3.model and v4.datasets == v3.datasets
-    assert DEFAULT_PRIOR == "keypoint-prior-v4"
+    assert DEFAULT_PRIOR != "keypoint-prior-v3"
     model = load_regressor("keypoint-prior-v4")
     assert (model.config["width"], model.config["hidden"]) == (512, 512)
     meta = model.eft_metadata
@@ -186,3 +186,22 @@ def test_v5_recipe_is_v4_warm_started_from_v4():
     for (k, a), b in zip(start.state_dict().items(), v4_model.state_dict().values(),
                          strict=True):
         assert torch.equal(a, b), k
+
+
+def test_shipped_v5_is_the_default_and_was_trained_by_its_recipe():
+    """The shipped v5 file: the default prior, v4's network and input slots, trained with
+    exactly ``PRIOR_V5`` from v4's weights, and not v4's weights any more."""
+    import torch
+
+    from eft.models.registry import DEFAULT_PRIOR, load_regressor
+    from eft.train.prior import PRIOR_V5, PRIOR_V5_INIT, config_dict
+
+    assert DEFAULT_PRIOR == "keypoint-prior-v5"
+    v5, v4 = load_regressor("keypoint-prior-v5"), load_regressor(PRIOR_V5_INIT)
+    assert v5.config == v4.config and v5.input_slots == v4.input_slots
+    meta = v5.eft_metadata
+    assert (meta["recipe"], meta["init"]) == ("v5", PRIOR_V5_INIT)
+    assert meta["config"] == config_dict(PRIOR_V5)
+    moved = [k for k, a in v5.state_dict().items()
+             if a.is_floating_point() and not torch.equal(a, v4.state_dict()[k])]
+    assert len(moved) > 10

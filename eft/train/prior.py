@@ -11,8 +11,10 @@ framing jitter (scale and centre), extra joint dropout and small jitter, on top 
 generator's annotation noise, missing joints and truncation.  The v2 recipe with its
 data is also the training config ``fitting/training/keypoint-prior-v2.yaml``, which
 ``eft train`` runs; prior v3 is the same recipe with a network twice as wide
-(``keypoint-prior-v3.yaml``), and prior v4 (the default), :data:`PRIOR_V4`, trains v3's
-network twice as long with the gradient clipped (``keypoint-prior-v4.yaml``).
+(``keypoint-prior-v3.yaml``), prior v4, :data:`PRIOR_V4`, trains v3's network twice
+as long with the gradient clipped (``keypoint-prior-v4.yaml``), and prior v5 (the
+default), :data:`PRIOR_V5`, continues from v4's weights for a second cycle of v4's
+recipe (``keypoint-prior-v5.yaml``).
 """
 
 from __future__ import annotations
