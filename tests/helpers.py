@@ -9,6 +9,7 @@ is skipped with the reason shown (``-ra``), except on CI (``CI=true``), where it
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from pathlib import Path
 from types import ModuleType
@@ -17,8 +18,25 @@ import pytest
 
 from eft.review.background import live_server
 
-__all__ = ["live_server", "on_ci", "require", "require_file", "require_module",
-           "test_data_dir"]
+__all__ = ["live_server", "load_script", "on_ci", "require", "require_file",
+           "require_module", "test_data_dir"]
+
+_SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` imported as a module (once per session, registered as
+    ``<name>_under_test`` so its dataclasses and pickles resolve)."""
+    import sys
+
+    key = f"{name}_under_test"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, _SCRIPTS / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
 
 
 def on_ci() -> bool:

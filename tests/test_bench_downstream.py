@@ -4,21 +4,15 @@ seeds differently in every process)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO_ROOT / "scripts" / "bench_downstream.py"
-    spec = importlib.util.spec_from_file_location("bench_downstream_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_downstream")
 
 
 def _weights(model) -> torch.Tensor:

@@ -4,23 +4,18 @@ closed forms on a known similarity transform."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO_ROOT / "scripts" / "bench_eft_formats.py"
-    spec = importlib.util.spec_from_file_location("bench_eft_formats_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_eft_formats")
 
 
 def test_restrict_keeps_exactly_the_formats_slots(bench):

@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,9 +28,8 @@ from eft.fitting.heldout import (
     visible_crop,
 )
 from eft.fitting.records import Fit, FitQuality
-from tests.helpers import require_file
+from tests.helpers import load_script, require_file
 
-REPO = Path(__file__).resolve().parents[1]
 I = SPIN49_INDEX
 
 # A standing person, image px: (SPIN-49 name, x, y).
@@ -233,11 +230,7 @@ def test_mean_pose_of_a_mean_pose_person_is_exact(body):
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "bench_real2d", REPO / "scripts" / "bench_real2d.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("bench_real2d")
 
 
 def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):

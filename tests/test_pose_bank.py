@@ -6,9 +6,7 @@ spread over each clip, default settings); the measured values are in the comment
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +36,7 @@ from eft.synthetic.pose_bank import (
     pose_distance_deg,
     remove_heading,
 )
-from tests.helpers import require_file
+from tests.helpers import load_script, require_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ASSETS = REPO_ROOT / "eft" / "synthetic" / "assets"
@@ -335,14 +333,7 @@ def test_load_errors(tmp_path):
 
 
 def _build_script():
-    name = "build_pose_bank_under_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, REPO_ROOT / "scripts" / "build_pose_bank.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return load_script("build_pose_bank")
 
 
 def test_frame_checks_drop_broken_frames(shared_data):
