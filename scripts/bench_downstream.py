@@ -45,7 +45,7 @@ import torch
 
 from eft.annotations import AnnotationSet, Provenance
 from eft.body import BodyModel
-from eft.fitting import EFTConfig, FitTargets, fit, smplify
+from eft.fitting import EFTConfig, FitTargets, fit, fits_to_tensors, smplify
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor, load_regressor, save_regressor
 from eft.synthetic.pose_bank import load_pose_bank
@@ -103,8 +103,7 @@ def pseudo_ground_truth(prior, body, targets, centers, scales, ids, batch: int):
 
 def fit_accuracy(body, fits, gt_rot, gt_betas) -> dict:
     """Pseudo-ground truth against the truth (mm), all fits and the accepted ones."""
-    rot = torch.as_tensor(np.stack([f.rotmat for f in fits]), dtype=torch.float32)
-    betas = torch.as_tensor(np.stack([f.betas for f in fits]), dtype=torch.float32)
+    rot, betas = fits_to_tensors(fits)
     ok = np.array([f.quality.accepted for f in fits])
     out = {"all": evaluate_bodies(body, rot, betas, gt_rot, gt_betas),
            "accept_rate": float(ok.mean())}

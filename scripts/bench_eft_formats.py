@@ -36,7 +36,7 @@ import torch
 
 from eft.body import BodyModel
 from eft.body.joints import LSP14_NAMES
-from eft.fitting import SmplifyConfig, exemplar_batch, fit, smplify
+from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
 from eft.fitting.config import eft_preset
 from eft.geometry.metrics import procrustes_align
 from eft.geometry.rotations import axis_angle_to_rotmat
@@ -63,20 +63,8 @@ def restrict(exemplars: list, fmt: str) -> list:
 
 def run(model, body, exemplars: list, method: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(rotmat (N, 24, 3, 3), betas (N, 10)) of ``method``'s fits."""
-    ft = exemplar_batch(exemplars)
-    if method == "smplify":
-        with torch.no_grad():
-            init = model(ft.keypoints)
-        fits = smplify(body, ft.keypoints, init=init, config=SmplifyConfig(), batch_size=256,
-                       progress=False, exemplar_ids=ft.ids, centers=ft.centers,
-                       scales=ft.scales)
-    else:
-        cfg = eft_preset("eft", max_iters=1) if method == "regressor" else \
-            eft_preset("open-prior")
-        fits = fit(model, body, ft, cfg, batch_size=64, progress=False)
-    rot = torch.as_tensor(np.stack([f.rotmat for f in fits]), dtype=torch.float32)
-    betas = torch.as_tensor(np.stack([f.betas for f in fits]), dtype=torch.float32)
-    return rot, betas
+    cfg = eft_preset("open-prior") if method == "eft" else None
+    return fits_to_tensors(fit_method(method, model, body, exemplar_batch(exemplars), cfg))
 
 
 def errors(pred14: torch.Tensor, gt14: torch.Tensor) -> dict[str, np.ndarray]:

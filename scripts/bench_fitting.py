@@ -41,6 +41,7 @@ from eft.fitting import (
     fit_batched,
     fit_flat,
     fit_sequential,
+    fits_to_tensors,
     load_default_pose_prior,
     smplify,
 )
@@ -53,8 +54,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def summarise(body, fits, gt_rot, gt_betas) -> dict:
-    rot = torch.as_tensor(np.stack([f.rotmat for f in fits]), dtype=torch.float32)
-    betas = torch.as_tensor(np.stack([f.betas for f in fits]), dtype=torch.float32)
+    rot, betas = fits_to_tensors(fits)
     m = evaluate_bodies(body, rot, betas, gt_rot, gt_betas)
     px = np.array([f.quality.reproj_px for f in fits], dtype=float)
     m["median_px"] = float(np.nanmedian(px))

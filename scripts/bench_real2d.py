@@ -77,11 +77,9 @@ from eft.fitting import (
     EFTConfig,
     SmplifyConfig,
     exemplar_batch,
-    fit,
+    fit_method,
     load_default_pose_prior,
-    smplify,
 )
-from eft.fitting.baselines import mean_pose_fits
 from eft.fitting.heldout import (
     LIMB_ORDER,
     held_out_errors,
@@ -174,22 +172,9 @@ def subset(n_total: int, n: int | None, seed: int, name: str, what: str) -> np.n
 # ---------------------------------------------------------------------------
 
 def run_method(method, exemplars, model, body, cfg, scfg, prior, batch_size):
-    ft = exemplar_batch(exemplars)
-    if method == "mean":
-        return mean_pose_fits(model, body, ft, cfg, pose_prior=prior)
-    if method == "regressor":
-        return fit(model, body, ft, cfg.replace(max_iters=1), batch_size=max(batch_size, 64),
-                   progress=False, pose_prior=prior)
-    if method == "eft":
-        return fit(model, body, ft, cfg, batch_size=batch_size, progress=True,
-                   pose_prior=prior)
-    if method == "smplify":
-        with torch.no_grad():
-            init = model(ft.keypoints)
-        return smplify(body, ft.keypoints, init=init, config=scfg, pose_prior=prior,
-                       batch_size=256, progress=True, exemplar_ids=ft.ids,
-                       centers=ft.centers, scales=ft.scales)
-    raise ValueError(method)
+    return fit_method(method, model, body, exemplar_batch(exemplars), cfg,
+                      smplify_config=scfg, batch_size=batch_size,
+                      progress=method in ("eft", "smplify"), pose_prior=prior)
 
 
 def percentiles(values: np.ndarray) -> dict:

@@ -1,7 +1,7 @@
 """Tune EFT's settings for a keypoint prior: held-out joints on real labels and 3D on
 synthetic val, for a grid of settings, in one run.
 
-    python scripts/tune_eft.py --regressor keypoint-prior-v5
+    python scripts/tune_eft.py --regressor keypoint-prior-v6
     python scripts/tune_eft.py --grid "lr=1e-5,3e-5;max_iters=10,20;with_ankles=0,1"
 
 For every combination of the grid (over the ``"eft"`` preset, EFT's published recipe):
@@ -33,7 +33,7 @@ import torch
 
 from eft.body import BodyModel
 from eft.data.readers import read_dataset
-from eft.fitting import SmplifyConfig, exemplar_batch, fit, smplify
+from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
 from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors, sample_held_out
 from eft.geometry.rotations import axis_angle_to_rotmat
@@ -66,26 +66,15 @@ def held_out_people(n: int, seed: int) -> dict:
             for name, (kind, rel) in REAL.items()}
 
 
-def run(model, body, exemplars, method: str, cfg=None):
-    ft = exemplar_batch(exemplars)
-    if method == "smplify":
-        with torch.no_grad():
-            init = model(ft.keypoints)
-        return smplify(body, ft.keypoints, init=init, config=SmplifyConfig(), batch_size=256,
-                       progress=False, exemplar_ids=ft.ids, centers=ft.centers,
-                       scales=ft.scales)
-    return fit(model, body, ft, cfg, batch_size=64, progress=False)
-
-
 def score(model, body, held: dict, synth, gt, method: str, cfg=None) -> dict:
     row = {}
     for name, people in held.items():
-        fits = run(model, body, [h.exemplar for h in people], method, cfg)
+        fits = fit_method(method, model, body,
+                          exemplar_batch([h.exemplar for h in people]), cfg)
         row[f"heldout_{name}"] = held_out_errors(people, fits).summary().mean
-    fits = run(model, body, synth, method, cfg)
-    rot = torch.as_tensor(np.stack([f.rotmat for f in fits]), dtype=torch.float32)
-    betas = torch.as_tensor(np.stack([f.betas for f in fits]), dtype=torch.float32)
-    row["synth_pa_mpjpe_mm"] = evaluate_bodies(body, rot, betas, *gt)["pa_mpjpe_mm"]
+    fits = fit_method(method, model, body, exemplar_batch(synth), cfg)
+    row["synth_pa_mpjpe_mm"] = evaluate_bodies(body, *fits_to_tensors(fits),
+                                               *gt)["pa_mpjpe_mm"]
     row["mean_iters"] = float(np.mean([f.quality.iterations for f in fits]))
     return row
 
@@ -109,8 +98,7 @@ def main() -> None:
     rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
                                .reshape(-1, 24, 3))
     gt = (rot, torch.as_tensor(val.betas, dtype=torch.float32))
-    rows = {"regressor": score(model, body, held, synth, gt, "eft",
-                               eft_preset("eft", max_iters=1)),
+    rows = {"regressor": score(model, body, held, synth, gt, "regressor"),
             "smplify": score(model, body, held, synth, gt, "smplify")}
     print(json.dumps(rows))
     for combo in parse_grid(args.grid):

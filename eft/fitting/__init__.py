@@ -8,6 +8,7 @@
 * :func:`rejudge` / :func:`apply_rules` - re-apply other acceptance rules to fits.
 
 * :func:`smplify` / :class:`SmplifyConfig` - the batched SMPLify-style baseline.
+* :func:`fit_method` - mean pose, regressor, SMPLify or EFT by name (benchmarks).
 * :class:`GMMPosePrior` / :func:`load_default_pose_prior` - pose prior fitted on the bank.
 
 Records (:class:`Fit`, :class:`FitQuality`) live in :mod:`eft.fitting.records`.
@@ -17,6 +18,7 @@ from . import config as _config
 from . import engine as _engine
 from . import flat as _flat
 from . import losses as _losses
+from . import methods as _methods
 from . import pose_prior as _pose_prior
 from . import quality as _quality
 from . import records as _records
@@ -25,6 +27,7 @@ from .config import *  # noqa: F403
 from .engine import *  # noqa: F403
 from .flat import *  # noqa: F403
 from .losses import *  # noqa: F403
+from .methods import *  # noqa: F403
 from .pose_prior import *  # noqa: F403
 from .quality import *  # noqa: F403
 from .records import *  # noqa: F403
@@ -39,4 +42,5 @@ __all__ = [
     *_quality.__all__,
     *_engine.__all__,
     *_flat.__all__,
+    *_methods.__all__,
 ]
