@@ -16,7 +16,8 @@ trained on synthetic data only.
    fits, (c) on synthetic people only (the v1 generator, pose bank *train* clips, with
    their true SMPL parameters), as many samples as (a) has; and, as the paper trains
    (3D data plus EFT fits), (d) synthetic + EFT fits and (e) synthetic + SMPLify fits,
-   half of every batch from each (same steps, so the same budget).
+   half of every batch from each by default (``--mix-share``: the fits' share; same
+   steps, so the same budget).
 4. **Evaluation**, the same for the three: PA-MPJPE-14 on synthetic people from the
    pose bank's *val* clips (the priors' validation set, ``PRIOR_VAL_SEED``, which none
    of them saw), and held-out joints on real COCO val2017 / MPII Tompson val people
@@ -161,9 +162,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=str(ROOT / "runs" / "bench_downstream_real"))
     ap.add_argument("--out", default="bench_downstream_real")
+    ap.add_argument("--mix-share", type=float, default=MIX_FIT_SHARE,
+                    help="share of each batch the mixed arms draw from the fits "
+                         f"(default {MIX_FIT_SHARE})")
     ap.add_argument("--arms", default=",".join(METHODS),
                     help=f"training sets to compare (default all: {','.join(METHODS)})")
     args = ap.parse_args()
+    if not 0.0 < args.mix_share < 1.0:
+        raise SystemExit(f"--mix-share must be between 0 and 1, got {args.mix_share}")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     body = BodyModel.load()
@@ -220,7 +226,7 @@ def main() -> None:
         train_set, sampler = parts[0], None
         if len(parts) == 2:  # synthetic + fits, a fixed share of each batch
             train_set = concat_sets(parts)
-            sampler = MixSampler([len(p) for p in parts], [1 - MIX_FIT_SHARE, MIX_FIT_SHARE])
+            sampler = MixSampler([len(p) for p in parts], [1 - args.mix_share, args.mix_share])
         Trainer(model, body, train_set, tcfg, sampler=sampler, desc=f"train on {name}").run()
         model.eval()
         synth_metrics = evaluate_model(model, body, val)
@@ -234,18 +240,26 @@ def main() -> None:
         "command": "python scripts/bench_downstream_real.py " + " ".join(
             f"--eft-fits {p}" for p in args.eft_fits) + f" --n {args.n} --steps {args.steps}"
         + ("" if args.prior == "default" else f" --prior {args.prior}")
-        + ("" if arms == list(METHODS) else f" --arms {args.arms}"),
+        + ("" if arms == list(METHODS) else f" --arms {args.arms}")
+        + ("" if args.mix_share == MIX_FIT_SHARE else f" --mix-share {args.mix_share:g}"),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
         "people": n_people, "smplify_seconds": round(t_smplify, 1),
         "smplify_cached": smplify_cached,
-        "prior": args.prior, "steps": args.steps, "batch_size": args.batch_size,
+        "prior": args.prior, "mix_share": args.mix_share, "steps": args.steps,
+        "batch_size": args.batch_size,
         "seconds": round(time.perf_counter() - t0, 1), "results": results,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1))
     (RESULTS / f"{args.out}.md").write_text(markdown(out))
     print(markdown(out))
+
+
+def _share_text(share: float) -> str:
+    if share == 0.5:
+        return "half of every batch from each"
+    return f"{share:.0%} of every batch from the fits, the rest synthetic"
 
 
 def markdown(r: dict) -> str:
@@ -267,7 +281,8 @@ def markdown(r: dict) -> str:
             f"{r['people']:,} real people (COCO 2017 / MPII train, keypoints only) fitted "
             f"by EFT from `{r['prior']}` and by SMPLify from the same prior; "
             f"{len(res)} regressors from scratch, {r['steps']:,} steps x {r['batch_size']} "
-            "each, same initialisation and seed (`a+b`: half of every batch from each). "
+            "each, same initialisation and seed (`synthetic+b`: "
+            + _share_text(r.get("mix_share", MIX_FIT_SHARE)) + "). "
             "Held-out: mean hidden-joint error / keypoint box "
             "(± standard error over people), lower is better.\n\n" + "\n".join(rows) + "\n")
 
