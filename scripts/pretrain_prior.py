@@ -1,6 +1,7 @@
-"""Train the embedded keypoint prior on the CPU (v5 by default, v1-v4 kept reproducible).
+"""Train the embedded keypoint prior on the CPU (v6 by default, v1-v5 kept reproducible).
 
-    python scripts/pretrain_prior.py                 # prior v5, the shipped default
+    python scripts/pretrain_prior.py                 # prior v6, the shipped default
+    python scripts/pretrain_prior.py --recipe v5     # prior v5 (from v4; v6 starts here)
     python scripts/pretrain_prior.py --recipe v4     # prior v4 (from scratch; v5 starts here)
     python scripts/pretrain_prior.py --recipe v3     # prior v3 (half v4's steps, no clip)
     python scripts/pretrain_prior.py --recipe v2     # prior v2 (width 256)
@@ -15,8 +16,9 @@ prior hinge (``eft.train.prior.PRIOR_V2``).  v3: v2's recipe with a network twic
 wide (width 512, 3.2x the parameters).  v4: v3's network trained twice as long
 (48,000 steps) with the gradient norm clipped at 5 (``eft.train.prior.PRIOR_V4``).
 v5: v4's recipe again, started from v4's weights at half the peak rate with another
-batch seed (``eft.train.prior.PRIOR_V5``; 96,000 steps in all); ``--init`` warm-starts
-any recipe from a shipped prior or a file.
+batch seed (``eft.train.prior.PRIOR_V5``; 96,000 steps in all).  v6: v5's recipe again
+from v5's weights, batch seed 2 (``eft.train.prior.PRIOR_V6``; 144,000 steps in all).
+``--init`` warm-starts any recipe from a shipped prior or a file.
 ``--cycle`` adds the view-cycle loss on the real samples (2D-3D self-supervision: each
 real person's predicted body is turned to a random view, projected and lifted again, and
 must come back the same); measured on v3's recipe and not shipped (README, "Prior
@@ -50,6 +52,8 @@ from eft.train.prior import (
     PRIOR_V4,
     PRIOR_V5,
     PRIOR_V5_INIT,
+    PRIOR_V6,
+    PRIOR_V6_INIT,
     PRIOR_VAL_SEED,
     TensorSet,
     config_dict,
@@ -76,17 +80,17 @@ REAL_LABELS = {
 
 
 #: Encoder and IEF width of each recipe's network.
-RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512, "v4": 512, "v5": 512}
+RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512, "v4": 512, "v5": 512, "v6": 512}
 #: Each recipe's training configuration (v3 is v2's with a wider network; v4 trains v3's
 #: network twice as long, the gradient clipped).
 RECIPE_CONFIG = {"v1": PRIOR_V1, "v2": PRIOR_V2, "v3": PRIOR_V2, "v4": PRIOR_V4,
-                 "v5": PRIOR_V5}
+                 "v5": PRIOR_V5, "v6": PRIOR_V6}
 #: Recipes that start from a shipped prior's weights instead of from scratch.
-RECIPE_INIT = {"v5": PRIOR_V5_INIT}
+RECIPE_INIT = {"v5": PRIOR_V5_INIT, "v6": PRIOR_V6_INIT}
 #: The recipe of the shipped default prior.
-DEFAULT_RECIPE = "v5"
+DEFAULT_RECIPE = "v6"
 #: Recipes with every input format and real 2D labels (v2's data).
-REAL_RECIPES = ("v2", "v3", "v4", "v5")
+REAL_RECIPES = ("v2", "v3", "v4", "v5", "v6")
 
 
 def main() -> None:
@@ -115,7 +119,7 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None,
                     help="folder for training checkpoints; a rerun resumes from them")
     ap.add_argument("--width", type=int, default=None,
-                    help="encoder and IEF width (v1, v2: 256; v3-v5: 512)")
+                    help="encoder and IEF width (v1, v2: 256; v3-v6: 512)")
     ap.add_argument("--real-mask-prob", type=float, default=None,
                     help="v2: share of synthetic samples that take a real person's missing "
                          "joints (calibrated missingness; recipe value by default)")

@@ -143,7 +143,7 @@ def test_v3_recipe_is_v2_with_a_wider_network():
 
 
 def test_v4_recipe_is_v3_twice_as_long_with_the_gradient_clipped():
-    """Prior v4 (the default): v3's YAML with 48,000 steps and grad_clip 5 and nothing
+    """Prior v4: v3's YAML with 48,000 steps and grad_clip 5 and nothing
     else changed; the shipped file was trained with exactly that configuration."""
     from eft.models.registry import DEFAULT_PRIOR, load_regressor
     from eft.train.prior import PRIOR_V4, config_dict
@@ -188,20 +188,42 @@ def test_v5_recipe_is_v4_warm_started_from_v4():
         assert torch.equal(a, b), k
 
 
-def test_shipped_v5_is_the_default_and_was_trained_by_its_recipe():
-    """The shipped v5 file: the default prior, v4's network and input slots, trained with
-    exactly ``PRIOR_V5`` from v4's weights, and not v4's weights any more."""
+@pytest.mark.parametrize("recipe", ["v5", "v6"])
+def test_shipped_warm_started_priors_were_trained_by_their_recipes(recipe):
+    """The shipped v5 (from v4) and v6 (from v5, the default) files: their start's network
+    and input slots, trained with exactly their recipe from its weights, and not those
+    weights any more."""
     import torch
 
     from eft.models.registry import DEFAULT_PRIOR, load_regressor
-    from eft.train.prior import PRIOR_V5, PRIOR_V5_INIT, config_dict
+    from eft.train import prior
+    from eft.train.prior import config_dict
 
-    assert DEFAULT_PRIOR == "keypoint-prior-v5"
-    v5, v4 = load_regressor("keypoint-prior-v5"), load_regressor(PRIOR_V5_INIT)
-    assert v5.config == v4.config and v5.input_slots == v4.input_slots
-    meta = v5.eft_metadata
-    assert (meta["recipe"], meta["init"]) == ("v5", PRIOR_V5_INIT)
-    assert meta["config"] == config_dict(PRIOR_V5)
-    moved = [k for k, a in v5.state_dict().items()
-             if a.is_floating_point() and not torch.equal(a, v4.state_dict()[k])]
+    recipe_cfg = getattr(prior, f"PRIOR_{recipe.upper()}")
+    init = getattr(prior, f"PRIOR_{recipe.upper()}_INIT")
+    assert DEFAULT_PRIOR == "keypoint-prior-v6"
+    model, start = load_regressor(f"keypoint-prior-{recipe}"), load_regressor(init)
+    assert model.config == start.config and model.input_slots == start.input_slots
+    meta = model.eft_metadata
+    assert (meta["recipe"], meta["init"]) == (recipe, init)
+    assert meta["config"] == config_dict(recipe_cfg)
+    moved = [k for k, a in model.state_dict().items()
+             if a.is_floating_point() and not torch.equal(a, start.state_dict()[k])]
     assert len(moved) > 10
+
+
+def test_v6_recipe_is_v5_from_v5_with_another_batch_seed():
+    from eft.models.registry import load_regressor
+    from eft.train.prior import PRIOR_V5, PRIOR_V6, PRIOR_V6_INIT
+    from eft.train.run import build_model
+
+    v6 = load_train_config(RECIPE.with_name("keypoint-prior-v6.yaml"))
+    v5 = load_train_config(RECIPE.with_name("keypoint-prior-v5.yaml"))
+    assert _trainer_part(v6) == PRIOR_V6 and PRIOR_V6_INIT == "keypoint-prior-v5"
+    assert PRIOR_V6.replace(optim=dataclasses.replace(PRIOR_V6.optim, seed=1)) == PRIOR_V5
+    assert v6.model.init == PRIOR_V6_INIT and v6.datasets == v5.datasets
+    assert dataclasses.replace(v6.model, init=None) == dataclasses.replace(v5.model, init=None)
+    start = build_model(v6)
+    v5_model = load_regressor("keypoint-prior-v5")
+    assert all(a.equal(b) for a, b in zip(start.state_dict().values(),
+                                          v5_model.state_dict().values(), strict=True))

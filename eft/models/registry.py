@@ -11,8 +11,8 @@ Our file format (written by :func:`save_regressor`) is a ``torch.save``-d dict::
 It loads with ``torch.load(weights_only=True)``.  :func:`load_regressor` also reads
 SPIN/EFT HMR checkpoints (recognised by their keys) and the shipped keypoint priors by
 name (:data:`NAMED_PRIORS`: ``"keypoint-prior-v1"``, ``"keypoint-prior-v2"``,
-``"keypoint-prior-v3"``, ``"keypoint-prior-v4"``, ``"keypoint-prior-v5"``), with
-``"default"`` naming :data:`DEFAULT_PRIOR`.
+``"keypoint-prior-v3"``, ``"keypoint-prior-v4"``, ``"keypoint-prior-v5"``,
+``"keypoint-prior-v6"``), with ``"default"`` naming :data:`DEFAULT_PRIOR`.
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ NAMED_PRIORS: dict[str, str] = {
     "keypoint-prior-v3": "keypoint_prior_v3.pt",
     "keypoint-prior-v4": "keypoint_prior_v4.pt",
     "keypoint-prior-v5": "keypoint_prior_v5.pt",
+    "keypoint-prior-v6": "keypoint_prior_v6.pt",
 }
 #: The prior ``"default"`` names.
-DEFAULT_PRIOR = "keypoint-prior-v5"
+DEFAULT_PRIOR = "keypoint-prior-v6"
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "hmr": HMR,
     "keypoint_regressor": KeypointRegressor,

@@ -12,9 +12,10 @@ generator's annotation noise, missing joints and truncation.  The v2 recipe with
 data is also the training config ``fitting/training/keypoint-prior-v2.yaml``, which
 ``eft train`` runs; prior v3 is the same recipe with a network twice as wide
 (``keypoint-prior-v3.yaml``), prior v4, :data:`PRIOR_V4`, trains v3's network twice
-as long with the gradient clipped (``keypoint-prior-v4.yaml``), and prior v5 (the
-default), :data:`PRIOR_V5`, continues from v4's weights for a second cycle of v4's
-recipe (``keypoint-prior-v5.yaml``).
+as long with the gradient clipped (``keypoint-prior-v4.yaml``), prior v5, :data:`PRIOR_V5`,
+continues from v4's weights for a second cycle of v4's recipe
+(``keypoint-prior-v5.yaml``), and prior v6 (the default), :data:`PRIOR_V6`, runs a third
+cycle from v5's (``keypoint-prior-v6.yaml``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,12 @@ PRIOR_V4 = PRIOR_V2.replace(optim=replace(PRIOR_V2.optim, steps=48000, grad_clip
 PRIOR_V5 = PRIOR_V4.replace(optim=replace(PRIOR_V4.optim, lr=2.5e-4, seed=1))
 #: The regressor the v5 recipe starts from.
 PRIOR_V5_INIT = "keypoint-prior-v4"
+#: The v6 prior's recipe: v5's once more, started from v5's weights
+#: (:data:`PRIOR_V6_INIT`) for a third cosine cycle (144,000 steps in all), seed 2 for
+#: the batches (see fitting/training/keypoint-prior-v6.yaml).
+PRIOR_V6 = PRIOR_V5.replace(optim=replace(PRIOR_V5.optim, seed=2))
+#: The regressor the v6 recipe starts from.
+PRIOR_V6_INIT = "keypoint-prior-v5"
 
 
 def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
@@ -233,6 +240,8 @@ __all__ = [
     "PRIOR_V4",
     "PRIOR_V5",
     "PRIOR_V5_INIT",
+    "PRIOR_V6",
+    "PRIOR_V6_INIT",
     "prior_config",
     "V2_SYNTHETIC",
     "make_prior_v2_sets",
