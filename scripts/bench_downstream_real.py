@@ -49,7 +49,7 @@ from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors, sample_held_out
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import KeypointRegressor, load_regressor
-from eft.models.registry import state_dict_sha256
+from eft.models.registry import DEFAULT_PRIOR, state_dict_sha256
 from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.augment import AugmentConfig
 from eft.train.data import (
@@ -240,13 +240,15 @@ def main() -> None:
         "command": "python scripts/bench_downstream_real.py " + " ".join(
             f"--eft-fits {p}" for p in args.eft_fits) + f" --n {args.n} --steps {args.steps}"
         + ("" if args.prior == "default" else f" --prior {args.prior}")
+        + ("" if args.seed == 0 else f" --seed {args.seed}")
         + ("" if arms == list(METHODS) else f" --arms {args.arms}")
         + ("" if args.mix_share == MIX_FIT_SHARE else f" --mix-share {args.mix_share:g}"),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
         "people": n_people, "smplify_seconds": round(t_smplify, 1),
         "smplify_cached": smplify_cached,
-        "prior": args.prior, "mix_share": args.mix_share, "steps": args.steps,
+        "prior": f"default ({DEFAULT_PRIOR})" if args.prior == "default" else args.prior,
+        "mix_share": args.mix_share, "steps": args.steps,
         "batch_size": args.batch_size,
         "seconds": round(time.perf_counter() - t0, 1), "results": results,
     }
