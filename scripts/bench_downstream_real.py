@@ -44,7 +44,7 @@ import torch
 from eft.annotations import AnnotationSet, Provenance, read_annotations, write_annotations
 from eft.body import BodyModel
 from eft.data.readers import read_dataset
-from eft.fitting import SmplifyConfig, exemplar_batch, fit, smplify
+from eft.fitting import exemplar_batch, fit, fit_method
 from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors, sample_held_out
 from eft.geometry.rotations import axis_angle_to_rotmat
@@ -95,16 +95,10 @@ def smplify_fits(eft_set: AnnotationSet, prior, body, cache: Path | None) -> Ann
     cached = smplify_cache_file(eft_set, prior, cache)
     if cached is not None:
         return read_annotations(cached)
-    ft = exemplar_batch(exemplars)
-    targets, centers, scales, ids = ft.keypoints, ft.center_tensor, ft.scale_tensor, ft.id_list
     fits = []
-    for i in range(0, len(targets), 4096):
-        sl = slice(i, i + 4096)
-        with torch.no_grad():
-            init = prior(targets[sl])
-        fits += smplify(body, targets[sl], init=init, config=SmplifyConfig(),
-                        exemplar_ids=ids[sl], centers=centers[sl], scales=scales[sl],
-                        batch_size=256, progress=True)
+    for i in range(0, len(exemplars), 4096):
+        fits += fit_method("smplify", prior, body, exemplar_batch(exemplars[i:i + 4096]),
+                           progress=True)
     aset = AnnotationSet.from_fits(fits, exemplars,
                                    Provenance.unknown("bench_downstream_real smplify"))
     if cache is not None:
