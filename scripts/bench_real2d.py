@@ -82,6 +82,7 @@ from eft.fitting import (
 )
 from eft.fitting.heldout import (
     LIMB_ORDER,
+    HeldOut,
     held_out_errors,
     keypoint_box_side,
     limbs_labelled,
@@ -167,6 +168,15 @@ def subset(n_total: int, n: int | None, seed: int, name: str, what: str) -> np.n
     return np.sort(rng.choice(n_total, size=n, replace=False))
 
 
+def held_out_people(exemplars, name: str, n: int | None, seed: int) -> list[HeldOut]:
+    """The held-out pass's people of dataset ``name``: a seeded subset (:func:`subset`)
+    of ``n`` of the eligible ``exemplars`` (every arm and leg labelled), each hiding
+    limb ``i % 4`` (:func:`eft.fitting.heldout.make_held_out`)."""
+    eligible = np.flatnonzero(limbs_labelled(np.stack([e.keypoints for e in exemplars])))
+    idx_held = eligible[subset(len(eligible), n, seed, name, "held_out")]
+    return make_held_out([exemplars[i] for i in idx_held])
+
+
 # ---------------------------------------------------------------------------
 # Running the methods
 # ---------------------------------------------------------------------------
@@ -250,10 +260,8 @@ def bench_dataset(name, args, model, body, cfg, scfg, prior, methods) -> dict:
     idx_all = subset(len(exemplars), n, args.seed, name, "all")
     people = [exemplars[i] for i in idx_all]
     box_all = np.array([keypoint_box_side(e.keypoints) for e in people])
-    kps = np.stack([e.keypoints for e in exemplars])
-    eligible = np.flatnonzero(limbs_labelled(kps))
-    idx_held = eligible[subset(len(eligible), n, args.seed, name, "held_out")]
-    held = make_held_out([exemplars[i] for i in idx_held])
+    eligible = np.flatnonzero(limbs_labelled(np.stack([e.keypoints for e in exemplars])))
+    held = held_out_people(exemplars, name, n, args.seed)
     held_people = [h.exemplar for h in held]
     slots_ok = (body_keypoint_valid(body)).numpy()
     out = {

@@ -130,6 +130,9 @@ def main() -> None:
                     help="left/right flip probability (recipe value by default)")
     ap.add_argument("--hide-limb-prob", type=float, default=None,
                     help="share of samples with one limb hidden (recipe value by default)")
+    ap.add_argument("--real-fraction", type=float, default=None,
+                    help="v2: share of every batch drawn from the real 2D labels (recipe "
+                         f"value by default: {PRIOR_V2_REAL_FRACTION})")
     ap.add_argument("--grad-clip", type=float, default=None,
                     help="gradient-norm clip, 0 = none (recipe value by default)")
     ap.add_argument("--init", default=None,
@@ -151,6 +154,10 @@ def main() -> None:
                        flip_prob=args.flip_prob, grad_clip=args.grad_clip,
                        hide_limb_prob=args.hide_limb_prob)
     real_fraction = PRIOR_V2_REAL_FRACTION if v2 else 0.0
+    if args.real_fraction is not None:
+        if not v2 or not 0.0 <= args.real_fraction < 1.0:
+            ap.error("--real-fraction needs a v2-family recipe and 0 <= value < 1")
+        real_fraction = args.real_fraction
     train_size = args.train_size or (100_000 if v2 else 80_000)
     out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")
 
