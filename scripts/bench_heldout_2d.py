@@ -49,10 +49,9 @@ from eft.data.readers import read_dataset
 from eft.fitting.heldout import LIMB_ORDER, LIMB_SLOTS, HeldOut, held_out_errors, make_held_out
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_real2d import DATASETS, held_out_people, machine, paired  # noqa: E402
+from bench_real2d import DATA, DATASETS, held_out_people, machine, paired  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: The real train labels (reader, path under ../shared/data, reader options).
 TRAIN_SETS = {
     "coco2017-train": ("coco", "coco2017_keypoints/person_keypoints_train2017.json", {}),

@@ -93,7 +93,8 @@ from eft.models import KeypointRegressor, load_regressor, regressor_path
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
+#: Real third-party data: ../shared/data beside the repository, or $EFT_TEST_DATA.
+DATA = Path(os.environ.get("EFT_TEST_DATA", REPO.parent / "shared" / "data"))
 DATASETS = {
     "coco": ("coco", DATA / "coco2017_keypoints" / "person_keypoints_val2017.json"),
     "mpii": ("mpii", DATA / "mpii_2d" / "mpii_valid_tompson.h5"),
