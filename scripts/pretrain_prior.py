@@ -130,6 +130,9 @@ def main() -> None:
                     help="left/right flip probability (recipe value by default)")
     ap.add_argument("--hide-limb-prob", type=float, default=None,
                     help="share of samples with one limb hidden (recipe value by default)")
+    ap.add_argument("--hide-limb-prob-2d", type=float, default=None,
+                    help="share of the 2D-only (real) samples with one limb hidden "
+                         "(default: --hide-limb-prob's value)")
     ap.add_argument("--real-fraction", type=float, default=None,
                     help="v2: share of every batch drawn from the real 2D labels (recipe "
                          f"value by default: {PRIOR_V2_REAL_FRACTION})")
@@ -152,7 +155,8 @@ def main() -> None:
                        cycle=(None if args.cycle is None
                               else tuple(float(v) for v in args.cycle.split(","))),
                        flip_prob=args.flip_prob, grad_clip=args.grad_clip,
-                       hide_limb_prob=args.hide_limb_prob)
+                       hide_limb_prob=args.hide_limb_prob,
+                       hide_limb_prob_2d=args.hide_limb_prob_2d)
     real_fraction = PRIOR_V2_REAL_FRACTION if v2 else 0.0
     if args.real_fraction is not None:
         if not v2 or not 0.0 <= args.real_fraction < 1.0:

@@ -255,3 +255,31 @@ def test_real_mask_off_changes_no_random_draw(clean_set):
     b = make_batch(clean_set, idx, cfg, torch.Generator().manual_seed(4),
                    drop_bank=torch.ones(3, 49, dtype=torch.bool))
     assert torch.equal(a.keypoints, b.keypoints)
+
+
+def test_hide_limb_prob_2d_applies_to_2d_only_samples(clean_set):
+    from eft.train.data import concat_sets
+
+    n = len(clean_set)
+    real = dataclasses.replace(clean_set, has_smpl=torch.zeros(n, dtype=torch.bool),
+                               has_kp3d=torch.zeros(n, dtype=torch.bool))
+    both = concat_sets([clean_set, real])
+    idx = torch.arange(2 * n)
+    base = dataclasses.replace(AugmentConfig.none(), hide_limb_prob=0.5)
+
+    def hidden(cfg):
+        b = make_batch(both, idx, cfg, torch.Generator().manual_seed(2))
+        return (b.keypoints[..., 2] == 0) & (both.kp_px[idx, :, 2] > 0), b
+
+    # None: every sample uses hide_limb_prob, draw for draw as before
+    h_none, b_none = hidden(base)
+    h_same, b_same = hidden(dataclasses.replace(base, hide_limb_prob_2d=0.5))
+    assert torch.equal(b_none.keypoints, b_same.keypoints)
+    # 2D-only samples all lose a limb, 3D ones none; the targets keep every joint
+    h, b = hidden(dataclasses.replace(base, hide_limb_prob=0.0, hide_limb_prob_2d=1.0))
+    assert not h[:n].any()
+    assert h[n:].any(1).all()
+    assert torch.equal(b.target2d[..., 2], make_batch(
+        both, idx, AugmentConfig.none(), torch.Generator().manual_seed(2)).target2d[..., 2])
+    with pytest.raises(ValueError, match="hide_limb_prob_2d"):
+        AugmentConfig(hide_limb_prob_2d=1.5)

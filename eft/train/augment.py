@@ -122,6 +122,8 @@ class AugmentConfig:
         color_range: per-channel colour scale, uniform (images only).
         format_prob / formats: input-format restriction (step 0).
         hide_limb_prob: probability of hiding one limb's distal joints (step 0).
+        hide_limb_prob_2d: the same for 2D-only samples (no SMPL or 3D target, e.g.
+            real labels); None: ``hide_limb_prob`` for every sample.
         real_mask_prob: probability that a 3D-supervised sample also loses the missing
             joints of a real person (step 0; needs real 2D-only samples in the set).
         cycle_yaw_deg / cycle_pitch_std_deg: novel views for the view-cycle loss
@@ -147,6 +149,7 @@ class AugmentConfig:
     format_prob: float = 0.0
     formats: tuple[str, ...] = ()
     hide_limb_prob: float = 0.0
+    hide_limb_prob_2d: float | None = None
     real_mask_prob: float = 0.0
     cycle_yaw_deg: float = 180.0
     cycle_pitch_std_deg: float = 10.0
@@ -169,6 +172,11 @@ class AugmentConfig:
                      "real_mask_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if self.hide_limb_prob_2d is not None:
+            p2d = float(self.hide_limb_prob_2d)
+            if not 0.0 <= p2d <= 1.0:
+                raise ValueError(f"hide_limb_prob_2d must lie in [0, 1], got {p2d!r}")
+            object.__setattr__(self, "hide_limb_prob_2d", p2d)
         if self.truncation_prob + self.upper_body_prob + self.multilevel_prob > 1.0:
             raise ValueError("truncation_prob + upper_body_prob + multilevel_prob must be <= 1")
         for name in ("center_jitter", "rot_std_deg", "rot_max_deg", "kp_noise",
@@ -303,12 +311,16 @@ def _restrict_format(kp: Tensor, cfg: AugmentConfig, g: torch.Generator) -> Tens
     return kp * keep[..., None]
 
 
-def _hide_limb(kp: Tensor, center: Tensor, scale: Tensor, cfg: AugmentConfig,
+def _hide_limb(kp: Tensor, center: Tensor, scale: Tensor, has3d: Tensor, cfg: AugmentConfig,
                g: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
-    """Step 0c: one limb's distal joints hidden (``hide_limb_prob``), box rebuilt."""
+    """Step 0c: one limb's distal joints hidden (``hide_limb_prob``; samples without a
+    3D target, ``has3d`` (B,) False, ``hide_limb_prob_2d`` when set), box rebuilt."""
     n = kp.shape[0]
     limb = torch.randint(len(LIMB_MASKS), (n,), generator=g)
-    use = torch.rand(n, generator=g) < cfg.hide_limb_prob
+    prob = torch.full((n,), cfg.hide_limb_prob)
+    if cfg.hide_limb_prob_2d is not None:
+        prob = torch.where(has3d, prob, torch.tensor(cfg.hide_limb_prob_2d))
+    use = torch.rand(n, generator=g) < prob
     kp = kp * (~(_LIMBS_T[limb] & use[:, None]))[..., None]
     present = kp[..., 2] > 0
     ok = use & (present.sum(1) >= 2)
@@ -531,14 +543,14 @@ def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generat
     center, scale = data.center[idx], data.scale[idx]
     if cfg.format_prob > 0:
         kp = _restrict_format(kp, cfg, g)
+    has3d = data.has_smpl[idx] | data.has_kp3d[idx]
     if cfg.real_mask_prob > 0:
         if drop_bank is None or drop_bank.shape[0] == 0:
             raise ValueError("real_mask_prob > 0 needs real missing-joint patterns (drop_bank)")
-        eligible = data.has_smpl[idx] | data.has_kp3d[idx]
-        kp, center, scale = _apply_real_patterns(kp, center, scale, eligible, drop_bank,
+        kp, center, scale = _apply_real_patterns(kp, center, scale, has3d, drop_bank,
                                                  cfg, g)
-    if cfg.hide_limb_prob > 0:
-        kp, center, scale = _hide_limb(kp, center, scale, cfg, g)
+    if cfg.hide_limb_prob > 0 or (cfg.hide_limb_prob_2d or 0.0) > 0:
+        kp, center, scale = _hide_limb(kp, center, scale, has3d, cfg, g)
     if cfg.truncation_prob > 0 or cfg.upper_body_prob > 0 or cfg.multilevel_prob > 0:
         kp, center, scale = _reframe(kp, center, scale, cfg, g)
     lo, hi = cfg.scale_range
