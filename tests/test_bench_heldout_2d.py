@@ -122,6 +122,17 @@ def test_mlp_training_is_seeded_and_learns(bench):
     for p1, p2 in zip(m1.parameters(), m2.parameters(), strict=True):
         assert torch.equal(p1, p2)
     assert c1[-1] < 0.5 * c1[0]
+    # the ablation's loss is the prior's: squared distance over every labelled slot
+    m3, c3 = bench.train_mlp(task, steps=200, batch_size=16, width=64, lr=3e-3, seed=3,
+                             loss="all-squared", progress=False)
+    x, y, w = bench.crop_tensors(task)
+    with torch.no_grad():
+        d2 = ((m3(x) - y) ** 2).sum(-1)
+    on = torch.maximum(w, x[..., 2])
+    assert float((d2 * on).sum() / on.sum()) < c3[0]
+    assert c3[-1] < 0.5 * c3[0]
+    with pytest.raises(ValueError, match="loss"):
+        bench.train_mlp(task, steps=1, loss="huber", progress=False)
 
 
 def test_limb_slots_cover_the_core_joints(bench):
