@@ -1,6 +1,7 @@
-"""Train the embedded keypoint prior on the CPU (v6 by default, v1-v5 kept reproducible).
+"""Train the embedded keypoint prior on the CPU (v7 by default, v1-v6 kept reproducible).
 
-    python scripts/pretrain_prior.py                 # prior v6, the shipped default
+    python scripts/pretrain_prior.py                 # prior v7, the shipped default
+    python scripts/pretrain_prior.py --recipe v6     # prior v6 (from v5; v7 starts here)
     python scripts/pretrain_prior.py --recipe v5     # prior v5 (from v4; v6 starts here)
     python scripts/pretrain_prior.py --recipe v4     # prior v4 (from scratch; v5 starts here)
     python scripts/pretrain_prior.py --recipe v3     # prior v3 (half v4's steps, no clip)
@@ -18,6 +19,8 @@ wide (width 512, 3.2x the parameters).  v4: v3's network trained twice as long
 v5: v4's recipe again, started from v4's weights at half the peak rate with another
 batch seed (``eft.train.prior.PRIOR_V5``; 96,000 steps in all).  v6: v5's recipe again
 from v5's weights, batch seed 2 (``eft.train.prior.PRIOR_V6``; 144,000 steps in all).
+v7: 4,000 more steps from v6's weights with 70 % of every batch real labels, each with a
+limb hidden from its input (``eft.train.prior.PRIOR_V7``).
 ``--init`` warm-starts any recipe from a shipped prior or a file.
 ``--cycle`` adds the view-cycle loss on the real samples (2D-3D self-supervision: each
 real person's predicted body is turned to a random view, projected and lifted again, and
@@ -54,6 +57,9 @@ from eft.train.prior import (
     PRIOR_V5_INIT,
     PRIOR_V6,
     PRIOR_V6_INIT,
+    PRIOR_V7,
+    PRIOR_V7_INIT,
+    PRIOR_V7_REAL_FRACTION,
     PRIOR_VAL_SEED,
     TensorSet,
     config_dict,
@@ -80,17 +86,20 @@ REAL_LABELS = {
 
 
 #: Encoder and IEF width of each recipe's network.
-RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512, "v4": 512, "v5": 512, "v6": 512}
+RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512, "v4": 512, "v5": 512, "v6": 512,
+                "v7": 512}
 #: Each recipe's training configuration (v3 is v2's with a wider network; v4 trains v3's
 #: network twice as long, the gradient clipped).
 RECIPE_CONFIG = {"v1": PRIOR_V1, "v2": PRIOR_V2, "v3": PRIOR_V2, "v4": PRIOR_V4,
-                 "v5": PRIOR_V5, "v6": PRIOR_V6}
+                 "v5": PRIOR_V5, "v6": PRIOR_V6, "v7": PRIOR_V7}
 #: Recipes that start from a shipped prior's weights instead of from scratch.
-RECIPE_INIT = {"v5": PRIOR_V5_INIT, "v6": PRIOR_V6_INIT}
+RECIPE_INIT = {"v5": PRIOR_V5_INIT, "v6": PRIOR_V6_INIT, "v7": PRIOR_V7_INIT}
+#: Share of every batch drawn from the real 2D labels, where a recipe differs from v2's.
+RECIPE_REAL_FRACTION = {"v7": PRIOR_V7_REAL_FRACTION}
 #: The recipe of the shipped default prior.
-DEFAULT_RECIPE = "v6"
+DEFAULT_RECIPE = "v7"
 #: Recipes with every input format and real 2D labels (v2's data).
-REAL_RECIPES = ("v2", "v3", "v4", "v5", "v6")
+REAL_RECIPES = ("v2", "v3", "v4", "v5", "v6", "v7")
 
 
 def main() -> None:
@@ -119,7 +128,7 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None,
                     help="folder for training checkpoints; a rerun resumes from them")
     ap.add_argument("--width", type=int, default=None,
-                    help="encoder and IEF width (v1, v2: 256; v3-v6: 512)")
+                    help="encoder and IEF width (v1, v2: 256; v3-v7: 512)")
     ap.add_argument("--real-mask-prob", type=float, default=None,
                     help="v2: share of synthetic samples that take a real person's missing "
                          "joints (calibrated missingness; recipe value by default)")
@@ -135,7 +144,8 @@ def main() -> None:
                          "(default: --hide-limb-prob's value)")
     ap.add_argument("--real-fraction", type=float, default=None,
                     help="v2: share of every batch drawn from the real 2D labels (recipe "
-                         f"value by default: {PRIOR_V2_REAL_FRACTION})")
+                         f"value by default: {PRIOR_V2_REAL_FRACTION}; v7 "
+                         f"{PRIOR_V7_REAL_FRACTION})")
     ap.add_argument("--grad-clip", type=float, default=None,
                     help="gradient-norm clip, 0 = none (recipe value by default)")
     ap.add_argument("--init", default=None,
@@ -157,7 +167,7 @@ def main() -> None:
                        flip_prob=args.flip_prob, grad_clip=args.grad_clip,
                        hide_limb_prob=args.hide_limb_prob,
                        hide_limb_prob_2d=args.hide_limb_prob_2d)
-    real_fraction = PRIOR_V2_REAL_FRACTION if v2 else 0.0
+    real_fraction = RECIPE_REAL_FRACTION.get(args.recipe, PRIOR_V2_REAL_FRACTION) if v2 else 0.0
     if args.real_fraction is not None:
         if not v2 or not 0.0 <= args.real_fraction < 1.0:
             ap.error("--real-fraction needs a v2-family recipe and 0 <= value < 1")
@@ -323,7 +333,10 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
   without the images of the Tompson validation split).
 - Inputs: each sample is restricted to one keypoint format with p = {aug['format_prob']}
   ({', '.join(aug['formats'])}); one limb's elbow+wrist or knee+ankle+foot is hidden
-  from the input with p = {aug['hide_limb_prob']} and the box rebuilt from the rest.
+  from the input with p = {aug['hide_limb_prob']}""" + (
+            f" (real people: p = {aug['hide_limb_prob_2d']})"
+            if aug.get("hide_limb_prob_2d") is not None else "") + f""" and the box rebuilt from
+  the rest.
   The network reads only the {len(model.input_slots or ())} slots the training inputs
   fill (`input_slots`); any other slot is ignored.
 - Real samples: 2D reprojection of every labelled joint (hidden ones included), plus

@@ -150,7 +150,8 @@ def test_v1_stays_loadable_by_name():
     assert isinstance(v1, KeypointRegressor) and v1.input_slots is None
     assert set(NAMED_PRIORS) >= {"keypoint-prior-v1", "keypoint-prior-v2",
                                  "keypoint-prior-v3", "keypoint-prior-v4",
-                                 "keypoint-prior-v5", "keypoint-prior-v6"}
+                                 "keypoint-prior-v5", "keypoint-prior-v6",
+                                 "keypoint-prior-v7"}
 
 
 V2 = named_prior_path("keypoint-prior-v2")
@@ -167,9 +168,9 @@ needs_v2 = pytest.mark.usefixtures("_v2_built")
 @needs_v2
 @pytest.mark.parametrize("name", ["keypoint-prior-v2", "keypoint-prior-v3",
                                   "keypoint-prior-v4", "keypoint-prior-v5",
-                                  "keypoint-prior-v6"])
+                                  "keypoint-prior-v6", "keypoint-prior-v7"])
 def test_v2_reads_every_input_format_plausibly(body, pose_bank, name):
-    """Synthetic val people (unseen clips) given to v2 - v6 in each format: finite output
+    """Synthetic val people (unseen clips) given to v2 - v7 in each format: finite output
     and a 3D error far below the mean pose's."""
     from eft.synthetic.exemplars import SyntheticConfig, generate
     from eft.train.evaluate import evaluate_bodies
@@ -191,7 +192,7 @@ def test_v2_reads_every_input_format_plausibly(body, pose_bank, name):
 @needs_v2
 @pytest.mark.parametrize("prior", ["keypoint-prior-v2", "keypoint-prior-v3",
                                    "keypoint-prior-v4", "keypoint-prior-v5",
-                                  "keypoint-prior-v6"])
+                                   "keypoint-prior-v6", "keypoint-prior-v7"])
 def test_v2_reads_every_slot_the_readers_fill_and_ignores_any_other(prior):
     from eft.body.joints import KEYPOINT_FORMATS
 

@@ -19,6 +19,17 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPE = Path(__file__).resolve().parents[1] / "fitting" / "training" / "keypoint-prior-v2.yaml"
 
 
+def _as_recorded(cfg: TrainerConfig) -> dict:
+    """``config_dict(cfg)`` as a checkpoint made before ``hide_limb_prob_2d`` existed
+    records it: that option left unset (None) is absent there."""
+    from eft.train.prior import config_dict
+
+    d = config_dict(cfg)
+    if d["augment"].get("hide_limb_prob_2d") is None:
+        d["augment"].pop("hide_limb_prob_2d", None)
+    return d
+
+
 def _trainer_part(cfg) -> TrainerConfig:
     return TrainerConfig(**{f.name: getattr(cfg, f.name)
                             for f in dataclasses.fields(TrainerConfig)})
@@ -146,7 +157,7 @@ def test_v4_recipe_is_v3_twice_as_long_with_the_gradient_clipped():
     """Prior v4: v3's YAML with 48,000 steps and grad_clip 5 and nothing
     else changed; the shipped file was trained with exactly that configuration."""
     from eft.models.registry import DEFAULT_PRIOR, load_regressor
-    from eft.train.prior import PRIOR_V4, config_dict
+    from eft.train.prior import PRIOR_V4
 
     v4 = load_train_config(RECIPE.with_name("keypoint-prior-v4.yaml"))
     v3 = load_train_config(RECIPE.with_name("keypoint-prior-v3.yaml"))
@@ -160,7 +171,7 @@ def test_v4_recipe_is_v3_twice_as_long_with_the_gradient_clipped():
     assert (model.config["width"], model.config["hidden"]) == (512, 512)
     meta = model.eft_metadata
     assert meta["recipe"] == "v4"
-    assert meta["config"] == config_dict(PRIOR_V4)
+    assert meta["config"] == _as_recorded(PRIOR_V4)
 
 
 def test_v5_recipe_is_v4_warm_started_from_v4():
@@ -188,25 +199,25 @@ def test_v5_recipe_is_v4_warm_started_from_v4():
         assert torch.equal(a, b), k
 
 
-@pytest.mark.parametrize("recipe", ["v5", "v6"])
+@pytest.mark.parametrize("recipe", ["v5", "v6", "v7"])
 def test_shipped_warm_started_priors_were_trained_by_their_recipes(recipe):
-    """The shipped v5 (from v4) and v6 (from v5, the default) files: their start's network
+    """The shipped v5 (from v4), v6 (from v5) and v7 (from v6, the default) files: their
+    start's network
     and input slots, trained with exactly their recipe from its weights, and not those
     weights any more."""
     import torch
 
     from eft.models.registry import DEFAULT_PRIOR, load_regressor
     from eft.train import prior
-    from eft.train.prior import config_dict
 
     recipe_cfg = getattr(prior, f"PRIOR_{recipe.upper()}")
     init = getattr(prior, f"PRIOR_{recipe.upper()}_INIT")
-    assert DEFAULT_PRIOR == "keypoint-prior-v6"
+    assert DEFAULT_PRIOR == "keypoint-prior-v7"
     model, start = load_regressor(f"keypoint-prior-{recipe}"), load_regressor(init)
     assert model.config == start.config and model.input_slots == start.input_slots
     meta = model.eft_metadata
     assert (meta["recipe"], meta["init"]) == (recipe, init)
-    assert meta["config"] == config_dict(recipe_cfg)
+    assert meta["config"] == _as_recorded(recipe_cfg)
     moved = [k for k, a in model.state_dict().items()
              if a.is_floating_point() and not torch.equal(a, start.state_dict()[k])]
     assert len(moved) > 10
@@ -227,3 +238,31 @@ def test_v6_recipe_is_v5_from_v5_with_another_batch_seed():
     v5_model = load_regressor("keypoint-prior-v5")
     assert all(a.equal(b) for a, b in zip(start.state_dict().values(),
                                           v5_model.state_dict().values(), strict=True))
+
+
+def test_v7_recipe_is_a_short_v6_cycle_on_the_real_labels_task():
+    from eft.models.registry import load_regressor
+    from eft.train.prior import PRIOR_V6, PRIOR_V7, PRIOR_V7_INIT, PRIOR_V7_REAL_FRACTION
+    from eft.train.run import build_model
+
+    v7 = load_train_config(RECIPE.with_name("keypoint-prior-v7.yaml"))
+    v6 = load_train_config(RECIPE.with_name("keypoint-prior-v6.yaml"))
+    assert _trainer_part(v7) == PRIOR_V7 and PRIOR_V7_INIT == "keypoint-prior-v6"
+    # v6's recipe but for the budget, the batch seed and the real people's hidden limbs
+    assert PRIOR_V7.replace(
+        optim=dataclasses.replace(PRIOR_V7.optim, steps=PRIOR_V6.optim.steps, seed=2),
+        augment=dataclasses.replace(PRIOR_V7.augment, hide_limb_prob_2d=None)) == PRIOR_V6
+    assert PRIOR_V7.augment.hide_limb_prob_2d == 1.0
+    assert PRIOR_V7.augment.hide_limb_prob == PRIOR_V6.augment.hide_limb_prob
+    synth, real = v7.datasets
+    assert real.weight / (synth.weight + real.weight) == PRIOR_V7_REAL_FRACTION
+    assert [d.name for d in v7.datasets] == [d.name for d in v6.datasets]
+    assert [(d.synthetic, d.labels) for d in v7.datasets] == [(d.synthetic, d.labels)
+                                                               for d in v6.datasets]
+    assert v7.model.init == PRIOR_V7_INIT
+    start = build_model(v7)
+    v6_model = load_regressor("keypoint-prior-v6")
+    assert all(a.equal(b) for a, b in zip(start.state_dict().values(),
+                                          v6_model.state_dict().values(), strict=True))
+    meta = load_regressor("keypoint-prior-v7").eft_metadata
+    assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION

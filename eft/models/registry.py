@@ -12,7 +12,8 @@ It loads with ``torch.load(weights_only=True)``.  :func:`load_regressor` also re
 SPIN/EFT HMR checkpoints (recognised by their keys) and the shipped keypoint priors by
 name (:data:`NAMED_PRIORS`: ``"keypoint-prior-v1"``, ``"keypoint-prior-v2"``,
 ``"keypoint-prior-v3"``, ``"keypoint-prior-v4"``, ``"keypoint-prior-v5"``,
-``"keypoint-prior-v6"``), with ``"default"`` naming :data:`DEFAULT_PRIOR`.
+``"keypoint-prior-v6"``,
+``"keypoint-prior-v7"``), with ``"default"`` naming :data:`DEFAULT_PRIOR`.
 """
 
 from __future__ import annotations
@@ -64,9 +65,10 @@ NAMED_PRIORS: dict[str, str] = {
     "keypoint-prior-v4": "keypoint_prior_v4.pt",
     "keypoint-prior-v5": "keypoint_prior_v5.pt",
     "keypoint-prior-v6": "keypoint_prior_v6.pt",
+    "keypoint-prior-v7": "keypoint_prior_v7.pt",
 }
 #: The prior ``"default"`` names.
-DEFAULT_PRIOR = "keypoint-prior-v6"
+DEFAULT_PRIOR = "keypoint-prior-v7"
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "hmr": HMR,
     "keypoint_regressor": KeypointRegressor,

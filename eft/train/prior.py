@@ -14,8 +14,10 @@ data is also the training config ``fitting/training/keypoint-prior-v2.yaml``, wh
 (``keypoint-prior-v3.yaml``), prior v4, :data:`PRIOR_V4`, trains v3's network twice
 as long with the gradient clipped (``keypoint-prior-v4.yaml``), prior v5, :data:`PRIOR_V5`,
 continues from v4's weights for a second cycle of v4's recipe
-(``keypoint-prior-v5.yaml``), and prior v6 (the default), :data:`PRIOR_V6`, runs a third
-cycle from v5's (``keypoint-prior-v6.yaml``).
+(``keypoint-prior-v5.yaml``), prior v6, :data:`PRIOR_V6`, runs a third cycle from v5's
+(``keypoint-prior-v6.yaml``), and prior v7 (the default), :data:`PRIOR_V7`, a short
+fourth cycle from v6's with more real people per batch, every one with a hidden limb
+(``keypoint-prior-v7.yaml``).
 """
 
 from __future__ import annotations
@@ -125,6 +127,17 @@ PRIOR_V5_INIT = "keypoint-prior-v4"
 PRIOR_V6 = PRIOR_V5.replace(optim=replace(PRIOR_V5.optim, seed=2))
 #: The regressor the v6 recipe starts from.
 PRIOR_V6_INIT = "keypoint-prior-v5"
+#: The v7 prior's recipe: a short fourth cycle (4,000 steps at v6's peak rate, batch
+#: seed 3) from v6's weights (:data:`PRIOR_V7_INIT`) that trains on the real labels'
+#: task, placing a hidden limb: :data:`PRIOR_V7_REAL_FRACTION` of every batch is real
+#: 2D labels, each with one limb hidden from its input (``hide_limb_prob_2d`` 1); the
+#: synthetic people keep v6's 0.3 (see fitting/training/keypoint-prior-v7.yaml).
+PRIOR_V7 = PRIOR_V6.replace(optim=replace(PRIOR_V6.optim, steps=4000, seed=3),
+                            augment=replace(PRIOR_V6.augment, hide_limb_prob_2d=1.0))
+#: The regressor the v7 recipe starts from.
+PRIOR_V7_INIT = "keypoint-prior-v6"
+#: Share of each v7 batch drawn from real 2D-only labels.
+PRIOR_V7_REAL_FRACTION = 0.7
 
 
 def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
@@ -245,6 +258,9 @@ __all__ = [
     "PRIOR_V5_INIT",
     "PRIOR_V6",
     "PRIOR_V6_INIT",
+    "PRIOR_V7",
+    "PRIOR_V7_INIT",
+    "PRIOR_V7_REAL_FRACTION",
     "prior_config",
     "V2_SYNTHETIC",
     "make_prior_v2_sets",
