@@ -19,7 +19,7 @@ wide (width 512, 3.2x the parameters).  v4: v3's network trained twice as long
 v5: v4's recipe again, started from v4's weights at half the peak rate with another
 batch seed (``eft.train.prior.PRIOR_V5``; 96,000 steps in all).  v6: v5's recipe again
 from v5's weights, batch seed 2 (``eft.train.prior.PRIOR_V6``; 144,000 steps in all).
-v7: 4,000 more steps from v6's weights with 70 % of every batch real labels, each with a
+v7: 12,000 more steps from v6's weights with 70 % of every batch real labels, each with a
 limb hidden from its input (``eft.train.prior.PRIOR_V7``).
 ``--init`` warm-starts any recipe from a shipped prior or a file.
 ``--cycle`` adds the view-cycle loss on the real samples (2D-3D self-supervision: each

@@ -85,3 +85,14 @@ def test_data_dir() -> Path:
 
 
 test_data_dir.__test__ = False  # a helper, not a test (its name starts with "test")
+
+
+#: A standing person in image px, by SPIN-49 name: the held-out-joint tests' fixture
+#: (twelve limb joints, then the face).
+STANDING_PERSON: dict[str, tuple[float, float]] = {
+    "Right Ankle": (110, 400), "Right Knee": (112, 320), "Right Hip": (115, 240),
+    "Left Hip": (145, 240), "Left Knee": (148, 320), "Left Ankle": (150, 400),
+    "Right Wrist": (80, 230), "Right Elbow": (90, 180), "Right Shoulder": (105, 130),
+    "Left Shoulder": (155, 130), "Left Elbow": (170, 180), "Left Wrist": (180, 230),
+    "Nose": (130, 100), "Left Eye": (135, 95), "Right Eye": (125, 95),
+}

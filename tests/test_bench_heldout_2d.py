@@ -13,15 +13,10 @@ from torch import nn
 from eft.body.joints import SPIN49_INDEX
 from eft.data.exemplar import Exemplar
 from eft.fitting.heldout import LIMB_ORDER, LIMB_SLOTS, make_held_out
-from tests.helpers import load_script, require_file
+from tests.helpers import STANDING_PERSON, load_script, require_file
 
 I = SPIN49_INDEX
-_PERSON = {
-    "Right Ankle": (110, 400), "Right Knee": (112, 320), "Right Hip": (115, 240),
-    "Left Hip": (145, 240), "Left Knee": (148, 320), "Left Ankle": (150, 400),
-    "Right Wrist": (80, 230), "Right Elbow": (90, 180), "Right Shoulder": (105, 130),
-    "Left Shoulder": (155, 130), "Left Elbow": (170, 180), "Left Wrist": (180, 230),
-}
+_PERSON = {k: v for k, v in STANDING_PERSON.items() if k not in ("Nose", "Left Eye", "Right Eye")}
 
 
 def person(shift=(0.0, 0.0), size=1.0, **moved) -> np.ndarray:

@@ -28,18 +28,12 @@ from eft.fitting.heldout import (
     visible_crop,
 )
 from eft.fitting.records import Fit, FitQuality
-from tests.helpers import load_script, require_file
+from tests.helpers import STANDING_PERSON, load_script, require_file
 
 I = SPIN49_INDEX
 
 # A standing person, image px: (SPIN-49 name, x, y).
-_PERSON = {
-    "Right Ankle": (110, 400), "Right Knee": (112, 320), "Right Hip": (115, 240),
-    "Left Hip": (145, 240), "Left Knee": (148, 320), "Left Ankle": (150, 400),
-    "Right Wrist": (80, 230), "Right Elbow": (90, 180), "Right Shoulder": (105, 130),
-    "Left Shoulder": (155, 130), "Left Elbow": (170, 180), "Left Wrist": (180, 230),
-    "Nose": (130, 100), "Left Eye": (135, 95), "Right Eye": (125, 95),
-}
+_PERSON = STANDING_PERSON
 
 
 def person(**moved) -> np.ndarray:

@@ -127,12 +127,12 @@ PRIOR_V5_INIT = "keypoint-prior-v4"
 PRIOR_V6 = PRIOR_V5.replace(optim=replace(PRIOR_V5.optim, seed=2))
 #: The regressor the v6 recipe starts from.
 PRIOR_V6_INIT = "keypoint-prior-v5"
-#: The v7 prior's recipe: a short fourth cycle (4,000 steps at v6's peak rate, batch
+#: The v7 prior's recipe: a short fourth cycle (12,000 steps at v6's peak rate, batch
 #: seed 3) from v6's weights (:data:`PRIOR_V7_INIT`) that trains on the real labels'
 #: task, placing a hidden limb: :data:`PRIOR_V7_REAL_FRACTION` of every batch is real
 #: 2D labels, each with one limb hidden from its input (``hide_limb_prob_2d`` 1); the
 #: synthetic people keep v6's 0.3 (see fitting/training/keypoint-prior-v7.yaml).
-PRIOR_V7 = PRIOR_V6.replace(optim=replace(PRIOR_V6.optim, steps=4000, seed=3),
+PRIOR_V7 = PRIOR_V6.replace(optim=replace(PRIOR_V6.optim, steps=12000, seed=3),
                             augment=replace(PRIOR_V6.augment, hide_limb_prob_2d=1.0))
 #: The regressor the v7 recipe starts from.
 PRIOR_V7_INIT = "keypoint-prior-v6"
