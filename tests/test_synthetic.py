@@ -206,7 +206,10 @@ def test_detector_confidence_tracks_the_noise(noisy_set, pose_bank, body):
                           truncation_prob=0.0, noise_scale=1.5, confidence_mode="detector")
     det = generate(pose_bank, 40, seed=2, config=cfg, body=body)
     ref = noisy_set.subset(slice(0, 40))  # same seed: same bodies, cameras and noise draws
-    np.testing.assert_array_equal(det.keypoints[..., :2], ref.keypoints[..., :2])
+    # equal up to float64 rounding: the body model's batched maths may split a batch of
+    # 40 differently from a larger one across threads
+    np.testing.assert_allclose(det.keypoints[..., :2], ref.keypoints[..., :2], rtol=0,
+                               atol=1e-9)
     present = det.keypoints[..., 2] > 0
     conf = det.keypoints[..., 2][present]
     assert np.all((conf > 0) & (conf <= 1)) and conf.std() > 0.05
