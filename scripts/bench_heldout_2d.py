@@ -50,14 +50,9 @@ from eft.fitting.heldout import LIMB_ORDER, LIMB_SLOTS, HeldOut, held_out_errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_real2d import DATA, DATASETS, held_out_people, machine, paired  # noqa: E402
+from pretrain_prior import REAL_LABELS  # noqa: E402  (the prior's real train labels)
 
 RESULTS = Path(__file__).resolve().parent / "results"
-#: The real train labels (reader, path under ../shared/data, reader options).
-TRAIN_SETS = {
-    "coco2017-train": ("coco", "coco2017_keypoints/person_keypoints_train2017.json", {}),
-    "mpii-train": ("mpii", "mpii_2d/mpii_human_pose.csv",
-                   {"exclude_images": "mpii_2d/mpii_valid_tompson.h5"}),
-}
 #: The twelve limb joints every real format labels; the kNN compares people on these.
 CORE = tuple(SPIN49_INDEX[n] for n in (
     "Right Ankle", "Right Knee", "Right Hip", "Left Hip", "Left Knee", "Left Ankle",
@@ -219,7 +214,7 @@ def load_train(limit: int | None) -> tuple[list, dict]:
     from eft.fitting.heldout import limbs_labelled
 
     people, counts = [], {}
-    for name, (kind, rel, opts) in TRAIN_SETS.items():
+    for name, (kind, rel, opts) in REAL_LABELS.items():
         opts = {k: str(DATA / v) for k, v in opts.items()}
         ex = read_dataset(kind, DATA / rel, min_keypoints=6, **opts).exemplars
         kp = np.stack([e.keypoints for e in ex])
