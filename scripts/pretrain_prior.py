@@ -142,6 +142,13 @@ def main() -> None:
     ap.add_argument("--hide-limb-prob-2d", type=float, default=None,
                     help="share of the 2D-only (real) samples with one limb hidden "
                          "(default: --hide-limb-prob's value)")
+    ap.add_argument("--hidden-2d", type=float, default=None,
+                    help="2D-loss weight of joints absent from the input, x the others "
+                         "(recipe value by default: 1)")
+    ap.add_argument("--kp2d-distance", type=float, default=None,
+                    help="> 0: real samples' 2D loss is the joints' distance with this "
+                         "weight instead of the squared distance (recipe value by "
+                         "default: 0, off)")
     ap.add_argument("--real-fraction", type=float, default=None,
                     help="v2: share of every batch drawn from the real 2D labels (recipe "
                          f"value by default: {PRIOR_V2_REAL_FRACTION}; v7 "
@@ -166,7 +173,8 @@ def main() -> None:
                               else tuple(float(v) for v in args.cycle.split(","))),
                        flip_prob=args.flip_prob, grad_clip=args.grad_clip,
                        hide_limb_prob=args.hide_limb_prob,
-                       hide_limb_prob_2d=args.hide_limb_prob_2d)
+                       hide_limb_prob_2d=args.hide_limb_prob_2d,
+                       hidden_2d=args.hidden_2d, kp2d_distance=args.kp2d_distance)
     real_fraction = RECIPE_REAL_FRACTION.get(args.recipe, PRIOR_V2_REAL_FRACTION) if v2 else 0.0
     if args.real_fraction is not None:
         if not v2 or not 0.0 <= args.real_fraction < 1.0:

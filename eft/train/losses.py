@@ -6,7 +6,13 @@
   the predicted weak-perspective camera, and the 2D targets, in crop-normalised
   coordinates: ``sum_xy`` per joint, averaged over batch x 49 joints.  Joint weights
   are the targets' confidences times ``openpose_2d`` (slots 0..24) or ``gt_2d``
-  (slots 25..48); SPIN uses 0 and 1.
+  (slots 25..48); SPIN uses 0 and 1.  Joints the regressor must infer (labelled in
+  the target, absent from its input: dropped or hidden by augmentation) weigh
+  ``hidden_2d`` times more (1 = as SPIN).  With ``kp2d_distance`` > 0 the 2D-only
+  samples (real labels) count each joint's distance instead of its square, weighted
+  ``kp2d_distance`` in place of ``kp2d`` (``L2D`` is logged in ``kp2d`` units): a
+  squared loss is led by the few joints that are far off, which on real labels are
+  often label noise.
 * ``L3D``: squared distance (``sum_xyz``) of pelvis-relative 3D keypoints, averaged
   over the samples that have 3D targets x 49 (non-finite target joints count 0).
 * ``Lrot``: MSE of the 24 rotation matrices, ``Lbeta``: MSE of the betas, both over
@@ -69,6 +75,8 @@ class LossWeights:
     betas_prior: float = 0.0
     cycle_kp3d: float = 0.0
     cycle_rotmat: float = 0.0
+    hidden_2d: float = 1.0
+    kp2d_distance: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -78,6 +86,9 @@ class LossWeights:
                 continue
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"loss weight {name} must be a number >= 0, got {value!r}")
+        if self.kp2d_distance > 0 and not self.kp2d > 0:
+            raise ValueError("loss weight kp2d_distance needs kp2d > 0 (it is logged in "
+                             "kp2d's units)")
 
 
 def _masked_mean(sq: Tensor, mask: Tensor, per_sample: int) -> Tensor:
@@ -103,11 +114,20 @@ def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
     if w.openpose_2d != 1.0 or w.gt_2d != 1.0:
         jw = torch.cat([conf.new_full((25,), w.openpose_2d), conf.new_full((24,), w.gt_2d)])
         conf = conf * jw
+    if w.hidden_2d != 1.0:
+        hidden = (batch.keypoints[..., 2] <= 0) & (batch.target2d[..., 2] > 0)
+        conf = torch.where(hidden, conf * w.hidden_2d, conf)
+    per_joint = conf * d2
+    if w.kp2d_distance > 0:
+        real = ~(batch.has_smpl | batch.has_kp3d)
+        if bool(real.any()):
+            dist = conf * torch.sqrt(d2 + 1e-8) * (w.kp2d_distance / w.kp2d)
+            per_joint = torch.where(real[:, None], dist, per_joint)
     parts = {
         "rotmat": _masked_mean((rotmat - batch.rotmat) ** 2, batch.has_smpl, 24 * 9),
         "betas": _masked_mean((betas - batch.betas) ** 2, batch.has_smpl, 10),
         "kp3d": rotmat.new_zeros(()),
-        "kp2d": (conf * d2).mean(),
+        "kp2d": per_joint.mean(),
         "cam": (torch.exp(-10.0 * cam[:, 0]) ** 2).mean(),
         "prior": rotmat.new_zeros(()),
     }
