@@ -1,5 +1,5 @@
 """The 2D term's two options, checked against the formula written out by hand: the
-weight of joints the regressor must infer (``hidden_2d``) and the distance form on
+weight of a real person's joints the regressor must infer (``hidden_2d``) and the distance form on
 real 2D-only samples (``kp2d_distance``)."""
 
 from __future__ import annotations
@@ -44,15 +44,17 @@ def _case(fast):
     return out, batch, proj
 
 
-def _by_hand(batch, proj, hidden_2d: float, ratio: float | None) -> float:
+def _by_hand(batch, proj, hidden_2d: float, ratio: float | None,
+             real: tuple[bool, bool] = (False, True)) -> float:
     """mean over 2 x 49 of weight x (squared distance | distance x ratio on the real
-    person), in float64 numpy."""
+    person), in float64 numpy; ``hidden_2d`` applies to the real people only."""
     d2 = ((proj.double().numpy() - batch.target2d[..., :2].double().numpy()) ** 2).sum(-1)
     w = batch.target2d[..., 2].double().numpy().copy()
     hidden = (batch.keypoints[..., 2].numpy() <= 0) & (w > 0)
+    hidden &= np.asarray(real)[:, None]  # SMPL-supervised people: weight 1 everywhere
     w[hidden] *= hidden_2d
     per = w * d2
-    if ratio is not None:
+    if ratio is not None and real[1]:
         per[1] = w[1] * np.sqrt(d2[1]) * ratio
     return float(per.mean())
 
@@ -66,7 +68,7 @@ def test_the_projection_is_the_one_the_loss_uses(fast):
 
 
 @pytest.mark.parametrize("hidden_2d", [0.0, 3.0])
-def test_hidden_joints_weigh_hidden_2d_times_more(fast, hidden_2d):
+def test_real_hidden_joints_weigh_hidden_2d_times_more(fast, hidden_2d):
     out, batch, proj = _case(fast)
     w = LossWeights(rotmat=0, betas=0, cam=0, openpose_2d=1.0, hidden_2d=hidden_2d)
     total, parts = regression_loss(out, fast, batch, w)
@@ -83,10 +85,11 @@ def test_distance_form_applies_to_the_real_person_only(fast):
     want = _by_hand(batch, proj, 2.0, 2.0 / 5.0)
     assert parts["kp2d"] == pytest.approx(want, rel=1e-4)
     assert float(total) == pytest.approx(w.overall * 5.0 * want, rel=1e-4)
-    # no real person in the batch: the squared form everywhere
+    # no real person in the batch: the squared form everywhere, no hidden weight
     synth = Batch(**{**batch.__dict__, "has_smpl": torch.tensor([True, True])})
     _, parts = regression_loss(out, fast, synth, w)
-    assert parts["kp2d"] == pytest.approx(_by_hand(batch, proj, 2.0, None), rel=1e-5)
+    assert parts["kp2d"] == pytest.approx(_by_hand(batch, proj, 2.0, 0.4, (False, False)),
+                                          rel=1e-5)
 
 
 def test_distance_form_has_finite_gradients_at_a_perfect_fit(fast):

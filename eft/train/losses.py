@@ -6,9 +6,10 @@
   the predicted weak-perspective camera, and the 2D targets, in crop-normalised
   coordinates: ``sum_xy`` per joint, averaged over batch x 49 joints.  Joint weights
   are the targets' confidences times ``openpose_2d`` (slots 0..24) or ``gt_2d``
-  (slots 25..48); SPIN uses 0 and 1.  Joints the regressor must infer (labelled in
-  the target, absent from its input: dropped or hidden by augmentation) weigh
-  ``hidden_2d`` times more (1 = as SPIN).  With ``kp2d_distance`` > 0 the 2D-only
+  (slots 25..48); SPIN uses 0 and 1.  On the 2D-only samples (real labels), joints
+  the regressor must infer (labelled in the target, absent from its input: a limb
+  hidden by augmentation) weigh ``hidden_2d`` times more (1 = as SPIN); samples with
+  SMPL or 3D targets keep weight 1 there, their 3D terms already cover those joints.  With ``kp2d_distance`` > 0 the 2D-only
   samples (real labels) count each joint's distance instead of its square, weighted
   ``kp2d_distance`` in place of ``kp2d`` (``L2D`` is logged in ``kp2d`` units): a
   squared loss is led by the few joints that are far off, which on real labels are
@@ -115,7 +116,9 @@ def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
         jw = torch.cat([conf.new_full((25,), w.openpose_2d), conf.new_full((24,), w.gt_2d)])
         conf = conf * jw
     if w.hidden_2d != 1.0:
-        hidden = (batch.keypoints[..., 2] <= 0) & (batch.target2d[..., 2] > 0)
+        real = ~(batch.has_smpl | batch.has_kp3d)
+        hidden = ((batch.keypoints[..., 2] <= 0) & (batch.target2d[..., 2] > 0)
+                  & real[:, None])
         conf = torch.where(hidden, conf * w.hidden_2d, conf)
     per_joint = conf * d2
     if w.kp2d_distance > 0:
