@@ -1,6 +1,7 @@
-"""Train the embedded keypoint prior on the CPU (v7 by default, v1-v6 kept reproducible).
+"""Train the embedded keypoint prior on the CPU (v8 by default, v1-v7 kept reproducible).
 
-    python scripts/pretrain_prior.py                 # prior v7, the shipped default
+    python scripts/pretrain_prior.py                 # prior v8, the shipped default
+    python scripts/pretrain_prior.py --recipe v7     # prior v7 (from v6; v8 starts here)
     python scripts/pretrain_prior.py --recipe v6     # prior v6 (from v5; v7 starts here)
     python scripts/pretrain_prior.py --recipe v5     # prior v5 (from v4; v6 starts here)
     python scripts/pretrain_prior.py --recipe v4     # prior v4 (from scratch; v5 starts here)
@@ -20,7 +21,9 @@ v5: v4's recipe again, started from v4's weights at half the peak rate with anot
 batch seed (``eft.train.prior.PRIOR_V5``; 96,000 steps in all).  v6: v5's recipe again
 from v5's weights, batch seed 2 (``eft.train.prior.PRIOR_V6``; 144,000 steps in all).
 v7: 12,000 more steps from v6's weights with 70 % of every batch real labels, each with a
-limb hidden from its input (``eft.train.prior.PRIOR_V7``).
+limb hidden from its input (``eft.train.prior.PRIOR_V7``).  v8: v7's recipe again from
+v7's weights, batch seed 4, the real people's hidden joints weighing 10x the others in
+the 2D loss (``eft.train.prior.PRIOR_V8``).
 ``--init`` warm-starts any recipe from a shipped prior or a file.
 ``--cycle`` adds the view-cycle loss on the real samples (2D-3D self-supervision: each
 real person's predicted body is turned to a random view, projected and lifted again, and
@@ -60,6 +63,8 @@ from eft.train.prior import (
     PRIOR_V7,
     PRIOR_V7_INIT,
     PRIOR_V7_REAL_FRACTION,
+    PRIOR_V8,
+    PRIOR_V8_INIT,
     PRIOR_VAL_SEED,
     TensorSet,
     config_dict,
@@ -87,19 +92,21 @@ REAL_LABELS = {
 
 #: Encoder and IEF width of each recipe's network.
 RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512, "v4": 512, "v5": 512, "v6": 512,
-                "v7": 512}
+                "v7": 512, "v8": 512}
 #: Each recipe's training configuration (v3 is v2's with a wider network; v4 trains v3's
 #: network twice as long, the gradient clipped).
 RECIPE_CONFIG = {"v1": PRIOR_V1, "v2": PRIOR_V2, "v3": PRIOR_V2, "v4": PRIOR_V4,
-                 "v5": PRIOR_V5, "v6": PRIOR_V6, "v7": PRIOR_V7}
+                 "v5": PRIOR_V5, "v6": PRIOR_V6, "v7": PRIOR_V7,
+                 "v8": PRIOR_V8}
 #: Recipes that start from a shipped prior's weights instead of from scratch.
-RECIPE_INIT = {"v5": PRIOR_V5_INIT, "v6": PRIOR_V6_INIT, "v7": PRIOR_V7_INIT}
+RECIPE_INIT = {"v5": PRIOR_V5_INIT, "v6": PRIOR_V6_INIT, "v7": PRIOR_V7_INIT,
+               "v8": PRIOR_V8_INIT}
 #: Share of every batch drawn from the real 2D labels, where a recipe differs from v2's.
-RECIPE_REAL_FRACTION = {"v7": PRIOR_V7_REAL_FRACTION}
+RECIPE_REAL_FRACTION = {"v7": PRIOR_V7_REAL_FRACTION, "v8": PRIOR_V7_REAL_FRACTION}
 #: The recipe of the shipped default prior.
-DEFAULT_RECIPE = "v7"
+DEFAULT_RECIPE = "v8"
 #: Recipes with every input format and real 2D labels (v2's data).
-REAL_RECIPES = ("v2", "v3", "v4", "v5", "v6", "v7")
+REAL_RECIPES = ("v2", "v3", "v4", "v5", "v6", "v7", "v8")
 
 
 def main() -> None:
@@ -128,7 +135,7 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None,
                     help="folder for training checkpoints; a rerun resumes from them")
     ap.add_argument("--width", type=int, default=None,
-                    help="encoder and IEF width (v1, v2: 256; v3-v7: 512)")
+                    help="encoder and IEF width (v1, v2: 256; v3-v8: 512)")
     ap.add_argument("--real-mask-prob", type=float, default=None,
                     help="v2: share of synthetic samples that take a real person's missing "
                          "joints (calibrated missingness; recipe value by default)")
@@ -151,7 +158,7 @@ def main() -> None:
                          "default: 0, off)")
     ap.add_argument("--real-fraction", type=float, default=None,
                     help="v2: share of every batch drawn from the real 2D labels (recipe "
-                         f"value by default: {PRIOR_V2_REAL_FRACTION}; v7 "
+                         f"value by default: {PRIOR_V2_REAL_FRACTION}; v7, v8 "
                          f"{PRIOR_V7_REAL_FRACTION})")
     ap.add_argument("--grad-clip", type=float, default=None,
                     help="gradient-norm clip, 0 = none (recipe value by default)")
@@ -347,7 +354,9 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
   the rest.
   The network reads only the {len(model.input_slots or ())} slots the training inputs
   fill (`input_slots`); any other slot is ignored.
-- Real samples: 2D reprojection of every labelled joint (hidden ones included), plus
+- Real samples: 2D reprojection of every labelled joint (hidden ones included""" + (
+            f", those x{loss['hidden_2d']:g}" if loss.get("hidden_2d", 1.0) != 1.0
+            else "") + f"""), plus
   the GMM pose prior's NLL above {loss['pose_prior_floor']} nats x{loss['pose_prior']} and
   mean(betas^2) x{loss['betas_prior']}.
 """ + (f"""- View cycle (2D-3D self-supervision) on the real samples: each predicted body is

@@ -19,14 +19,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 RECIPE = Path(__file__).resolve().parents[1] / "fitting" / "training" / "keypoint-prior-v2.yaml"
 
 
-def _as_recorded(cfg: TrainerConfig) -> dict:
-    """``config_dict(cfg)`` as a checkpoint made before ``hide_limb_prob_2d`` existed
-    records it: that option left unset (None) is absent there."""
+#: Options added after some priors shipped, with the value that means "off": a
+#: checkpoint made before an option existed does not record it.
+_LATER_OPTIONS = {("augment", "hide_limb_prob_2d"): None, ("loss", "hidden_2d"): 1.0,
+                  ("loss", "kp2d_distance"): 0.0}
+
+
+def _as_recorded(cfg: TrainerConfig, recorded: dict) -> dict:
+    """``config_dict(cfg)`` as the checkpoint's metadata ``recorded`` holds it: an option
+    it lacks (made before the option existed) is dropped when ``cfg`` leaves it off."""
     from eft.train.prior import config_dict
 
     d = config_dict(cfg)
-    if d["augment"].get("hide_limb_prob_2d") is None:
-        d["augment"].pop("hide_limb_prob_2d", None)
+    for (part, key), off in _LATER_OPTIONS.items():
+        if key not in recorded[part] and d[part].get(key, off) == off:
+            d[part].pop(key, None)
     return d
 
 
@@ -171,7 +178,7 @@ def test_v4_recipe_is_v3_twice_as_long_with_the_gradient_clipped():
     assert (model.config["width"], model.config["hidden"]) == (512, 512)
     meta = model.eft_metadata
     assert meta["recipe"] == "v4"
-    assert meta["config"] == _as_recorded(PRIOR_V4)
+    assert meta["config"] == _as_recorded(PRIOR_V4, meta["config"])
 
 
 def test_v5_recipe_is_v4_warm_started_from_v4():
@@ -199,11 +206,10 @@ def test_v5_recipe_is_v4_warm_started_from_v4():
         assert torch.equal(a, b), k
 
 
-@pytest.mark.parametrize("recipe", ["v5", "v6", "v7"])
+@pytest.mark.parametrize("recipe", ["v5", "v6", "v7", "v8"])
 def test_shipped_warm_started_priors_were_trained_by_their_recipes(recipe):
-    """The shipped v5 (from v4), v6 (from v5) and v7 (from v6, the default) files: their
-    start's network
-    and input slots, trained with exactly their recipe from its weights, and not those
+    """The shipped v5 (from v4), v6 (from v5), v7 (from v6) and v8 (from v7, the
+    default) files: their start's network and input slots, trained with exactly their recipe from its weights, and not those
     weights any more."""
     import torch
 
@@ -212,12 +218,12 @@ def test_shipped_warm_started_priors_were_trained_by_their_recipes(recipe):
 
     recipe_cfg = getattr(prior, f"PRIOR_{recipe.upper()}")
     init = getattr(prior, f"PRIOR_{recipe.upper()}_INIT")
-    assert DEFAULT_PRIOR == "keypoint-prior-v7"
+    assert DEFAULT_PRIOR == "keypoint-prior-v8"
     model, start = load_regressor(f"keypoint-prior-{recipe}"), load_regressor(init)
     assert model.config == start.config and model.input_slots == start.input_slots
     meta = model.eft_metadata
     assert (meta["recipe"], meta["init"]) == (recipe, init)
-    assert meta["config"] == _as_recorded(recipe_cfg)
+    assert meta["config"] == _as_recorded(recipe_cfg, meta["config"])
     moved = [k for k, a in model.state_dict().items()
              if a.is_floating_point() and not torch.equal(a, start.state_dict()[k])]
     assert len(moved) > 10
@@ -265,4 +271,25 @@ def test_v7_recipe_is_a_short_v6_cycle_on_the_real_labels_task():
     assert all(a.equal(b) for a, b in zip(start.state_dict().values(),
                                           v6_model.state_dict().values(), strict=True))
     meta = load_regressor("keypoint-prior-v7").eft_metadata
+    assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION
+
+
+def test_v8_recipe_is_v7_from_v7_with_the_hidden_joints_weighted():
+    from eft.models.registry import load_regressor
+    from eft.train.prior import PRIOR_V7, PRIOR_V7_REAL_FRACTION, PRIOR_V8, PRIOR_V8_INIT
+    from eft.train.run import build_model
+
+    v8 = load_train_config(RECIPE.with_name("keypoint-prior-v8.yaml"))
+    v7 = load_train_config(RECIPE.with_name("keypoint-prior-v7.yaml"))
+    assert _trainer_part(v8) == PRIOR_V8 and PRIOR_V8_INIT == "keypoint-prior-v7"
+    # v7's recipe but for the batch seed and the hidden joints' 2D weight
+    assert PRIOR_V8.replace(optim=dataclasses.replace(PRIOR_V8.optim, seed=3),
+                            loss=dataclasses.replace(PRIOR_V8.loss, hidden_2d=1.0)) == PRIOR_V7
+    assert PRIOR_V8.loss.hidden_2d > 1.0 and PRIOR_V8.optim.seed != PRIOR_V7.optim.seed
+    assert v8.datasets == v7.datasets and v8.model.init == PRIOR_V8_INIT
+    start = build_model(v8)
+    v7_model = load_regressor("keypoint-prior-v7")
+    assert all(a.equal(b) for a, b in zip(start.state_dict().values(),
+                                          v7_model.state_dict().values(), strict=True))
+    meta = load_regressor("keypoint-prior-v8").eft_metadata
     assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION

@@ -15,9 +15,11 @@ data is also the training config ``fitting/training/keypoint-prior-v2.yaml``, wh
 as long with the gradient clipped (``keypoint-prior-v4.yaml``), prior v5, :data:`PRIOR_V5`,
 continues from v4's weights for a second cycle of v4's recipe
 (``keypoint-prior-v5.yaml``), prior v6, :data:`PRIOR_V6`, runs a third cycle from v5's
-(``keypoint-prior-v6.yaml``), and prior v7 (the default), :data:`PRIOR_V7`, a short
-fourth cycle from v6's with more real people per batch, every one with a hidden limb
-(``keypoint-prior-v7.yaml``).
+(``keypoint-prior-v6.yaml``), prior v7, :data:`PRIOR_V7`, a short fourth cycle from
+v6's with more real people per batch, every one with a hidden limb
+(``keypoint-prior-v7.yaml``), and prior v8 (the default), :data:`PRIOR_V8`, v7's recipe
+again from v7's weights with the real people's hidden joints weighing more in the 2D
+loss (``keypoint-prior-v8.yaml``).
 """
 
 from __future__ import annotations
@@ -136,8 +138,16 @@ PRIOR_V7 = PRIOR_V6.replace(optim=replace(PRIOR_V6.optim, steps=12000, seed=3),
                             augment=replace(PRIOR_V6.augment, hide_limb_prob_2d=1.0))
 #: The regressor the v7 recipe starts from.
 PRIOR_V7_INIT = "keypoint-prior-v6"
-#: Share of each v7 batch drawn from real 2D-only labels.
+#: Share of each v7 (and v8) batch drawn from real 2D-only labels.
 PRIOR_V7_REAL_FRACTION = 0.7
+#: The v8 prior's recipe: v7's once more from v7's weights (:data:`PRIOR_V8_INIT`),
+#: batch seed 4, with the real people's hidden joints (the limb their input lacks)
+#: weighing ``hidden_2d`` times the others in the 2D loss, so the cycle spends its
+#: gradient on placing the hidden limb (see fitting/training/keypoint-prior-v8.yaml).
+PRIOR_V8 = PRIOR_V7.replace(optim=replace(PRIOR_V7.optim, seed=4),
+                            loss=replace(PRIOR_V7.loss, hidden_2d=10.0))
+#: The regressor the v8 recipe starts from.
+PRIOR_V8_INIT = "keypoint-prior-v7"
 
 
 def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
@@ -269,6 +279,8 @@ __all__ = [
     "PRIOR_V7",
     "PRIOR_V7_INIT",
     "PRIOR_V7_REAL_FRACTION",
+    "PRIOR_V8",
+    "PRIOR_V8_INIT",
     "prior_config",
     "V2_SYNTHETIC",
     "make_prior_v2_sets",
