@@ -111,9 +111,10 @@ def test_fit_alone_equals_fit_in_batch(body, prior, data):
         b = together[i]
         assert (alone.quality.iterations, alone.quality.flags) == (
             b.quality.iterations, b.quality.flags)
-        np.testing.assert_allclose(alone.rotmat, b.rotmat, atol=1e-6)
-        np.testing.assert_allclose(alone.betas, b.betas, atol=1e-6)
-        np.testing.assert_allclose(alone.cam_weak, b.cam_weak, atol=1e-6)
+        # float32 rounding of the batched matmuls, through 8 Adam steps: ~4e-6 with prior v8
+        np.testing.assert_allclose(alone.rotmat, b.rotmat, atol=ATOL)
+        np.testing.assert_allclose(alone.betas, b.betas, atol=ATOL)
+        np.testing.assert_allclose(alone.cam_weak, b.cam_weak, atol=ATOL)
 
 
 def test_keep_params_model_untouched_and_params_reproduce_the_fit(body, prior, data):
