@@ -63,7 +63,8 @@ def test_the_projection_is_the_one_the_loss_uses(fast):
     """Guard for the hand formula: with both slot groups on and no option, L2D is the
     plain weighted mean."""
     out, batch, proj = _case(fast)
-    _, parts = regression_loss(out, fast, batch, LossWeights(rotmat=0, betas=0, cam=0, openpose_2d=1.0))
+    w = LossWeights(rotmat=0, betas=0, cam=0, openpose_2d=1.0)
+    _, parts = regression_loss(out, fast, batch, w)
     assert parts["kp2d"] == pytest.approx(_by_hand(batch, proj, 1.0, None), rel=1e-5)
 
 
@@ -80,7 +81,8 @@ def test_real_hidden_joints_weigh_hidden_2d_times_more(fast, hidden_2d):
 
 def test_distance_form_applies_to_the_real_person_only(fast):
     out, batch, proj = _case(fast)
-    w = LossWeights(rotmat=0, betas=0, cam=0, openpose_2d=1.0, kp2d=5.0, kp2d_distance=2.0, hidden_2d=2.0)
+    w = LossWeights(rotmat=0, betas=0, cam=0, openpose_2d=1.0, kp2d=5.0, kp2d_distance=2.0,
+                    hidden_2d=2.0)
     total, parts = regression_loss(out, fast, batch, w)
     want = _by_hand(batch, proj, 2.0, 2.0 / 5.0)
     assert parts["kp2d"] == pytest.approx(want, rel=1e-4)

@@ -209,8 +209,8 @@ def test_v5_recipe_is_v4_warm_started_from_v4():
 @pytest.mark.parametrize("recipe", ["v5", "v6", "v7", "v8"])
 def test_shipped_warm_started_priors_were_trained_by_their_recipes(recipe):
     """The shipped v5 (from v4), v6 (from v5), v7 (from v6) and v8 (from v7, the
-    default) files: their start's network and input slots, trained with exactly their recipe from its weights, and not those
-    weights any more."""
+    default) files: their start's network and input slots, trained with exactly their
+    recipe from its weights, and not those weights any more."""
     import torch
 
     from eft.models.registry import DEFAULT_PRIOR, load_regressor

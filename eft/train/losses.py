@@ -9,11 +9,11 @@
   (slots 25..48); SPIN uses 0 and 1.  On the 2D-only samples (real labels), joints
   the regressor must infer (labelled in the target, absent from its input: a limb
   hidden by augmentation) weigh ``hidden_2d`` times more (1 = as SPIN); samples with
-  SMPL or 3D targets keep weight 1 there, their 3D terms already cover those joints.  With ``kp2d_distance`` > 0 the 2D-only
-  samples (real labels) count each joint's distance instead of its square, weighted
-  ``kp2d_distance`` in place of ``kp2d`` (``L2D`` is logged in ``kp2d`` units): a
-  squared loss is led by the few joints that are far off, which on real labels are
-  often label noise.
+  SMPL or 3D targets keep weight 1 there, their 3D terms already cover those joints.
+  With ``kp2d_distance`` > 0 the 2D-only samples (real labels) count each joint's
+  distance instead of its square, weighted ``kp2d_distance`` in place of ``kp2d``
+  (``L2D`` is logged in ``kp2d`` units); measured on prior v7's recipe it placed hidden
+  limbs worse (scripts/results/prior_hidden_2d.md), so no recipe uses it.
 * ``L3D``: squared distance (``sum_xyz``) of pelvis-relative 3D keypoints, averaged
   over the samples that have 3D targets x 49 (non-finite target joints count 0).
 * ``Lrot``: MSE of the 24 rotation matrices, ``Lbeta``: MSE of the betas, both over
