@@ -42,6 +42,16 @@ def _trainer_part(cfg) -> TrainerConfig:
                             for f in dataclasses.fields(TrainerConfig)})
 
 
+def _starts_from(cfg, init: str) -> bool:
+    """Whether ``eft train`` builds ``cfg``'s model as the shipped prior ``init``."""
+    from eft.models.registry import load_regressor
+    from eft.train.run import build_model
+
+    start, start_from = build_model(cfg), load_regressor(init)
+    return all(a.equal(b) for a, b in zip(start.state_dict().values(),
+                                          start_from.state_dict().values(), strict=True))
+
+
 def test_recipe_yaml_is_prior_v2():
     cfg = load_train_config(RECIPE)
     assert _trainer_part(cfg) == PRIOR_V2
@@ -230,9 +240,7 @@ def test_shipped_warm_started_priors_were_trained_by_their_recipes(recipe):
 
 
 def test_v6_recipe_is_v5_from_v5_with_another_batch_seed():
-    from eft.models.registry import load_regressor
     from eft.train.prior import PRIOR_V5, PRIOR_V6, PRIOR_V6_INIT
-    from eft.train.run import build_model
 
     v6 = load_train_config(RECIPE.with_name("keypoint-prior-v6.yaml"))
     v5 = load_train_config(RECIPE.with_name("keypoint-prior-v5.yaml"))
@@ -240,16 +248,12 @@ def test_v6_recipe_is_v5_from_v5_with_another_batch_seed():
     assert PRIOR_V6.replace(optim=dataclasses.replace(PRIOR_V6.optim, seed=1)) == PRIOR_V5
     assert v6.model.init == PRIOR_V6_INIT and v6.datasets == v5.datasets
     assert dataclasses.replace(v6.model, init=None) == dataclasses.replace(v5.model, init=None)
-    start = build_model(v6)
-    v5_model = load_regressor("keypoint-prior-v5")
-    assert all(a.equal(b) for a, b in zip(start.state_dict().values(),
-                                          v5_model.state_dict().values(), strict=True))
+    assert _starts_from(v6, "keypoint-prior-v5")
 
 
 def test_v7_recipe_is_a_short_v6_cycle_on_the_real_labels_task():
     from eft.models.registry import load_regressor
     from eft.train.prior import PRIOR_V6, PRIOR_V7, PRIOR_V7_INIT, PRIOR_V7_REAL_FRACTION
-    from eft.train.run import build_model
 
     v7 = load_train_config(RECIPE.with_name("keypoint-prior-v7.yaml"))
     v6 = load_train_config(RECIPE.with_name("keypoint-prior-v6.yaml"))
@@ -266,10 +270,7 @@ def test_v7_recipe_is_a_short_v6_cycle_on_the_real_labels_task():
     assert [(d.synthetic, d.labels) for d in v7.datasets] == [(d.synthetic, d.labels)
                                                                for d in v6.datasets]
     assert v7.model.init == PRIOR_V7_INIT
-    start = build_model(v7)
-    v6_model = load_regressor("keypoint-prior-v6")
-    assert all(a.equal(b) for a, b in zip(start.state_dict().values(),
-                                          v6_model.state_dict().values(), strict=True))
+    assert _starts_from(v7, "keypoint-prior-v6")
     meta = load_regressor("keypoint-prior-v7").eft_metadata
     assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION
 
@@ -277,7 +278,6 @@ def test_v7_recipe_is_a_short_v6_cycle_on_the_real_labels_task():
 def test_v8_recipe_is_v7_from_v7_with_the_hidden_joints_weighted():
     from eft.models.registry import load_regressor
     from eft.train.prior import PRIOR_V7, PRIOR_V7_REAL_FRACTION, PRIOR_V8, PRIOR_V8_INIT
-    from eft.train.run import build_model
 
     v8 = load_train_config(RECIPE.with_name("keypoint-prior-v8.yaml"))
     v7 = load_train_config(RECIPE.with_name("keypoint-prior-v7.yaml"))
@@ -287,9 +287,6 @@ def test_v8_recipe_is_v7_from_v7_with_the_hidden_joints_weighted():
                             loss=dataclasses.replace(PRIOR_V8.loss, hidden_2d=1.0)) == PRIOR_V7
     assert PRIOR_V8.loss.hidden_2d > 1.0 and PRIOR_V8.optim.seed != PRIOR_V7.optim.seed
     assert v8.datasets == v7.datasets and v8.model.init == PRIOR_V8_INIT
-    start = build_model(v8)
-    v7_model = load_regressor("keypoint-prior-v7")
-    assert all(a.equal(b) for a, b in zip(start.state_dict().values(),
-                                          v7_model.state_dict().values(), strict=True))
+    assert _starts_from(v8, "keypoint-prior-v7")
     meta = load_regressor("keypoint-prior-v8").eft_metadata
     assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION
