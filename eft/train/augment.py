@@ -222,6 +222,11 @@ class Batch:
     images: Tensor | None = None
 
     @property
+    def only_2d(self) -> Tensor:
+        """(B,) bool: the samples with 2D targets alone (real labels: no SMPL, no 3D)."""
+        return ~(self.has_smpl | self.has_kp3d)
+
+    @property
     def inputs(self) -> Tensor:
         """What the regressor reads: the images when there are any, else the keypoints."""
         return self.keypoints if self.images is None else self.images

@@ -115,17 +115,15 @@ def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
     if w.openpose_2d != 1.0 or w.gt_2d != 1.0:
         jw = torch.cat([conf.new_full((25,), w.openpose_2d), conf.new_full((24,), w.gt_2d)])
         conf = conf * jw
+    real = batch.only_2d
     if w.hidden_2d != 1.0:
-        real = ~(batch.has_smpl | batch.has_kp3d)
         hidden = ((batch.keypoints[..., 2] <= 0) & (batch.target2d[..., 2] > 0)
                   & real[:, None])
         conf = torch.where(hidden, conf * w.hidden_2d, conf)
     per_joint = conf * d2
-    if w.kp2d_distance > 0:
-        real = ~(batch.has_smpl | batch.has_kp3d)
-        if bool(real.any()):
-            dist = conf * torch.sqrt(d2 + 1e-8) * (w.kp2d_distance / w.kp2d)
-            per_joint = torch.where(real[:, None], dist, per_joint)
+    if w.kp2d_distance > 0 and bool(real.any()):
+        dist = conf * torch.sqrt(d2 + 1e-8) * (w.kp2d_distance / w.kp2d)
+        per_joint = torch.where(real[:, None], dist, per_joint)
     parts = {
         "rotmat": _masked_mean((rotmat - batch.rotmat) ** 2, batch.has_smpl, 24 * 9),
         "betas": _masked_mean((betas - batch.betas) ** 2, batch.has_smpl, 10),
@@ -166,7 +164,7 @@ def view_cycle_loss(model: Callable[[Tensor], RegressorOutput], out: RegressorOu
     ``model`` reads (B', 49, 3) crop-normalised keypoints; ``out`` is its output for
     ``batch`` (B samples); ``g`` draws the novel views (:func:`novel_view`).  Zero when
     the batch has no 2D-only sample."""
-    real = ~(batch.has_smpl | batch.has_kp3d)
+    real = batch.only_2d
     zero = out.rotmat.new_zeros(())
     if not bool(real.any()):
         return zero, 0.0
