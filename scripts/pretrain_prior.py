@@ -150,8 +150,8 @@ def main() -> None:
                     help="share of the 2D-only (real) samples with one limb hidden "
                          "(default: --hide-limb-prob's value)")
     ap.add_argument("--hidden-2d", type=float, default=None,
-                    help="2D-loss weight of joints absent from the input, x the others "
-                         "(recipe value by default: 1)")
+                    help="2D-loss weight of real people's joints absent from the input, "
+                         "x the others (recipe value by default; v8: 10)")
     ap.add_argument("--kp2d-distance", type=float, default=None,
                     help="> 0: real samples' 2D loss is the joints' distance with this "
                          "weight instead of the squared distance (recipe value by "

@@ -194,7 +194,7 @@ def test_v2_reads_every_input_format_plausibly(body, pose_bank, name):
 @pytest.mark.parametrize("prior", ["keypoint-prior-v2", "keypoint-prior-v3",
                                    "keypoint-prior-v4", "keypoint-prior-v5",
                                    "keypoint-prior-v6", "keypoint-prior-v7",
-                                  "keypoint-prior-v8"])
+                                   "keypoint-prior-v8"])
 def test_v2_reads_every_slot_the_readers_fill_and_ignores_any_other(prior):
     from eft.body.joints import KEYPOINT_FORMATS
 
