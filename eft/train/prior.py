@@ -168,7 +168,8 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
     the gradient-norm clip (0: none); ``hide_limb_prob``: share of samples with one limb
     hidden from the input (``hide_limb_prob_2d``: of the 2D-only samples, when set);
     ``hidden_2d``, ``kp2d_distance``: the 2D loss's weight on real people's joints
-    absent from the input and its distance form on real labels (:class:`~eft.train.losses.LossWeights`)."""
+    absent from the input and its distance form on real labels
+    (:class:`~eft.train.losses.LossWeights`)."""
     o = base.optim
     cfg = base.replace(optim=replace(
         o, steps=o.steps if steps is None else steps,
