@@ -46,7 +46,14 @@ from tqdm.auto import tqdm
 
 from eft.body.joints import SPIN49_INDEX
 from eft.data.readers import read_dataset
-from eft.fitting.heldout import LIMB_ORDER, LIMB_SLOTS, HeldOut, held_out_errors, make_held_out
+from eft.fitting.heldout import (
+    LIMB_ORDER,
+    LIMB_SLOTS,
+    HeldOut,
+    held_out_errors,
+    limb_shape,
+    make_held_out,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_real2d import DATA, DATASETS, held_out_people, machine, paired  # noqa: E402
@@ -228,7 +235,9 @@ def load_train(limit: int | None) -> tuple[list, dict]:
 
 def score(held: list[HeldOut], pred: np.ndarray) -> tuple[dict, np.ndarray]:
     errs = held_out_errors(held, pred)
+    length = limb_shape(held, pred).length_ratio
     return ({**errs.summary().as_dict(),
+             "hidden_length_ratio_median": float(np.nanmedian(length)),
              "by_limb": {k: v.as_dict() for k, v in errs.by_limb().items()}},
             errs.per_person(len(held)))
 
@@ -262,12 +271,14 @@ def markdown(r: dict) -> str:
              f"{r.get('loss', 'distance')}, seed {r['seed']}.", "",
              "Hidden-joint error / box side (bench_real2d's metric, same people); "
              "lower is better.", "",
-             "| set | reference | mean | median | share < 0.1 |",
-             "|---|---|---|---|---|"]
+             "| set | reference | mean | median | share < 0.1 | hidden bones' length / "
+             "label (median) |",
+             "|---|---|---|---|---|---|"]
     for name, d in r["datasets"].items():
         for ref, m in d["references"].items():
             lines.append(f"| {name} | {ref} | {m['mean']:.4f} ± {m['mean_se']:.4f} | "
-                         f"{m['median']:.4f} | {m['share_below_0_1']:.3f} |")
+                         f"{m['median']:.4f} | {m['share_below_0_1']:.3f} | "
+                         f"{m.get('hidden_length_ratio_median', float('nan')):.3f} |")
     paired_rows = [(n, ref, meth, p) for n, d in r["datasets"].items()
                    for ref, ps in d.get("paired", {}).items() for meth, p in ps.items()]
     if paired_rows:

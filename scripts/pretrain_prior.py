@@ -135,7 +135,13 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None,
                     help="folder for training checkpoints; a rerun resumes from them")
     ap.add_argument("--width", type=int, default=None,
-                    help="encoder and IEF width (v1, v2: 256; v3-v8: 512)")
+                    help="encoder and IEF width (v1, v2: 256; v3-v8: 512); from --init "
+                         "a narrower prior, its encoder is widened to this, computing the "
+                         "same function (KeypointRegressor.widened), the IEF head kept")
+    ap.add_argument("--res-blocks", type=int, default=0,
+                    help="residual blocks after the encoder; from --init a prior with "
+                         "fewer, the missing ones are added computing the same function "
+                         "(KeypointRegressor.deepened)")
     ap.add_argument("--real-mask-prob", type=float, default=None,
                     help="v2: share of synthetic samples that take a real person's missing "
                          "joints (calibrated missingness; recipe value by default)")
@@ -257,11 +263,18 @@ def main() -> None:
     init = args.init or RECIPE_INIT.get(args.recipe)
     if init is None:
         model = KeypointRegressor(width=args.width, hidden=args.width, mean_params=mean,
-                                  input_slots=slots)
+                                  input_slots=slots, res_blocks=args.res_blocks)
     else:  # a warm start: the network, its IEF start and its input slots as they were
         model = load_regressor(init)
-        if not isinstance(model, KeypointRegressor) or model.width != args.width:
-            raise SystemExit(f"--init {init}: not a width-{args.width} KeypointRegressor")
+        if not isinstance(model, KeypointRegressor) or model.width > args.width:
+            raise SystemExit(f"--init {init}: not a KeypointRegressor of width at most "
+                             f"{args.width}")
+        if model.width < args.width:  # the same function in a wider encoder
+            print(f"widening {init}'s encoder from {model.width} to {args.width}")
+            model = model.widened(args.width, seed=args.seed)
+        if len(model.res) < args.res_blocks:  # the same function, deeper
+            print(f"adding {args.res_blocks - len(model.res)} residual blocks to {init}")
+            model = model.deepened(args.res_blocks - len(model.res))
         model.train()
         print(f"starting from {init}")
 
@@ -283,7 +296,8 @@ def main() -> None:
         "description": f"eft keypoint prior {args.recipe}: KeypointRegressor pretrained on "
                        + ("synthetic exemplars and real 2D labels" if v2 else
                           "synthetic exemplars"),
-        "recipe": args.recipe, "width": args.width, "init": init,
+        "recipe": args.recipe, "width": args.width, "res_blocks": len(model.res),
+        "init": init,
         "train_size": int(len(train_t)), "val_size": args.val_size,
         "real_2d": real_counts,
         "train_clips": int(len(set(bank.train().clip.tolist()))),

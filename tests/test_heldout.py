@@ -22,6 +22,7 @@ from eft.fitting.heldout import (
     hide_limb,
     keypoint_box_side,
     limb_for,
+    limb_shape,
     limbs_labelled,
     make_held_out,
     sample_held_out,
@@ -171,6 +172,40 @@ def test_fits_are_projected_into_the_image():
             cam[0] * fits[i].keypoints3d[j, :2] + cam[1:])
         np.testing.assert_allclose(px[i, j], x)
     assert np.abs(held_out_errors(held, fits).error_px).max() < 1e-9
+
+
+def test_limb_shape_closed_form():
+    """Bones drawn on the labels' lines at known depth: in-plane share and projected
+    length over the labelled length follow from the construction."""
+    held = make_held_out([exemplar(person(), i) for i in range(4)])
+    cam, fits, tilt = np.array([0.5, 0.0, 0.0]), [], [0.0, 1.0, 0.5, 2.0]
+    for i, h in enumerate(held):
+        c, s = h.exemplar.center, h.exemplar.scale
+        xy = (h.labels[:, :2] - c) / (100 * s * cam[0])  # lands exactly on the labels
+        # each hidden bone's depth step = tilt x its image length, so its
+        # |v_xy| / |v| = 1 / sqrt(1 + tilt^2)
+        kp3d = np.c_[xy, np.zeros(49)]
+        for a, b in held_out_bones(h.limb):
+            kp3d[b] = kp3d[a] + np.r_[xy[b] - xy[a], tilt[i] * np.linalg.norm(xy[b] - xy[a])]
+        fits.append(_fit_at(kp3d, cam, c, s))
+    shape = limb_shape(held, fits)
+    want = 1 / np.sqrt(1 + np.square(tilt))
+    np.testing.assert_allclose(shape.in_plane, np.c_[want, want])
+    np.testing.assert_allclose(shape.length_ratio, 1.0)  # projections land on the labels
+    half = [_fit_at(f.keypoints3d, [0.25, 0.0, 0.0], f.center, f.scale) for f in fits]
+    np.testing.assert_allclose(limb_shape(held, half).length_ratio, 0.5)
+    px = limb_shape(held, fit_keypoints_px(half))  # the same, as 2D predictions
+    np.testing.assert_allclose(px.length_ratio, 0.5)
+    assert np.isnan(px.in_plane).all()
+    with pytest.raises(ValueError):
+        limb_shape(held, fits[:2])
+
+
+def held_out_bones(limb: str) -> tuple[tuple[int, int], ...]:
+    side = "Left" if limb.startswith("left") else "Right"
+    names = ("Shoulder", "Elbow", "Wrist") if limb.endswith("arm") else ("Hip", "Knee", "Ankle")
+    a, b, c = (I[f"{side} {n}"] for n in names)
+    return ((a, b), (b, c))
 
 
 def test_weak_camera_least_squares():

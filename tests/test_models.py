@@ -302,6 +302,72 @@ def test_keypoint_regressor_backward_and_n_iter():
     assert model.fc1.weight.grad is not None
 
 
+def test_keypoint_regressor_widened_keeps_the_function():
+    torch.manual_seed(0)
+    model = KeypointRegressor(width=32, hidden=48, input_slots=list(range(0, 49, 2))).eval()
+    for p in model.parameters():  # LayerNorm affines away from 1 / 0 too
+        p.data.add_(0.1 * torch.randn_like(p))
+    wide = model.widened(96, seed=1)
+    assert wide.width == 96 and wide.ief_hidden == 48 and wide.input_slots == model.input_slots
+    assert wide.encoder[0].weight.shape == (96, 49 * 3) and wide.fc1.weight.shape == (48, 96 + 157)
+    kp = _keypoints(batch=4)
+    with torch.no_grad():
+        a, b = model(kp), wide(kp)
+    for x, y in ((a.rotmat, b.rotmat), (a.betas, b.betas), (a.cam, b.cam)):
+        torch.testing.assert_close(y, x, atol=1e-5, rtol=1e-5)
+    # a unit and its copies get different gradients, so training can pull them apart
+    out = wide(kp)
+    (out.rotmat[..., 0].sum() + out.betas.square().sum() + out.cam.sum()).backward()
+    g = wide.encoder[3].weight.grad
+    assert g.abs().max() > 1e-4
+    assert not torch.allclose(g[:32], g[32:64], rtol=0.01, atol=0.0)
+    assert not torch.allclose(g[:32], g[64:], rtol=0.01, atol=0.0)
+    assert not torch.equal(model.widened(96, seed=2).fc1.weight, wide.fc1.weight)
+    with pytest.raises(ValueError, match="narrower"):
+        model.widened(16)
+
+
+def test_keypoint_regressor_deepened_keeps_the_function_then_learns(tmp_path):
+    torch.manual_seed(0)
+    model = KeypointRegressor(width=32, hidden=48).eval()
+    deep = model.deepened(2)
+    assert len(deep.res) == 2 and deep.config["res_blocks"] == 2
+    assert "res_blocks" not in model.config  # old checkpoints' configs are unchanged
+    assert _numel(deep.parameters()) == _numel(model.parameters()) + 2 * (
+        2 * (32 * 32 + 32) + 2 * 2 * 32)
+    kp = _keypoints()
+    with torch.no_grad():
+        a, b = model(kp), deep(kp)
+    assert torch.equal(a.rotmat, b.rotmat) and torch.equal(a.cam, b.cam)
+    # the closing LayerNorm's gain gets a gradient at once, and then the block acts
+    out = deep(kp)
+    (out.rotmat[..., 0].sum() + out.cam.sum()).backward()
+    assert deep.res[0][-1].weight.grad.abs().max() > 0
+    with torch.no_grad():
+        for block in deep.res:
+            block[-1].weight.add_(0.1)
+        assert not torch.equal(deep(kp).rotmat, a.rotmat)
+    # EFT's scopes: "last_stage" trains the encoder's last block, the residual blocks and
+    # the head; "head" only the head, reading the residual blocks' features
+    names = deep.eft_split("last_stage").trained
+    assert {"res.0", "res.1", "encoder.3", "fc1"} <= set(names)
+    with torch.no_grad():
+        split = deep.eft_split("head")
+        torch.testing.assert_close(split.head(split.features(kp)).rotmat, deep(kp).rotmat)
+        split = deep.eft_split("last_stage")
+        torch.testing.assert_close(split.head(split.features(kp)).rotmat, deep(kp).rotmat)
+    deeper = deep.eval().deepened(1)
+    assert len(deeper.res) == 3
+    with torch.no_grad():
+        assert torch.equal(deeper(kp).rotmat, deep(kp).rotmat)
+    # the config travels with the checkpoint
+    loaded = load_regressor(save_regressor(deep, tmp_path / "deep.pt"))
+    with torch.no_grad():
+        assert torch.equal(loaded(kp).rotmat, deep(kp).rotmat)
+    with pytest.raises(ValueError):
+        model.deepened(-1)
+
+
 # ----------------------------------------------------------------------------- mean params
 
 

@@ -68,6 +68,9 @@ __all__ = [
     "sample_held_out",
     "fit_keypoints_px",
     "held_out_errors",
+    "LIMB_SEGMENTS",
+    "LimbShape",
+    "limb_shape",
 ]
 
 #: Limbs in rotation order: person ``i`` hides ``LIMB_ORDER[i % 4]`` (the order of
@@ -340,3 +343,54 @@ def held_out_errors(held: Sequence[HeldOut], pred_px: np.ndarray | Sequence[Fit]
                          limb=np.asarray(limb, dtype=object),
                          error_px=np.asarray(err, dtype=np.float64),
                          error_frac=np.asarray(frac, dtype=np.float64))
+
+
+#: Each limb's two bones, (parent, child) GT slots: upper arm and forearm, thigh and shin.
+LIMB_SEGMENTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    f"{side}_{kind}": (_slots(f"{s} {a}", f"{s} {b}"), _slots(f"{s} {b}", f"{s} {c}"))
+    for side, s in (("left", "Left"), ("right", "Right"))
+    for kind, (a, b, c) in (("arm", ("Shoulder", "Elbow", "Wrist")),
+                            ("leg", ("Hip", "Knee", "Ankle")))}
+
+
+@dataclass(frozen=True)
+class LimbShape:
+    """How a predictor draws each person's hidden limb (:data:`LIMB_SEGMENTS`, two bones).
+
+    Attributes:
+        length_ratio: (N, 2) the bone's length in the image (px) over its labelled
+            length (NaN where the label's bone is shorter than 1e-6 px).
+        in_plane: (N, 2) ``|v_xy| / |v|`` of each fitted 3D bone ``v`` (camera frame):
+            1 for a bone parallel to the image, smaller the more it points along the
+            view axis; NaN for 2D predictions.
+    """
+
+    length_ratio: np.ndarray
+    in_plane: np.ndarray
+
+
+def limb_shape(held: Sequence[HeldOut], pred: np.ndarray | Sequence[Fit]) -> LimbShape:
+    """:class:`LimbShape` of predictions for each person's hidden limb, compared with the
+    labels in ``held`` (which hold the hidden ones too).
+
+    ``pred``: N :class:`Fit` s, or (N, 49, 2) image-px keypoints of a 2D predictor, in
+    the order of ``held``.  Fits of the same people with nothing hidden give the
+    reference: a predictor that hedges where a limb is unseen draws it shorter than it
+    draws it seen."""
+    if len(pred) != len(held):
+        raise ValueError(f"{len(pred)} predictions for {len(held)} held-out people")
+    fits = len(pred) > 0 and isinstance(pred[0], Fit)
+    px = (fit_keypoints_px(cast("Sequence[Fit]", pred)) if fits
+          else np.asarray(pred, dtype=np.float64).reshape(-1, 49, 2))
+    in_plane = np.full((len(held), 2), np.nan)
+    ratio = np.full((len(held), 2), np.nan)
+    for i, h in enumerate(held):
+        for j, (a, b) in enumerate(LIMB_SEGMENTS[h.limb]):
+            label = float(np.linalg.norm(h.labels[b, :2] - h.labels[a, :2]))
+            if label > 1e-6:
+                ratio[i, j] = float(np.linalg.norm(px[i, b] - px[i, a])) / label
+            if fits:
+                v = np.asarray(cast(Fit, pred[i]).keypoints3d[b] - pred[i].keypoints3d[a],
+                               dtype=np.float64)
+                in_plane[i, j] = np.linalg.norm(v[:2]) / max(float(np.linalg.norm(v)), 1e-12)
+    return LimbShape(length_ratio=ratio, in_plane=in_plane)

@@ -7,8 +7,9 @@ so it can tell "missing" from "at the crop centre".  ``input_slots`` (optional) 
 the slots the network was trained to read; any other slot is treated as missing, so a
 slot never seen in training cannot feed its untrained first-layer weights.
 
-Network: flatten (49 * 3) -> MLP encoder (Linear, LayerNorm, ReLU) x 2 -> the same IEF
-loop as HMR (:class:`~eft.models.ief.IEFMixin`, hidden ``hidden``) ->
+Network: flatten (49 * 3) -> MLP encoder (Linear, LayerNorm, ReLU) x 2 -> ``res_blocks``
+residual blocks ``f + LayerNorm(Linear(ReLU(LayerNorm(Linear(f)))))`` (none by default)
+-> the same IEF loop as HMR (:class:`~eft.models.ief.IEFMixin`, hidden ``hidden``) ->
 :class:`RegressorOutput`.  The head keeps SPIN's names (``fc1`` ... ``init_pose``).
 With the defaults it has 1,026,717 parameters.
 """
@@ -45,6 +46,8 @@ class KeypointRegressor(IEFMixin, nn.Module):
         dropout: IEF dropout (after ``fc1`` and ``fc2``).
         mean_params: IEF starting point, see :func:`~eft.models.ief.coerce_mean_params`.
         input_slots: indices of the keypoint slots the network reads (None: all).
+        res_blocks: residual blocks after the encoder (:meth:`deepened` adds them to a
+            trained network without changing its function).
 
     As a :class:`~eft.models.protocol.Regressor`: reads the keypoints (EFT's targets),
     EFT rate :data:`KEYPOINT_REGRESSOR_LR`; scopes ``"head"`` (encoder frozen | IEF
@@ -64,6 +67,7 @@ class KeypointRegressor(IEFMixin, nn.Module):
         dropout: float = 0.1,
         mean_params: MeanParamsLike = None,
         input_slots: list[int] | tuple[int, ...] | None = None,
+        res_blocks: int = 0,
     ) -> None:
         super().__init__()
         self.num_keypoints = int(num_keypoints)
@@ -87,6 +91,7 @@ class KeypointRegressor(IEFMixin, nn.Module):
             nn.LayerNorm(self.width),
             nn.ReLU(),
         )
+        self.res = nn.ModuleList(_residual_block(self.width) for _ in range(int(res_blocks)))
         self._init_ief(self.width, hidden=hidden, n_iter=n_iter, dropout=dropout,
                        mean_params=mean_params)
 
@@ -102,6 +107,8 @@ class KeypointRegressor(IEFMixin, nn.Module):
         }
         if self.input_slots is not None:
             cfg["input_slots"] = list(self.input_slots)
+        if len(self.res):
+            cfg["res_blocks"] = len(self.res)
         return cfg
 
     def prepare_input(self, keypoints: Tensor) -> Tensor:
@@ -120,10 +127,76 @@ class KeypointRegressor(IEFMixin, nn.Module):
 
     def encode(self, keypoints: Tensor) -> Tensor:
         """(B, K, 3) -> (B, width) features for the IEF head."""
-        return self.encoder(self.prepare_input(keypoints))
+        return self._residual(self.encoder(self.prepare_input(keypoints)))
+
+    def _residual(self, features: Tensor) -> Tensor:
+        for block in self.res:
+            features = features + block(features)
+        return features
 
     def forward(self, keypoints: Tensor, n_iter: int | None = None) -> RegressorOutput:
         return self.iterate(self.encode(keypoints), n_iter)
+
+    def widened(self, width: int, seed: int = 0) -> KeypointRegressor:
+        """A copy with a wider encoder (``width`` >= the current one) computing the same
+        function (Net2WiderNet): every new unit of each encoder block copies an old one,
+        and the weights reading a copied unit are split between the unit and its copies
+        in random shares summing to one (drawn from ``seed``), so the copies' gradients
+        differ and training can pull them apart.  A LayerNorm over a layer whose units
+        all appear equally often keeps its mean and variance, so the output is unchanged
+        up to float rounding when ``width`` is a multiple of the current width, and close
+        to it otherwise.  The IEF head, its start and the input slots are kept.
+        """
+        old = self.width
+        if width < old:
+            raise ValueError(f"width {width} is narrower than the current {old}")
+        gen = torch.Generator().manual_seed(int(seed))
+        src = torch.arange(width) % old  # new unit j copies old unit src[j]
+        share = torch.rand(width, generator=gen) + 0.5
+        totals = torch.zeros(old).index_add_(0, src, share)
+        share = share / totals[src]  # per old unit, its copies' shares sum to 1
+        cfg = dict(self.config, width=width)
+        new = KeypointRegressor(**cfg, mean_params=self.mean_params())
+        with torch.no_grad():
+            new.load_state_dict({k: v for k, v in self.state_dict().items()
+                                 if not (k.startswith("encoder.") or k == "fc1.weight")},
+                                strict=False)
+            first = True
+            for i, mod in enumerate(self.encoder):
+                dst = new.encoder[i]
+                if isinstance(mod, nn.Linear):
+                    w = mod.weight if first else mod.weight[:, src] * share
+                    dst.weight.copy_(w[src])
+                    dst.bias.copy_(mod.bias[src])
+                    first = False
+                elif isinstance(mod, nn.LayerNorm):
+                    dst.weight.copy_(mod.weight[src])
+                    dst.bias.copy_(mod.bias[src])
+            w = self.fc1.weight
+            new.fc1.weight.copy_(torch.cat((w[:, :old][:, src] * share, w[:, old:]), dim=1))
+        new.train(self.training)
+        return new
+
+    def deepened(self, blocks: int = 1) -> KeypointRegressor:
+        """A copy with ``blocks`` more residual blocks after the encoder, computing the
+        same function: each new block's closing LayerNorm starts with gain and bias zero,
+        so the block adds nothing until training moves them; its Linears keep their random
+        start (torch's global generator).  Zeroing the last Linear instead fails: Adam's
+        first steps move all of its weights by the learning rate with one sign per row
+        (their inputs are >= 0 after the ReLU), and the sum over 512 inputs breaks the
+        network within three steps; a gain moves each feature by the learning rate only."""
+        if blocks < 0:
+            raise ValueError(f"blocks must be >= 0, got {blocks}")
+        cfg = dict(self.config, res_blocks=len(self.res) + int(blocks))
+        new = KeypointRegressor(**cfg, mean_params=self.mean_params())
+        with torch.no_grad():
+            for block in new.res[len(self.res):]:
+                nn.init.zeros_(block[-1].weight)  # the closing LayerNorm's gain and bias
+                nn.init.zeros_(block[-1].bias)
+        missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
+        assert not unexpected and all(k.startswith("res.") for k in missing)
+        new.train(self.training)
+        return new
 
     def eft_split(self, scope: Scope) -> RegressorSplit:
         """The frozen and trained parts for ``scope`` (class docstring)."""
@@ -133,8 +206,16 @@ class KeypointRegressor(IEFMixin, nn.Module):
             return self.encoder[:last](self.prepare_input(keypoints))
 
         def last_block(features: Tensor) -> Tensor:
-            return self.encoder[last:](features)
+            return self._residual(self.encoder[last:](features))
 
+        names = (f"encoder.{last}", f"encoder.{last + 1}",
+                 *(f"res.{i}" for i in range(len(self.res))))
         return ief_split(self, scope, encode=self.encode, iterate=self.iterate,
-                         stage=(up_to_last, last_block,
-                                (f"encoder.{last}", f"encoder.{last + 1}")))
+                         stage=(up_to_last, last_block, names))
+
+
+def _residual_block(width: int) -> nn.Sequential:
+    """Linear -> LayerNorm -> ReLU -> Linear -> LayerNorm, width in and out (added to its
+    input)."""
+    return nn.Sequential(nn.Linear(width, width), nn.LayerNorm(width), nn.ReLU(),
+                         nn.Linear(width, width), nn.LayerNorm(width))
