@@ -1,6 +1,7 @@
-"""The 2D term's two options, checked against the formula written out by hand: the
-weight of a real person's joints the regressor must infer (``hidden_2d``) and the distance form on
-real 2D-only samples (``kp2d_distance``)."""
+"""The 2D term's options, checked against the formula written out by hand: the weight of
+a real person's joints the regressor must infer (``hidden_2d``), the distance form on real
+2D-only samples (``kp2d_distance``) and on those inferred joints only
+(``hidden_2d_distance``)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,27 @@ def test_distance_form_applies_to_the_real_person_only(fast):
                                           rel=1e-5)
 
 
+def test_hidden_distance_form_applies_to_the_real_persons_hidden_joints_only(fast):
+    out, batch, proj = _case(fast)
+    w = LossWeights(rotmat=0, betas=0, cam=0, openpose_2d=1.0, kp2d=5.0, hidden_2d=3.0,
+                    hidden_2d_distance=20.0)
+    total, parts = regression_loss(out, fast, batch, w)
+    d2 = ((proj.double().numpy() - batch.target2d[..., :2].double().numpy()) ** 2).sum(-1)
+    conf = batch.target2d[..., 2].double().numpy()
+    hidden = (batch.keypoints[..., 2].numpy() <= 0) & (conf > 0)
+    hidden[0] = False  # person 0 has SMPL targets
+    assert hidden[1].sum() > 0
+    # hidden joints: distance x 20 / 5 (hidden_2d's x3 is not applied); the rest squared
+    per = np.where(hidden, conf * np.sqrt(d2) * 20.0 / 5.0, conf * d2)
+    assert parts["kp2d"] == pytest.approx(float(per.mean()), rel=1e-4)
+    assert float(total) == pytest.approx(w.overall * 5.0 * float(per.mean()), rel=1e-4)
+    # without a real person nothing changes
+    synth = Batch(**{**batch.__dict__, "has_smpl": torch.tensor([True, True])})
+    _, parts = regression_loss(out, fast, synth, w)
+    assert parts["kp2d"] == pytest.approx(_by_hand(batch, proj, 1.0, None, (False, False)),
+                                          rel=1e-5)
+
+
 def test_distance_form_has_finite_gradients_at_a_perfect_fit(fast):
     out, batch, proj = _case(fast)
     batch.target2d[..., :2] = proj.detach()
@@ -107,5 +129,7 @@ def test_distance_form_has_finite_gradients_at_a_perfect_fit(fast):
 def test_distance_form_needs_a_2d_weight():
     with pytest.raises(ValueError, match="kp2d_distance"):
         LossWeights(kp2d=0.0, kp2d_distance=1.0)
+    with pytest.raises(ValueError, match="hidden_2d_distance"):
+        LossWeights(kp2d=0.0, hidden_2d_distance=1.0)
     with pytest.raises(ValueError, match="hidden_2d"):
         LossWeights(hidden_2d=-1.0)

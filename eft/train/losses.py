@@ -14,6 +14,10 @@
   distance instead of its square, weighted ``kp2d_distance`` in place of ``kp2d``
   (``L2D`` is logged in ``kp2d`` units); measured on prior v7's recipe it placed hidden
   limbs worse (scripts/results/prior_hidden_2d.md), so no recipe uses it.
+  With ``hidden_2d_distance`` > 0 only those hidden joints of the 2D-only samples count
+  their distance, weighted ``hidden_2d_distance`` in place of ``kp2d * hidden_2d``: the
+  squared distance's best guess for a joint the input lacks is the mean of where it may
+  be, drawn nearer its parent (a shorter limb), the distance's is the median.
 * ``L3D``: squared distance (``sum_xyz``) of pelvis-relative 3D keypoints, averaged
   over the samples that have 3D targets x 49 (non-finite target joints count 0).
 * ``Lrot``: MSE of the 24 rotation matrices, ``Lbeta``: MSE of the betas, both over
@@ -78,6 +82,7 @@ class LossWeights:
     cycle_rotmat: float = 0.0
     hidden_2d: float = 1.0
     kp2d_distance: float = 0.0
+    hidden_2d_distance: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -87,9 +92,10 @@ class LossWeights:
                 continue
             if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
                 raise ValueError(f"loss weight {name} must be a number >= 0, got {value!r}")
-        if self.kp2d_distance > 0 and not self.kp2d > 0:
-            raise ValueError("loss weight kp2d_distance needs kp2d > 0 (it is logged in "
-                             "kp2d's units)")
+        for name in ("kp2d_distance", "hidden_2d_distance"):
+            if getattr(self, name) > 0 and not self.kp2d > 0:
+                raise ValueError(f"loss weight {name} needs kp2d > 0 (it is logged in "
+                                 "kp2d's units)")
 
 
 def _masked_mean(sq: Tensor, mask: Tensor, per_sample: int) -> Tensor:
@@ -116,14 +122,20 @@ def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
         jw = torch.cat([conf.new_full((25,), w.openpose_2d), conf.new_full((24,), w.gt_2d)])
         conf = conf * jw
     real = batch.only_2d
-    if w.hidden_2d != 1.0:
+    hidden = None
+    if w.hidden_2d != 1.0 or w.hidden_2d_distance > 0:
         hidden = ((batch.keypoints[..., 2] <= 0) & (batch.target2d[..., 2] > 0)
                   & real[:, None])
+    base = conf
+    if hidden is not None and w.hidden_2d != 1.0:
         conf = torch.where(hidden, conf * w.hidden_2d, conf)
     per_joint = conf * d2
     if w.kp2d_distance > 0 and bool(real.any()):
         dist = conf * torch.sqrt(d2 + 1e-8) * (w.kp2d_distance / w.kp2d)
         per_joint = torch.where(real[:, None], dist, per_joint)
+    if hidden is not None and w.hidden_2d_distance > 0:
+        dist = base * torch.sqrt(d2 + 1e-8) * (w.hidden_2d_distance / w.kp2d)
+        per_joint = torch.where(hidden, dist, per_joint)
     parts = {
         "rotmat": _masked_mean((rotmat - batch.rotmat) ** 2, batch.has_smpl, 24 * 9),
         "betas": _masked_mean((betas - batch.betas) ** 2, batch.has_smpl, 10),

@@ -160,16 +160,17 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
                  hide_limb_prob: float | None = None,
                  hide_limb_prob_2d: float | None = None,
                  hidden_2d: float | None = None,
-                 kp2d_distance: float | None = None) -> TrainerConfig:
+                 kp2d_distance: float | None = None,
+                 hidden_2d_distance: float | None = None) -> TrainerConfig:
     """``base`` with another budget: ``eval_every`` also sets the log interval (a tenth)
     and the checkpoint interval (the same), as the recipes have them.  ``cycle``:
     the view-cycle weights ``(cycle_kp3d, cycle_rotmat)`` (:func:`~eft.train.losses.
     view_cycle_loss`); ``flip_prob``: left/right flips of every sample; ``grad_clip``:
     the gradient-norm clip (0: none); ``hide_limb_prob``: share of samples with one limb
     hidden from the input (``hide_limb_prob_2d``: of the 2D-only samples, when set);
-    ``hidden_2d``, ``kp2d_distance``: the 2D loss's weight on real people's joints
-    absent from the input and its distance form on real labels
-    (:class:`~eft.train.losses.LossWeights`)."""
+    ``hidden_2d``, ``kp2d_distance``, ``hidden_2d_distance``: the 2D loss's weight on
+    real people's joints absent from the input, its distance form on real labels, and
+    on those absent joints only (:class:`~eft.train.losses.LossWeights`)."""
     o = base.optim
     cfg = base.replace(optim=replace(
         o, steps=o.steps if steps is None else steps,
@@ -191,6 +192,9 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
         cfg = cfg.replace(loss=replace(cfg.loss, hidden_2d=float(hidden_2d)))
     if kp2d_distance is not None:
         cfg = cfg.replace(loss=replace(cfg.loss, kp2d_distance=float(kp2d_distance)))
+    if hidden_2d_distance is not None:
+        cfg = cfg.replace(loss=replace(cfg.loss,
+                                       hidden_2d_distance=float(hidden_2d_distance)))
     if cycle is not None:
         cfg = cfg.replace(loss=replace(cfg.loss, cycle_kp3d=float(cycle[0]),
                                        cycle_rotmat=float(cycle[1])))
