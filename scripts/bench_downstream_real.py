@@ -236,7 +236,8 @@ def main() -> None:
         + ("" if args.prior == "default" else f" --prior {args.prior}")
         + ("" if args.seed == 0 else f" --seed {args.seed}")
         + ("" if arms == list(METHODS) else f" --arms {args.arms}")
-        + ("" if args.mix_share == MIX_FIT_SHARE else f" --mix-share {args.mix_share:g}"),
+        + ("" if args.mix_share == MIX_FIT_SHARE else f" --mix-share {args.mix_share:g}")
+        + ("" if args.out == "bench_downstream_real" else f" --out {args.out}"),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
         "people": n_people, "smplify_seconds": round(t_smplify, 1),

@@ -1,7 +1,7 @@
 """Benchmark the shipped keypoint priors on fixed synthetic val sets of unseen clips.
 
     python scripts/bench_prior.py [--n 2000] \
-        [--checkpoints keypoint-prior-v1,keypoint-prior-v7,keypoint-prior-v8]
+        [--checkpoints keypoint-prior-v1,keypoint-prior-v8,keypoint-prior-v9]
 
 Every prior alone (one forward pass, no EFT), on people posed from the pose bank's 16
 *val* clips, which no shipped prior was trained on:
@@ -65,7 +65,7 @@ def main() -> None:
     ap.add_argument("--checkpoints",
                     default="keypoint-prior-v1,keypoint-prior-v2,keypoint-prior-v3,"
                             "keypoint-prior-v4,keypoint-prior-v5,keypoint-prior-v6,keypoint-prior-v7,"
-                            "keypoint-prior-v8")
+                            "keypoint-prior-v8,keypoint-prior-v9")
     ap.add_argument("--seed", type=int, default=PRIOR_VAL_SEED)
     ap.add_argument("--out", default=str(RESULTS / "bench_prior.json"))
     args = ap.parse_args()

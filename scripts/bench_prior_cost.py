@@ -1,7 +1,7 @@
 """What a keypoint prior's size costs EFT per exemplar: the same exemplars fitted with
 each prior, with the default engine and the ``open-prior`` recipe, timed in one run.
 
-    python scripts/bench_prior_cost.py --priors keypoint-prior-v2,keypoint-prior-v8
+    python scripts/bench_prior_cost.py --priors keypoint-prior-v2,keypoint-prior-v9
 
 The priors are timed in turns (``--rounds`` times each, interleaved), so a shared
 machine's noise falls on all of them alike; the report gives each one's median
@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--priors", default="keypoint-prior-v2,keypoint-prior-v7,keypoint-prior-v8",
+    ap.add_argument("--priors", default="keypoint-prior-v2,keypoint-prior-v8,keypoint-prior-v9",
                     help="comma-separated prior names or .pt files; the first is the baseline")
     ap.add_argument("--n", type=int, default=256, help="exemplars (synthetic, val clips)")
     ap.add_argument("--batch-size", type=int, default=64)

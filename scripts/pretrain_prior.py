@@ -1,6 +1,7 @@
-"""Train the embedded keypoint prior on the CPU (v8 by default, v1-v7 kept reproducible).
+"""Train the embedded keypoint prior on the CPU (v9 by default, v1-v8 kept reproducible).
 
-    python scripts/pretrain_prior.py                 # prior v8, the shipped default
+    python scripts/pretrain_prior.py                 # prior v9, the shipped default
+    python scripts/pretrain_prior.py --recipe v8     # prior v8 (from v7; v9 starts here)
     python scripts/pretrain_prior.py --recipe v7     # prior v7 (from v6; v8 starts here)
     python scripts/pretrain_prior.py --recipe v6     # prior v6 (from v5; v7 starts here)
     python scripts/pretrain_prior.py --recipe v5     # prior v5 (from v4; v6 starts here)
@@ -23,7 +24,9 @@ from v5's weights, batch seed 2 (``eft.train.prior.PRIOR_V6``; 144,000 steps in 
 v7: 12,000 more steps from v6's weights with 70 % of every batch real labels, each with a
 limb hidden from its input (``eft.train.prior.PRIOR_V7``).  v8: v7's recipe again from
 v7's weights, batch seed 4, the real people's hidden joints weighing 10x the others in
-the 2D loss (``eft.train.prior.PRIOR_V8``).
+the 2D loss (``eft.train.prior.PRIOR_V8``).  v9: v8's recipe again from v8's weights,
+batch seed 5, the real people's hidden joints counting their distance instead of its
+square (``eft.train.prior.PRIOR_V9``).
 ``--init`` warm-starts any recipe from a shipped prior or a file.
 ``--cycle`` adds the view-cycle loss on the real samples (2D-3D self-supervision: each
 real person's predicted body is turned to a random view, projected and lifted again, and
@@ -65,6 +68,8 @@ from eft.train.prior import (
     PRIOR_V7_REAL_FRACTION,
     PRIOR_V8,
     PRIOR_V8_INIT,
+    PRIOR_V9,
+    PRIOR_V9_INIT,
     PRIOR_VAL_SEED,
     TensorSet,
     config_dict,
@@ -92,21 +97,22 @@ REAL_LABELS = {
 
 #: Encoder and IEF width of each recipe's network.
 RECIPE_WIDTH = {"v1": 256, "v2": 256, "v3": 512, "v4": 512, "v5": 512, "v6": 512,
-                "v7": 512, "v8": 512}
+                "v7": 512, "v8": 512, "v9": 512}
 #: Each recipe's training configuration (v3 is v2's with a wider network; v4 trains v3's
 #: network twice as long, the gradient clipped).
 RECIPE_CONFIG = {"v1": PRIOR_V1, "v2": PRIOR_V2, "v3": PRIOR_V2, "v4": PRIOR_V4,
                  "v5": PRIOR_V5, "v6": PRIOR_V6, "v7": PRIOR_V7,
-                 "v8": PRIOR_V8}
+                 "v8": PRIOR_V8, "v9": PRIOR_V9}
 #: Recipes that start from a shipped prior's weights instead of from scratch.
 RECIPE_INIT = {"v5": PRIOR_V5_INIT, "v6": PRIOR_V6_INIT, "v7": PRIOR_V7_INIT,
-               "v8": PRIOR_V8_INIT}
+               "v8": PRIOR_V8_INIT, "v9": PRIOR_V9_INIT}
 #: Share of every batch drawn from the real 2D labels, where a recipe differs from v2's.
-RECIPE_REAL_FRACTION = {"v7": PRIOR_V7_REAL_FRACTION, "v8": PRIOR_V7_REAL_FRACTION}
+RECIPE_REAL_FRACTION = {"v7": PRIOR_V7_REAL_FRACTION, "v8": PRIOR_V7_REAL_FRACTION,
+                        "v9": PRIOR_V7_REAL_FRACTION}
 #: The recipe of the shipped default prior.
-DEFAULT_RECIPE = "v8"
+DEFAULT_RECIPE = "v9"
 #: Recipes with every input format and real 2D labels (v2's data).
-REAL_RECIPES = ("v2", "v3", "v4", "v5", "v6", "v7", "v8")
+REAL_RECIPES = ("v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9")
 
 
 def main() -> None:
@@ -135,7 +141,7 @@ def main() -> None:
     ap.add_argument("--work-dir", default=None,
                     help="folder for training checkpoints; a rerun resumes from them")
     ap.add_argument("--width", type=int, default=None,
-                    help="encoder and IEF width (v1, v2: 256; v3-v8: 512); from --init "
+                    help="encoder and IEF width (v1, v2: 256; v3-v9: 512); from --init "
                          "a narrower prior, its encoder is widened to this, computing the "
                          "same function (KeypointRegressor.widened), the IEF head kept")
     ap.add_argument("--res-blocks", type=int, default=0,
@@ -165,10 +171,10 @@ def main() -> None:
     ap.add_argument("--hidden-2d-distance", type=float, default=None,
                     help="> 0: real people's hidden joints count their distance with this "
                          "weight instead of the squared distance x kp2d x --hidden-2d "
-                         "(recipe value by default: 0, off)")
+                         "(recipe value by default: v9 40, others 0)")
     ap.add_argument("--real-fraction", type=float, default=None,
                     help="v2: share of every batch drawn from the real 2D labels (recipe "
-                         f"value by default: {PRIOR_V2_REAL_FRACTION}; v7, v8 "
+                         f"value by default: {PRIOR_V2_REAL_FRACTION}; v7-v9 "
                          f"{PRIOR_V7_REAL_FRACTION})")
     ap.add_argument("--grad-clip", type=float, default=None,
                     help="gradient-norm clip, 0 = none (recipe value by default)")
@@ -375,6 +381,9 @@ def write_card(path: Path, meta: dict, log: list[dict], model: KeypointRegressor
   fill (`input_slots`); any other slot is ignored.
 - Real samples: 2D reprojection of every labelled joint (hidden ones included""" + (
             f", those x{loss['hidden_2d']:g}" if loss.get("hidden_2d", 1.0) != 1.0
+            else "") + (
+            f"; the hidden ones count their distance instead of its square, weight "
+            f"{loss['hidden_2d_distance']:g}" if loss.get("hidden_2d_distance", 0.0) > 0
             else "") + f"""), plus
   the GMM pose prior's NLL above {loss['pose_prior_floor']} nats x{loss['pose_prior']} and
   mean(betas^2) x{loss['betas_prior']}.

@@ -1,7 +1,7 @@
 """Tune EFT's settings for a keypoint prior: held-out joints on real labels and 3D on
 synthetic val, for a grid of settings, in one run.
 
-    python scripts/tune_eft.py --regressor keypoint-prior-v8
+    python scripts/tune_eft.py --regressor keypoint-prior-v9
     python scripts/tune_eft.py --grid "lr=1e-5,3e-5;max_iters=10,20;with_ankles=0,1"
 
 For every combination of the grid (over the ``"eft"`` preset, EFT's published recipe):

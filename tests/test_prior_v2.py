@@ -151,7 +151,8 @@ def test_v1_stays_loadable_by_name():
     assert set(NAMED_PRIORS) >= {"keypoint-prior-v1", "keypoint-prior-v2",
                                  "keypoint-prior-v3", "keypoint-prior-v4",
                                  "keypoint-prior-v5", "keypoint-prior-v6",
-                                 "keypoint-prior-v7", "keypoint-prior-v8"}
+                                 "keypoint-prior-v7", "keypoint-prior-v8",
+                                 "keypoint-prior-v9"}
 
 
 V2 = named_prior_path("keypoint-prior-v2")
@@ -169,9 +170,9 @@ needs_v2 = pytest.mark.usefixtures("_v2_built")
 @pytest.mark.parametrize("name", ["keypoint-prior-v2", "keypoint-prior-v3",
                                   "keypoint-prior-v4", "keypoint-prior-v5",
                                   "keypoint-prior-v6", "keypoint-prior-v7",
-                                  "keypoint-prior-v8"])
+                                  "keypoint-prior-v8", "keypoint-prior-v9"])
 def test_v2_reads_every_input_format_plausibly(body, pose_bank, name):
-    """Synthetic val people (unseen clips) given to v2 - v8 in each format: finite output
+    """Synthetic val people (unseen clips) given to v2 - v9 in each format: finite output
     and a 3D error far below the mean pose's."""
     from eft.synthetic.exemplars import SyntheticConfig, generate
     from eft.train.evaluate import evaluate_bodies
@@ -194,7 +195,7 @@ def test_v2_reads_every_input_format_plausibly(body, pose_bank, name):
 @pytest.mark.parametrize("prior", ["keypoint-prior-v2", "keypoint-prior-v3",
                                    "keypoint-prior-v4", "keypoint-prior-v5",
                                    "keypoint-prior-v6", "keypoint-prior-v7",
-                                   "keypoint-prior-v8"])
+                                   "keypoint-prior-v8", "keypoint-prior-v9"])
 def test_v2_reads_every_slot_the_readers_fill_and_ignores_any_other(prior):
     from eft.body.joints import KEYPOINT_FORMATS
 

@@ -216,10 +216,10 @@ def test_v5_recipe_is_v4_warm_started_from_v4():
         assert torch.equal(a, b), k
 
 
-@pytest.mark.parametrize("recipe", ["v5", "v6", "v7", "v8"])
+@pytest.mark.parametrize("recipe", ["v5", "v6", "v7", "v8", "v9"])
 def test_shipped_warm_started_priors_were_trained_by_their_recipes(recipe):
-    """The shipped v5 (from v4), v6 (from v5), v7 (from v6) and v8 (from v7, the
-    default) files: their start's network and input slots, trained with exactly their
+    """The shipped v5 (from v4), v6 (from v5), v7 (from v6), v8 (from v7) and v9 (from
+    v8, the default) files: their start's network and input slots, trained with exactly their
     recipe from its weights, and not those weights any more."""
     import torch
 
@@ -228,7 +228,7 @@ def test_shipped_warm_started_priors_were_trained_by_their_recipes(recipe):
 
     recipe_cfg = getattr(prior, f"PRIOR_{recipe.upper()}")
     init = getattr(prior, f"PRIOR_{recipe.upper()}_INIT")
-    assert DEFAULT_PRIOR == "keypoint-prior-v8"
+    assert DEFAULT_PRIOR == "keypoint-prior-v9"
     model, start = load_regressor(f"keypoint-prior-{recipe}"), load_regressor(init)
     assert model.config == start.config and model.input_slots == start.input_slots
     meta = model.eft_metadata
@@ -290,3 +290,23 @@ def test_v8_recipe_is_v7_from_v7_with_the_hidden_joints_weighted():
     assert _starts_from(v8, "keypoint-prior-v7")
     meta = load_regressor("keypoint-prior-v8").eft_metadata
     assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION
+
+
+def test_v9_recipe_is_v8_from_v8_with_the_hidden_joints_distance():
+    from eft.models.registry import load_regressor
+    from eft.train.prior import PRIOR_V7_REAL_FRACTION, PRIOR_V8, PRIOR_V9, PRIOR_V9_INIT
+
+    v9 = load_train_config(RECIPE.with_name("keypoint-prior-v9.yaml"))
+    v8 = load_train_config(RECIPE.with_name("keypoint-prior-v8.yaml"))
+    assert _trainer_part(v9) == PRIOR_V9 and PRIOR_V9_INIT == "keypoint-prior-v8"
+    # v8's recipe but for the batch seed and the hidden joints' loss: distance, not
+    # v8's weighted square
+    assert PRIOR_V9.replace(optim=dataclasses.replace(PRIOR_V9.optim, seed=4),
+                            loss=dataclasses.replace(PRIOR_V9.loss, hidden_2d=10.0,
+                                                     hidden_2d_distance=0.0)) == PRIOR_V8
+    assert PRIOR_V9.loss.hidden_2d_distance > 0 and PRIOR_V9.optim.seed != PRIOR_V8.optim.seed
+    assert v9.datasets == v8.datasets and v9.model.init == PRIOR_V9_INIT
+    assert _starts_from(v9, "keypoint-prior-v8")
+    meta = load_regressor("keypoint-prior-v9").eft_metadata
+    assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION
+

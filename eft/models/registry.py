@@ -13,7 +13,7 @@ SPIN/EFT HMR checkpoints (recognised by their keys) and the shipped keypoint pri
 name (:data:`NAMED_PRIORS`: ``"keypoint-prior-v1"``, ``"keypoint-prior-v2"``,
 ``"keypoint-prior-v3"``, ``"keypoint-prior-v4"``, ``"keypoint-prior-v5"``,
 ``"keypoint-prior-v6"``,
-``"keypoint-prior-v8"``), with ``"default"`` naming :data:`DEFAULT_PRIOR`.
+``"keypoint-prior-v8"``, ``"keypoint-prior-v9"``), with ``"default"`` naming :data:`DEFAULT_PRIOR`.
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ NAMED_PRIORS: dict[str, str] = {
     "keypoint-prior-v6": "keypoint_prior_v6.pt",
     "keypoint-prior-v7": "keypoint_prior_v7.pt",
     "keypoint-prior-v8": "keypoint_prior_v8.pt",
+    "keypoint-prior-v9": "keypoint_prior_v9.pt",
 }
 #: The prior ``"default"`` names.
-DEFAULT_PRIOR = "keypoint-prior-v8"
+DEFAULT_PRIOR = "keypoint-prior-v9"
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "hmr": HMR,
     "keypoint_regressor": KeypointRegressor,

@@ -148,6 +148,17 @@ PRIOR_V8 = PRIOR_V7.replace(optim=replace(PRIOR_V7.optim, seed=4),
                             loss=replace(PRIOR_V7.loss, hidden_2d=10.0))
 #: The regressor the v8 recipe starts from.
 PRIOR_V8_INIT = "keypoint-prior-v7"
+#: The v9 prior's recipe: v8's once more from v8's weights (:data:`PRIOR_V9_INIT`),
+#: batch seed 5, with the real people's hidden joints counting their distance instead
+#: of its square (``hidden_2d_distance``, in place of v8's x10 squares): the square's
+#: best guess for a joint the input lacks is the mean of where it may be, drawn towards
+#: its parent (a foreshortened limb), the distance's the median (see
+#: fitting/training/keypoint-prior-v9.yaml).
+PRIOR_V9 = PRIOR_V8.replace(optim=replace(PRIOR_V8.optim, seed=5),
+                            loss=replace(PRIOR_V8.loss, hidden_2d=1.0,
+                                         hidden_2d_distance=40.0))
+#: The regressor the v9 recipe starts from.
+PRIOR_V9_INIT = "keypoint-prior-v8"
 
 
 def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
@@ -286,6 +297,8 @@ __all__ = [
     "PRIOR_V7_REAL_FRACTION",
     "PRIOR_V8",
     "PRIOR_V8_INIT",
+    "PRIOR_V9",
+    "PRIOR_V9_INIT",
     "prior_config",
     "V2_SYNTHETIC",
     "make_prior_v2_sets",
