@@ -16,7 +16,7 @@ With the defaults it has 1,026,717 parameters.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -162,14 +162,13 @@ class KeypointRegressor(IEFMixin, nn.Module):
                                  if not (k.startswith("encoder.") or k == "fc1.weight")},
                                 strict=False)
             first = True
-            for i, mod in enumerate(self.encoder):
-                dst = new.encoder[i]
-                if isinstance(mod, nn.Linear):
+            for mod, dst in zip(self.encoder, new.encoder, strict=True):
+                if isinstance(mod, nn.Linear) and isinstance(dst, nn.Linear):
                     w = mod.weight if first else mod.weight[:, src] * share
                     dst.weight.copy_(w[src])
                     dst.bias.copy_(mod.bias[src])
                     first = False
-                elif isinstance(mod, nn.LayerNorm):
+                elif isinstance(mod, nn.LayerNorm) and isinstance(dst, nn.LayerNorm):
                     dst.weight.copy_(mod.weight[src])
                     dst.bias.copy_(mod.bias[src])
             w = self.fc1.weight
@@ -190,9 +189,10 @@ class KeypointRegressor(IEFMixin, nn.Module):
         cfg = dict(self.config, res_blocks=len(self.res) + int(blocks))
         new = KeypointRegressor(**cfg, mean_params=self.mean_params())
         with torch.no_grad():
-            for block in new.res[len(self.res):]:
-                nn.init.zeros_(block[-1].weight)  # the closing LayerNorm's gain and bias
-                nn.init.zeros_(block[-1].bias)
+            for block in list(new.res)[len(self.res):]:
+                closing = cast(nn.LayerNorm, cast(nn.Sequential, block)[-1])
+                nn.init.zeros_(closing.weight)  # the closing LayerNorm's gain and bias
+                nn.init.zeros_(closing.bias)
         missing, unexpected = new.load_state_dict(self.state_dict(), strict=False)
         assert not unexpected and all(k.startswith("res.") for k in missing)
         new.train(self.training)
