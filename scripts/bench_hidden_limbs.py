@@ -7,8 +7,8 @@
 A prior can lower that error without knowing more about the pose, by hedging: drawing
 the unseen limb shorter in the image (pointing it along the view axis), which pulls the
 hidden joints towards the middle of where they might be. This benchmark measures that
-directly, on the same people as ``bench_real2d`` (``--n`` per set, ``--seed``): every
-person is fitted twice, with its limb hidden (the held-out protocol,
+directly, on the held-out people of ``tune_eft.py`` (``--n`` per set, ``--seed``;
+bench_real2d's protocol): every person is fitted twice, with its limb hidden (the held-out protocol,
 :func:`eft.fitting.heldout.make_held_out`) and with every label shown (same crop), and
 for the hidden limb's two bones (:data:`eft.fitting.heldout.LIMB_SEGMENTS`) it reports
 (:func:`eft.fitting.heldout.limb_shape`):
@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -37,18 +37,13 @@ import numpy as np
 import torch
 
 from eft.body import BodyModel
-from eft.data.readers import read_dataset
 from eft.fitting import exemplar_batch, fit_method
 from eft.fitting.config import eft_preset
-from eft.fitting.heldout import limb_shape, sample_held_out
+from eft.fitting.heldout import limb_shape
 from eft.models import load_regressor
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("EFT_TEST_DATA", ROOT.parent / "shared" / "data"))
-SETS = {
-    "coco": ("coco", "coco2017_keypoints/person_keypoints_val2017.json"),
-    "mpii": ("mpii", "mpii_2d/mpii_valid_tompson.h5"),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_eft import ROOT, held_out_people  # noqa: E402
 
 
 def measure(model, body, people, method: str) -> dict:
@@ -81,8 +76,7 @@ def main() -> None:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     body = BodyModel.load()
-    held = {name: sample_held_out(read_dataset(kind, DATA / rel).exemplars, args.n, args.seed)
-            for name, (kind, rel) in SETS.items()}
+    held = held_out_people(args.n, args.seed)
     rows = {}
     for prior in args.priors.split(","):
         model = load_regressor(prior)

@@ -275,38 +275,29 @@ def test_v7_recipe_is_a_short_v6_cycle_on_the_real_labels_task():
     assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION
 
 
-def test_v8_recipe_is_v7_from_v7_with_the_hidden_joints_weighted():
+#: Each later cycle's loss: the previous recipe's with these weights changed.
+_LOSS_CHANGES = {"v8": {"hidden_2d": 10.0},  # the hidden joints' squares x10
+                 "v9": {"hidden_2d": 1.0, "hidden_2d_distance": 40.0}}  # their distance
+
+
+@pytest.mark.parametrize(("recipe", "previous"), [("v8", "v7"), ("v9", "v8")])
+def test_later_cycles_are_the_previous_recipe_from_its_weights_with_one_loss_change(
+        recipe, previous):
     from eft.models.registry import load_regressor
-    from eft.train.prior import PRIOR_V7, PRIOR_V7_REAL_FRACTION, PRIOR_V8, PRIOR_V8_INIT
+    from eft.train import prior
 
-    v8 = load_train_config(RECIPE.with_name("keypoint-prior-v8.yaml"))
-    v7 = load_train_config(RECIPE.with_name("keypoint-prior-v7.yaml"))
-    assert _trainer_part(v8) == PRIOR_V8 and PRIOR_V8_INIT == "keypoint-prior-v7"
-    # v7's recipe but for the batch seed and the hidden joints' 2D weight
-    assert PRIOR_V8.replace(optim=dataclasses.replace(PRIOR_V8.optim, seed=3),
-                            loss=dataclasses.replace(PRIOR_V8.loss, hidden_2d=1.0)) == PRIOR_V7
-    assert PRIOR_V8.loss.hidden_2d > 1.0 and PRIOR_V8.optim.seed != PRIOR_V7.optim.seed
-    assert v8.datasets == v7.datasets and v8.model.init == PRIOR_V8_INIT
-    assert _starts_from(v8, "keypoint-prior-v7")
-    meta = load_regressor("keypoint-prior-v8").eft_metadata
-    assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION
-
-
-def test_v9_recipe_is_v8_from_v8_with_the_hidden_joints_distance():
-    from eft.models.registry import load_regressor
-    from eft.train.prior import PRIOR_V7_REAL_FRACTION, PRIOR_V8, PRIOR_V9, PRIOR_V9_INIT
-
-    v9 = load_train_config(RECIPE.with_name("keypoint-prior-v9.yaml"))
-    v8 = load_train_config(RECIPE.with_name("keypoint-prior-v8.yaml"))
-    assert _trainer_part(v9) == PRIOR_V9 and PRIOR_V9_INIT == "keypoint-prior-v8"
-    # v8's recipe but for the batch seed and the hidden joints' loss: distance, not
-    # v8's weighted square
-    assert PRIOR_V9.replace(optim=dataclasses.replace(PRIOR_V9.optim, seed=4),
-                            loss=dataclasses.replace(PRIOR_V9.loss, hidden_2d=10.0,
-                                                     hidden_2d_distance=0.0)) == PRIOR_V8
-    assert PRIOR_V9.loss.hidden_2d_distance > 0 and PRIOR_V9.optim.seed != PRIOR_V8.optim.seed
-    assert v9.datasets == v8.datasets and v9.model.init == PRIOR_V9_INIT
-    assert _starts_from(v9, "keypoint-prior-v8")
-    meta = load_regressor("keypoint-prior-v9").eft_metadata
-    assert meta["real_fraction"] == PRIOR_V7_REAL_FRACTION
+    new, old = (getattr(prior, f"PRIOR_{r.upper()}") for r in (recipe, previous))
+    init = getattr(prior, f"PRIOR_{recipe.upper()}_INIT")
+    cfg = load_train_config(RECIPE.with_name(f"keypoint-prior-{recipe}.yaml"))
+    cfg_old = load_train_config(RECIPE.with_name(f"keypoint-prior-{previous}.yaml"))
+    assert _trainer_part(cfg) == new and init == f"keypoint-prior-{previous}"
+    # the previous recipe but for the batch seed and the 2D loss on the hidden joints
+    assert new.loss == dataclasses.replace(old.loss, **_LOSS_CHANGES[recipe])
+    assert new.replace(optim=dataclasses.replace(new.optim, seed=old.optim.seed),
+                       loss=old.loss) == old
+    assert new.optim.seed != old.optim.seed
+    assert cfg.datasets == cfg_old.datasets and cfg.model.init == init
+    assert _starts_from(cfg, init)
+    meta = load_regressor(f"keypoint-prior-{recipe}").eft_metadata
+    assert meta["real_fraction"] == prior.PRIOR_V7_REAL_FRACTION
 
