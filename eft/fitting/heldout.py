@@ -390,7 +390,7 @@ def limb_shape(held: Sequence[HeldOut], pred: np.ndarray | Sequence[Fit]) -> Lim
             if label > 1e-6:
                 ratio[i, j] = float(np.linalg.norm(px[i, b] - px[i, a])) / label
             if fits:
-                v = np.asarray(cast(Fit, pred[i]).keypoints3d[b] - pred[i].keypoints3d[a],
-                               dtype=np.float64)
+                kp3d = cast(Fit, pred[i]).keypoints3d
+                v = np.asarray(kp3d[b] - kp3d[a], dtype=np.float64)
                 in_plane[i, j] = np.linalg.norm(v[:2]) / max(float(np.linalg.norm(v)), 1e-12)
     return LimbShape(length_ratio=ratio, in_plane=in_plane)
