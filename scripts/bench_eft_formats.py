@@ -61,9 +61,13 @@ def restrict(exemplars: list, fmt: str) -> list:
             for e in exemplars]
 
 
-def run(model, body, exemplars: list, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rotmat (N, 24, 3, 3), betas (N, 10)) of ``method``'s fits."""
-    cfg = eft_preset("open-prior") if method == "eft" else None
+def run(model, body, exemplars: list, method: str, preset: str = "open-prior",
+        scope: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rotmat (N, 24, 3, 3), betas (N, 10)) of ``method``'s fits (EFT: recipe ``preset``,
+    its scope replaced by ``scope`` when given)."""
+    cfg = None
+    if method == "eft":
+        cfg = eft_preset(preset) if scope is None else eft_preset(preset, scope=scope)
     return fits_to_tensors(fit_method(method, model, body, exemplar_batch(exemplars), cfg))
 
 
@@ -80,6 +84,9 @@ def main() -> None:
     ap.add_argument("--priors", default="default", help="comma-separated prior names/files")
     ap.add_argument("--n", type=int, default=256, help="people (the first of the val set)")
     ap.add_argument("--formats", default=",".join(FORMATS))
+    ap.add_argument("--preset", default="open-prior", help="EFT recipe (eft.fitting.EFT_PRESETS)")
+    ap.add_argument("--scope", default=None, help="override the recipe's EFT scope (all, head, "
+                    "last_stage)")
     ap.add_argument("--out", default="bench_eft_formats")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -99,7 +106,8 @@ def main() -> None:
             inputs = restrict(people, fmt)
             per = {}
             for method in METHODS:
-                p14, _ = pose_joints(body, *run(model, body, inputs, method))
+                fitted = run(model, body, inputs, method, args.preset, args.scope)
+                p14, _ = pose_joints(body, *fitted)
                 per[method] = errors(p14, gt14)
             row = {m: {k: float(v.mean()) for k, v in e.items()} for m, e in per.items()}
             for k in ("pa_mpjpe_mm", "ankles_pa_mm"):
@@ -109,7 +117,10 @@ def main() -> None:
             results[spec][fmt] = row
             print(spec, fmt, json.dumps(row), flush=True)
     out = {
-        "command": f"python scripts/bench_eft_formats.py --priors {args.priors} --n {args.n}",
+        "command": f"python scripts/bench_eft_formats.py --priors {args.priors} --n {args.n}"
+                   + ("" if args.preset == "open-prior" else f" --preset {args.preset}")
+                   + ("" if args.scope is None else f" --scope {args.scope}"),
+        "preset": args.preset,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
         "n": args.n, "seconds": round(time.perf_counter() - t0, 1), "results": results,

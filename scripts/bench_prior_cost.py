@@ -1,11 +1,16 @@
 """What a keypoint prior's size costs EFT per exemplar: the same exemplars fitted with
-each prior, with the default engine and the ``open-prior`` recipe, timed in one run.
+each prior, with the default engine and the ``open-prior`` recipe (or others), timed in
+one run.
 
     python scripts/bench_prior_cost.py --priors keypoint-prior-v2,keypoint-prior-v9
+    python scripts/bench_prior_cost.py --priors keypoint-prior-v9 \
+        --recipes "open-prior|lr=2e-5,max_iters=10|scope=head"
 
-The priors are timed in turns (``--rounds`` times each, interleaved), so a shared
-machine's noise falls on all of them alike; the report gives each one's median
-milliseconds per exemplar and its ratio to the first prior, measured in the same run.
+``--recipes`` (``|``-separated, each ``key=value`` overrides over ``open-prior``, or
+``open-prior`` itself) times each prior with each recipe.  The rows are timed in turns
+(``--rounds`` times each, interleaved), so a shared machine's noise falls on all of them
+alike; the report gives each one's median milliseconds per exemplar and its ratio to the
+first row, measured in the same run.
 Writes ``scripts/results/<--out>.json`` and ``.md``.
 """
 
@@ -22,12 +27,27 @@ import torch
 
 from eft.body import BodyModel
 from eft.fitting import exemplar_batch, fit
-from eft.fitting.config import eft_preset
+from eft.fitting.config import EFTConfig, eft_preset
 from eft.models.registry import load_regressor, regressor_path
 from eft.synthetic.exemplars import generate
 from eft.synthetic.pose_bank import load_pose_bank
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_recipe(text: str) -> EFTConfig:
+    """``"open-prior"`` or ``"key=value,..."`` overrides over it, as an :class:`EFTConfig`."""
+    if text.strip() == "open-prior":
+        return eft_preset("open-prior")
+    kinds = {"lr": float, "max_iters": int, "scope": str,
+             "with_ankles": lambda v: bool(int(v))}
+    overrides = {}
+    for part in text.split(","):
+        key, _, val = part.partition("=")
+        if key.strip() not in kinds:
+            raise SystemExit(f"unknown recipe key {key.strip()!r}; known: {sorted(kinds)}")
+        overrides[key.strip()] = kinds[key.strip()](val.strip())
+    return eft_preset("open-prior", **overrides)
 
 
 def main() -> None:
@@ -39,6 +59,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipes", default="open-prior",
+                    help="'|'-separated recipes: 'open-prior' or key=value,... overrides "
+                         "over it (lr, max_iters, scope, with_ankles)")
     ap.add_argument("--out", default="bench_prior_cost")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -47,28 +70,34 @@ def main() -> None:
     poses = load_pose_bank().val().poses
     exemplars = list(generate(poses, args.n, args.seed, body=body).exemplars())
     targets = exemplar_batch(exemplars)
-    cfg = eft_preset("open-prior")
+    recipes = {r.strip(): parse_recipe(r) for r in args.recipes.split("|") if r.strip()}
     names = [p.strip() for p in args.priors.split(",") if p.strip()]
     models = {p: load_regressor(p) for p in names}
     params = {p: sum(t.numel() for t in m.parameters()) for p, m in models.items()}
-    times: dict[str, list[float]] = {p: [] for p in names}
-    iters: dict[str, float] = {}
-    fit(models[names[0]], body, exemplar_batch(exemplars[:8]), cfg, progress=False)  # warm-up
+    cells = [(p, r) for p in names for r in recipes]
+    times: dict[tuple[str, str], list[float]] = {c: [] for c in cells}
+    iters: dict[tuple[str, str], float] = {}
+    fit(models[names[0]], body, exemplar_batch(exemplars[:8]), eft_preset("open-prior"),
+        progress=False)  # warm-up
     for _ in range(args.rounds):
-        for p in names:
+        for p, r in cells:
             t0 = time.perf_counter()
-            fits = fit(models[p], body, targets, cfg, batch_size=args.batch_size,
+            fits = fit(models[p], body, targets, recipes[r], batch_size=args.batch_size,
                        progress=False)
-            times[p].append(time.perf_counter() - t0)
-            iters[p] = statistics.mean(f.quality.iterations for f in fits)
-    base = statistics.median(times[names[0]])
+            times[p, r].append(time.perf_counter() - t0)
+            iters[p, r] = statistics.mean(f.quality.iterations for f in fits)
+    base = statistics.median(times[cells[0]])
     rows = []
-    for p in names:
-        med = statistics.median(times[p])
-        rows.append({"prior": p, "file": regressor_path(p).name, "parameters": params[p],
-                     "ms_per_exemplar": 1000 * med / args.n, "ratio": med / base,
-                     "mean_iterations": iters[p], "seconds": times[p]})
-    result = {"command": "python scripts/bench_prior_cost.py --priors " + args.priors,
+    for p, r in cells:
+        med = statistics.median(times[p, r])
+        rows.append({"prior": p, "recipe": r, "file": regressor_path(p).name,
+                     "parameters": params[p], "ms_per_exemplar": 1000 * med / args.n,
+                     "ratio": med / base, "mean_iterations": iters[p, r],
+                     "seconds": times[p, r]})
+    command = "python scripts/bench_prior_cost.py --priors " + args.priors
+    if args.recipes != "open-prior":
+        command += f' --recipes "{args.recipes}"'
+    result = {"command": command,
               "n": args.n, "batch_size": args.batch_size, "rounds": args.rounds,
               "threads": args.threads, "machine": f"{platform.processor() or platform.machine()}",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -77,13 +106,14 @@ def main() -> None:
     (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=1))
     lines = [f"# {args.out}: EFT cost per exemplar by prior size", "",
              f"Command: `{result['command']}`; {args.n} synthetic val exemplars, batch "
-             f"{args.batch_size}, `open-prior` recipe, {args.threads} thread(s), median of "
+             f"{args.batch_size}, {args.threads} thread(s), median of "
              f"{args.rounds} interleaved rounds, {result['date']}.", "",
-             "| prior | parameters | ms / exemplar | ratio to first | mean iterations |",
-             "|---|---|---|---|---|"]
+             "| prior | recipe | parameters | ms / exemplar | ratio to first | mean iterations |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['prior']} | {r['parameters']:,} | {r['ms_per_exemplar']:.1f} | "
-                     f"{r['ratio']:.2f} | {r['mean_iterations']:.1f} |")
+        lines.append(f"| {r['prior']} | {r['recipe']} | {r['parameters']:,} | "
+                     f"{r['ms_per_exemplar']:.1f} | {r['ratio']:.2f} | "
+                     f"{r['mean_iterations']:.1f} |")
     (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -54,8 +54,8 @@ def parse_grid(text: str) -> list[dict]:
     axes = []
     for part in text.split(";"):
         key, _, vals = part.partition("=")
-        conv = (lambda v: bool(int(v))) if key.strip() == "with_ankles" else (
-            int if key.strip() == "max_iters" else float)
+        conv = {"with_ankles": lambda v: bool(int(v)), "max_iters": int,
+                "scope": str}.get(key.strip(), float)
         axes.append([(key.strip(), conv(v)) for v in vals.split(",")])
     return [dict(c) for c in itertools.product(*axes)]
 

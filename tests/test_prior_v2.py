@@ -226,7 +226,10 @@ def test_eft_presets_and_the_job_default():
 
     assert eft_preset("eft") == EFTConfig()  # the published recipe: the defaults
     tuned = eft_preset("open-prior")
-    assert (tuned.lr, tuned.max_iters, tuned.with_ankles) == (1e-5, 20, True)
+    assert (tuned.lr, tuned.max_iters, tuned.with_ankles, tuned.scope) == (
+        2e-5, 10, True, "all")
+    old = eft_preset("open-prior-v2")  # v2's recipe, kept by name
+    assert (old.lr, old.max_iters, old.with_ankles, old.scope) == (1e-5, 20, True, "all")
     assert eft_preset("open-prior", lr=2e-5).lr == 2e-5
     with pytest.raises(ValueError, match="unknown EFT preset"):
         eft_preset("nope")
@@ -237,7 +240,7 @@ def test_eft_presets_and_the_job_default():
     assert config_from_dict({"datasets": ds, "eft": {"preset": "eft"}}).eft == EFTConfig()
     got = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior", "lr": 3e-5}}).eft
     assert got == tuned.replace(lr=3e-5)
-    assert set(EFT_PRESETS) == {"eft", "open-prior"}
+    assert set(EFT_PRESETS) == {"eft", "open-prior", "open-prior-v2"}
 
 
 def test_with_ankles_puts_the_ankles_into_the_2d_loss():
@@ -258,3 +261,18 @@ def test_with_ankles_puts_the_ankles_into_the_2d_loss():
     _, off = eft_loss(out, target, EFTConfig(w_leg_orientation=0.0), fast)
     _, on = eft_loss(out, target, EFTConfig(with_ankles=True, w_leg_orientation=0.0), fast)
     assert float(off) == 0.0 and float(on) > 0.0
+
+
+def test_recipe_grids_of_the_tuning_and_cost_benchmarks():
+    from eft.fitting.config import eft_preset
+    from tests.helpers import load_script
+
+    grid = load_script("tune_eft").parse_grid("lr=2e-5;max_iters=10;with_ankles=1;scope=all,head")
+    assert grid == [{"lr": 2e-5, "max_iters": 10, "with_ankles": True, "scope": "all"},
+                    {"lr": 2e-5, "max_iters": 10, "with_ankles": True, "scope": "head"}]
+    parse = load_script("bench_prior_cost").parse_recipe
+    assert parse("open-prior") == eft_preset("open-prior")
+    got = parse("scope=head,lr=3e-5,max_iters=7")
+    assert (got.scope, got.lr, got.max_iters, got.with_ankles) == ("head", 3e-5, 7, True)
+    with pytest.raises(SystemExit, match="unknown recipe key 'iters'"):
+        parse("iters=5")

@@ -275,17 +275,21 @@ class EFTConfig:
 #:   term, lr per architecture: 5e-6 for HMR as published,
 #:   :data:`KEYPOINT_REGRESSOR_LR` for keypoint regressors).  Equal to the original
 #:   loop to float rounding (tests/test_eft.py).
-#: * ``"open-prior"``: tuned for the shipped open keypoint prior (v2) on real labels
-#:   with ``scripts/tune_eft.py`` (``scripts/results/tune_eft_v2.md``): lr 1e-5 (a third
-#:   of the keypoint regressors' EFT rate), 20 steps, and the GT ankles kept in the 2D
-#:   loss.  On 300 held-out-limb people each of COCO val / MPII val and 256 synthetic
-#:   val people it gives 0.1429 / 0.1465 / 73.9 mm against 0.1433 / 0.1489 / 76.4 mm
-#:   for ``"eft"``: better on all three, the best synthetic 3D of the grid, and within
-#:   0.003 of the grid's best held-out error.  The default of ``eft fit`` with a
-#:   shipped prior.
+#: * ``"open-prior"``: tuned for the default prior (v9) on real labels with
+#:   ``scripts/tune_eft.py --n 1000`` (``scripts/results/tune_eft_v9_iters10_n1000.md``
+#:   and its neighbours): lr 2e-5, at most 10 steps, GT ankles kept in the 2D loss.  On
+#:   1,000 held-out-limb people each of COCO val / MPII val and 256 synthetic val people
+#:   it gives 0.1145 / 0.1136 / 69.1 mm, as ``"open-prior-v2"`` does (0.1146 / 0.1135 /
+#:   69.1 mm), at half the cost per exemplar
+#:   (``scripts/results/bench_prior_cost_recipes.md``).  The default of ``eft fit``
+#:   with a shipped prior.
+#: * ``"open-prior-v2"``: the recipe tuned for prior v2 (``scripts/results/tune_eft_v2.md``)
+#:   and used with every shipped prior up to 2026-12-06: all parameters, lr 1e-5, 20
+#:   steps, GT ankles kept in the 2D loss.
 EFT_PRESETS: dict[str, dict] = {
     "eft": {},
-    "open-prior": {"lr": 1e-5, "max_iters": 20, "with_ankles": True},
+    "open-prior": {"lr": 2e-5, "max_iters": 10, "with_ankles": True},
+    "open-prior-v2": {"lr": 1e-5, "max_iters": 20, "with_ankles": True},
 }
 
 
