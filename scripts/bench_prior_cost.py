@@ -6,8 +6,8 @@ one run.
     python scripts/bench_prior_cost.py --priors keypoint-prior-v9 \
         --recipes "open-prior|lr=2e-5,max_iters=10|scope=head"
 
-``--recipes`` (``|``-separated, each ``key=value`` overrides over ``open-prior``, or
-``open-prior`` itself) times each prior with each recipe.  The rows are timed in turns
+``--recipes`` (``|``-separated, each a preset's name or ``key=value`` overrides over
+``open-prior``) times each prior with each recipe.  The rows are timed in turns
 (``--rounds`` times each, interleaved), so a shared machine's noise falls on all of them
 alike; the report gives each one's median milliseconds per exemplar and its ratio to the
 first row, measured in the same run.
@@ -27,7 +27,7 @@ import torch
 
 from eft.body import BodyModel
 from eft.fitting import exemplar_batch, fit
-from eft.fitting.config import EFTConfig, eft_preset
+from eft.fitting.config import EFT_PRESETS, EFTConfig, eft_preset
 from eft.models.registry import load_regressor, regressor_path
 from eft.synthetic.exemplars import generate
 from eft.synthetic.pose_bank import load_pose_bank
@@ -36,9 +36,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_recipe(text: str) -> EFTConfig:
-    """``"open-prior"`` or ``"key=value,..."`` overrides over it, as an :class:`EFTConfig`."""
-    if text.strip() == "open-prior":
-        return eft_preset("open-prior")
+    """A preset's name (``"open-prior"``, ``"open-prior-v2"``, ...) or ``"key=value,..."``
+    overrides over ``open-prior``, as an :class:`EFTConfig`."""
+    if text.strip() in EFT_PRESETS:
+        return eft_preset(text.strip())
     kinds = {"lr": float, "max_iters": int, "scope": str,
              "with_ankles": lambda v: bool(int(v))}
     overrides = {}
@@ -60,8 +61,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--recipes", default="open-prior",
-                    help="'|'-separated recipes: 'open-prior' or key=value,... overrides "
-                         "over it (lr, max_iters, scope, with_ankles)")
+                    help="'|'-separated recipes: a preset's name or key=value,... overrides "
+                         "over open-prior (lr, max_iters, scope, with_ankles)")
     ap.add_argument("--out", default="bench_prior_cost")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

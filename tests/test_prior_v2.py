@@ -272,6 +272,7 @@ def test_recipe_grids_of_the_tuning_and_cost_benchmarks():
                     {"lr": 2e-5, "max_iters": 10, "with_ankles": True, "scope": "head"}]
     parse = load_script("bench_prior_cost").parse_recipe
     assert parse("open-prior") == eft_preset("open-prior")
+    assert parse("open-prior-v2") == eft_preset("open-prior-v2")
     got = parse("scope=head,lr=3e-5,max_iters=7")
     assert (got.scope, got.lr, got.max_iters, got.with_ankles) == ("head", 3e-5, 7, True)
     with pytest.raises(SystemExit, match="unknown recipe key 'iters'"):
