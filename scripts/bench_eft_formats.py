@@ -65,9 +65,8 @@ def run(model, body, exemplars: list, method: str, preset: str = "open-prior",
         scope: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(rotmat (N, 24, 3, 3), betas (N, 10)) of ``method``'s fits (EFT: recipe ``preset``,
     its scope replaced by ``scope`` when given)."""
-    cfg = None
-    if method == "eft":
-        cfg = eft_preset(preset) if scope is None else eft_preset(preset, scope=scope)
+    overrides = {} if scope is None else {"scope": scope}
+    cfg = eft_preset(preset, **overrides) if method == "eft" else None
     return fits_to_tensors(fit_method(method, model, body, exemplar_batch(exemplars), cfg))
 
 

@@ -78,7 +78,7 @@ def main() -> None:
     cells = [(p, r) for p in names for r in recipes]
     times: dict[tuple[str, str], list[float]] = {c: [] for c in cells}
     iters: dict[tuple[str, str], float] = {}
-    fit(models[names[0]], body, exemplar_batch(exemplars[:8]), eft_preset("open-prior"),
+    fit(models[names[0]], body, exemplar_batch(exemplars[:8]), recipes[cells[0][1]],
         progress=False)  # warm-up
     for _ in range(args.rounds):
         for p, r in cells:
