@@ -358,7 +358,7 @@ def test_kr_scopes(body, data):
     targets = data["targets"][:2]
     base = make_kr().state_dict()
     changed = {}
-    for scope in ("all", "head", "last_stage"):
+    for scope in ("all", "head", "last_stage", "bias"):
         cfg = EFTConfig(lr=1e-3, max_iters=3, stop_loss_2d=0.0, scope=scope)
         fits = fit_batched(make_kr(), body, FitTargets(targets, **kwargs(data, [0, 1])), cfg,
                            keep_params=True)
@@ -372,6 +372,10 @@ def test_kr_scopes(body, data):
     assert any(k.startswith("encoder.0.") for k in changed["all"])
     assert {k.rsplit(".", 1)[0] for k in changed["last_stage"]} - {
         f"{h}" for h in head} == {"encoder.3", "encoder.4"}
+    assert changed["bias"] == {"encoder.0.bias", "encoder.1.weight", "encoder.1.bias",
+                               "encoder.3.bias", "encoder.4.weight", "encoder.4.bias",
+                               "fc1.bias", "fc2.bias", "decpose.bias", "decshape.bias",
+                               "deccam.bias"}
 
 
 def test_hmr_scopes_and_frozen_batchnorm(body, hmr):

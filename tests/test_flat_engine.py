@@ -72,7 +72,7 @@ def _compare(ref, got, atol=ATOL):
         assert_same(a, b, atol=atol)
 
 
-@pytest.mark.parametrize("scope", ["all", "head", "last_stage"])
+@pytest.mark.parametrize("scope", ["all", "head", "last_stage", "bias"])
 def test_flat_equals_sequential_b64_mixed(body, prior, data, scope):
     """B = 64 in one chunk: early stops, never-stoppers and skipped exemplars agree with
     the sequential loop (fits, iterations, convergence, flags)."""
@@ -90,7 +90,7 @@ def test_flat_equals_sequential_b64_mixed(body, prior, data, scope):
 
 
 @pytest.mark.parametrize("batch,block", [(1, 8), (8, 3), (8, 8)])
-@pytest.mark.parametrize("scope", ["all", "head"])
+@pytest.mark.parametrize("scope", ["all", "head", "bias"])
 def test_flat_equals_sequential_small_batches(body, prior, data, scope, batch, block):
     """B = 1 and B = 8 chunks (and cache blocks that do not divide the chunk)."""
     rows = list(range(3, 12))  # includes the degenerate row 5
@@ -117,10 +117,12 @@ def test_fit_alone_equals_fit_in_batch(body, prior, data):
         np.testing.assert_allclose(alone.cam_weak, b.cam_weak, atol=ATOL)
 
 
-def test_keep_params_model_untouched_and_params_reproduce_the_fit(body, prior, data):
+@pytest.mark.parametrize("scope", ["all", "bias"])
+def test_keep_params_model_untouched_and_params_reproduce_the_fit(body, prior, data, scope):
     before = {k: v.clone() for k, v in prior.state_dict().items()}
     prior.train()
-    cfg = EFTConfig(lr=1e-4, max_iters=4, stop_loss_2d=0.0)
+    cfg = EFTConfig(lr=1e-4 if scope == "all" else 1e-3, max_iters=4, stop_loss_2d=0.0,
+                    scope=scope)
     ref = fit_sequential(prior, body, FitTargets(data[:3]), cfg, keep_params=True)
     got = fit_flat(prior, body, FitTargets(data[:3]), cfg, keep_params=True)
     assert prior.training
@@ -130,6 +132,13 @@ def test_keep_params_model_untouched_and_params_reproduce_the_fit(body, prior, d
         assert a.params.keys() == b.params.keys()
         for k in a.params:
             np.testing.assert_allclose(a.params[k], b.params[k], atol=1e-5)
+    moved = {k for k, v in got[1].params.items() if not np.array_equal(v, before[k].numpy())}
+    if scope == "bias":  # biases and LayerNorm gains/offsets only; every matrix is shared
+        assert moved and all(k.endswith(".bias") or prior.get_submodule(
+            k.rsplit(".", 1)[0]).__class__ is torch.nn.LayerNorm for k in moved)
+        assert "decpose.bias" in moved and "encoder.1.weight" in moved
+    else:
+        assert "encoder.0.weight" in moved
     tuned = load_regressor("default")
     tuned.load_state_dict({**tuned.state_dict(),
                            **{k: torch.as_tensor(v) for k, v in got[1].params.items()}})
@@ -148,7 +157,7 @@ class _MaskedRegressor(KeypointRegressor):
         return super().prepare_input(kp)
 
 
-@pytest.mark.parametrize("scope", ["all", "last_stage"])
+@pytest.mark.parametrize("scope", ["all", "last_stage", "bias"])
 def test_other_layer_sizes_and_masked_input(body, data, scope):
     torch.manual_seed(3)
     model = _MaskedRegressor(width=96, hidden=80, n_iter=2)

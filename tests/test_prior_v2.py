@@ -227,6 +227,9 @@ def test_eft_presets_and_the_job_default():
     assert eft_preset("eft") == EFTConfig()  # the published recipe: the defaults
     tuned = eft_preset("open-prior")
     assert (tuned.lr, tuned.max_iters, tuned.with_ankles, tuned.scope) == (
+        3e-4, 10, True, "bias")
+    before = eft_preset("open-prior-all")  # the default until the bias scope, kept by name
+    assert (before.lr, before.max_iters, before.with_ankles, before.scope) == (
         2e-5, 10, True, "all")
     old = eft_preset("open-prior-v2")  # v2's recipe, kept by name
     assert (old.lr, old.max_iters, old.with_ankles, old.scope) == (1e-5, 20, True, "all")
@@ -240,7 +243,7 @@ def test_eft_presets_and_the_job_default():
     assert config_from_dict({"datasets": ds, "eft": {"preset": "eft"}}).eft == EFTConfig()
     got = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior", "lr": 3e-5}}).eft
     assert got == tuned.replace(lr=3e-5)
-    assert set(EFT_PRESETS) == {"eft", "open-prior", "open-prior-v2"}
+    assert set(EFT_PRESETS) == {"eft", "open-prior", "open-prior-all", "open-prior-v2"}
 
 
 def test_with_ankles_puts_the_ankles_into_the_2d_loss():
@@ -273,7 +276,9 @@ def test_recipe_grids_of_the_tuning_and_cost_benchmarks():
     parse = load_script("bench_prior_cost").parse_recipe
     assert parse("open-prior") == eft_preset("open-prior")
     assert parse("open-prior-v2") == eft_preset("open-prior-v2")
+    assert parse("open-prior-all") == eft_preset("open-prior-all")
     got = parse("scope=head,lr=3e-5,max_iters=7")
     assert (got.scope, got.lr, got.max_iters, got.with_ankles) == ("head", 3e-5, 7, True)
+    assert parse("lr=1e-4").scope == "bias"  # overrides apply over open-prior
     with pytest.raises(SystemExit, match="unknown recipe key 'iters'"):
         parse("iters=5")

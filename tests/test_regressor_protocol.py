@@ -98,7 +98,7 @@ def test_toy_is_a_regressor_and_declares_its_split():
         split_model(toy, "everything")
 
 
-@pytest.mark.parametrize("scope", ["all", "head"])
+@pytest.mark.parametrize("scope", ["all", "head", "bias"])
 def test_toy_fit_equals_sequential(body, targets, scope):
     cfg = EFTConfig(max_iters=6, stop_loss_2d=0.0, scope=scope)
     toy = make_toy()
@@ -138,7 +138,16 @@ def test_shipped_regressors_declare_what_the_engine_hard_coded():
         n for n in names if n.split(".")[0] in head)
     assert split_model(kr, "last_stage").trainable == tuple(
         n for n in names if n.split(".")[0] in head or n.startswith(("encoder.3.", "encoder.4.")))
+    # "bias": every Linear bias and LayerNorm gain/offset, written out by hand
+    assert split_model(kr, "bias").trainable == (
+        "encoder.0.bias", "encoder.1.weight", "encoder.1.bias", "encoder.3.bias",
+        "encoder.4.weight", "encoder.4.bias", "fc1.bias", "fc2.bias", "decpose.bias",
+        "decshape.bias", "deccam.bias")
+    assert flat_module.supports(kr, "bias")
+    assert not flat_module.supports(kr.deepened(1), "bias")  # residual blocks: fit_batched
     hmr = HMR()
+    # HMR's convolutions have no bias and BatchNorm stays frozen: only the IEF head's
+    assert split_model(hmr, "bias").trainable == tuple(f"{h}.bias" for h in head)
     hmr_names = split_model(hmr, "last_stage").trainable
     assert all(n.startswith("layer4.") or n.split(".")[0] in head for n in hmr_names)
     assert not any(".bn" in n or "downsample.1" in n for n in hmr_names)  # BatchNorm frozen

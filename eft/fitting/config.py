@@ -193,7 +193,9 @@ class EFTConfig:
             only for the leg-orientation term).
         openpose_weight: confidence multiplier of OpenPose slots 0..24 (0).
         gt_weight: confidence multiplier of GT slots 25..48 (1).
-        scope: which weights are fine-tuned, one of :data:`SCOPES`.
+        scope: which weights are fine-tuned, one of :data:`SCOPES`: ``"all"``
+            (EFT), ``"head"``, ``"last_stage"`` or ``"bias"`` (biases and LayerNorm
+            affine parameters only, the weight matrices shared by every exemplar).
         rules: acceptance rules, :class:`QualityRules`.
         focal_length: focal length (px, 224 crop) of the perspective camera reported
             next to the weak one (5000).
@@ -276,19 +278,23 @@ class EFTConfig:
 #:   :data:`KEYPOINT_REGRESSOR_LR` for keypoint regressors).  Equal to the original
 #:   loop to float rounding (tests/test_eft.py).
 #: * ``"open-prior"``: tuned for the default prior (v9) on real labels with
-#:   ``scripts/tune_eft.py --n 1000`` (``scripts/results/tune_eft_v9_iters10_n1000.md``
-#:   and its neighbours): lr 2e-5, at most 10 steps, GT ankles kept in the 2D loss.  On
-#:   1,000 held-out-limb people each of COCO val / MPII val and 256 synthetic val people
-#:   it gives 0.1145 / 0.1136 / 69.1 mm, as ``"open-prior-v2"`` does (0.1146 / 0.1135 /
-#:   69.1 mm), at half the cost per exemplar
+#:   ``scripts/tune_eft.py --n 1000`` (``scripts/results/tune_eft_v9_bias_n1000.md``):
+#:   scope ``"bias"`` (each exemplar tunes only its biases and LayerNorm gains/offsets,
+#:   the weight matrices stay shared), lr 3e-4, at most 10 steps, GT ankles kept in the
+#:   2D loss.  On 1,000 held-out-limb people each of COCO val / MPII val and 256
+#:   synthetic val people it gives 0.1145 / 0.1136 / 69.2 mm, as ``"open-prior-all"``
+#:   does (0.1145 / 0.1136 / 69.1 mm), at a fraction of the cost per exemplar
 #:   (``scripts/results/bench_prior_cost_recipes.md``).  The default of ``eft fit``
-#:   with a shipped prior.
+#:   with a shipped prior since 2026-12-06 (second change of the day).
+#: * ``"open-prior-all"``: the default before: every weight, lr 2e-5, at most 10 steps,
+#:   GT ankles kept (``scripts/results/tune_eft_v9_iters10_n1000.md``).
 #: * ``"open-prior-v2"``: the recipe tuned for prior v2 (``scripts/results/tune_eft_v2.md``)
 #:   and used with every shipped prior up to 2026-12-06: all parameters, lr 1e-5, 20
 #:   steps, GT ankles kept in the 2D loss.
 EFT_PRESETS: dict[str, dict] = {
     "eft": {},
-    "open-prior": {"lr": 2e-5, "max_iters": 10, "with_ankles": True},
+    "open-prior": {"lr": 3e-4, "max_iters": 10, "with_ankles": True, "scope": "bias"},
+    "open-prior-all": {"lr": 2e-5, "max_iters": 10, "with_ankles": True},
     "open-prior-v2": {"lr": 1e-5, "max_iters": 20, "with_ankles": True},
 }
 

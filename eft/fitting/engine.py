@@ -22,8 +22,11 @@ Three implementations with the same results:
   drops out of the batch (its parameters no longer change); the loop ends when all have
   stopped.
 
-Trainable scope (``EFTConfig.scope``): ``"all"`` (EFT), ``"head"`` (the IEF head) or
-``"last_stage"`` (the last encoder stage + the head).  Each regressor
+Trainable scope (``EFTConfig.scope``): ``"all"`` (EFT), ``"head"`` (the IEF head),
+``"last_stage"`` (the last encoder stage + the head) or ``"bias"`` (every Linear /
+convolution bias and LayerNorm / GroupNorm affine parameter of the whole regressor; the
+weight matrices are shared by every exemplar, which the flat engine turns into one
+matrix product per layer for the whole batch).  Each regressor
 (:class:`~eft.models.protocol.Regressor`) declares how it splits into a frozen
 ``features(x)`` part and a trained ``head(features)`` part per scope; the frozen part
 runs once per exemplar, without gradients.  In ``"all"`` every parameter except
@@ -115,6 +118,24 @@ def _batchnorm_parameter_names(model: nn.Module) -> set[str]:
     return names
 
 
+def _bias_parameter_names(model: nn.Module) -> tuple[str, ...]:
+    """Scope ``"bias"``: every Linear / convolution bias and every LayerNorm / GroupNorm
+    affine parameter (BatchNorm's stay frozen), in ``named_parameters()`` order."""
+    names = []
+    for mod_name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
+            wanted: tuple[str, ...] = ("bias",)
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+            wanted = ("weight", "bias")
+        else:
+            continue
+        for pname, p in module.named_parameters(recurse=False):
+            if pname in wanted and p is not None:
+                names.append(f"{mod_name}.{pname}" if mod_name else pname)
+    order = [n for n, _ in model.named_parameters()]
+    return tuple(sorted(names, key=order.index))
+
+
 def _names_under(model: nn.Module, prefixes: Sequence[str]) -> list[str]:
     return [n for n, _ in model.named_parameters()
             if any(p == "" or n == p or n.startswith(p + ".") for p in prefixes)]
@@ -128,6 +149,10 @@ def split_model(model: nn.Module, scope: str = "all") -> ModelSplit:
     """
     if scope not in SCOPES:
         raise EftError(f"unknown scope {scope!r}")
+    if scope == "bias":
+        whole = whole_model_split(model)
+        return ModelSplit(scope=scope, features=whole.features, head=whole.head,
+                          trainable=_bias_parameter_names(model))
     if isinstance(model, Regressor):
         parts = model.eft_split(scope)  # type: ignore[arg-type]  # checked against SCOPES
     elif scope == "all":

@@ -23,7 +23,10 @@ exemplar's private weights, gradients and Adam moments through memory:
 Exemplars that stop (loss below ``stop_loss_2d``, non-finite loss) leave the buffers:
 live rows from the end move into their places, so only those rows are copied. Scopes:
 ``"all"``, ``"last_stage"`` and ``"head"`` (the trained encoder blocks are the last 0, 1
-or all of them). The engine reads every size from the modules (encoder widths, IEF
+or all of them), and ``"bias"``, which runs a different, much cheaper loop
+(:class:`_BiasEngine`): the weight matrices are shared, so every layer is one matrix
+product for the whole chunk, autograd does the backward and Adam moves only the
+exemplars' biases and LayerNorm gains/offsets. The engine reads every size from the modules (encoder widths, IEF
 hidden size, ``n_iter``) and the encoder input from ``model.prepare_input``, so any
 :class:`~eft.models.KeypointRegressor` configuration works; :func:`supports` tells
 whether a model/scope can use it.
@@ -169,9 +172,11 @@ def supports(model: nn.Module, scope: str = "all") -> bool:
     Linear-LayerNorm-ReLU blocks, the IEF head) whose trained parameters are exactly
     those of ``split_model(model, scope)``."""
     if (not isinstance(model, Regressor) or input_kind(model) != "keypoints"
-            or scope not in ("all", "head", "last_stage")):
+            or scope not in ("all", "head", "last_stage", "bias")):
         return False
     try:
+        if scope == "bias":
+            return set(_BiasEngine.names_of(model)) == set(split_model(model, scope).trainable)
         layout = _layout(model, scope)
     except (EftError, AttributeError, TypeError):
         return False
@@ -215,6 +220,17 @@ class _Acts:
     def tensors(self) -> list[Tensor]:
         return [*self.x_in, *self.z, *self.xhat, *self.mean, *self.rstd, *self.mask,
                 self.u, self.h1, self.h2, self.state]
+
+
+def _state_loss(state: Tensor, targets: Tensor, config: EFTConfig,
+                fast: KeypointLBS) -> tuple[Tensor, Tensor, RegressorOutput]:
+    """EFT's loss of IEF states (R, 157): ``(loss (R,), loss_2d (R,), output)``."""
+    pose = state[:, :POSE6D_DIM]
+    rotmat = rot6d_to_rotmat(pose.reshape(state.shape[0], -1, 6))
+    out = RegressorOutput(rotmat=rotmat, betas=state[:, POSE6D_DIM:POSE6D_DIM + SHAPE_DIM],
+                          cam=state[:, POSE6D_DIM + SHAPE_DIM:], pose6d=pose)
+    loss, l2d = eft_loss(out, targets, config, fast)
+    return loss, l2d, out
 
 
 def _decoders(w: dict[str, Tensor]) -> list[tuple[Tensor, Tensor]]:
@@ -289,11 +305,7 @@ class _Engine:
         (R, 157) or None, output)``."""
         s = state.detach().requires_grad_(need_grad)
         with torch.set_grad_enabled(need_grad):
-            pose = s[:, :POSE6D_DIM]
-            rotmat = rot6d_to_rotmat(pose.reshape(s.shape[0], -1, 6))
-            out = RegressorOutput(rotmat=rotmat, betas=s[:, POSE6D_DIM:POSE6D_DIM + SHAPE_DIM],
-                                  cam=s[:, POSE6D_DIM + SHAPE_DIM:], pose6d=pose)
-            loss, l2d = eft_loss(out, targets, self.config, fast)
+            loss, l2d, out = _state_loss(s, targets, self.config, fast)
             grad = torch.autograd.grad(loss.sum(), s)[0] if need_grad else None
         return l2d.detach(), grad, out.detach()
 
@@ -457,6 +469,121 @@ def _run_chunk(engine: _Engine, model: Any, fast: KeypointLBS, x0: Tensor,
             engine.forward(w, x0[a:b], acts, a)
 
 
+class _BiasEngine:
+    """Scope ``"bias"``: the weight matrices stay the pretrained ones, shared by every
+    exemplar, and each exemplar owns only its biases and LayerNorm gains and offsets
+    (4,253 values for the shipped prior, against 1.03 M in ``"all"``).  Every product is
+    then one (R, in) x (in, out) matrix product for the whole chunk instead of R
+    matrix-vector products over private weights, and autograd runs the backward: a row's
+    loss depends on its own parameters only, so the gradient of the summed loss is each
+    exemplar's own.
+    """
+
+    def __init__(self, model: Any, config: EFTConfig, lr: float) -> None:
+        self.config = config
+        self.lr = lr
+        self.blocks = [(i, lin.weight.detach(), (lin.out_features,), float(norm.eps))
+                       for i, lin, norm in _encoder_blocks(model)]
+        self.n_iter = int(model.n_iter)
+        self.w1 = model.fc1.weight.detach()
+        self.w2 = model.fc2.weight.detach()
+        self.wd = torch.cat([getattr(model, n).weight.detach() for n, _ in _DECODERS])
+        p = next(model.parameters())
+        self.init_state = torch.cat([model.init_pose.reshape(-1), model.init_shape.reshape(-1),
+                                     model.init_cam.reshape(-1)]).to(p.dtype)
+        self.names = self.names_of(model)
+
+    @staticmethod
+    def names_of(model: Any) -> tuple[str, ...]:
+        """The parameters this engine trains, in storage order; raises :class:`EftError`
+        for an encoder that is not Linear-LayerNorm-ReLU blocks."""
+        names: list[str] = []
+        for i, _, _ in _encoder_blocks(model):
+            names += [f"encoder.{i}.bias", f"encoder.{i + 1}.weight", f"encoder.{i + 1}.bias"]
+        return (*names, "fc1.bias", "fc2.bias", *(f"{n}.bias" for n, _ in _DECODERS))
+
+    def forward(self, p: dict[str, Tensor], x0: Tensor) -> Tensor:
+        """The final IEF state (R, 157) of the rows whose parameters are ``p`` (name ->
+        (R, n)) on frozen inputs ``x0`` (R, in0)."""
+        x = x0
+        for i, w, shape, eps in self.blocks:
+            z = torch.addmm(p[f"encoder.{i}.bias"], x, w.T)
+            y = torch.layer_norm(z, shape, None, None, eps)
+            x = torch.relu(torch.addcmul(p[f"encoder.{i + 1}.bias"], y,
+                                         p[f"encoder.{i + 1}.weight"]))
+        bd = torch.cat([p[f"{n}.bias"] for n, _ in _DECODERS], dim=1)
+        state = self.init_state.expand(x.shape[0], STATE_DIM)
+        for _ in range(self.n_iter):
+            h1 = torch.addmm(p["fc1.bias"], torch.cat((x, state), dim=1), self.w1.T)
+            h2 = torch.addmm(p["fc2.bias"], h1, self.w2.T)
+            state = torch.addmm(bd, h2, self.wd.T) + state
+        return state
+
+    def adam(self, p: dict[str, Tensor], g: dict[str, Tensor], m: dict[str, Tensor],
+             v: dict[str, Tensor], step: Tensor) -> None:
+        """``torch.optim.Adam(fused=True)``'s kernel on every tensor."""
+        b1, b2 = self.config.adam_betas
+        torch._fused_adam_([p[k] for k in self.names], [g[k] for k in self.names],
+                           [m[k] for k in self.names], [v[k] for k in self.names], [],
+                           [step] * len(self.names), lr=self.lr, beta1=b1, beta2=b2,
+                           weight_decay=self.config.weight_decay, eps=self.config.adam_eps,
+                           amsgrad=False, maximize=False)
+
+
+def _run_chunk_bias(engine: _BiasEngine, model: Any, fast: KeypointLBS, x0: Tensor,
+                    targets: Tensor, rows: Tensor, raw: _Raw) -> None:
+    """Fine-tune the exemplars ``rows`` (original indices; frozen inputs ``x0``,
+    targets ``targets``) together in scope ``"bias"``."""
+    config = engine.config
+    named = dict(model.named_parameters())
+    n = rows.numel()
+    p = {k: named[k].detach().expand(n, *named[k].shape).clone() for k in engine.names}
+    m = {k: torch.zeros_like(t) for k, t in p.items()}
+    v = {k: torch.zeros_like(t) for k, t in p.items()}
+    step = torch.zeros((), dtype=torch.float32, device=x0.device)
+    idx = rows.clone()  # original index of each live row
+    for it in range(config.max_iters):
+        last = it == config.max_iters - 1
+        for t in p.values():
+            t.requires_grad_(not last)
+        with torch.set_grad_enabled(not last):
+            loss, l2d, out = _state_loss(engine.forward(p, x0), targets, config, fast)
+            grads = torch.autograd.grad(loss.sum(), [p[k] for k in engine.names]) \
+                if not last else None
+        l2d = l2d.detach()
+        if it == 0:
+            raw.loss_2d_init[idx] = l2d
+        raw.loss_2d_final[idx] = l2d
+        raw.rotmat[idx] = out.rotmat.detach()
+        raw.betas[idx], raw.cam[idx] = out.betas.detach(), out.cam.detach()
+        raw.iterations[idx] = it + 1
+        hit = l2d < config.stop_loss_2d
+        raw.converged[idx[hit]] = True
+        stop = hit | ~torch.isfinite(l2d)
+        if last:
+            stop = torch.ones_like(stop)
+        if raw.params is not None and bool(stop.any()):
+            for j in torch.nonzero(stop).flatten().tolist():
+                raw.params[int(idx[j])] = _full_params(
+                    model, {k: t[j].detach() for k, t in p.items()})
+        if bool(stop.all()):
+            break
+        assert grads is not None  # computed unless this was the last iteration
+        # contiguous: the decoder biases' gradients are column slices of one (R, 157)
+        # gradient, and the fused Adam kernel reads its tensors as dense
+        g = {k: t.contiguous() for k, t in zip(engine.names, grads, strict=True)}
+        if bool(stop.any()):
+            go = ~stop
+            p = {k: t.detach()[go] for k, t in p.items()}
+            g = {k: t[go] for k, t in g.items()}
+            m = {k: t[go] for k, t in m.items()}
+            v = {k: t[go] for k, t in v.items()}
+            x0, targets, idx = x0[go], targets[go], idx[go]
+        p = {k: t.detach() for k, t in p.items()}
+        step += 1
+        engine.adam(p, g, m, v, step)
+
+
 def fit_flat(model: nn.Module, body: BodyModel | KeypointLBS, targets: FitTargets,
              config: EFTConfig | None = None, batch_size: int = 64, *,
              block: int = DEFAULT_BLOCK, pose_prior: PosePrior | None = None,
@@ -481,14 +608,18 @@ def fit_flat(model: nn.Module, body: BodyModel | KeypointLBS, targets: FitTarget
                        f"scope {config.scope!r}; use fit_batched")
     st = _start(model, body, targets, config, keep_params)
     split, prep, raw = st.split, st.prep, st.raw
-    layout = _layout(model, config.scope)
     was_training = model.training
     try:
         model.eval()
-        engine = _Engine(model, layout, config, st.lr)
-        n_todo = int((~prep.skipped).sum())
-        bufs = _Buffers(layout, max(1, min(int(batch_size), n_todo)), int(block),
-                        prep.targets)
+        bias_engine, engine, bufs = None, None, None
+        if config.scope == "bias":
+            bias_engine = _BiasEngine(model, config, st.lr)
+        else:
+            layout = _layout(model, config.scope)
+            engine = _Engine(model, layout, config, st.lr)
+            n_todo = int((~prep.skipped).sum())
+            bufs = _Buffers(layout, max(1, min(int(batch_size), n_todo)), int(block),
+                            prep.targets)
         skipped = _fill_skipped(model, st, config)
         todo = torch.nonzero(~prep.skipped).flatten().to(st.device)
         with tqdm(total=st.batch, desc="EFT (flat)", disable=not progress) as bar:
@@ -496,14 +627,19 @@ def fit_flat(model: nn.Module, body: BodyModel | KeypointLBS, targets: FitTarget
             for start in range(0, int(todo.numel()), int(batch_size)):
                 rows = todo[start:start + int(batch_size)]
                 with torch.no_grad():
-                    if config.scope == "all":  # the frozen part is the input itself
+                    if config.scope in ("all", "bias"):  # the frozen part is the input
                         x0 = cast(Any, model).prepare_input(prep.inputs[rows])
                     else:  # one row at a time, rounded as in fit_sequential
                         x0 = torch.cat([split.features(prep.inputs[i:i + 1])
                                         for i in rows.tolist()])
                     x0 = x0.contiguous()
-                _run_chunk(engine, model, st.fast, x0, prep.targets[rows], rows, raw, bufs,
-                           int(block), keep_params)
+                if bias_engine is not None:
+                    _run_chunk_bias(bias_engine, model, st.fast, x0, prep.targets[rows],
+                                    rows, raw)
+                else:
+                    assert engine is not None and bufs is not None
+                    _run_chunk(engine, model, st.fast, x0, prep.targets[rows], rows, raw,
+                               bufs, int(block), keep_params)
                 bar.update(int(rows.numel()))
     finally:
         model.train(was_training)

@@ -31,10 +31,12 @@ from .output import RegressorOutput
 __all__ = ["Regressor", "RegressorSplit", "InputKind", "Scope", "SCOPES", "INPUT_KINDS",
            "IEF_HEAD_MODULES", "whole_model_split", "ief_split"]
 
-Scope = Literal["all", "head", "last_stage"]
+Scope = Literal["all", "head", "last_stage", "bias"]
 #: Trainable scopes: every weight except BatchNorm affine ("all", EFT), only the IEF head
-#: ("head"), or the last encoder stage plus the head ("last_stage").
-SCOPES: tuple[str, ...] = ("all", "head", "last_stage")
+#: ("head"), the last encoder stage plus the head ("last_stage"), or every bias and
+#: LayerNorm affine parameter with the weight matrices shared by all exemplars
+#: ("bias"; the engine makes this split itself, ``eft_split`` never sees it).
+SCOPES: tuple[str, ...] = ("all", "head", "last_stage", "bias")
 
 InputKind = Literal["keypoints", "image"]
 INPUT_KINDS: tuple[str, ...] = ("keypoints", "image")
