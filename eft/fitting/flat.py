@@ -26,10 +26,10 @@ live rows from the end move into their places, so only those rows are copied. Sc
 or all of them), and ``"bias"``, which runs a different, much cheaper loop
 (:class:`_BiasEngine`): the weight matrices are shared, so every layer is one matrix
 product for the whole chunk, autograd does the backward and Adam moves only the
-exemplars' biases and LayerNorm gains/offsets. The engine reads every size from the modules (encoder widths, IEF
-hidden size, ``n_iter``) and the encoder input from ``model.prepare_input``, so any
-:class:`~eft.models.KeypointRegressor` configuration works; :func:`supports` tells
-whether a model/scope can use it.
+exemplars' biases and LayerNorm gains/offsets.  The engine reads every size from the
+modules (encoder widths, IEF hidden size, ``n_iter``) and the encoder input from
+``model.prepare_input``, so any :class:`~eft.models.KeypointRegressor` configuration
+works; :func:`supports` tells whether a model/scope can use it.
 """
 
 from __future__ import annotations
