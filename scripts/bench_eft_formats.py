@@ -62,10 +62,14 @@ def restrict(exemplars: list, fmt: str) -> list:
 
 
 def run(model, body, exemplars: list, method: str, preset: str = "open-prior",
-        scope: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        scope: str | None = None, mirror_average: bool = False
+        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(rotmat (N, 24, 3, 3), betas (N, 10)) of ``method``'s fits (EFT: recipe ``preset``,
-    its scope replaced by ``scope`` when given)."""
-    overrides = {} if scope is None else {"scope": scope}
+    its scope replaced by ``scope`` when given, averaged with the mirrored input's fit
+    when ``mirror_average``)."""
+    overrides: dict = {} if scope is None else {"scope": scope}
+    if mirror_average:
+        overrides["mirror_average"] = True
     cfg = eft_preset(preset, **overrides) if method == "eft" else None
     return fits_to_tensors(fit_method(method, model, body, exemplar_batch(exemplars), cfg))
 
@@ -86,6 +90,8 @@ def main() -> None:
     ap.add_argument("--preset", default="open-prior", help="EFT recipe (eft.fitting.EFT_PRESETS)")
     ap.add_argument("--scope", default=None, help="override the recipe's EFT scope (all, head, "
                     "last_stage)")
+    ap.add_argument("--mirror-average", action="store_true",
+                    help="EFT averaged with its fit of the mirrored input")
     ap.add_argument("--out", default="bench_eft_formats")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -105,7 +111,8 @@ def main() -> None:
             inputs = restrict(people, fmt)
             per = {}
             for method in METHODS:
-                fitted = run(model, body, inputs, method, args.preset, args.scope)
+                fitted = run(model, body, inputs, method, args.preset, args.scope,
+                             args.mirror_average)
                 p14, _ = pose_joints(body, *fitted)
                 per[method] = errors(p14, gt14)
             row = {m: {k: float(v.mean()) for k, v in e.items()} for m, e in per.items()}
@@ -118,7 +125,8 @@ def main() -> None:
     out = {
         "command": f"python scripts/bench_eft_formats.py --priors {args.priors} --n {args.n}"
                    + ("" if args.preset == "open-prior" else f" --preset {args.preset}")
-                   + ("" if args.scope is None else f" --scope {args.scope}"),
+                   + ("" if args.scope is None else f" --scope {args.scope}")
+                   + (" --mirror-average" if args.mirror_average else ""),
         "preset": args.preset,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",

@@ -41,7 +41,8 @@ def parse_recipe(text: str) -> EFTConfig:
     if text.strip() in EFT_PRESETS:
         return eft_preset(text.strip())
     kinds = {"lr": float, "max_iters": int, "scope": str,
-             "with_ankles": lambda v: bool(int(v))}
+             "with_ankles": lambda v: bool(int(v)),
+             "mirror_average": lambda v: bool(int(v))}
     overrides = {}
     for part in text.split(","):
         key, _, val = part.partition("=")

@@ -475,6 +475,15 @@ def flip_keypoints(kps49: Any, width: float | None = None) -> Any:
     return out
 
 
+def flip_smpl_rotmat(rotmat: Any) -> Any:
+    """Mirror SMPL rotation matrices (..., 24, 3, 3) left/right: swap the left and right
+    joints, then map every rotation ``R -> M R M`` with ``M = diag(-1, 1, 1)`` (the
+    matrix form of :func:`flip_smpl_pose`).  torch; returns a new tensor."""
+    r = rotmat[..., list(SMPL24_FLIP_PERM), :, :].clone()
+    sign = r.new_tensor([-1.0, 1.0, 1.0])
+    return r * sign[:, None] * sign[None, :]
+
+
 def flip_smpl_pose(pose: Any) -> Any:
     """Mirror SMPL axis-angle pose (..., 72) left/right (SPIN's flip_pose).
 

@@ -196,6 +196,12 @@ class EFTConfig:
         scope: which weights are fine-tuned, one of :data:`SCOPES`: ``"all"``
             (EFT), ``"head"``, ``"last_stage"`` or ``"bias"`` (biases and LayerNorm
             affine parameters only, the weight matrices shared by every exemplar).
+        mirror_average: also fit each exemplar's mirror image (keypoints reflected
+            left-right with left and right swapped, image crops flipped) with a fresh
+            copy of the regressor, mirror that fit back, and keep the average of the two
+            (rotations averaged and projected back onto rotations); twice the cost.
+            ``iterations`` and ``loss_2d_init`` are the direct fit's, ``loss_2d_final``
+            and the acceptance are the average's.
         rules: acceptance rules, :class:`QualityRules`.
         focal_length: focal length (px, 224 crop) of the perspective camera reported
             next to the weak one (5000).
@@ -220,6 +226,7 @@ class EFTConfig:
     openpose_weight: float = 0.0
     gt_weight: float = 1.0
     scope: Scope = "all"
+    mirror_average: bool = False
     rules: QualityRules = field(default_factory=QualityRules)
     focal_length: float = FOCAL_LENGTH
     img_res: int = 224

@@ -60,11 +60,12 @@ from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
 from eft.body.fast import KeypointLBS
+from eft.body.joints import flip_keypoints, flip_smpl_rotmat
 from eft.body.model import BodyModel
 from eft.data.exemplar import Exemplar
 from eft.errors import EftError
 from eft.geometry.cameras import image_to_crop_norm, weak_to_perspective_translation
-from eft.geometry.rotations import rotmat_to_axis_angle
+from eft.geometry.rotations import nearest_rotation, rotmat_to_axis_angle
 from eft.models.output import RegressorOutput
 from eft.models.protocol import SCOPES, Regressor, whole_model_split
 
@@ -84,6 +85,7 @@ __all__ = [
     "fit_batched",
     "fit",
     "fit_exemplars",
+    "mirror_targets",
 ]
 
 # ---------------------------------------------------------------------------
@@ -319,6 +321,9 @@ class _Start:
 
 def _start(model: nn.Module, body: BodyModel | KeypointLBS, targets: FitTargets,
            config: EFTConfig, keep_params: bool) -> _Start:
+    if config.mirror_average:
+        raise EftError("mirror_average is applied by eft.fitting.fit (and the jobs), not "
+                       "by the engines themselves")
     split = split_model(model, config.scope)
     device = next(model.parameters()).device
     fast = _keypoint_lbs(body, device)
@@ -655,13 +660,63 @@ def fit(
             f"mode must be 'batched', 'flat', 'vmap' or 'sequential', got {mode!r}")
     if "pose_prior" not in kwargs:
         kwargs["pose_prior"] = load_default_pose_prior()
-    if mode == "sequential":
-        return fit_sequential(model, body, targets, config, progress=progress, **kwargs)
-    scope = (config or EFTConfig()).scope
-    if mode == "flat" or (mode == "batched" and supports(model, scope)):
-        return fit_flat(model, body, targets, config, batch_size, progress=progress,
-                        **kwargs)
-    return fit_batched(model, body, targets, config, batch_size, progress=progress, **kwargs)
+    config = config or EFTConfig()
+
+    def run(t: FitTargets, cfg: EFTConfig, **kw) -> list[Fit]:
+        if mode == "sequential":
+            return fit_sequential(model, body, t, cfg, progress=progress, **kw)
+        if mode == "flat" or (mode == "batched" and supports(model, cfg.scope)):
+            return fit_flat(model, body, t, cfg, batch_size, progress=progress, **kw)
+        return fit_batched(model, body, t, cfg, batch_size, progress=progress, **kw)
+
+    if config.mirror_average:
+        return _fit_mirror_averaged(run, model, body, targets, config, **kwargs)
+    return run(targets, config, **kwargs)
+
+
+def mirror_targets(targets: FitTargets) -> FitTargets:
+    """The exemplars' left-right mirror images, same ids and crops: keypoints ``x -> -x``
+    in crop-normalised coordinates with every left slot swapped with its right one, and
+    image inputs (B, C, H, W) flipped along W."""
+    inputs = None if targets.inputs is None else torch.flip(targets.inputs, dims=[-1])
+    return FitTargets(flip_keypoints(targets.keypoints), inputs, targets.ids,
+                      targets.centers, targets.scales)
+
+
+def _fit_mirror_averaged(run: Callable[..., list[Fit]], model: nn.Module,
+                         body: BodyModel | KeypointLBS, targets: FitTargets,
+                         config: EFTConfig, pose_prior: PosePrior | None = None,
+                         with_vertices: bool = False, keep_params: bool = False) -> list[Fit]:
+    """``EFTConfig.mirror_average``: fit the exemplars and their mirror images, mirror the
+    second fits back (joints swapped, ``R -> M R M``, ``tx -> -tx``) and average the two
+    (rotations by their chordal mean, betas and camera arithmetically); the average is
+    scored and accepted like any fit."""
+    if keep_params:
+        raise EftError("keep_params cannot be combined with mirror_average: each "
+                       "exemplar has two fine-tuned copies")
+    base = config.replace(mirror_average=False)
+    direct = run(targets, base, pose_prior=None)
+    mirrored = run(mirror_targets(targets), base, pose_prior=None)
+    st = _start(model, body, targets, base, False)
+    raw = st.raw
+
+    def stacked(fits: list[Fit], name: str) -> Tensor:
+        return torch.as_tensor(np.stack([getattr(f, name) for f in fits])).to(raw.rotmat)
+
+    cam_b = stacked(mirrored, "cam_weak") * raw.cam.new_tensor([1.0, -1.0, 1.0])
+    rot_b = flip_smpl_rotmat(stacked(mirrored, "rotmat"))
+    with torch.no_grad():
+        raw.rotmat = nearest_rotation(0.5 * (stacked(direct, "rotmat") + rot_b))
+        raw.betas = 0.5 * (stacked(direct, "betas") + stacked(mirrored, "betas"))
+        raw.cam = 0.5 * (stacked(direct, "cam_weak") + cam_b)
+        out = RegressorOutput(rotmat=raw.rotmat, betas=raw.betas, cam=raw.cam)
+        raw.loss_2d_final = eft_loss(out, st.prep.targets, base, st.fast)[1]
+    raw.loss_2d_init = torch.as_tensor([f.quality.loss_2d_init for f in direct]).to(raw.cam)
+    raw.iterations = torch.as_tensor([f.quality.iterations for f in direct])
+    raw.converged = torch.as_tensor([a.quality.converged and b.quality.converged
+                                     for a, b in zip(direct, mirrored, strict=True)])
+    return _make_fits(model, body, st, base, pose_prior, with_vertices)
+
 
 
 def fit_exemplars(

@@ -30,6 +30,7 @@ import torch
 from ._common import SMALL_ANGLE_SQ, check_last_dims
 
 __all__ = [
+    "nearest_rotation",
     "axis_angle_to_rotmat",
     "rotmat_to_axis_angle",
     "rot6d_to_rotmat",
@@ -241,3 +242,17 @@ def rotmat_geodesic_angle(R1: torch.Tensor, R2: torch.Tensor) -> torch.Tensor:
     check_last_dims("R2", R2, 3, 3)
     q = rotmat_to_quaternion(R1.transpose(-1, -2) @ R2)
     return 2.0 * torch.atan2(torch.linalg.vector_norm(q[..., 1:], dim=-1), q[..., 0])
+
+
+def nearest_rotation(M: torch.Tensor) -> torch.Tensor:
+    """The rotation nearest to each matrix in the Frobenius norm: ``U diag(1, 1,
+    det(U V^T)) V^T`` from the SVD ``M = U S V^T``.  Applied to the arithmetic mean of
+    rotations it gives their chordal L2 mean.
+
+    Shapes: ``M`` (..., 3, 3) -> (..., 3, 3).
+    """
+    check_last_dims("M", M, 3, 3)
+    u, _, vh = torch.linalg.svd(M)
+    fix = torch.ones(*M.shape[:-1], dtype=M.dtype, device=M.device)
+    fix[..., 2] = torch.linalg.det(u @ vh)
+    return u @ (fix.unsqueeze(-1) * vh)

@@ -33,7 +33,12 @@ import torch
 from torch import Tensor, nn
 
 from eft.errors import EftError
-from eft.geometry.rotations import axis_angle_to_rotmat, rot6d_to_rotmat, rotmat_to_rot6d
+from eft.geometry.rotations import (
+    axis_angle_to_rotmat,
+    nearest_rotation,
+    rot6d_to_rotmat,
+    rotmat_to_rot6d,
+)
 
 from .output import RegressorOutput
 
@@ -186,12 +191,7 @@ def mean_params_from_poses(
     rot = torch.as_tensor(_to_numpy("rotmats", rotmats))
     if rot.dim() != 4 or tuple(rot.shape[1:]) != (NUM_JOINTS, 3, 3) or rot.shape[0] == 0:
         raise EftError(f"rotmats must have shape (N, 24, 3, 3) with N >= 1, got {tuple(rot.shape)}")
-    mean = rot.mean(dim=0)
-    u, _, vh = torch.linalg.svd(mean)
-    det = torch.linalg.det(u @ vh)
-    fix = torch.ones(NUM_JOINTS, 3, dtype=mean.dtype)
-    fix[:, 2] = det
-    proj = u @ (fix.unsqueeze(-1) * vh)
+    proj = nearest_rotation(rot.mean(dim=0))
     params: dict[str, Any] = {"pose": rotmat_to_rot6d(proj).reshape(POSE6D_DIM).numpy()}
     for key, value, size in (("shape", betas, SHAPE_DIM), ("cam", cams, CAM_DIM)):
         if value is None:

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eft.body.joints import J49_FLIP_PERM, SMPL24_FLIP_PERM, SPIN49_NAMES
+from eft.body.joints import J49_FLIP_PERM, SPIN49_NAMES, flip_smpl_rotmat
 from eft.data.images import crop_image, load_image, normalize_crop
 from eft.geometry.cameras import image_to_crop_norm
 from eft.synthetic.exemplars import LIMB_MASKS, annotated_slots
@@ -98,7 +98,6 @@ LEVEL_MASKS: torch.Tensor = _level_masks()
 UPPER_BODY_LEVEL = 4
 
 _FLIP49 = list(J49_FLIP_PERM)
-_FLIP24 = list(SMPL24_FLIP_PERM)
 
 
 @dataclass(frozen=True)
@@ -261,10 +260,9 @@ def flip_kp3d(kp3d: Tensor) -> Tensor:
 
 
 def flip_rotmat(rotmat: Tensor) -> Tensor:
-    """(..., 24, 3, 3) SMPL rotations of the mirrored body: sides swapped, ``M R M``."""
-    r = rotmat[..., _FLIP24, :, :].clone()
-    sign = torch.tensor([-1.0, 1.0, 1.0], dtype=r.dtype, device=r.device)
-    return r * sign[:, None] * sign[None, :]
+    """(..., 24, 3, 3) SMPL rotations of the mirrored body: sides swapped, ``M R M``
+    (:func:`eft.body.joints.flip_smpl_rotmat`)."""
+    return flip_smpl_rotmat(rotmat)
 
 
 def rotation_z(rot_deg: Tensor) -> Tensor:
