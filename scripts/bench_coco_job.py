@@ -89,7 +89,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         "people_per_s": fitted / wall,
         "target_min": TARGET_MIN,
         "meets_target": args.limit is None and wall / 60 <= TARGET_MIN,
-        "recipe": {k: recipe[k] for k in ("scope", "lr", "max_iters", "with_ankles")},
+        "recipe": {k: recipe[k] for k in ("scope", "lr", "max_iters", "with_ankles",
+                                          "mirror_average")},
     }
 
 

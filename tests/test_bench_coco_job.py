@@ -20,7 +20,8 @@ def test_bench_coco_job_smoke(shared_data, tmp_path):
     # 24 people fitted (the first 24 of the file with >= 6 keypoints), every one counted
     assert r["fitted"] == 24
     assert r["accepted"] + sum(r["rejected_by_flag"].values()) == 24
-    assert r["recipe"] == {"scope": "bias", "lr": 3e-4, "max_iters": 10, "with_ankles": True}
+    assert r["recipe"] == {"scope": "bias", "lr": 3e-4, "max_iters": 10, "with_ankles": True,
+                           "mirror_average": True}
     assert r["wall_s"] >= r["job_seconds"] > 0 and not r["meets_target"]  # --limit: no verdict
     md = out.with_suffix(".md").read_text()
     assert md.startswith("# bench_coco_job") and "| people fitted | 24 |" in md

@@ -226,8 +226,8 @@ def test_eft_presets_and_the_job_default():
 
     assert eft_preset("eft") == EFTConfig()  # the published recipe: the defaults
     tuned = eft_preset("open-prior")
-    assert (tuned.lr, tuned.max_iters, tuned.with_ankles, tuned.scope) == (
-        3e-4, 10, True, "bias")
+    assert (tuned.lr, tuned.max_iters, tuned.with_ankles, tuned.scope,
+            tuned.mirror_average) == (3e-4, 10, True, "bias", True)
     before = eft_preset("open-prior-all")  # the default until the bias scope, kept by name
     assert (before.lr, before.max_iters, before.with_ankles, before.scope) == (
         2e-5, 10, True, "all")
@@ -280,5 +280,6 @@ def test_recipe_grids_of_the_tuning_and_cost_benchmarks():
     got = parse("scope=head,lr=3e-5,max_iters=7")
     assert (got.scope, got.lr, got.max_iters, got.with_ankles) == ("head", 3e-5, 7, True)
     assert parse("lr=1e-4").scope == "bias"  # overrides apply over open-prior
+    assert not parse("mirror_average=0").mirror_average
     with pytest.raises(SystemExit, match="unknown recipe key 'iters'"):
         parse("iters=5")

@@ -285,14 +285,16 @@ class EFTConfig:
 #:   :data:`KEYPOINT_REGRESSOR_LR` for keypoint regressors).  Equal to the original
 #:   loop to float rounding (tests/test_eft.py).
 #: * ``"open-prior"``: tuned for the default prior (v9) on real labels with
-#:   ``scripts/tune_eft.py --n 1000`` (``scripts/results/tune_eft_v9_bias_n1000.md``):
-#:   scope ``"bias"`` (each exemplar tunes only its biases and LayerNorm gains/offsets,
-#:   the weight matrices stay shared), lr 3e-4, at most 10 steps, GT ankles kept in the
-#:   2D loss.  On 1,000 held-out-limb people each of COCO val / MPII val and 256
-#:   synthetic val people it gives 0.1145 / 0.1136 / 69.2 mm, as ``"open-prior-all"``
-#:   does (0.1145 / 0.1136 / 69.1 mm), at a fraction of the cost per exemplar
+#:   ``scripts/tune_eft.py --n 1000`` (``scripts/results/tune_eft_v9_bias_n1000.md``,
+#:   ``tune_eft_v9_mirror_n1000.md``): scope ``"bias"`` (each exemplar tunes only its
+#:   biases and LayerNorm gains/offsets, the weight matrices stay shared), lr 3e-4, at
+#:   most 10 steps, GT ankles kept in the 2D loss, and the fit averaged with the fit of
+#:   the mirrored exemplar (``mirror_average``).  On 1,000 held-out-limb people each of
+#:   COCO val / MPII val and 256 synthetic val people it gives 0.1138 / 0.1129 / 68.6 mm
+#:   (without the mirror 0.1145 / 0.1136 / 69.2; ``"open-prior-all"`` 0.1145 / 0.1136 /
+#:   69.1 mm) at a seventh of ``"open-prior-all"``'s cost per exemplar
 #:   (``scripts/results/bench_prior_cost_recipes.md``).  The default of ``eft fit``
-#:   with a shipped prior since 2026-12-06 (second change of the day).
+#:   with a shipped prior since 2026-12-06 (the third recipe of that day).
 #: * ``"open-prior-all"``: the default before: every weight, lr 2e-5, at most 10 steps,
 #:   GT ankles kept (``scripts/results/tune_eft_v9_iters10_n1000.md``).
 #: * ``"open-prior-v2"``: the recipe tuned for prior v2 (``scripts/results/tune_eft_v2.md``)
@@ -300,7 +302,8 @@ class EFTConfig:
 #:   steps, GT ankles kept in the 2D loss.
 EFT_PRESETS: dict[str, dict] = {
     "eft": {},
-    "open-prior": {"lr": 3e-4, "max_iters": 10, "with_ankles": True, "scope": "bias"},
+    "open-prior": {"lr": 3e-4, "max_iters": 10, "with_ankles": True, "scope": "bias",
+                   "mirror_average": True},
     "open-prior-all": {"lr": 2e-5, "max_iters": 10, "with_ankles": True},
     "open-prior-v2": {"lr": 1e-5, "max_iters": 20, "with_ankles": True},
 }

@@ -44,7 +44,8 @@ def fit_method(method: str, model: nn.Module, body: BodyModel | KeypointLBS,
         method: one of :data:`METHODS`.
         model: a keypoint regressor (its input is ``targets.keypoints``).
         config: EFT's settings (``"eft"``; the joint weights and acceptance rules of
-            the others); ``None`` = EFT's published recipe.
+            the others, the regressor's one forward pass without ``mirror_average``);
+            ``None`` = EFT's published recipe.
         smplify_config: SMPLify's settings (``None`` = its defaults).
         batch_size: EFT exemplars per batch (the regressor's pass uses at least 64;
             SMPLify runs 256 at a time).
@@ -56,8 +57,8 @@ def fit_method(method: str, model: nn.Module, body: BodyModel | KeypointLBS,
     config = config or EFTConfig()
     if method == "mean":
         return mean_pose_fits(model, body, targets, config, **kwargs)
-    if method == "regressor":
-        return fit(model, body, targets, config.replace(max_iters=1),
+    if method == "regressor":  # one forward pass, never mirror-averaged
+        return fit(model, body, targets, config.replace(max_iters=1, mirror_average=False),
                    batch_size=max(batch_size, 64), progress=False, **kwargs)
     if method == "eft":
         return fit(model, body, targets, config, batch_size=batch_size, progress=progress,
