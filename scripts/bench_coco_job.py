@@ -59,10 +59,12 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        # the job's progress bar and log go to this terminal (stderr); its summary is read
+        # from the files it writes
+        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise SystemExit(f"eft fit failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            raise SystemExit(f"eft fit failed ({proc.returncode}); its messages are above")
         summary = json.loads((out_dir / "summary.json").read_text())
         recipe = yaml.safe_load((out_dir / "config.yaml").read_text())["eft"]
     finally:
@@ -72,7 +74,8 @@ def run(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     return {
         "command": "python scripts/bench_coco_job.py" + "".join(
             f" {a}" for a in (sys.argv[1:] if argv is None else argv)),
-        "eft_fit": " ".join(["eft", *cmd[len(_eft_command()):]]).replace(str(work), "TMP"),
+        "eft_fit": " ".join(["eft", *cmd[len(_eft_command()):]]).replace(
+            str(work), "TMP").replace(str(ROOT) + "/", "").replace(str(DATA), "$EFT_TEST_DATA"),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"load {load:.1f} at start",

@@ -306,6 +306,7 @@ def _cases(dtype):
         ("quaternion_to_rotmat", lambda: G.quaternion_to_rotmat(q), (*b, 3, 3)),
         ("rotmat_to_quaternion", lambda: G.rotmat_to_quaternion(R), (*b, 4)),
         ("rotmat_geodesic_angle", lambda: G.rotmat_geodesic_angle(R, R[:1]), b),
+        ("nearest_rotation", lambda: G.nearest_rotation(R + 0.1 * r(*b, 3, 3)), (*b, 3, 3)),
         ("skew", lambda: G.skew(aa), (*b, 3, 3)),
         ("weak_perspective_project", lambda: G.weak_perspective_project(pts3, cam), (*b, 5, 2)),
         ("weak_to_perspective_translation", lambda: G.weak_to_perspective_translation(cam),
@@ -354,3 +355,19 @@ def test_shape_errors():
         G.rot6d_to_rotmat(torch.zeros(2, 5))
     with pytest.raises(ValueError):
         G.rotmat_to_quaternion(torch.zeros(3, 2))
+
+
+def test_nearest_rotation_closed_forms():
+    gen = torch.Generator().manual_seed(5)
+    R = G.axis_angle_to_rotmat(torch.randn(8, 3, generator=gen, dtype=torch.float64))
+    torch.testing.assert_close(G.nearest_rotation(R), R, atol=1e-12, rtol=0)  # a rotation
+    torch.testing.assert_close(G.nearest_rotation(2.5 * R), R, atol=1e-12, rtol=0)
+    # the chordal mean of rotations by +t and -t about one axis is the identity
+    aa = torch.tensor([[0.0, 0.0, 0.7]], dtype=torch.float64)
+    mean = 0.5 * (G.axis_angle_to_rotmat(aa) + G.axis_angle_to_rotmat(-aa))
+    torch.testing.assert_close(G.nearest_rotation(mean)[0], torch.eye(3, dtype=torch.float64),
+                               atol=1e-12, rtol=0)
+    # a reflection is never returned: det is +1 even for a matrix with det < 0
+    flip = torch.diag(torch.tensor([1.0, 1.0, -1.0], dtype=torch.float64))
+    out = G.nearest_rotation(flip @ R)
+    torch.testing.assert_close(torch.linalg.det(out), torch.ones(8, dtype=torch.float64))
