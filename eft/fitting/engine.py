@@ -301,6 +301,22 @@ class _Raw:
                    torch.zeros(batch, dtype=torch.bool, device=like.device))
 
 
+def _record_pass(raw: _Raw, idx: Tensor, it: int, l2d: Tensor, rotmat: Tensor,
+                 betas: Tensor, cam: Tensor, config: EFTConfig) -> Tensor:
+    """Record forward pass ``it`` (0-based) of the live exemplars ``idx`` (their 2D
+    losses (R,) and prediction) into ``raw``; returns (R,) bool, which of them stop here
+    (below ``stop_loss_2d``, non-finite, or the last pass)."""
+    if it == 0:
+        raw.loss_2d_init[idx] = l2d
+    raw.loss_2d_final[idx] = l2d
+    raw.rotmat[idx], raw.betas[idx], raw.cam[idx] = rotmat, betas, cam
+    raw.iterations[idx] = it + 1
+    hit = l2d < config.stop_loss_2d
+    raw.converged[idx[hit]] = True
+    stop = hit | ~torch.isfinite(l2d)
+    return torch.ones_like(stop) if it == config.max_iters - 1 else stop
+
+
 @dataclass
 class _Start:
     """What every fitting path sets up first: the trainable split, the fast keypoint
@@ -563,16 +579,7 @@ def _run_chunk(model: nn.Module, split: ModelSplit, fast: KeypointLBS, prep: _Pr
         with torch.no_grad():
             grads, (l2d, rot, betas, cam) = step_fn(params, feats[live], targets[live])
         idx = rows[live]
-        if it == 0:
-            raw.loss_2d_init[idx] = l2d
-        raw.loss_2d_final[idx] = l2d
-        raw.rotmat[idx], raw.betas[idx], raw.cam[idx] = rot, betas, cam
-        raw.iterations[idx] = it + 1
-        hit = l2d < config.stop_loss_2d
-        raw.converged[idx[hit]] = True
-        stop = hit | ~torch.isfinite(l2d)
-        if it == config.max_iters - 1:
-            stop = torch.ones_like(stop)
+        stop = _record_pass(raw, idx, it, l2d, rot, betas, cam, config)
         if raw.params is not None and bool(stop.any()):
             for j in torch.nonzero(stop).flatten().tolist():
                 trained = {name: p[j] for name, p in params.items()}

@@ -56,6 +56,7 @@ from .engine import (
     _full_params,
     _make_fits,
     _Raw,
+    _record_pass,
     _start,
     input_kind,
     split_model,
@@ -431,16 +432,7 @@ def _run_chunk(engine: _Engine, model: Any, fast: KeypointLBS, x0: Tensor,
         l2d, g_state, out = engine.tail(acts.state[:live], targets[:live], fast,
                                         need_grad=not last)
         cur = idx[:live]
-        if it == 0:
-            raw.loss_2d_init[cur] = l2d
-        raw.loss_2d_final[cur] = l2d
-        raw.rotmat[cur], raw.betas[cur], raw.cam[cur] = out.rotmat, out.betas, out.cam
-        raw.iterations[cur] = it + 1
-        hit = l2d < config.stop_loss_2d
-        raw.converged[cur[hit]] = True
-        stop = hit | ~torch.isfinite(l2d)
-        if last:
-            stop = torch.ones_like(stop)
+        stop = _record_pass(raw, cur, it, l2d, out.rotmat, out.betas, out.cam, config)
         n_stop = int(stop.sum())
         if raw.params is not None and n_stop:
             for j in torch.nonzero(stop).flatten().tolist():
@@ -550,18 +542,9 @@ def _run_chunk_bias(engine: _BiasEngine, model: Any, fast: KeypointLBS, x0: Tens
             loss, l2d, out = _state_loss(engine.forward(p, x0), targets, config, fast)
             grads = torch.autograd.grad(loss.sum(), [p[k] for k in engine.names]) \
                 if not last else None
-        l2d = l2d.detach()
-        if it == 0:
-            raw.loss_2d_init[idx] = l2d
-        raw.loss_2d_final[idx] = l2d
-        raw.rotmat[idx] = out.rotmat.detach()
-        raw.betas[idx], raw.cam[idx] = out.betas.detach(), out.cam.detach()
-        raw.iterations[idx] = it + 1
-        hit = l2d < config.stop_loss_2d
-        raw.converged[idx[hit]] = True
-        stop = hit | ~torch.isfinite(l2d)
-        if last:
-            stop = torch.ones_like(stop)
+        out = out.detach()
+        stop = _record_pass(raw, idx, it, l2d.detach(), out.rotmat, out.betas, out.cam,
+                            config)
         if raw.params is not None and bool(stop.any()):
             for j in torch.nonzero(stop).flatten().tolist():
                 raw.params[int(idx[j])] = _full_params(
