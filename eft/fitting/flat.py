@@ -555,14 +555,11 @@ def _run_chunk_bias(engine: _BiasEngine, model: Any, fast: KeypointLBS, x0: Tens
         # contiguous: the decoder biases' gradients are column slices of one (R, 157)
         # gradient, and the fused Adam kernel reads its tensors as dense
         g = {k: t.contiguous() for k, t in zip(engine.names, grads, strict=True)}
-        if bool(stop.any()):
-            go = ~stop
-            p = {k: t.detach()[go] for k, t in p.items()}
-            g = {k: t[go] for k, t in g.items()}
-            m = {k: t[go] for k, t in m.items()}
-            v = {k: t[go] for k, t in v.items()}
-            x0, targets, idx = x0[go], targets[go], idx[go]
         p = {k: t.detach() for k, t in p.items()}
+        if bool(stop.any()):  # the stopped rows leave every per-row tensor
+            go = ~stop
+            p, g, m, v = ({k: t[go] for k, t in d.items()} for d in (p, g, m, v))
+            x0, targets, idx = x0[go], targets[go], idx[go]
         step += 1
         engine.adam(p, g, m, v, step)
 

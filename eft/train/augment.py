@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from eft.body.joints import J49_FLIP_PERM, SPIN49_NAMES, flip_smpl_rotmat
+from eft.body.joints import SPIN49_NAMES, flip_keypoints, flip_smpl_rotmat
 from eft.data.images import crop_image, load_image, normalize_crop
 from eft.geometry.cameras import image_to_crop_norm
 from eft.synthetic.exemplars import LIMB_MASKS, annotated_slots
@@ -97,7 +97,6 @@ LEVEL_MASKS: torch.Tensor = _level_masks()
 #: The upper-body crop: head, shoulders, arms and hips.
 UPPER_BODY_LEVEL = 4
 
-_FLIP49 = list(J49_FLIP_PERM)
 
 
 @dataclass(frozen=True)
@@ -249,9 +248,7 @@ def crop_inputs(kp_px: Tensor, center: Tensor, scale: Tensor) -> Tensor:
 
 def flip_kp2d(kp: Tensor) -> Tensor:
     """(..., 49, C) crop-normalised keypoints mirrored: x -> -x, sides swapped."""
-    out = kp[..., _FLIP49, :].clone()
-    out[..., 0] = -out[..., 0]
-    return out
+    return flip_keypoints(kp)
 
 
 def flip_kp3d(kp3d: Tensor) -> Tensor:
