@@ -161,6 +161,9 @@ def main() -> None:
     ap.add_argument("--hide-limb-prob-2d", type=float, default=None,
                     help="share of the 2D-only (real) samples with one limb hidden "
                          "(default: --hide-limb-prob's value)")
+    ap.add_argument("--clean-input-prob", type=float, default=None,
+                    help="share of the synthetic samples whose inputs are their exact 2D "
+                         "targets, without annotation noise (recipe value by default: 0)")
     ap.add_argument("--hidden-2d", type=float, default=None,
                     help="2D-loss weight of real people's joints absent from the input, "
                          "x the others (recipe value by default; v8: 10)")
@@ -198,7 +201,8 @@ def main() -> None:
                        hide_limb_prob=args.hide_limb_prob,
                        hide_limb_prob_2d=args.hide_limb_prob_2d,
                        hidden_2d=args.hidden_2d, kp2d_distance=args.kp2d_distance,
-                       hidden_2d_distance=args.hidden_2d_distance)
+                       hidden_2d_distance=args.hidden_2d_distance,
+                       clean_input_prob=args.clean_input_prob)
     real_fraction = RECIPE_REAL_FRACTION.get(args.recipe, PRIOR_V2_REAL_FRACTION) if v2 else 0.0
     if args.real_fraction is not None:
         if not v2 or not 0.0 <= args.real_fraction < 1.0:

@@ -50,3 +50,16 @@ def test_errors_are_zero_after_procrustes_for_a_similarity(bench):
     moved[:, bench.ANKLES] += torch.tensor([0.0, 0.0, 0.05])  # both ankles 5 cm off
     e = bench.errors(moved, gt)
     assert (e["ankles_pa_mm"] > 20).all() and (e["ankles_pa_mm"] <= 50 + 1e-3).all()
+
+
+def test_set_overrides_are_typed_and_reach_the_recipe(bench):
+    from eft.fitting.config import eft_preset
+
+    got = bench.parse_overrides(["lr=1e-3", "max_iters=30", "scope=all",
+                                 "mirror_average=false"])
+    assert got == {"lr": 1e-3, "max_iters": 30, "scope": "all", "mirror_average": False}
+    assert isinstance(got["max_iters"], int)
+    cfg = eft_preset("open-prior", **got)
+    assert (cfg.lr, cfg.max_iters, cfg.scope, cfg.mirror_average) == (1e-3, 30, "all", False)
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bench.parse_overrides(["lr"])

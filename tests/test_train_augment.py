@@ -283,3 +283,36 @@ def test_hide_limb_prob_2d_applies_to_2d_only_samples(clean_set):
         both, idx, AugmentConfig.none(), torch.Generator().manual_seed(2)).target2d[..., 2])
     with pytest.raises(ValueError, match="hide_limb_prob_2d"):
         AugmentConfig(hide_limb_prob_2d=1.5)
+
+
+def test_clean_input_prob_reads_3d_samples_from_their_exact_targets(clean_set):
+    from eft.train.data import concat_sets
+
+    n = len(clean_set)
+    g = torch.Generator().manual_seed(6)
+    noisy_px = clean_set.kp_px.clone()
+    noisy_px[..., :2] += torch.randn(n, 49, 2, generator=g) * 4.0
+    noisy_px[:, :3, 2] = 0.0  # joints the annotation lacks stay missing
+    noisy = dataclasses.replace(clean_set, kp_px=noisy_px)
+    real = dataclasses.replace(noisy, has_smpl=torch.zeros(n, dtype=torch.bool),
+                               has_kp3d=torch.zeros(n, dtype=torch.bool))
+    both = concat_sets([noisy, real])
+    idx = torch.arange(2 * n)
+    cfg = dataclasses.replace(AugmentConfig.none(), kp_noise=0.01, clean_input_prob=1.0)
+    b = make_batch(both, idx, cfg, torch.Generator().manual_seed(1))
+    present = b.keypoints[..., 2] > 0
+    # 3D samples: inputs equal the exact targets (no keypoint noise), missing kept
+    assert torch.equal(present[:n], both.kp_px[:n, :, 2] > 0)
+    err = (b.keypoints[:n, :, :2] - b.target2d[:n, :, :2]).abs() * present[:n, :, None]
+    assert float(err.max()) < 1e-5
+    # 2D-only samples keep their own (noisy) inputs
+    err2 = (b.keypoints[n:, :, :2] - b.target2d[n:, :, :2]).abs() * present[n:, :, None]
+    assert float(err2.max()) > 0.01
+    # off: not one random draw changes
+    a0 = make_batch(both, idx, dataclasses.replace(cfg, clean_input_prob=0.0),
+                    torch.Generator().manual_seed(1))
+    a1 = make_batch(both, idx, dataclasses.replace(AugmentConfig.none(), kp_noise=0.01),
+                    torch.Generator().manual_seed(1))
+    assert torch.equal(a0.keypoints, a1.keypoints)
+    with pytest.raises(ValueError, match="clean_input_prob"):
+        AugmentConfig(clean_input_prob=1.5)

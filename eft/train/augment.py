@@ -11,7 +11,11 @@ inputs, 2D targets and 3D targets consistent (per sample, in this order):
    from the training set's own 2D-only samples, :func:`real_drop_patterns`) are
    removed as well, with every slot that names the same joint, and the box is rebuilt
    from what is left - so synthetic people miss joints together the way real COCO /
-   MPII people do (whole legs, the lower body).  **Hidden limb** (``hide_limb_prob``): one limb's
+   MPII people do (whole legs, the lower body).  **Exact inputs** (``clean_input_prob``,
+   3D-supervised samples only): the input keypoints are replaced by the exact 2D
+   targets at the slots the annotation has (its missing joints kept), and get no
+   keypoint noise in step 6 - labels projected from motion capture, as a studio set
+   gives them.  **Hidden limb** (``hide_limb_prob``): one limb's
    distal joints (elbow and wrist, or knee, ankle and foot) are removed from the input
    and the box is rebuilt from the remaining input joints (SPIN's rule, 1.2 x the long
    side), as in the held-out-joint benchmark.  Targets keep every joint, so the
@@ -149,6 +153,7 @@ class AugmentConfig:
     hide_limb_prob: float = 0.0
     hide_limb_prob_2d: float | None = None
     real_mask_prob: float = 0.0
+    clean_input_prob: float = 0.0
     cycle_yaw_deg: float = 180.0
     cycle_pitch_std_deg: float = 10.0
 
@@ -167,7 +172,7 @@ class AugmentConfig:
             raise ValueError("scale_range must be positive")
         for name in ("flip_prob", "rot_prob", "kp_dropout", "truncation_prob",
                      "upper_body_prob", "multilevel_prob", "format_prob", "hide_limb_prob",
-                     "real_mask_prob"):
+                     "real_mask_prob", "clean_input_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if self.hide_limb_prob_2d is not None:
@@ -309,6 +314,17 @@ def _restrict_format(kp: Tensor, cfg: AugmentConfig, g: torch.Generator) -> Tens
     use = torch.rand(n, generator=g) < cfg.format_prob
     keep = torch.where(use[:, None], masks[pick], torch.ones(n, 49, dtype=torch.bool))
     return kp * keep[..., None]
+
+
+def _exact_inputs(kp: Tensor, target: Tensor, has3d: Tensor, cfg: AugmentConfig,
+                  g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Step 0: with probability ``clean_input_prob``, a 3D-supervised sample's input
+    keypoints (B, 49, 3) take the positions of its 2D targets (B, 49, 3) wherever both
+    are present; returns the new keypoints and which samples (B,) bool were made exact."""
+    use = (torch.rand(kp.shape[0], generator=g) < cfg.clean_input_prob) & has3d
+    swap = use[:, None] & (kp[..., 2] > 0) & (target[..., 2] > 0)
+    xy = torch.where(swap[..., None], target[..., :2], kp[..., :2])
+    return torch.cat([xy, kp[..., 2:]], -1), use
 
 
 def _hide_limb(kp: Tensor, center: Tensor, scale: Tensor, has3d: Tensor, cfg: AugmentConfig,
@@ -541,9 +557,12 @@ def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generat
     n = idx.shape[0]
     kp = data.kp_px[idx]
     center, scale = data.center[idx], data.scale[idx]
+    has3d = data.has_smpl[idx] | data.has_kp3d[idx]
+    exact = torch.zeros(n, dtype=torch.bool)
+    if cfg.clean_input_prob > 0:
+        kp, exact = _exact_inputs(kp, data.target_px[idx], has3d, cfg, g)
     if cfg.format_prob > 0:
         kp = _restrict_format(kp, cfg, g)
-    has3d = data.has_smpl[idx] | data.has_kp3d[idx]
     if cfg.real_mask_prob > 0:
         if drop_bank is None or drop_bank.shape[0] == 0:
             raise ValueError("real_mask_prob > 0 needs real missing-joint patterns (drop_bank)")
@@ -580,7 +599,8 @@ def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generat
         rotmat, kp3d = rotate_3d(rotmat, kp3d, rot)
     if cfg.kp_dropout > 0 or cfg.kp_noise > 0:
         drop = torch.rand(n, 49, generator=g) < cfg.kp_dropout
-        inputs[..., :2] += torch.randn(n, 49, 2, generator=g) * cfg.kp_noise
+        noise = torch.randn(n, 49, 2, generator=g) * cfg.kp_noise
+        inputs[..., :2] += noise * (~exact)[:, None, None]
         inputs = inputs * (~drop & (inputs[..., 2] > 0))[..., None]
     color = torch.ones(n, 3)
     crops = None

@@ -172,7 +172,8 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
                  hide_limb_prob_2d: float | None = None,
                  hidden_2d: float | None = None,
                  kp2d_distance: float | None = None,
-                 hidden_2d_distance: float | None = None) -> TrainerConfig:
+                 hidden_2d_distance: float | None = None,
+                 clean_input_prob: float | None = None) -> TrainerConfig:
     """``base`` with another budget: ``eval_every`` also sets the log interval (a tenth)
     and the checkpoint interval (the same), as the recipes have them.  ``cycle``:
     the view-cycle weights ``(cycle_kp3d, cycle_rotmat)`` (:func:`~eft.train.losses.
@@ -181,7 +182,9 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
     hidden from the input (``hide_limb_prob_2d``: of the 2D-only samples, when set);
     ``hidden_2d``, ``kp2d_distance``, ``hidden_2d_distance``: the 2D loss's weight on
     real people's joints absent from the input, its distance form on real labels, and
-    on those absent joints only (:class:`~eft.train.losses.LossWeights`)."""
+    on those absent joints only (:class:`~eft.train.losses.LossWeights`);
+    ``clean_input_prob``: share of the 3D-supervised samples read from their exact 2D
+    targets (:class:`~eft.train.augment.AugmentConfig`)."""
     o = base.optim
     cfg = base.replace(optim=replace(
         o, steps=o.steps if steps is None else steps,
@@ -199,6 +202,8 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
         cfg = cfg.replace(augment=replace(cfg.augment, hide_limb_prob=hide_limb_prob))
     if hide_limb_prob_2d is not None:
         cfg = cfg.replace(augment=replace(cfg.augment, hide_limb_prob_2d=hide_limb_prob_2d))
+    if clean_input_prob is not None:
+        cfg = cfg.replace(augment=replace(cfg.augment, clean_input_prob=clean_input_prob))
     if hidden_2d is not None:
         cfg = cfg.replace(loss=replace(cfg.loss, hidden_2d=float(hidden_2d)))
     if kp2d_distance is not None:
