@@ -13,8 +13,8 @@ switches the annotation model's faults off one group at a time:
 - ``exact, complete``: neither (motion capture projected, as a studio set's 2D is).
 
 For each input condition the prior is scored alone, under EFT (the default
-``open-prior`` recipe) and under SPIN's SMPLify started from it, and the prior's output is split into its pose and its shape by
-swapping in the truth for one of them:
+``open-prior`` recipe) and under SPIN's SMPLify started from it, and the prior's
+output is split into its pose and its shape by swapping in the truth for one of them:
 
 - ``prior pose, true shape``: what a perfect shape estimate would buy;
 - ``true pose, prior shape`` and ``true pose, mean shape``: the error shape alone makes.

@@ -231,6 +231,8 @@ def test_eft_presets_and_the_job_default():
     before = eft_preset("open-prior-all")  # the default until the bias scope, kept by name
     assert (before.lr, before.max_iters, before.with_ankles, before.scope) == (
         2e-5, 10, True, "all")
+    exact = eft_preset("open-prior-exact")  # labels without annotation noise: fit harder
+    assert exact == tuned.replace(lr=1e-3, max_iters=30)
     old = eft_preset("open-prior-v2")  # v2's recipe, kept by name
     assert (old.lr, old.max_iters, old.with_ankles, old.scope) == (1e-5, 20, True, "all")
     assert eft_preset("open-prior", lr=2e-5).lr == 2e-5
@@ -243,7 +245,8 @@ def test_eft_presets_and_the_job_default():
     assert config_from_dict({"datasets": ds, "eft": {"preset": "eft"}}).eft == EFTConfig()
     got = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior", "lr": 3e-5}}).eft
     assert got == tuned.replace(lr=3e-5)
-    assert set(EFT_PRESETS) == {"eft", "open-prior", "open-prior-all", "open-prior-v2"}
+    assert set(EFT_PRESETS) == {"eft", "open-prior", "open-prior-all", "open-prior-exact",
+                                "open-prior-v2"}
 
 
 def test_with_ankles_puts_the_ankles_into_the_2d_loss():
