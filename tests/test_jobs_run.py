@@ -64,6 +64,22 @@ def reference(tmp_path_factory, one_thread):
     return out, fits_of(out)
 
 
+def test_summary_reports_the_median_reprojection(reference):
+    """The summary's reprojection line is the median of the fits' own
+    ``reproj_frac_bbox``, recomputed here from the final file."""
+    from eft.annotations import read_annotations
+    from eft.jobs.summary import Summary, summarize
+
+    ref_dir, ref_fits = reference
+    want = float(np.nanmedian([f.quality.reproj_frac_bbox for f in ref_fits.values()]))
+    cols = read_annotations(ref_dir / "fits.h5").columns()
+    got = summarize(len(ref_fits), cols, [], []).reproj_median
+    assert got == pytest.approx(want, rel=1e-6) and 0 < want < 1
+    text = Summary(fitted=1, accepted=1, reproj_median=want).format()
+    assert f"reproj     median {want:.4f} of the box side" in text
+    assert "reproj" not in Summary(fitted=0).format()
+
+
 def _wait_for_parts(folder: Path, count: int, proc: subprocess.Popen, timeout=60.0) -> int:
     t0 = time.time()
     while time.time() - t0 < timeout:

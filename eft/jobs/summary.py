@@ -31,6 +31,10 @@ class Summary:
         seconds: wall time of this run.
         fit_seconds: time the workers spent in this run's chunks (summed).
         outputs: final files written (format -> path).
+        reproj_median: median over the fits of the distance between the fitted and the
+            labelled keypoints in the image, over the box side (``reproj_frac_bbox``);
+            None without fits.  How exact the labels look: README "Labels without
+            annotation noise".
     """
 
     n_work: int = 0
@@ -43,6 +47,7 @@ class Summary:
     seconds: float = 0.0
     fit_seconds: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
+    reproj_median: float | None = None
 
     @property
     def rejected(self) -> int:
@@ -79,6 +84,8 @@ class Summary:
             f"failed     {self.failed}{reasons(self.failed_by_reason)}",
             f"time       {self.seconds:.1f} s ({rate:.1f} exemplars/s this run)",
         ]
+        if self.reproj_median is not None:
+            lines.insert(4, f"reproj     median {self.reproj_median:.4f} of the box side")
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)
@@ -90,7 +97,10 @@ def summarize(n_work: int, columns: Columns, failures: Iterable[Failure],
     accepted = columns.quality["accepted"].astype(bool)
     flags = columns.quality["flags"]
     rejected = Counter(flag for i in np.flatnonzero(~accepted) for flag in flags[i])
+    reproj = np.asarray(columns.quality["reproj_frac_bbox"], dtype=np.float64)
+    reproj = reproj[np.isfinite(reproj)]
     return Summary(
+        reproj_median=float(np.median(reproj)) if reproj.size else None,
         n_work=n_work, fitted=len(columns), accepted=int(accepted.sum()),
         rejected_by_flag=dict(rejected),
         skipped_by_reason=dict(Counter(skipped_reasons)),
