@@ -175,6 +175,13 @@ def test_loky_workers_exit_when_the_parent_is_killed(tmp_path):
             proc.kill()
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C back to its default.  A test run started in the
+    background of a non-interactive shell inherits SIGINT ignored (POSIX), and a
+    process that starts with SIGINT ignored rightly keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ctrl_c_in_eft_fit_prints_one_line(tmp_path, workers):
     out = tmp_path / "out"
@@ -184,7 +191,7 @@ def test_ctrl_c_in_eft_fit_prints_one_line(tmp_path, workers):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "eft.cli", "fit", str(cfg), "-q"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_interruptible)
     t0 = time.time()
     while not list((out / "parts").glob("part-*.npz")) if out.is_dir() else True:
         assert proc.poll() is None and time.time() - t0 < 120
@@ -210,7 +217,8 @@ def test_ctrl_c_in_eft_train_prints_one_line(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "eft.cli", "train", str(cfg), "--out",
                              str(out), "--threads", "1", "--no-progress"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interruptible)
     t0 = time.time()
     while not (out / "log.jsonl").is_file():
         assert proc.poll() is None and time.time() - t0 < 180
