@@ -125,6 +125,9 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=None,
                     help="synthetic people (v1 80,000; v2 100,000 + 12,000 per variant)")
     ap.add_argument("--variants", type=int, default=12_000)
+    ap.add_argument("--variant-repeat", type=int, default=1,
+                    help="v2 recipes: the seated, kneeling and bent-over synthetic people "
+                         "this many times over in the training set (default 1)")
     ap.add_argument("--real", default=",".join(REAL_LABELS),
                     help="v2: comma-separated real 2D label sets (empty: none)")
     ap.add_argument("--pseudo", action="append", default=[],
@@ -208,6 +211,8 @@ def main() -> None:
         if not v2 or not 0.0 <= args.real_fraction < 1.0:
             ap.error("--real-fraction needs a v2-family recipe and 0 <= value < 1")
         real_fraction = args.real_fraction
+    if args.variant_repeat < 1:
+        ap.error("--variant-repeat must be at least 1")
     train_size = args.train_size or (100_000 if v2 else 80_000)
     out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")
 
@@ -224,7 +229,10 @@ def main() -> None:
             for i, t in enumerate(train_sets):
                 _cached(args.data_cache, f"v2train_{train_size}_{args.variants}_"
                         f"{args.seed}_{i}", lambda t=t: t)
-        train_t = concat_sets([TensorSet.from_synthetic(t) for t in train_sets])
+        # --variant-repeat K: the seated, kneeling and bent-over people K times over
+        train_t = concat_sets([TensorSet.from_synthetic(t) for t in train_sets[:1]]
+                              + [TensorSet.from_synthetic(t) for t in train_sets[1:]]
+                              * args.variant_repeat)
     else:
         train = _cached(args.data_cache, f"train_{train_size}_{args.seed}",
                         lambda: make_prior_set(train_poses, train_size, args.seed, body, True))
