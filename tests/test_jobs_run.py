@@ -78,6 +78,18 @@ def test_summary_reports_the_median_reprojection(reference):
     text = Summary(fitted=1, accepted=1, reproj_median=want).format()
     assert f"reproj     median {want:.4f} of the box side" in text
     assert "reproj" not in Summary(fitted=0).format()
+    # the hint: labels unlike what the recipe was made for, either way
+    from eft.jobs.summary import ANNOTATED_LABELS_ABOVE, EXACT_LABELS_BELOW
+
+    def line(recipe, r):
+        return Summary(fitted=1, accepted=1, reproj_median=r, recipe=recipe).format()
+
+    assert "open-prior-exact fits such labels better" in line("open-prior",
+                                                              EXACT_LABELS_BELOW / 2)
+    assert "look" not in line("open-prior", 0.02)
+    assert "use eft.preset open-prior" in line("open-prior-exact", ANNOTATED_LABELS_ABOVE * 1.5)
+    assert "look" not in line("open-prior-exact", EXACT_LABELS_BELOW / 2)
+    assert "look" not in line(None, 0.001) and "look" not in line("eft", 0.05)
 
 
 def _wait_for_parts(folder: Path, count: int, proc: subprocess.Popen, timeout=60.0) -> int:

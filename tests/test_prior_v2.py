@@ -233,6 +233,10 @@ def test_eft_presets_and_the_job_default():
         2e-5, 10, True, "all")
     exact = eft_preset("open-prior-exact")  # labels without annotation noise: fit harder
     assert exact == tuned.replace(lr=1e-3, max_iters=30)
+    from eft.fitting.config import preset_name
+
+    assert [preset_name(eft_preset(n)) for n in EFT_PRESETS] == list(EFT_PRESETS)
+    assert preset_name(tuned.replace(lr=1e-4)) is None
     old = eft_preset("open-prior-v2")  # v2's recipe, kept by name
     assert (old.lr, old.max_iters, old.with_ankles, old.scope) == (1e-5, 20, True, "all")
     assert eft_preset("open-prior", lr=2e-5).lr == 2e-5

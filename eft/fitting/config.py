@@ -319,6 +319,14 @@ EFT_PRESETS: dict[str, dict] = {
 }
 
 
+def preset_name(config: EFTConfig) -> str | None:
+    """The name of the preset (:data:`EFT_PRESETS`) ``config`` equals, or None."""
+    for name in EFT_PRESETS:
+        if eft_preset(name) == config:
+            return name
+    return None
+
+
 def eft_preset(name: str, **overrides) -> EFTConfig:
     """:class:`EFTConfig` of the preset ``name`` (:data:`EFT_PRESETS`) plus ``overrides``."""
     if name not in EFT_PRESETS:

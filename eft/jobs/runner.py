@@ -38,6 +38,7 @@ from eft.annotations.columns import Columns
 from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
 from eft.errors import EftError
+from eft.fitting.config import preset_name
 from eft.models.registry import regressor_path
 
 from .config import FIT_KEYS, JobConfig, JobConfigError, hash_dict
@@ -471,7 +472,7 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
     if write:
         manifest.record_outputs(folder)
     return summarize(len(work), columns, [failures[i] for i in sorted(failures)],
-                     skipped_reasons, outputs=outputs)
+                     skipped_reasons, outputs=outputs, recipe=preset_name(config.eft))
 
 
 __all__ += ["finish", "output_file"]

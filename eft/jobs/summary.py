@@ -13,7 +13,18 @@ from eft.annotations.columns import Columns
 
 from .store import Failure
 
-__all__ = ["Summary", "summarize"]
+__all__ = ["Summary", "summarize", "EXACT_LABELS_BELOW", "ANNOTATED_LABELS_ABOVE"]
+
+#: Median reprojection / box side under ``open-prior`` below which the labels look
+#: exact (projected from motion capture): ``open-prior-exact`` fits them better.
+#: Measured with prior v9 (README, "Labels without annotation noise"): 0.011-0.012 on
+#: exact labels, 0.011-0.013 at a quarter of COCO's annotation noise, 0.014-0.016 at
+#: half, 0.019 / 0.022 on COCO / MPII train.
+EXACT_LABELS_BELOW = 0.0125
+#: Median reprojection / box side under ``open-prior-exact`` above which the labels look
+#: annotated: that recipe is fitting their noise (0.010-0.011 on exact labels, 0.012-0.013
+#: at half the noise, 0.015-0.020 with all of it).
+ANNOTATED_LABELS_ABOVE = 0.014
 
 
 @dataclass
@@ -35,6 +46,7 @@ class Summary:
             labelled keypoints in the image, over the box side (``reproj_frac_bbox``);
             None without fits.  How exact the labels look: README "Labels without
             annotation noise".
+        recipe: the EFT preset the job's settings equal (None: none of them).
     """
 
     n_work: int = 0
@@ -48,6 +60,7 @@ class Summary:
     fit_seconds: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
     reproj_median: float | None = None
+    recipe: str | None = None
 
     @property
     def rejected(self) -> int:
@@ -63,6 +76,19 @@ class Summary:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def labels_hint(self) -> str:
+        """A hint when the labels look unlike what the recipe was made for, else ''."""
+        r = self.reproj_median
+        if r is None:
+            return ""
+        if self.recipe == "open-prior" and r < EXACT_LABELS_BELOW:
+            return ("; the labels look exact (no annotation noise): eft.preset "
+                    "open-prior-exact fits such labels better")
+        if self.recipe == "open-prior-exact" and r > ANNOTATED_LABELS_ABOVE:
+            return ("; the labels look human-annotated: open-prior-exact fits their "
+                    "noise, use eft.preset open-prior")
+        return ""
 
     def format(self) -> str:
         """A few lines for the terminal."""
@@ -85,7 +111,8 @@ class Summary:
             f"time       {self.seconds:.1f} s ({rate:.1f} exemplars/s this run)",
         ]
         if self.reproj_median is not None:
-            lines.insert(4, f"reproj     median {self.reproj_median:.4f} of the box side")
+            lines.insert(4, f"reproj     median {self.reproj_median:.4f} of the box side"
+                         + self.labels_hint())
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)
