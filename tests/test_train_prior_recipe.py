@@ -302,3 +302,12 @@ def test_later_cycles_are_the_previous_recipe_from_its_weights_with_one_loss_cha
     meta = load_regressor(f"keypoint-prior-{recipe}").eft_metadata
     assert meta["real_fraction"] == prior.PRIOR_V7_REAL_FRACTION
 
+
+
+def test_prior_config_clean_input_prob_changes_only_that_field():
+    from eft.train.prior import PRIOR_V9, prior_config
+
+    cfg = prior_config(PRIOR_V9, clean_input_prob=0.5)
+    assert cfg.augment.clean_input_prob == 0.5 and PRIOR_V9.augment.clean_input_prob == 0.0
+    assert cfg.replace(augment=dataclasses.replace(cfg.augment, clean_input_prob=0.0)) == PRIOR_V9
+    assert prior_config(PRIOR_V9) == PRIOR_V9
