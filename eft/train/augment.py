@@ -128,6 +128,8 @@ class AugmentConfig:
             real labels); None: ``hide_limb_prob`` for every sample.
         real_mask_prob: probability that a 3D-supervised sample also loses the missing
             joints of a real person (step 0; needs real 2D-only samples in the set).
+        clean_input_prob: probability that a 3D-supervised sample reads its exact 2D
+            targets instead of its annotated keypoints, without keypoint noise (step 0).
         cycle_yaw_deg / cycle_pitch_std_deg: novel views for the view-cycle loss
             (:func:`novel_view`): yaw uniform in +-``cycle_yaw_deg``, pitch normal with
             this std (clipped to +-3 std).  Used only when the loss's ``cycle_kp3d`` or
