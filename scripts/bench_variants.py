@@ -25,9 +25,9 @@ Writes ``scripts/results/bench_variants.json`` and ``.md`` (one torch thread).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,11 +42,14 @@ from eft.fitting.config import eft_preset
 from eft.geometry.metrics import procrustes_align
 from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import load_regressor
-from eft.synthetic.exemplars import annotated_slots, generate
+from eft.synthetic.exemplars import generate
 from eft.synthetic.pose_bank import load_pose_bank
 from eft.synthetic.pose_variants import VARIANT_KINDS, pose_variants
 from eft.train.evaluate import pose_joints
 from eft.train.prior import PRIOR_VAL_SEED, V2_SYNTHETIC
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_eft_formats import restrict  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("regressor", "smplify", "eft")
@@ -68,19 +71,16 @@ def body_angles(j14: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hip, pitch
 
 
-def people(kind: str, labels: str, n: int, body) -> tuple[list, torch.Tensor]:
-    """``n`` val-clip people of variant ``kind`` labelled in COCO-17 (``labels``), and
-    their true LSP-14 joints (N, 14, 3)."""
+def people(base: np.ndarray, kind: str, labels: str, n: int, body
+           ) -> tuple[list, torch.Tensor]:
+    """``n`` people of variant ``kind`` made from the poses ``base`` (N, 72), labelled in
+    COCO-17 (``labels``), and their true LSP-14 joints (N, 14, 3)."""
     k = VARIANT_KINDS.index(kind)
-    base = np.asarray(load_pose_bank().val().poses, dtype=np.float64).reshape(-1, 72)
     varied = pose_variants(base, n, PRIOR_VAL_SEED + 1 + k, kind)
     s = generate(varied, n, PRIOR_VAL_SEED + 101 + k, LABELS[labels], body=body)
-    mask = annotated_slots("coco17")[:, None].astype(np.float32)
-    exemplars = [dataclasses.replace(e, keypoints=np.asarray(e.keypoints) * mask)
-                 for e in s.exemplars()]
     rot = axis_angle_to_rotmat(torch.as_tensor(s.pose, dtype=torch.float32).reshape(-1, 24, 3))
     gt14, _ = pose_joints(body, rot, torch.as_tensor(s.betas, dtype=torch.float32))
-    return exemplars, gt14
+    return restrict(list(s.exemplars()), "coco17"), gt14
 
 
 def scores(pred14: torch.Tensor, gt14: torch.Tensor) -> dict[str, float]:
@@ -126,7 +126,8 @@ def main() -> None:
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     body = BodyModel.load()
-    sets = {(labels, kind): people(kind, labels, args.n, body)
+    base = np.asarray(load_pose_bank().val().poses, dtype=np.float64).reshape(-1, 72)
+    sets = {(labels, kind): people(base, kind, labels, args.n, body)
             for labels in LABELS for kind in VARIANT_KINDS}
     results: dict = {}
     for spec in args.priors.split(","):
