@@ -49,7 +49,7 @@ from eft.train.evaluate import pose_joints
 from eft.train.prior import PRIOR_VAL_SEED, V2_SYNTHETIC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_eft_formats import restrict  # noqa: E402
+from bench_eft_formats import parse_overrides, restrict  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("regressor", "smplify", "eft")
@@ -111,7 +111,9 @@ def markdown(r: dict) -> str:
             f"{r['n']} people per variant kind from the pose bank's val clips, COCO-17 "
             "labels (exact, or annotated with the v2 generator's noise and missing "
             "joints), fitted from each prior by the regressor alone, SMPLify and EFT "
-            "(`open-prior`). PA-MPJPE-14 in mm; hip angle err: mean signed error in "
+            f"(`{r.get('preset', 'open-prior')}`"
+            + "".join(f", {k}={v}" for k, v in r.get("overrides", {}).items())
+            + "). PA-MPJPE-14 in mm; hip angle err: mean signed error in "
             "degrees of the torso-to-thigh angle (positive = more open than the truth, "
             "leaning back out of the pose); torso pitch err: of the torso's tilt toward "
             "the camera.\n\n" + "\n".join(rows) + "\n")
@@ -121,29 +123,42 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--priors", default="keypoint-prior-v1,default")
     ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--preset", default="open-prior", help="EFT recipe (eft.fitting.EFT_PRESETS)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one setting of the recipe (repeatable)")
+    ap.add_argument("--labels", default=",".join(LABELS), help="exact, annotated or both")
     ap.add_argument("--out", default="bench_variants")
     args = ap.parse_args()
+    overrides = parse_overrides(args.set)
+    labels_run = args.labels.split(",")
+    unknown = sorted(set(labels_run) - set(LABELS))
+    if unknown:
+        ap.error(f"unknown --labels {unknown}; known: {list(LABELS)}")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     body = BodyModel.load()
     base = np.asarray(load_pose_bank().val().poses, dtype=np.float64).reshape(-1, 72)
     sets = {(labels, kind): people(base, kind, labels, args.n, body)
-            for labels in LABELS for kind in VARIANT_KINDS}
+            for labels in labels_run for kind in VARIANT_KINDS}
     results: dict = {}
     for spec in args.priors.split(","):
         model = load_regressor(spec)
-        results[spec] = {labels: {} for labels in LABELS}
+        results[spec] = {labels: {} for labels in labels_run}
         for (labels, kind), (exemplars, gt14) in sets.items():
             row = {}
             for method in METHODS:
-                cfg = eft_preset("open-prior") if method == "eft" else None
+                cfg = eft_preset(args.preset, **overrides) if method == "eft" else None
                 fitted = fits_to_tensors(fit_method(method, model, body,
                                                     exemplar_batch(exemplars), cfg))
                 row[method] = scores(pose_joints(body, *fitted)[0], gt14)
             results[spec][labels][kind] = row
             print(spec, labels, kind, json.dumps(row), flush=True)
     out = {
-        "command": f"python scripts/bench_variants.py --priors {args.priors} --n {args.n}",
+        "command": f"python scripts/bench_variants.py --priors {args.priors} --n {args.n}"
+                   + ("" if args.preset == "open-prior" else f" --preset {args.preset}")
+                   + "".join(f" --set {item}" for item in args.set)
+                   + ("" if labels_run == list(LABELS) else f" --labels {args.labels}"),
+        "preset": args.preset, "overrides": overrides,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
         "n": args.n, "seconds": round(time.perf_counter() - t0, 1), "results": results,

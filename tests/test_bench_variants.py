@@ -58,3 +58,16 @@ def test_the_truth_scores_zero(bench):
     leaned = gt.clone()
     leaned[:, bench._J["neck"], 1] -= 0.2  # the neck moved up: a different hip angle
     assert abs(bench.scores(leaned, gt)["hip_angle_err_deg"]) > 1.0
+
+
+def test_markdown_names_the_recipe(bench):
+    cell = {"pa_mpjpe_mm": 50.0, "hip_angle_err_deg": 1.0, "true_hip_angle_deg": 90.0,
+            "torso_pitch_err_deg": 0.5}
+    r = {"command": "x", "date": "d", "machine": "m", "seconds": 60.0, "n": 2,
+         "preset": "open-prior-exact", "overrides": {"smplify_blend": 0.4},
+         "results": {"default": {"exact": {"seated": {m: cell for m in bench.METHODS}}}}}
+    text = bench.markdown(r)
+    assert "(`open-prior-exact`, smplify_blend=0.4)" in text
+    assert "| default | exact | seated | 90 | 50.0 / +1.0 |" in text
+    del r["preset"], r["overrides"]  # results written before the option read open-prior
+    assert "(`open-prior`)" in bench.markdown(r)

@@ -231,8 +231,9 @@ def test_eft_presets_and_the_job_default():
     before = eft_preset("open-prior-all")  # the default until the bias scope, kept by name
     assert (before.lr, before.max_iters, before.with_ankles, before.scope) == (
         2e-5, 10, True, "all")
-    exact = eft_preset("open-prior-exact")  # labels without annotation noise: fit harder
-    assert exact == tuned.replace(lr=1e-3, max_iters=30)
+    exact = eft_preset("open-prior-exact")  # labels without annotation noise: fit harder,
+    assert exact == tuned.replace(lr=1e-3, max_iters=30, smplify_blend=0.5)  # blend SMPLify
+    assert tuned.smplify_blend == 0.0
     from eft.fitting.config import preset_name
 
     assert [preset_name(eft_preset(n)) for n in EFT_PRESETS] == list(EFT_PRESETS)

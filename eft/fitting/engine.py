@@ -60,7 +60,7 @@ from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
 from eft.body.fast import KeypointLBS
-from eft.body.joints import flip_keypoints, flip_smpl_rotmat
+from eft.body.joints import SMPL24_NAMES, SPIN49_INDEX, flip_keypoints, flip_smpl_rotmat
 from eft.body.model import BodyModel
 from eft.data.exemplar import Exemplar
 from eft.errors import EftError
@@ -676,9 +676,92 @@ def fit(
             return fit_flat(model, body, t, cfg, batch_size, progress=progress, **kw)
         return fit_batched(model, body, t, cfg, batch_size, progress=progress, **kw)
 
+    if config.smplify_blend > 0:
+        return _fit_smplify_blended(run, model, body, targets, config, **kwargs)
     if config.mirror_average:
         return _fit_mirror_averaged(run, model, body, targets, config, **kwargs)
     return run(targets, config, **kwargs)
+
+
+#: ``EFTConfig.smplify_blend``: each SMPL limb joint whose rotation places one labelled
+#: keypoint (its child), by the SPIN-49 ground-truth slot of that keypoint.  SMPLify's
+#: rotation of such a joint counts only where the slot is labelled.
+BLEND_GATES: dict[str, str] = {
+    "left_hip": "Left Knee", "left_knee": "Left Ankle",
+    "right_hip": "Right Knee", "right_knee": "Right Ankle",
+    "left_shoulder": "Left Elbow", "left_elbow": "Left Wrist",
+    "right_shoulder": "Right Elbow", "right_elbow": "Right Wrist",
+}
+#: Joints that keep EFT's rotation under ``smplify_blend``: no body keypoint of the
+#: 14-joint skeletons depends on them, and SMPLify has only its pose prior there.
+BLEND_EFT_ONLY: tuple[str, ...] = ("left_ankle", "right_ankle", "left_foot", "right_foot",
+                                   "left_wrist", "right_wrist", "left_hand", "right_hand")
+
+
+def blend_weights(targets: Tensor, share: float) -> Tensor:
+    """(B, 24) SMPLify's weight per exemplar and joint under ``smplify_blend = share``
+    (``targets``: (B, 49, 3) sanitised keypoints): ``share`` everywhere, 0 for
+    :data:`BLEND_EFT_ONLY` and for a :data:`BLEND_GATES` joint whose keypoint is not
+    labelled."""
+    w = targets.new_full((targets.shape[0], len(SMPL24_NAMES)), float(share))
+    for name in BLEND_EFT_ONLY:
+        w[:, SMPL24_NAMES.index(name)] = 0.0
+    for joint, slot in BLEND_GATES.items():
+        labelled = targets[:, SPIN49_INDEX[slot], 2] > 0
+        j = SMPL24_NAMES.index(joint)
+        w[:, j] = torch.where(labelled, w[:, j], torch.zeros_like(w[:, j]))
+    return w
+
+
+def _fit_smplify_blended(run: Callable[..., list[Fit]], model: nn.Module,
+                         body: BodyModel | KeypointLBS, targets: FitTargets,
+                         config: EFTConfig, pose_prior: PosePrior | None = None,
+                         with_vertices: bool = False, keep_params: bool = False) -> list[Fit]:
+    """``EFTConfig.smplify_blend``: EFT's fits (mirror-averaged when the recipe says so)
+    and SMPLify's from the regressor's prediction, blended joint by joint
+    (:func:`blend_weights`; rotations by their weighted chordal mean, betas and camera
+    arithmetically); the blend is scored and accepted like any fit."""
+    from .smplify import SmplifyConfig, smplify  # lazy: smplify is a peer module
+
+    if keep_params:
+        raise EftError("keep_params cannot be combined with smplify_blend: the kept fit "
+                       "is not one fine-tuned regressor's output")
+    base = config.replace(smplify_blend=0.0)
+    if base.mirror_average:
+        eft_fits = _fit_mirror_averaged(run, model, body, targets, base)
+    else:
+        eft_fits = run(targets, base, pose_prior=None)
+    st = _start(model, body, targets, base.replace(mirror_average=False), False)
+    raw, prep = st.raw, st.prep
+    with torch.no_grad():
+        init = model(prep.inputs)
+    smp = smplify(st.fast, prep.targets, init=init, config=SmplifyConfig(rules=config.rules),
+                  pose_prior=None, batch_size=256)
+
+    def stacked(fits: list[Fit], name: str) -> Tensor:
+        return torch.as_tensor(np.stack([getattr(f, name) for f in fits])).to(raw.rotmat)
+
+    rot_e, rot_s = stacked(eft_fits, "rotmat"), stacked(smp, "rotmat")
+    betas_e, betas_s = stacked(eft_fits, "betas"), stacked(smp, "betas")
+    cam_e, cam_s = stacked(eft_fits, "cam_weak"), stacked(smp, "cam_weak")
+    usable = (torch.isfinite(rot_s).flatten(1).all(1) & torch.isfinite(betas_s).all(1)
+              & torch.isfinite(cam_s).all(1) & ~prep.skipped.to(rot_s.device))
+    w = blend_weights(prep.targets, config.smplify_blend) * usable[:, None]
+    rot_s, betas_s, cam_s = (torch.where(usable.reshape(-1, *[1] * (t.dim() - 1)), t,
+                                         torch.zeros_like(t))
+                             for t in (rot_s, betas_s, cam_s))
+    share = float(config.smplify_blend) * usable.to(rot_s.dtype)[:, None]
+    with torch.no_grad():
+        ww = w[..., None, None]
+        raw.rotmat = nearest_rotation((1 - ww) * rot_e + ww * rot_s)
+        raw.betas = (1 - share) * betas_e + share * betas_s
+        raw.cam = (1 - share) * cam_e + share * cam_s
+        out = RegressorOutput(rotmat=raw.rotmat, betas=raw.betas, cam=raw.cam)
+        raw.loss_2d_final = eft_loss(out, prep.targets, base, st.fast)[1]
+    raw.loss_2d_init = torch.as_tensor([f.quality.loss_2d_init for f in eft_fits]).to(raw.cam)
+    raw.iterations = torch.as_tensor([f.quality.iterations for f in eft_fits])
+    raw.converged = torch.as_tensor([f.quality.converged for f in eft_fits])
+    return _make_fits(model, body, st, base, pose_prior, with_vertices)
 
 
 def mirror_targets(targets: FitTargets) -> FitTargets:

@@ -19,11 +19,12 @@ __all__ = ["Summary", "summarize", "EXACT_LABELS_BELOW", "ANNOTATED_LABELS_ABOVE
 #: exact (projected from motion capture): ``open-prior-exact`` fits them better.
 #: Measured with prior v9 (README, "Labels without annotation noise"): 0.011-0.012 on
 #: exact labels, 0.011-0.013 at a quarter of COCO's annotation noise, 0.014-0.016 at
-#: half, 0.019 / 0.022 on COCO / MPII train.
-EXACT_LABELS_BELOW = 0.0125
+#: half (``open-prior-exact`` 3 mm better there), 0.017-0.020 at three quarters (the
+#: two recipes level), 0.019 / 0.022 on COCO / MPII train.
+EXACT_LABELS_BELOW = 0.015
 #: Median reprojection / box side under ``open-prior-exact`` above which the labels look
-#: annotated: that recipe is fitting their noise (0.010-0.011 on exact labels, 0.012-0.013
-#: at half the noise, 0.015-0.020 with all of it).
+#: annotated: that recipe is fitting their noise (0.008-0.009 on exact labels, 0.011-0.013
+#: at half the noise, 0.013-0.016 at three quarters, 0.015-0.020 with all of it).
 ANNOTATED_LABELS_ABOVE = 0.014
 
 

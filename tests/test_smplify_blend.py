@@ -1,0 +1,142 @@
+"""``EFTConfig.smplify_blend``: EFT's fit blended joint by joint with SMPLify's.
+
+Independent references: for two rotations the weighted chordal mean lies on the
+geodesic between them at an angle known in closed form, computed here from the relative
+rotation's axis and angle; the gates are checked on a person whose left arm is hidden; the blend's
+inputs are EFT's fit (``smplify_blend=0``) and SMPLify's own fit from the regressor's
+prediction, each made separately here; the reported 2D loss is EFT's loss of the
+blended body recomputed here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from eft.body.fast import KeypointLBS
+from eft.body.joints import SMPL24_NAMES, SPIN49_INDEX
+from eft.errors import EftError
+from eft.fitting import EFTConfig, FitTargets, exemplar_batch, fit
+from eft.fitting.config import eft_preset
+from eft.fitting.engine import BLEND_EFT_ONLY, BLEND_GATES, blend_weights
+from eft.fitting.losses import eft_loss, sanitize_keypoints
+from eft.fitting.smplify import SmplifyConfig, smplify
+from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+from eft.models import load_regressor
+from eft.models.output import RegressorOutput
+from eft.synthetic.exemplars import SyntheticConfig, generate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SHARE = 0.4
+CFG = EFTConfig(lr=3e-4, max_iters=5, scope="bias", with_ankles=True, smplify_blend=SHARE)
+
+
+@pytest.fixture(scope="module")
+def prior():
+    return load_regressor("default")
+
+
+@pytest.fixture(scope="module")
+def targets(body) -> FitTargets:
+    g = torch.Generator().manual_seed(7)
+    poses = (torch.randn(5, 72, generator=g, dtype=torch.float64) * 0.3).numpy()
+    cfg = SyntheticConfig(truncation_prob=0.0, missing_rate=0.0, limb_drop_prob=0.0)
+    batch = exemplar_batch(list(generate(poses, 5, seed=7, config=cfg, body=body).exemplars()))
+    kp = batch.keypoints.clone()
+    for slot in ("Left Elbow", "Left Wrist"):  # person 0: left arm hidden
+        kp[0, SPIN49_INDEX[slot], 2] = 0.0
+    return FitTargets(kp, batch.inputs, batch.ids, batch.centers, batch.scales)
+
+
+def test_config_checks_the_share():
+    assert EFTConfig().smplify_blend == 0.0
+    for bad in (-0.1, 1.0, 1.5, float("nan"), True):
+        with pytest.raises(ValueError, match="smplify_blend"):
+            EFTConfig(smplify_blend=bad)
+
+
+def test_weights_gate_unlabelled_limbs_and_the_extremities(targets):
+    w = blend_weights(sanitize_keypoints(targets.keypoints), 0.5)
+    assert w.shape == (5, 24)
+    idx = SMPL24_NAMES.index
+    for name in BLEND_EFT_ONLY:
+        assert torch.all(w[:, idx(name)] == 0)
+    # person 0 has no left elbow or wrist: SMPLify's left shoulder and elbow do not count
+    assert w[0, idx("left_shoulder")] == 0 and w[0, idx("left_elbow")] == 0
+    assert w[0, idx("right_shoulder")] == 0.5 and w[0, idx("left_hip")] == 0.5
+    others = [j for j, n in enumerate(SMPL24_NAMES) if n not in BLEND_EFT_ONLY]
+    assert torch.all(w[1:, others] == 0.5)
+    assert w[0, idx("pelvis")] == 0.5 and w[0, idx("spine3")] == 0.5
+    assert set(BLEND_GATES) <= set(SMPL24_NAMES)
+
+
+def _chordal_pair_mean(r0: np.ndarray, r1: np.ndarray, t: float) -> np.ndarray:
+    """argmin over rotations R of (1 - t) |R - r0|^2 + t |R - r1|^2, (J, 3, 3), in closed
+    form: R lies on the geodesic from r0 to r1 (relative angle theta about axis u), at
+    the angle phi = atan2(t sin theta, 1 - t + t cos theta), the direction of the
+    weighted sum of the two points on the circle the geodesic traces."""
+    rel = torch.as_tensor(np.einsum("jba,jbc->jac", r0, r1))  # r0^T r1
+    aa = rotmat_to_axis_angle(rel).numpy()
+    theta = np.linalg.norm(aa, axis=-1, keepdims=True)
+    phi = np.arctan2(t * np.sin(theta), 1 - t + t * np.cos(theta))
+    step = np.where(theta > 0, aa * phi / np.maximum(theta, 1e-12), 0.0)
+    return np.einsum("jab,jbc->jac", r0, axis_angle_to_rotmat(torch.as_tensor(step)).numpy())
+
+
+def test_blend_is_the_chordal_mean_of_eft_and_smplify_fits(body, prior, targets):
+    got = fit(prior, body, targets, CFG, progress=False, pose_prior=None)
+    eft_alone = fit(prior, body, targets, CFG.replace(smplify_blend=0.0), progress=False,
+                    pose_prior=None)
+    fast = KeypointLBS(body)
+    clean = sanitize_keypoints(targets.keypoints)
+    with torch.no_grad():
+        init = prior(clean)
+    smp = smplify(fast, clean, init=init, config=SmplifyConfig(rules=CFG.rules),
+                  pose_prior=None)
+    w = blend_weights(clean, SHARE).numpy()
+    for i, (g, e, s) in enumerate(zip(got, eft_alone, smp, strict=True)):
+        ref = np.stack([_chordal_pair_mean(e.rotmat[j:j + 1].astype(np.float64),
+                               s.rotmat[j:j + 1].astype(np.float64), w[i, j])[0]
+                        for j in range(24)])
+        np.testing.assert_allclose(g.rotmat, ref, atol=5e-5)
+        np.testing.assert_allclose(g.betas, (1 - SHARE) * e.betas + SHARE * s.betas, atol=2e-5)
+        np.testing.assert_allclose(g.cam_weak, (1 - SHARE) * e.cam_weak + SHARE * s.cam_weak,
+                                   atol=2e-5)
+        assert g.quality.iterations == e.quality.iterations
+        assert g.quality.loss_2d_init == pytest.approx(e.quality.loss_2d_init, rel=1e-5)
+    # person 0's hidden left arm keeps EFT's rotations exactly
+    for name in ("left_shoulder", "left_elbow"):
+        j = SMPL24_NAMES.index(name)
+        np.testing.assert_allclose(got[0].rotmat[j], eft_alone[0].rotmat[j], atol=1e-6)
+    out = RegressorOutput(rotmat=torch.as_tensor(np.stack([f.rotmat for f in got])),
+                          betas=torch.as_tensor(np.stack([f.betas for f in got])),
+                          cam=torch.as_tensor(np.stack([f.cam_weak for f in got])))
+    _, l2d = eft_loss(out, clean, CFG, fast)
+    np.testing.assert_allclose([f.quality.loss_2d_final for f in got], l2d.numpy(), rtol=1e-4)
+
+
+def test_blend_refuses_kept_parameters(body, prior, targets):
+    with pytest.raises(EftError, match="keep_params"):
+        fit(prior, body, targets, CFG, progress=False, keep_params=True)
+
+
+def test_regressor_method_never_blends(body, prior, targets):
+    from eft.fitting import fit_method
+
+    a = fit_method("regressor", prior, body, targets, CFG)
+    b = fit_method("regressor", prior, body, targets, eft_preset("eft"))
+    for fa, fb in zip(a, b, strict=True):
+        np.testing.assert_allclose(fa.rotmat, fb.rotmat, atol=1e-6)
+
+
+def test_jobs_take_the_blend_from_the_eft_section_and_refuse_a_bad_share():
+    from eft.jobs.config import JobConfigError, config_from_dict
+
+    ds = [{"kind": "coco", "path": "x.json"}]
+    cfg = config_from_dict({"datasets": ds, "eft": {"smplify_blend": 0.3}}).eft
+    assert cfg.smplify_blend == 0.3 and cfg.scope == "bias"  # on top of open-prior
+    assert config_from_dict({"datasets": ds, "eft": {"preset": "open-prior-exact"}}
+                            ).eft.smplify_blend == 0.5
+    with pytest.raises(JobConfigError, match="smplify_blend"):
+        config_from_dict({"datasets": ds, "eft": {"smplify_blend": 1.0}})
