@@ -140,3 +140,23 @@ def test_jobs_take_the_blend_from_the_eft_section_and_refuse_a_bad_share():
                             ).eft.smplify_blend == 0.5
     with pytest.raises(JobConfigError, match="smplify_blend"):
         config_from_dict({"datasets": ds, "eft": {"smplify_blend": 1.0}})
+
+
+def test_jobs_written_before_the_blend_still_resume():
+    """The resume hash leaves ``smplify_blend`` out at 0: these configs hash to what the
+    version before the option (commit 30106a4) wrote into its manifests."""
+    from eft.jobs.config import config_from_dict, hash_dict
+
+    ds = [{"kind": "coco", "path": "x.json"}]
+    before = {
+        "fb040fa3692a64e15328ea063f14d979c7f9978808c2e40fae68aa94d00b8bd3": {},
+        "edcdd7128d6ee960fae4ce92d8a78361ede46ba5fea0bab188d63bf499ddf6dd": {"preset": "eft"},
+        "334aef715317148c8c984d0d6b6574ab5c82b0fa09f53f55fb3867f3b59c7da9":
+            {"preset": "open-prior-all", "lr": 1e-4},
+    }
+    for want, eft in before.items():
+        cfg = config_from_dict({"datasets": ds, "eft": eft})
+        assert hash_dict(cfg.fit_dict()) == want
+    blended = config_from_dict({"datasets": ds, "eft": {"smplify_blend": 0.2}})
+    assert blended.fit_dict()["eft"]["smplify_blend"] == 0.2
+    assert hash_dict(blended.fit_dict()) not in before

@@ -56,6 +56,10 @@ BACKENDS: tuple[str, ...] = ("local", "dask")
 #: Settings that decide the fits: a job resumes only with the same values.
 FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "batch_size",
                              "chunk_size", "seed")
+#: ``eft`` settings added after jobs were first written, with the value that reproduces
+#: the fits made before them: left out of the resume hash at that value, so a job
+#: started by an earlier version resumes (``EFTConfig.smplify_blend``, 2026-12-06).
+LATER_EFT_KEYS: dict[str, Any] = {"smplify_blend": 0.0}
 #: Dataset kinds the job can read besides the readers' (``eft.data.readers``).
 JOB_KINDS: tuple[str, ...] = ("synthetic",)
 
@@ -205,7 +209,10 @@ class JobConfig:
     def fit_dict(self) -> dict:
         """The settings that decide the fits (what a resumed run must share)."""
         d = self.to_dict()
-        return {k: d[k] for k in FIT_KEYS}
+        fit = {k: d[k] for k in FIT_KEYS}
+        fit["eft"] = {k: v for k, v in fit["eft"].items()
+                      if not (k in LATER_EFT_KEYS and v == LATER_EFT_KEYS[k])}
+        return fit
 
     def replace(self, **changes: Any) -> JobConfig:
         return dataclasses.replace(self, **changes)
