@@ -128,7 +128,10 @@ def main() -> None:
     out = {
         "command": "python scripts/bench_prior_floor.py"
                    + ("" if args.prior == "default" else f" --prior {args.prior}")
-                   + ("" if args.n == 2000 else f" --n {args.n}"),
+                   + ("" if args.n == 2000 else f" --n {args.n}")
+                   + ("" if args.preset == "open-prior" else f" --preset {args.preset}")
+                   + ("" if args.seed == PRIOR_VAL_SEED else f" --seed {args.seed}")
+                   + ("" if args.out == "bench_prior_floor" else f" --out {args.out}"),
         "prior": args.prior, "preset": args.preset, "n": args.n, "seed": args.seed,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
