@@ -738,12 +738,10 @@ def _fit_smplify_blended(run: Callable[..., list[Fit]], model: nn.Module,
     smp = smplify(st.fast, prep.targets, init=init, config=SmplifyConfig(rules=config.rules),
                   pose_prior=None, batch_size=256)
 
-    def stacked(fits: list[Fit], name: str) -> Tensor:
-        return torch.as_tensor(np.stack([getattr(f, name) for f in fits])).to(raw.rotmat)
-
-    rot_e, rot_s = stacked(eft_fits, "rotmat"), stacked(smp, "rotmat")
-    betas_e, betas_s = stacked(eft_fits, "betas"), stacked(smp, "betas")
-    cam_e, cam_s = stacked(eft_fits, "cam_weak"), stacked(smp, "cam_weak")
+    like = raw.rotmat
+    rot_e, rot_s = _stacked(eft_fits, "rotmat", like), _stacked(smp, "rotmat", like)
+    betas_e, betas_s = _stacked(eft_fits, "betas", like), _stacked(smp, "betas", like)
+    cam_e, cam_s = _stacked(eft_fits, "cam_weak", like), _stacked(smp, "cam_weak", like)
     usable = (torch.isfinite(rot_s).flatten(1).all(1) & torch.isfinite(betas_s).all(1)
               & torch.isfinite(cam_s).all(1) & ~prep.skipped.to(rot_s.device))
     w = blend_weights(prep.targets, config.smplify_blend) * usable[:, None]
@@ -773,6 +771,11 @@ def mirror_targets(targets: FitTargets) -> FitTargets:
                       targets.centers, targets.scales)
 
 
+def _stacked(fits: list[Fit], name: str, like: Tensor) -> Tensor:
+    """(B, ...) the ``name`` arrays of ``fits`` stacked, with ``like``'s dtype and device."""
+    return torch.as_tensor(np.stack([getattr(f, name) for f in fits])).to(like)
+
+
 def _fit_mirror_averaged(run: Callable[..., list[Fit]], model: nn.Module,
                          body: BodyModel | KeypointLBS, targets: FitTargets,
                          config: EFTConfig, pose_prior: PosePrior | None = None,
@@ -790,15 +793,13 @@ def _fit_mirror_averaged(run: Callable[..., list[Fit]], model: nn.Module,
     st = _start(model, body, targets, base, False)
     raw = st.raw
 
-    def stacked(fits: list[Fit], name: str) -> Tensor:
-        return torch.as_tensor(np.stack([getattr(f, name) for f in fits])).to(raw.rotmat)
-
-    cam_b = stacked(mirrored, "cam_weak") * raw.cam.new_tensor([1.0, -1.0, 1.0])
-    rot_b = flip_smpl_rotmat(stacked(mirrored, "rotmat"))
+    like = raw.rotmat
+    cam_b = _stacked(mirrored, "cam_weak", like) * like.new_tensor([1.0, -1.0, 1.0])
+    rot_b = flip_smpl_rotmat(_stacked(mirrored, "rotmat", like))
     with torch.no_grad():
-        raw.rotmat = nearest_rotation(0.5 * (stacked(direct, "rotmat") + rot_b))
-        raw.betas = 0.5 * (stacked(direct, "betas") + stacked(mirrored, "betas"))
-        raw.cam = 0.5 * (stacked(direct, "cam_weak") + cam_b)
+        raw.rotmat = nearest_rotation(0.5 * (_stacked(direct, "rotmat", like) + rot_b))
+        raw.betas = 0.5 * (_stacked(direct, "betas", like) + _stacked(mirrored, "betas", like))
+        raw.cam = 0.5 * (_stacked(direct, "cam_weak", like) + cam_b)
         out = RegressorOutput(rotmat=raw.rotmat, betas=raw.betas, cam=raw.cam)
         raw.loss_2d_final = eft_loss(out, st.prep.targets, base, st.fast)[1]
     raw.loss_2d_init = torch.as_tensor([f.quality.loss_2d_init for f in direct]).to(raw.cam)
