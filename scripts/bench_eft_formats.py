@@ -89,6 +89,28 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def add_recipe_args(ap: argparse.ArgumentParser) -> None:
+    """``--preset`` and ``--set KEY=VALUE`` (the EFT recipe and overrides of its fields)."""
+    ap.add_argument("--preset", default="open-prior", help="EFT recipe (eft.fitting.EFT_PRESETS)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one EFTConfig field of the recipe (repeatable)")
+
+
+def recipe_command(args: argparse.Namespace) -> str:
+    """The command-line suffix that :func:`add_recipe_args` parsed into ``args``."""
+    return (("" if args.preset == "open-prior" else f" --preset {args.preset}")
+            + "".join(f" --set {item}" for item in args.set))
+
+
+def write_results(out: dict, name: str, markdown_text: str) -> None:
+    """``scripts/results/<name>.json`` (``out``) and ``.md`` (``markdown_text``), and the
+    markdown printed."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(out, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(markdown_text)
+    print(markdown_text)
+
+
 def run(model, body, exemplars: list, method: str, preset: str = "open-prior",
         scope: str | None = None, mirror_average: bool = False,
         overrides: dict | None = None) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -120,13 +142,11 @@ def main() -> None:
     ap.add_argument("--priors", default="default", help="comma-separated prior names/files")
     ap.add_argument("--n", type=int, default=256, help="people (the first of the val set)")
     ap.add_argument("--formats", default=",".join(FORMATS))
-    ap.add_argument("--preset", default="open-prior", help="EFT recipe (eft.fitting.EFT_PRESETS)")
+    add_recipe_args(ap)
     ap.add_argument("--scope", default=None, help="override the recipe's EFT scope (all, head, "
                     "last_stage)")
     ap.add_argument("--mirror-average", action="store_true",
                     help="EFT averaged with its fit of the mirrored input")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one EFTConfig field of the recipe (repeatable)")
     ap.add_argument("--clean", action="store_true",
                     help="exact labels: no noise, missing joints, truncation or dropped "
                          "limbs (a studio set's mocap-projected 2D)")
@@ -175,10 +195,9 @@ def main() -> None:
             print(spec, fmt, json.dumps(row), flush=True)
     out = {
         "command": f"python scripts/bench_eft_formats.py --priors {args.priors} --n {args.n}"
-                   + ("" if args.preset == "open-prior" else f" --preset {args.preset}")
                    + ("" if args.scope is None else f" --scope {args.scope}")
                    + (" --mirror-average" if args.mirror_average else "")
-                   + "".join(f" --set {item}" for item in args.set)
+                   + recipe_command(args)
                    + (" --clean" if args.clean else "")
                    + ("" if args.noise_scale is None else f" --noise-scale {args.noise_scale}"),
         "preset": args.preset, "overrides": overrides, "clean": args.clean,
@@ -187,10 +206,7 @@ def main() -> None:
         "machine": f"{platform.machine()}, 1 torch thread",
         "n": args.n, "seconds": round(time.perf_counter() - t0, 1), "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text(markdown(out))
-    print(markdown(out))
+    write_results(out, args.out, markdown(out))
 
 
 def markdown(r: dict) -> str:

@@ -49,7 +49,13 @@ from eft.train.evaluate import pose_joints
 from eft.train.prior import PRIOR_VAL_SEED, V2_SYNTHETIC
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_eft_formats import parse_overrides, restrict  # noqa: E402
+from bench_eft_formats import (  # noqa: E402
+    add_recipe_args,
+    parse_overrides,
+    recipe_command,
+    restrict,
+    write_results,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("regressor", "smplify", "eft")
@@ -123,9 +129,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--priors", default="keypoint-prior-v1,default")
     ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--preset", default="open-prior", help="EFT recipe (eft.fitting.EFT_PRESETS)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override one setting of the recipe (repeatable)")
+    add_recipe_args(ap)
     ap.add_argument("--labels", default=",".join(LABELS), help="exact, annotated or both")
     ap.add_argument("--out", default="bench_variants")
     args = ap.parse_args()
@@ -155,18 +159,14 @@ def main() -> None:
             print(spec, labels, kind, json.dumps(row), flush=True)
     out = {
         "command": f"python scripts/bench_variants.py --priors {args.priors} --n {args.n}"
-                   + ("" if args.preset == "open-prior" else f" --preset {args.preset}")
-                   + "".join(f" --set {item}" for item in args.set)
+                   + recipe_command(args)
                    + ("" if labels_run == list(LABELS) else f" --labels {args.labels}"),
         "preset": args.preset, "overrides": overrides,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
         "n": args.n, "seconds": round(time.perf_counter() - t0, 1), "results": results,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=1) + "\n")
-    (RESULTS / f"{args.out}.md").write_text(markdown(out))
-    print(markdown(out))
+    write_results(out, args.out, markdown(out))
 
 
 if __name__ == "__main__":
