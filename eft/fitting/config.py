@@ -317,7 +317,7 @@ class EFTConfig:
 #:   SMPLify's fit from the same prior (``smplify_blend`` 0.5).  The two fitters agree
 #:   on the labelled 2D and differ on each limb's depth, which such labels do not fix;
 #:   their blend is nearer the truth than either.  On exact synthetic labels it is
-#:   2.4-2.7 mm PA-MPJPE-14 better than SMPLify and 4.3 better than ``"open-prior"``
+#:   2.4-2.8 mm PA-MPJPE-14 better than SMPLify and 4.3 better than ``"open-prior"``
 #:   (``scripts/results/bench_eft_formats_clean_openprior_exact.md``), and 5-17 mm
 #:   better than SMPLify on seated, kneeling and bent-over people
 #:   (``bench_variants_openprior_exact.md``).  On human-annotated labels it is worse
