@@ -178,6 +178,10 @@ def main() -> None:
                     help="> 0: real people's hidden joints count their distance with this "
                          "weight instead of the squared distance x kp2d x --hidden-2d "
                          "(recipe value by default: v9 40, others 0)")
+    ap.add_argument("--kp3d-distance", type=float, default=None,
+                    help="> 0: the 3D keypoint loss is each joint's distance with this "
+                         "weight instead of the squared distance x kp3d (recipe value by "
+                         "default: 0, off)")
     ap.add_argument("--real-fraction", type=float, default=None,
                     help="v2: share of every batch drawn from the real 2D labels (recipe "
                          f"value by default: {PRIOR_V2_REAL_FRACTION}; v7-v9 "
@@ -205,7 +209,8 @@ def main() -> None:
                        hide_limb_prob_2d=args.hide_limb_prob_2d,
                        hidden_2d=args.hidden_2d, kp2d_distance=args.kp2d_distance,
                        hidden_2d_distance=args.hidden_2d_distance,
-                       clean_input_prob=args.clean_input_prob)
+                       clean_input_prob=args.clean_input_prob,
+                       kp3d_distance=args.kp3d_distance)
     real_fraction = RECIPE_REAL_FRACTION.get(args.recipe, PRIOR_V2_REAL_FRACTION) if v2 else 0.0
     if args.real_fraction is not None:
         if not v2 or not 0.0 <= args.real_fraction < 1.0:

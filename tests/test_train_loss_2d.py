@@ -133,3 +133,25 @@ def test_distance_form_needs_a_2d_weight():
         LossWeights(kp2d=0.0, hidden_2d_distance=1.0)
     with pytest.raises(ValueError, match="hidden_2d"):
         LossWeights(hidden_2d=-1.0)
+
+
+def test_kp3d_distance_counts_each_joints_3d_distance(fast):
+    """``kp3d_distance``: L3D is the mean over the 3D-supervised samples x 49 of each
+    joint's distance x kp3d_distance / kp3d (squared distance without it), written out."""
+    out, batch, _ = _case(fast)
+    g = torch.Generator().manual_seed(1)
+    kp, joints = fast(out.rotmat, out.betas)
+    target = kp - joints[:, :1] + 0.05 * torch.randn(2, 49, 3, generator=g)
+    target[0, 5] = float("nan")  # a missing target joint counts 0
+    batch = batch.__class__(**{**batch.__dict__, "kp3d": target,
+                               "has_kp3d": torch.tensor([True, False])})
+    diff = (kp - joints[:, :1] - target)[0].double().numpy()
+    d = np.sqrt((diff ** 2).sum(-1))
+    d[5] = 0.0
+    w = LossWeights(kp3d=5.0, kp3d_distance=0.6)
+    _, parts = regression_loss(out, fast, batch, w)
+    assert parts["kp3d"] == pytest.approx(float((d * 0.6 / 5.0).sum() / 49), rel=1e-4)
+    _, parts = regression_loss(out, fast, batch, LossWeights(kp3d=5.0))
+    assert parts["kp3d"] == pytest.approx(float((d ** 2).sum() / 49), rel=1e-4)
+    with pytest.raises(ValueError, match="kp3d_distance"):
+        LossWeights(kp3d=0.0, kp3d_distance=1.0)

@@ -20,6 +20,10 @@
   be, drawn nearer its parent (a shorter limb), the distance's is the median.
 * ``L3D``: squared distance (``sum_xyz``) of pelvis-relative 3D keypoints, averaged
   over the samples that have 3D targets x 49 (non-finite target joints count 0).
+  With ``kp3d_distance`` > 0 each joint counts its distance instead, weighted
+  ``kp3d_distance`` in place of ``kp3d`` (logged in ``kp3d`` units): where 2D leaves a
+  limb's depth ambiguous, the squared distance's best guess is the mean of the two
+  depths (a limb turned toward the image plane), the distance's is the median.
 * ``Lrot``: MSE of the 24 rotation matrices, ``Lbeta``: MSE of the betas, both over
   the samples with SMPL targets.
 * ``Lcam``: ``mean(exp(-10 s)^2)``, keeps the camera scale positive.
@@ -83,6 +87,7 @@ class LossWeights:
     hidden_2d: float = 1.0
     kp2d_distance: float = 0.0
     hidden_2d_distance: float = 0.0
+    kp3d_distance: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -96,6 +101,9 @@ class LossWeights:
             if getattr(self, name) > 0 and not self.kp2d > 0:
                 raise ValueError(f"loss weight {name} needs kp2d > 0 (it is logged in "
                                  "kp2d's units)")
+        if self.kp3d_distance > 0 and not self.kp3d > 0:
+            raise ValueError("loss weight kp3d_distance needs kp3d > 0 (it is logged in "
+                             "kp3d's units)")
 
 
 def _masked_mean(sq: Tensor, mask: Tensor, per_sample: int) -> Tensor:
@@ -159,7 +167,10 @@ def regression_loss(out: RegressorOutput, fast: KeypointLBS, batch: Batch,
         finite = torch.isfinite(batch.kp3d).all(-1)
         diff = torch.where(finite[..., None], pred3d - torch.nan_to_num(batch.kp3d),
                            torch.zeros(()))
-        parts["kp3d"] = _masked_mean((diff ** 2).sum(-1), batch.has_kp3d, 49)
+        sq = (diff ** 2).sum(-1)
+        if w.kp3d_distance > 0:  # zero-error joints (missing targets) keep a zero gradient
+            sq = torch.sqrt(sq + 1e-8) * (w.kp3d_distance / w.kp3d)
+        parts["kp3d"] = _masked_mean(sq, batch.has_kp3d, 49)
     total = (w.rotmat * parts["rotmat"] + w.betas * parts["betas"] + w.kp3d * parts["kp3d"]
              + w.kp2d * parts["kp2d"] + w.cam * parts["cam"] + parts["prior"])
     if w.overall != 1.0:

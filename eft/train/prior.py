@@ -173,7 +173,8 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
                  hidden_2d: float | None = None,
                  kp2d_distance: float | None = None,
                  hidden_2d_distance: float | None = None,
-                 clean_input_prob: float | None = None) -> TrainerConfig:
+                 clean_input_prob: float | None = None,
+                 kp3d_distance: float | None = None) -> TrainerConfig:
     """``base`` with another budget: ``eval_every`` also sets the log interval (a tenth)
     and the checkpoint interval (the same), as the recipes have them.  ``cycle``:
     the view-cycle weights ``(cycle_kp3d, cycle_rotmat)`` (:func:`~eft.train.losses.
@@ -184,7 +185,8 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
     real people's joints absent from the input, its distance form on real labels, and
     on those absent joints only (:class:`~eft.train.losses.LossWeights`);
     ``clean_input_prob``: share of the 3D-supervised samples read from their exact 2D
-    targets (:class:`~eft.train.augment.AugmentConfig`)."""
+    targets (:class:`~eft.train.augment.AugmentConfig`); ``kp3d_distance``: the 3D
+    keypoint loss's distance form (:class:`~eft.train.losses.LossWeights`)."""
     o = base.optim
     cfg = base.replace(optim=replace(
         o, steps=o.steps if steps is None else steps,
@@ -206,6 +208,8 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
         cfg = cfg.replace(augment=replace(cfg.augment, clean_input_prob=clean_input_prob))
     if hidden_2d is not None:
         cfg = cfg.replace(loss=replace(cfg.loss, hidden_2d=float(hidden_2d)))
+    if kp3d_distance is not None:
+        cfg = cfg.replace(loss=replace(cfg.loss, kp3d_distance=float(kp3d_distance)))
     if kp2d_distance is not None:
         cfg = cfg.replace(loss=replace(cfg.loss, kp2d_distance=float(kp2d_distance)))
     if hidden_2d_distance is not None:
