@@ -87,8 +87,9 @@ class Summary:
             return ("; the labels look exact (no annotation noise): eft.preset "
                     "open-prior-exact fits such labels better")
         if self.recipe == "open-prior-exact" and r > ANNOTATED_LABELS_ABOVE:
-            return ("; the labels look human-annotated: open-prior-exact fits their "
-                    "noise, use eft.preset open-prior")
+            return ("; the labels look human-annotated: if people annotated them, use "
+                    "eft.preset open-prior (open-prior-exact fits their noise); keep "
+                    "open-prior-exact for labels from motion capture")
         return ""
 
     def format(self) -> str:
