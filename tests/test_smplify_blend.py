@@ -160,3 +160,11 @@ def test_jobs_written_before_the_blend_still_resume():
     blended = config_from_dict({"datasets": ds, "eft": {"smplify_blend": 0.2}})
     assert blended.fit_dict()["eft"]["smplify_blend"] == 0.2
     assert hash_dict(blended.fit_dict()) not in before
+
+
+def test_no_exemplars_give_no_fits_under_every_preset(body, prior):
+    from eft.fitting.config import EFT_PRESETS
+
+    empty = FitTargets(torch.zeros(0, 49, 3), None, [], torch.zeros(0, 2), torch.zeros(0))
+    for name in EFT_PRESETS:
+        assert fit(prior, body, empty, eft_preset(name), progress=False) == []

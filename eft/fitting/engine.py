@@ -676,6 +676,8 @@ def fit(
             return fit_flat(model, body, t, cfg, batch_size, progress=progress, **kw)
         return fit_batched(model, body, t, cfg, batch_size, progress=progress, **kw)
 
+    if targets.batch == 0:
+        return []
     if config.smplify_blend > 0:
         return _fit_smplify_blended(run, model, body, targets, config, **kwargs)
     if config.mirror_average:
