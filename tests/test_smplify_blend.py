@@ -168,3 +168,34 @@ def test_no_exemplars_give_no_fits_under_every_preset(body, prior):
     empty = FitTargets(torch.zeros(0, 49, 3), None, [], torch.zeros(0, 2), torch.zeros(0))
     for name in EFT_PRESETS:
         assert fit(prior, body, empty, eft_preset(name), progress=False) == []
+
+
+def test_blend_beats_both_fitters_on_exact_labels(body, prior):
+    """The reason ``open-prior-exact`` blends: on 48 people posed from the pose bank's
+    val clips with exact COCO-17 labels (seed 2; at 256 people the benchmark gives
+    -2.4 mm), its PA-MPJPE-14 is below SMPLify's (measured -2.5 ± 1.1 mm) and below the
+    default recipe's (measured -5.5)."""
+    from eft.fitting import fit_method, fits_to_tensors
+    from eft.geometry.metrics import procrustes_align
+    from eft.synthetic.exemplars import annotated_slots
+    from eft.synthetic.pose_bank import load_pose_bank
+    from eft.train.evaluate import pose_joints
+    from eft.train.prior import V2_SYNTHETIC
+
+    val = generate(load_pose_bank().val().poses, 48, 2, V2_SYNTHETIC.clean(), body=body)
+    gt_rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
+                                  .reshape(-1, 24, 3))
+    gt14, _ = pose_joints(body, gt_rot, torch.as_tensor(val.betas, dtype=torch.float32))
+    batch = exemplar_batch(list(val.exemplars()))
+    coco = torch.as_tensor(annotated_slots("coco17"), dtype=batch.keypoints.dtype)
+    batch = FitTargets(batch.keypoints * coco[:, None], batch.inputs, batch.ids,
+                       batch.centers, batch.scales)
+
+    def pa_mm(method, cfg=None) -> float:
+        p14, _ = pose_joints(body, *fits_to_tensors(fit_method(method, prior, body, batch,
+                                                               cfg)))
+        return float((procrustes_align(p14, gt14) - gt14).norm(dim=-1).mean()) * 1000
+
+    blend = pa_mm("eft", eft_preset("open-prior-exact"))
+    assert blend < pa_mm("smplify") - 1.0
+    assert blend < pa_mm("eft", eft_preset("open-prior")) - 3.0
