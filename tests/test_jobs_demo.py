@@ -18,10 +18,15 @@ def test_demo_end_to_end(tmp_path, capsys, one_thread):
     assert "fitted" in report and "overlays" in report and "PA-MPJPE" in report
     # the resume hint names the run's own resolved config, which loads back as this job
     assert f"eft fit {out / 'config.yaml'}" in report
+    from eft.fitting.config import eft_preset
     from eft.jobs.config import config_from_dict, load_config
     from eft.jobs.demo import demo_config
 
-    assert load_config(out / "config.yaml") == config_from_dict(demo_config(out))
+    # eft.preset auto (the default) resolved: the demo's noisy labels keep open-prior
+    asked = config_from_dict(demo_config(out))
+    assert asked.eft_auto and asked.eft == eft_preset("open-prior")
+    assert load_config(out / "config.yaml") == asked.replace(eft_auto=False)
+    assert "recipe     open-prior (eft.preset auto" in report
 
     coco = json.loads((out / "dataset" / "person_keypoints_demo.json").read_text())
     assert len(coco["images"]) == len(coco["annotations"]) == 5

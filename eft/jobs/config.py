@@ -140,9 +140,14 @@ class JobConfig:
         regressor: ``default`` (the shipped keypoint prior) or a checkpoint path (our
             regressor file or a SPIN/EFT HMR checkpoint; HMR fits from image crops).
         eft: EFT settings, :class:`eft.fitting.EFTConfig`, over the recipe ``eft.preset``
-            (``open-prior`` for the shipped priors, else ``eft``, the published one;
-            :data:`eft.fitting.config.EFT_PRESETS`) (``eft.rules``:
-            :class:`eft.fitting.QualityRules`).
+            (:data:`eft.fitting.config.EFT_PRESETS`, or ``auto``: the default for the
+            shipped priors, else ``eft``, the published recipe) (``eft.rules``:
+            :class:`eft.fitting.QualityRules`).  Under ``auto`` it holds ``open-prior``
+            with the job's keys until the run picks the recipe.
+        eft_auto: set by ``eft.preset: auto``: the run fits a pilot with ``eft`` and
+            picks ``open-prior`` or ``open-prior-exact`` from how exact the labels look
+            (:mod:`eft.jobs.recipe`); the config it writes has this cleared and the
+            chosen recipe's settings in ``eft``.
         output: :class:`OutputConfig`.
         mode: ``batched`` (``torch.func``, per-exemplar weights) or ``sequential`` (EFT's
             loop).
@@ -179,6 +184,7 @@ class JobConfig:
     threads: int = 1
     backend: Literal["local", "dask"] = "local"
     scheduler: str | None = None
+    eft_auto: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(self.datasets))
@@ -250,20 +256,30 @@ def _build_eft(value: Any, key: str, default_preset: str = "eft") -> EFTConfig:
         raise ConfigKeyError(key, f"expected a mapping, got {describe(value)}")
     value = dict(value)
     preset = value.pop("preset", default_preset)
-    if preset not in EFT_PRESETS:
-        raise ConfigKeyError(join_key(key, "preset"), f"expected one of {sorted(EFT_PRESETS)}, got "
-                        f"{preset!r}{did_you_mean(str(preset), EFT_PRESETS)}")
+    if preset == AUTO_PRESET:
+        preset = AUTO_PILOT_PRESET
+    elif preset not in EFT_PRESETS:
+        names = [*EFT_PRESETS, AUTO_PRESET]
+        raise ConfigKeyError(join_key(key, "preset"), f"expected one of {sorted(names)}, "
+                             f"got {preset!r}{did_you_mean(str(preset), names)}")
     return build(EFTConfig, {**EFT_PRESETS[preset], **value}, key,
                   special={"rules": _build_rules})
 
 
+#: ``eft.preset`` that picks the recipe from a pilot fit (:mod:`eft.jobs.recipe`), and
+#: the recipe the pilot (and, until the pick, ``JobConfig.eft``) uses.
+AUTO_PRESET = "auto"
+AUTO_PILOT_PRESET = "open-prior"
+
+
 def default_eft_preset(regressor: Any) -> str:
-    """``"open-prior"`` for the shipped keypoint priors (``default`` or a name in
-    :data:`eft.models.registry.NAMED_PRIORS`), ``"eft"`` (the published recipe) for
-    any other regressor file."""
+    """``"auto"`` (:mod:`eft.jobs.recipe`: ``open-prior``, or ``open-prior-exact`` for
+    labels without annotation noise) for the shipped keypoint priors (``default`` or a
+    name in :data:`eft.models.registry.NAMED_PRIORS`), ``"eft"`` (the published
+    recipe) for any other regressor file."""
     shipped = isinstance(regressor, str) and (regressor == DEFAULT_SPEC
                                               or regressor in NAMED_PRIORS)
-    return "open-prior" if shipped else "eft"
+    return AUTO_PRESET if shipped else "eft"
 
 
 def _build_datasets(value: Any, key: str) -> tuple[DatasetConfig, ...]:
@@ -330,6 +346,12 @@ def config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
         if isinstance(data, Mapping):
             preset = default_eft_preset(data.get("regressor", "default"))
             data = {**data, "eft": data.get("eft")}  # the preset applies without `eft:` too
+            given = data["eft"] if isinstance(data["eft"], Mapping) else {}
+            # every setting given (a resolved config.yaml): no preset is left to pick
+            complete = all(f.name in given for f in dataclasses.fields(EFTConfig))
+            if "eft_auto" not in data or "preset" in given:
+                data["eft_auto"] = (given.get("preset", preset) == AUTO_PRESET
+                                    and not complete)
         return build(JobConfig, data, "", special={
             "eft": lambda v, k: _build_eft(v, k, preset), "datasets": _build_datasets,
             "devices": _build_devices})

@@ -2,8 +2,10 @@
 
 :func:`run_job` is what ``eft fit`` calls.  The order of things:
 
-1. resolve devices and workers; hash the settings that decide the fits together with the
-   body model's and regressor's file contents (the *config hash*);
+1. resolve devices and workers; under ``eft.preset: auto`` (the default with a shipped
+   prior) read the datasets and fit a pilot to pick the recipe (:mod:`eft.jobs.recipe`);
+   hash the settings that decide the fits together with the body model's and
+   regressor's file contents (the *config hash*);
 2. lock the output folder; if it holds a manifest with another config hash (or another
    shard), refuse - unless ``force``, which clears the folder and starts over;
 3. read the datasets, keep the shard's ids (sorted), apply ``limit``, cut into chunks;
@@ -45,8 +47,9 @@ from .config import FIT_KEYS, JobConfig, JobConfigError, hash_dict
 from .devices import default_workers, resolve_devices
 from .export import output_file, provenance_for, write_outputs
 from .overlays import write_overlays
+from .recipe import resolve_auto
 from .sharding import Shard, plan_chunks, select_shard
-from .sources import read_sources
+from .sources import Sources, read_sources
 from .store import (
     MANIFEST,
     PARTS_DIR,
@@ -325,6 +328,18 @@ def resolved_config_yaml(config: JobConfig) -> str:
     return head + yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
+def _read_sources(config: JobConfig) -> Sources:
+    """The job's exemplars (:func:`~eft.jobs.sources.read_sources`); an error when the
+    datasets hold none that can be fitted."""
+    sources = read_sources(config.datasets)
+    if not sources.exemplars:
+        counts = Counter(s.reason for s in sources.skipped)
+        shown = ", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none read"
+        raise EftError(f"no exemplars to fit: the datasets hold none that can be "
+                       f"fitted ({len(sources.skipped)} people skipped: {shown})")
+    return sources
+
+
 def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = False,
             progress: bool = True) -> JobResult:
     """Run (or resume) a job; see the module docstring.
@@ -341,18 +356,18 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
     if config.backend == "local" and workers > (os.cpu_count() or 1) and devices == ["cpu"]:
         log.warning("%d workers on %d CPU cores", workers, os.cpu_count() or 1)
     identity = job_identity(config)
+    sources, choice = None, None
+    if config.eft_auto:  # the pilot needs the exemplars: read them first
+        sources = _read_sources(config)
+        config, choice = resolve_auto(config, sources.exemplars)
     chash = config_hash_of(config, identity)
     folder = output_dir_for(config, shard)
     shard_text = None if shard is None or shard.count == 1 else str(shard)
     _check_output_dir(folder)
     with job_lock(folder):
         manifest = _open_manifest(folder, config, identity, chash, shard_text, force)
-        sources = read_sources(config.datasets)
-        if not sources.exemplars:
-            counts = Counter(s.reason for s in sources.skipped)
-            shown = ", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none read"
-            raise EftError(f"no exemplars to fit: the datasets hold none that can be "
-                           f"fitted ({len(sources.skipped)} people skipped: {shown})")
+        if sources is None:
+            sources = _read_sources(config)
         by_id = {e.id: e for e in sources.exemplars}
         ids = select_shard(by_id, shard)
         if config.limit is not None:
@@ -420,6 +435,7 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         summary = finish(folder, config, manifest, parts.values(), work,
                          [s.reason for s in skipped], identity, chash,
                          write=not up_to_date)
+        summary.recipe_auto = None if choice is None else choice.to_dict()
         if up_to_date:
             log.info("nothing to do: every exemplar is fitted and the final files are "
                      "up to date")

@@ -11,17 +11,11 @@ import numpy as np
 
 from eft.annotations.columns import Columns
 
+from .recipe import EXACT_LABELS_BELOW
 from .store import Failure
 
 __all__ = ["Summary", "summarize", "EXACT_LABELS_BELOW", "ANNOTATED_LABELS_ABOVE"]
 
-#: Median reprojection / box side under ``open-prior`` below which the labels look
-#: exact (projected from motion capture): ``open-prior-exact`` fits them better.
-#: Measured with prior v9 (README, "Labels without annotation noise"): 0.011-0.012 on
-#: exact labels, 0.011-0.013 at a quarter of COCO's annotation noise, 0.014-0.016 at
-#: half (``open-prior-exact`` 3 mm better there), 0.017-0.020 at three quarters (the
-#: two recipes level), 0.019 / 0.022 on COCO / MPII train.
-EXACT_LABELS_BELOW = 0.015
 #: Median reprojection / box side under ``open-prior-exact`` above which the labels look
 #: annotated: that recipe is fitting their noise (0.008-0.009 on exact labels, 0.011-0.013
 #: at half the noise, 0.013-0.016 at three quarters, 0.015-0.020 with all of it).
@@ -48,6 +42,9 @@ class Summary:
             None without fits.  How exact the labels look: README "Labels without
             annotation noise".
         recipe: the EFT preset the job's settings equal (None: none of them).
+        recipe_auto: how ``eft.preset: auto`` picked it
+            (:meth:`eft.jobs.recipe.RecipeChoice.to_dict`), None when the config named
+            the recipe.
     """
 
     n_work: int = 0
@@ -62,6 +59,7 @@ class Summary:
     outputs: dict[str, str] = field(default_factory=dict)
     reproj_median: float | None = None
     recipe: str | None = None
+    recipe_auto: dict | None = None
 
     @property
     def rejected(self) -> int:
@@ -115,6 +113,11 @@ class Summary:
         if self.reproj_median is not None:
             lines.insert(4, f"reproj     median {self.reproj_median:.4f} of the box side"
                          + self.labels_hint())
+        if self.recipe_auto is not None:
+            a = self.recipe_auto
+            lines.insert(4, f"recipe     {a['recipe']} (eft.preset auto: pilot of "
+                         f"{a['pilot']}, median reprojection {a['reproj_median']:.4f}; "
+                         f"exact labels below {EXACT_LABELS_BELOW})")
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""``eft.preset: auto`` (the default of ``eft fit`` with a shipped prior): which recipe its
+pilot picks for labels of every quality, and what that pick is worth.
+
+    python scripts/bench_auto_recipe.py [--n 256] [--n-real 1000]
+
+The pilot (``eft.jobs.recipe``) fits up to 256 of a job's people with ``open-prior`` and
+picks ``open-prior-exact`` when their median reprojection error is below
+``EXACT_LABELS_BELOW`` of the box side, else ``open-prior``.  Measured here, with the
+job's own functions (``pilot_sample``, ``pick_recipe``):
+
+- **synthetic people** from the pose bank's val clips (``PRIOR_VAL_SEED``), COCO-17 and
+  H36M-17 labels: exact (motion-capture-like), 0.25 / 0.5 / 0.75 / 1.0 times the
+  annotation noise with nothing missing, and the annotated val set (noise, missing
+  joints, truncation, dropped limbs). Per set: the pilot's median and pick, and
+  PA-MPJPE-14 (mm) of ``open-prior``, ``open-prior-exact``, the pick and SMPLify;
+- **real labels**, COCO val2017 and MPII's Tompson val split: the pilot's median and
+  pick over each whole set, and the held-out-joint error (``eft.fitting.heldout``;
+  ``n-real`` people with all limbs labelled, one limb hidden) of each recipe.
+
+Writes ``scripts/results/bench_auto_recipe.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+from bench_eft_formats import errors, restrict, write_results
+from tune_eft import DATA, REAL, held_out_people
+
+from eft.body import BodyModel
+from eft.data.readers import read_dataset
+from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
+from eft.fitting.config import eft_preset
+from eft.fitting.heldout import held_out_errors
+from eft.geometry.rotations import axis_angle_to_rotmat
+from eft.jobs.recipe import AUTO_CHOICES, EXACT_LABELS_BELOW, pick_recipe, pilot_sample
+from eft.models import load_regressor
+from eft.synthetic.exemplars import generate
+from eft.synthetic.pose_bank import load_pose_bank
+from eft.train.evaluate import pose_joints
+from eft.train.prior import PRIOR_VAL_SEED, V2_SYNTHETIC, make_prior_v2_sets
+
+CONDITIONS = ("exact", "0.25", "0.5", "0.75", "1.0", "annotated")
+FORMATS = ("coco17", "h36m17_spin")
+METHODS = (*AUTO_CHOICES, "smplify")
+
+
+def pilot(model, body, people: list) -> tuple[str, float]:
+    """The recipe ``eft.preset: auto`` picks for a job of ``people``, and the median."""
+    fits = fit_method("eft", model, body, exemplar_batch(pilot_sample(people)),
+                      eft_preset(AUTO_CHOICES[0]))
+    return pick_recipe([f.quality.reproj_frac_bbox for f in fits])
+
+
+def synthetic_set(poses, body, cond: str, n: int):
+    if cond == "annotated":
+        return make_prior_v2_sets(poses, n, 0, PRIOR_VAL_SEED, body)[0]
+    cfg = dataclasses.replace(V2_SYNTHETIC.clean(),
+                              noise_scale=0.0 if cond == "exact" else float(cond))
+    return generate(poses, n, PRIOR_VAL_SEED, cfg, body=body)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=256, help="synthetic people per set")
+    ap.add_argument("--n-real", type=int, default=1000, help="held-out people per real set")
+    ap.add_argument("--out", default="bench_auto_recipe")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    body, model = BodyModel.load(), load_regressor("default")
+    poses = load_pose_bank().val().poses
+    synth = []
+    for cond in CONDITIONS:
+        val = synthetic_set(poses, body, cond, args.n)
+        rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
+                                   .reshape(-1, 24, 3))
+        gt14, _ = pose_joints(body, rot, torch.as_tensor(val.betas, dtype=torch.float32))
+        for fmt in FORMATS:
+            people = restrict(list(val.exemplars()), fmt)
+            pick, median = pilot(model, body, people)
+            pa = {}
+            for m in METHODS:
+                cfg = None if m == "smplify" else eft_preset(m)
+                fits = fit_method("smplify" if m == "smplify" else "eft", model, body,
+                                  exemplar_batch(people), cfg)
+                pa[m] = errors(pose_joints(body, *fits_to_tensors(fits))[0], gt14)["pa_mpjpe_mm"]
+            d = pa[pick] - pa["smplify"]
+            row = {"labels": cond, "format": fmt, "pilot_median": median, "pick": pick,
+                   **{f"pa_{m}": float(pa[m].mean()) for m in METHODS},
+                   "pa_auto": float(pa[pick].mean()),
+                   "auto_minus_smplify": float(d.mean()),
+                   "auto_minus_smplify_se": float(d.std(ddof=1) / np.sqrt(len(d)))}
+            synth.append(row)
+            print(row, flush=True)
+    real = []
+    held = held_out_people(args.n_real, 0)
+    for name, (kind, rel) in REAL.items():
+        pick, median = pilot(model, body, read_dataset(kind, DATA / rel).exemplars)
+        people = held[name]
+        row = {"set": name, "pilot_median": median, "pick": pick}
+        for m in AUTO_CHOICES:
+            fits = fit_method("eft", model, body,
+                              exemplar_batch([h.exemplar for h in people]), eft_preset(m))
+            row[f"heldout_{m}"] = held_out_errors(people, fits).summary().mean
+        row["heldout_auto"] = row[f"heldout_{pick}"]
+        real.append(row)
+        print(row, flush=True)
+    out = {"command": f"python scripts/bench_auto_recipe.py --n {args.n} --n-real {args.n_real}",
+           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "machine": f"{platform.machine()}, 1 torch thread",
+           "threshold": EXACT_LABELS_BELOW, "n": args.n, "n_real": args.n_real,
+           "seconds": round(time.perf_counter() - t0, 1), "synthetic": synth, "real": real}
+    write_results(out, args.out, markdown(out))
+
+
+def markdown(r: dict) -> str:
+    a, b = AUTO_CHOICES
+    lines = [
+        "# bench_auto_recipe: the recipe `eft.preset: auto` picks, and what it is worth", "",
+        f"Command: `{r['command']}` ({r['date']}, {r['machine']}, "
+        f"{r['seconds'] / 60:.1f} min).", "",
+        f"The pilot fits up to 256 of a job's people with `{a}` and picks `{b}` when their "
+        f"median reprojection error is below {r['threshold']} of the box side. "
+        f"Synthetic: {r['n']} people from the pose bank's val clips per row, PA-MPJPE-14 "
+        "in mm (lower is better); `auto - SMPLify` is paired, ± standard error.", "",
+        f"| labels | format | pilot median | pick | {a} | {b} | auto | SMPLify | "
+        "auto - SMPLify |",
+        "|---|---|---|---|---|---|---|---|---|"]
+    for x in r["synthetic"]:
+        lines.append(
+            f"| {x['labels']} | {x['format']} | {x['pilot_median']:.4f} | {x['pick']} | "
+            f"{x[f'pa_{a}']:.1f} | {x[f'pa_{b}']:.1f} | **{x['pa_auto']:.1f}** | "
+            f"{x['pa_smplify']:.1f} | {x['auto_minus_smplify']:+.1f} ± "
+            f"{x['auto_minus_smplify_se']:.1f} |")
+    lines += ["", f"Real labels: the pilot over each whole val set, and the mean hidden-joint "
+              f"error / keypoint box of {r['n_real']} held-out-limb people (lower is better).",
+              "", f"| set | pilot median | pick | {a} | {b} | auto |", "|---|---|---|---|---|---|"]
+    for x in r["real"]:
+        lines.append(f"| {x['set']} | {x['pilot_median']:.4f} | {x['pick']} | "
+                     f"{x[f'heldout_{a}']:.4f} | {x[f'heldout_{b}']:.4f} | "
+                     f"**{x['heldout_auto']:.4f}** |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""``eft.preset: auto``: a pilot fit picks ``open-prior`` or ``open-prior-exact`` from how
+exact the job's labels are (eft.jobs.recipe)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from eft.fitting import exemplar_batch, fit
+from eft.fitting.config import EFTConfig, eft_preset
+from eft.jobs import config_from_dict, run_job
+from eft.jobs.recipe import EXACT_LABELS_BELOW, PILOT_SIZE, job_eft_keys, pilot_sample
+from eft.jobs.sources import read_sources
+
+#: exact labels: no annotation noise, nothing missing, nobody truncated
+EXACT = {"noise_scale": 0.0, "missing_rate": 0.0, "limb_drop_prob": 0.0,
+         "truncation_prob": 0.0}
+
+
+def job(out: Path, n: int = 24, labels: dict | None = None, **extra) -> dict:
+    d = {"datasets": [{"kind": "synthetic", "name": "syn",
+                       "options": {"n": n, "seed": 5, **(labels or {})}}],
+         "output": {"dir": str(out), "formats": ["h5"]},
+         "batch_size": 8, "chunk_size": 8, "devices": ["cpu"]}
+    d.update(extra)
+    return d
+
+
+def test_auto_is_the_default_with_a_shipped_prior(tmp_path):
+    cfg = config_from_dict(job(tmp_path))
+    assert cfg.eft_auto and cfg.eft == eft_preset("open-prior")
+    named = config_from_dict(job(tmp_path, eft={"preset": "open-prior"}))
+    assert not named.eft_auto and named.eft == cfg.eft
+    keys = config_from_dict(job(tmp_path, eft={"preset": "auto", "max_iters": 5}))
+    assert keys.eft_auto and keys.eft == eft_preset("open-prior", max_iters=5)
+    assert job_eft_keys(keys.eft) == {"max_iters": 5}
+    # another regressor file keeps EFT's published recipe
+    other = config_from_dict(job(tmp_path, regressor=str(tmp_path / "mine.pt")))
+    assert not other.eft_auto and other.eft == EFTConfig()
+    # a resolved config (every eft key written out) leaves nothing to pick, even one
+    # written before eft_auto existed
+    every = dataclasses.asdict(eft_preset("open-prior-exact"))
+    assert not config_from_dict(job(tmp_path, eft=every)).eft_auto
+    with pytest.raises(Exception, match="auto"):
+        config_from_dict(job(tmp_path, eft={"preset": "autp"}))
+
+
+def _spread(ids: list[str], n: int) -> list[str]:
+    return [ids[int(round(i))] for i in np.linspace(0, len(ids) - 1, n)]
+
+
+def test_pilot_sample_is_spread_over_the_ids_and_ignores_their_order():
+    from eft.jobs.config import DatasetConfig
+
+    people = read_sources((DatasetConfig(kind="synthetic", options={"n": 40}),)).exemplars
+    bad = dataclasses.replace(people[3], center=np.array([np.nan, 0.0]))
+    people = people[:3] + [bad] + people[4:]
+    ids = sorted(e.id for e in people if e is not bad)
+    assert [e.id for e in pilot_sample(people, 10)] == _spread(ids, 10)
+    assert [e.id for e in pilot_sample(people[::-1], 10)] == _spread(ids, 10)
+    assert [e.id for e in pilot_sample(people, 100)] == ids
+    assert PILOT_SIZE == 256
+
+
+def _run(out: Path, **kw):
+    return run_job(config_from_dict(job(out, **kw)), progress=False)
+
+
+def test_auto_picks_the_exact_recipe_for_exact_labels(tmp_path, one_thread):
+    exact = _run(tmp_path / "a", labels=EXACT, eft={"max_iters": 12})
+    choice = exact.summary.recipe_auto
+    assert choice["recipe"] == "open-prior-exact" and choice["pilot"] == 24
+    assert choice["reproj_median"] < EXACT_LABELS_BELOW
+    # the job runs that recipe with its own keys on top, and says so
+    cfg = config_from_dict(exact.manifest.config)
+    assert cfg.eft == eft_preset("open-prior-exact", max_iters=12) and not cfg.eft_auto
+    assert "recipe     open-prior-exact (eft.preset auto" in exact.summary.format()
+    written = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
+    assert written["eft"]["smplify_blend"] == 0.5 and written["eft_auto"] is False
+
+    # the pilot is the open-prior fit of the job's people: its median, recomputed
+    from eft.body import BodyModel
+    from eft.models import load_regressor
+
+    people = read_sources(cfg.datasets).exemplars
+    fits = fit(load_regressor("default"), BodyModel.load(), exemplar_batch(people),
+               eft_preset("open-prior", max_iters=12), progress=False)
+    want = float(np.median([f.quality.reproj_frac_bbox for f in fits]))
+    assert choice["reproj_median"] == pytest.approx(want, rel=1e-5)
+
+    # naming that recipe is the same job: it resumes with nothing left to fit
+    named = _run(tmp_path / "a", labels=EXACT,
+                 eft={"preset": "open-prior-exact", "max_iters": 12})
+    assert named.summary.fitted_this_run == 0 and named.summary.recipe_auto is None
+    # so is auto again, and so is a run limited to a few people: same pilot, same pick
+    again = _run(tmp_path / "a", labels=EXACT, eft={"max_iters": 12}, limit=5)
+    assert again.summary.fitted_this_run == 0 and again.summary.recipe_auto == {
+        **choice, "seconds": again.summary.recipe_auto["seconds"]}
+
+
+def test_auto_keeps_open_prior_for_annotated_labels(tmp_path, one_thread):
+    noisy = _run(tmp_path / "b")  # the generator's default: COCO-like annotation noise
+    choice = noisy.summary.recipe_auto
+    assert choice["recipe"] == "open-prior"
+    assert choice["reproj_median"] > EXACT_LABELS_BELOW
+    assert config_from_dict(noisy.manifest.config).eft == eft_preset("open-prior")
+    # the same job named open-prior resumes into the folder
+    named = _run(tmp_path / "b", eft={"preset": "open-prior"})
+    assert named.summary.fitted_this_run == 0
+
+
+def test_pick_recipe_threshold():
+    from eft.jobs.recipe import pick_recipe
+
+    below, above = EXACT_LABELS_BELOW * 0.9, EXACT_LABELS_BELOW * 1.1
+    assert pick_recipe([below, below, above]) == ("open-prior-exact", below)
+    assert pick_recipe([below, above, above, np.nan]) == ("open-prior", above)
+    assert pick_recipe([EXACT_LABELS_BELOW])[0] == "open-prior"
+    recipe, median = pick_recipe([np.nan, np.inf])
+    assert recipe == "open-prior" and np.isnan(median)
+    assert pick_recipe([])[0] == "open-prior"
