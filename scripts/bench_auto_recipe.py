@@ -3,10 +3,10 @@ pilot picks for labels of every quality, and what that pick is worth.
 
     python scripts/bench_auto_recipe.py [--n 256] [--n-real 1000]
 
-The pilot (``eft.jobs.recipe``) fits up to 256 of a job's people with ``open-prior`` and
-picks ``open-prior-exact`` when their median reprojection error is below
+The pilot (``eft.fitting.auto``, ``eft.jobs.recipe``) fits up to 256 of a job's people
+with ``open-prior`` and picks ``open-prior-exact`` when their median reprojection error is below
 ``EXACT_LABELS_BELOW`` of the box side, else ``open-prior``.  Measured here, with the
-job's own functions (``pilot_sample``, ``pick_recipe``):
+job's own functions (``pilot_sample``, ``pick_preset``):
 
 - **synthetic people** from the pose bank's val clips (``PRIOR_VAL_SEED``), COCO-17 and
   H36M-17 labels: exact (motion-capture-like), 0.25 / 0.5 / 0.75 / 1.0 times the
@@ -36,10 +36,11 @@ from tune_eft import DATA, REAL, held_out_people
 from eft.body import BodyModel
 from eft.data.readers import read_dataset
 from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
+from eft.fitting.auto import AUTO_CHOICES, EXACT_LABELS_BELOW, pick_preset
 from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors
 from eft.geometry.rotations import axis_angle_to_rotmat
-from eft.jobs.recipe import AUTO_CHOICES, EXACT_LABELS_BELOW, pick_recipe, pilot_sample
+from eft.jobs.recipe import pilot_sample
 from eft.models import load_regressor
 from eft.synthetic.exemplars import generate
 from eft.synthetic.pose_bank import load_pose_bank
@@ -55,7 +56,7 @@ def pilot(model, body, people: list) -> tuple[str, float]:
     """The recipe ``eft.preset: auto`` picks for a job of ``people``, and the median."""
     fits = fit_method("eft", model, body, exemplar_batch(pilot_sample(people)),
                       eft_preset(AUTO_CHOICES[0]))
-    return pick_recipe([f.quality.reproj_frac_bbox for f in fits])
+    return pick_preset([f.quality.reproj_frac_bbox for f in fits])
 
 
 def synthetic_set(poses, body, cond: str, n: int):

@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from eft.fitting import exemplar_batch, fit
+from eft.fitting.auto import EXACT_LABELS_BELOW, PILOT_SIZE, own_keys
 from eft.fitting.config import EFTConfig, eft_preset
 from eft.jobs import config_from_dict, run_job
-from eft.jobs.recipe import EXACT_LABELS_BELOW, PILOT_SIZE, job_eft_keys, pilot_sample
+from eft.jobs.recipe import pilot_sample
 from eft.jobs.sources import read_sources
 
 #: exact labels: no annotation noise, nothing missing, nobody truncated
@@ -37,7 +38,7 @@ def test_auto_is_the_default_with_a_shipped_prior(tmp_path):
     assert not named.eft_auto and named.eft == cfg.eft
     keys = config_from_dict(job(tmp_path, eft={"preset": "auto", "max_iters": 5}))
     assert keys.eft_auto and keys.eft == eft_preset("open-prior", max_iters=5)
-    assert job_eft_keys(keys.eft) == {"max_iters": 5}
+    assert own_keys(keys.eft) == {"max_iters": 5}
     # another regressor file keeps EFT's published recipe
     other = config_from_dict(job(tmp_path, regressor=str(tmp_path / "mine.pt")))
     assert not other.eft_auto and other.eft == EFTConfig()
@@ -73,7 +74,7 @@ def _run(out: Path, **kw):
 def test_auto_picks_the_exact_recipe_for_exact_labels(tmp_path, one_thread):
     exact = _run(tmp_path / "a", labels=EXACT, eft={"max_iters": 12})
     choice = exact.summary.recipe_auto
-    assert choice["recipe"] == "open-prior-exact" and choice["pilot"] == 24
+    assert choice["preset"] == "open-prior-exact" and choice["pilot"] == 24
     assert choice["reproj_median"] < EXACT_LABELS_BELOW
     # the job runs that recipe with its own keys on top, and says so
     cfg = config_from_dict(exact.manifest.config)
@@ -105,21 +106,10 @@ def test_auto_picks_the_exact_recipe_for_exact_labels(tmp_path, one_thread):
 def test_auto_keeps_open_prior_for_annotated_labels(tmp_path, one_thread):
     noisy = _run(tmp_path / "b")  # the generator's default: COCO-like annotation noise
     choice = noisy.summary.recipe_auto
-    assert choice["recipe"] == "open-prior"
+    assert choice["preset"] == "open-prior"
     assert choice["reproj_median"] > EXACT_LABELS_BELOW
     assert config_from_dict(noisy.manifest.config).eft == eft_preset("open-prior")
     # the same job named open-prior resumes into the folder
     named = _run(tmp_path / "b", eft={"preset": "open-prior"})
     assert named.summary.fitted_this_run == 0
 
-
-def test_pick_recipe_threshold():
-    from eft.jobs.recipe import pick_recipe
-
-    below, above = EXACT_LABELS_BELOW * 0.9, EXACT_LABELS_BELOW * 1.1
-    assert pick_recipe([below, below, above]) == ("open-prior-exact", below)
-    assert pick_recipe([below, above, above, np.nan]) == ("open-prior", above)
-    assert pick_recipe([EXACT_LABELS_BELOW])[0] == "open-prior"
-    recipe, median = pick_recipe([np.nan, np.inf])
-    assert recipe == "open-prior" and np.isnan(median)
-    assert pick_recipe([])[0] == "open-prior"

@@ -40,3 +40,32 @@ def test_layout_table_names_every_package_and_the_checks():
     assert named == packages
     command = text.split("<!-- test-command -->", 1)[1].split("```")[1]
     assert "lint-imports" in command and "mypy" in command
+
+
+def test_python_fitting_example_runs(tmp_path, one_thread):
+    """The README's second Python block fits a generic keypoint file with "auto"."""
+    import json
+
+    import numpy as np
+
+    from eft.body.joints import KEYPOINT_FORMATS
+    from eft.synthetic.exemplars import SyntheticConfig, generate
+    from eft.synthetic.pose_bank import load_pose_bank
+
+    text = README.read_text()
+    section = text[text.index("## Python API"):]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[1]
+    assert '"auto"' in code and "my_keypoints.json" in code
+    coco = KEYPOINT_FORMATS["coco17"]
+    people = list(generate(load_pose_bank().val().poses, 3, 2, SyntheticConfig()).exemplars())
+    records = []
+    for i, e in enumerate(people):
+        kp = np.asarray(e.keypoints)[list(coco.spin_indices)]
+        records.append({"image": f"img{i}.jpg", "keypoints": kp.ravel().tolist()})
+    path = tmp_path / "my_keypoints.json"
+    path.write_text(json.dumps({"keypoint_format": "coco17", "people": records}))
+    scope: dict = {}
+    exec(compile(code.replace("my_keypoints.json", str(path)), "README.md", "exec"), scope)  # noqa: S102
+    fits = scope["fits"]
+    assert len(fits) == 3 and fits[0].rotmat.shape == (24, 3, 3)
+    assert all(np.isfinite(f.quality.reproj_frac_bbox) for f in fits)

@@ -3,6 +3,8 @@
 * :func:`fit` / :func:`fit_flat` / :func:`fit_batched` / :func:`fit_sequential` - run EFT,
   get :class:`Fit` s.
 * :class:`EFTConfig`, :class:`QualityRules` - loss weights, optimiser, stopping, filters.
+* ``fit_exemplars(..., config="auto")`` - the recipe picked by a pilot fit from how exact
+  the labels are (:mod:`eft.fitting.auto`).
 * :func:`eft_loss` - EFT's per-exemplar loss; :func:`exemplar_batch` - targets from
   :class:`~eft.data.exemplar.Exemplar` s.
 * :func:`rejudge` / :func:`apply_rules` - re-apply other acceptance rules to fits.
@@ -14,6 +16,7 @@
 Records (:class:`Fit`, :class:`FitQuality`) live in :mod:`eft.fitting.records`.
 """
 
+from . import auto as _auto
 from . import config as _config
 from . import engine as _engine
 from . import flat as _flat
@@ -23,6 +26,7 @@ from . import pose_prior as _pose_prior
 from . import quality as _quality
 from . import records as _records
 from . import smplify as _smplify
+from .auto import *  # noqa: F403
 from .config import *  # noqa: F403
 from .engine import *  # noqa: F403
 from .flat import *  # noqa: F403
@@ -35,6 +39,7 @@ from .smplify import *  # noqa: F403
 
 __all__ = [
     *_config.__all__,
+    *_auto.__all__,
     *_records.__all__,
     *_pose_prior.__all__,
     *_smplify.__all__,

@@ -49,6 +49,7 @@ batched computation.
 from __future__ import annotations
 
 import copy
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,7 +70,8 @@ from eft.geometry.rotations import nearest_rotation, rotmat_to_axis_angle
 from eft.models.output import RegressorOutput
 from eft.models.protocol import SCOPES, Regressor, whole_model_split
 
-from .config import EFTConfig
+from .auto import AUTO_CHOICES, AUTO_PRESET, PresetChoice, auto_config, pick_preset, pilot_indices
+from .config import EFTConfig, eft_preset
 from .losses import count_valid_gt, eft_loss, project, sanitize_keypoints
 from .pose_prior import load_default_pose_prior
 from .quality import PosePrior, assess, pose_nll
@@ -816,7 +818,7 @@ def fit_exemplars(
     exemplars: Sequence[Exemplar],
     model: nn.Module,
     body: BodyModel | KeypointLBS,
-    config: EFTConfig | None = None,
+    config: EFTConfig | str | None = None,
     inputs: Tensor | None = None,
     **kwargs,
 ) -> list[Fit]:
@@ -824,5 +826,29 @@ def fit_exemplars(
     exemplars' ids, crops (``center``, ``scale``) and keypoints.  ``inputs`` are the
     image crops for an image regressor (B, 3, 224, 224); a
     :class:`~eft.models.KeypointRegressor` reads the keypoints and needs none.
-    ``kwargs`` go to :func:`fit` (``mode``, ``batch_size``, ``progress``, ...)."""
+    ``config``: an :class:`EFTConfig`, a recipe name of
+    :data:`~eft.fitting.config.EFT_PRESETS`, or ``"auto"``: ``open-prior`` or
+    ``open-prior-exact``, picked by a pilot fit of up to 256 of the exemplars
+    (:mod:`eft.fitting.auto`; ``eft fit``'s default with a shipped prior).  None is
+    EFT's published recipe.  ``kwargs`` go to :func:`fit` (``mode``, ``batch_size``,
+    ``progress``, ...)."""
+    if isinstance(config, str):
+        config = (_auto_config(exemplars, model, body, inputs, kwargs)
+                  if config == AUTO_PRESET else eft_preset(config))
     return fit(model, body, exemplar_batch(exemplars, inputs), config, **kwargs)
+
+
+def _auto_config(exemplars: Sequence[Exemplar], model: nn.Module,
+                 body: BodyModel | KeypointLBS, inputs: Tensor | None,
+                 kwargs: dict) -> EFTConfig:
+    """The recipe ``"auto"`` picks for ``exemplars`` (:mod:`eft.fitting.auto`)."""
+    t0 = time.perf_counter()
+    idx = pilot_indices([e.id for e in exemplars])
+    pilot = [exemplars[int(i)] for i in idx]
+    pilot_inputs = None if inputs is None else inputs[torch.as_tensor(idx)]
+    same = {k: kwargs[k] for k in ("mode", "batch_size") if k in kwargs}
+    fits = fit(model, body, exemplar_batch(pilot, pilot_inputs), eft_preset(AUTO_CHOICES[0]),
+               progress=False, pose_prior=None, **same)
+    preset, median = pick_preset([f.quality.reproj_frac_bbox for f in fits])
+    return auto_config(PresetChoice(preset=preset, pilot=len(pilot), reproj_median=median,
+                                    seconds=round(time.perf_counter() - t0, 3)))

@@ -33,6 +33,7 @@ from eft.config_loader import (
 )
 from eft.data.readers import READERS
 from eft.errors import EftError, did_you_mean
+from eft.fitting.auto import AUTO_CHOICES, AUTO_PRESET
 from eft.fitting.config import EFT_PRESETS, EFTConfig, QualityRules
 from eft.models.registry import DEFAULT_SPEC, NAMED_PRIORS
 
@@ -256,20 +257,14 @@ def _build_eft(value: Any, key: str, default_preset: str = "eft") -> EFTConfig:
         raise ConfigKeyError(key, f"expected a mapping, got {describe(value)}")
     value = dict(value)
     preset = value.pop("preset", default_preset)
-    if preset == AUTO_PRESET:
-        preset = AUTO_PILOT_PRESET
+    if preset == AUTO_PRESET:  # the pilot's recipe until the run picks (eft.jobs.recipe)
+        preset = AUTO_CHOICES[0]
     elif preset not in EFT_PRESETS:
         names = [*EFT_PRESETS, AUTO_PRESET]
         raise ConfigKeyError(join_key(key, "preset"), f"expected one of {sorted(names)}, "
                              f"got {preset!r}{did_you_mean(str(preset), names)}")
     return build(EFTConfig, {**EFT_PRESETS[preset], **value}, key,
                   special={"rules": _build_rules})
-
-
-#: ``eft.preset`` that picks the recipe from a pilot fit (:mod:`eft.jobs.recipe`), and
-#: the recipe the pilot (and, until the pick, ``JobConfig.eft``) uses.
-AUTO_PRESET = "auto"
-AUTO_PILOT_PRESET = "open-prior"
 
 
 def default_eft_preset(regressor: Any) -> str:

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from eft.annotations.columns import Columns
+from eft.fitting.auto import EXACT_LABELS_BELOW
 
-from .recipe import EXACT_LABELS_BELOW
 from .store import Failure
 
 __all__ = ["Summary", "summarize", "EXACT_LABELS_BELOW", "ANNOTATED_LABELS_ABOVE"]
@@ -43,7 +43,7 @@ class Summary:
             annotation noise".
         recipe: the EFT preset the job's settings equal (None: none of them).
         recipe_auto: how ``eft.preset: auto`` picked it
-            (:meth:`eft.jobs.recipe.RecipeChoice.to_dict`), None when the config named
+            (:meth:`eft.fitting.auto.PresetChoice.to_dict`), None when the config named
             the recipe.
     """
 
@@ -115,7 +115,7 @@ class Summary:
                          + self.labels_hint())
         if self.recipe_auto is not None:
             a = self.recipe_auto
-            lines.insert(4, f"recipe     {a['recipe']} (eft.preset auto: pilot of "
+            lines.insert(4, f"recipe     {a['preset']} (eft.preset auto: pilot of "
                          f"{a['pilot']}, median reprojection {a['reproj_median']:.4f}; "
                          f"exact labels below {EXACT_LABELS_BELOW})")
         for fmt, path in self.outputs.items():
