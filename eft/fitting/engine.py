@@ -70,7 +70,7 @@ from eft.geometry.rotations import nearest_rotation, rotmat_to_axis_angle
 from eft.models.output import RegressorOutput
 from eft.models.protocol import SCOPES, Regressor, whole_model_split
 
-from .auto import AUTO_CHOICES, AUTO_PRESET, PresetChoice, auto_config, pick_preset, pilot_indices
+from .auto import AUTO_CHOICES, AUTO_PRESET, auto_config, choose_from_pilot, pilot_indices
 from .config import EFTConfig, eft_preset
 from .losses import count_valid_gt, eft_loss, project, sanitize_keypoints
 from .pose_prior import load_default_pose_prior
@@ -849,6 +849,4 @@ def _auto_config(exemplars: Sequence[Exemplar], model: nn.Module,
     same = {k: kwargs[k] for k in ("mode", "batch_size") if k in kwargs}
     fits = fit(model, body, exemplar_batch(pilot, pilot_inputs), eft_preset(AUTO_CHOICES[0]),
                progress=False, pose_prior=None, **same)
-    preset, median = pick_preset([f.quality.reproj_frac_bbox for f in fits])
-    return auto_config(PresetChoice(preset=preset, pilot=len(pilot), reproj_median=median,
-                                    seconds=round(time.perf_counter() - t0, 3)))
+    return auto_config(choose_from_pilot(fits, pilot, round(time.perf_counter() - t0, 3)))

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from eft.annotations.columns import Columns
-from eft.fitting.auto import EXACT_LABELS_BELOW
+from eft.fitting.auto import EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW
 
 from .store import Failure
 
@@ -116,8 +116,9 @@ class Summary:
         if self.recipe_auto is not None:
             a = self.recipe_auto
             lines.insert(4, f"recipe     {a['preset']} (eft.preset auto: pilot of "
-                         f"{a['pilot']}, median reprojection {a['reproj_median']:.4f}; "
-                         f"exact labels below {EXACT_LABELS_BELOW})")
+                         f"{a['pilot']}, median reprojection {a['reproj_median']:.4f}, "
+                         f"limbs {a['limb_median']:.4f}; exact below {EXACT_LABELS_BELOW} "
+                         f"or {EXACT_LIMBS_BELOW})")
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)
