@@ -113,3 +113,17 @@ def test_auto_keeps_open_prior_for_annotated_labels(tmp_path, one_thread):
     named = _run(tmp_path / "b", eft={"preset": "open-prior"})
     assert named.summary.fitted_this_run == 0
 
+
+
+def test_auto_names_its_pick_when_the_folder_holds_another_recipe(tmp_path, one_thread):
+    """Exact labels fitted with open-prior (as before auto was the default): an auto
+    run refuses to resume into them, and says how to."""
+    from eft.jobs import JobStoreError
+
+    before = _run(tmp_path / "c", n=12, labels=EXACT, eft={"preset": "open-prior"})
+    assert before.summary.recipe_auto is None
+    with pytest.raises(JobStoreError, match=r"another configuration .*auto picked "
+                       r"open-prior-exact.*--set eft.preset=open-prior"):
+        _run(tmp_path / "c", n=12, labels=EXACT)
+    again = _run(tmp_path / "c", n=12, labels=EXACT, eft={"preset": "open-prior"})
+    assert again.summary.fitted_this_run == 0

@@ -365,7 +365,15 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
     shard_text = None if shard is None or shard.count == 1 else str(shard)
     _check_output_dir(folder)
     with job_lock(folder):
-        manifest = _open_manifest(folder, config, identity, chash, shard_text, force)
+        try:
+            manifest = _open_manifest(folder, config, identity, chash, shard_text, force)
+        except JobStoreError as exc:
+            if choice is None:
+                raise
+            raise JobStoreError(
+                f"{exc}. eft.preset auto picked {choice.preset} for these labels; to "
+                "resume results fitted with another recipe, name it (e.g. --set "
+                "eft.preset=open-prior)") from None
         if sources is None:
             sources = _read_sources(config)
         by_id = {e.id: e for e in sources.exemplars}
