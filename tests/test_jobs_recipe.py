@@ -80,6 +80,14 @@ def test_auto_picks_the_exact_recipe_for_exact_labels(tmp_path, one_thread):
     cfg = config_from_dict(exact.manifest.config)
     assert cfg.eft == eft_preset("open-prior-exact", max_iters=12) and not cfg.eft_auto
     assert "recipe     open-prior-exact (eft.preset auto" in exact.summary.format()
+    # auto measured the labels itself: no second opinion from the summary's hint
+    from eft.jobs.summary import ANNOTATED_LABELS_ABOVE, Summary
+
+    loud = Summary(fitted=1, recipe="open-prior-exact", reproj_median=ANNOTATED_LABELS_ABOVE * 2)
+    assert "human-annotated" in loud.format()
+    quiet = Summary(fitted=1, recipe="open-prior-exact", recipe_auto=choice,
+                    reproj_median=ANNOTATED_LABELS_ABOVE * 2)
+    assert "human-annotated" not in quiet.format() and "eft.preset auto" in quiet.format()
     written = yaml.safe_load((tmp_path / "a" / "config.yaml").read_text())
     assert written["eft"]["smplify_blend"] == 0.5 and written["eft_auto"] is False
 

@@ -9,10 +9,9 @@ job's own worker (:func:`~eft.jobs.worker.run_chunk`: image crops for an image
 regressor, bad exemplars left out), in this process on the CPU.  If the pilot's fits
 reproduce the labels closely enough (:func:`~eft.fitting.auto.pick_preset`) the job
 runs ``open-prior-exact``, else ``open-prior`` (each with the job's ``eft`` keys on
-top).  The pilot never depends on
-the shard, the limit, the workers or the devices, so every shard and every resumed run
-picks the same recipe, and the resolved config the job writes names the chosen
-recipe's settings.
+top).  The pilot never depends on the shard, the limit, the workers or the devices, so
+every shard and every resumed run picks the same recipe, and the resolved config the
+job writes names the chosen recipe's settings.
 """
 
 from __future__ import annotations

@@ -77,9 +77,10 @@ class Summary:
         return asdict(self)
 
     def labels_hint(self) -> str:
-        """A hint when the labels look unlike what the recipe was made for, else ''."""
+        """A hint when the labels look unlike what the recipe was made for, else ''
+        (none under ``eft.preset: auto``, which picked the recipe from the labels)."""
         r = self.reproj_median
-        if r is None:
+        if r is None or self.recipe_auto is not None:
             return ""
         if self.recipe == "open-prior" and r < EXACT_LABELS_BELOW:
             return ("; the labels look exact (no annotation noise): eft.preset "
