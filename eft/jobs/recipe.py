@@ -6,12 +6,12 @@ Before anything is fitted, the runner fits the pilot: up to
 over all of them sorted by id (every dataset, every shard, before ``limit``;
 :func:`pilot_sample`), with ``open-prior`` plus the job's own ``eft`` keys, through the
 job's own worker (:func:`~eft.jobs.worker.run_chunk`: image crops for an image
-regressor, bad exemplars left out), in this process on the CPU.  If the pilot's fits
-reproduce the labels closely enough (:func:`~eft.fitting.auto.pick_preset`) the job
-runs ``open-prior-exact``, else ``open-prior`` (each with the job's ``eft`` keys on
-top).  The pilot never depends on the shard, the limit, the workers or the devices, so
-every shard and every resumed run picks the same recipe, and the resolved config the
-job writes names the chosen recipe's settings.
+regressor, bad exemplars left out), in this process on one CPU thread.  If the pilot's
+fits reproduce the labels closely enough (:func:`~eft.fitting.auto.pick_preset`) the
+job runs ``open-prior-exact``, else ``open-prior`` (each with the job's ``eft`` keys on
+top).  The pilot never depends on the shard, the limit, the workers, the threads or the
+devices, so every shard and every resumed run picks the same recipe, and the resolved
+config the job writes names the chosen recipe's settings.
 """
 
 from __future__ import annotations
@@ -44,14 +44,15 @@ def pilot_sample(exemplars: Sequence[Exemplar], n: int = PILOT_SIZE) -> list[Exe
 
 def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetChoice:
     """Fit :func:`pilot_sample` of ``exemplars`` with ``config.eft`` (``open-prior`` and
-    the job's own keys) on the CPU and pick the recipe
+    the job's own keys) on one CPU thread (whatever the job's ``threads`` and
+    ``devices``, which a resumed run may change) and pick the recipe
     (:func:`~eft.fitting.auto.choose_from_pilot`)."""
     t0 = time.perf_counter()
     pilot = pilot_sample(exemplars)
     setup = WorkerSetup(
         run_id="pilot", config_hash="pilot", body=config.body, regressor=config.regressor,
         eft=config.eft, mode=config.mode, batch_size=config.batch_size, seed=config.seed,
-        threads=config.threads, devices=("cpu",), slot_dir=None, check_images=False)
+        threads=1, devices=("cpu",), slot_dir=None, check_images=False)
     part = run_chunk(setup, ChunkTask(index=-1, exemplars=tuple(pilot)))
     records = part.columns.to_annotations()
     return choose_from_pilot([r.fit for r in records], [r.exemplar for r in records],
