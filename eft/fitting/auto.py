@@ -32,11 +32,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from eft.body.joints import SPIN49_INDEX
 from eft.data.exemplar import Exemplar
+from eft.geometry.cameras import image_to_crop_norm
 
 from .config import EFTConfig, eft_preset
+from .quality import reprojection_px
 from .records import Fit
 
 __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BELOW",
@@ -118,16 +121,17 @@ def limb_reproj(pred_px: np.ndarray, labels: np.ndarray, scales: np.ndarray) -> 
     """(N,) each person's mean distance between the fit's keypoints ``pred_px``
     (N, 49, 2) and the labelled ones ``labels`` (N, 49, 3, image px) over the
     labelled :data:`SKELETON_FREE_SLOTS`, over the box side ``200 * scales`` (N,);
-    NaN for a person with none of them labelled."""
-    slots = list(SKELETON_FREE_SLOTS)
-    lab = np.asarray(labels, dtype=np.float64)[:, slots]
-    d = np.linalg.norm(np.asarray(pred_px, dtype=np.float64)[:, slots] - lab[..., :2], axis=-1)
-    ok = (lab[..., 2] > 0) & np.isfinite(d)
-    n = ok.sum(1)
-    total = np.where(ok, d, 0.0).sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, total / np.maximum(n, 1), np.nan) / (
-            200.0 * np.asarray(scales, dtype=np.float64))
+    NaN for a person with none of them labelled.  The fits' own
+    :func:`~eft.fitting.quality.reprojection_px` restricted to those slots."""
+    s = torch.as_tensor(np.asarray(scales, dtype=np.float64))
+    origin = torch.zeros(len(s), 2, dtype=torch.float64)
+    target = torch.as_tensor(np.asarray(labels, dtype=np.float64)).clone()
+    target[..., :2] = image_to_crop_norm(target[..., :2], origin, s)
+    pred = image_to_crop_norm(torch.as_tensor(np.asarray(pred_px, dtype=np.float64)),
+                              origin, s)
+    valid = torch.zeros(target.shape[1], dtype=torch.bool)
+    valid[list(SKELETON_FREE_SLOTS)] = True
+    return (reprojection_px(pred, target, origin, s, valid) / (200.0 * s)).numpy()
 
 
 def _median(values: Sequence[float] | np.ndarray) -> float:
