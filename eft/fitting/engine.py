@@ -72,7 +72,9 @@ from eft.models.protocol import SCOPES, Regressor, whole_model_split
 
 from .auto import AUTO_CHOICES, AUTO_PRESET, auto_config, choose_from_pilot, pilot_indices
 from .config import EFTConfig, eft_preset
-from .losses import count_valid_gt, eft_loss, project, sanitize_keypoints
+from .losses import count_valid_gt, eft_loss, keypoint_loss_2d, project, sanitize_keypoints
+from .perspective import (crop_camera, default_focal, perspective_project, perspective_refine,
+                          refine_weights, weak_camera_fit)
 from .pose_prior import load_default_pose_prior
 from .quality import PosePrior, assess, pose_nll
 from .records import Fit, FitTargets
@@ -211,7 +213,28 @@ def exemplar_batch(exemplars: Sequence[Exemplar], inputs: Tensor | None = None) 
     scales = torch.as_tensor([float(e.scale) for e in exemplars], dtype=torch.float64)
     xy = image_to_crop_norm(kp[..., :2], centers, scales)
     keypoints = torch.cat((xy, kp[..., 2:]), dim=-1).float()
-    return FitTargets(keypoints, inputs, [str(e.id) for e in exemplars], centers, scales)
+    cameras = [image_camera(e) for e in exemplars]
+    return FitTargets(keypoints, inputs, [str(e.id) for e in exemplars], centers, scales,
+                      focals=torch.as_tensor([c[0] for c in cameras], dtype=torch.float64),
+                      principal_points=torch.as_tensor([c[1] for c in cameras],
+                                                       dtype=torch.float64))
+
+
+def image_camera(exemplar: Exemplar) -> tuple[float, tuple[float, float]]:
+    """(focal px, principal point (x, y) px) of the exemplar's image: ``meta["focal"]``
+    and ``meta["principal_point"]`` when the data gives them, else the image diagonal
+    (:func:`~eft.fitting.perspective.default_focal`) and the image centre; NaN without
+    an image size."""
+    nan = float("nan")
+    meta = exemplar.meta or {}
+    size = exemplar.image_size
+    focal = meta.get("focal")
+    if focal is None:
+        focal = default_focal(*size) if size is not None else nan
+    pp = meta.get("principal_point")
+    if pp is None:
+        pp = (0.5 * size[0], 0.5 * size[1]) if size is not None else (nan, nan)
+    return float(focal), (float(pp[0]), float(pp[1]))
 
 
 _FAST_CACHE: weakref.WeakKeyDictionary[BodyModel, KeypointLBS] = weakref.WeakKeyDictionary()
@@ -386,11 +409,15 @@ def _full_params(model: nn.Module, trained: dict[str, Tensor]) -> dict[str, np.n
 
 def _make_fits(model: nn.Module, body: BodyModel | KeypointLBS, st: _Start,
                config: EFTConfig, pose_prior: PosePrior | None,
-               with_vertices: bool) -> list[Fit]:
+               with_vertices: bool, pred2d: Tensor | None = None) -> list[Fit]:
+    """The :class:`Fit` records of ``st.raw``, scored by ``config``'s rules; ``pred2d``
+    (B, 49, 2) crop-normalised: the fits' projected keypoints when they are not the
+    weak camera's (``perspective_steps``)."""
     fast, prep, raw = st.fast, st.prep, st.raw
     with torch.no_grad():
         out = RegressorOutput(rotmat=raw.rotmat, betas=raw.betas, cam=raw.cam)
-        kp3d, pred2d = project(out, fast)
+        kp3d, weak2d = project(out, fast)
+        pred2d = weak2d if pred2d is None else pred2d
         finite = (torch.isfinite(raw.rotmat).flatten(1).all(1)
                   & torch.isfinite(raw.betas).all(1) & torch.isfinite(raw.cam).all(1)
                   & torch.isfinite(raw.loss_2d_final) & torch.isfinite(raw.loss_2d_init)
@@ -680,6 +707,8 @@ def fit(
 
     if targets.batch == 0:
         return []
+    if config.perspective_steps > 0:
+        return _fit_perspective_refined(run, model, body, targets, config, **kwargs)
     if config.smplify_blend > 0:
         return _fit_smplify_blended(run, model, body, targets, config, **kwargs)
     if config.mirror_average:
@@ -764,6 +793,67 @@ def _fit_smplify_blended(run: Callable[..., list[Fit]], model: nn.Module,
     raw.iterations = torch.as_tensor([f.quality.iterations for f in eft_fits])
     raw.converged = torch.as_tensor([f.quality.converged for f in eft_fits])
     return _make_fits(model, body, st, base, pose_prior, with_vertices)
+
+
+def _fit_perspective_refined(run: Callable[..., list[Fit]], model: nn.Module,
+                             body: BodyModel | KeypointLBS, targets: FitTargets,
+                             config: EFTConfig, pose_prior: PosePrior | None = None,
+                             with_vertices: bool = False, keep_params: bool = False
+                             ) -> list[Fit]:
+    """``EFTConfig.perspective_steps``: the recipe's fits without the stage, then each one
+    whose image camera is known (``targets.focals``, ``targets.principal_points``)
+    refined under that camera (:func:`~eft.fitting.perspective.perspective_refine`);
+    its weak-perspective crop camera is refitted to the refined body by least squares.
+    The result is scored and accepted like any fit; ``iterations``, ``loss_2d_init``
+    and ``converged`` are the unrefined fit's."""
+    if keep_params:
+        raise EftError("keep_params cannot be combined with perspective_steps: the kept "
+                       "fit is not one fine-tuned regressor's output")
+    base = config.replace(perspective_steps=0)
+    if base.smplify_blend > 0:
+        fits = _fit_smplify_blended(run, model, body, targets, base)
+    elif base.mirror_average:
+        fits = _fit_mirror_averaged(run, model, body, targets, base)
+    else:
+        fits = run(targets, base, pose_prior=None)
+    plain = base.replace(mirror_average=False, smplify_blend=0.0)
+    st = _start(model, body, targets, plain, False)
+    raw, prep = st.raw, st.prep
+    like = raw.rotmat
+    rot, betas = _stacked(fits, "rotmat", like), _stacked(fits, "betas", like)
+    cam = _stacked(fits, "cam_weak", like)
+    focal = torch.as_tensor(targets.focals)
+    centre = torch.as_tensor(targets.principal_points)
+    known = (torch.isfinite(focal) & (focal > 0) & torch.isfinite(centre).all(1)
+             & ~prep.skipped & torch.isfinite(rot).flatten(1).all(1).cpu()
+             & torch.isfinite(betas).all(1).cpu())
+    rows = torch.nonzero(known).flatten()
+    if rows.numel():
+        f_n, c_n = crop_camera(focal[rows], centre[rows], prep.centers[rows],
+                               prep.scales[rows])
+        r = rows.to(like.device)
+        target = prep.targets[r]
+        new_rot, new_betas, transl, _ = perspective_refine(
+            st.fast, rot[r], betas[r], target, f_n.to(like), c_n.to(like),
+            steps=config.perspective_steps, pose_weight=config.perspective_pose_weight,
+            openpose_weight=config.openpose_weight)
+        with torch.no_grad():
+            points, _ = st.fast(new_rot, new_betas)
+            weights = refine_weights(target, st.fast, config.openpose_weight)
+            rot[r], betas[r] = new_rot, new_betas
+            cam[r] = weak_camera_fit(points, target[..., :2], weights).to(cam)
+    with torch.no_grad():
+        raw.rotmat, raw.betas, raw.cam = rot, betas, cam
+        # every fit drawn by its own camera: refined ones through the image's
+        _, pred2d = project(RegressorOutput(rotmat=rot, betas=betas, cam=cam), st.fast)
+        if rows.numel():
+            pred2d[r] = perspective_project(points + transl[:, None], f_n.to(like),
+                                            c_n.to(like)).to(pred2d)
+        raw.loss_2d_final = keypoint_loss_2d(pred2d, prep.targets.to(pred2d), plain, st.fast)
+    raw.loss_2d_init = torch.as_tensor([f.quality.loss_2d_init for f in fits]).to(raw.cam)
+    raw.iterations = torch.as_tensor([f.quality.iterations for f in fits])
+    raw.converged = torch.as_tensor([f.quality.converged for f in fits])
+    return _make_fits(model, body, st, plain, pose_prior, with_vertices, pred2d=pred2d)
 
 
 def mirror_targets(targets: FitTargets) -> FitTargets:

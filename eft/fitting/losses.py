@@ -23,6 +23,7 @@ from .config import EFTConfig
 
 __all__ = [
     "NUM_OPENPOSE",
+    "keypoint_loss_2d",
     "R_ANKLE",
     "R_KNEE",
     "R_HIP",
@@ -108,6 +109,21 @@ def leg_orientation_loss(pred2d: Tensor, target: Tensor, min_length: float) -> T
     return total
 
 
+def keypoint_loss_2d(pred2d: Tensor, target: Tensor, config: EFTConfig,
+                     fast: KeypointLBS | None = None) -> Tensor:
+    """EFT's ``L2D`` (B,) of projected keypoints ``pred2d`` (B, 49, 2) against ``target``
+    (B, 49, 3), both crop-normalised: the mean over the 49 x 2 coordinates of
+    :func:`loss_weights` x squared error, GT ankles left out unless
+    ``config.with_ankles``."""
+    weights = loss_weights(target, config, fast)
+    if not config.with_ankles:
+        ankles = torch.ones(weights.shape[-1], dtype=weights.dtype, device=weights.device)
+        ankles[[R_ANKLE, L_ANKLE]] = 0.0
+        weights = weights * ankles
+    sq = (pred2d - target[..., :2]) ** 2  # (B, 49, 2)
+    return (weights[..., None] * sq).mean(dim=(1, 2))
+
+
 def eft_loss(
     output: RegressorOutput,
     target: Tensor,
@@ -131,14 +147,8 @@ def eft_loss(
     """
     _, pred2d = project(output, fast)
     target = target.to(pred2d.dtype)
-    weights = loss_weights(target, config, fast)
     leg = leg_orientation_loss(pred2d, target, config.leg_min_length)
-    if not config.with_ankles:
-        ankles = torch.ones(weights.shape[-1], dtype=weights.dtype, device=weights.device)
-        ankles[[R_ANKLE, L_ANKLE]] = 0.0
-        weights = weights * ankles
-    sq = (pred2d - target[..., :2]) ** 2  # (B, 49, 2)
-    loss_2d = (weights[..., None] * sq).mean(dim=(1, 2))
+    loss_2d = keypoint_loss_2d(pred2d, target, config, fast)
     betas = output.betas.to(pred2d.dtype)
     s = output.cam[:, 0].to(pred2d.dtype)
     loss = (

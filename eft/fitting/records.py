@@ -139,6 +139,9 @@ class FitTargets:
         centers: (B, 2) float64 bbox centres and ``scales`` (B,) float64 bbox side / 200,
             image px: the crop is the ``200 * scale`` px square around the centre, used
             for the pixel errors (default: the 224 px crop is the image).
+        focals: (B,) float64 focal lengths of the images' cameras in px, and
+            ``principal_points`` (B, 2) float64 px; NaN (the default) where unknown.
+            Only ``EFTConfig.perspective_steps`` reads them.
 
     Defaults are filled in on construction; a wrong shape or count raises
     :class:`~eft.errors.EftError`.
@@ -149,6 +152,8 @@ class FitTargets:
     ids: Sequence[str] | None = None
     centers: Tensor | np.ndarray | None = None
     scales: Tensor | np.ndarray | None = None
+    focals: Tensor | np.ndarray | None = None
+    principal_points: Tensor | np.ndarray | None = None
 
     def __post_init__(self) -> None:
         kp = torch.as_tensor(self.keypoints)
@@ -165,6 +170,16 @@ class FitTargets:
         object.__setattr__(self, "ids", tuple(ids))
         object.__setattr__(self, "centers", centers)
         object.__setattr__(self, "scales", scales)
+        focals = (torch.full((batch,), float("nan"), dtype=torch.float64)
+                  if self.focals is None else torch.as_tensor(self.focals, dtype=torch.float64))
+        pps = (torch.full((batch, 2), float("nan"), dtype=torch.float64)
+               if self.principal_points is None
+               else torch.as_tensor(self.principal_points, dtype=torch.float64))
+        if tuple(focals.shape) != (batch,) or tuple(pps.shape) != (batch, 2):
+            raise EftError(f"focals must be ({batch},) and principal_points ({batch}, 2), "
+                           f"got {tuple(focals.shape)} and {tuple(pps.shape)}")
+        object.__setattr__(self, "focals", focals)
+        object.__setattr__(self, "principal_points", pps)
 
     @property
     def batch(self) -> int:
@@ -195,4 +210,6 @@ class FitTargets:
             keypoints=self.keypoints[index],
             inputs=None if self.inputs is None else self.inputs[index],
             ids=[ids[i] for i in index.tolist()],
-            centers=self.center_tensor[index], scales=self.scale_tensor[index])
+            centers=self.center_tensor[index], scales=self.scale_tensor[index],
+            focals=torch.as_tensor(self.focals)[index],
+            principal_points=torch.as_tensor(self.principal_points)[index])
