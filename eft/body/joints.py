@@ -51,6 +51,14 @@ SPIN_GT24_NAMES: tuple[str, ...] = (
 SPIN49_NAMES: tuple[str, ...] = OPENPOSE25_NAMES + SPIN_GT24_NAMES
 SPIN49_INDEX: dict[str, int] = {n: i for i, n in enumerate(SPIN49_NAMES)}
 
+#: SPIN-49 ground-truth slots placed alike by every skeleton: elbows, wrists, knees,
+#: ankles, shoulders and the face (nose, eyes, ears).  Hips, pelvis, spine, thorax,
+#: neck and head are left out: studio skeletons define them unlike the body model.
+SKELETON_FREE_SLOTS: tuple[int, ...] = tuple(SPIN49_INDEX[n] for n in (
+    "Left Elbow", "Left Wrist", "Right Elbow", "Right Wrist", "Left Knee", "Left Ankle",
+    "Right Knee", "Right Ankle", "Left Shoulder", "Right Shoulder", "Nose", "Left Eye",
+    "Right Eye", "Left Ear", "Right Ear"))
+
 # Names of the 9 joints that SPIN's J_regressor_extra.npy adds (row order of that file).
 SPIN_EXTRA9_NAMES: tuple[str, ...] = (
     "Right Hip", "Left Hip", "Neck (LSP)", "Top of Head (LSP)", "Pelvis (MPII)",

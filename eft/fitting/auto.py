@@ -17,7 +17,10 @@ the joints every skeleton defines alike (:data:`SKELETON_FREE_SLOTS`: limbs, sho
 face) is below :data:`EXACT_LIMBS_BELOW`.  The second test keeps exact labels whose
 hips, neck and head are defined unlike the body model's (a studio skeleton's) from
 looking annotated.  The pilot is deterministic and does not depend on the order of the
-people.
+people.  When the pick is ``open-prior-exact``, the pilot is fitted once more with it,
+and its refinement under each image's own camera stays on only where those fits
+reproduce the labels closely (:data:`PERSPECTIVE_LABELS_BELOW`): the refinement fits
+annotation noise as readily as it resolves depth.
 
 :func:`~eft.fitting.engine.fit_exemplars` takes ``config="auto"``; ``eft fit`` uses it
 by default with a shipped prior (:mod:`eft.jobs.recipe`, which fits its pilot through
@@ -28,23 +31,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from eft.body.joints import SPIN49_INDEX
+from eft.body.joints import SKELETON_FREE_SLOTS
 from eft.data.exemplar import Exemplar
 from eft.geometry.cameras import image_to_crop_norm
 
 from .config import EFTConfig, eft_preset
+from .perspective import crop_camera, image_camera, perspective_residual
 from .quality import reprojection_px
 from .records import Fit
 
 __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BELOW",
-           "SKELETON_FREE_SLOTS", "PILOT_SIZE", "PresetChoice", "pilot_indices",
-           "limb_reproj", "pick_preset", "choose_from_pilot", "own_keys", "auto_config"]
+           "SKELETON_FREE_SLOTS", "PILOT_SIZE", "PERSPECTIVE_LABELS_BELOW", "PresetChoice",
+           "pilot_indices", "limb_reproj", "pick_preset", "choose_from_pilot",
+           "with_perspective_check", "own_keys", "auto_config"]
 
 log = logging.getLogger("eft.fitting")
 
@@ -66,13 +72,6 @@ AUTO_CHOICES: tuple[str, str] = ("open-prior", "open-prior-exact")
 #: without annotation noise") read 0.013, 0.018 and 0.024 at 1, 2 and 3 times the
 #: offsets guessed for a studio set.
 EXACT_LABELS_BELOW = 0.015
-#: SPIN-49 ground-truth slots placed alike by every skeleton: elbows, wrists, knees,
-#: ankles, shoulders and the face (nose, eyes, ears).  Hips, pelvis, spine, thorax,
-#: neck and head are left out: studio skeletons define them unlike the body model.
-SKELETON_FREE_SLOTS: tuple[int, ...] = tuple(SPIN49_INDEX[n] for n in (
-    "Left Elbow", "Left Wrist", "Right Elbow", "Right Wrist", "Left Knee", "Left Ankle",
-    "Right Knee", "Right Ankle", "Left Shoulder", "Right Shoulder", "Nose", "Left Eye",
-    "Right Eye", "Left Ear", "Right Ear"))
 #: Median over people of the mean reprojection / box side over
 #: :data:`SKELETON_FREE_SLOTS` (:func:`limb_reproj`) below which the labels also look
 #: exact.  Measured as above: 0.011 / 0.013 on exact labels and 0.011-0.013 with the
@@ -83,6 +82,13 @@ SKELETON_FREE_SLOTS: tuple[int, ...] = tuple(SPIN49_INDEX[n] for n in (
 EXACT_LIMBS_BELOW = 0.0135
 #: People in the pilot fit (all of them when there are fewer).
 PILOT_SIZE = 256
+#: When the pick is ``open-prior-exact``, the pilot is fitted again with it, and its
+#: refinement under each image's camera (``perspective_steps``) is kept only when those
+#: fits reproduce the labels, through that camera, to a median below this share of the
+#: box side.  Exact synthetic labels read 0.0019-0.0020 there, a quarter of COCO's
+#: annotation noise 0.0028-0.0037 (the refinement still gains 5-7 mm PA-MPJPE-14), half
+#: of it 0.0060 (where the refinement fits the noise and loses 4 mm).
+PERSPECTIVE_LABELS_BELOW = 0.0045
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,10 @@ class PresetChoice:
         reproj_median: the pilot fits' median reprojection / box side (NaN when no
             pilot fit had one).
         limb_median: the same over :data:`SKELETON_FREE_SLOTS` (:func:`limb_reproj`).
-        seconds: the pilot's wall time.
+        seconds: the pilot's wall time (both fits).
+        perspective_median: under ``open-prior-exact``, the median reprojection / box
+            side of the pilot's fits with that recipe (through each image's camera
+            where its size is known); NaN otherwise.
     """
 
     preset: str
@@ -103,6 +112,13 @@ class PresetChoice:
     reproj_median: float
     limb_median: float
     seconds: float
+    perspective_median: float = float("nan")
+
+    @property
+    def perspective(self) -> bool:
+        """Whether the chosen recipe keeps its ``perspective_steps``
+        (:data:`PERSPECTIVE_LABELS_BELOW`)."""
+        return bool(self.perspective_median < PERSPECTIVE_LABELS_BELOW)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -164,6 +180,35 @@ def choose_from_pilot(fits: Sequence[Fit], exemplars: Sequence[Exemplar],
                         reproj_median=reproj, limb_median=limbs, seconds=seconds)
 
 
+def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
+                           exemplars: Sequence[Exemplar], seconds: float = 0.0
+                           ) -> PresetChoice:
+    """``choice`` with :attr:`PresetChoice.perspective_median` read from the pilot's
+    ``exact_fits`` of ``exemplars`` (``open-prior-exact``, the job's own keys on top):
+    the median over people whose image camera is known of
+    :func:`~eft.fitting.perspective.perspective_residual`, and ``seconds`` added to its
+    time."""
+    known = [(f, e) for f, e in zip(exact_fits, exemplars, strict=True)
+             if np.isfinite(image_camera(e)[0])]
+    median = float("nan")
+    if known:
+        fits, people = zip(*known, strict=True)
+        cams = [image_camera(e) for e in people]
+        centers = torch.as_tensor(np.stack([np.asarray(e.center, dtype=np.float64)
+                                            for e in people]))
+        scales = torch.as_tensor([float(e.scale) for e in people], dtype=torch.float64)
+        kp = torch.as_tensor(np.stack([np.asarray(e.keypoints, dtype=np.float64)
+                                       for e in people]))
+        targets = torch.cat((image_to_crop_norm(kp[..., :2], centers, scales), kp[..., 2:]), -1)
+        focal, centre = crop_camera(torch.as_tensor([c[0] for c in cams], dtype=torch.float64),
+                                    torch.as_tensor([c[1] for c in cams], dtype=torch.float64),
+                                    centers, scales)
+        points = torch.as_tensor(np.stack([f.keypoints3d for f in fits]), dtype=torch.float64)
+        median = _median(perspective_residual(points, targets, focal, centre).numpy())
+    return dataclasses.replace(choice, perspective_median=median,
+                               seconds=round(choice.seconds + seconds, 3))
+
+
 def own_keys(config: EFTConfig) -> dict:
     """The settings of ``config`` that differ from the pilot's recipe (``open-prior``):
     the caller's own keys, kept on top of whichever recipe is chosen."""
@@ -173,7 +218,17 @@ def own_keys(config: EFTConfig) -> dict:
 
 
 def auto_config(choice: PresetChoice, overrides: dict | None = None) -> EFTConfig:
-    """The chosen recipe with ``overrides`` (:func:`own_keys`) on top, logged."""
+    """The chosen recipe with ``overrides`` (:func:`own_keys`) on top, logged; without
+    its perspective refinement when the pilot said so (:attr:`PresetChoice.perspective`,
+    checked only when it was measured)."""
+    if choice.preset == AUTO_CHOICES[1] and not math.isnan(choice.perspective_median):
+        log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
+                 "images' cameras to a median %.4f of the box side (kept below %.4f): "
+                 "perspective refinement %s", AUTO_PRESET, choice.preset,
+                 choice.perspective_median, PERSPECTIVE_LABELS_BELOW,
+                 "on" if choice.perspective else "off")
+        if not choice.perspective:
+            overrides = {"perspective_steps": 0, **(overrides or {})}
     log.info("eft.preset %s: the pilot's %d fits reproduce the labels to a median %.4f of "
              "the box side, %.4f on the limbs (labels look exact below %.4f or %.4f): %s",
              AUTO_PRESET, choice.pilot, choice.reproj_median, choice.limb_median,

@@ -221,6 +221,9 @@ class EFTConfig:
             whose image size is unknown keep the fit as it was.  0 = off.
         perspective_pose_weight: weight of the squared rotation offsets (radians^2,
             summed over joints) from the fit in that refinement.
+        perspective_torso_weight: weight of the hips, pelvis, spine, neck and head
+            labels in that refinement, against 1 for the limbs, shoulders and face
+            (studio skeletons place the former unlike the body model).
         rules: acceptance rules, :class:`QualityRules`.
         focal_length: focal length (px, 224 crop) of the perspective camera reported
             next to the weak one (5000).
@@ -249,6 +252,7 @@ class EFTConfig:
     smplify_blend: float = 0.0
     perspective_steps: int = 0
     perspective_pose_weight: float = 3e-3
+    perspective_torso_weight: float = 0.1
     rules: QualityRules = field(default_factory=QualityRules)
     focal_length: float = FOCAL_LENGTH
     img_res: int = 224
@@ -272,6 +276,7 @@ class EFTConfig:
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas}")
         _check_number("smplify_blend", self.smplify_blend, ">= 0")
         _check_number("perspective_pose_weight", self.perspective_pose_weight, ">= 0")
+        _check_number("perspective_torso_weight", self.perspective_torso_weight, ">= 0")
         if (isinstance(self.perspective_steps, bool) or int(self.perspective_steps)
                 != self.perspective_steps or self.perspective_steps < 0):
             raise ValueError(f"perspective_steps must be an int >= 0, "

@@ -70,11 +70,24 @@ from eft.geometry.rotations import nearest_rotation, rotmat_to_axis_angle
 from eft.models.output import RegressorOutput
 from eft.models.protocol import SCOPES, Regressor, whole_model_split
 
-from .auto import AUTO_CHOICES, AUTO_PRESET, auto_config, choose_from_pilot, pilot_indices
+from .auto import (
+    AUTO_CHOICES,
+    AUTO_PRESET,
+    auto_config,
+    choose_from_pilot,
+    pilot_indices,
+    with_perspective_check,
+)
 from .config import EFTConfig, eft_preset
 from .losses import count_valid_gt, eft_loss, keypoint_loss_2d, project, sanitize_keypoints
-from .perspective import (crop_camera, default_focal, perspective_project, perspective_refine,
-                          refine_weights, weak_camera_fit)
+from .perspective import (
+    crop_camera,
+    image_camera,
+    perspective_project,
+    perspective_refine,
+    refine_weights,
+    weak_camera_fit,
+)
 from .pose_prior import load_default_pose_prior
 from .quality import PosePrior, assess, pose_nll
 from .records import Fit, FitTargets
@@ -218,23 +231,6 @@ def exemplar_batch(exemplars: Sequence[Exemplar], inputs: Tensor | None = None) 
                       focals=torch.as_tensor([c[0] for c in cameras], dtype=torch.float64),
                       principal_points=torch.as_tensor([c[1] for c in cameras],
                                                        dtype=torch.float64))
-
-
-def image_camera(exemplar: Exemplar) -> tuple[float, tuple[float, float]]:
-    """(focal px, principal point (x, y) px) of the exemplar's image: ``meta["focal"]``
-    and ``meta["principal_point"]`` when the data gives them, else the image diagonal
-    (:func:`~eft.fitting.perspective.default_focal`) and the image centre; NaN without
-    an image size."""
-    nan = float("nan")
-    meta = exemplar.meta or {}
-    size = exemplar.image_size
-    focal = meta.get("focal")
-    if focal is None:
-        focal = default_focal(*size) if size is not None else nan
-    pp = meta.get("principal_point")
-    if pp is None:
-        pp = (0.5 * size[0], 0.5 * size[1]) if size is not None else (nan, nan)
-    return float(focal), (float(pp[0]), float(pp[1]))
 
 
 _FAST_CACHE: weakref.WeakKeyDictionary[BodyModel, KeypointLBS] = weakref.WeakKeyDictionary()
@@ -836,10 +832,12 @@ def _fit_perspective_refined(run: Callable[..., list[Fit]], model: nn.Module,
         new_rot, new_betas, transl, _ = perspective_refine(
             st.fast, rot[r], betas[r], target, f_n.to(like), c_n.to(like),
             steps=config.perspective_steps, pose_weight=config.perspective_pose_weight,
-            openpose_weight=config.openpose_weight)
+            openpose_weight=config.openpose_weight,
+            torso_weight=config.perspective_torso_weight)
         with torch.no_grad():
             points, _ = st.fast(new_rot, new_betas)
-            weights = refine_weights(target, st.fast, config.openpose_weight)
+            weights = refine_weights(target, st.fast, config.openpose_weight,
+                                     config.perspective_torso_weight)
             rot[r], betas[r] = new_rot, new_betas
             cam[r] = weak_camera_fit(points, target[..., :2], weights).to(cam)
     with torch.no_grad():
@@ -937,6 +935,13 @@ def _auto_config(exemplars: Sequence[Exemplar], model: nn.Module,
     pilot = [exemplars[int(i)] for i in idx]
     pilot_inputs = None if inputs is None else inputs[torch.as_tensor(idx)]
     same = {k: kwargs[k] for k in ("mode", "batch_size") if k in kwargs}
-    fits = fit(model, body, exemplar_batch(pilot, pilot_inputs), eft_preset(AUTO_CHOICES[0]),
-               progress=False, pose_prior=None, **same)
-    return auto_config(choose_from_pilot(fits, pilot, round(time.perf_counter() - t0, 3)))
+    batch = exemplar_batch(pilot, pilot_inputs)
+    fits = fit(model, body, batch, eft_preset(AUTO_CHOICES[0]), progress=False,
+               pose_prior=None, **same)
+    choice = choose_from_pilot(fits, pilot, round(time.perf_counter() - t0, 3))
+    chosen = eft_preset(choice.preset)
+    if chosen.perspective_steps > 0:
+        t1 = time.perf_counter()
+        exact = fit(model, body, batch, chosen, progress=False, pose_prior=None, **same)
+        choice = with_perspective_check(choice, exact, pilot, time.perf_counter() - t1)
+    return auto_config(choice)

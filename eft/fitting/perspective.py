@@ -29,12 +29,14 @@ import torch
 from torch import Tensor
 
 from eft.body.fast import KeypointLBS
+from eft.body.joints import SKELETON_FREE_SLOTS
+from eft.data.exemplar import Exemplar
 from eft.geometry.rotations import axis_angle_to_rotmat
 
 from .losses import NUM_OPENPOSE
 
-__all__ = ["crop_camera", "default_focal", "perspective_project", "perspective_refine",
-           "weak_camera_fit"]
+__all__ = ["crop_camera", "default_focal", "image_camera", "perspective_project",
+           "perspective_refine", "perspective_residual", "refine_weights", "weak_camera_fit"]
 
 
 def default_focal(width: float, height: float) -> float:
@@ -43,6 +45,22 @@ def default_focal(width: float, height: float) -> float:
     synthetic studio cameras (focal 1,145 px, 1,000 px images) this guess costs 0.03 mm
     PA-MPJPE-14 against the true focal; 0.8 or 1.25 times the truth cost 2.0 / 0.1 mm."""
     return math.hypot(float(width), float(height))
+
+
+def image_camera(exemplar: Exemplar) -> tuple[float, tuple[float, float]]:
+    """(focal px, principal point (x, y) px) of the exemplar's image: ``meta["focal"]``
+    and ``meta["principal_point"]`` when the data gives them, else the image diagonal
+    (:func:`default_focal`) and the image centre; NaN without an image size."""
+    nan = float("nan")
+    meta = exemplar.meta or {}
+    size = exemplar.image_size
+    focal = meta.get("focal")
+    if focal is None:
+        focal = default_focal(*size) if size is not None else nan
+    pp = meta.get("principal_point")
+    if pp is None:
+        pp = (0.5 * size[0], 0.5 * size[1]) if size is not None else (nan, nan)
+    return float(focal), (float(pp[0]), float(pp[1]))
 
 
 def crop_camera(focal: Tensor, principal_point: Tensor, centers: Tensor, scales: Tensor
@@ -84,22 +102,45 @@ def perspective_project(points: Tensor, focal: Tensor, centre: Tensor) -> Tensor
     return focal[:, None, None] * points[..., :2] / z + centre[:, None]
 
 
-def refine_weights(targets: Tensor, fast: KeypointLBS, openpose_weight: float = 0.0
-                   ) -> Tensor:
+def refine_weights(targets: Tensor, fast: KeypointLBS, openpose_weight: float = 0.0,
+                   torso_weight: float = 1.0) -> Tensor:
     """(B, 49, 3) sanitised crop targets -> (B, 49) weights of the refinement: the
-    confidence of every labelled slot the body model defines (hips included: the image
-    camera needs every point), OpenPose slots times ``openpose_weight``."""
-    slot = torch.ones(targets.shape[1], dtype=targets.dtype, device=targets.device)
+    confidence of every labelled slot the body model defines, times 1 on the slots every
+    skeleton places alike (:data:`~eft.body.joints.SKELETON_FREE_SLOTS`), times
+    ``torso_weight`` on the other ground-truth slots (hips, pelvis, spine, neck, head,
+    which studio skeletons define unlike the body model) and ``openpose_weight`` on the
+    OpenPose slots."""
+    slot = torch.full((targets.shape[1],), float(torso_weight), dtype=targets.dtype,
+                      device=targets.device)
+    slot[list(SKELETON_FREE_SLOTS)] = 1.0
     slot[:NUM_OPENPOSE] = float(openpose_weight)
     slot = slot * (fast.kp_total > 0.5).to(slot)
     return targets[..., 2].clamp_min(0) * slot
 
 
+def perspective_residual(points: Tensor, targets: Tensor, focal: Tensor, centre: Tensor
+                         ) -> Tensor:
+    """(B,) how closely bodies drawn through a pinhole camera reproduce labels on the
+    slots every skeleton places alike: each body's keypoints ``points`` (B, 49, 3, body
+    frame) are placed by the least-squares translation on those slots, and the mean
+    distance there is returned as a share of the crop side (NaN without such a slot).
+    ``targets`` (B, 49, 3), ``focal`` (B,) and ``centre`` (B, 2) crop-normalised."""
+    conf = torch.nan_to_num(targets[..., 2], nan=0.0).clamp_min(0)
+    weights = torch.zeros_like(conf)
+    weights[:, list(SKELETON_FREE_SLOTS)] = conf[:, list(SKELETON_FREE_SLOTS)]
+    uv = torch.nan_to_num(targets[..., :2])
+    t = _translation(points, uv, weights, focal, centre)
+    dist = (perspective_project(points + t[:, None], focal, centre) - uv).norm(dim=-1)
+    total = weights.sum(1)
+    out = 0.5 * (dist * weights).sum(1) / total.clamp_min(1e-12)
+    return torch.where(total > 0, out, torch.full_like(out, float("nan")))
+
+
 def perspective_refine(fast: KeypointLBS, rotmat: Tensor, betas: Tensor, targets: Tensor,
                        focal: Tensor, centre: Tensor, *, steps: int = 150,
                        pose_weight: float = 3e-3, shape_weight: float = 1e-3,
-                       lr: float = 0.01, openpose_weight: float = 0.0
-                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                       lr: float = 0.01, openpose_weight: float = 0.0,
+                       torso_weight: float = 1.0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Refine fits to reproduce ``targets`` through a pinhole camera.
 
     Args:
@@ -113,13 +154,14 @@ def perspective_refine(fast: KeypointLBS, rotmat: Tensor, betas: Tensor, targets
             the betas and the translation.
         pose_weight: weight of the offsets' squared norm (radians^2, summed over
             joints); ``shape_weight`` of the betas' squared change.  The reprojection
-            term is the weighted sum of squared crop-normalised distances.
+            term is the weighted sum of squared crop-normalised distances
+            (:func:`refine_weights` with ``openpose_weight`` and ``torso_weight``).
 
     Returns ``(rotmat (B, 24, 3, 3), betas (B, nb), transl (B, 3), residual (B,))``:
     ``transl`` places the body in front of the camera, ``residual`` is the final
     weighted mean distance to the labels in crop-normalised units (a crop spans 2).
     """
-    weights = refine_weights(targets, fast, openpose_weight)
+    weights = refine_weights(targets, fast, openpose_weight, torso_weight)
     uv = targets[..., :2]
     rot0, b0 = rotmat.detach(), betas.detach()
     with torch.no_grad():

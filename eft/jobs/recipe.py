@@ -9,13 +9,17 @@ job's own worker (:func:`~eft.jobs.worker.run_chunk`: image crops for an image
 regressor, bad exemplars left out), in this process on one CPU thread.  If the pilot's
 fits reproduce the labels closely enough (:func:`~eft.fitting.auto.pick_preset`) the
 job runs ``open-prior-exact``, else ``open-prior`` (each with the job's ``eft`` keys on
-top).  The pilot never depends on the shard, the limit, the workers, the threads or the
-devices, so every shard and every resumed run picks the same recipe, and the resolved
-config the job writes names the chosen recipe's settings.
+top).  Under ``open-prior-exact`` the pilot is fitted once more with it, to decide
+whether its refinement under each image's camera stays on
+(:data:`~eft.fitting.auto.PERSPECTIVE_LABELS_BELOW`).  The pilot never depends on the
+shard, the limit, the workers, the threads or the devices, so every shard and every
+resumed run picks the same recipe, and the resolved config the job writes names the
+chosen recipe's settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -27,7 +31,9 @@ from eft.fitting.auto import (
     choose_from_pilot,
     own_keys,
     pilot_indices,
+    with_perspective_check,
 )
+from eft.fitting.config import eft_preset
 
 from .config import JobConfig
 from .worker import ChunkTask, WorkerSetup, check_exemplar, run_chunk
@@ -55,8 +61,17 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
         threads=1, devices=("cpu",), slot_dir=None, check_images=False)
     part = run_chunk(setup, ChunkTask(index=-1, exemplars=tuple(pilot)))
     records = part.columns.to_annotations()
-    return choose_from_pilot([r.fit for r in records], [r.exemplar for r in records],
-                             round(time.perf_counter() - t0, 3))
+    choice = choose_from_pilot([r.fit for r in records], [r.exemplar for r in records],
+                               round(time.perf_counter() - t0, 3))
+    chosen = eft_preset(choice.preset, **own_keys(config.eft))
+    if chosen.perspective_steps > 0:
+        t1 = time.perf_counter()
+        exact = run_chunk(dataclasses.replace(setup, eft=chosen),
+                          ChunkTask(index=-1, exemplars=tuple(pilot)))
+        done = exact.columns.to_annotations()
+        choice = with_perspective_check(choice, [r.fit for r in done],
+                                        [r.exemplar for r in done], time.perf_counter() - t1)
+    return choice
 
 
 def resolve_auto(config: JobConfig,
