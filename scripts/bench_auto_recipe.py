@@ -12,9 +12,11 @@ job's own functions (``pilot_sample``, ``pick_preset``):
   H36M-17 labels: exact (motion-capture-like), 0.25 / 0.5 / 0.75 / 1.0 times the
   annotation noise with nothing missing, and the annotated val set (noise, missing
   joints, truncation, dropped limbs); and exact H36M-17 labels of a skeleton unlike
-  the body model's (``studio_offsets``, 1-3 times), as a studio set's may be.  Per
-  set: the pilot's two medians and pick, and PA-MPJPE-14 (mm) of ``open-prior``,
-  ``open-prior-exact``, the pick and SMPLify;
+  the body model's (``studio_offsets``, 1-3 times), as a studio set's may be; and the
+  same seen by studio cameras (:data:`STUDIO_CAMERA`, :data:`STUDIO_ROWS`).  Per set:
+  the pilot's medians (the third: whether ``open-prior-exact`` keeps its refinement
+  under the image camera) and pick, and PA-MPJPE-14 (mm) of ``open-prior``,
+  ``open-prior-exact``, the latter without that refinement, the pick and SMPLify;
 - **real labels**, COCO val2017 and MPII's Tompson val split: the pilot's median and
   pick over each whole set, and the held-out-joint error (``eft.fitting.heldout``;
   ``n-real`` people with all limbs labelled, one limb hidden) of each recipe.
@@ -39,7 +41,15 @@ from eft.body import BodyModel
 from eft.body.joints import SPIN49_INDEX
 from eft.data.readers import read_dataset
 from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
-from eft.fitting.auto import AUTO_CHOICES, EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, choose_from_pilot
+from eft.fitting.auto import (
+    AUTO_CHOICES,
+    EXACT_LABELS_BELOW,
+    EXACT_LIMBS_BELOW,
+    PERSPECTIVE_LABELS_BELOW,
+    PresetChoice,
+    choose_from_pilot,
+    with_perspective_check,
+)
 from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors
 from eft.geometry.rotations import axis_angle_to_rotmat
@@ -73,23 +83,52 @@ def studio_offsets(e, k: float):
     kp[rhip, :2] += k * (0.15 * w - 0.05 * u)
     kp[lhip, :2] += k * (-0.15 * w - 0.05 * u)
     return dataclasses.replace(e, keypoints=kp)
-METHODS = (*AUTO_CHOICES, "smplify")
+#: ``open-prior-exact`` without its refinement under the image camera.
+NO_CAMERA = "open-prior-exact, no camera"
+METHODS = (*AUTO_CHOICES, NO_CAMERA, "smplify")
+#: A studio's cameras, as Human3.6M's: 1,000 px square images, focal about 1,145 px,
+#: people 3.5-6.5 m away.
+STUDIO_CAMERA = {"image_sizes": ((1000, 1000),), "focal_range": (1140.0, 1150.0),
+                 "distance_range": (3.5, 6.5), "person_fraction_range": (0.3, 0.5)}
+#: Studio-camera rows: (labels, offsets multiple), H36M-17.
+STUDIO_ROWS = (("exact", 0), ("exact", 1), ("exact", 2), ("exact", 3), ("0.25", 0),
+               ("0.5", 0))
 
 
-def pilot(model, body, people: list) -> tuple[str, float, float]:
-    """The recipe ``eft.preset: auto`` picks for a job of ``people``, and the pilot's two
-    medians (all labelled joints, skeleton-free joints)."""
+def method_config(m: str):
+    """The :class:`EFTConfig` of method ``m`` (None for SMPLify)."""
+    if m == "smplify":
+        return None
+    if m == NO_CAMERA:
+        return eft_preset(AUTO_CHOICES[1], perspective_steps=0)
+    return eft_preset(m)
+
+
+def pilot(model, body, people: list) -> tuple[str, PresetChoice]:
+    """The recipe ``eft.preset: auto`` picks for a job of ``people`` (``open-prior``,
+    ``open-prior-exact``, or ``open-prior-exact`` without its perspective refinement:
+    :data:`NO_CAMERA`) and the pilot's :class:`PresetChoice`."""
     sample = pilot_sample(people)
-    fits = fit_method("eft", model, body, exemplar_batch(sample), eft_preset(AUTO_CHOICES[0]))
+    batch = exemplar_batch(sample)
+    fits = fit_method("eft", model, body, batch, eft_preset(AUTO_CHOICES[0]))
     c = choose_from_pilot(fits, sample)
-    return c.preset, c.reproj_median, c.limb_median
+    if c.preset != AUTO_CHOICES[1]:
+        return c.preset, c
+    exact = fit_method("eft", model, body, batch, eft_preset(c.preset))
+    c = with_perspective_check(c, exact, sample)
+    return (c.preset if c.perspective else NO_CAMERA), c
 
 
-def synthetic_set(poses, body, cond: str, n: int):
+def synthetic_set(poses, body, cond: str, n: int, camera: str = "photo"):
+    """``n`` val people labelled as ``cond`` says, seen by ``camera``: ``"photo"`` (the
+    synthetic default: 640-1280 px images, focal 500-2500 px, 2-12 m) or ``"studio"``
+    (:data:`STUDIO_CAMERA`)."""
     if cond == "annotated":
         return make_prior_v2_sets(poses, n, 0, PRIOR_VAL_SEED, body)[0]
     cfg = dataclasses.replace(V2_SYNTHETIC.clean(),
                               noise_scale=0.0 if cond == "exact" else float(cond))
+    if camera == "studio":
+        cfg = dataclasses.replace(cfg, **STUDIO_CAMERA)
     return generate(poses, n, PRIOR_VAL_SEED, cfg, body=body)
 
 
@@ -104,27 +143,36 @@ def main() -> None:
     body, model = BodyModel.load(), load_regressor("default")
     poses = load_pose_bank().val().poses
     synth = []
-    for cond in CONDITIONS:
-        val = synthetic_set(poses, body, cond, args.n)
+    sets = [(cond, "photo") for cond in CONDITIONS] + [
+        (cond, "studio") for cond in dict.fromkeys(c for c, _ in STUDIO_ROWS)]
+    for cond, camera in sets:
+        val = synthetic_set(poses, body, cond, args.n, camera)
         rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
                                    .reshape(-1, 24, 3))
         gt14, _ = pose_joints(body, rot, torch.as_tensor(val.betas, dtype=torch.float32))
-        runs = [(fmt, restrict(list(val.exemplars()), fmt)) for fmt in FORMATS]
-        if cond == "exact":
-            base = runs[1][1]
-            runs += [(f"h36m17_spin, studio offsets x{k}", [studio_offsets(e, k) for e in base])
-                     for k in OFFSETS]
+        if camera == "studio":
+            base = restrict(list(val.exemplars()), "h36m17_spin")
+            runs = [("h36m17_spin" + (f", studio offsets x{k}" if k else ""),
+                     [studio_offsets(e, k) for e in base] if k else base)
+                    for c, k in STUDIO_ROWS if c == cond]
+        else:
+            runs = [(fmt, restrict(list(val.exemplars()), fmt)) for fmt in FORMATS]
+            if cond == "exact":
+                base = runs[1][1]
+                runs += [(f"h36m17_spin, studio offsets x{k}",
+                          [studio_offsets(e, k) for e in base]) for k in OFFSETS]
         for fmt, people in runs:
-            pick, median, limbs = pilot(model, body, people)
+            pick, choice = pilot(model, body, people)
             pa = {}
             for m in METHODS:
-                cfg = None if m == "smplify" else eft_preset(m)
                 fits = fit_method("smplify" if m == "smplify" else "eft", model, body,
-                                  exemplar_batch(people), cfg)
+                                  exemplar_batch(people), method_config(m))
                 pa[m] = errors(pose_joints(body, *fits_to_tensors(fits))[0], gt14)["pa_mpjpe_mm"]
             d = pa[pick] - pa["smplify"]
-            row = {"labels": cond, "format": fmt, "pilot_median": median,
-                   "pilot_limb_median": limbs, "pick": pick,
+            row = {"labels": cond, "camera": camera, "format": fmt,
+                   "pilot_median": choice.reproj_median,
+                   "pilot_limb_median": choice.limb_median,
+                   "perspective_median": choice.perspective_median, "pick": pick,
                    **{f"pa_{m}": float(pa[m].mean()) for m in METHODS},
                    "pa_auto": float(pa[pick].mean()),
                    "auto_minus_smplify": float(d.mean()),
@@ -134,12 +182,13 @@ def main() -> None:
     real = []
     held = held_out_people(args.n_real, 0)
     for name, (kind, rel) in REAL.items():
-        pick, median, limbs = pilot(model, body, read_dataset(kind, DATA / rel).exemplars)
+        pick, choice = pilot(model, body, read_dataset(kind, DATA / rel).exemplars)
         people = held[name]
-        row = {"set": name, "pilot_median": median, "pilot_limb_median": limbs, "pick": pick}
-        for m in AUTO_CHOICES:
+        row = {"set": name, "pilot_median": choice.reproj_median,
+               "pilot_limb_median": choice.limb_median, "pick": pick}
+        for m in dict.fromkeys((*AUTO_CHOICES, pick)):
             fits = fit_method("eft", model, body,
-                              exemplar_batch([h.exemplar for h in people]), eft_preset(m))
+                              exemplar_batch([h.exemplar for h in people]), method_config(m))
             row[f"heldout_{m}"] = held_out_errors(people, fits).summary().mean
         row["heldout_auto"] = row[f"heldout_{pick}"]
         real.append(row)
@@ -148,6 +197,7 @@ def main() -> None:
            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "machine": f"{platform.machine()}, 1 torch thread",
            "threshold": EXACT_LABELS_BELOW, "limb_threshold": EXACT_LIMBS_BELOW,
+           "perspective_threshold": PERSPECTIVE_LABELS_BELOW,
            "n": args.n, "n_real": args.n_real,
            "seconds": round(time.perf_counter() - t0, 1), "synthetic": synth, "real": real}
     write_results(out, args.out, markdown(out))
@@ -162,16 +212,25 @@ def markdown(r: dict) -> str:
         f"The pilot fits up to 256 of a job's people with `{a}` and picks `{b}` when their "
         f"median reprojection error is below {r['threshold']} of the box side, or its "
         f"median over the limbs, shoulders and face below {r['limb_threshold']}. "
+        f"Then it fits the pilot with `{b}` and keeps that recipe's refinement under the "
+        "image's camera only when those fits reproduce the limbs, shoulders and face "
+        f"through it to a median below {r['perspective_threshold']} (`camera` column); "
+        f"else it runs `{NO_CAMERA}`. "
         f"Synthetic: {r['n']} people from the pose bank's val clips per row, PA-MPJPE-14 "
-        "in mm (lower is better); `auto - SMPLify` is paired, ± standard error.", "",
-        f"| labels | format | pilot median (all / limbs) | pick | {a} | {b} | auto | SMPLify | "
-        "auto - SMPLify |",
-        "|---|---|---|---|---|---|---|---|---|"]
+        "in mm (lower is better); `auto - SMPLify` is paired, ± standard error. Cameras: "
+        "`photo` is the synthetic default (640-1280 px images, focal 500-2500 px, people "
+        "2-12 m away), `studio` a Human3.6M-like one (1,000 px, focal 1,145 px, 3.5-6.5 "
+        "m).", "",
+        f"| labels | camera | format | pilot median (all / limbs / camera) | pick | {a} | "
+        f"{b} | {NO_CAMERA} | auto | SMPLify | auto - SMPLify |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
     for x in r["synthetic"]:
+        cam = x["perspective_median"]
         lines.append(
-            f"| {x['labels']} | {x['format']} | {x['pilot_median']:.4f} / "
-            f"{x['pilot_limb_median']:.4f} | {x['pick']} | "
-            f"{x[f'pa_{a}']:.1f} | {x[f'pa_{b}']:.1f} | **{x['pa_auto']:.1f}** | "
+            f"| {x['labels']} | {x['camera']} | {x['format']} | {x['pilot_median']:.4f} / "
+            f"{x['pilot_limb_median']:.4f} / {'-' if cam != cam else f'{cam:.4f}'} | "
+            f"{x['pick']} | {x[f'pa_{a}']:.1f} | {x[f'pa_{b}']:.1f} | "
+            f"{x[f'pa_{NO_CAMERA}']:.1f} | **{x['pa_auto']:.1f}** | "
             f"{x['pa_smplify']:.1f} | {x['auto_minus_smplify']:+.1f} ± "
             f"{x['auto_minus_smplify_se']:.1f} |")
     lines += ["", f"Real labels: the pilot over each whole val set, and the mean hidden-joint "

@@ -204,3 +204,47 @@ def test_the_body_keypoint_path_matches_refine_inputs(setup):
                            targets.scale_tensor)
     res = perspective_residual(points, targets.keypoints.double(), f_n, c_n)
     assert float(res.max()) < 0.01
+
+
+def test_auto_keeps_the_refinement_only_for_labels_that_read_exact_through_the_camera():
+    from eft.fitting.auto import PERSPECTIVE_LABELS_BELOW, PresetChoice, auto_config
+
+    def choice(preset, median):
+        return PresetChoice(preset, 256, 0.01, 0.01, 1.0, perspective_median=median)
+
+    exact = eft_preset("open-prior-exact")
+    lo, hi = 0.9 * PERSPECTIVE_LABELS_BELOW, 1.1 * PERSPECTIVE_LABELS_BELOW
+    assert auto_config(choice("open-prior-exact", lo)) == exact
+    assert auto_config(choice("open-prior-exact", hi)) == exact.replace(perspective_steps=0)
+    assert auto_config(choice("open-prior-exact", float("nan"))).perspective_steps == 0
+    # the caller's own keys win
+    assert auto_config(choice("open-prior-exact", hi), {"perspective_steps": 40}) == \
+        exact.replace(perspective_steps=40)
+    assert auto_config(choice("open-prior", lo)) == eft_preset("open-prior")
+    assert choice("open-prior-exact", float("nan")).to_dict()["perspective_median"] is None
+
+
+def test_the_pilot_camera_median_tells_exact_labels_from_noisy_ones(setup):
+    """Fitted with ``open-prior-exact``, exact studio labels reproduce through the image
+    camera far below the threshold, labels with COCO's annotation noise far above."""
+    from eft.fitting.auto import (
+        PERSPECTIVE_LABELS_BELOW,
+        PresetChoice,
+        with_perspective_check,
+    )
+
+    model, body = setup
+    start = PresetChoice("open-prior-exact", 16, 0.01, 0.01, 1.0)
+    medians = []
+    for noise in (0.0, 1.0):
+        _, people = studio_people(16, noise, seed=8)
+        fits = fit_method("eft", model, body, exemplar_batch(people),
+                          eft_preset("open-prior-exact"))
+        c = with_perspective_check(start, fits, people, 2.0)
+        assert c.seconds == pytest.approx(3.0)
+        medians.append(c.perspective_median)
+    assert medians[0] < 0.8 * PERSPECTIVE_LABELS_BELOW < 1.25 * PERSPECTIVE_LABELS_BELOW < \
+        medians[1]
+    # without image sizes nothing is measured
+    blind = [dataclasses.replace(e, image_size=None) for e in people]
+    assert np.isnan(with_perspective_check(start, fits, blind).perspective_median)

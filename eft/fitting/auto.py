@@ -83,12 +83,15 @@ EXACT_LIMBS_BELOW = 0.0135
 #: People in the pilot fit (all of them when there are fewer).
 PILOT_SIZE = 256
 #: When the pick is ``open-prior-exact``, the pilot is fitted again with it, and its
-#: refinement under each image's camera (``perspective_steps``) is kept only when those
-#: fits reproduce the labels, through that camera, to a median below this share of the
-#: box side.  Exact synthetic labels read 0.0019-0.0020 there, a quarter of COCO's
-#: annotation noise 0.0028-0.0037 (the refinement still gains 5-7 mm PA-MPJPE-14), half
-#: of it 0.0060 (where the refinement fits the noise and loses 4 mm).
-PERSPECTIVE_LABELS_BELOW = 0.0045
+#: refinement under each image's camera (``perspective_steps``) is kept only when the
+#: median over those fits of :func:`~eft.fitting.perspective.perspective_residual` (how
+#: closely, through the image camera, they reproduce the joints every skeleton places
+#: alike, over the box side) is below this.  Synthetic people, 256 per set
+#: (``scripts/bench_auto_recipe.py``): exact labels 0.0015-0.0017, also with a studio
+#: skeleton's offsets at 1-2 times (0.0020 at 3 times); a quarter of COCO's annotation
+#: noise 0.0020-0.0023, where the refinement still gains 3.6-6.3 mm PA-MPJPE-14; half
+#: of it 0.0027-0.0034, where it loses 2.9-5.4 mm (it fits the noise).
+PERSPECTIVE_LABELS_BELOW = 0.0025
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,9 @@ class PresetChoice:
         return bool(self.perspective_median < PERSPECTIVE_LABELS_BELOW)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain values for JSON: NaN medians as None."""
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in dataclasses.asdict(self).items()}
 
 
 def pilot_indices(ids: Sequence[str], n: int = PILOT_SIZE) -> np.ndarray:
@@ -218,13 +223,14 @@ def own_keys(config: EFTConfig) -> dict:
 
 
 def auto_config(choice: PresetChoice, overrides: dict | None = None) -> EFTConfig:
-    """The chosen recipe with ``overrides`` (:func:`own_keys`) on top, logged; without
-    its perspective refinement when the pilot said so (:attr:`PresetChoice.perspective`,
-    checked only when it was measured)."""
-    if choice.preset == AUTO_CHOICES[1] and not math.isnan(choice.perspective_median):
+    """The chosen recipe with ``overrides`` (:func:`own_keys`) on top, logged;
+    ``open-prior-exact`` without its perspective refinement unless the pilot kept it
+    (:attr:`PresetChoice.perspective`; not measured, or no pilot person with a known
+    image size, reads as off)."""
+    if choice.preset == AUTO_CHOICES[1]:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
                  "images' cameras to a median %.4f of the box side (kept below %.4f): "
-                 "perspective refinement %s", AUTO_PRESET, choice.preset,
+                 "image-camera refinement %s", AUTO_PRESET, choice.preset,
                  choice.perspective_median, PERSPECTIVE_LABELS_BELOW,
                  "on" if choice.perspective else "off")
         if not choice.perspective:

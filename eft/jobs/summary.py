@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from eft.annotations.columns import Columns
-from eft.fitting.auto import EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW
+from eft.fitting.auto import EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, PERSPECTIVE_LABELS_BELOW
 
 from .store import Failure
 
@@ -119,10 +119,21 @@ class Summary:
             lines.insert(4, f"recipe     {a['preset']} (eft.preset auto: pilot of "
                          f"{a['pilot']}, median reprojection {a['reproj_median']:.4f}, "
                          f"limbs {a['limb_median']:.4f}; exact below {EXACT_LABELS_BELOW} "
-                         f"or {EXACT_LIMBS_BELOW})")
+                         f"or {EXACT_LIMBS_BELOW}" + _camera_note(a) + ")")
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)
+
+
+def _camera_note(auto: dict) -> str:
+    """The summary's words on ``open-prior-exact``'s refinement under the images'
+    cameras, from a :meth:`PresetChoice.to_dict` (nothing when it was not measured)."""
+    median = auto.get("perspective_median")
+    if median is None:
+        return ""
+    state = "on" if median < PERSPECTIVE_LABELS_BELOW else "off"
+    return (f"; image-camera refinement {state}: limbs {median:.4f} through the "
+            f"cameras, kept below {PERSPECTIVE_LABELS_BELOW}")
 
 
 def summarize(n_work: int, columns: Columns, failures: Iterable[Failure],
