@@ -129,3 +129,43 @@ def test_bad_files(tmp_path):
     p.write_text("")
     with pytest.raises(ReaderError, match=".json or .csv"):
         read_generic(p)
+
+
+def test_image_size_and_focal(tmp_path):
+    """``image_size`` and ``focal`` are read when given; otherwise the size comes from
+    the image file's header, and stays unknown without a readable file."""
+    from PIL import Image
+
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (321, 123)).save(tmp_path / "imgs" / "real.png")
+    kp = _kps(17, 3).reshape(-1).tolist()
+    recs = [
+        {"image": "imgs/given.jpg", "keypoint_format": "coco17", "keypoints": kp,
+         "image_size": [1000, 1002], "focal": 1145.5},
+        {"image": "imgs/real.png", "keypoint_format": "coco17", "keypoints": kp},
+        {"image": "imgs/missing.jpg", "keypoint_format": "coco17", "keypoints": kp},
+        {"image": "imgs/bad.jpg", "keypoint_format": "coco17", "keypoints": kp,
+         "image_size": [1000]},
+        {"image": "imgs/badf.jpg", "keypoint_format": "coco17", "keypoints": kp,
+         "focal": -3},
+    ]
+    (tmp_path / "p.json").write_text(json.dumps(recs))
+    res = read_generic(tmp_path / "p.json")
+    by = {e.meta["imageName"]: e for e in res.exemplars}
+    assert by["imgs/given.jpg"].image_size == (1000, 1002)
+    assert by["imgs/given.jpg"].meta["focal"] == 1145.5
+    assert by["imgs/real.png"].image_size == (321, 123) and "focal" not in by["imgs/real.png"].meta
+    assert by["imgs/missing.jpg"].image_size is None
+    reasons = {s.id: (s.reason, s.detail) for s in res.skipped}
+    assert reasons["generic/bad/0"][0] == "bad_annotation" and "image_size" in \
+        reasons["generic/bad/0"][1]
+    assert "focal" in reasons["generic/badf/0"][1]
+    # the CSV layout takes the same columns
+    with open(tmp_path / "p.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["image", "keypoint_format", "keypoints", "image_size", "focal"])
+        w.writerow(["imgs/given.jpg", "coco17", " ".join(map(str, kp)), "1000 1002", "1145.5"])
+        w.writerow(["imgs/real.png", "coco17", " ".join(map(str, kp)), "", ""])
+    csv_res = read_generic(tmp_path / "p.csv")
+    assert [(e.image_size, e.meta.get("focal")) for e in csv_res.exemplars] == [
+        ((1000, 1002), 1145.5), ((321, 123), None)]

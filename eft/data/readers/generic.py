@@ -24,7 +24,15 @@ field               required  meaning
                               values are clipped to [0, 1] (so COCO's v = 2 reads as 1)
 ``bbox``            no        ``[x, y, w, h]`` person box (top-left corner, size);
                               default: the box of the keypoints
+``image_size``      no        ``[width, height]`` of the image in pixels; default: read
+                              from the image file's header when the file exists
+``focal``           no        the camera's focal length in pixels (principal point at
+                              the image centre); default: the image diagonal
 ==================  ========  ==========================================================
+
+The image size and focal length are used only by ``open-prior-exact``'s refinement
+under each image's camera (``eft.fitting.perspective``), for exact labels; without an
+image size that refinement leaves the person's fit as it is.
 
 \\* or given once for the whole file (JSON top-level ``keypoint_format``, or the
 ``keypoint_format=`` option).
@@ -72,7 +80,8 @@ from .base import (
 
 __all__ = ["read_generic", "GENERIC_FIELDS"]
 
-GENERIC_FIELDS: tuple[str, ...] = ("image", "person_id", "keypoint_format", "keypoints", "bbox")
+GENERIC_FIELDS: tuple[str, ...] = ("image", "person_id", "keypoint_format", "keypoints", "bbox",
+                                   "image_size", "focal")
 _SPLIT = re.compile(r"[\s,;\[\]()]+")
 
 
@@ -118,11 +127,43 @@ def _records(path: Path, keypoint_format: str | None) -> tuple[list[dict], str |
         rows = [{(k or "").strip(): (v.strip() if isinstance(v, str) else v)
                  for k, v in r.items()} for r in rows]
         for r in rows:
-            for k in ("person_id", "bbox", "keypoint_format"):
+            for k in ("person_id", "bbox", "keypoint_format", "image_size", "focal"):
                 if r.get(k) == "":
                     r[k] = None
         return rows, keypoint_format
     raise ReaderError(f"{path}: generic keypoints must be a .json or .csv file")
+
+
+def _image_size(path: Path, cache: dict[Path, tuple[int, int] | None]
+                ) -> tuple[int, int] | None:
+    """(W, H) from the image file's header (None when it cannot be read), cached."""
+    if path not in cache:
+        size = None
+        if path.is_file():
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(path) as im:
+                    size = (int(im.size[0]), int(im.size[1]))
+            except (OSError, UnidentifiedImageError):
+                size = None
+        cache[path] = size
+    return cache[path]
+
+
+def _camera(rec: dict) -> tuple[tuple[int, int] | None, float | None]:
+    """The record's ``image_size`` (W, H) and ``focal`` (px), each None when absent;
+    ValueError when present and not positive finite numbers."""
+    size = _numbers(rec.get("image_size"))
+    if size.size not in (0, 2) or (size.size and not (np.all(np.isfinite(size))
+                                                      and np.all(size > 0))):
+        raise ValueError(f"image_size must be [width, height] in pixels, got {size.tolist()}")
+    focal = _numbers(rec.get("focal"))
+    if focal.size not in (0, 1) or (focal.size and not (np.isfinite(focal[0])
+                                                        and focal[0] > 0)):
+        raise ValueError(f"focal must be one positive number of pixels, got {focal.tolist()}")
+    return ((int(round(size[0])), int(round(size[1]))) if size.size else None,
+            float(focal[0]) if focal.size else None)
 
 
 def _to_spin49(fmt: str, values: np.ndarray) -> np.ndarray:
@@ -164,6 +205,7 @@ def read_generic(
     out = ReadResult()
     seen: set[str] = set()
     per_image: dict[str, int] = {}
+    sizes: dict[Path, tuple[int, int] | None] = {}
     # stems that name several images (3DPW-style seqA/image_00000.jpg, seqB/...): those
     # images' default ids keep their folders; every other id stays <stem>/<k>
     images_by_stem: dict[str, set[str]] = {}
@@ -203,6 +245,7 @@ def read_generic(
         try:
             kps49 = _to_spin49(fmt, _numbers(rec.get("keypoints")))
             box = _numbers(rec.get("bbox"))
+            size, focal = _camera(rec)
         except (TypeError, ValueError) as exc:
             out.skipped.append(Skipped(eid, "bad_annotation", str(exc)))
             continue
@@ -221,10 +264,14 @@ def read_generic(
                 out.skipped.append(Skipped(eid, "bad_bbox", "no bbox and no keypoint box"))
                 continue
         img = Path(image)
+        full = img if img.is_absolute() else root / img
+        meta = {"imageName": img.name if img.is_absolute() else img.as_posix(),
+                "personId": pid, "record": i, "dataset": dataset}
+        if focal is not None:
+            meta["focal"] = focal
         out.exemplars.append(Exemplar(
-            id=eid, image_path=str(img if img.is_absolute() else root / img),
-            center=cs[0], scale=cs[1], keypoints=kps49.astype(np.float64), source=fmt,
-            meta={"imageName": img.name if img.is_absolute() else img.as_posix(),
-                  "personId": pid, "record": i, "dataset": dataset},
+            id=eid, image_path=str(full), center=cs[0], scale=cs[1],
+            keypoints=kps49.astype(np.float64), source=fmt,
+            image_size=size if size is not None else _image_size(full, sizes), meta=meta,
         ))
     return out
