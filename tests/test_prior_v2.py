@@ -232,7 +232,8 @@ def test_eft_presets_and_the_job_default():
     assert (before.lr, before.max_iters, before.with_ankles, before.scope) == (
         2e-5, 10, True, "all")
     exact = eft_preset("open-prior-exact")  # labels without annotation noise: fit harder,
-    assert exact == tuned.replace(lr=1e-3, max_iters=30, smplify_blend=0.5)  # blend SMPLify
+    assert exact == tuned.replace(lr=1e-3, max_iters=30, smplify_blend=0.5,  # blend SMPLify
+                                  perspective_steps=150)  # then the image camera
     assert tuned.smplify_blend == 0.0
     from eft.fitting.config import preset_name
 

@@ -199,3 +199,18 @@ def test_blend_beats_both_fitters_on_exact_labels(body, prior):
     blend = pa_mm("eft", eft_preset("open-prior-exact"))
     assert blend < pa_mm("smplify") - 1.0
     assert blend < pa_mm("eft", eft_preset("open-prior")) - 3.0
+
+
+def test_later_keys_are_left_out_only_at_their_defaults():
+    """Each key the resume hash leaves out is left out at EFTConfig's default, and a job
+    whose recipe refines under the image camera hashes unlike one that does not."""
+    from eft.fitting.config import EFTConfig
+    from eft.jobs.config import LATER_EFT_KEYS, config_from_dict, hash_dict
+
+    assert {k: getattr(EFTConfig(), k) for k in LATER_EFT_KEYS} == LATER_EFT_KEYS
+    ds = [{"kind": "coco", "path": "x.json"}]
+    on = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior-exact"}})
+    off = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior-exact",
+                                                   "perspective_steps": 0}})
+    assert hash_dict(on.fit_dict()) != hash_dict(off.fit_dict())
+    assert "perspective_steps" not in off.fit_dict()["eft"]
