@@ -13,7 +13,8 @@ job's own functions (``pilot_sample``, ``pick_preset``):
   annotation noise with nothing missing, and the annotated val set (noise, missing
   joints, truncation, dropped limbs); and exact H36M-17 labels of a skeleton unlike
   the body model's (``studio_offsets``, 1-3 times), as a studio set's may be; and the
-  same seen by studio cameras (:data:`STUDIO_CAMERA`, :data:`STUDIO_ROWS`).  Per set:
+  same seen by studio cameras (:data:`STUDIO_CAMERA`, :data:`STUDIO_ROWS`; also with
+  the limb joints moved along the limbs, :func:`limb_offsets`).  Per set:
   the pilot's medians (the third: whether ``open-prior-exact`` keeps its refinement
   under the image camera) and pick, and PA-MPJPE-14 (mm) of ``open-prior``,
   ``open-prior-exact``, the latter without that refinement, the pick and SMPLify;
@@ -90,9 +91,33 @@ METHODS = (*AUTO_CHOICES, NO_CAMERA, "smplify")
 #: people 3.5-6.5 m away.
 STUDIO_CAMERA = {"image_sizes": ((1000, 1000),), "focal_range": (1140.0, 1150.0),
                  "distance_range": (3.5, 6.5), "person_fraction_range": (0.3, 0.5)}
-#: Studio-camera rows: (labels, offsets multiple), H36M-17.
-STUDIO_ROWS = (("exact", 0), ("exact", 1), ("exact", 2), ("exact", 3), ("0.25", 0),
-               ("0.5", 0))
+#: Studio-camera rows: (labels, torso offsets multiple, limb offset in cm), H36M-17.
+STUDIO_ROWS = (("exact", 0, 0), ("exact", 1, 0), ("exact", 2, 0), ("exact", 3, 0),
+               ("exact", 0, 3), ("exact", 1, 3), ("0.25", 0, 0), ("0.5", 0, 0))
+#: (parent, joint) of the limb joints :func:`limb_offsets` moves.
+LIMB_BONES = (("Right Shoulder", "Right Elbow"), ("Right Elbow", "Right Wrist"),
+              ("Left Shoulder", "Left Elbow"), ("Left Elbow", "Left Wrist"),
+              ("Right Hip", "Right Knee"), ("Right Knee", "Right Ankle"),
+              ("Left Hip", "Left Knee"), ("Left Knee", "Left Ankle"))
+
+
+def limb_offsets(val, people: list, cm: float) -> list:
+    """``people`` (the exemplars of synthetic set ``val``, in order) with each elbow,
+    wrist, knee and ankle label moved ``cm`` centimetres along its bone in 3D, away
+    from the parent joint, and projected by the person's camera: a skeleton whose limb
+    joints sit elsewhere along the limbs than the body model's."""
+    out = []
+    for i, e in enumerate(people):
+        k3 = np.asarray(val.keypoints3d[i], dtype=np.float64)
+        kp = np.asarray(e.keypoints, dtype=np.float64).copy()
+        for parent, joint in LIMB_BONES:
+            a, b = SPIN49_INDEX[parent], SPIN49_INDEX[joint]
+            bone = k3[b] - k3[a]
+            x = k3[b] + cm / 100.0 * bone / np.linalg.norm(bone)
+            if kp[b, 2] > 0:
+                kp[b, :2] = val.focal[i] * x[:2] / x[2] + val.principal_point[i]
+        out.append(dataclasses.replace(e, keypoints=kp))
+    return out
 
 
 def method_config(m: str):
@@ -144,7 +169,7 @@ def main() -> None:
     poses = load_pose_bank().val().poses
     synth = []
     sets = [(cond, "photo") for cond in CONDITIONS] + [
-        (cond, "studio") for cond in dict.fromkeys(c for c, _ in STUDIO_ROWS)]
+        (cond, "studio") for cond in dict.fromkeys(row[0] for row in STUDIO_ROWS)]
     for cond, camera in sets:
         val = synthetic_set(poses, body, cond, args.n, camera)
         rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
@@ -152,9 +177,14 @@ def main() -> None:
         gt14, _ = pose_joints(body, rot, torch.as_tensor(val.betas, dtype=torch.float32))
         if camera == "studio":
             base = restrict(list(val.exemplars()), "h36m17_spin")
-            runs = [("h36m17_spin" + (f", studio offsets x{k}" if k else ""),
-                     [studio_offsets(e, k) for e in base] if k else base)
-                    for c, k in STUDIO_ROWS if c == cond]
+            runs = []
+            for c, k, cm in STUDIO_ROWS:
+                if c != cond:
+                    continue
+                ppl = limb_offsets(val, base, cm) if cm else base
+                ppl = [studio_offsets(e, k) for e in ppl] if k else ppl
+                runs.append(("h36m17_spin" + (f", studio offsets x{k}" if k else "")
+                             + (f", limb joints +{cm} cm" if cm else ""), ppl))
         else:
             runs = [(fmt, restrict(list(val.exemplars()), fmt)) for fmt in FORMATS]
             if cond == "exact":

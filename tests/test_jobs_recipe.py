@@ -135,3 +135,28 @@ def test_auto_names_its_pick_when_the_folder_holds_another_recipe(tmp_path, one_
         _run(tmp_path / "c", n=12, labels=EXACT)
     again = _run(tmp_path / "c", n=12, labels=EXACT, eft={"preset": "open-prior"})
     assert again.summary.fitted_this_run == 0
+
+
+def test_auto_on_exact_labels_keeps_the_camera_and_says_how_to_resume_without(
+        tmp_path, one_thread):
+    """Exact synthetic labels (images of known size): auto keeps open-prior-exact's
+    image-camera refinement, and the summary says so.  A folder fitted by
+    open-prior-exact without it (an auto job of the day before) is not resumed by
+    auto, whose error says how to resume it."""
+    from eft.fitting.auto import PERSPECTIVE_LABELS_BELOW
+    from eft.jobs import JobStoreError
+
+    before = _run(tmp_path / "d", n=12, labels=EXACT,
+                  eft={"preset": "open-prior-exact", "perspective_steps": 0})
+    with pytest.raises(JobStoreError, match=r"auto picked open-prior-exact for these "
+                       r"labels \(with its image-camera refinement.*eft.perspective_steps=0"):
+        _run(tmp_path / "d", n=12, labels=EXACT)
+    again = _run(tmp_path / "d", n=12, labels=EXACT,
+                 eft={"preset": "open-prior-exact", "perspective_steps": 0})
+    assert again.summary.fitted_this_run == 0 and before.summary.fitted_this_run == 12
+    fresh = _run(tmp_path / "e", n=12, labels=EXACT)
+    choice = fresh.summary.recipe_auto
+    assert choice["preset"] == "open-prior-exact"
+    assert choice["perspective_median"] < PERSPECTIVE_LABELS_BELOW
+    assert config_from_dict(fresh.manifest.config).eft == eft_preset("open-prior-exact")
+    assert "image-camera refinement on" in fresh.summary.format()
