@@ -93,7 +93,7 @@ PILOT_SIZE = 256
 #: refinement still gains 3.6-6.3 mm PA-MPJPE-14; half of it 0.0027-0.0034, where it
 #: loses 2.9-5.5 mm (it fits the noise; the first pilot sends most such labels to
 #: ``open-prior`` already).  The threshold sits between, nearer the noise: dropping
-#: the refinement on exact labels costs more (8-12 mm) than keeping it on noisier ones.
+#: the refinement on exact labels costs more (7-13 mm) than keeping it on noisier ones.
 PERSPECTIVE_LABELS_BELOW = 0.0030
 
 
