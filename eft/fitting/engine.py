@@ -65,7 +65,11 @@ from eft.body.joints import SMPL24_NAMES, SPIN49_INDEX, flip_keypoints, flip_smp
 from eft.body.model import BodyModel
 from eft.data.exemplar import Exemplar
 from eft.errors import EftError
-from eft.geometry.cameras import image_to_crop_norm, weak_to_perspective_translation
+from eft.geometry.cameras import (
+    image_to_crop_norm,
+    perspective_project,
+    weak_to_perspective_translation,
+)
 from eft.geometry.rotations import nearest_rotation, rotmat_to_axis_angle
 from eft.models.output import RegressorOutput
 from eft.models.protocol import SCOPES, Regressor, whole_model_split
@@ -78,16 +82,17 @@ from .auto import (
     pilot_indices,
     with_perspective_check,
 )
+from .baselines import fit_weak_camera
 from .config import EFTConfig, eft_preset
-from .losses import count_valid_gt, eft_loss, keypoint_loss_2d, project, sanitize_keypoints
-from .perspective import (
-    crop_camera,
-    image_camera,
-    perspective_project,
-    perspective_refine,
-    refine_weights,
-    weak_camera_fit,
+from .losses import (
+    count_valid_gt,
+    eft_loss,
+    keypoint_loss_2d,
+    loss_weights,
+    project,
+    sanitize_keypoints,
 )
+from .perspective import crop_camera, image_camera, perspective_refine
 from .pose_prior import load_default_pose_prior
 from .quality import PosePrior, assess, pose_nll
 from .records import Fit, FitTargets
@@ -829,23 +834,20 @@ def _fit_perspective_refined(run: Callable[..., list[Fit]], model: nn.Module,
                                prep.scales[rows])
         r = rows.to(like.device)
         target = prep.targets[r]
-        new_rot, new_betas, transl, _ = perspective_refine(
+        new_rot, new_betas, transl, points = perspective_refine(
             st.fast, rot[r], betas[r], target, f_n.to(like), c_n.to(like),
             steps=config.perspective_steps, pose_weight=config.perspective_pose_weight,
             openpose_weight=config.openpose_weight,
             torso_weight=config.perspective_torso_weight)
         with torch.no_grad():
-            points, _ = st.fast(new_rot, new_betas)
-            weights = refine_weights(target, st.fast, config.openpose_weight,
-                                     config.perspective_torso_weight)
             rot[r], betas[r] = new_rot, new_betas
-            cam[r] = weak_camera_fit(points, target[..., :2], weights).to(cam)
+            cam[r] = fit_weak_camera(points, target, loss_weights(target, plain, st.fast)).to(cam)
     with torch.no_grad():
         raw.rotmat, raw.betas, raw.cam = rot, betas, cam
         # every fit drawn by its own camera: refined ones through the image's
         _, pred2d = project(RegressorOutput(rotmat=rot, betas=betas, cam=cam), st.fast)
         if rows.numel():
-            pred2d[r] = perspective_project(points + transl[:, None], f_n.to(like),
+            pred2d[r] = perspective_project(points, transl, f_n.to(like),
                                             c_n.to(like)).to(pred2d)
         raw.loss_2d_final = keypoint_loss_2d(pred2d, prep.targets.to(pred2d), plain, st.fast)
     raw.loss_2d_init = torch.as_tensor([f.quality.loss_2d_init for f in fits]).to(raw.cam)

@@ -31,12 +31,13 @@ from torch import Tensor
 from eft.body.fast import KeypointLBS
 from eft.body.joints import SKELETON_FREE_SLOTS
 from eft.data.exemplar import Exemplar
+from eft.geometry.cameras import perspective_project
 from eft.geometry.rotations import axis_angle_to_rotmat
 
 from .losses import NUM_OPENPOSE
 
-__all__ = ["crop_camera", "default_focal", "image_camera", "perspective_project",
-           "perspective_refine", "perspective_residual", "refine_weights", "weak_camera_fit"]
+__all__ = ["crop_camera", "default_focal", "image_camera", "perspective_refine",
+           "perspective_residual", "refine_weights"]
 
 
 def default_focal(width: float, height: float) -> float:
@@ -95,13 +96,6 @@ def _translation(points: Tensor, target: Tensor, weights: Tensor, focal: Tensor,
     return torch.linalg.solve(normal, a.transpose(1, 2) @ r)[..., 0]
 
 
-def perspective_project(points: Tensor, focal: Tensor, centre: Tensor) -> Tensor:
-    """(B, K, 3) camera-frame points -> (B, K, 2) ``f X_xy / Z + c`` (``focal`` (B,),
-    ``centre`` (B, 2), any consistent units)."""
-    z = points[..., 2:3].clamp_min(1e-3)
-    return focal[:, None, None] * points[..., :2] / z + centre[:, None]
-
-
 def refine_weights(targets: Tensor, fast: KeypointLBS, openpose_weight: float = 0.0,
                    torso_weight: float = 1.0) -> Tensor:
     """(B, 49, 3) sanitised crop targets -> (B, 49) weights of the refinement: the
@@ -130,7 +124,7 @@ def perspective_residual(points: Tensor, targets: Tensor, focal: Tensor, centre:
     weights[:, list(SKELETON_FREE_SLOTS)] = conf[:, list(SKELETON_FREE_SLOTS)]
     uv = torch.nan_to_num(targets[..., :2])
     t = _translation(points, uv, weights, focal, centre)
-    dist = (perspective_project(points + t[:, None], focal, centre) - uv).norm(dim=-1)
+    dist = (perspective_project(points, t, focal, centre) - uv).norm(dim=-1)
     total = weights.sum(1)
     out = 0.5 * (dist * weights).sum(1) / total.clamp_min(1e-12)
     return torch.where(total > 0, out, torch.full_like(out, float("nan")))
@@ -157,9 +151,9 @@ def perspective_refine(fast: KeypointLBS, rotmat: Tensor, betas: Tensor, targets
             term is the weighted sum of squared crop-normalised distances
             (:func:`refine_weights` with ``openpose_weight`` and ``torso_weight``).
 
-    Returns ``(rotmat (B, 24, 3, 3), betas (B, nb), transl (B, 3), residual (B,))``:
-    ``transl`` places the body in front of the camera, ``residual`` is the final
-    weighted mean distance to the labels in crop-normalised units (a crop spans 2).
+    Returns ``(rotmat (B, 24, 3, 3), betas (B, nb), transl (B, 3), keypoints (B, 49,
+    3))``: ``transl`` places the body in front of the camera; ``keypoints`` are the
+    refined body's, in its own frame (add ``transl`` for the camera's).
     """
     weights = refine_weights(targets, fast, openpose_weight, torso_weight)
     uv = targets[..., :2]
@@ -176,7 +170,7 @@ def perspective_refine(fast: KeypointLBS, rotmat: Tensor, betas: Tensor, targets
         with torch.enable_grad():
             rot = rot0 @ axis_angle_to_rotmat(delta)
             points, _ = fast(rot, shape)
-            proj = perspective_project(points + transl[:, None], focal, centre)
+            proj = perspective_project(points, transl, focal, centre)
             reproj = (((proj - uv) ** 2).sum(-1) * weights).sum(1)
             loss = (reproj + pose_weight * (delta ** 2).sum((1, 2))
                     + shape_weight * ((shape - b0) ** 2).sum(1))
@@ -186,22 +180,4 @@ def perspective_refine(fast: KeypointLBS, rotmat: Tensor, betas: Tensor, targets
     with torch.no_grad():
         rot = rot0 @ axis_angle_to_rotmat(delta)
         points, _ = fast(rot, shape)
-        dist = (perspective_project(points + transl[:, None], focal, centre) - uv).norm(dim=-1)
-        residual = (dist * weights).sum(1) / weights.sum(1).clamp_min(1e-12)
-    return rot.detach(), shape.detach(), transl.detach(), residual
-
-
-def weak_camera_fit(points: Tensor, targets: Tensor, weights: Tensor) -> Tensor:
-    """(B, 3) weak-perspective camera ``[s, tx, ty]`` that best draws ``points``
-    (B, K, 3) at ``targets`` (B, K, 2), ``s (X_xy + t) ~ u`` weighted by ``weights``
-    (B, K), by linear least squares in ``(s, s tx, s ty)``."""
-    w = weights
-    sw = w.sum(1).clamp_min(1e-12)
-    xm = (w[..., None] * points[..., :2]).sum(1) / sw[:, None]
-    um = (w[..., None] * targets).sum(1) / sw[:, None]
-    dx, du = points[..., :2] - xm[:, None], targets - um[:, None]
-    s = (w[..., None] * dx * du).sum((1, 2)) / (w[..., None] * dx * dx).sum((1, 2)).clamp_min(
-        1e-12)
-    s = s.clamp_min(1e-6)
-    t = um / s[:, None] - xm
-    return torch.cat([s[:, None], t], dim=1)
+    return rot.detach(), shape.detach(), transl.detach(), points
