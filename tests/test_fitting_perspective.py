@@ -15,6 +15,7 @@ from eft.data.exemplar import Exemplar
 from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
 from eft.fitting.config import eft_preset
 from eft.fitting.perspective import (
+    FOCAL_PER_CROP_SIDE,
     crop_camera,
     default_focal,
     image_camera,
@@ -109,8 +110,9 @@ def test_image_camera():
     assert default_focal(640, 480) == pytest.approx(800.0)
     given = dataclasses.replace(e, meta={"focal": 1000.0, "principal_point": (300, 250)})
     assert image_camera(given) == (1000.0, (300.0, 250.0))
-    f, pp = image_camera(dataclasses.replace(e, image_size=None))
-    assert np.isnan(f) and all(np.isnan(pp))
+    # without an image size: FOCAL_PER_CROP_SIDE crop sides (200 * scale px), crop centre
+    assert image_camera(dataclasses.replace(e, image_size=None, scale=1.5)) == \
+        (FOCAL_PER_CROP_SIDE * 300.0, (10.0, 10.0))
 
 
 def test_fit_targets_carry_cameras():
@@ -168,21 +170,26 @@ def test_refinement_under_the_image_camera_gains_in_3d_on_exact_labels(setup):
     assert np.median(weak) < 0.04 and max(weak) < 0.25
 
 
-def test_people_without_an_image_size_keep_the_unrefined_fit(setup):
+def test_people_without_an_image_size_are_refined_through_a_camera_guessed_from_the_crop(
+        setup):
     model, body = setup
     _, people = studio_people(6)
     blind = [dataclasses.replace(e, image_size=None) if i % 2 else e
              for i, e in enumerate(people)]
+    # the same people with that guess written out as the data's own camera
+    told = [dataclasses.replace(e, meta={**(e.meta or {}),
+                                         "focal": FOCAL_PER_CROP_SIDE * 200.0 * e.scale,
+                                         "principal_point": tuple(e.center)})
+            if i % 2 else e for i, e in enumerate(blind)]
     refined = fit_method("eft", model, body, exemplar_batch(blind),
                          eft_preset("open-prior-exact"))
+    explicit = fit_method("eft", model, body, exemplar_batch(told),
+                          eft_preset("open-prior-exact"))
     plain = fit_method("eft", model, body, exemplar_batch(blind),
                        eft_preset("open-prior-exact", perspective_steps=0))
-    for i, (a, b) in enumerate(zip(refined, plain, strict=True)):
-        if i % 2:
-            assert np.array_equal(a.rotmat, b.rotmat) and np.array_equal(a.betas, b.betas)
-            assert np.allclose(a.cam_weak, b.cam_weak)
-        else:
-            assert not np.allclose(a.rotmat, b.rotmat, atol=1e-3)
+    for a, b, c in zip(refined, explicit, plain, strict=True):
+        assert np.allclose(a.rotmat, b.rotmat, atol=1e-6)
+        assert not np.allclose(a.rotmat, c.rotmat, atol=1e-3)
 
 
 def test_the_body_keypoint_path_matches_refine_inputs(setup):
@@ -241,6 +248,6 @@ def test_the_pilot_camera_median_tells_exact_labels_from_noisy_ones(setup):
         medians.append(c.perspective_median)
     assert medians[0] < 0.8 * PERSPECTIVE_LABELS_BELOW < 1.25 * PERSPECTIVE_LABELS_BELOW < \
         medians[1]
-    # without image sizes nothing is measured
+    # without image sizes the guessed camera is measured
     blind = [dataclasses.replace(e, image_size=None) for e in people]
-    assert np.isnan(with_perspective_check(start, fits, blind).perspective_median)
+    assert np.isfinite(with_perspective_check(start, fits, blind).perspective_median)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from eft.data.images import ImageError, crop_image, load_image, normalize_crop
+from eft.data.images import ImageError, crop_image, image_file_size, load_image, normalize_crop
 from eft.errors import EftError
 from eft.geometry.crops import image_to_crop
 
@@ -33,9 +33,13 @@ def test_coco_sample_jpeg(shared_data):
         assert a.shape == (im["height"], im["width"], 3) and a.dtype == np.uint8
         with Image.open(path) as ref:
             np.testing.assert_array_equal(a, np.asarray(ref.convert("RGB")))
+        assert image_file_size(path) == (im["width"], im["height"])
     for name in ("mpii_sample/052475643.jpg", "crowdpose_sample/103319.jpg"):
         a = load_image(shared_data / name)
         assert a.ndim == 3 and a.shape[2] == 3 and a.flags["C_CONTIGUOUS"]
+        assert image_file_size(shared_data / name) == (a.shape[1], a.shape[0])
+    assert image_file_size(shared_data / "mpii_sample" / "missing.jpg") is None
+    assert image_file_size(shared_data / "coco_sample" / "test_coco.json") is None
 
 
 def _save(tmp_path, img: Image.Image, name: str, **kw) -> str:
@@ -117,6 +121,7 @@ def test_exif_orientation(tmp_path, orientation):
                 6: ((H, W), (H - 1 - my, mx)), 8: ((H, W), (my, W - 1 - mx))}[orientation]
     (w, h), (ex, ey) = expected
     assert a.shape[:2] == (h, w)
+    assert image_file_size(p) == (w, h)  # the header alone gives the viewer's size
     bright = a[..., 0] > 128
     ys, xs = np.nonzero(bright)
     assert abs(xs.mean() - ex) < 0.5 and abs(ys.mean() - ey) < 0.5

@@ -59,3 +59,21 @@ def test_dispatch_errors(tmp_path):
         read_dataset("h36m", tmp_path)
     with pytest.raises(ReaderError, match=r"unknown option\(s\) \['min_kp'\].*min_keypoints"):
         read_dataset("coco", tmp_path / "x.json", min_kp=3)
+
+
+def test_sizes_come_from_the_image_headers_when_the_annotations_lack_them(shared_data):
+    """MPII's annotations carry no image size: read_dataset takes it from each image's
+    header (the image camera of the perspective refinement needs it); people whose
+    image is missing keep None."""
+    from PIL import Image
+
+    path = shared_data / "mpii_sample" / "test_mpii.json"
+    raw = read_mpii(path)
+    assert all(e.image_size is None for e in raw.exemplars)
+    res = read_dataset("mpii", path)
+    assert len(res) == len(raw) > 0
+    for e in res.exemplars:
+        with Image.open(e.image_path) as im:
+            assert e.image_size == im.size
+    elsewhere = read_dataset("mpii", path, shared_data / "no_such_folder")
+    assert all(e.image_size is None for e in elsewhere.exemplars)

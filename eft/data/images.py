@@ -39,7 +39,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from eft.errors import EftError
 from eft.geometry.crops import crop_to_image
 
-__all__ = ["ImageError", "load_image", "crop_image", "normalize_crop", "IMAGENET_MEAN",
+__all__ = ["ImageError", "load_image", "image_file_size", "crop_image", "normalize_crop",
+           "IMAGENET_MEAN",
            "IMAGENET_STD"]
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,25 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 class ImageError(EftError):
     """An image that cannot be read: missing, truncated, corrupt or of an unusable mode."""
+
+
+def image_file_size(path: str | os.PathLike) -> tuple[int, int] | None:
+    """``(W, H)`` in pixels from the image file's header, as :func:`load_image` would
+    return it (EXIF orientations 5-8 swap the two), or None when the file is missing or
+    not an image.  Only the header is read."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        with Image.open(p) as im:
+            w, h = int(im.size[0]), int(im.size[1])
+            try:
+                turned = int(im.getexif().get(0x0112, 1)) in (5, 6, 7, 8)
+            except Exception:  # a broken EXIF block: the pixels are still as stored
+                turned = False
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    return (h, w) if turned else (w, h)
 
 
 def _to_rgb_array(img: Image.Image, background: tuple[int, int, int] | None) -> np.ndarray:

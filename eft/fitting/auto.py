@@ -228,8 +228,7 @@ def own_keys(config: EFTConfig) -> dict:
 def auto_config(choice: PresetChoice, overrides: dict | None = None) -> EFTConfig:
     """The chosen recipe with ``overrides`` (:func:`own_keys`) on top, logged;
     ``open-prior-exact`` without its perspective refinement unless the pilot kept it
-    (:attr:`PresetChoice.perspective`; not measured, or no pilot person with a known
-    image size, reads as off)."""
+    (:attr:`PresetChoice.perspective`; not measured reads as off)."""
     if choice.preset == AUTO_CHOICES[1]:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
                  "images' cameras to a median %.4f of the box side (kept below %.4f): "

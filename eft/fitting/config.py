@@ -217,8 +217,9 @@ class EFTConfig:
             labels through a camera of the image's focal length (the data's, else the
             image diagonal) and centre.  For exact labels only: a real camera draws
             nearer parts larger, which tells each limb's depth apart where the labels
-            carry no annotation noise, and it fits the noise where they do.  People
-            whose image size is unknown keep the fit as it was.  0 = off.
+            carry no annotation noise, and it fits the noise where they do.  Without
+            an image size the camera is guessed from the crop
+            (``perspective.FOCAL_PER_CROP_SIDE``).  0 = off.
         perspective_pose_weight: weight of the squared rotation offsets (radians^2,
             summed over joints) from the fit in that refinement.
         perspective_torso_weight: weight of the hips, pelvis, spine, neck and head

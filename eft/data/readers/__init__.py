@@ -8,6 +8,7 @@ stable ids, plus every skipped person and the reason), takes ``(path, image_root
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import logging
 import os
@@ -22,6 +23,7 @@ from .base import (
     ReadResult,
     Skipped,
     box_center_scale,
+    cached_image_size,
     count_gt_keypoints,
     keypoint_box_center_scale,
     keypoint_skip_reason,
@@ -43,7 +45,7 @@ __all__ = ["ReaderError", "ReadResult", "Skipped", "box_center_scale",
            "count_gt_keypoints",
            "read_coco", "read_mpii", "read_lsp", "read_posetrack", "read_openpose",
            "read_generic", "read_humandata_keypoints", "left_right_swap_warning", "READERS",
-           "read_dataset"]
+           "read_dataset", "fill_image_sizes"]
 
 # kind -> reader.  CrowdPose (like AI Challenger, mmpose's H36M and MPI-INF-3DHP files)
 # is COCO's layout: read_coco reads it, by the category's keypoint names.
@@ -58,6 +60,24 @@ READERS: dict[str, Callable[..., ReadResult]] = {
     "generic": read_generic,
     "humandata": read_humandata_keypoints,
 }
+
+
+def fill_image_sizes(result: ReadResult) -> int:
+    """Give every exemplar of ``result`` that has no ``image_size`` but an image file on
+    disk the size in that file's header (each image opened once), in place: the image
+    camera of :mod:`eft.fitting.perspective` needs it, and readers whose annotation
+    files carry no size (MPII, LSP, OpenPose, HumanData) leave it out.  Returns how many
+    exemplars were given one."""
+    cache: dict[Path, tuple[int, int] | None] = {}
+    filled = 0
+    for i, e in enumerate(result.exemplars):
+        if e.image_size is not None or not e.image_path:
+            continue
+        size = cached_image_size(e.image_path, cache)
+        if size is not None:
+            result.exemplars[i] = dataclasses.replace(e, image_size=size)
+            filled += 1
+    return filled
 
 
 def read_dataset(kind: str, path: str | os.PathLike,
@@ -80,6 +100,7 @@ def read_dataset(kind: str, path: str | os.PathLike,
         raise ReaderError(f"dataset kind {kind!r}: unknown option(s) {unknown}; "
                           f"valid: {', '.join(names)}") from None
     result = reader(path, image_root, **options)
+    fill_image_sizes(result)
     if result.exemplars:
         label = f"{kind} dataset {options.get('dataset') or Path(path).name}"
         doubt = left_right_swap_warning(np.stack([e.keypoints for e in result.exemplars]),

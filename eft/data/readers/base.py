@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from eft.body.joints import SPIN49_INDEX
 from eft.data.exemplar import Exemplar
+from eft.data.images import image_file_size
 from eft.errors import EftError
 from eft.geometry.crops import bbox_to_center_scale
 
-__all__ = ["ReaderError", "Skipped", "ReadResult", "box_center_scale",
+__all__ = ["ReaderError", "Skipped", "ReadResult", "box_center_scale", "cached_image_size",
            "keypoint_box_center_scale", "count_gt_keypoints", "keypoint_skip_reason",
            "keypoint_skip_reasons", "left_right_swap_warning", "MAX_ABS_KEYPOINT_PX"]
 
@@ -66,6 +68,17 @@ class ReadResult:
         if why is not None:
             self.skipped.append(Skipped(eid, *why))
         return why is not None
+
+
+def cached_image_size(path: str | Path, cache: dict[Path, tuple[int, int] | None]
+                      ) -> tuple[int, int] | None:
+    """``(W, H)`` of the image at ``path`` from its header
+    (:func:`eft.data.images.image_file_size`; None when it cannot be read), remembered in
+    ``cache`` so an image of many people is opened once."""
+    key = Path(path)
+    if key not in cache:
+        cache[key] = image_file_size(key)
+    return cache[key]
 
 
 def box_center_scale(x: float, y: float, w: float, h: float,

@@ -75,6 +75,7 @@ from .base import (
     ReadResult,
     Skipped,
     box_center_scale,
+    cached_image_size,
     keypoint_box_center_scale,
 )
 
@@ -132,23 +133,6 @@ def _records(path: Path, keypoint_format: str | None) -> tuple[list[dict], str |
                     r[k] = None
         return rows, keypoint_format
     raise ReaderError(f"{path}: generic keypoints must be a .json or .csv file")
-
-
-def _image_size(path: Path, cache: dict[Path, tuple[int, int] | None]
-                ) -> tuple[int, int] | None:
-    """(W, H) from the image file's header (None when it cannot be read), cached."""
-    if path not in cache:
-        size = None
-        if path.is_file():
-            from PIL import Image, UnidentifiedImageError
-
-            try:
-                with Image.open(path) as im:
-                    size = (int(im.size[0]), int(im.size[1]))
-            except (OSError, UnidentifiedImageError):
-                size = None
-        cache[path] = size
-    return cache[path]
 
 
 def _camera(rec: dict) -> tuple[tuple[int, int] | None, float | None]:
@@ -272,6 +256,6 @@ def read_generic(
         out.exemplars.append(Exemplar(
             id=eid, image_path=str(full), center=cs[0], scale=cs[1],
             keypoints=kps49.astype(np.float64), source=fmt,
-            image_size=size if size is not None else _image_size(full, sizes), meta=meta,
+            image_size=size if size is not None else cached_image_size(full, sizes), meta=meta,
         ))
     return out
