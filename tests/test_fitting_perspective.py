@@ -231,6 +231,7 @@ def test_the_pilot_camera_median_tells_exact_labels_from_noisy_ones(setup):
     """Fitted with ``open-prior-exact``, exact studio labels reproduce through the image
     camera far below the threshold, labels with COCO's annotation noise far above."""
     from eft.fitting.auto import (
+        EXACT_CAMERA_BELOW,
         PERSPECTIVE_LABELS_BELOW,
         PresetChoice,
         with_perspective_check,
@@ -238,16 +239,21 @@ def test_the_pilot_camera_median_tells_exact_labels_from_noisy_ones(setup):
 
     model, body = setup
     start = PresetChoice("open-prior-exact", 16, 0.01, 0.01, 1.0)
-    medians = []
+    light = PresetChoice("open-prior", 16, 0.02, 0.02, 1.0)
+    medians, rescued = [], []
     for noise in (0.0, 1.0):
         _, people = studio_people(16, noise, seed=8)
         fits = fit_method("eft", model, body, exemplar_batch(people),
                           eft_preset("open-prior-exact"))
         c = with_perspective_check(start, fits, people, 2.0)
-        assert c.seconds == pytest.approx(3.0)
+        assert c.seconds == pytest.approx(3.0) and c.preset == "open-prior-exact"
         medians.append(c.perspective_median)
+        # the first pilot's pick is overruled only by labels that read exact here
+        rescued.append(with_perspective_check(light, fits, people).preset)
     assert medians[0] < 0.8 * PERSPECTIVE_LABELS_BELOW < 1.25 * PERSPECTIVE_LABELS_BELOW < \
         medians[1]
+    assert medians[0] < 0.8 * EXACT_CAMERA_BELOW and rescued == ["open-prior-exact",
+                                                                 "open-prior"]
     # without image sizes the guessed camera is measured
     blind = [dataclasses.replace(e, image_size=None) for e in people]
     assert np.isfinite(with_perspective_check(start, fits, blind).perspective_median)

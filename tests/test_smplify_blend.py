@@ -126,8 +126,10 @@ def test_regressor_method_never_blends(body, prior, targets):
 
     a = fit_method("regressor", prior, body, targets, CFG)
     b = fit_method("regressor", prior, body, targets, eft_preset("eft"))
+    # the two recipes run the pass through different code (per-exemplar biases or
+    # not): float32 rounding apart, while a blend would move rotations by ~1e-1
     for fa, fb in zip(a, b, strict=True):
-        np.testing.assert_allclose(fa.rotmat, fb.rotmat, atol=1e-6)
+        np.testing.assert_allclose(fa.rotmat, fb.rotmat, atol=2e-5)
 
 
 def test_jobs_take_the_blend_from_the_eft_section_and_refuse_a_bad_share():

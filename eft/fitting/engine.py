@@ -941,9 +941,9 @@ def _auto_config(exemplars: Sequence[Exemplar], model: nn.Module,
     fits = fit(model, body, batch, eft_preset(AUTO_CHOICES[0]), progress=False,
                pose_prior=None, **same)
     choice = choose_from_pilot(fits, pilot, round(time.perf_counter() - t0, 3))
-    chosen = eft_preset(choice.preset)
-    if chosen.perspective_steps > 0:
+    if pilot:  # the second pilot, whichever recipe the first picked
         t1 = time.perf_counter()
-        exact = fit(model, body, batch, chosen, progress=False, pose_prior=None, **same)
+        exact = fit(model, body, batch, eft_preset(AUTO_CHOICES[1]), progress=False,
+                    pose_prior=None, **same)
         choice = with_perspective_check(choice, exact, pilot, time.perf_counter() - t1)
     return auto_config(choice)

@@ -9,12 +9,15 @@ job's own worker (:func:`~eft.jobs.worker.run_chunk`: image crops for an image
 regressor, bad exemplars left out), in this process on one CPU thread.  If the pilot's
 fits reproduce the labels closely enough (:func:`~eft.fitting.auto.pick_preset`) the
 job runs ``open-prior-exact``, else ``open-prior`` (each with the job's ``eft`` keys on
-top).  Under ``open-prior-exact`` the pilot is fitted once more with it, to decide
-whether its refinement under each image's camera stays on
-(:data:`~eft.fitting.auto.PERSPECTIVE_LABELS_BELOW`).  The pilot never depends on the
-shard, the limit, the workers, the threads or the devices, so every shard and every
-resumed run picks the same recipe, and the resolved config the job writes names the
-chosen recipe's settings.
+top).  Then the pilot is fitted once more, with ``open-prior-exact``: where those fits
+reproduce the labels through each image's camera closely enough
+(:data:`~eft.fitting.auto.EXACT_CAMERA_BELOW`) the labels are exact whatever the first
+fit read (exact labels of poses the prior finds hard, such as lying people), and under
+``open-prior-exact`` the same measure decides whether its refinement under the image's
+camera stays on (:data:`~eft.fitting.auto.PERSPECTIVE_LABELS_BELOW`).  The pilot never
+depends on the shard, the limit, the workers, the threads or the devices, so every
+shard and every resumed run picks the same recipe, and the resolved config the job
+writes names the chosen recipe's settings.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Sequence
 
 from eft.data.exemplar import Exemplar
 from eft.fitting.auto import (
+    AUTO_CHOICES,
     PILOT_SIZE,
     PresetChoice,
     auto_config,
@@ -52,7 +56,9 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
     """Fit :func:`pilot_sample` of ``exemplars`` with ``config.eft`` (``open-prior`` and
     the job's own keys) on one CPU thread (whatever the job's ``threads`` and
     ``devices``, which a resumed run may change) and pick the recipe
-    (:func:`~eft.fitting.auto.choose_from_pilot`)."""
+    (:func:`~eft.fitting.auto.choose_from_pilot`, then
+    :func:`~eft.fitting.auto.with_perspective_check` on a second pilot fit with
+    ``open-prior-exact``)."""
     t0 = time.perf_counter()
     pilot = pilot_sample(exemplars)
     setup = WorkerSetup(
@@ -63,8 +69,8 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
     records = part.columns.to_annotations()
     choice = choose_from_pilot([r.fit for r in records], [r.exemplar for r in records],
                                round(time.perf_counter() - t0, 3))
-    chosen = eft_preset(choice.preset, **own_keys(config.eft))
-    if chosen.perspective_steps > 0:
+    if records:  # the second pilot, whichever recipe the first picked
+        chosen = eft_preset(AUTO_CHOICES[1], **own_keys(config.eft))
         t1 = time.perf_counter()
         exact = run_chunk(dataclasses.replace(setup, eft=chosen),
                           ChunkTask(index=-1, exemplars=tuple(pilot)))

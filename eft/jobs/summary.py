@@ -10,7 +10,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from eft.annotations.columns import Columns
-from eft.fitting.auto import EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, PERSPECTIVE_LABELS_BELOW
+from eft.fitting.auto import (
+    AUTO_CHOICES,
+    EXACT_CAMERA_BELOW,
+    EXACT_LABELS_BELOW,
+    EXACT_LIMBS_BELOW,
+    PERSPECTIVE_LABELS_BELOW,
+)
 
 from .store import Failure
 
@@ -126,14 +132,19 @@ class Summary:
 
 
 def _camera_note(auto: dict) -> str:
-    """The summary's words on ``open-prior-exact``'s refinement under the images'
-    cameras, from a :meth:`PresetChoice.to_dict` (nothing when it was not measured)."""
+    """The summary's words on the second pilot (``open-prior-exact`` measured through
+    the images' cameras), from a :meth:`PresetChoice.to_dict` (nothing when it was not
+    measured)."""
     median = auto.get("perspective_median")
     if median is None:
         return ""
+    if auto.get("preset") != AUTO_CHOICES[1]:
+        return (f"; limbs {median:.4f} through the cameras after open-prior-exact, "
+                f"exact below {EXACT_CAMERA_BELOW}")
     state = "on" if median < PERSPECTIVE_LABELS_BELOW else "off"
     return (f"; image-camera refinement {state}: limbs {median:.4f} through the "
-            f"cameras, kept below {PERSPECTIVE_LABELS_BELOW}")
+            f"cameras, kept below {PERSPECTIVE_LABELS_BELOW}, exact below "
+            f"{EXACT_CAMERA_BELOW} whatever the first pilot read")
 
 
 def summarize(n_work: int, columns: Columns, failures: Iterable[Failure],
