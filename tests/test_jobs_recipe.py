@@ -160,3 +160,20 @@ def test_auto_on_exact_labels_keeps_the_camera_and_says_how_to_resume_without(
     assert choice["perspective_median"] < PERSPECTIVE_LABELS_BELOW
     assert config_from_dict(fresh.manifest.config).eft == eft_preset("open-prior-exact")
     assert "image-camera refinement on" in fresh.summary.format()
+
+
+def test_auto_on_annotated_labels_says_how_to_resume_without_the_tilted_refit(
+        tmp_path, one_thread):
+    """A folder fitted by open-prior before it refitted people lying down (an auto job
+    of the day before) is not resumed by auto into fits made another way; the error says
+    how to resume it, and that resumes."""
+    from eft.jobs import JobStoreError
+
+    old = {"preset": "open-prior", "tilted_above_deg": 0.0}
+    before = _run(tmp_path / "t", n=12, eft=old)
+    with pytest.raises(JobStoreError, match=r"auto picked open-prior for these labels "
+                       r"\(with its second fit of people lying down.*"
+                       r"eft.tilted_above_deg=0"):
+        _run(tmp_path / "t", n=12)
+    again = _run(tmp_path / "t", n=12, eft=old)
+    assert again.summary.fitted_this_run == 0 and before.summary.fitted_this_run == 12

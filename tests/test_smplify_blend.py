@@ -146,12 +146,16 @@ def test_jobs_take_the_blend_from_the_eft_section_and_refuse_a_bad_share():
 
 def test_jobs_written_before_the_blend_still_resume():
     """The resume hash leaves ``smplify_blend`` out at 0: these configs hash to what the
-    version before the option (commit 30106a4) wrote into its manifests."""
+    version before the option (commit 30106a4) wrote into its manifests.  The default
+    recipe has refitted people lying down since (``tilted_above_deg``), so a job of the
+    default recipe from then resumes with that turned off (as the resume error says),
+    and not silently into fits made another way."""
     from eft.jobs.config import config_from_dict, hash_dict
 
     ds = [{"kind": "coco", "path": "x.json"}]
     before = {
-        "fb040fa3692a64e15328ea063f14d979c7f9978808c2e40fae68aa94d00b8bd3": {},
+        "fb040fa3692a64e15328ea063f14d979c7f9978808c2e40fae68aa94d00b8bd3":
+            {"tilted_above_deg": 0.0},
         "edcdd7128d6ee960fae4ce92d8a78361ede46ba5fea0bab188d63bf499ddf6dd": {"preset": "eft"},
         "334aef715317148c8c984d0d6b6574ab5c82b0fa09f53f55fb3867f3b59c7da9":
             {"preset": "open-prior-all", "lr": 1e-4},
@@ -159,7 +163,10 @@ def test_jobs_written_before_the_blend_still_resume():
     for want, eft in before.items():
         cfg = config_from_dict({"datasets": ds, "eft": eft})
         assert hash_dict(cfg.fit_dict()) == want
-    blended = config_from_dict({"datasets": ds, "eft": {"smplify_blend": 0.2}})
+    default = config_from_dict({"datasets": ds, "eft": {}})
+    assert hash_dict(default.fit_dict()) not in before
+    blended = config_from_dict({"datasets": ds, "eft": {"smplify_blend": 0.2,
+                                                        "tilted_above_deg": 0.0}})
     assert blended.fit_dict()["eft"]["smplify_blend"] == 0.2
     assert hash_dict(blended.fit_dict()) not in before
 

@@ -64,6 +64,7 @@ from eft.models.protocol import SCOPES, Scope
 
 __all__ = [
     "EFT_PRESETS",
+    "TILTED_REFIT",
     "eft_preset",
     "EFT_LR",
     "KEYPOINT_REGRESSOR_LR",
@@ -225,6 +226,13 @@ class EFTConfig:
         perspective_torso_weight: weight of the hips, pelvis, spine, neck and head
             labels in that refinement, against 1 for the limbs, shoulders and face
             (studio skeletons place the former unlike the body model).
+        tilted_above_deg: when > 0, each person whose fit leans more than this many
+            degrees from upright in the image (the angle between the body's up axis and
+            the image's, from the fit's global rotation) is fitted again with
+            :data:`TILTED_REFIT` on top of the recipe: harder and blended with SMPLify,
+            as ``open-prior-exact`` fits without its camera.  The light recipes stay
+            near the prior's guess, and the prior knows people lying down least.
+            0 = off.
         rules: acceptance rules, :class:`QualityRules`.
         focal_length: focal length (px, 224 crop) of the perspective camera reported
             next to the weak one (5000).
@@ -254,6 +262,7 @@ class EFTConfig:
     perspective_steps: int = 0
     perspective_pose_weight: float = 3e-3
     perspective_torso_weight: float = 0.1
+    tilted_above_deg: float = 0.0
     rules: QualityRules = field(default_factory=QualityRules)
     focal_length: float = FOCAL_LENGTH
     img_res: int = 224
@@ -278,6 +287,7 @@ class EFTConfig:
         _check_number("smplify_blend", self.smplify_blend, ">= 0")
         _check_number("perspective_pose_weight", self.perspective_pose_weight, ">= 0")
         _check_number("perspective_torso_weight", self.perspective_torso_weight, ">= 0")
+        _check_number("tilted_above_deg", self.tilted_above_deg, ">= 0")
         if (isinstance(self.perspective_steps, bool) or int(self.perspective_steps)
                 != self.perspective_steps or self.perspective_steps < 0):
             raise ValueError(f"perspective_steps must be an int >= 0, "
@@ -331,7 +341,13 @@ class EFTConfig:
 #:   (without the mirror 0.1145 / 0.1136 / 69.2; ``"open-prior-all"`` 0.1145 / 0.1136 /
 #:   69.1 mm) at a seventh of ``"open-prior-all"``'s cost per exemplar
 #:   (``scripts/results/bench_prior_cost_recipes.md``).  The default of ``eft fit``
-#:   with a shipped prior since 2026-12-06 (the third recipe of that day).
+#:   with a shipped prior since 2026-12-06 (the third recipe of that day).  People
+#:   whose fit leans more than 60 degrees from upright (lying down) are fitted again
+#:   as ``"open-prior-exact"`` fits without its camera (``tilted_above_deg``, since
+#:   2026-12-06): on 256 synthetic people all lying, at half / all of COCO's noise,
+#:   58.5 / 66.4 mm PA-MPJPE-14 against 65.3 / 68.9 (SMPLify 60.1 / 67.2); on the
+#:   annotated val set 72.8 against 73.1; held-out joints on COCO / MPII val 0.1137 /
+#:   0.1126 against 0.1138 / 0.1129.
 #: * ``"open-prior-all"``: the default before: every weight, lr 2e-5, at most 10 steps,
 #:   GT ankles kept (``scripts/results/tune_eft_v9_iters10_n1000.md``).
 #: * ``"open-prior-exact"``: for 2D labels without annotation noise (projected from
@@ -353,13 +369,20 @@ class EFTConfig:
 EFT_PRESETS: dict[str, dict] = {
     "eft": {},
     "open-prior": {"lr": 3e-4, "max_iters": 10, "with_ankles": True, "scope": "bias",
-                   "mirror_average": True},
+                   "mirror_average": True, "tilted_above_deg": 60.0},
     "open-prior-all": {"lr": 2e-5, "max_iters": 10, "with_ankles": True},
     "open-prior-exact": {"lr": 1e-3, "max_iters": 30, "with_ankles": True, "scope": "bias",
                          "mirror_average": True, "smplify_blend": 0.5,
                          "perspective_steps": 150},
     "open-prior-v2": {"lr": 1e-5, "max_iters": 20, "with_ankles": True},
 }
+
+
+#: ``EFTConfig.tilted_above_deg``: the settings a tilted person is fitted again with, on
+#: top of the recipe: ``open-prior-exact``'s fit without its camera (lr 1e-3, at most 30
+#: steps, blended half and half with SMPLify).
+TILTED_REFIT: dict = {"lr": 1e-3, "max_iters": 30, "smplify_blend": 0.5,
+                      "tilted_above_deg": 0.0}
 
 
 def preset_name(config: EFTConfig) -> str | None:

@@ -83,7 +83,7 @@ from .auto import (
     with_perspective_check,
 )
 from .baselines import fit_weak_camera
-from .config import EFTConfig, eft_preset
+from .config import TILTED_REFIT, EFTConfig, eft_preset
 from .losses import (
     count_valid_gt,
     eft_loss,
@@ -706,15 +706,39 @@ def fit(
             return fit_flat(model, body, t, cfg, batch_size, progress=progress, **kw)
         return fit_batched(model, body, t, cfg, batch_size, progress=progress, **kw)
 
+    def stages(t: FitTargets, cfg: EFTConfig, **kw) -> list[Fit]:
+        if cfg.perspective_steps > 0:
+            return _fit_perspective_refined(run, model, body, t, cfg, **kw)
+        if cfg.smplify_blend > 0:
+            return _fit_smplify_blended(run, model, body, t, cfg, **kw)
+        if cfg.mirror_average:
+            return _fit_mirror_averaged(run, model, body, t, cfg, **kw)
+        return run(t, cfg, **kw)
+
     if targets.batch == 0:
         return []
-    if config.perspective_steps > 0:
-        return _fit_perspective_refined(run, model, body, targets, config, **kwargs)
-    if config.smplify_blend > 0:
-        return _fit_smplify_blended(run, model, body, targets, config, **kwargs)
-    if config.mirror_average:
-        return _fit_mirror_averaged(run, model, body, targets, config, **kwargs)
-    return run(targets, config, **kwargs)
+    if config.tilted_above_deg > 0:
+        if kwargs.get("keep_params"):
+            raise EftError("keep_params cannot be combined with tilted_above_deg: a "
+                           "tilted person's kept fit is a blend with SMPLify's")
+        fits = stages(targets, config.replace(tilted_above_deg=0.0), **kwargs)
+        rows = np.flatnonzero(tilt_deg(np.stack([f.rotmat[0] for f in fits]))
+                              > config.tilted_above_deg)
+        if len(rows):
+            again = stages(targets.select(rows.tolist()), config.replace(**TILTED_REFIT),
+                           **kwargs)
+            for i, f in zip(rows.tolist(), again, strict=True):
+                fits[i] = f
+        return fits
+    return stages(targets, config, **kwargs)
+
+
+def tilt_deg(global_rotmat: np.ndarray) -> np.ndarray:
+    """(N,) degrees between the body's up axis and the image's up, from the fits' global
+    rotations (N, 3, 3) in the camera frame (x right, y down): 0 for a person upright
+    in the image (``diag(1, -1, -1)``), 90 lying, 180 upside down; NaN stays NaN."""
+    up_y = np.asarray(global_rotmat, dtype=np.float64)[:, 1, 1]
+    return np.degrees(np.arccos(np.clip(-up_y, -1.0, 1.0)))
 
 
 #: ``EFTConfig.smplify_blend``: each SMPL limb joint whose rotation places one labelled

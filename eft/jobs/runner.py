@@ -370,13 +370,17 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         except JobStoreError as exc:
             if choice is None:
                 raise
-            camera = ""
+            note = ""
             if choice.preset == "open-prior-exact" and choice.perspective:
-                camera = (" (with its image-camera refinement; results fitted before "
+                note = (" (with its image-camera refinement; results fitted before "
                           "2026-12-06 without it resume with --set "
                           "eft.preset=open-prior-exact --set eft.perspective_steps=0)")
+            elif choice.preset == "open-prior":
+                note = (" (with its second fit of people lying down; results fitted "
+                          "before 2026-12-06 without it resume with --set "
+                          "eft.preset=open-prior --set eft.tilted_above_deg=0)")
             raise JobStoreError(
-                f"{exc}. eft.preset auto picked {choice.preset} for these labels{camera}; "
+                f"{exc}. eft.preset auto picked {choice.preset} for these labels{note}; "
                 "to resume results fitted with another recipe, name it (e.g. --set "
                 "eft.preset=open-prior)") from None
         if sources is None:
