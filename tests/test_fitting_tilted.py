@@ -83,3 +83,16 @@ def test_tilted_refit_refuses_kept_parameters(setup):
             progress=False, keep_params=True)
     with pytest.raises(ValueError, match="tilted_above_deg"):
         eft_preset("open-prior", tilted_above_deg=-1.0)
+
+
+def test_the_regressor_method_never_refits(setup):
+    """``fit_method("regressor")`` is one forward pass whatever the recipe: lying
+    people keep the regressor's prediction."""
+    model, body = setup
+    targets = exemplar_batch(people(6, 1.0))
+    plain = fit_method("regressor", model, body, targets,
+                       eft_preset("open-prior", tilted_above_deg=0.0))
+    assert (tilt_deg(np.stack([f.rotmat[0] for f in plain])) > 60).any()
+    got = fit_method("regressor", model, body, targets, eft_preset("open-prior"))
+    np.testing.assert_array_equal(np.stack([f.rotmat for f in got]),
+                                  np.stack([f.rotmat for f in plain]))

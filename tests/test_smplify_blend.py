@@ -126,6 +126,11 @@ def test_regressor_method_never_blends(body, prior, targets):
 
     a = fit_method("regressor", prior, body, targets, CFG)
     b = fit_method("regressor", prior, body, targets, eft_preset("eft"))
+    # nor refits tilted people or refines under the image camera
+    for name in ("open-prior", "open-prior-exact"):
+        c = fit_method("regressor", prior, body, targets, eft_preset(name))
+        for fc, fb in zip(c, b, strict=True):
+            np.testing.assert_allclose(fc.rotmat, fb.rotmat, atol=2e-5)
     # the two recipes run the pass through different code (per-exemplar biases or
     # not): float32 rounding apart, while a blend would move rotations by ~1e-1
     for fa, fb in zip(a, b, strict=True):

@@ -57,8 +57,9 @@ def fit_method(method: str, model: nn.Module, body: BodyModel | KeypointLBS,
     config = config or EFTConfig()
     if method == "mean":
         return mean_pose_fits(model, body, targets, config, **kwargs)
-    if method == "regressor":  # one forward pass, never mirror-averaged or blended
-        single = config.replace(max_iters=1, mirror_average=False, smplify_blend=0.0)
+    if method == "regressor":  # one forward pass, never mirror-averaged, blended or refined
+        single = config.replace(max_iters=1, mirror_average=False, smplify_blend=0.0,
+                                perspective_steps=0, tilted_above_deg=0.0)
         return fit(model, body, targets, single,
                    batch_size=max(batch_size, 64), progress=False, **kwargs)
     if method == "eft":
