@@ -55,6 +55,7 @@ from eft.fitting.auto import (
     PERSPECTIVE_LABELS_BELOW,
     PresetChoice,
     choose_from_pilot,
+    pilot_config,
     with_perspective_check,
 )
 from eft.fitting.config import eft_preset
@@ -148,7 +149,7 @@ def pilot(model, body, people: list) -> tuple[str, PresetChoice]:
     ``eft.jobs.recipe.choose_recipe`` runs them)."""
     sample = pilot_sample(people)
     batch = exemplar_batch(sample)
-    fits = fit_method("eft", model, body, batch, eft_preset(AUTO_CHOICES[0]))
+    fits = fit_method("eft", model, body, batch, pilot_config(eft_preset(AUTO_CHOICES[0])))
     c = choose_from_pilot(fits, sample)
     exact = fit_method("eft", model, body, batch, eft_preset(AUTO_CHOICES[1]))
     c = with_perspective_check(c, exact, sample)

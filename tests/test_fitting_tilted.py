@@ -96,3 +96,11 @@ def test_the_regressor_method_never_refits(setup):
     got = fit_method("regressor", model, body, targets, eft_preset("open-prior"))
     np.testing.assert_array_equal(np.stack([f.rotmat for f in got]),
                                   np.stack([f.rotmat for f in plain]))
+
+
+def test_the_first_pilot_fits_without_the_tilted_refit():
+    """The first pilot's medians were measured without it (``pilot_config``)."""
+    from eft.fitting.auto import pilot_config
+
+    cfg = eft_preset("open-prior", max_iters=5)
+    assert pilot_config(cfg) == cfg.replace(tilted_above_deg=0.0)

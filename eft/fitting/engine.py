@@ -79,6 +79,7 @@ from .auto import (
     AUTO_PRESET,
     auto_config,
     choose_from_pilot,
+    pilot_config,
     pilot_indices,
     with_perspective_check,
 )
@@ -962,7 +963,7 @@ def _auto_config(exemplars: Sequence[Exemplar], model: nn.Module,
     pilot_inputs = None if inputs is None else inputs[torch.as_tensor(idx)]
     same = {k: kwargs[k] for k in ("mode", "batch_size") if k in kwargs}
     batch = exemplar_batch(pilot, pilot_inputs)
-    fits = fit(model, body, batch, eft_preset(AUTO_CHOICES[0]), progress=False,
+    fits = fit(model, body, batch, pilot_config(eft_preset(AUTO_CHOICES[0])), progress=False,
                pose_prior=None, **same)
     choice = choose_from_pilot(fits, pilot, round(time.perf_counter() - t0, 3))
     if pilot:  # the second pilot, whichever recipe the first picked

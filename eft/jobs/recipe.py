@@ -34,6 +34,7 @@ from eft.fitting.auto import (
     auto_config,
     choose_from_pilot,
     own_keys,
+    pilot_config,
     pilot_indices,
     with_perspective_check,
 )
@@ -63,7 +64,8 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
     pilot = pilot_sample(exemplars)
     setup = WorkerSetup(
         run_id="pilot", config_hash="pilot", body=config.body, regressor=config.regressor,
-        eft=config.eft, mode=config.mode, batch_size=config.batch_size, seed=config.seed,
+        eft=pilot_config(config.eft), mode=config.mode, batch_size=config.batch_size,
+        seed=config.seed,
         threads=1, devices=("cpu",), slot_dir=None, check_images=False)
     part = run_chunk(setup, ChunkTask(index=-1, exemplars=tuple(pilot)))
     records = part.columns.to_annotations()
