@@ -42,7 +42,7 @@ def parse_recipe(text: str) -> EFTConfig:
         return eft_preset(text.strip())
     kinds = {"lr": float, "max_iters": int, "scope": str,
              "with_ankles": lambda v: bool(int(v)),
-             "mirror_average": lambda v: bool(int(v))}
+             "mirror_average": lambda v: bool(int(v)), "tilted_above_deg": float}
     overrides = {}
     for part in text.split(","):
         key, _, val = part.partition("=")
