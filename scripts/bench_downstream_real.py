@@ -55,6 +55,7 @@ from eft.train.augment import AugmentConfig
 from eft.train.data import (
     MixSampler,
     TrainSet,
+    accepted_fit_poses,
     annotation_train_set,
     concat_sets,
     data_mean_params,
@@ -72,6 +73,10 @@ REAL_VAL = {
     "mpii": ("mpii", "mpii_2d/mpii_valid_tompson.h5"),
 }
 METHODS = ("eft", "smplify", "synthetic", "synthetic+eft", "synthetic+smplify")
+#: Further arms, run on request (``--arms``): the accepted fits' body poses posed again
+#: through the synthetic generator (the fits as a pose bank), alone and mixed.
+REPOSED = ("eft-reposed", "smplify-reposed", "synthetic+eft-reposed",
+           "synthetic+smplify-reposed")
 #: Share of each batch the mixed arms draw from the fits (the rest is synthetic).
 MIX_FIT_SHARE = 0.5
 
@@ -185,6 +190,16 @@ def main() -> None:
     synth = make_prior_set(bank.train().poses, len(sets["eft"]), args.seed, body,
                            progress=True)
     sets["synthetic"] = TrainSet.from_synthetic(synth, target="annotated", with_kp3d=False)
+    arms = args.arms.split(",")
+    unknown = sorted(set(arms) - set(METHODS) - set(REPOSED))
+    if unknown:
+        raise SystemExit(f"--arms: unknown {unknown}; choose from {METHODS + REPOSED}")
+    for src, aset in (("eft", eft_set), ("smplify", smp_set)):
+        if any(f"{src}-reposed" in a.split("+") for a in arms):
+            reposed = make_prior_set(accepted_fit_poses(aset), len(sets["eft"]),
+                                     args.seed + 1, body, progress=True)
+            sets[f"{src}-reposed"] = TrainSet.from_synthetic(reposed, target="annotated",
+                                                            with_kp3d=False)
     for name, s in sets.items():
         print(f"train set {name}: {len(s)} samples")
 
@@ -208,10 +223,6 @@ def main() -> None:
         device="cpu", amp="off",
         output=OutputSpec(eval_every=max(1, args.steps // 4), checkpoint_every=0,
                           progress=True))
-    arms = args.arms.split(",")
-    unknown = sorted(set(arms) - set(METHODS))
-    if unknown:
-        raise SystemExit(f"--arms: unknown {unknown}; choose from {METHODS}")
     results = {}
     for name in arms:
         model = copy.deepcopy(init_model)

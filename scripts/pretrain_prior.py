@@ -45,15 +45,21 @@ import platform
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from eft.annotations import read_annotations
 from eft.body import BodyModel
 from eft.data.readers import read_dataset
 from eft.models import KeypointRegressor, load_regressor, save_regressor
-from eft.synthetic.exemplars import SyntheticSet
+from eft.synthetic.exemplars import SyntheticSet, generate
 from eft.synthetic.pose_bank import load_pose_bank
-from eft.train.data import annotation_train_set, concat_sets, data_mean_params
+from eft.train.data import (
+    accepted_fit_poses,
+    annotation_train_set,
+    concat_sets,
+    data_mean_params,
+)
 from eft.train.prior import (
     PRIOR_V1,
     PRIOR_V2,
@@ -71,6 +77,7 @@ from eft.train.prior import (
     PRIOR_V9,
     PRIOR_V9_INIT,
     PRIOR_VAL_SEED,
+    V2_SYNTHETIC,
     TensorSet,
     config_dict,
     evaluate_mean_pose,
@@ -134,6 +141,10 @@ def main() -> None:
                     help="v2, EFT self-training: an annotation file of EFT fits of real "
                          "labels (eft fit output; repeatable). Its accepted fits become SMPL "
                          "targets, its rejected people 2D-only samples; replaces --real")
+    ap.add_argument("--reposed", action="append", default=[],
+                    help="v2 recipes: an annotation file of EFT fits (repeatable) whose "
+                         "accepted fits' body poses pose extra synthetic people (the fits "
+                         "as a pose bank), added to the synthetic training people")
     ap.add_argument("--val-size", type=int, default=1000)
     ap.add_argument("--eval-every", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -235,9 +246,16 @@ def main() -> None:
                 _cached(args.data_cache, f"v2train_{train_size}_{args.variants}_"
                         f"{args.seed}_{i}", lambda t=t: t)
         # --variant-repeat K: the seated, kneeling and bent-over people K times over
-        train_t = concat_sets([TensorSet.from_synthetic(t) for t in train_sets[:1]]
-                              + [TensorSet.from_synthetic(t) for t in train_sets[1:]]
-                              * args.variant_repeat)
+        parts = ([TensorSet.from_synthetic(t) for t in train_sets[:1]]
+                 + [TensorSet.from_synthetic(t) for t in train_sets[1:]] * args.variant_repeat)
+        if args.reposed:  # the fits' poses through the same generator
+            fit_poses = np.concatenate([accepted_fit_poses(read_annotations(p))
+                                        for p in args.reposed])
+            print(f"reposed fits: {len(fit_poses)} poses")
+            parts.append(TensorSet.from_synthetic(generate(
+                fit_poses, len(fit_poses), args.seed + 7, V2_SYNTHETIC, body=body,
+                progress=True)))
+        train_t = concat_sets(parts)
     else:
         train = _cached(args.data_cache, f"train_{train_size}_{args.seed}",
                         lambda: make_prior_set(train_poses, train_size, args.seed, body, True))

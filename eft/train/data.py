@@ -23,7 +23,7 @@ from eft.annotations import read_annotations
 from eft.annotations.filters import Selection
 from eft.body.fast import KeypointLBS
 from eft.geometry.cameras import perspective_project
-from eft.geometry.rotations import axis_angle_to_rotmat
+from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
 from eft.models.ief import default_mean_params, mean_params_from_poses
 
 from .errors import TrainError
@@ -253,6 +253,17 @@ def load_annotation_set(path: str | os.PathLike, format: str | None = None):
         raise TrainError(f"{p}: no such annotation file")
 
     return read_annotations(p, format=format)
+
+
+def accepted_fit_poses(aset) -> np.ndarray:
+    """The accepted fits of an :class:`~eft.annotations.AnnotationSet` as a pose bank:
+    (N, 72) float64 axis-angle SMPL poses (global orientation first), for
+    :func:`eft.synthetic.exemplars.generate` to pose synthetic people from."""
+    anns = aset.filter(Selection(accepted_only=True)).annotations
+    if not anns:
+        raise TrainError("no accepted fits to take poses from")
+    rotmat = torch.as_tensor(np.stack([np.asarray(a.fit.rotmat, np.float32) for a in anns]))
+    return rotmat_to_axis_angle(rotmat.double()).reshape(len(anns), 72).numpy()
 
 
 def annotation_train_set(
