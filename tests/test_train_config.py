@@ -14,7 +14,7 @@ from eft.annotations import AnnotationSet, Provenance, write_annotations
 from eft.annotations.synthetic import random_columns
 from eft.cli import main
 from eft.train.config import TrainConfigError, load_train_config, train_config_from_dict
-from eft.train.data import annotation_train_set
+from eft.train.data import accepted_fit_poses, annotation_train_set
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "fitting" / "training"
@@ -101,6 +101,27 @@ def test_filters_and_review_hook():
     assert np.allclose(data.rotmat[0].numpy(), a0.fit.rotmat)
     assert np.allclose(data.kp_px[0].numpy(), a0.exemplar.keypoints)
     assert bool(data.has_smpl.all()) and not bool(data.has_kp3d.any())
+
+
+def test_accepted_fit_poses_are_the_accepted_fits_rotations():
+    """The fits as a pose bank: one axis-angle row per accepted fit, whose rotations
+    are the fit's own (round trip), and a clear error when none is accepted."""
+    import torch
+
+    from eft.geometry.rotations import axis_angle_to_rotmat
+    from eft.train.errors import TrainError
+
+    aset = _aset(40, 1)
+    acc = [a for a in aset if a.fit.quality.accepted]
+    poses = accepted_fit_poses(aset)
+    assert poses.shape == (len(acc), 72) and poses.dtype == np.float64
+    back = axis_angle_to_rotmat(torch.as_tensor(poses).reshape(-1, 24, 3)).numpy()
+    want = np.stack([np.asarray(a.fit.rotmat, np.float64) for a in acc])
+    assert np.abs(back - want).max() < 1e-5
+    none = AnnotationSet([a for a in aset if not a.fit.quality.accepted],
+                         Provenance.unknown("test"))
+    with pytest.raises(TrainError, match="no accepted fits"):
+        accepted_fit_poses(none)
 
 
 def test_train_from_two_annotation_formats(tmp_path, capsys):
