@@ -17,7 +17,10 @@ trained on synthetic data only.
    their true SMPL parameters), as many samples as (a) has; and, as the paper trains
    (3D data plus EFT fits), (d) synthetic + EFT fits and (e) synthetic + SMPLify fits,
    half of every batch from each by default (``--mix-share``: the fits' share; same
-   steps, so the same budget).
+   steps, so the same budget).  On request (``--arms``), the ``-reposed`` arms take the
+   accepted fits' body poses only and pose synthetic people with them through the same
+   generator as (c) (the fits as a pose bank), alone and mixed with (c): they separate
+   the fits' real-label inputs from their poses.
 4. **Evaluation**, the same for the three: PA-MPJPE-14 on synthetic people from the
    pose bank's *val* clips (the priors' validation set, ``PRIOR_VAL_SEED``, which none
    of them saw), and held-out joints on real COCO val2017 / MPII Tompson val people
