@@ -178,3 +178,27 @@ def test_auto_on_annotated_labels_says_how_to_resume_without_the_tilted_refit(
         _run(tmp_path / "t", n=12)
     again = _run(tmp_path / "t", n=12, eft=old)
     assert again.summary.fitted_this_run == 0 and before.summary.fitted_this_run == 12
+
+
+def test_a_changed_refit_of_people_lying_down_is_not_resumed(tmp_path, one_thread,
+                                                             monkeypatch):
+    """The refit's settings decide the fits of tilted people, so they are part of the
+    job's identity (and resume hash): a folder fitted with other ones is refused with
+    only that key named, and the settings of the run that made it resume it."""
+    from eft.jobs import JobStoreError, runner
+
+    cfg = {"preset": "open-prior"}
+    before_refit = dict(runner.TILTED_REFIT, lr=1e-3, max_iters=30)
+    monkeypatch.setattr(runner, "TILTED_REFIT", before_refit)
+    first = _run(tmp_path / "r", n=12, eft=cfg)
+    assert first.manifest.identity["tilted_refit"] == before_refit
+    monkeypatch.undo()
+    with pytest.raises(JobStoreError, match=r"configuration \(identity.tilted_refit.lr: "
+                       r"0.001 -> 0.0005; identity.tilted_refit.max_iters: 30 -> 10\)"):
+        _run(tmp_path / "r", n=12, eft=cfg)
+    monkeypatch.setattr(runner, "TILTED_REFIT", before_refit)
+    again = _run(tmp_path / "r", n=12, eft=cfg)
+    assert first.summary.fitted_this_run == 12 and again.summary.fitted_this_run == 0
+    # without the refit it is not part of the identity: such folders resume as before
+    off = _run(tmp_path / "o", n=12, eft={"preset": "open-prior", "tilted_above_deg": 0.0})
+    assert "tilted_refit" not in off.manifest.identity

@@ -220,14 +220,20 @@ class JobConfig:
 
     def fit_dict(self) -> dict:
         """The settings that decide the fits (what a resumed run must share)."""
-        d = self.to_dict()
-        fit = {k: d[k] for k in FIT_KEYS}
-        fit["eft"] = {k: v for k, v in fit["eft"].items()
-                      if not (k in LATER_EFT_KEYS and v == LATER_EFT_KEYS[k])}
-        return fit
+        return fit_view(self.to_dict())
 
     def replace(self, **changes: Any) -> JobConfig:
         return dataclasses.replace(self, **changes)
+
+
+def fit_view(config: Mapping) -> dict:
+    """The settings of a job config dict (:meth:`JobConfig.to_dict`, or a manifest's
+    ``config``) that decide the fits, with :data:`LATER_EFT_KEYS` at their old values
+    left out."""
+    fit = {k: config.get(k) for k in FIT_KEYS}
+    fit["eft"] = {k: v for k, v in (fit["eft"] or {}).items()
+                  if not (k in LATER_EFT_KEYS and v == LATER_EFT_KEYS[k])}
+    return fit
 
 
 def hash_dict(d: Mapping) -> str:

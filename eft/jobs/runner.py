@@ -40,10 +40,10 @@ from eft.annotations.columns import Columns
 from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
 from eft.errors import EftError
-from eft.fitting.config import preset_name
+from eft.fitting.config import TILTED_REFIT, preset_name
 from eft.models.registry import regressor_path
 
-from .config import FIT_KEYS, JobConfig, JobConfigError, hash_dict
+from .config import JobConfig, JobConfigError, fit_view, hash_dict
 from .devices import default_workers, resolve_devices
 from .export import output_file, provenance_for, write_outputs
 from .overlays import write_overlays
@@ -154,7 +154,7 @@ def _open_manifest(folder: Path, config: JobConfig, identity: dict, chash: str,
         log.info("resuming into %s (%d committed part(s))", folder, len(manifest.parts))
         return manifest
     if manifest is not None:
-        old = {"fit": {k: manifest.config.get(k) for k in FIT_KEYS},
+        old = {"fit": fit_view(manifest.config),
                "identity": manifest.identity, "shard": manifest.shard}
         new = {"fit": config.fit_dict(), "identity": identity, "shard": shard_text}
         changes = [f"{key}: {a!r} -> {b!r}" for key, a, b in changed_keys(old, new)]
@@ -360,6 +360,8 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
     if config.eft_auto:  # the pilot needs the exemplars: read them first
         sources = _read_sources(config)
         config, choice = resolve_auto(config, sources.exemplars)
+    if config.eft.tilted_above_deg > 0:  # the refit's settings decide those people's fits
+        identity = {**identity, "tilted_refit": dict(TILTED_REFIT)}
     chash = config_hash_of(config, identity)
     folder = output_dir_for(config, shard)
     shard_text = None if shard is None or shard.count == 1 else str(shard)
