@@ -343,11 +343,11 @@ class EFTConfig:
 #:   (``scripts/results/bench_prior_cost_recipes.md``).  The default of ``eft fit``
 #:   with a shipped prior since 2026-12-06 (the third recipe of that day).  People
 #:   whose fit leans more than 60 degrees from upright (lying down) are fitted again
-#:   as ``"open-prior-exact"`` fits without its camera (``tilted_above_deg``, since
+#:   and blended with SMPLify (:data:`TILTED_REFIT`, ``tilted_above_deg``, since
 #:   2026-12-06): on 256 synthetic people all lying, at half / all of COCO's noise,
-#:   58.5 / 66.4 mm PA-MPJPE-14 against 65.3 / 68.9 (SMPLify 60.1 / 67.2); on the
-#:   annotated val set 72.8 against 73.1; held-out joints on COCO / MPII val 0.1137 /
-#:   0.1126 against 0.1138 / 0.1129.
+#:   58.7 / 63.6 mm PA-MPJPE-14 against 65.3 / 68.9 (SMPLify 60.1 / 67.2); on the
+#:   annotated val set 72.7 against 73.1; held-out joints on COCO / MPII val 0.1137 /
+#:   0.1130 against 0.1138 / 0.1129.
 #: * ``"open-prior-all"``: the default before: every weight, lr 2e-5, at most 10 steps,
 #:   GT ankles kept (``scripts/results/tune_eft_v9_iters10_n1000.md``).
 #: * ``"open-prior-exact"``: for 2D labels without annotation noise (projected from
