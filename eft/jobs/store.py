@@ -330,7 +330,8 @@ class Manifest:
         config_hash: hash of the settings that decide the fits (and of the body model's
             and regressor's file contents); a run resumes only into the same hash.
         config: every setting of the run that wrote it.
-        identity: body model and regressor names and content hashes.
+        identity: body model and regressor names and content hashes, and the settings
+            of the refit of people lying down where the recipe has one.
         shard: ``"i/N"`` or None.
         parts: committed parts, in commit order.
         n_work: exemplars the job has to fit (after sharding and ``limit``).
