@@ -229,6 +229,8 @@ def main() -> None:
         real_fraction = args.real_fraction
     if args.variant_repeat < 1:
         ap.error("--variant-repeat must be at least 1")
+    if args.reposed and not v2:
+        ap.error("--reposed needs a v2-family recipe")
     train_size = args.train_size or (100_000 if v2 else 80_000)
     out_path = args.out or str(ROOT / f"eft/models/assets/keypoint_prior_{args.recipe}.pt")
 
