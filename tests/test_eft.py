@@ -176,6 +176,32 @@ def test_loss_terms(fast):
     assert float(loss - base_loss) == pytest.approx(60 * 0.005 * (1 - cos), rel=1e-4)
 
 
+def test_pose_prior_term_adds_the_gmm_nll(fast, body, data):
+    """``w_pose_prior`` adds ``loss_scale * w * NLL`` of the shipped GMM (evaluated here by
+    the GMM module itself, on axis-angle), leaves L2D alone, and pulls fits toward
+    plausible poses."""
+    from eft.fitting.pose_prior import load_default_pose_prior
+    from eft.geometry.rotations import axis_angle_to_rotmat, rotmat_to_axis_angle
+
+    torch.manual_seed(0)
+    rotmat = axis_angle_to_rotmat(0.3 * torch.randn(2, 24, 3))
+    out = RegressorOutput(rotmat=rotmat, betas=torch.zeros(2, 10),
+                          cam=torch.tensor([[0.9, 0.0, 0.0]] * 2))
+    target = torch.zeros(2, 49, 3)
+    base, base_2d = eft_loss(out, target, EFTConfig(), fast)
+    loss, l2d = eft_loss(out, target, EFTConfig(w_pose_prior=1e-3), fast)
+    nll = load_default_pose_prior().nll(rotmat_to_axis_angle(rotmat[:, 1:]).reshape(2, 69))
+    assert torch.allclose(l2d, base_2d)
+    assert torch.allclose(loss - base, 60 * 1e-3 * nll, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="w_pose_prior"):
+        EFTConfig(w_pose_prior=-1.0)
+    cfg = CFG.replace(max_iters=5)
+    plain = fit(make_kr(), body, batch_of(data), cfg)
+    pulled = fit(make_kr(), body, batch_of(data), cfg.replace(w_pose_prior=1e-3))
+    assert np.mean([f.quality.pose_nll for f in pulled]) < np.mean(
+        [f.quality.pose_nll for f in plain]) - 1.0
+
+
 # ---------------------------------------------------------------------------
 # Batched == sequential
 # ---------------------------------------------------------------------------

@@ -233,6 +233,9 @@ class EFTConfig:
             ``open-prior-exact`` fits without its camera.  The light recipes stay
             near the prior's guess, and the prior knows people lying down least.
             0 = off.
+        w_pose_prior: weight of the fit's body-pose NLL under the shipped GMM pose
+            prior (:func:`~eft.fitting.pose_prior.load_default_pose_prior`, nats) in
+            the loss, before ``loss_scale`` (0 = EFT's loss, no pose term).
         rules: acceptance rules, :class:`QualityRules`.
         focal_length: focal length (px, 224 crop) of the perspective camera reported
             next to the weak one (5000).
@@ -263,6 +266,7 @@ class EFTConfig:
     perspective_pose_weight: float = 3e-3
     perspective_torso_weight: float = 0.1
     tilted_above_deg: float = 0.0
+    w_pose_prior: float = 0.0
     rules: QualityRules = field(default_factory=QualityRules)
     focal_length: float = FOCAL_LENGTH
     img_res: int = 224
@@ -288,6 +292,7 @@ class EFTConfig:
         _check_number("perspective_pose_weight", self.perspective_pose_weight, ">= 0")
         _check_number("perspective_torso_weight", self.perspective_torso_weight, ">= 0")
         _check_number("tilted_above_deg", self.tilted_above_deg, ">= 0")
+        _check_number("w_pose_prior", self.w_pose_prior, ">= 0")
         if (isinstance(self.perspective_steps, bool) or int(self.perspective_steps)
                 != self.perspective_steps or self.perspective_steps < 0):
             raise ValueError(f"perspective_steps must be an int >= 0, "

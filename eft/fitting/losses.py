@@ -11,6 +11,8 @@ coordinates; they must be finite (see :func:`sanitize_keypoints`).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -20,6 +22,7 @@ from eft.geometry.cameras import weak_perspective_project
 from eft.models.output import RegressorOutput
 
 from .config import EFTConfig
+from .pose_prior import GMMPosePrior, load_default_pose_prior
 
 __all__ = [
     "NUM_OPENPOSE",
@@ -37,6 +40,7 @@ __all__ = [
     "project",
     "leg_orientation_loss",
     "eft_loss",
+    "pose_prior_nll",
 ]
 
 NUM_OPENPOSE = 25
@@ -124,6 +128,19 @@ def keypoint_loss_2d(pred2d: Tensor, target: Tensor, config: EFTConfig,
     return (weights[..., None] * sq).mean(dim=(1, 2))
 
 
+_GMM_BY_DEVICE: dict[tuple[str, torch.dtype], GMMPosePrior] = {}
+
+
+def pose_prior_nll(rotmat: Tensor) -> Tensor:
+    """(B,) body-pose NLL (nats) of rotations (B, 24, 3, 3) under the shipped GMM pose
+    prior, on the rotations' device and dtype (a copy per device is kept)."""
+    key = (str(rotmat.device), rotmat.dtype)
+    if key not in _GMM_BY_DEVICE:
+        gmm = copy.deepcopy(load_default_pose_prior())
+        _GMM_BY_DEVICE[key] = gmm.to(device=rotmat.device, dtype=rotmat.dtype)
+    return _GMM_BY_DEVICE[key](rotmat)
+
+
 def eft_loss(
     output: RegressorOutput,
     target: Tensor,
@@ -140,7 +157,8 @@ def eft_loss(
 
     Returns:
         ``(loss (B,), loss_2d (B,))``: ``loss = loss_scale * (w_2d * L2D + w_betas *
-        mean(beta^2) + w_cam * exp(-k s)^2 + w_leg * L_legOri)`` and ``L2D = mean over
+        mean(beta^2) + w_cam * exp(-k s)^2 + w_leg * L_legOri + w_pose_prior *
+        NLL_GMM(pose))`` and ``L2D = mean over
         the 49 x 2 coordinates of conf * (pred - gt)^2`` (the quantity EFT's stopping
         threshold and filters refer to).  GT ankles are excluded from ``L2D`` (they
         enter through the leg-orientation term) unless ``config.with_ankles``.
@@ -157,4 +175,6 @@ def eft_loss(
         + config.w_cam * torch.exp(-config.cam_scale_k * s) ** 2
         + config.w_leg_orientation * leg
     )
+    if config.w_pose_prior > 0:
+        loss = loss + config.w_pose_prior * pose_prior_nll(output.rotmat).to(loss.dtype)
     return config.loss_scale * loss, loss_2d

@@ -60,12 +60,12 @@ FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "ba
 #: ``eft`` settings added after jobs were first written, with the value that reproduces
 #: the fits made before them: left out of the resume hash at that value, so a job
 #: started by an earlier version resumes (``EFTConfig.smplify_blend`` and the
-#: ``perspective_*`` keys and ``tilted_above_deg``, 2026-12-06; the weights only
-#: matter with steps).
+#: ``perspective_*`` keys, ``tilted_above_deg`` and ``w_pose_prior``, 2026-12-06; the
+#: weights only matter with steps).
 LATER_EFT_KEYS: dict[str, Any] = {"smplify_blend": 0.0, "perspective_steps": 0,
                                   "perspective_pose_weight": 3e-3,
                                   "perspective_torso_weight": 0.1,
-                                  "tilted_above_deg": 0.0}
+                                  "tilted_above_deg": 0.0, "w_pose_prior": 0.0}
 #: Dataset kinds the job can read besides the readers' (``eft.data.readers``).
 JOB_KINDS: tuple[str, ...] = ("synthetic",)
 
