@@ -91,6 +91,18 @@ def test_average_is_the_chordal_mean_of_the_two_sequential_fits(body, prior, tar
         [f.quality.loss_2d_final for f in direct])
 
 
+def test_keypoint_inputs_are_mirrored_as_keypoints(body, prior, targets):
+    """A keypoint regressor given its keypoints as explicit ``inputs`` fits exactly as
+    without them, mirror average included (its inputs mirror like the keypoints)."""
+    explicit = FitTargets(targets.keypoints, targets.keypoints.clone(), targets.ids,
+                          targets.centers, targets.scales)
+    assert torch.equal(mirror_targets(explicit).inputs, mirror_targets(targets).keypoints)
+    a = fit(prior, body, targets, CFG, progress=False, pose_prior=None)
+    b = fit(prior, body, explicit, CFG, progress=False, pose_prior=None)
+    for fa, fb in zip(a, b, strict=True):
+        np.testing.assert_allclose(fb.rotmat, fa.rotmat, atol=1e-6)
+
+
 def test_mirror_average_refuses_what_it_cannot_do(body, prior, targets):
     with pytest.raises(EftError, match="keep_params"):
         fit(prior, body, targets, CFG, progress=False, keep_params=True)

@@ -884,8 +884,12 @@ def _fit_perspective_refined(run: Callable[..., list[Fit]], model: nn.Module,
 def mirror_targets(targets: FitTargets) -> FitTargets:
     """The exemplars' left-right mirror images, same ids and crops: keypoints ``x -> -x``
     in crop-normalised coordinates with every left slot swapped with its right one, and
-    image inputs (B, C, H, W) flipped along W."""
-    inputs = None if targets.inputs is None else torch.flip(targets.inputs, dims=[-1])
+    image inputs (B, C, H, W) flipped along W (keypoint inputs (B, 49, 3), a keypoint
+    regressor's own, mirrored like the keypoints)."""
+    inputs = targets.inputs
+    if inputs is not None:
+        keypoint_inputs = inputs.dim() == 3 and tuple(inputs.shape[1:]) == (49, 3)
+        inputs = flip_keypoints(inputs) if keypoint_inputs else torch.flip(inputs, dims=[-1])
     return FitTargets(flip_keypoints(targets.keypoints), inputs, targets.ids,
                       targets.centers, targets.scales)
 
