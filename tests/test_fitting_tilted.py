@@ -54,11 +54,11 @@ def test_tilted_people_are_refitted_with_the_exact_recipe_and_the_rest_kept(setu
     ppl = people(6, 0.5) + people(6, 0.0, seed=4)
     targets = exemplar_batch(ppl)
     cfg = eft_preset("open-prior")
-    assert cfg.tilted_above_deg == 60.0
+    assert cfg.tilted_above_deg == 30.0
     got = fit(model, body, targets, cfg, progress=False)
     base = fit(model, body, targets, cfg.replace(tilted_above_deg=0.0), progress=False)
     tilt = tilt_deg(np.stack([f.rotmat[0] for f in base]))
-    rows = np.flatnonzero(tilt > 60.0)
+    rows = np.flatnonzero(tilt > 30.0)
     assert 0 < len(rows) < len(ppl)  # the lying people, not the upright ones
     again = fit(model, body, targets.select(rows.tolist()), cfg.replace(**TILTED_REFIT),
                 progress=False)
