@@ -173,8 +173,8 @@ def test_auto_on_annotated_labels_says_how_to_resume_without_the_tilted_refit(
     old = {"preset": "open-prior", "tilted_above_deg": 0.0}
     before = _run(tmp_path / "t", n=12, eft=old)
     with pytest.raises(JobStoreError, match=r"auto picked open-prior for these labels "
-                       r"\(with its second fit of people lying down.*"
-                       r"eft.tilted_above_deg=0"):
+                       r"\(with its second fit of people leaning more than 30 degrees.*"
+                       r"eft.tilted_above_deg=0.*eft.tilted_above_deg=60\)"):
         _run(tmp_path / "t", n=12)
     again = _run(tmp_path / "t", n=12, eft=old)
     assert again.summary.fitted_this_run == 0 and before.summary.fitted_this_run == 12
