@@ -235,7 +235,7 @@ def test_eft_presets_and_the_job_default():
     assert exact == tuned.replace(lr=1e-3, max_iters=30, smplify_blend=0.5,  # blend SMPLify
                                   perspective_steps=150,  # then the image camera
                                   tilted_above_deg=0.0)  # open-prior's refit of lying people
-    assert tuned.tilted_above_deg == 60.0
+    assert tuned.tilted_above_deg == 30.0
     assert tuned.smplify_blend == 0.0
     from eft.fitting.config import preset_name
 
