@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import cache
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +54,8 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def anchors(path: Path) -> set[str]:
+@cache
+def anchors(path: Path) -> frozenset[str]:
     """Every anchor the headings of a markdown file produce, duplicates numbered
     ``-1``, ``-2``, ... as GitHub does."""
     seen: Counter[str] = Counter()
@@ -66,7 +68,7 @@ def anchors(path: Path) -> set[str]:
         anchor = base if not seen[base] else f"{base}-{seen[base]}"
         seen[base] += 1
         found.add(anchor)
-    return found
+    return frozenset(found)
 
 
 def links(path: Path) -> list[tuple[int, str]]:
@@ -82,9 +84,8 @@ def links(path: Path) -> list[tuple[int, str]]:
 
 
 def broken_links(path: Path) -> list[str]:
-    broken = []
+    broken, name = [], path.relative_to(REPO)
     for line, target in links(path):
-        name = path.relative_to(REPO)
         file_part, _, anchor = target.partition("#")
         dest = (path.parent / file_part).resolve() if file_part else path
         if not dest.exists():

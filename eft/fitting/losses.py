@@ -158,10 +158,10 @@ def eft_loss(
     Returns:
         ``(loss (B,), loss_2d (B,))``: ``loss = loss_scale * (w_2d * L2D + w_betas *
         mean(beta^2) + w_cam * exp(-k s)^2 + w_leg * L_legOri + w_pose_prior *
-        NLL_GMM(pose))`` and ``L2D = mean over
-        the 49 x 2 coordinates of conf * (pred - gt)^2`` (the quantity EFT's stopping
-        threshold and filters refer to).  GT ankles are excluded from ``L2D`` (they
-        enter through the leg-orientation term) unless ``config.with_ankles``.
+        NLL_GMM(pose))`` and ``L2D = mean over the 49 x 2 coordinates of conf * (pred -
+        gt)^2`` (the quantity EFT's stopping threshold and filters refer to).  GT ankles
+        are excluded from ``L2D`` (they enter through the leg-orientation term) unless
+        ``config.with_ankles``.
     """
     _, pred2d = project(output, fast)
     target = target.to(pred2d.dtype)
