@@ -55,7 +55,8 @@ def parse_grid(text: str) -> list[dict]:
     for part in text.split(";"):
         key, _, vals = part.partition("=")
         conv = {"with_ankles": lambda v: bool(int(v)), "max_iters": int,
-                "scope": str, "mirror_average": lambda v: bool(int(v))}.get(key.strip(), float)
+                "scope": str, "smplify_init": str,
+                "mirror_average": lambda v: bool(int(v))}.get(key.strip(), float)
         axes.append([(key.strip(), conv(v)) for v in vals.split(",")])
     return [dict(c) for c in itertools.product(*axes)]
 

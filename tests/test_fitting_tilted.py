@@ -69,10 +69,11 @@ def test_tilted_people_are_refitted_with_the_exact_recipe_and_the_rest_kept(setu
         np.testing.assert_allclose(g.rotmat, want.rotmat, atol=1e-6)
         np.testing.assert_allclose(g.betas, want.betas, atol=1e-6)
         assert g.quality.accepted == want.quality.accepted
-    # the refit is the exact recipe without its camera and with lighter steps, here and
-    # through fit_method
+    # the refit is the exact recipe without its camera, with lighter steps and SMPLify
+    # started from EFT's fit, here and through fit_method
     assert cfg.replace(**TILTED_REFIT) == eft_preset("open-prior-exact", perspective_steps=0,
-                                                     lr=5e-4, max_iters=10)
+                                                     lr=5e-4, max_iters=10,
+                                                     smplify_init="eft")
     via = fit_method("eft", model, body, targets, cfg)
     np.testing.assert_allclose(np.stack([f.rotmat for f in via]),
                                np.stack([f.rotmat for f in got]), atol=1e-6)

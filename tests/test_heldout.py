@@ -279,7 +279,8 @@ def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):
     # the shipped prior gets the open-prior recipe (as eft fit does), then --set on top
     assert saved["eft_overrides"] == {"lr": 3e-4, "with_ankles": True, "max_iters": 5,
                                       "scope": "bias", "mirror_average": True,
-                                      "tilted_above_deg": 30.0, "rules.max_pose_nll": 200}
+                                      "tilted_above_deg": 30.0, "smplify_init": "eft",
+                                      "rules.max_pose_nll": 200}
     for name in ("coco", "mpii"):
         d = r["datasets"][name]
         diff = d["held_out_paired"]["eft"]["mean"]["diff"]

@@ -163,18 +163,23 @@ def test_auto_on_exact_labels_keeps_the_camera_and_says_how_to_resume_without(
     assert "image-camera refinement on" in fresh.summary.format()
 
 
+@pytest.mark.parametrize("old", [
+    {"preset": "open-prior", "tilted_above_deg": 0.0},
+    {"preset": "open-prior", "smplify_init": "regressor"},
+], ids=["before-the-refit", "refit-from-the-guess"])
 def test_auto_on_annotated_labels_says_how_to_resume_without_the_tilted_refit(
-        tmp_path, one_thread):
+        tmp_path, one_thread, old):
     """A folder fitted by open-prior before it refitted people lying down (an auto job
-    of the day before) is not resumed by auto into fits made another way; the error says
-    how to resume it, and that resumes."""
+    of the day before), or before the refit started SMPLify from EFT's fit, is not
+    resumed by auto into fits made another way; the error says how to resume it, and
+    that resumes."""
     from eft.jobs import JobStoreError
 
-    old = {"preset": "open-prior", "tilted_above_deg": 0.0}
     before = _run(tmp_path / "t", n=12, eft=old)
     with pytest.raises(JobStoreError, match=r"auto picked open-prior for these labels "
                        r"\(with its second fit of people leaning more than 30 degrees.*"
-                       r"eft.tilted_above_deg=0.*eft.tilted_above_deg=60\)"):
+                       r"eft.tilted_above_deg=0.*eft.tilted_above_deg=60 "
+                       r"--set eft.smplify_init=regressor.*eft.smplify_init=regressor\)"):
         _run(tmp_path / "t", n=12)
     again = _run(tmp_path / "t", n=12, eft=old)
     assert again.summary.fitted_this_run == 0 and before.summary.fitted_this_run == 12

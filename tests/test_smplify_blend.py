@@ -2,10 +2,10 @@
 
 Independent references: for two rotations the weighted chordal mean lies on the
 geodesic between them at an angle known in closed form, computed here from the relative
-rotation's axis and angle; the gates are checked on a person whose left arm is hidden; the blend's
-inputs are EFT's fit (``smplify_blend=0``) and SMPLify's own fit from the regressor's
-prediction, each made separately here; the reported 2D loss is EFT's loss of the
-blended body recomputed here.
+rotation's axis and angle; the gates are checked on a person whose left arm is hidden;
+the blend's inputs are EFT's fit (``smplify_blend=0``) and SMPLify's own fit from the
+regressor's prediction (or from that EFT fit, ``smplify_init="eft"``), each made
+separately here; the reported 2D loss is EFT's loss of the blended body recomputed here.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ def test_config_checks_the_share():
     for bad in (-0.1, 1.0, 1.5, float("nan"), True):
         with pytest.raises(ValueError, match="smplify_blend"):
             EFTConfig(smplify_blend=bad)
+    assert EFTConfig().smplify_init == "regressor"
+    for bad in ("EFT", "", None):
+        with pytest.raises(ValueError, match="smplify_init"):
+            EFTConfig(smplify_init=bad)
 
 
 def test_weights_gate_unlabelled_limbs_and_the_extremities(targets):
@@ -84,14 +88,20 @@ def _chordal_pair_mean(r0: np.ndarray, r1: np.ndarray, t: float) -> np.ndarray:
     return np.einsum("jab,jbc->jac", r0, axis_angle_to_rotmat(torch.as_tensor(step)).numpy())
 
 
-def test_blend_is_the_chordal_mean_of_eft_and_smplify_fits(body, prior, targets):
-    got = fit(prior, body, targets, CFG, progress=False, pose_prior=None)
+@pytest.mark.parametrize("start", ["regressor", "eft"])
+def test_blend_is_the_chordal_mean_of_eft_and_smplify_fits(body, prior, targets, start):
+    cfg = CFG.replace(smplify_init=start)
+    got = fit(prior, body, targets, cfg, progress=False, pose_prior=None)
     eft_alone = fit(prior, body, targets, CFG.replace(smplify_blend=0.0), progress=False,
                     pose_prior=None)
     fast = KeypointLBS(body)
     clean = sanitize_keypoints(targets.keypoints)
-    with torch.no_grad():
-        init = prior(clean)
+    if start == "eft":  # SMPLify starts from EFT's own fit
+        init = RegressorOutput(*(torch.as_tensor(np.stack([getattr(f, k) for f in eft_alone]))
+                                 for k in ("rotmat", "betas", "cam_weak")))
+    else:
+        with torch.no_grad():
+            init = prior(clean)
     smp = smplify(fast, clean, init=init, config=SmplifyConfig(rules=CFG.rules),
                   pose_prior=None)
     w = blend_weights(clean, SHARE).numpy()
@@ -112,7 +122,7 @@ def test_blend_is_the_chordal_mean_of_eft_and_smplify_fits(body, prior, targets)
     out = RegressorOutput(rotmat=torch.as_tensor(np.stack([f.rotmat for f in got])),
                           betas=torch.as_tensor(np.stack([f.betas for f in got])),
                           cam=torch.as_tensor(np.stack([f.cam_weak for f in got])))
-    _, l2d = eft_loss(out, clean, CFG, fast)
+    _, l2d = eft_loss(out, clean, cfg, fast)
     np.testing.assert_allclose([f.quality.loss_2d_final for f in got], l2d.numpy(), rtol=1e-4)
 
 
@@ -154,7 +164,8 @@ def test_jobs_written_before_the_blend_still_resume():
     version before the option (commit 30106a4) wrote into its manifests.  The default
     recipe has refitted people lying down since (``tilted_above_deg``), so a job of the
     default recipe from then resumes with that turned off (as the resume error says),
-    and not silently into fits made another way."""
+    and not silently into fits made another way.  Likewise ``smplify_init`` is left out
+    at ``"regressor"``, and where nothing blends with SMPLify."""
     from eft.jobs.config import config_from_dict, hash_dict
 
     ds = [{"kind": "coco", "path": "x.json"}]
@@ -164,12 +175,23 @@ def test_jobs_written_before_the_blend_still_resume():
         "edcdd7128d6ee960fae4ce92d8a78361ede46ba5fea0bab188d63bf499ddf6dd": {"preset": "eft"},
         "334aef715317148c8c984d0d6b6574ab5c82b0fa09f53f55fb3867f3b59c7da9":
             {"preset": "open-prior-all", "lr": 1e-4},
+        # open-prior's refit before it started SMPLify from EFT's fit (commit 4442b09),
+        # from 30 and from 60 degrees
+        "e04317a27a6b72191aa3e1fff4dfd9f9671de9c22521709a18a50dafdad997ae":
+            {"preset": "open-prior", "smplify_init": "regressor"},
+        "be304954595d4e1abbb4879d9245bd8fcc09e105fdf766695e500930df2ec92e":
+            {"preset": "open-prior", "tilted_above_deg": 60.0, "smplify_init": "regressor"},
     }
     for want, eft in before.items():
         cfg = config_from_dict({"datasets": ds, "eft": eft})
         assert hash_dict(cfg.fit_dict()) == want
     default = config_from_dict({"datasets": ds, "eft": {}})
     assert hash_dict(default.fit_dict()) not in before
+    # with neither a blend nor a refit, where SMPLify would start changes nothing
+    for start in ("eft", "regressor"):
+        cfg = config_from_dict({"datasets": ds, "eft": {"tilted_above_deg": 0.0,
+                                                        "smplify_init": start}})
+        assert hash_dict(cfg.fit_dict()) == next(iter(before))
     blended = config_from_dict({"datasets": ds, "eft": {"smplify_blend": 0.2,
                                                         "tilted_above_deg": 0.0}})
     assert blended.fit_dict()["eft"]["smplify_blend"] == 0.2

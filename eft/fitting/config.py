@@ -53,7 +53,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -72,9 +72,15 @@ __all__ = [
     "FLAGS",
     "DEFAULT_MAX_POSE_NLL",
     "Scope",
+    "SMPLIFY_INITS",
+    "SmplifyInit",
     "QualityRules",
     "EFTConfig",
 ]
+
+#: ``EFTConfig.smplify_init``: where the blend's SMPLify fit starts.
+SmplifyInit = Literal["regressor", "eft"]
+SMPLIFY_INITS: tuple[str, ...] = ("regressor", "eft")
 
 #: Every quality flag a fit can carry.
 FLAGS: tuple[str, ...] = (
@@ -212,6 +218,10 @@ class EFTConfig:
             wrists, hands, ankles and feet, keep EFT's rotation: SMPLify has only its
             pose prior there.  ``iterations``, ``loss_2d_init`` and ``converged`` are
             EFT's, ``loss_2d_final`` and the acceptance the blend's.
+        smplify_init: where that SMPLify fit starts: ``"regressor"`` (the
+            regressor's prediction, SPIN's way) or ``"eft"`` (EFT's fit, the blend's
+            other half; where that is not finite, the prediction).  Only read with
+            ``smplify_blend``.
         perspective_steps: when > 0, the kept fit is then refined under each image's
             own pinhole camera (:mod:`eft.fitting.perspective`): this many Adam steps
             over every joint rotation, the betas and the translation, to reproduce the
@@ -262,6 +272,7 @@ class EFTConfig:
     scope: Scope = "all"
     mirror_average: bool = False
     smplify_blend: float = 0.0
+    smplify_init: SmplifyInit = "regressor"
     perspective_steps: int = 0
     perspective_pose_weight: float = 3e-3
     perspective_torso_weight: float = 0.1
@@ -302,6 +313,9 @@ class EFTConfig:
                              f"got {self.smplify_blend!r}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        if self.smplify_init not in SMPLIFY_INITS:
+            raise ValueError(f"smplify_init must be one of {SMPLIFY_INITS}, "
+                             f"got {self.smplify_init!r}")
         if not isinstance(self.rules, QualityRules):
             raise TypeError(f"rules must be a QualityRules, got {type(self.rules).__name__}")
 
@@ -354,7 +368,10 @@ class EFTConfig:
 #:   against 65.3 / 68.9 without a refit (SMPLify 60.1 / 67.2); bent over 56.0 / 64.4
 #:   against 58.3 / 64.9 with the 60-degree threshold (SMPLify 58.1 / 69.1); held-out
 #:   joints on COCO / MPII val 0.0004 / 0.0006 further than with 60 degrees
-#:   (``scripts/results/tune_eft_v9_tilt_threshold_n1000.md``).
+#:   (``scripts/results/tune_eft_v9_tilt_threshold_n1000.md``).  The refit's SMPLify
+#:   starts from the light EFT fit (``smplify_init: "eft"``, late on 2026-12-06): 0.5-1.1
+#:   mm better on people lying down, up to 0.7 on bent-over people, level elsewhere and
+#:   on the real held-out joints (``tune_eft_v9_smplify_init_n1000.md``).
 #: * ``"open-prior-all"``: the default before: every weight, lr 2e-5, at most 10 steps,
 #:   GT ankles kept (``scripts/results/tune_eft_v9_iters10_n1000.md``).
 #: * ``"open-prior-exact"``: for 2D labels without annotation noise (projected from
@@ -376,7 +393,7 @@ class EFTConfig:
 EFT_PRESETS: dict[str, dict] = {
     "eft": {},
     "open-prior": {"lr": 3e-4, "max_iters": 10, "with_ankles": True, "scope": "bias",
-                   "mirror_average": True, "tilted_above_deg": 30.0},
+                   "mirror_average": True, "tilted_above_deg": 30.0, "smplify_init": "eft"},
     "open-prior-all": {"lr": 2e-5, "max_iters": 10, "with_ankles": True},
     "open-prior-exact": {"lr": 1e-3, "max_iters": 30, "with_ankles": True, "scope": "bias",
                          "mirror_average": True, "smplify_blend": 0.5,
@@ -389,8 +406,9 @@ EFT_PRESETS: dict[str, dict] = {
 #: top of the recipe: blended half and half with SMPLify, as ``open-prior-exact`` fits
 #: without its camera, but with ``open-prior``'s light steps (lr 5e-4, at most 10; on
 #: annotated labels of people lying down ``open-prior-exact``'s lr 1e-3 and 30 steps
-#: fit the noise: 2.8 mm worse at COCO's noise, and 1.4x the cost).  Part of a job's
-#: resume hash.
+#: fit the noise: 2.8 mm worse at COCO's noise, and 1.4x the cost).  Where its SMPLify
+#: half starts is the recipe's ``smplify_init`` (``open-prior``: EFT's fit).  Part of a
+#: job's resume hash.
 TILTED_REFIT: dict = {"lr": 5e-4, "max_iters": 10, "smplify_blend": 0.5,
                       "tilted_above_deg": 0.0}
 

@@ -777,7 +777,8 @@ def _fit_smplify_blended(run: Callable[..., list[Fit]], model: nn.Module,
                          config: EFTConfig, pose_prior: PosePrior | None = None,
                          with_vertices: bool = False, keep_params: bool = False) -> list[Fit]:
     """``EFTConfig.smplify_blend``: EFT's fits (mirror-averaged when the recipe says so)
-    and SMPLify's from the regressor's prediction, blended joint by joint
+    and SMPLify's from the regressor's prediction or from EFT's fits
+    (``EFTConfig.smplify_init``), blended joint by joint
     (:func:`blend_weights`; rotations by their weighted chordal mean, betas and camera
     arithmetically); the blend is scored and accepted like any fit."""
     from .smplify import SmplifyConfig, smplify  # lazy: smplify is a peer module
@@ -792,15 +793,22 @@ def _fit_smplify_blended(run: Callable[..., list[Fit]], model: nn.Module,
         eft_fits = run(targets, base, pose_prior=None)
     st = _start(model, body, targets, base.replace(mirror_average=False), False)
     raw, prep = st.raw, st.prep
+    like = raw.rotmat
+    rot_e = _stacked(eft_fits, "rotmat", like)
+    betas_e, cam_e = _stacked(eft_fits, "betas", like), _stacked(eft_fits, "cam_weak", like)
     with torch.no_grad():
         init = model(prep.inputs)
+    if config.smplify_init == "eft":  # EFT's fit where it is finite, else the guess
+        ok = (torch.isfinite(rot_e).flatten(1).all(1) & torch.isfinite(betas_e).all(1)
+              & torch.isfinite(cam_e).all(1))
+        init = RegressorOutput(*(torch.where(ok.reshape(-1, *[1] * (e.dim() - 1)), e, g)
+                                 for e, g in ((rot_e, init.rotmat), (betas_e, init.betas),
+                                              (cam_e, init.cam))))
     smp = smplify(st.fast, prep.targets, init=init, config=SmplifyConfig(rules=config.rules),
                   pose_prior=None, batch_size=256)
 
-    like = raw.rotmat
-    rot_e, rot_s = _stacked(eft_fits, "rotmat", like), _stacked(smp, "rotmat", like)
-    betas_e, betas_s = _stacked(eft_fits, "betas", like), _stacked(smp, "betas", like)
-    cam_e, cam_s = _stacked(eft_fits, "cam_weak", like), _stacked(smp, "cam_weak", like)
+    rot_s, betas_s = _stacked(smp, "rotmat", like), _stacked(smp, "betas", like)
+    cam_s = _stacked(smp, "cam_weak", like)
     usable = (torch.isfinite(rot_s).flatten(1).all(1) & torch.isfinite(betas_s).all(1)
               & torch.isfinite(cam_s).all(1) & ~prep.skipped.to(rot_s.device))
     w = blend_weights(prep.targets, config.smplify_blend) * usable[:, None]

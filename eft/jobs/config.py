@@ -60,9 +60,10 @@ FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "ba
 #: ``eft`` settings added after jobs were first written, with the value that reproduces
 #: the fits made before them: left out of the resume hash at that value, so a job
 #: started by an earlier version resumes (``EFTConfig.smplify_blend`` and the
-#: ``perspective_*`` keys, ``tilted_above_deg`` and ``w_pose_prior``, 2026-12-06; the
-#: weights only matter with steps).
-LATER_EFT_KEYS: dict[str, Any] = {"smplify_blend": 0.0, "perspective_steps": 0,
+#: ``perspective_*`` keys, ``tilted_above_deg`` and ``w_pose_prior``, 2026-12-06;
+#: ``smplify_init``, 2026-12-06, late; the weights only matter with steps).
+LATER_EFT_KEYS: dict[str, Any] = {"smplify_blend": 0.0, "smplify_init": "regressor",
+                                  "perspective_steps": 0,
                                   "perspective_pose_weight": 3e-3,
                                   "perspective_torso_weight": 0.1,
                                   "tilted_above_deg": 0.0, "w_pose_prior": 0.0}
@@ -229,10 +230,13 @@ class JobConfig:
 def fit_view(config: Mapping) -> dict:
     """The settings of a job config dict (:meth:`JobConfig.to_dict`, or a manifest's
     ``config``) that decide the fits, with :data:`LATER_EFT_KEYS` at their old values
-    left out."""
+    left out, and ``smplify_init`` where no fit blends with SMPLify."""
     fit = {k: config.get(k) for k in FIT_KEYS}
-    fit["eft"] = {k: v for k, v in (fit["eft"] or {}).items()
-                  if not (k in LATER_EFT_KEYS and v == LATER_EFT_KEYS[k])}
+    eft = fit["eft"] or {}
+    blends = bool(eft.get("smplify_blend")) or bool(eft.get("tilted_above_deg"))
+    fit["eft"] = {k: v for k, v in eft.items()
+                  if not (k in LATER_EFT_KEYS and v == LATER_EFT_KEYS[k])
+                  and not (k == "smplify_init" and not blends)}  # read only by a blend
     return fit
 
 

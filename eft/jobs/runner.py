@@ -379,10 +379,12 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                           "eft.preset=open-prior-exact --set eft.perspective_steps=0)")
             elif choice.preset == "open-prior":
                 note = (" (with its second fit of people leaning more than "
-                          f"{config.eft.tilted_above_deg:g} degrees; results fitted before "
-                          "2026-12-06 without it resume with --set eft.preset=open-prior "
-                          "--set eft.tilted_above_deg=0, those fitted on its evening "
-                          "from 60 degrees with --set eft.tilted_above_deg=60)")
+                          f"{config.eft.tilted_above_deg:g} degrees, SMPLify started from "
+                          "EFT's fit; results fitted before 2026-12-06 without it resume "
+                          "with --set eft.preset=open-prior --set eft.tilted_above_deg=0, "
+                          "those fitted on its evening from 60 degrees with --set "
+                          "eft.tilted_above_deg=60 --set eft.smplify_init=regressor, and "
+                          "from 30 degrees with --set eft.smplify_init=regressor)")
             raise JobStoreError(
                 f"{exc}. eft.preset auto picked {choice.preset} for these labels{note}; "
                 "to resume results fitted with another recipe, name it (e.g. --set "
