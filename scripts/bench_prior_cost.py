@@ -17,9 +17,11 @@ Writes ``scripts/results/<--out>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -32,23 +34,26 @@ from eft.models.registry import load_regressor, regressor_path
 from eft.synthetic.exemplars import generate
 from eft.synthetic.pose_bank import load_pose_bank
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_eft_formats import parse_overrides  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_recipe(text: str) -> EFTConfig:
     """A preset's name (``"open-prior"``, ``"open-prior-v2"``, ...) or ``"key=value,..."``
-    overrides over ``open-prior``, as an :class:`EFTConfig`."""
+    overrides over ``open-prior`` (any :class:`EFTConfig` key; ``0`` / ``1`` for a
+    switch), as an :class:`EFTConfig`."""
     if text.strip() in EFT_PRESETS:
         return eft_preset(text.strip())
-    kinds = {"lr": float, "max_iters": int, "scope": str,
-             "with_ankles": lambda v: bool(int(v)),
-             "mirror_average": lambda v: bool(int(v)), "tilted_above_deg": float}
-    overrides = {}
-    for part in text.split(","):
-        key, _, val = part.partition("=")
-        if key.strip() not in kinds:
-            raise SystemExit(f"unknown recipe key {key.strip()!r}; known: {sorted(kinds)}")
-        overrides[key.strip()] = kinds[key.strip()](val.strip())
+    overrides = parse_overrides([part.strip() for part in text.split(",")])
+    defaults = EFTConfig()
+    for key, value in overrides.items():
+        if not hasattr(defaults, key):
+            raise SystemExit(f"unknown recipe key {key!r}; known: "
+                             f"{sorted(f.name for f in dataclasses.fields(EFTConfig))}")
+        if isinstance(getattr(defaults, key), bool):
+            overrides[key] = bool(value)
     return eft_preset("open-prior", **overrides)
 
 

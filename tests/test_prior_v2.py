@@ -292,5 +292,8 @@ def test_recipe_grids_of_the_tuning_and_cost_benchmarks():
     assert (got.scope, got.lr, got.max_iters, got.with_ankles) == ("head", 3e-5, 7, True)
     assert parse("lr=1e-4").scope == "bias"  # overrides apply over open-prior
     assert not parse("mirror_average=0").mirror_average
+    assert parse("smplify_init=regressor,mirror_average=1").smplify_init == "regressor"
+    assert load_script("tune_eft").parse_grid("smplify_init=eft,regressor") == [
+        {"smplify_init": "eft"}, {"smplify_init": "regressor"}]
     with pytest.raises(SystemExit, match="unknown recipe key 'iters'"):
         parse("iters=5")
