@@ -293,8 +293,7 @@ def _prepare(model: nn.Module, fast: KeypointLBS, targets: FitTargets,
     else:
         inputs = inputs.to(device, dtype)
         input_finite = torch.isfinite(inputs.reshape(batch, -1)).all(dim=1)
-        inputs = torch.where(input_finite.reshape(-1, *[1] * (inputs.dim() - 1)), inputs,
-                             torch.zeros_like(inputs))
+        inputs = _where_rows(input_finite, inputs, torch.zeros_like(inputs))
     n_valid = count_valid_gt(clean_targets, fast)
     skipped = (n_valid < config.rules.min_valid_keypoints) | ~input_finite
     return _Prepared(inputs, clean_targets, n_valid.cpu(), input_finite.cpu(), skipped.cpu(),
@@ -799,21 +798,17 @@ def _fit_smplify_blended(run: Callable[..., list[Fit]], model: nn.Module,
     with torch.no_grad():
         init = model(prep.inputs)
     if config.smplify_init == "eft":  # EFT's fit where it is finite, else the guess
-        ok = (torch.isfinite(rot_e).flatten(1).all(1) & torch.isfinite(betas_e).all(1)
-              & torch.isfinite(cam_e).all(1))
-        init = RegressorOutput(*(torch.where(ok.reshape(-1, *[1] * (e.dim() - 1)), e, g)
-                                 for e, g in ((rot_e, init.rotmat), (betas_e, init.betas),
-                                              (cam_e, init.cam))))
+        ok = _finite_rows(rot_e, betas_e, cam_e)
+        init = RegressorOutput(*(_where_rows(ok, e, g) for e, g in (
+            (rot_e, init.rotmat), (betas_e, init.betas), (cam_e, init.cam))))
     smp = smplify(st.fast, prep.targets, init=init, config=SmplifyConfig(rules=config.rules),
                   pose_prior=None, batch_size=256)
 
     rot_s, betas_s = _stacked(smp, "rotmat", like), _stacked(smp, "betas", like)
     cam_s = _stacked(smp, "cam_weak", like)
-    usable = (torch.isfinite(rot_s).flatten(1).all(1) & torch.isfinite(betas_s).all(1)
-              & torch.isfinite(cam_s).all(1) & ~prep.skipped.to(rot_s.device))
+    usable = _finite_rows(rot_s, betas_s, cam_s) & ~prep.skipped.to(rot_s.device)
     w = blend_weights(prep.targets, config.smplify_blend) * usable[:, None]
-    rot_s, betas_s, cam_s = (torch.where(usable.reshape(-1, *[1] * (t.dim() - 1)), t,
-                                         torch.zeros_like(t))
+    rot_s, betas_s, cam_s = (_where_rows(usable, t, torch.zeros_like(t))
                              for t in (rot_s, betas_s, cam_s))
     share = float(config.smplify_blend) * usable.to(rot_s.dtype)[:, None]
     with torch.no_grad():
@@ -900,6 +895,19 @@ def mirror_targets(targets: FitTargets) -> FitTargets:
         inputs = flip_keypoints(inputs) if keypoint_inputs else torch.flip(inputs, dims=[-1])
     return FitTargets(flip_keypoints(targets.keypoints), inputs, targets.ids,
                       targets.centers, targets.scales)
+
+
+def _finite_rows(*tensors: Tensor) -> Tensor:
+    """(B,) True where every value of row b of every (B, ...) tensor is finite."""
+    out = torch.isfinite(tensors[0]).flatten(1).all(1)
+    for t in tensors[1:]:
+        out = out & torch.isfinite(t).flatten(1).all(1)
+    return out
+
+
+def _where_rows(mask: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Row b of ``a`` where the (B,) ``mask`` is True, else of ``b`` (both (B, ...))."""
+    return torch.where(mask.reshape(-1, *[1] * (a.dim() - 1)), a, b)
 
 
 def _stacked(fits: list[Fit], name: str, like: Tensor) -> Tensor:
