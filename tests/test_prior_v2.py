@@ -234,8 +234,9 @@ def test_eft_presets_and_the_job_default():
     exact = eft_preset("open-prior-exact")  # labels without annotation noise: fit harder,
     assert exact == tuned.replace(lr=1e-3, max_iters=30, smplify_blend=0.5,  # blend SMPLify
                                   perspective_steps=150,  # then the image camera
-                                  tilted_above_deg=0.0)  # open-prior's refit of lying people
-    assert tuned.tilted_above_deg == 30.0
+                                  tilted_above_deg=0.0,  # open-prior's refit of lying people
+                                  smplify_init="regressor")  # and its SMPLify start
+    assert tuned.tilted_above_deg == 30.0 and tuned.smplify_init == "eft"
     assert tuned.smplify_blend == 0.0
     from eft.fitting.config import preset_name
 
