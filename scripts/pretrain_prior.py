@@ -129,6 +129,8 @@ def main() -> None:
                     help="checkpoint (default eft/models/assets/keypoint_prior_<recipe>.pt)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--lr", type=float, default=None,
+                    help="peak learning rate (recipe value by default)")
     ap.add_argument("--train-size", type=int, default=None,
                     help="synthetic people (v1 80,000; v2 100,000 + 12,000 per variant)")
     ap.add_argument("--variants", type=int, default=12_000)
@@ -211,7 +213,7 @@ def main() -> None:
     args.width = args.width or RECIPE_WIDTH[args.recipe]
     base = RECIPE_CONFIG[args.recipe]  # --seed shifts the recipe's optimiser seed
     cfg = prior_config(base, seed=base.optim.seed + args.seed, steps=args.steps,
-                       batch_size=args.batch_size, eval_every=args.eval_every,
+                       batch_size=args.batch_size, lr=args.lr, eval_every=args.eval_every,
                        real_mask_prob=args.real_mask_prob,
                        cycle=(None if args.cycle is None
                               else tuple(float(v) for v in args.cycle.split(","))),
