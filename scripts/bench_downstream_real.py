@@ -167,11 +167,17 @@ def main() -> None:
     ap.add_argument("--mix-share", type=float, default=MIX_FIT_SHARE,
                     help="share of each batch the mixed arms draw from the fits "
                          f"(default {MIX_FIT_SHARE})")
+    ap.add_argument("--mix-share-final", type=float, default=None,
+                    help="the fits' share at the last step: the share moves linearly from "
+                         "--mix-share at the first step to this (default: fixed)")
     ap.add_argument("--arms", default=",".join(METHODS),
                     help=f"training sets to compare (default all: {','.join(METHODS)})")
     args = ap.parse_args()
     if not 0.0 < args.mix_share < 1.0:
         raise SystemExit(f"--mix-share must be between 0 and 1, got {args.mix_share}")
+    if args.mix_share_final is not None and not 0.0 <= args.mix_share_final < 1.0:
+        raise SystemExit("--mix-share-final must be at least 0 and below 1, got "
+                         f"{args.mix_share_final}")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     body = BodyModel.load()
@@ -234,7 +240,10 @@ def main() -> None:
         train_set, sampler = parts[0], None
         if len(parts) == 2:  # synthetic + fits, a fixed share of each batch
             train_set = concat_sets(parts)
-            sampler = MixSampler([len(p) for p in parts], [1 - args.mix_share, args.mix_share])
+            final = (None if args.mix_share_final is None
+                     else [1 - args.mix_share_final, args.mix_share_final])
+            sampler = MixSampler([len(p) for p in parts], [1 - args.mix_share, args.mix_share],
+                                 final_weights=final)
         Trainer(model, body, train_set, tcfg, sampler=sampler, desc=f"train on {name}").run()
         model.eval()
         synth_metrics = evaluate_model(model, body, val)
@@ -251,13 +260,16 @@ def main() -> None:
         + ("" if args.seed == 0 else f" --seed {args.seed}")
         + ("" if arms == list(METHODS) else f" --arms {args.arms}")
         + ("" if args.mix_share == MIX_FIT_SHARE else f" --mix-share {args.mix_share:g}")
+        + ("" if args.mix_share_final is None
+           else f" --mix-share-final {args.mix_share_final:g}")
         + ("" if args.out == "bench_downstream_real" else f" --out {args.out}"),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, 1 torch thread",
         "people": n_people, "smplify_seconds": round(t_smplify, 1),
         "smplify_cached": smplify_cached,
         "prior": f"default ({DEFAULT_PRIOR})" if args.prior == "default" else args.prior,
-        "mix_share": args.mix_share, "steps": args.steps,
+        "mix_share": args.mix_share, "mix_share_final": args.mix_share_final,
+        "steps": args.steps,
         "batch_size": args.batch_size,
         "seconds": round(time.perf_counter() - t0, 1), "results": results,
     }
@@ -267,7 +279,10 @@ def main() -> None:
     print(markdown(out))
 
 
-def _share_text(share: float) -> str:
+def _share_text(share: float, final: float | None = None) -> str:
+    if final is not None:
+        return (f"the fits' share of every batch moving linearly from {share:.0%} at the "
+                f"first step to {final:.0%} at the last, the rest synthetic")
     if share == 0.5:
         return "half of every batch from each"
     return f"{share:.0%} of every batch from the fits, the rest synthetic"
@@ -293,7 +308,8 @@ def markdown(r: dict) -> str:
             f"by EFT from `{r['prior']}` and by SMPLify from the same prior; "
             f"{len(res)} regressors from scratch, {r['steps']:,} steps x {r['batch_size']} "
             "each, same initialisation and seed (`synthetic+b`: "
-            + _share_text(r.get("mix_share", MIX_FIT_SHARE)) + "). "
+            + _share_text(r.get("mix_share", MIX_FIT_SHARE), r.get("mix_share_final"))
+            + "). "
             "Held-out: mean hidden-joint error / keypoint box "
             "(± standard error over people), lower is better.\n\n" + "\n".join(rows) + "\n")
 

@@ -105,6 +105,40 @@ def test_mix_sampler_shares_and_ranges():
         MixSampler([3, 4], [0.0, -1.0])
 
 
+def test_mix_sampler_schedule_moves_linearly():
+    """Shares scheduled from 0.5 / 0.5 to 1 / 0: the fits' count falls linearly with
+    progress (closed form), both ends are exact, and fixed shares ignore progress."""
+    s = MixSampler([100, 50], [0.5, 0.5], final_weights=[1.0, 0.0])
+    for t, second in ((0.0, 32), (0.25, 24), (0.5, 16), (1.0, 0), (2.0, 0)):
+        assert s.counts(64, t) == [64 - second, second]
+    idx = s.sample(64, torch.Generator().manual_seed(0), progress=1.0)
+    assert bool((idx < 100).all())
+    fixed = MixSampler([100, 50], [0.3, 0.7])
+    assert fixed.counts(64, 0.0) == fixed.counts(64, 1.0) == [19, 45]
+    with pytest.raises(TrainError):
+        MixSampler([3, 4], [1, 1], final_weights=[0.0, 0.0])
+
+
+def test_trainer_follows_the_share_schedule(body, small_set):
+    """The trainer passes its progress to the sampler: with the second block scheduled
+    from all to none, the first step draws only from it and the last only from the
+    first block."""
+    seen = []
+
+    class Spy(MixSampler):
+        def sample(self, batch_size, generator, progress=0.0):
+            idx = super().sample(batch_size, generator, progress)
+            seen.append((progress, int((idx >= 8).sum())))
+            return idx
+
+    trainer = Trainer(KeypointRegressor(width=32, hidden=32), body, small_set, _cfg(steps=3),
+                      sampler=Spy([8, 40], [0, 1], final_weights=[1, 0]))
+    trainer.run()
+    b = trainer.config.optim.batch_size
+    assert [p for p, _ in seen] == [0.0, 0.5, 1.0]
+    assert seen[0][1] == b and seen[-1][1] == 0
+
+
 def test_mixing_two_sets_trains_on_both(body, small_set):
     a, b = small_set.subset(torch.arange(8)), small_set.subset(torch.arange(8, 48))
     data = concat_sets([a, b])

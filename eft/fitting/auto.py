@@ -45,10 +45,11 @@ from eft.body.joints import SKELETON_FREE_SLOTS
 from eft.data.exemplar import Exemplar
 from eft.geometry.cameras import image_to_crop_norm
 
+from .calibrate import estimate_skeleton_offsets
 from .config import EFTConfig, eft_preset
 from .perspective import crop_camera, image_camera, perspective_residual
 from .quality import reprojection_px
-from .records import Fit
+from .records import Fit, FitTargets
 
 __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BELOW",
            "SKELETON_FREE_SLOTS", "PILOT_SIZE", "PERSPECTIVE_LABELS_BELOW", "EXACT_CAMERA_BELOW",
@@ -132,6 +133,10 @@ class PresetChoice:
             ``open-prior-exact`` through each image's camera, over
             :data:`SKELETON_FREE_SLOTS` (:func:`with_perspective_check`); NaN when not
             measured.
+        skeleton_offsets: the labels' skeleton offsets measured on the second pilot's
+            fits (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`, rows as
+            ``EFTConfig.skeleton_offsets``); :func:`auto_config` uses them with
+            ``open-prior-exact`` only.  ``()`` when none is large enough.
     """
 
     preset: str
@@ -140,6 +145,7 @@ class PresetChoice:
     limb_median: float
     seconds: float
     perspective_median: float = float("nan")
+    skeleton_offsets: tuple[tuple[str, float, float, float, float], ...] = ()
 
     @property
     def perspective(self) -> bool:
@@ -149,8 +155,10 @@ class PresetChoice:
 
     def to_dict(self) -> dict:
         """Plain values for JSON: NaN medians as None."""
-        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                for k, v in dataclasses.asdict(self).items()}
+        out = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+               for k, v in dataclasses.asdict(self).items()}
+        out["skeleton_offsets"] = [list(r) for r in self.skeleton_offsets]
+        return out
 
 
 def pilot_indices(ids: Sequence[str], n: int = PILOT_SIZE) -> np.ndarray:
@@ -229,6 +237,7 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
     ``seconds`` added to its time.  Below :data:`EXACT_CAMERA_BELOW` the preset becomes
     ``open-prior-exact`` whatever the first pilot picked."""
     median = float("nan")
+    offsets: tuple = ()
     if exact_fits:
         cams = [image_camera(e) for e in exemplars]
         centers = torch.as_tensor(np.stack([np.asarray(e.center, dtype=np.float64)
@@ -243,12 +252,18 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
         points = torch.as_tensor(np.stack([f.keypoints3d for f in exact_fits]),
                                  dtype=torch.float64)
         median = _median(perspective_residual(points, targets, focal, centre).numpy())
+        offsets = estimate_skeleton_offsets(FitTargets(
+            keypoints=targets, centers=centers, scales=scales,
+            focals=torch.as_tensor([c[0] for c in cams], dtype=torch.float64),
+            principal_points=torch.as_tensor([c[1] for c in cams], dtype=torch.float64)),
+            exact_fits)
     preset = AUTO_CHOICES[1] if median < EXACT_CAMERA_BELOW else choice.preset
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
                  "images' cameras to a median %.4f of the box side (below %.4f): the "
                  "labels are exact", AUTO_PRESET, preset, median, EXACT_CAMERA_BELOW)
     return dataclasses.replace(choice, preset=preset, perspective_median=median,
+                               skeleton_offsets=offsets,
                                seconds=round(choice.seconds + seconds, 3))
 
 
@@ -263,7 +278,8 @@ def own_keys(config: EFTConfig) -> dict:
 def auto_config(choice: PresetChoice, overrides: dict | None = None) -> EFTConfig:
     """The chosen recipe with ``overrides`` (:func:`own_keys`) on top, logged;
     ``open-prior-exact`` without its perspective refinement unless the pilot kept it
-    (:attr:`PresetChoice.perspective`; not measured reads as off)."""
+    (:attr:`PresetChoice.perspective`; not measured reads as off), and with the
+    pilot's :attr:`PresetChoice.skeleton_offsets`."""
     if choice.preset == AUTO_CHOICES[1]:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
                  "images' cameras to a median %.4f of the box side (kept below %.4f): "
@@ -272,6 +288,12 @@ def auto_config(choice: PresetChoice, overrides: dict | None = None) -> EFTConfi
                  "on" if choice.perspective else "off")
         if not choice.perspective:
             overrides = {"perspective_steps": 0, **(overrides or {})}
+        if choice.skeleton_offsets:
+            log.info("eft.preset %s: the labels' skeleton places %s away from the body "
+                     "model's joints (offsets measured on the pilot); the labels are moved "
+                     "back before fitting", AUTO_PRESET,
+                     ", ".join(r[0] for r in choice.skeleton_offsets))
+            overrides = {"skeleton_offsets": choice.skeleton_offsets, **(overrides or {})}
     log.info("eft.preset %s: the pilot's %d fits reproduce the labels to a median %.4f of "
              "the box side, %.4f on the limbs (labels look exact below %.4f or %.4f): %s",
              AUTO_PRESET, choice.pilot, choice.reproj_median, choice.limb_median,

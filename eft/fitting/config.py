@@ -57,6 +57,7 @@ from typing import Any, Literal
 
 from torch import nn
 
+from eft.body.joints import SPIN49_INDEX
 from eft.geometry.cameras import FOCAL_LENGTH
 from eft.models.hmr import EFT_LR
 from eft.models.keypoint_regressor import KEYPOINT_REGRESSOR_LR
@@ -176,6 +177,24 @@ class QualityRules:
         return dataclasses.replace(self, **changes)
 
 
+def _offset_rows(rows) -> tuple[tuple[str, float, float, float, float], ...]:
+    """``EFTConfig.skeleton_offsets`` checked: known SPIN-49 slots, once each, with four
+    finite coefficients."""
+    out = []
+    for row in rows:
+        if isinstance(row, str) or len(row) != 5 or row[0] not in SPIN49_INDEX:
+            raise ValueError(f"skeleton_offsets rows must be [slot, a, b, c, d] with a "
+                             f"SPIN-49 slot name, got {row!r}")
+        coef = tuple(float(c) for c in row[1:])
+        if not all(math.isfinite(c) for c in coef):
+            raise ValueError(f"skeleton_offsets: {row[0]}'s coefficients must be finite")
+        out.append((str(row[0]), *coef))
+    names = [r[0] for r in out]
+    if len(set(names)) != len(names):
+        raise ValueError("skeleton_offsets: a slot is given twice")
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class EFTConfig:
     """Every weight, threshold and optimiser setting of one EFT run.
@@ -243,6 +262,14 @@ class EFTConfig:
             ``open-prior-exact`` fits without its camera.  The light recipes stay
             near the prior's guess, and the prior knows people lying down least.
             0 = off.
+        skeleton_offsets: where the labels' skeleton places its joints relative to the
+            body model's, as rows ``(slot, a, b, c, d)`` (a SPIN-49 slot name and the
+            offset's coefficients along the body's torso, hip, forward and bone axes;
+            :mod:`eft.fitting.calibrate`).  When given, each exemplar's labels are
+            moved back by its offsets (the body's axes from the regressor's first
+            prediction) before the recipe fits them.  ``eft.preset: auto`` measures
+            them on exact labels (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`);
+            ``()`` = none.
         w_pose_prior: weight of the fit's body-pose NLL under the shipped GMM pose
             prior (:func:`~eft.fitting.pose_prior.load_default_pose_prior`, nats) in
             the loss, before ``loss_scale`` (0 = EFT's loss, no pose term).
@@ -277,6 +304,7 @@ class EFTConfig:
     perspective_pose_weight: float = 3e-3
     perspective_torso_weight: float = 0.1
     tilted_above_deg: float = 0.0
+    skeleton_offsets: tuple[tuple[str, float, float, float, float], ...] = ()
     w_pose_prior: float = 0.0
     rules: QualityRules = field(default_factory=QualityRules)
     focal_length: float = FOCAL_LENGTH
@@ -284,6 +312,7 @@ class EFTConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
+        object.__setattr__(self, "skeleton_offsets", _offset_rows(self.skeleton_offsets))
         if self.lr is not None:
             _check_number("lr", self.lr, "> 0")
         for name in ("stop_loss_2d", "weight_decay", "w_keypoints_2d", "w_betas", "w_cam",

@@ -84,6 +84,7 @@ from .auto import (
     with_perspective_check,
 )
 from .baselines import fit_weak_camera
+from .calibrate import correct_targets
 from .config import TILTED_REFIT, EFTConfig, eft_preset
 from .losses import (
     count_valid_gt,
@@ -717,6 +718,14 @@ def fit(
 
     if targets.batch == 0:
         return []
+    if config.skeleton_offsets:  # the labels moved to the body model's joints first
+        first = config.replace(max_iters=1, mirror_average=False, smplify_blend=0.0,
+                               perspective_steps=0, tilted_above_deg=0.0,
+                               skeleton_offsets=())
+        guess = run(targets, first, pose_prior=None)
+        targets = correct_targets(targets, np.stack([f.keypoints3d for f in guess]),
+                                  config.skeleton_offsets)
+        config = config.replace(skeleton_offsets=())
     if config.tilted_above_deg > 0:
         if kwargs.get("keep_params"):
             raise EftError("keep_params cannot be combined with tilted_above_deg: a "

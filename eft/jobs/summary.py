@@ -142,9 +142,13 @@ def _camera_note(auto: dict) -> str:
         return (f"; limbs {median:.4f} through the cameras after open-prior-exact, "
                 f"exact below {EXACT_CAMERA_BELOW}")
     state = "on" if median < PERSPECTIVE_LABELS_BELOW else "off"
+    offsets = auto.get("skeleton_offsets") or []
+    moved = (f"; the labels' skeleton offsets taken out for {len(offsets)} slot"
+             f"{'s' if len(offsets) != 1 else ''} ({', '.join(r[0] for r in offsets)})"
+             if offsets else "")
     return (f"; image-camera refinement {state}: limbs {median:.4f} through the "
             f"cameras, kept below {PERSPECTIVE_LABELS_BELOW}, exact below "
-            f"{EXACT_CAMERA_BELOW} whatever the first pilot read")
+            f"{EXACT_CAMERA_BELOW} whatever the first pilot read" + moved)
 
 
 def summarize(n_work: int, columns: Columns, failures: Iterable[Failure],

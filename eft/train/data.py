@@ -196,35 +196,55 @@ class MixSampler:
     Each batch takes ``round(share * B)`` samples from each block (largest remainder,
     so the counts add up to ``B``; SPIN's fixed per-batch mix), each uniformly with
     replacement.  With one block a batch is ``torch.randint(n, (B,))``.
+
+    ``final_weights`` (optional) makes the shares a schedule: they move linearly from
+    ``weights`` at ``progress`` 0 (the first step) to ``final_weights`` at 1 (the last),
+    e.g. real fits early and synthetic people late.  A block whose share is 0 at both
+    ends is never drawn; every share must be >= 0 with a positive sum at both ends.
     """
 
-    def __init__(self, sizes: Sequence[int], weights: Sequence[float] | None = None) -> None:
+    def __init__(self, sizes: Sequence[int], weights: Sequence[float] | None = None,
+                 final_weights: Sequence[float] | None = None) -> None:
         self.sizes = [int(s) for s in sizes]
         if not self.sizes or min(self.sizes) < 1:
             raise TrainError(f"every dataset needs at least one sample, got sizes {self.sizes}")
+        self.shares = self._normalised(weights)
+        self.final_shares = (self.shares if final_weights is None
+                             else self._normalised(final_weights))
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
+
+    def _normalised(self, weights: Sequence[float] | None) -> np.ndarray:
         w = np.ones(len(self.sizes)) if weights is None else np.asarray(weights, float)
         if w.shape != (len(self.sizes),) or not np.all(np.isfinite(w)) or np.any(w < 0) \
                 or w.sum() <= 0:
             raise TrainError(f"dataset weights must be >= 0 with a positive sum, got "
                              f"{list(np.atleast_1d(w))}")
-        self.shares = w / w.sum()
-        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(int)
+        return w / w.sum()
 
-    def counts(self, batch_size: int) -> list[int]:
-        """Samples per block in a batch of ``batch_size``."""
-        raw = self.shares * batch_size
+    def shares_at(self, progress: float = 0.0) -> np.ndarray:
+        """(K,) shares of a batch at ``progress`` in [0, 1] through training."""
+        if self.final_shares is self.shares:  # fixed shares, exactly as given
+            return self.shares
+        t = min(max(float(progress), 0.0), 1.0)
+        return (1.0 - t) * self.shares + t * self.final_shares
+
+    def counts(self, batch_size: int, progress: float = 0.0) -> list[int]:
+        """Samples per block in a batch of ``batch_size`` at ``progress``."""
+        raw = self.shares_at(progress) * batch_size
         base = np.floor(raw).astype(int)
         order = np.argsort(-(raw - base), kind="stable")
         base[order[: batch_size - int(base.sum())]] += 1
         return base.tolist()
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> Tensor:
-        """(B,) int64 indices into the concatenated set."""
+    def sample(self, batch_size: int, generator: torch.Generator,
+               progress: float = 0.0) -> Tensor:
+        """(B,) int64 indices into the concatenated set, at ``progress`` in [0, 1]."""
         if len(self.sizes) == 1:
             return torch.randint(self.sizes[0], (batch_size,), generator=generator)
         parts = [off + torch.randint(size, (k,), generator=generator)
-                 for off, size, k in zip(self.offsets, self.sizes, self.counts(batch_size),
-                                         strict=True) if k > 0]
+                 for off, size, k in zip(self.offsets, self.sizes,
+                                         self.counts(batch_size, progress), strict=True)
+                 if k > 0]
         return torch.cat(parts)
 
 

@@ -291,7 +291,8 @@ class Trainer:
         """One optimiser step; returns (loss, parts)."""
         cfg = self.config
         self.model.train()
-        idx = self.sampler.sample(cfg.optim.batch_size, self.generator)
+        progress = self.step / max(1, cfg.optim.steps - 1)
+        idx = self.sampler.sample(cfg.optim.batch_size, self.generator, progress)
         batch = make_batch(self.data, idx, cfg.augment, self.generator,
                            images=cfg.inputs == "images", img_res=cfg.img_res,
                            workers=cfg.workers, drop_bank=self.drop_bank).to(self.device)

@@ -1,0 +1,176 @@
+"""Skeleton offsets: where a dataset's joints sit relative to the body model's.
+
+Labels from motion capture are exact, but a studio's skeleton may define its hips, head
+or spine elsewhere than the body model does (Human3.6M's hips sit wider and lower than
+SMPL's, for instance).  Every fitter then bends the body to reach joints it cannot
+draw.  Such a difference is systematic: the same offset in the body's own frame for
+every person of the dataset.  This module measures it from fits of many people and
+takes it out of the labels before they are fitted.
+
+**The offset model.**  For one slot, the labelled joint sits at the body model's
+keypoint plus ``a u + b w + c f + d v`` (metres), where, from the fitted body's own
+keypoints (SPIN-49, body frame):
+
+- ``u``: the torso's up axis, hips' midpoint to shoulders' midpoint;
+- ``w``: the hip axis, left hip to right hip;
+- ``f``: the forward axis ``u x w / |u|`` (as long as ``w``);
+- ``v``: for a limb joint (:data:`LIMB_PARENTS`), its bone from the parent joint; 0
+  for the other slots.
+
+The coefficients ``(a, b, c, d)`` are dimensionless, so one offset serves people of
+every size.  ``EFTConfig.skeleton_offsets`` holds them as ``(slot, a, b, c, d)`` rows.
+
+**Estimating them** (:func:`estimate_skeleton_offsets`): each fit is placed in front of
+its image's camera (translation by least squares on the slots every skeleton places
+alike), and the labels' residuals from the projected keypoints are regressed, over all
+people at once, on each basis vector's image through that camera (the pinhole's
+Jacobian at the keypoint).  Annotation noise and fitting errors average out over
+people; a skeleton's definition does not.  A slot is kept when its offset's median
+length over the people exceeds ``min_cm``: the fitter's own small biases stay out.
+
+**Using them** (:func:`correct_targets`, which ``eft.fitting.fit`` applies when the
+config carries offsets): each person's labels are moved back by the offset's image,
+the basis taken from the regressor's first prediction for that person, so the fit
+reaches for the joints the body model defines.  The exemplar's stored labels are never
+changed; a fit's reprojection quality is measured against the moved labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from eft.body.joints import SKELETON_FREE_SLOTS, SPIN49_INDEX
+
+from .perspective import _translation, crop_camera
+from .records import Fit, FitTargets
+
+#: Limb joints whose offset may also run along the bone from this parent.
+LIMB_PARENTS: dict[str, str] = {
+    "Right Elbow": "Right Shoulder", "Right Wrist": "Right Elbow",
+    "Left Elbow": "Left Shoulder", "Left Wrist": "Left Elbow",
+    "Right Knee": "Right Hip", "Right Ankle": "Right Knee",
+    "Left Knee": "Left Hip", "Left Ankle": "Left Knee",
+}
+#: The SPIN-49 ground-truth slots (25-48) an offset may be measured for.
+GT_SLOTS: tuple[str, ...] = tuple(n for n, i in SPIN49_INDEX.items() if i >= 25)
+#: A slot's offset is kept when its median length over the people exceeds this (cm).
+MIN_OFFSET_CM = 1.5
+#: ... and when at least this many people label it.
+MIN_PEOPLE = 32
+
+OffsetRows = tuple[tuple[str, float, float, float, float], ...]
+
+
+def offset_basis(points: Tensor, slots: Sequence[str]) -> Tensor:
+    """(B, S, 3, 4) basis vectors ``u, w, f, v`` (module docstring) as columns, for each
+    of ``slots``, from keypoints ``points`` (B, 49, 3) in the body frame."""
+    p = points
+    hips = (p[:, SPIN49_INDEX["Right Hip"]] + p[:, SPIN49_INDEX["Left Hip"]]) / 2
+    shoulders = (p[:, SPIN49_INDEX["Right Shoulder"]] + p[:, SPIN49_INDEX["Left Shoulder"]]) / 2
+    u = shoulders - hips
+    w = p[:, SPIN49_INDEX["Right Hip"]] - p[:, SPIN49_INDEX["Left Hip"]]
+    f = torch.linalg.cross(u, w) / u.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    cols = []
+    for name in slots:
+        parent = LIMB_PARENTS.get(name)
+        v = (p[:, SPIN49_INDEX[name]] - p[:, SPIN49_INDEX[parent]] if parent is not None
+             else torch.zeros_like(u))
+        cols.append(torch.stack((u, w, f, v), -1))
+    return torch.stack(cols, 1)
+
+
+def _placed(targets: FitTargets, points: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each body placed in front of its image camera: ``(camera-frame points (B, 49, 3),
+    crop-normalised focal (B,), principal point (B, 2), known (B,) bool)``; rows without
+    a camera or a finite body are not ``known``."""
+    kp = torch.as_tensor(targets.keypoints, dtype=torch.float64)
+    points = torch.as_tensor(points, dtype=torch.float64)
+    focal = torch.as_tensor(targets.focals, dtype=torch.float64)
+    centre = torch.as_tensor(targets.principal_points, dtype=torch.float64)
+    known = (torch.isfinite(focal) & (focal > 0) & torch.isfinite(centre).all(1)
+             & torch.isfinite(points).flatten(1).all(1))
+    f_n, c_n = crop_camera(torch.where(known, focal, torch.ones_like(focal)),
+                           torch.nan_to_num(centre),
+                           torch.as_tensor(targets.centers, dtype=torch.float64),
+                           torch.as_tensor(targets.scales, dtype=torch.float64))
+    conf = torch.nan_to_num(kp[..., 2], nan=0.0).clamp_min(0)
+    weights = torch.zeros_like(conf)
+    free = list(SKELETON_FREE_SLOTS)
+    weights[:, free] = conf[:, free]
+    known = known & (weights.sum(1) > 0)
+    pts = torch.nan_to_num(points)
+    t = _translation(pts, torch.nan_to_num(kp[..., :2]), weights, f_n, c_n)
+    return pts + t[:, None], f_n, c_n, known
+
+
+def _image_of(cam_points: Tensor, basis: Tensor, focal: Tensor) -> Tensor:
+    """(B, S, 2, 4): the pinhole's Jacobian at each keypoint (``cam_points`` (B, S, 3),
+    ``focal`` (B,)) applied to the basis (B, S, 3, 4)."""
+    z = cam_points[..., 2:3].clamp_min(1e-6)
+    jac = torch.zeros(*cam_points.shape[:2], 2, 3, dtype=cam_points.dtype)
+    jac[..., 0, 0] = jac[..., 1, 1] = 1.0
+    jac[..., :, 2] = -cam_points[..., :2] / z
+    jac = jac * (focal[:, None, None, None] / z[..., None])
+    return jac @ basis
+
+
+def estimate_skeleton_offsets(targets: FitTargets, fits: Sequence[Fit], *,
+                              min_cm: float = MIN_OFFSET_CM,
+                              min_people: int = MIN_PEOPLE) -> OffsetRows:
+    """The labels' skeleton offsets (module docstring) from ``fits`` of ``targets``
+    (same people, same order; best from an exact-label recipe that reproduces the
+    labels closely, e.g. ``open-prior-exact``): rows ``(slot, a, b, c, d)`` for the
+    slots whose offset's median length exceeds ``min_cm`` among at least
+    ``min_people`` people labelling them; ``()`` when none does."""
+    if len(fits) != targets.batch:
+        raise ValueError(f"{len(fits)} fits for {targets.batch} targets")
+    if not fits:
+        return ()
+    points = torch.as_tensor(np.stack([f.keypoints3d for f in fits]), dtype=torch.float64)
+    cam_points, f_n, c_n, known = _placed(targets, points)
+    kp = torch.as_tensor(targets.keypoints, dtype=torch.float64)
+    rows = []
+    for name in GT_SLOTS:
+        j = SPIN49_INDEX[name]
+        use = known & torch.isfinite(kp[:, j]).all(1) & (kp[:, j, 2] > 0)
+        if int(use.sum()) < min_people:
+            continue
+        basis = offset_basis(points[use], [name])[:, 0]                  # (N, 3, 4)
+        image = _image_of(cam_points[use][:, j:j + 1], basis[:, None], f_n[use])[:, 0]
+        proj = cam_points[use][:, j, :2] / cam_points[use][:, j, 2:3].clamp_min(1e-6)
+        resid = kp[use][:, j, :2] - (f_n[use][:, None] * proj + c_n[use])
+        n_coef = 4 if name in LIMB_PARENTS else 3
+        a = image[..., :n_coef].reshape(-1, n_coef).numpy()
+        coef = np.zeros(4)
+        coef[:n_coef] = np.linalg.lstsq(a, resid.reshape(-1).numpy(), rcond=None)[0]
+        length = (basis @ torch.as_tensor(coef)).norm(dim=-1)
+        if float(length.median()) * 100.0 > min_cm:
+            rows.append((name, *(round(float(c), 4) for c in coef)))
+    return tuple(rows)
+
+
+def correct_targets(targets: FitTargets, points: Tensor | np.ndarray,
+                    offsets: OffsetRows) -> FitTargets:
+    """``targets`` with each labelled slot of ``offsets`` moved back by its offset's
+    image (module docstring), the basis from ``points`` (B, 49, 3): a first guess of
+    each body, e.g. the regressor's prediction.  Rows without a known image camera are
+    left as they are."""
+    if not offsets or targets.batch == 0:
+        return targets
+    points = torch.as_tensor(points, dtype=torch.float64)
+    cam_points, f_n, _, known = _placed(targets, points)
+    names = [r[0] for r in offsets]
+    coef = torch.as_tensor([r[1:] for r in offsets], dtype=torch.float64)      # (S, 4)
+    idx = [SPIN49_INDEX[n] for n in names]
+    shift = (_image_of(cam_points[:, idx], offset_basis(points, names), f_n)
+             @ coef[None, :, :, None])[..., 0]                                 # (B, S, 2)
+    kp = torch.as_tensor(targets.keypoints).clone()
+    labelled = (kp[:, idx, 2] > 0) & known[:, None]
+    moved = kp[:, idx, :2] - shift.to(kp.dtype)
+    kp[:, idx, :2] = torch.where(labelled[..., None], moved, kp[:, idx, :2])
+    return dataclasses.replace(targets, keypoints=kp)
