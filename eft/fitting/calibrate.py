@@ -119,6 +119,33 @@ def _image_of(cam_points: Tensor, basis: Tensor, focal: Tensor) -> Tensor:
     return jac @ basis
 
 
+def _slot_coefficients(targets: FitTargets, points: Tensor, min_people: int
+                       ) -> dict[str, tuple[np.ndarray, float]]:
+    """Per GT slot labelled by at least ``min_people`` people: the offset's coefficients
+    (4,) by least squares on the labels' residuals from the bodies ``points`` (B, 49, 3)
+    placed in front of their cameras, and the offset's median length (m)."""
+    cam_points, f_n, c_n, known = _placed(targets, points)
+    kp = torch.as_tensor(targets.keypoints, dtype=torch.float64)
+    out = {}
+    for name in GT_SLOTS:
+        j = SPIN49_INDEX[name]
+        use = known & torch.isfinite(kp[:, j]).all(1) & (kp[:, j, 2] > 0)
+        if int(use.sum()) < min_people:
+            continue
+        basis = offset_basis(points[use], [name])[:, 0]                  # (N, 3, 4)
+        at = cam_points[use][:, j]
+        image = _image_of(at[:, None], basis[:, None], f_n[use])[:, 0]   # (N, 2, 4)
+        drawn = f_n[use][:, None] * at[:, :2] / at[:, 2:].clamp_min(1e-6) + c_n[use]
+        resid = kp[use][:, j, :2] - drawn
+        n_coef = 4 if name in LIMB_PARENTS else 3
+        coef = np.zeros(4)
+        coef[:n_coef] = np.linalg.lstsq(image[..., :n_coef].reshape(-1, n_coef).numpy(),
+                                        resid.reshape(-1).numpy(), rcond=None)[0]
+        length = (basis @ torch.as_tensor(coef)).norm(dim=-1)
+        out[name] = (coef, float(length.median()))
+    return out
+
+
 def estimate_skeleton_offsets(targets: FitTargets, fits: Sequence[Fit], *,
                               min_cm: float = MIN_OFFSET_CM,
                               min_people: int = MIN_PEOPLE) -> OffsetRows:
@@ -126,51 +153,54 @@ def estimate_skeleton_offsets(targets: FitTargets, fits: Sequence[Fit], *,
     (same people, same order; best from an exact-label recipe that reproduces the
     labels closely, e.g. ``open-prior-exact``): rows ``(slot, a, b, c, d)`` for the
     slots whose offset's median length exceeds ``min_cm`` among at least
-    ``min_people`` people labelling them; ``()`` when none does."""
+    ``min_people`` people labelling them; ``()`` when none does.
+
+    Two rounds: the second measures what is left once the first round's offsets are
+    taken out, with each body placed again by the corrected labels (a limb joint's
+    offset also moves the camera placement, which uses the limbs)."""
     if len(fits) != targets.batch:
         raise ValueError(f"{len(fits)} fits for {targets.batch} targets")
     if not fits:
         return ()
     points = torch.as_tensor(np.stack([f.keypoints3d for f in fits]), dtype=torch.float64)
-    cam_points, f_n, c_n, known = _placed(targets, points)
-    kp = torch.as_tensor(targets.keypoints, dtype=torch.float64)
-    rows = []
-    for name in GT_SLOTS:
-        j = SPIN49_INDEX[name]
-        use = known & torch.isfinite(kp[:, j]).all(1) & (kp[:, j, 2] > 0)
-        if int(use.sum()) < min_people:
-            continue
-        basis = offset_basis(points[use], [name])[:, 0]                  # (N, 3, 4)
-        image = _image_of(cam_points[use][:, j:j + 1], basis[:, None], f_n[use])[:, 0]
-        proj = cam_points[use][:, j, :2] / cam_points[use][:, j, 2:3].clamp_min(1e-6)
-        resid = kp[use][:, j, :2] - (f_n[use][:, None] * proj + c_n[use])
-        n_coef = 4 if name in LIMB_PARENTS else 3
-        a = image[..., :n_coef].reshape(-1, n_coef).numpy()
-        coef = np.zeros(4)
-        coef[:n_coef] = np.linalg.lstsq(a, resid.reshape(-1).numpy(), rcond=None)[0]
-        length = (basis @ torch.as_tensor(coef)).norm(dim=-1)
-        if float(length.median()) * 100.0 > min_cm:
-            rows.append((name, *(round(float(c), 4) for c in coef)))
-    return tuple(rows)
+    first = _slot_coefficients(targets, points, min_people)
+    rows = tuple((n, *c) for n, (c, _) in first.items())
+    second = _slot_coefficients(correct_targets(targets, points, rows), points, min_people)
+    out = []
+    for name, (coef, _) in first.items():
+        total = coef + second[name][0] if name in second else coef
+        length = (offset_basis(points, [name])[:, 0] @ torch.as_tensor(total)).norm(dim=-1)
+        kp = torch.as_tensor(targets.keypoints)[:, SPIN49_INDEX[name]]
+        labelled = torch.isfinite(kp).all(1) & (kp[:, 2] > 0)
+        if float(length[labelled].median()) * 100.0 > min_cm:
+            out.append((name, *(round(float(c), 4) for c in total)))
+    return tuple(out)
 
 
 def correct_targets(targets: FitTargets, points: Tensor | np.ndarray,
-                    offsets: OffsetRows) -> FitTargets:
+                    offsets: OffsetRows, rounds: int = 2) -> FitTargets:
     """``targets`` with each labelled slot of ``offsets`` moved back by its offset's
-    image (module docstring), the basis from ``points`` (B, 49, 3): a first guess of
-    each body, e.g. the regressor's prediction.  Rows without a known image camera are
-    left as they are."""
+    image (module docstring; the pinhole's exact difference, not its Jacobian), the
+    basis from ``points`` (B, 49, 3): a first guess of each body, e.g. the regressor's
+    prediction.  Each round places the bodies again by the labels as the round before
+    corrected them.  Rows without a known image camera are left as they are."""
     if not offsets or targets.batch == 0:
         return targets
     points = torch.as_tensor(points, dtype=torch.float64)
-    cam_points, f_n, _, known = _placed(targets, points)
     names = [r[0] for r in offsets]
     coef = torch.as_tensor([r[1:] for r in offsets], dtype=torch.float64)      # (S, 4)
     idx = [SPIN49_INDEX[n] for n in names]
-    shift = (_image_of(cam_points[:, idx], offset_basis(points, names), f_n)
-             @ coef[None, :, :, None])[..., 0]                                 # (B, S, 2)
-    kp = torch.as_tensor(targets.keypoints).clone()
-    labelled = (kp[:, idx, 2] > 0) & known[:, None]
-    moved = kp[:, idx, :2] - shift.to(kp.dtype)
-    kp[:, idx, :2] = torch.where(labelled[..., None], moved, kp[:, idx, :2])
-    return dataclasses.replace(targets, keypoints=kp)
+    offset = (offset_basis(points, names) @ coef[None, :, :, None])[..., 0]   # (B, S, 3)
+    kp0 = torch.as_tensor(targets.keypoints)
+    current = targets
+    for _ in range(max(1, int(rounds))):
+        cam_points, f_n, _, known = _placed(current, points)
+        at, to = cam_points[:, idx], cam_points[:, idx] + offset
+        shift = f_n[:, None, None] * (to[..., :2] / to[..., 2:].clamp_min(1e-6)
+                                      - at[..., :2] / at[..., 2:].clamp_min(1e-6))
+        kp = kp0.clone()
+        labelled = (kp[:, idx, 2] > 0) & known[:, None]
+        moved = kp[:, idx, :2] - shift.to(kp.dtype)
+        kp[:, idx, :2] = torch.where(labelled[..., None], moved, kp[:, idx, :2])
+        current = dataclasses.replace(targets, keypoints=kp)
+    return current

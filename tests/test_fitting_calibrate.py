@@ -1,0 +1,155 @@
+"""Skeleton offsets (eft.fitting.calibrate): recovered in closed form from labels drawn
+with known offsets, taken back out of the labels, and worth millimetres in 3D when a
+skeleton defines its joints unlike the body model."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from eft.body import BodyModel
+from eft.body.joints import SPIN49_INDEX
+from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
+from eft.fitting.auto import AUTO_CHOICES, PresetChoice, auto_config, with_perspective_check
+from eft.fitting.calibrate import correct_targets, estimate_skeleton_offsets, offset_basis
+from eft.fitting.config import eft_preset
+from eft.geometry.metrics import procrustes_align
+from eft.geometry.rotations import axis_angle_to_rotmat
+from eft.models import load_regressor
+from eft.synthetic.exemplars import annotated_slots, generate
+from eft.synthetic.pose_bank import load_pose_bank
+from eft.train.evaluate import pose_joints
+
+#: Studio-like cameras: a 1,000 px square image, focal 1,145 px, people 3.5-6.5 m away.
+STUDIO = {"image_sizes": ((1000, 1000),), "focal_range": (1140.0, 1150.0),
+          "distance_range": (3.5, 6.5), "person_fraction_range": (0.3, 0.5)}
+#: A made-up studio skeleton: hips wider and lower, head higher and forward, thorax
+#: lower, knees further down the thigh (coefficients along u, w, f, bone).
+SKELETON = {"Right Hip": (-0.05, 0.30, 0.0, 0.0), "Left Hip": (-0.05, -0.30, 0.0, 0.0),
+            "Head (H36M)": (0.15, 0.0, 0.10, 0.0), "Thorax (MPII)": (-0.10, 0.0, 0.0, 0.0),
+            "Right Knee": (0.0, 0.0, 0.0, 0.08)}
+
+
+def studio_set(n: int, seed: int = 5):
+    """Synthetic people seen by studio cameras with exact H36M-17 labels, the true
+    camera in each exemplar's meta."""
+    from eft.train.prior import V2_SYNTHETIC
+
+    cfg = dataclasses.replace(V2_SYNTHETIC.clean(), noise_scale=0.0, **STUDIO)
+    s = generate(load_pose_bank().val().poses, n, seed, cfg)
+    mask = annotated_slots("h36m17_spin")[:, None]
+    people = [dataclasses.replace(e, keypoints=np.asarray(e.keypoints) * mask,
+                                  meta={**e.meta, "focal": float(s.focal[i]),
+                                        "principal_point": [float(v) for v in
+                                                            s.principal_point[i]]})
+              for i, e in enumerate(s.exemplars())]
+    return s, people
+
+
+def with_skeleton(s, people, skeleton: dict) -> list:
+    """``people`` labelled by a skeleton whose joints sit ``skeleton``'s offsets away from
+    the body model's (3D, in the body's own axes), drawn by each true camera."""
+    names = list(skeleton)
+    k3 = torch.as_tensor(np.asarray(s.keypoints3d), dtype=torch.float64)
+    coef = torch.as_tensor([skeleton[n] for n in names], dtype=torch.float64)
+    moved = k3.clone()
+    idx = [SPIN49_INDEX[n] for n in names]
+    moved[:, idx] += (offset_basis(k3, names) @ coef[None, :, :, None])[..., 0]
+    out = []
+    for i, e in enumerate(people):
+        kp = np.asarray(e.keypoints, dtype=np.float64).copy()
+        x = moved[i, idx].numpy()
+        drawn = s.focal[i] * x[:, :2] / x[:, 2:] + s.principal_point[i]
+        kp[idx, :2] = np.where(kp[idx, 2:] > 0, drawn, kp[idx, :2])
+        out.append(dataclasses.replace(e, keypoints=kp))
+    return out
+
+
+def true_bodies(s) -> list:
+    """The true bodies as fits: keypoints in the body frame (camera axes, no
+    translation)."""
+    k3 = np.asarray(s.keypoints3d, dtype=np.float64)
+    return [SimpleNamespace(keypoints3d=k - k[SPIN49_INDEX["Pelvis (MPII)"]]) for k in k3]
+
+
+def test_offsets_are_recovered_in_closed_form():
+    s, people = studio_set(64)
+    labels = exemplar_batch(with_skeleton(s, people, SKELETON))
+    rows = estimate_skeleton_offsets(labels, true_bodies(s))
+    got = {r[0]: np.array(r[1:]) for r in rows}
+    assert set(got) == set(SKELETON)  # every other slot sits where the body's does
+    for name, coef in SKELETON.items():
+        # within 3 % of the largest: the estimate reads the pinhole to first order
+        np.testing.assert_allclose(got[name], coef, atol=0.01, err_msg=name)
+    # the same labels without a skeleton of their own: nothing to take out
+    assert estimate_skeleton_offsets(exemplar_batch(people), true_bodies(s)) == ()
+    with pytest.raises(ValueError, match="3 fits for 64 targets"):
+        estimate_skeleton_offsets(labels, true_bodies(s)[:3])
+
+
+def test_correcting_the_labels_gives_back_the_body_models_joints():
+    s, people = studio_set(16)
+    plain = exemplar_batch(people)
+    labels = exemplar_batch(with_skeleton(s, people, SKELETON))
+    rows = tuple((n, *c) for n, c in SKELETON.items())
+    points = np.stack([b.keypoints3d for b in true_bodies(s)])
+    back = correct_targets(labels, points, rows)
+    idx = [SPIN49_INDEX[n] for n in SKELETON]
+    moved = (labels.keypoints[:, idx, :2] - plain.keypoints[:, idx, :2]).abs().max()
+    left = (back.keypoints[:, idx, :2] - plain.keypoints[:, idx, :2]).abs().max()
+    assert moved > 0.02 and left < 1e-4  # crop units: 1 = half the crop side
+    # the other slots, and a batch without a camera, are left as they are
+    others = [j for j in range(49) if j not in idx]
+    assert torch.equal(back.keypoints[:, others], labels.keypoints[:, others])
+    blind = dataclasses.replace(labels, focals=None, principal_points=None)
+    assert torch.equal(correct_targets(blind, points, rows).keypoints, labels.keypoints)
+    assert correct_targets(labels, points, ()) is labels
+
+
+def test_offset_rows_are_checked():
+    cfg = eft_preset("open-prior-exact", skeleton_offsets=[["Right Hip", 0, 0.1, 0, 0]])
+    assert cfg.skeleton_offsets == (("Right Hip", 0.0, 0.1, 0.0, 0.0),)
+    for bad, match in (([["Right Hipp", 0, 0, 0, 0]], "SPIN-49 slot"),
+                       ([["Right Hip", 0, 0, 0]], "SPIN-49 slot"),
+                       ([["Right Hip", 0, float("nan"), 0, 0]], "finite"),
+                       ([["Right Hip", 0, 0, 0, 0], ["Right Hip", 1, 0, 0, 0]], "twice")):
+        with pytest.raises(ValueError, match=match):
+            eft_preset("open-prior-exact", skeleton_offsets=bad)
+
+
+def pa_mm(body, s, fits) -> float:
+    rot = axis_angle_to_rotmat(torch.as_tensor(s.pose, dtype=torch.float32).reshape(-1, 24, 3))
+    gt, _ = pose_joints(body, rot, torch.as_tensor(s.betas, dtype=torch.float32))
+    pred, _ = pose_joints(body, *fits_to_tensors(fits))
+    return float(((procrustes_align(pred, gt) - gt).norm(dim=-1).mean(1) * 1000).mean())
+
+
+def test_a_studio_skeleton_measured_on_the_pilot_and_taken_out_gains_in_3d(one_thread):
+    """The auto recipe's second pilot measures the offsets from its own fits (no 3D
+    truth), auto_config carries them, and fitting with them is nearer the truth than
+    without; labels drawn by the body model's own skeleton yield none, so their fits
+    are unchanged."""
+    model, body = load_regressor("default"), BodyModel.load()
+    s, people = studio_set(48)
+    labelled = with_skeleton(s, people, SKELETON)
+    exact = eft_preset(AUTO_CHOICES[1])
+    fits = fit_method("eft", model, body, exemplar_batch(labelled), exact)
+    first = PresetChoice(preset=AUTO_CHOICES[1], pilot=48, reproj_median=0.01,
+                         limb_median=0.01, seconds=0.0)
+    choice = with_perspective_check(first, fits, labelled)
+    assert {r[0] for r in choice.skeleton_offsets} >= {"Right Hip", "Left Hip",
+                                                       "Head (H36M)"}
+    assert choice.to_dict()["skeleton_offsets"][0][0] == choice.skeleton_offsets[0][0]
+    cfg = auto_config(choice)
+    assert cfg.skeleton_offsets == choice.skeleton_offsets
+    assert auto_config(dataclasses.replace(choice, preset=AUTO_CHOICES[0])).skeleton_offsets \
+        == ()
+    again = fit_method("eft", model, body, exemplar_batch(labelled), cfg)
+    before, after = pa_mm(body, s, fits), pa_mm(body, s, again)
+    assert after < before - 1.5, (before, after)
+    own = fit_method("eft", model, body, exemplar_batch(people), exact)
+    assert with_perspective_check(first, own, people).skeleton_offsets == ()
