@@ -153,3 +153,17 @@ def test_a_studio_skeleton_measured_on_the_pilot_and_taken_out_gains_in_3d(one_t
     assert after < before - 1.5, (before, after)
     own = fit_method("eft", model, body, exemplar_batch(people), exact)
     assert with_perspective_check(first, own, people).skeleton_offsets == ()
+
+
+def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
+    from eft.jobs.summary import Summary
+
+    auto = PresetChoice(preset=AUTO_CHOICES[1], pilot=256, reproj_median=0.008,
+                        limb_median=0.007, seconds=1.0, perspective_median=0.0016,
+                        skeleton_offsets=(("Right Hip", 0.0, 0.1, 0.0, 0.0),
+                                          ("Head (H36M)", 0.1, 0.0, 0.0, 0.0))).to_dict()
+    text = Summary(fitted=1, recipe=AUTO_CHOICES[1], recipe_auto=auto).format()
+    assert "skeleton offsets taken out for 2 slots (Right Hip, Head (H36M))" in text
+    none = Summary(fitted=1, recipe=AUTO_CHOICES[1],
+                   recipe_auto={**auto, "skeleton_offsets": []}).format()
+    assert "skeleton offsets" not in none and "image-camera refinement on" in none
