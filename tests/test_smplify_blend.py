@@ -250,3 +250,8 @@ def test_later_keys_are_left_out_only_at_their_defaults():
                                                    "perspective_steps": 0}})
     assert hash_dict(on.fit_dict()) != hash_dict(off.fit_dict())
     assert "perspective_steps" not in off.fit_dict()["eft"]
+    # the labels' skeleton offsets: left out when there are none, in the hash when given
+    assert "skeleton_offsets" not in on.fit_dict()["eft"]
+    moved = config_from_dict({"datasets": ds, "eft": {
+        "preset": "open-prior-exact", "skeleton_offsets": [["Right Hip", 0, 0.1, 0, 0]]}})
+    assert hash_dict(moved.fit_dict()) != hash_dict(on.fit_dict())

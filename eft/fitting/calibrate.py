@@ -166,14 +166,15 @@ def estimate_skeleton_offsets(targets: FitTargets, fits: Sequence[Fit], *,
     first = _slot_coefficients(targets, points, min_people)
     rows = tuple((n, *c) for n, (c, _) in first.items())
     second = _slot_coefficients(correct_targets(targets, points, rows), points, min_people)
-    out = []
+    out: list[tuple[str, float, float, float, float]] = []
     for name, (coef, _) in first.items():
         total = coef + second[name][0] if name in second else coef
         length = (offset_basis(points, [name])[:, 0] @ torch.as_tensor(total)).norm(dim=-1)
         kp = torch.as_tensor(targets.keypoints)[:, SPIN49_INDEX[name]]
         labelled = torch.isfinite(kp).all(1) & (kp[:, 2] > 0)
         if float(length[labelled].median()) * 100.0 > min_cm:
-            out.append((name, *(round(float(c), 4) for c in total)))
+            a, b, c, d = (round(float(v), 4) for v in total)
+            out.append((name, a, b, c, d))
     return tuple(out)
 
 

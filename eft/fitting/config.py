@@ -180,15 +180,15 @@ class QualityRules:
 def _offset_rows(rows) -> tuple[tuple[str, float, float, float, float], ...]:
     """``EFTConfig.skeleton_offsets`` checked: known SPIN-49 slots, once each, with four
     finite coefficients."""
-    out = []
+    out: list[tuple[str, float, float, float, float]] = []
     for row in rows:
         if isinstance(row, str) or len(row) != 5 or row[0] not in SPIN49_INDEX:
             raise ValueError(f"skeleton_offsets rows must be [slot, a, b, c, d] with a "
                              f"SPIN-49 slot name, got {row!r}")
-        coef = tuple(float(c) for c in row[1:])
-        if not all(math.isfinite(c) for c in coef):
+        a, b, c, d = (float(v) for v in row[1:])
+        if not all(math.isfinite(v) for v in (a, b, c, d)):
             raise ValueError(f"skeleton_offsets: {row[0]}'s coefficients must be finite")
-        out.append((str(row[0]), *coef))
+        out.append((str(row[0]), a, b, c, d))
     names = [r[0] for r in out]
     if len(set(names)) != len(names):
         raise ValueError("skeleton_offsets: a slot is given twice")

@@ -61,12 +61,14 @@ FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "ba
 #: the fits made before them: left out of the resume hash at that value, so a job
 #: started by an earlier version resumes (``EFTConfig.smplify_blend`` and the
 #: ``perspective_*`` keys, ``tilted_above_deg`` and ``w_pose_prior``, 2026-12-06;
-#: ``smplify_init``, 2026-12-06, late; the weights only matter with steps).
+#: ``smplify_init``, 2026-12-06, late; the weights only matter with steps;
+#: ``skeleton_offsets``, 2026-12-07; compared as plain values, tuples as lists).
 LATER_EFT_KEYS: dict[str, Any] = {"smplify_blend": 0.0, "smplify_init": "regressor",
                                   "perspective_steps": 0,
                                   "perspective_pose_weight": 3e-3,
                                   "perspective_torso_weight": 0.1,
-                                  "tilted_above_deg": 0.0, "w_pose_prior": 0.0}
+                                  "tilted_above_deg": 0.0, "w_pose_prior": 0.0,
+                                  "skeleton_offsets": ()}
 #: Dataset kinds the job can read besides the readers' (``eft.data.readers``).
 JOB_KINDS: tuple[str, ...] = ("synthetic",)
 
@@ -235,7 +237,7 @@ def fit_view(config: Mapping) -> dict:
     eft = fit["eft"] or {}
     blends = bool(eft.get("smplify_blend")) or bool(eft.get("tilted_above_deg"))
     fit["eft"] = {k: v for k, v in eft.items()
-                  if not (k in LATER_EFT_KEYS and v == LATER_EFT_KEYS[k])
+                  if not (k in LATER_EFT_KEYS and plain(v) == plain(LATER_EFT_KEYS[k]))
                   and not (k == "smplify_init" and not blends)}  # read only by a blend
     return fit
 
