@@ -167,3 +167,42 @@ def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
     none = Summary(fitted=1, recipe=AUTO_CHOICES[1],
                    recipe_auto={**auto, "skeleton_offsets": []}).format()
     assert "skeleton offsets" not in none and "image-camera refinement on" in none
+
+
+def test_measure_on_a_recipe_named_by_hand_equals_measuring_by_hand(one_thread):
+    """``skeleton_offsets: measure`` fits a pilot without offsets, measures them and
+    fits with them: the same fits as doing those steps by hand."""
+    model, body = load_regressor("default"), BodyModel.load()
+    s, people = studio_set(40)
+    batch = exemplar_batch(with_skeleton(s, people, SKELETON))
+    exact = eft_preset(AUTO_CHOICES[1], perspective_steps=20)
+    first = fit_method("eft", model, body, batch, exact)
+    rows = estimate_skeleton_offsets(batch, first)
+    assert {r[0] for r in rows} >= {"Right Hip", "Left Hip"}
+    by_hand = fit_method("eft", model, body, batch, exact.replace(skeleton_offsets=rows))
+    measured = fit_method("eft", model, body, batch,
+                          exact.replace(skeleton_offsets="measure"))
+    np.testing.assert_array_equal(np.stack([f.rotmat for f in measured]),
+                                  np.stack([f.rotmat for f in by_hand]))
+    with pytest.raises(ValueError, match="'measure' or a list"):
+        exact.replace(skeleton_offsets="measured")
+
+
+def test_a_job_naming_its_recipe_measures_the_offsets_once_and_resumes(tmp_path, one_thread):
+    """``eft.skeleton_offsets: measure`` in a job: resolved on the job's pilot into the
+    rows its config.yaml records (none for labels drawn by the body model's own
+    skeleton), and the same job resumes with nothing left to fit."""
+    from eft.jobs import config_from_dict, run_job
+
+    d = {"datasets": [{"kind": "synthetic", "name": "syn",
+                       "options": {"n": 36, "seed": 5, "noise_scale": 0.0,
+                                   "missing_rate": 0.0, "limb_drop_prob": 0.0,
+                                   "truncation_prob": 0.0}}],
+         "output": {"dir": str(tmp_path / "out"), "formats": ["h5"]},
+         "eft": {"preset": "open-prior-exact", "skeleton_offsets": "measure"},
+         "batch_size": 12, "chunk_size": 12, "devices": ["cpu"], "limit": 12}
+    r = run_job(config_from_dict(d), progress=False)
+    assert r.summary.fitted == 12
+    assert config_from_dict(r.manifest.config).eft.skeleton_offsets == ()
+    again = run_job(config_from_dict(d), progress=False)
+    assert again.summary.fitted_this_run == 0

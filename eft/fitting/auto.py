@@ -46,7 +46,7 @@ from eft.data.exemplar import Exemplar
 from eft.geometry.cameras import image_to_crop_norm
 
 from .calibrate import estimate_skeleton_offsets
-from .config import EFTConfig, eft_preset
+from .config import MEASURE_OFFSETS, EFTConfig, eft_preset
 from .perspective import crop_camera, image_camera, perspective_residual
 from .quality import reprojection_px
 from .records import Fit, FitTargets
@@ -280,6 +280,8 @@ def auto_config(choice: PresetChoice, overrides: dict | None = None) -> EFTConfi
     ``open-prior-exact`` without its perspective refinement unless the pilot kept it
     (:attr:`PresetChoice.perspective`; not measured reads as off), and with the
     pilot's :attr:`PresetChoice.skeleton_offsets`."""
+    if (overrides or {}).get("skeleton_offsets") == MEASURE_OFFSETS:  # measured already
+        overrides = {**(overrides or {}), "skeleton_offsets": choice.skeleton_offsets}
     if choice.preset == AUTO_CHOICES[1]:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
                  "images' cameras to a median %.4f of the box side (kept below %.4f): "

@@ -177,9 +177,18 @@ class QualityRules:
         return dataclasses.replace(self, **changes)
 
 
-def _offset_rows(rows) -> tuple[tuple[str, float, float, float, float], ...]:
-    """``EFTConfig.skeleton_offsets`` checked: known SPIN-49 slots, once each, with four
-    finite coefficients."""
+#: ``EFTConfig.skeleton_offsets``: measure them on a pilot of the people fitted.
+MEASURE_OFFSETS = "measure"
+
+
+def _offset_rows(rows) -> tuple[tuple[str, float, float, float, float], ...] | str:
+    """``EFTConfig.skeleton_offsets`` checked: :data:`MEASURE_OFFSETS`, or rows of known
+    SPIN-49 slots, once each, with four finite coefficients."""
+    if isinstance(rows, str):
+        if rows != MEASURE_OFFSETS:
+            raise ValueError(f"skeleton_offsets must be {MEASURE_OFFSETS!r} or a list of "
+                             f"[slot, a, b, c, d] rows, got {rows!r}")
+        return rows
     out: list[tuple[str, float, float, float, float]] = []
     for row in rows:
         if isinstance(row, str) or len(row) != 5 or row[0] not in SPIN49_INDEX:
@@ -269,7 +278,8 @@ class EFTConfig:
             moved back by its offsets (the body's axes from the regressor's first
             prediction) before the recipe fits them.  ``eft.preset: auto`` measures
             them on exact labels (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`);
-            ``()`` = none.
+            ``"measure"`` (:data:`MEASURE_OFFSETS`) measures them on a pilot of up to 256
+            of the people fitted, by this recipe without offsets, first; ``()`` = none.
         w_pose_prior: weight of the fit's body-pose NLL under the shipped GMM pose
             prior (:func:`~eft.fitting.pose_prior.load_default_pose_prior`, nats) in
             the loss, before ``loss_scale`` (0 = EFT's loss, no pose term).
@@ -304,7 +314,7 @@ class EFTConfig:
     perspective_pose_weight: float = 3e-3
     perspective_torso_weight: float = 0.1
     tilted_above_deg: float = 0.0
-    skeleton_offsets: tuple[tuple[str, float, float, float, float], ...] = ()
+    skeleton_offsets: tuple[tuple[str, float, float, float, float], ...] | str = ()
     w_pose_prior: float = 0.0
     rules: QualityRules = field(default_factory=QualityRules)
     focal_length: float = FOCAL_LENGTH

@@ -49,6 +49,7 @@ batched computation.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -84,8 +85,8 @@ from .auto import (
     with_perspective_check,
 )
 from .baselines import fit_weak_camera
-from .calibrate import correct_targets
-from .config import TILTED_REFIT, EFTConfig, eft_preset
+from .calibrate import correct_targets, estimate_skeleton_offsets
+from .config import MEASURE_OFFSETS, TILTED_REFIT, EFTConfig, eft_preset
 from .losses import (
     count_valid_gt,
     eft_loss,
@@ -718,7 +719,17 @@ def fit(
 
     if targets.batch == 0:
         return []
+    if config.skeleton_offsets == MEASURE_OFFSETS:  # measured on a pilot first
+        pilot = targets.select(pilot_indices(targets.id_list).tolist())
+        config = config.replace(skeleton_offsets=())
+        pilot_fits = fit(model, body, pilot, config, mode, batch_size, progress=False,
+                         **{**kwargs, "pose_prior": None, "keep_params": False})
+        config = config.replace(skeleton_offsets=estimate_skeleton_offsets(pilot, pilot_fits))
+        logging.getLogger("eft.fitting").info(
+            "skeleton offsets measured on a pilot of %d: %s", pilot.batch,
+            ", ".join(r[0] for r in config.skeleton_offsets) or "none")
     if config.skeleton_offsets:  # the labels moved to the body model's joints first
+        assert not isinstance(config.skeleton_offsets, str)
         first = config.replace(max_iters=1, mirror_average=False, smplify_blend=0.0,
                                perspective_steps=0, tilted_above_deg=0.0,
                                skeleton_offsets=())

@@ -23,10 +23,12 @@ writes names the chosen recipe's settings.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 
 from eft.data.exemplar import Exemplar
+from eft.fitting import exemplar_batch
 from eft.fitting.auto import (
     AUTO_CHOICES,
     PILOT_SIZE,
@@ -38,12 +40,15 @@ from eft.fitting.auto import (
     pilot_indices,
     with_perspective_check,
 )
-from eft.fitting.config import eft_preset
+from eft.fitting.calibrate import estimate_skeleton_offsets
+from eft.fitting.config import MEASURE_OFFSETS, eft_preset
 
 from .config import JobConfig
 from .worker import ChunkTask, WorkerSetup, check_exemplar, run_chunk
 
-__all__ = ["pilot_sample", "choose_recipe", "resolve_auto"]
+log = logging.getLogger("eft.jobs")
+
+__all__ = ["pilot_sample", "choose_recipe", "resolve_auto", "resolve_offsets"]
 
 
 def pilot_sample(exemplars: Sequence[Exemplar], n: int = PILOT_SIZE) -> list[Exemplar]:
@@ -90,3 +95,26 @@ def resolve_auto(config: JobConfig,
     choice = choose_recipe(config, exemplars)
     eft = auto_config(choice, own_keys(config.eft))
     return config.replace(eft=eft, eft_auto=False), choice
+
+
+def resolve_offsets(config: JobConfig, exemplars: Sequence[Exemplar]) -> JobConfig:
+    """``config`` with ``eft.skeleton_offsets: measure`` replaced by the offsets measured
+    on :func:`pilot_sample` of ``exemplars``, fitted on one CPU thread by the job's
+    recipe without offsets (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`);
+    the same pilot whatever the shard, limit or order, so a resumed run measures the
+    same offsets."""
+    pilot = pilot_sample(exemplars)
+    plain = config.eft.replace(skeleton_offsets=())
+    setup = WorkerSetup(
+        run_id="pilot", config_hash="pilot", body=config.body, regressor=config.regressor,
+        eft=plain, mode=config.mode, batch_size=config.batch_size, seed=config.seed,
+        threads=1, devices=("cpu",), slot_dir=None, check_images=False)
+    records = run_chunk(setup, ChunkTask(index=-1, exemplars=tuple(pilot))).columns \
+        .to_annotations()
+    rows: tuple = ()
+    if records:
+        rows = estimate_skeleton_offsets(exemplar_batch([r.exemplar for r in records]),
+                                         [r.fit for r in records])
+    log.info("eft.skeleton_offsets %s: measured on a pilot of %d: %s", MEASURE_OFFSETS,
+             len(records), ", ".join(r[0] for r in rows) or "none large enough")
+    return config.replace(eft=config.eft.replace(skeleton_offsets=rows))

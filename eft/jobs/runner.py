@@ -40,14 +40,14 @@ from eft.annotations.columns import Columns
 from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
 from eft.errors import EftError
-from eft.fitting.config import TILTED_REFIT, preset_name
+from eft.fitting.config import MEASURE_OFFSETS, TILTED_REFIT, preset_name
 from eft.models.registry import regressor_path
 
 from .config import JobConfig, JobConfigError, fit_view, hash_dict
 from .devices import default_workers, resolve_devices
 from .export import output_file, provenance_for, write_outputs
 from .overlays import write_overlays
-from .recipe import resolve_auto
+from .recipe import resolve_auto, resolve_offsets
 from .sharding import Shard, plan_chunks, select_shard
 from .sources import Sources, read_sources
 from .store import (
@@ -360,6 +360,10 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
     if config.eft_auto:  # the pilot needs the exemplars: read them first
         sources = _read_sources(config)
         config, choice = resolve_auto(config, sources.exemplars)
+    if config.eft.skeleton_offsets == MEASURE_OFFSETS:  # a recipe named by hand
+        if sources is None:
+            sources = _read_sources(config)
+        config = resolve_offsets(config, sources.exemplars)
     if config.eft.tilted_above_deg > 0:  # the refit's settings decide those people's fits
         identity = {**identity, "tilted_refit": dict(TILTED_REFIT)}
     chash = config_hash_of(config, identity)
