@@ -40,7 +40,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import torch
-from bench_eft_formats import errors, restrict, write_results
+from bench_eft_formats import errors, restrict, true_joints14, write_results
 from tune_eft import DATA, REAL, held_out_people
 
 from eft.body import BodyModel
@@ -60,7 +60,6 @@ from eft.fitting.auto import (
 )
 from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors
-from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.jobs.recipe import pilot_sample
 from eft.models import load_regressor
 from eft.synthetic.exemplars import generate
@@ -190,9 +189,7 @@ def main() -> None:
         (cond, orient) for orient in ORIENTATIONS for cond in ORIENTATION_LABELS]
     for cond, camera in sets:
         val = synthetic_set(poses, body, cond, args.n, camera)
-        rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
-                                   .reshape(-1, 24, 3))
-        gt14, _ = pose_joints(body, rot, torch.as_tensor(val.betas, dtype=torch.float32))
+        gt14 = true_joints14(val, body)
         if camera == "studio":
             base = restrict(list(val.exemplars()), "h36m17_spin")
             runs = []

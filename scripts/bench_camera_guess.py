@@ -29,12 +29,11 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 from bench_auto_recipe import NO_CAMERA, method_config, pilot, synthetic_set
-from bench_eft_formats import errors, restrict, write_results
+from bench_eft_formats import errors, restrict, true_joints14, write_results
 
 from eft.body import BodyModel
 from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
 from eft.fitting.perspective import FOCAL_PER_CROP_SIDE
-from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import load_regressor
 from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.evaluate import pose_joints
@@ -70,9 +69,7 @@ def main() -> None:
     for camera in ("studio", "photo"):
         for cond in ("exact", "0.25", "0.5"):
             val = synthetic_set(poses, body, cond, args.n, camera)
-            rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
-                                       .reshape(-1, 24, 3))
-            gt14, _ = pose_joints(body, rot, torch.as_tensor(val.betas, dtype=torch.float32))
+            gt14 = true_joints14(val, body)
             people = restrict(list(val.exemplars()), "h36m17_spin")
             ratio = np.array([val.focal[i] / (200.0 * e.scale) for i, e in enumerate(people)])
 

@@ -129,6 +129,12 @@ def run(model, body, exemplars: list, method: str, preset: str = "open-prior",
     return (*fits_to_tensors(fits), reproj)
 
 
+def true_joints14(val, body) -> torch.Tensor:
+    """(N, 14, 3) the 14 evaluation joints of synthetic set ``val``'s true bodies."""
+    rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32).reshape(-1, 24, 3))
+    return pose_joints(body, rot, torch.as_tensor(val.betas, dtype=torch.float32))[0]
+
+
 def errors(pred14: torch.Tensor, gt14: torch.Tensor) -> dict[str, np.ndarray]:
     """Per-person errors (mm): PA-MPJPE-14, MPJPE-14 and the ankles' PA error."""
     per_joint_pa = (procrustes_align(pred14, gt14) - gt14).norm(dim=-1) * 1000
@@ -169,9 +175,7 @@ def main() -> None:
     else:
         val = make_prior_v2_sets(poses, args.n, 0, PRIOR_VAL_SEED, body)[0]
     people = list(val.exemplars())
-    gt_rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
-                                  .reshape(-1, 24, 3))
-    gt14, _ = pose_joints(body, gt_rot, torch.as_tensor(val.betas, dtype=torch.float32))
+    gt14 = true_joints14(val, body)
     results: dict = {}
     for spec in args.priors.split(","):
         model = load_regressor(spec)

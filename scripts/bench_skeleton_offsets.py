@@ -34,12 +34,11 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 from bench_auto_recipe import limb_offsets, pilot, studio_offsets, synthetic_set
-from bench_eft_formats import errors, restrict, write_results
+from bench_eft_formats import errors, restrict, true_joints14, write_results
 
 from eft.body import BodyModel
 from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
 from eft.fitting.auto import auto_config
-from eft.geometry.rotations import axis_angle_to_rotmat
 from eft.models import load_regressor
 from eft.synthetic.pose_bank import load_pose_bank
 from eft.train.evaluate import pose_joints
@@ -68,10 +67,8 @@ def main() -> None:
     for cond, camera, k, cm in SETS:
         if (cond, camera) not in cache:
             val = synthetic_set(poses, body, cond, args.n, camera)
-            rot = axis_angle_to_rotmat(torch.as_tensor(val.pose, dtype=torch.float32)
-                                       .reshape(-1, 24, 3))
-            gt14, _ = pose_joints(body, rot, torch.as_tensor(val.betas, dtype=torch.float32))
-            cache[(cond, camera)] = (val, gt14, restrict(list(val.exemplars()), "h36m17_spin"))
+            cache[(cond, camera)] = (val, true_joints14(val, body),
+                                     restrict(list(val.exemplars()), "h36m17_spin"))
         val, gt14, base = cache[(cond, camera)]
         people = limb_offsets(val, base, cm) if cm else base
         people = [studio_offsets(e, k) for e in people] if k else people
