@@ -1,8 +1,8 @@
 """Skeleton offsets: where a dataset's joints sit relative to the body model's.
 
 Labels from motion capture are exact, but a studio's skeleton may define its hips, head
-or spine elsewhere than the body model does (Human3.6M's hips sit wider and lower than
-SMPL's, for instance).  Every fitter then bends the body to reach joints it cannot
+or spine elsewhere than the body model does (markers' constructions rather than the
+body model's joint centres).  Every fitter then bends the body to reach joints it cannot
 draw.  Such a difference is systematic: the same offset in the body's own frame for
 every person of the dataset.  This module measures it from fits of many people and
 takes it out of the labels before they are fitted.
@@ -120,10 +120,10 @@ def _image_of(cam_points: Tensor, basis: Tensor, focal: Tensor) -> Tensor:
 
 
 def _slot_coefficients(targets: FitTargets, points: Tensor, min_people: int
-                       ) -> dict[str, tuple[np.ndarray, float]]:
+                       ) -> dict[str, np.ndarray]:
     """Per GT slot labelled by at least ``min_people`` people: the offset's coefficients
     (4,) by least squares on the labels' residuals from the bodies ``points`` (B, 49, 3)
-    placed in front of their cameras, and the offset's median length (m)."""
+    placed in front of their cameras."""
     cam_points, f_n, c_n, known = _placed(targets, points)
     kp = torch.as_tensor(targets.keypoints, dtype=torch.float64)
     out = {}
@@ -141,8 +141,7 @@ def _slot_coefficients(targets: FitTargets, points: Tensor, min_people: int
         coef = np.zeros(4)
         coef[:n_coef] = np.linalg.lstsq(image[..., :n_coef].reshape(-1, n_coef).numpy(),
                                         resid.reshape(-1).numpy(), rcond=None)[0]
-        length = (basis @ torch.as_tensor(coef)).norm(dim=-1)
-        out[name] = (coef, float(length.median()))
+        out[name] = coef
     return out
 
 
@@ -164,11 +163,11 @@ def estimate_skeleton_offsets(targets: FitTargets, fits: Sequence[Fit], *,
         return ()
     points = torch.as_tensor(np.stack([f.keypoints3d for f in fits]), dtype=torch.float64)
     first = _slot_coefficients(targets, points, min_people)
-    rows = tuple((n, *c) for n, (c, _) in first.items())
+    rows = tuple((n, *c) for n, c in first.items())
     second = _slot_coefficients(correct_targets(targets, points, rows), points, min_people)
     out: list[tuple[str, float, float, float, float]] = []
-    for name, (coef, _) in first.items():
-        total = coef + second[name][0] if name in second else coef
+    for name, coef in first.items():
+        total = coef + second[name] if name in second else coef
         length = (offset_basis(points, [name])[:, 0] @ torch.as_tensor(total)).norm(dim=-1)
         kp = torch.as_tensor(targets.keypoints)[:, SPIN49_INDEX[name]]
         labelled = torch.isfinite(kp).all(1) & (kp[:, 2] > 0)

@@ -377,14 +377,15 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
             if choice is None:
                 raise
             note = ""
-            if choice.preset == "open-prior-exact" and choice.perspective:
-                note = (" (with its image-camera refinement; results fitted before "
-                          "2026-12-06 without it resume with --set "
-                          "eft.preset=open-prior-exact --set eft.perspective_steps=0)")
-            if choice.preset == "open-prior-exact" and choice.skeleton_offsets:
-                note += (" (the labels' skeleton offsets measured on the pilot; results "
-                         "fitted before 2026-12-07 without them resume with --set "
-                         "eft.preset=open-prior-exact)")
+            if choice.preset == "open-prior-exact":
+                if choice.perspective:
+                    note = (" (with its image-camera refinement; results fitted before "
+                            "2026-12-06 without it resume with --set "
+                            "eft.preset=open-prior-exact --set eft.perspective_steps=0)")
+                if choice.skeleton_offsets:
+                    note += (" (the labels' skeleton offsets measured on the pilot; "
+                             "results fitted before 2026-12-07 without them resume with "
+                             "--set eft.preset=open-prior-exact)")
             elif choice.preset == "open-prior":
                 note = (" (with its second fit of people leaning more than "
                           f"{config.eft.tilted_above_deg:g} degrees, SMPLify started from "
