@@ -22,7 +22,6 @@ writes names the chosen recipe's settings.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -41,7 +40,7 @@ from eft.fitting.auto import (
     with_perspective_check,
 )
 from eft.fitting.calibrate import estimate_skeleton_offsets
-from eft.fitting.config import MEASURE_OFFSETS, eft_preset
+from eft.fitting.config import MEASURE_OFFSETS, EFTConfig, eft_preset
 
 from .config import JobConfig
 from .worker import ChunkTask, WorkerSetup, check_exemplar, run_chunk
@@ -58,6 +57,18 @@ def pilot_sample(exemplars: Sequence[Exemplar], n: int = PILOT_SIZE) -> list[Exe
     return [usable[int(i)] for i in pilot_indices([e.id for e in usable], n)]
 
 
+def _fit_pilot(config: JobConfig, eft: EFTConfig, pilot: Sequence[Exemplar]) -> list:
+    """The annotation records of ``pilot`` fitted with ``eft`` (the job's body, regressor,
+    mode and batch size) on one CPU thread, whatever the job's ``threads`` and
+    ``devices``, which a resumed run may change."""
+    setup = WorkerSetup(
+        run_id="pilot", config_hash="pilot", body=config.body, regressor=config.regressor,
+        eft=eft, mode=config.mode, batch_size=config.batch_size, seed=config.seed,
+        threads=1, devices=("cpu",), slot_dir=None, check_images=False)
+    return run_chunk(setup, ChunkTask(index=-1, exemplars=tuple(pilot))).columns \
+        .to_annotations()
+
+
 def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetChoice:
     """Fit :func:`pilot_sample` of ``exemplars`` with ``config.eft`` (``open-prior`` and
     the job's own keys) on one CPU thread (whatever the job's ``threads`` and
@@ -67,21 +78,13 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
     ``open-prior-exact``)."""
     t0 = time.perf_counter()
     pilot = pilot_sample(exemplars)
-    setup = WorkerSetup(
-        run_id="pilot", config_hash="pilot", body=config.body, regressor=config.regressor,
-        eft=pilot_config(config.eft), mode=config.mode, batch_size=config.batch_size,
-        seed=config.seed,
-        threads=1, devices=("cpu",), slot_dir=None, check_images=False)
-    part = run_chunk(setup, ChunkTask(index=-1, exemplars=tuple(pilot)))
-    records = part.columns.to_annotations()
+    records = _fit_pilot(config, pilot_config(config.eft), pilot)
     choice = choose_from_pilot([r.fit for r in records], [r.exemplar for r in records],
                                round(time.perf_counter() - t0, 3))
     if records:  # the second pilot, whichever recipe the first picked
         chosen = eft_preset(AUTO_CHOICES[1], **own_keys(config.eft))
         t1 = time.perf_counter()
-        exact = run_chunk(dataclasses.replace(setup, eft=chosen),
-                          ChunkTask(index=-1, exemplars=tuple(pilot)))
-        done = exact.columns.to_annotations()
+        done = _fit_pilot(config, chosen, pilot)
         choice = with_perspective_check(choice, [r.fit for r in done],
                                         [r.exemplar for r in done], time.perf_counter() - t1)
     return choice
@@ -103,14 +106,8 @@ def resolve_offsets(config: JobConfig, exemplars: Sequence[Exemplar]) -> JobConf
     recipe without offsets (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`);
     the same pilot whatever the shard, limit or order, so a resumed run measures the
     same offsets."""
-    pilot = pilot_sample(exemplars)
-    plain = config.eft.replace(skeleton_offsets=())
-    setup = WorkerSetup(
-        run_id="pilot", config_hash="pilot", body=config.body, regressor=config.regressor,
-        eft=plain, mode=config.mode, batch_size=config.batch_size, seed=config.seed,
-        threads=1, devices=("cpu",), slot_dir=None, check_images=False)
-    records = run_chunk(setup, ChunkTask(index=-1, exemplars=tuple(pilot))).columns \
-        .to_annotations()
+    records = _fit_pilot(config, config.eft.replace(skeleton_offsets=()),
+                         pilot_sample(exemplars))
     rows: tuple = ()
     if records:
         rows = estimate_skeleton_offsets(exemplar_batch([r.exemplar for r in records]),
