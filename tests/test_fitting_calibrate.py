@@ -15,7 +15,12 @@ from eft.body import BodyModel
 from eft.body.joints import SPIN49_INDEX
 from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
 from eft.fitting.auto import AUTO_CHOICES, PresetChoice, auto_config, with_perspective_check
-from eft.fitting.calibrate import correct_targets, estimate_skeleton_offsets, offset_basis
+from eft.fitting.calibrate import (
+    correct_targets,
+    estimate_skeleton_offsets,
+    in_label_skeleton,
+    offset_basis,
+)
 from eft.fitting.config import eft_preset
 from eft.geometry.metrics import procrustes_align
 from eft.geometry.rotations import axis_angle_to_rotmat
@@ -128,6 +133,95 @@ def pa_mm(body, s, fits) -> float:
     return float(((procrustes_align(pred, gt) - gt).norm(dim=-1).mean(1) * 1000).mean())
 
 
+#: SPIN-49 slots of the 14 joints a studio set's truth is compared on by name.
+BY_NAME_14 = ("Right Ankle", "Right Knee", "Right Hip", "Left Hip", "Left Knee",
+              "Left Ankle", "Right Wrist", "Right Elbow", "Right Shoulder", "Left Shoulder",
+              "Left Elbow", "Left Wrist", "Thorax (MPII)", "Head (H36M)")
+
+
+def np_axes(p: np.ndarray, name: str) -> np.ndarray:
+    """(N, 3, 4) the offset axes u, w, f, v written out in numpy (calibrate's docstring):
+    torso up, hip axis, forward as long as the hip axis, and the bone for a limb joint."""
+    i = SPIN49_INDEX
+    hips = (p[:, i["Right Hip"]] + p[:, i["Left Hip"]]) / 2
+    u = (p[:, i["Right Shoulder"]] + p[:, i["Left Shoulder"]]) / 2 - hips
+    w = p[:, i["Right Hip"]] - p[:, i["Left Hip"]]
+    f = np.cross(u, w) / np.linalg.norm(u, axis=1, keepdims=True)
+    parent = {"Right Knee": "Right Hip", "Left Elbow": "Left Shoulder"}.get(name)
+    v = p[:, i[name]] - p[:, i[parent]] if parent else np.zeros_like(u)
+    return np.stack([u, w, f, v], -1)
+
+
+def studio_truth(s, skeleton: dict) -> np.ndarray:
+    """(N, 49, 3) the true keypoints in ``skeleton``'s definitions (numpy axes)."""
+    k3 = np.asarray(s.keypoints3d, dtype=np.float64).copy()
+    out = k3.copy()
+    for name, coef in skeleton.items():
+        out[:, SPIN49_INDEX[name]] += np_axes(k3, name) @ np.asarray(coef)
+    return out
+
+
+def by_name_pa_mm(fits, truth: np.ndarray) -> float:
+    """Mean PA error (mm) of the fits' written keypoints on :data:`BY_NAME_14`."""
+    idx = [SPIN49_INDEX[n] for n in BY_NAME_14]
+    pred = torch.as_tensor(np.stack([f.keypoints3d for f in fits])[:, idx], dtype=torch.float64)
+    gt = torch.as_tensor(truth[:, idx], dtype=torch.float64)
+    return float(((procrustes_align(pred, gt) - gt).norm(dim=-1).mean(1) * 1000).mean())
+
+
+def test_fits_are_written_in_the_labels_skeleton_in_closed_form():
+    """Each offset slot's keypoint moves by ``a u + b w + c f + d v`` of its own body;
+    the other slots, the bodies and a fit whose keypoints are not finite stay."""
+    s, _ = studio_set(6)
+    bodies = true_bodies(s)
+    fits = [_fit_like(b.keypoints3d.astype(np.float32)) for b in bodies]
+    fits[5] = dataclasses.replace(fits[5], keypoints3d=np.full((49, 3), np.nan, np.float32))
+    rows = (("Right Knee", 0.01, 0.02, 0.03, 0.2), ("Head (H36M)", 0.1, 0.0, 0.05, 0.0))
+    out = in_label_skeleton(fits, rows)
+    p = np.stack([f.keypoints3d for f in fits[:5]]).astype(np.float64)
+    for name, *coef in rows:
+        j = SPIN49_INDEX[name]
+        want = p[:, j] + np_axes(p, name) @ np.asarray(coef)
+        np.testing.assert_allclose(np.stack([f.keypoints3d[j] for f in out[:5]]), want,
+                                   atol=1e-6, err_msg=name)
+    others = [j for j in range(49) if j not in (SPIN49_INDEX["Right Knee"],
+                                                  SPIN49_INDEX["Head (H36M)"])]
+    for a, b in zip(out, fits, strict=True):
+        np.testing.assert_array_equal(a.keypoints3d[others], b.keypoints3d[others])
+        assert a.keypoints3d.dtype == b.keypoints3d.dtype and a.rotmat is b.rotmat
+    assert out[5] is fits[5]
+    assert in_label_skeleton(fits, ()) == fits
+
+
+def _fit_like(keypoints3d: np.ndarray):
+    from eft.fitting.records import Fit, FitQuality
+
+    return Fit(exemplar_id="x", rotmat=np.tile(np.eye(3, dtype=np.float32), (24, 1, 1)),
+               pose_aa=np.zeros(72, np.float32), betas=np.zeros(10, np.float32),
+               cam_weak=np.array([1.0, 0.0, 0.0], np.float32),
+               cam_t=np.zeros(3, np.float32), keypoints3d=keypoints3d,
+               center=np.zeros(2, np.float32), scale=1.0,
+               quality=FitQuality(1e-3, 1e-4, 2.0, 0.01, 5, True, 0.1, float("nan"), 14,
+                                  True))
+
+
+def test_label_skeleton_keypoints_decide_a_jobs_fits_only_with_offsets():
+    """The resume hash reads the option only where there are offsets, and folders
+    fitted before it (no key) resume with it off."""
+    from eft.jobs.config import fit_view
+
+    base = {"eft": {"preset": "open-prior-exact", "skeleton_offsets": []}}
+    on = {"eft": {**base["eft"], "label_skeleton_keypoints": True}}
+    off = {"eft": {**base["eft"], "label_skeleton_keypoints": False}}
+    assert fit_view(on) == fit_view(off) == fit_view(base)
+    rows = [["Right Hip", 0.0, 0.1, 0.0, 0.0]]
+    old = {"eft": {"preset": "open-prior-exact", "skeleton_offsets": rows}}
+    assert fit_view({"eft": {**old["eft"], "label_skeleton_keypoints": False}}) == fit_view(old)
+    assert fit_view({"eft": {**old["eft"], "label_skeleton_keypoints": True}}) != fit_view(old)
+    with pytest.raises(ValueError, match="label_skeleton_keypoints must be true or false"):
+        eft_preset("open-prior-exact", label_skeleton_keypoints="yes")
+
+
 def test_a_studio_skeleton_measured_on_the_pilot_and_taken_out_gains_in_3d(one_thread):
     """The auto recipe's second pilot measures the offsets from its own fits (no 3D
     truth), auto_config carries them, and fitting with them is nearer the truth than
@@ -151,6 +245,15 @@ def test_a_studio_skeleton_measured_on_the_pilot_and_taken_out_gains_in_3d(one_t
     again = fit_method("eft", model, body, exemplar_batch(labelled), cfg)
     before, after = pa_mm(body, s, fits), pa_mm(body, s, again)
     assert after < before - 1.5, (before, after)
+    # the written keypoints sit in the labels' skeleton, nearer its 3D truth than the
+    # body model's own keypoints of the same fits; the bodies are the same
+    body_kp = fit_method("eft", model, body, exemplar_batch(labelled),
+                         cfg.replace(label_skeleton_keypoints=False))
+    np.testing.assert_array_equal(np.stack([f.rotmat for f in body_kp]),
+                                  np.stack([f.rotmat for f in again]))
+    truth = studio_truth(s, SKELETON)
+    written, own = by_name_pa_mm(again, truth), by_name_pa_mm(body_kp, truth)
+    assert written < own - 2.0, (written, own)
     own = fit_method("eft", model, body, exemplar_batch(people), exact)
     assert with_perspective_check(first, own, people).skeleton_offsets == ()
 
@@ -164,6 +267,10 @@ def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
                                           ("Head (H36M)", 0.1, 0.0, 0.0, 0.0))).to_dict()
     text = Summary(fitted=1, recipe=AUTO_CHOICES[1], recipe_auto=auto).format()
     assert "skeleton offsets taken out for 2 slots (Right Hip, Head (H36M))" in text
+    assert "written keypoints in the labels' skeleton" not in text
+    on = Summary(fitted=1, recipe=AUTO_CHOICES[1],
+                 recipe_auto={**auto, "label_skeleton_keypoints": True}).format()
+    assert "(Right Hip, Head (H36M)), the written keypoints in the labels' skeleton" in on
     none = Summary(fitted=1, recipe=AUTO_CHOICES[1],
                    recipe_auto={**auto, "skeleton_offsets": []}).format()
     assert "skeleton offsets" not in none and "image-camera refinement on" in none

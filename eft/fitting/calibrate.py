@@ -32,7 +32,11 @@ length over the people exceeds ``min_cm``: the fitter's own small biases stay ou
 config carries offsets): each person's labels are moved back by the offset's image,
 the basis taken from the regressor's first prediction for that person, so the fit
 reaches for the joints the body model defines.  The exemplar's stored labels are never
-changed; a fit's reprojection quality is measured against the moved labels.
+changed; a fit's reprojection quality is measured against the moved labels.  The
+fitted 3D keypoints of those slots are then moved by the offsets of the fitted body
+(:func:`in_label_skeleton`, unless ``EFTConfig.label_skeleton_keypoints`` is off): the
+body reaches the joints it defines, and the keypoints a job writes sit where the
+labels' skeleton (and a studio's 3D truth) places them.
 """
 
 from __future__ import annotations
@@ -177,6 +181,34 @@ def estimate_skeleton_offsets(targets: FitTargets, fits: Sequence[Fit], *,
     return tuple(out)
 
 
+def offset_vectors(points: Tensor, offsets: OffsetRows) -> Tensor:
+    """(B, S, 3) each row's offset (metres) for bodies ``points`` (B, 49, 3), S =
+    ``len(offsets)``, in the frame of ``points``."""
+    names = [r[0] for r in offsets]
+    coef = torch.as_tensor([r[1:] for r in offsets], dtype=points.dtype)      # (S, 4)
+    return (offset_basis(points, names) @ coef[None, :, :, None])[..., 0]
+
+
+def in_label_skeleton(fits: Sequence[Fit], offsets: OffsetRows) -> list[Fit]:
+    """``fits`` with the keypoints of the slots of ``offsets`` moved by their offsets:
+    the fitted 3D keypoints in the labels' own skeleton (a studio set's joints as its
+    3D truth defines them), each from its own fitted body's axes.  Rotations, betas,
+    camera, vertices and quality stay the fitted body's.  Fits whose keypoints are not
+    finite are left as they are."""
+    if not offsets or not fits:
+        return list(fits)
+    points = torch.as_tensor(np.stack([f.keypoints3d for f in fits]), dtype=torch.float64)
+    moved = points.clone()
+    idx = [SPIN49_INDEX[r[0]] for r in offsets]
+    moved[:, idx] += offset_vectors(points, offsets)
+    out = []
+    for f, p in zip(fits, moved, strict=True):
+        finite = bool(torch.isfinite(p).all())
+        out.append(dataclasses.replace(f, keypoints3d=p.numpy().astype(f.keypoints3d.dtype))
+                   if finite else f)
+    return out
+
+
 def correct_targets(targets: FitTargets, points: Tensor | np.ndarray,
                     offsets: OffsetRows, rounds: int = 2) -> FitTargets:
     """``targets`` with each labelled slot of ``offsets`` moved back by its offset's
@@ -187,10 +219,8 @@ def correct_targets(targets: FitTargets, points: Tensor | np.ndarray,
     if not offsets or targets.batch == 0:
         return targets
     points = torch.as_tensor(points, dtype=torch.float64)
-    names = [r[0] for r in offsets]
-    coef = torch.as_tensor([r[1:] for r in offsets], dtype=torch.float64)      # (S, 4)
-    idx = [SPIN49_INDEX[n] for n in names]
-    offset = (offset_basis(points, names) @ coef[None, :, :, None])[..., 0]   # (B, S, 3)
+    idx = [SPIN49_INDEX[r[0]] for r in offsets]
+    offset = offset_vectors(points, offsets)                                 # (B, S, 3)
     kp0 = torch.as_tensor(targets.keypoints)
     current = targets
     for _ in range(max(1, int(rounds))):

@@ -280,6 +280,12 @@ class EFTConfig:
             them on exact labels (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`);
             ``"measure"`` (:data:`MEASURE_OFFSETS`) measures them on a pilot of up to 256
             of the people fitted, by this recipe without offsets, first; ``()`` = none.
+        label_skeleton_keypoints: with ``skeleton_offsets``, each fit's 3D keypoints
+            of those slots are moved by the offsets of its own fitted body
+            (:func:`~eft.fitting.calibrate.in_label_skeleton`), so that the keypoints
+            written sit where the labels' skeleton (a studio set's 3D truth) places
+            them; the rotations, betas and vertices stay the body model's.  ``False``
+            keeps the body model's own keypoints.  Nothing changes without offsets.
         w_pose_prior: weight of the fit's body-pose NLL under the shipped GMM pose
             prior (:func:`~eft.fitting.pose_prior.load_default_pose_prior`, nats) in
             the loss, before ``loss_scale`` (0 = EFT's loss, no pose term).
@@ -315,6 +321,7 @@ class EFTConfig:
     perspective_torso_weight: float = 0.1
     tilted_above_deg: float = 0.0
     skeleton_offsets: tuple[tuple[str, float, float, float, float], ...] | str = ()
+    label_skeleton_keypoints: bool = True
     w_pose_prior: float = 0.0
     rules: QualityRules = field(default_factory=QualityRules)
     focal_length: float = FOCAL_LENGTH
@@ -350,6 +357,9 @@ class EFTConfig:
         if self.smplify_blend >= 1:
             raise ValueError(f"smplify_blend must be below 1 (the share of SMPLify's fit), "
                              f"got {self.smplify_blend!r}")
+        if not isinstance(self.label_skeleton_keypoints, bool):
+            raise ValueError(f"label_skeleton_keypoints must be true or false, "
+                             f"got {self.label_skeleton_keypoints!r}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
         if self.smplify_init not in SMPLIFY_INITS:

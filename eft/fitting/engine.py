@@ -85,7 +85,7 @@ from .auto import (
     with_perspective_check,
 )
 from .baselines import fit_weak_camera
-from .calibrate import correct_targets, estimate_skeleton_offsets
+from .calibrate import OffsetRows, correct_targets, estimate_skeleton_offsets, in_label_skeleton
 from .config import MEASURE_OFFSETS, TILTED_REFIT, EFTConfig, eft_preset
 from .losses import (
     count_valid_gt,
@@ -728,8 +728,11 @@ def fit(
         logging.getLogger("eft.fitting").info(
             "skeleton offsets measured on a pilot of %d: %s", pilot.batch,
             ", ".join(r[0] for r in config.skeleton_offsets) or "none")
+    reported: OffsetRows = ()
     if config.skeleton_offsets:  # the labels moved to the body model's joints first
         assert not isinstance(config.skeleton_offsets, str)
+        if config.label_skeleton_keypoints:
+            reported = config.skeleton_offsets
         first = config.replace(max_iters=1, mirror_average=False, smplify_blend=0.0,
                                perspective_steps=0, tilted_above_deg=0.0,
                                skeleton_offsets=())
@@ -749,8 +752,9 @@ def fit(
                            **kwargs)
             for i, f in zip(rows.tolist(), again, strict=True):
                 fits[i] = f
-        return fits
-    return stages(targets, config, **kwargs)
+    else:
+        fits = stages(targets, config, **kwargs)
+    return in_label_skeleton(fits, reported)
 
 
 def tilt_deg(global_rotmat: np.ndarray) -> np.ndarray:

@@ -63,6 +63,8 @@ FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "ba
 #: ``perspective_*`` keys, ``tilted_above_deg`` and ``w_pose_prior``, 2026-12-06;
 #: ``smplify_init``, 2026-12-06, late; the weights only matter with steps;
 #: ``skeleton_offsets``, 2026-12-07; compared as plain values, tuples as lists).
+#: ``label_skeleton_keypoints`` (later that day) is read only with skeleton offsets, and
+#: a folder fitted with offsets before it has it off (:func:`fit_view`).
 LATER_EFT_KEYS: dict[str, Any] = {"smplify_blend": 0.0, "smplify_init": "regressor",
                                   "perspective_steps": 0,
                                   "perspective_pose_weight": 3e-3,
@@ -232,13 +234,19 @@ class JobConfig:
 def fit_view(config: Mapping) -> dict:
     """The settings of a job config dict (:meth:`JobConfig.to_dict`, or a manifest's
     ``config``) that decide the fits, with :data:`LATER_EFT_KEYS` at their old values
-    left out, and ``smplify_init`` where no fit blends with SMPLify."""
+    left out, ``smplify_init`` where no fit blends with SMPLify, and
+    ``label_skeleton_keypoints`` where there are no skeleton offsets."""
     fit = {k: config.get(k) for k in FIT_KEYS}
     eft = fit["eft"] or {}
     blends = bool(eft.get("smplify_blend")) or bool(eft.get("tilted_above_deg"))
+    unread = {"smplify_init"} if not blends else set()  # read only by a blend
+    if not eft.get("skeleton_offsets"):
+        unread.add("label_skeleton_keypoints")
+    elif "label_skeleton_keypoints" not in eft:  # fitted with offsets before the option
+        eft = {**eft, "label_skeleton_keypoints": False}
     fit["eft"] = {k: v for k, v in eft.items()
                   if not (k in LATER_EFT_KEYS and plain(v) == plain(LATER_EFT_KEYS[k]))
-                  and not (k == "smplify_init" and not blends)}  # read only by a blend
+                  and k not in unread}
     return fit
 
 

@@ -385,7 +385,9 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                 if choice.skeleton_offsets:
                     note += (" (the labels' skeleton offsets measured on the pilot; "
                              "results fitted before 2026-12-07 without them resume with "
-                             "--set eft.preset=open-prior-exact)")
+                             "--set eft.preset=open-prior-exact, those fitted with them "
+                             "before the keypoints were written in the labels' skeleton "
+                             "with --set eft.label_skeleton_keypoints=false)")
             elif choice.preset == "open-prior":
                 note = (" (with its second fit of people leaning more than "
                           f"{config.eft.tilted_above_deg:g} degrees, SMPLify started from "
@@ -467,7 +469,8 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         summary = finish(folder, config, manifest, parts.values(), work,
                          [s.reason for s in skipped], identity, chash,
                          write=not up_to_date)
-        summary.recipe_auto = None if choice is None else choice.to_dict()
+        summary.recipe_auto = None if choice is None else {
+            **choice.to_dict(), "label_skeleton_keypoints": config.eft.label_skeleton_keypoints}
         if up_to_date:
             log.info("nothing to do: every exemplar is fitted and the final files are "
                      "up to date")

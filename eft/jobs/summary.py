@@ -145,6 +145,8 @@ def _camera_note(auto: dict) -> str:
     offsets = auto.get("skeleton_offsets") or []
     moved = (f"; the labels' skeleton offsets taken out for {len(offsets)} slot"
              f"{'s' if len(offsets) != 1 else ''} ({', '.join(r[0] for r in offsets)})"
+             + (", the written keypoints in the labels' skeleton"
+                if auto.get("label_skeleton_keypoints") else "")
              if offsets else "")
     return (f"; image-camera refinement {state}: limbs {median:.4f} through the "
             f"cameras, kept below {PERSPECTIVE_LABELS_BELOW}, exact below "
