@@ -14,7 +14,13 @@ import torch
 from eft.body import BodyModel
 from eft.body.joints import SPIN49_INDEX
 from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
-from eft.fitting.auto import AUTO_CHOICES, PresetChoice, auto_config, with_perspective_check
+from eft.fitting.auto import (
+    AUTO_CHOICES,
+    PresetChoice,
+    auto_config,
+    with_perspective_check,
+    with_remeasured_offsets,
+)
 from eft.fitting.calibrate import (
     correct_targets,
     estimate_skeleton_offsets,
@@ -238,6 +244,13 @@ def test_a_studio_skeleton_measured_on_the_pilot_and_taken_out_gains_in_3d(one_t
     assert {r[0] for r in choice.skeleton_offsets} >= {"Right Hip", "Left Hip",
                                                        "Head (H36M)"}
     assert choice.to_dict()["skeleton_offsets"][0][0] == choice.skeleton_offsets[0][0]
+    # the job's third pilot fit: measured again with the first measure taken out
+    again_measured = with_remeasured_offsets(
+        choice, labelled, lambda c: fit_method("eft", model, body, exemplar_batch(labelled), c))
+    hip = SKELETON["Left Hip"][1]
+    got = [{r[0]: r[2] for r in c.skeleton_offsets}["Left Hip"] for c in (choice,
+                                                                          again_measured)]
+    assert abs(got[1] - hip) < abs(got[0] - hip), got
     cfg = auto_config(choice)
     assert cfg.skeleton_offsets == choice.skeleton_offsets
     assert auto_config(dataclasses.replace(choice, preset=AUTO_CHOICES[0])).skeleton_offsets \
@@ -255,7 +268,13 @@ def test_a_studio_skeleton_measured_on_the_pilot_and_taken_out_gains_in_3d(one_t
     written, own = by_name_pa_mm(again, truth), by_name_pa_mm(body_kp, truth)
     assert written < own - 2.0, (written, own)
     own = fit_method("eft", model, body, exemplar_batch(people), exact)
-    assert with_perspective_check(first, own, people).skeleton_offsets == ()
+    none = with_perspective_check(first, own, people)
+    assert none.skeleton_offsets == ()
+
+    def never(_):
+        raise AssertionError("refitted without offsets to measure")
+
+    assert with_remeasured_offsets(none, people, never) is none
 
 
 def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
@@ -277,15 +296,24 @@ def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
 
 
 def test_measure_on_a_recipe_named_by_hand_equals_measuring_by_hand(one_thread):
-    """``skeleton_offsets: measure`` fits a pilot without offsets, measures them and
-    fits with them: the same fits as doing those steps by hand."""
+    """``skeleton_offsets: measure`` fits a pilot without offsets, measures them, refits
+    the pilot with them taken out, measures them again from the labels' residuals, and
+    fits with those: the same fits as doing those steps by hand.  The second measure
+    reads more of the skeleton (the first pilot's bodies bent part of the way toward
+    it)."""
     model, body = load_regressor("default"), BodyModel.load()
     s, people = studio_set(40)
     batch = exemplar_batch(with_skeleton(s, people, SKELETON))
     exact = eft_preset(AUTO_CHOICES[1], perspective_steps=20)
     first = fit_method("eft", model, body, batch, exact)
-    rows = estimate_skeleton_offsets(batch, first)
-    assert {r[0] for r in rows} >= {"Right Hip", "Left Hip"}
+    rows1 = estimate_skeleton_offsets(batch, first)
+    assert {r[0] for r in rows1} >= {"Right Hip", "Left Hip"}
+    second = fit_method("eft", model, body, batch,
+                        exact.replace(skeleton_offsets=rows1, label_skeleton_keypoints=False))
+    rows = estimate_skeleton_offsets(batch, second)
+    hip = SKELETON["Right Hip"][1]
+    got = [{r[0]: r[2] for r in rr}["Right Hip"] for rr in (rows1, rows)]
+    assert abs(got[1] - hip) < abs(got[0] - hip), got
     by_hand = fit_method("eft", model, body, batch, exact.replace(skeleton_offsets=rows))
     measured = fit_method("eft", model, body, batch,
                           exact.replace(skeleton_offsets="measure"))

@@ -35,17 +35,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from eft.body.joints import SKELETON_FREE_SLOTS
 from eft.data.exemplar import Exemplar
 from eft.geometry.cameras import image_to_crop_norm
 
-from .calibrate import estimate_skeleton_offsets
+from .calibrate import estimate_skeleton_offsets, remeasure_skeleton_offsets
 from .config import MEASURE_OFFSETS, EFTConfig, eft_preset
 from .perspective import crop_camera, image_camera, perspective_residual
 from .quality import reprojection_px
@@ -55,7 +56,8 @@ __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BEL
            "SKELETON_FREE_SLOTS", "PILOT_SIZE", "PERSPECTIVE_LABELS_BELOW", "EXACT_CAMERA_BELOW",
            "PresetChoice",
            "pilot_indices", "pilot_config", "limb_reproj", "pick_preset", "choose_from_pilot",
-           "with_perspective_check", "own_keys", "auto_config"]
+           "with_perspective_check", "with_remeasured_offsets", "own_keys", "chosen_recipe",
+           "auto_config"]
 
 log = logging.getLogger("eft.fitting")
 
@@ -227,6 +229,29 @@ def choose_from_pilot(fits: Sequence[Fit], exemplars: Sequence[Exemplar],
                         reproj_median=reproj, limb_median=limbs, seconds=seconds)
 
 
+def _pilot_targets(exemplars: Sequence[Exemplar]) -> FitTargets:
+    """The pilot's labels (crop-normalised, float64) with each image's camera
+    (:func:`~eft.fitting.perspective.image_camera`); no network inputs."""
+    kp, centers, scales, focals, centres = _pilot_arrays(exemplars)
+    return FitTargets(keypoints=kp, centers=centers, scales=scales, focals=focals,
+                      principal_points=centres)
+
+
+def _pilot_arrays(exemplars: Sequence[Exemplar]) -> tuple[Tensor, Tensor, Tensor, Tensor,
+                                                            Tensor]:
+    """(keypoints (B, 49, 3) crop-normalised, centers (B, 2), scales (B,), focals (B,),
+    principal points (B, 2)) of :func:`_pilot_targets`, float64."""
+    cams = [image_camera(e) for e in exemplars]
+    centers = torch.as_tensor(np.stack([np.asarray(e.center, dtype=np.float64)
+                                        for e in exemplars]))
+    scales = torch.as_tensor([float(e.scale) for e in exemplars], dtype=torch.float64)
+    kp = torch.as_tensor(np.stack([np.asarray(e.keypoints, dtype=np.float64)
+                                   for e in exemplars]))
+    return (torch.cat((image_to_crop_norm(kp[..., :2], centers, scales), kp[..., 2:]), -1),
+            centers, scales, torch.as_tensor([c[0] for c in cams], dtype=torch.float64),
+            torch.as_tensor([c[1] for c in cams], dtype=torch.float64))
+
+
 def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
                            exemplars: Sequence[Exemplar], seconds: float = 0.0
                            ) -> PresetChoice:
@@ -239,24 +264,12 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
     median = float("nan")
     offsets: tuple = ()
     if exact_fits:
-        cams = [image_camera(e) for e in exemplars]
-        centers = torch.as_tensor(np.stack([np.asarray(e.center, dtype=np.float64)
-                                            for e in exemplars]))
-        scales = torch.as_tensor([float(e.scale) for e in exemplars], dtype=torch.float64)
-        kp = torch.as_tensor(np.stack([np.asarray(e.keypoints, dtype=np.float64)
-                                       for e in exemplars]))
-        targets = torch.cat((image_to_crop_norm(kp[..., :2], centers, scales), kp[..., 2:]), -1)
-        focal, centre = crop_camera(torch.as_tensor([c[0] for c in cams], dtype=torch.float64),
-                                    torch.as_tensor([c[1] for c in cams], dtype=torch.float64),
-                                    centers, scales)
+        kp, centers, scales, focals, centres = _pilot_arrays(exemplars)
+        focal, centre = crop_camera(focals, centres, centers, scales)
         points = torch.as_tensor(np.stack([f.keypoints3d for f in exact_fits]),
                                  dtype=torch.float64)
-        median = _median(perspective_residual(points, targets, focal, centre).numpy())
-        offsets = estimate_skeleton_offsets(FitTargets(
-            keypoints=targets, centers=centers, scales=scales,
-            focals=torch.as_tensor([c[0] for c in cams], dtype=torch.float64),
-            principal_points=torch.as_tensor([c[1] for c in cams], dtype=torch.float64)),
-            exact_fits)
+        median = _median(perspective_residual(points, kp, focal, centre).numpy())
+        offsets = estimate_skeleton_offsets(_pilot_targets(exemplars), exact_fits)
     preset = AUTO_CHOICES[1] if median < EXACT_CAMERA_BELOW else choice.preset
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
@@ -275,29 +288,54 @@ def own_keys(config: EFTConfig) -> dict:
             if getattr(config, f.name) != getattr(base, f.name)}
 
 
-def auto_config(choice: PresetChoice, overrides: dict | None = None) -> EFTConfig:
-    """The chosen recipe with ``overrides`` (:func:`own_keys`) on top, logged;
-    ``open-prior-exact`` without its perspective refinement unless the pilot kept it
+def chosen_recipe(choice: PresetChoice, overrides: dict | None = None) -> EFTConfig:
+    """The chosen recipe with ``overrides`` (:func:`own_keys`) on top: ``open-prior-exact``
+    without its perspective refinement unless the pilot kept it
     (:attr:`PresetChoice.perspective`; not measured reads as off), and with the
-    pilot's :attr:`PresetChoice.skeleton_offsets`."""
-    if (overrides or {}).get("skeleton_offsets") == MEASURE_OFFSETS:  # measured already
-        overrides = {**(overrides or {}), "skeleton_offsets": choice.skeleton_offsets}
+    pilot's :attr:`PresetChoice.skeleton_offsets` (an override's own rows win)."""
+    overrides = dict(overrides or {})
+    if overrides.get("skeleton_offsets") == MEASURE_OFFSETS:  # measured already
+        overrides["skeleton_offsets"] = choice.skeleton_offsets
+    if choice.preset == AUTO_CHOICES[1]:
+        if not choice.perspective:
+            overrides = {"perspective_steps": 0, **overrides}
+        if choice.skeleton_offsets:
+            overrides = {"skeleton_offsets": choice.skeleton_offsets, **overrides}
+    return eft_preset(choice.preset, **overrides)
+
+
+def auto_config(choice: PresetChoice, overrides: dict | None = None) -> EFTConfig:
+    """:func:`chosen_recipe`, logged."""
     if choice.preset == AUTO_CHOICES[1]:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
                  "images' cameras to a median %.4f of the box side (kept below %.4f): "
                  "image-camera refinement %s", AUTO_PRESET, choice.preset,
                  choice.perspective_median, PERSPECTIVE_LABELS_BELOW,
                  "on" if choice.perspective else "off")
-        if not choice.perspective:
-            overrides = {"perspective_steps": 0, **(overrides or {})}
         if choice.skeleton_offsets:
             log.info("eft.preset %s: the labels' skeleton places %s away from the body "
                      "model's joints (offsets measured on the pilot); the labels are moved "
                      "back before fitting", AUTO_PRESET,
                      ", ".join(r[0] for r in choice.skeleton_offsets))
-            overrides = {"skeleton_offsets": choice.skeleton_offsets, **(overrides or {})}
     log.info("eft.preset %s: the pilot's %d fits reproduce the labels to a median %.4f of "
              "the box side, %.4f on the limbs (labels look exact below %.4f or %.4f): %s",
              AUTO_PRESET, choice.pilot, choice.reproj_median, choice.limb_median,
              EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, choice.preset)
-    return eft_preset(choice.preset, **(overrides or {}))
+    return chosen_recipe(choice, overrides)
+
+
+def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
+                            refit: Callable[[EFTConfig], Sequence[Fit]],
+                            overrides: dict | None = None) -> PresetChoice:
+    """``choice`` with its skeleton offsets measured again from the pilot's people
+    ``exemplars`` refitted (``refit(config)`` -> their fits) by the recipe
+    :func:`chosen_recipe` makes of it, with the offsets measured so far taken out
+    (:func:`~eft.fitting.calibrate.remeasure_skeleton_offsets`).  Only where the pick
+    uses them (``open-prior-exact``) and some were measured; else ``choice``."""
+    if choice.preset != AUTO_CHOICES[1] or not choice.skeleton_offsets or not exemplars:
+        return choice
+    base = chosen_recipe(choice, overrides)
+    rows = remeasure_skeleton_offsets(
+        _pilot_targets(exemplars), choice.skeleton_offsets,
+        lambda r: refit(base.replace(skeleton_offsets=r, label_skeleton_keypoints=False)))
+    return dataclasses.replace(choice, skeleton_offsets=rows)

@@ -85,7 +85,13 @@ from .auto import (
     with_perspective_check,
 )
 from .baselines import fit_weak_camera
-from .calibrate import OffsetRows, correct_targets, estimate_skeleton_offsets, in_label_skeleton
+from .calibrate import (
+    OffsetRows,
+    correct_targets,
+    estimate_skeleton_offsets,
+    in_label_skeleton,
+    remeasure_skeleton_offsets,
+)
 from .config import MEASURE_OFFSETS, TILTED_REFIT, EFTConfig, eft_preset
 from .losses import (
     count_valid_gt,
@@ -722,9 +728,16 @@ def fit(
     if config.skeleton_offsets == MEASURE_OFFSETS:  # measured on a pilot first
         pilot = targets.select(pilot_indices(targets.id_list).tolist())
         config = config.replace(skeleton_offsets=())
-        pilot_fits = fit(model, body, pilot, config, mode, batch_size, progress=False,
-                         **{**kwargs, "pose_prior": None, "keep_params": False})
-        config = config.replace(skeleton_offsets=estimate_skeleton_offsets(pilot, pilot_fits))
+        quiet = {**kwargs, "pose_prior": None, "keep_params": False}
+        recipe = config
+
+        def refit(rows: OffsetRows) -> list[Fit]:
+            cfg = recipe.replace(skeleton_offsets=rows, label_skeleton_keypoints=False)
+            return fit(model, body, pilot, cfg, mode, batch_size, progress=False, **quiet)
+
+        measured = estimate_skeleton_offsets(pilot, refit(()))
+        config = config.replace(
+            skeleton_offsets=remeasure_skeleton_offsets(pilot, measured, refit))
         logging.getLogger("eft.fitting").info(
             "skeleton offsets measured on a pilot of %d: %s", pilot.batch,
             ", ".join(r[0] for r in config.skeleton_offsets) or "none")

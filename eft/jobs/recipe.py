@@ -22,6 +22,7 @@ writes names the chosen recipe's settings.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -38,8 +39,9 @@ from eft.fitting.auto import (
     pilot_config,
     pilot_indices,
     with_perspective_check,
+    with_remeasured_offsets,
 )
-from eft.fitting.calibrate import estimate_skeleton_offsets
+from eft.fitting.calibrate import estimate_skeleton_offsets, remeasure_skeleton_offsets
 from eft.fitting.config import MEASURE_OFFSETS, EFTConfig, eft_preset
 
 from .config import JobConfig
@@ -75,7 +77,8 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
     ``devices``, which a resumed run may change) and pick the recipe
     (:func:`~eft.fitting.auto.choose_from_pilot`, then
     :func:`~eft.fitting.auto.with_perspective_check` on a second pilot fit with
-    ``open-prior-exact``)."""
+    ``open-prior-exact``, and, where that measured skeleton offsets for it,
+    :func:`~eft.fitting.auto.with_remeasured_offsets` on a third)."""
     t0 = time.perf_counter()
     pilot = pilot_sample(exemplars)
     records = _fit_pilot(config, pilot_config(config.eft), pilot)
@@ -85,8 +88,13 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
         chosen = eft_preset(AUTO_CHOICES[1], **own_keys(config.eft))
         t1 = time.perf_counter()
         done = _fit_pilot(config, chosen, pilot)
-        choice = with_perspective_check(choice, [r.fit for r in done],
-                                        [r.exemplar for r in done], time.perf_counter() - t1)
+        people = [r.exemplar for r in done]
+        choice = with_perspective_check(choice, [r.fit for r in done], people)
+        choice = with_remeasured_offsets(  # a third pilot fit, where offsets were measured
+            choice, people, lambda eft: [r.fit for r in _fit_pilot(config, eft, people)],
+            own_keys(config.eft))
+        choice = dataclasses.replace(
+            choice, seconds=round(choice.seconds + time.perf_counter() - t1, 3))
     return choice
 
 
@@ -103,15 +111,23 @@ def resolve_auto(config: JobConfig,
 def resolve_offsets(config: JobConfig, exemplars: Sequence[Exemplar]) -> JobConfig:
     """``config`` with ``eft.skeleton_offsets: measure`` replaced by the offsets measured
     on :func:`pilot_sample` of ``exemplars``, fitted on one CPU thread by the job's
-    recipe without offsets (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`);
-    the same pilot whatever the shard, limit or order, so a resumed run measures the
-    same offsets."""
+    recipe without offsets (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`),
+    then measured again from the pilot refitted with them taken out
+    (:func:`~eft.fitting.calibrate.remeasure_skeleton_offsets`); the same pilot
+    whatever the shard, limit or order, so a resumed run measures the same offsets."""
     records = _fit_pilot(config, config.eft.replace(skeleton_offsets=()),
                          pilot_sample(exemplars))
+    people = [r.exemplar for r in records]  # the pilot's people that were fitted
+
+    def refit(rows: tuple) -> list:
+        eft = config.eft.replace(skeleton_offsets=rows, label_skeleton_keypoints=False)
+        return [r.fit for r in _fit_pilot(config, eft, people)]
+
     rows: tuple = ()
     if records:
-        rows = estimate_skeleton_offsets(exemplar_batch([r.exemplar for r in records]),
-                                         [r.fit for r in records])
+        targets = exemplar_batch(people)
+        rows = remeasure_skeleton_offsets(
+            targets, estimate_skeleton_offsets(targets, [r.fit for r in records]), refit)
     log.info("eft.skeleton_offsets %s: measured on a pilot of %d: %s", MEASURE_OFFSETS,
              len(records), ", ".join(r[0] for r in rows) or "none large enough")
     return config.replace(eft=config.eft.replace(skeleton_offsets=rows))
