@@ -279,7 +279,9 @@ class EFTConfig:
             prediction) before the recipe fits them.  ``eft.preset: auto`` measures
             them on exact labels (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`);
             ``"measure"`` (:data:`MEASURE_OFFSETS`) measures them on a pilot of up to 256
-            of the people fitted, by this recipe without offsets, first; ``()`` = none.
+            of the people fitted, by this recipe without offsets, first, then again from
+            the pilot refitted with them taken out
+            (:func:`~eft.fitting.calibrate.remeasure_skeleton_offsets`); ``()`` = none.
         label_skeleton_keypoints: with ``skeleton_offsets``, each fit's 3D keypoints
             of those slots are moved by the offsets of its own fitted body
             (:func:`~eft.fitting.calibrate.in_label_skeleton`), so that the keypoints
