@@ -16,10 +16,11 @@ Then, as ``eft fit`` with ``eft.preset: auto`` runs it:
 
 1. the two pilots pick the recipe; the second one (``open-prior-exact``) also measures
    the skeleton offsets from its own fits (no 3D truth);
-2. every person is fitted by the picked recipe with the offsets taken out
-   (``EFTConfig.skeleton_offsets``; the written keypoints put back in the labels'
-   skeleton, ``label_skeleton_keypoints``), and, for comparison, without them (the
-   recipe before 2026-12-07) and by SMPLify.
+2. every person is fitted by the picked recipe as the job runs it (the offsets taken
+   out, ``EFTConfig.skeleton_offsets``; the written keypoints put back in the labels'
+   skeleton, ``label_skeleton_keypoints``; where the camera refinement is kept, the
+   torso weighing ``MEASURED_TORSO_WEIGHT``), and, for comparison, by the picked recipe
+   as named by hand (the job before 2026-12-07) and by SMPLify.
 
 Two scores, PA-MPJPE-14 in mm:
 - *body*: the fitted body's joints (``pose_joints``) against the true body's: how well
@@ -41,7 +42,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import torch
-from bench_auto_recipe import LIMB_BONES, pilot, synthetic_set
+from bench_auto_recipe import LIMB_BONES, method_config, pilot, synthetic_set
 from bench_eft_formats import errors, restrict, true_joints14, write_results
 
 from eft.body import BodyModel
@@ -133,7 +134,7 @@ def main() -> None:
         pick, choice = pilot(model, body, people)
         batch = exemplar_batch(people)
         with_offsets = auto_config(choice)
-        without = auto_config(dataclasses.replace(choice, skeleton_offsets=()))
+        without = method_config(pick)  # the pick as the recipe ran it before 2026-12-07
         pa, named = {}, {}
         for name, cfg in (("auto", with_offsets), ("auto without offsets", without),
                           ("smplify", None)):
@@ -182,7 +183,9 @@ def markdown(r: dict) -> str:
              "also the truth). PA-MPJPE-14 in mm, lower is better. *auto*: the recipe "
              "`eft.preset: auto` picks, with the skeleton offsets its pilot measured taken "
              "out of the labels and the written keypoints put back in the labels' "
-             "skeleton (today's job); *without*: the same recipe without offsets; gain ± "
+             "skeleton, the torso weighing 1 in the camera refinement (today's job); "
+             "*without*: the picked recipe as named by hand (no offsets, torso 0.1: the job "
+             "before 2026-12-07); gain ± "
              "standard error over people, paired.", "",
              "**By name**: the 3D keypoints a job writes, on the 14 slots a studio set is "
              "compared on (limbs, hips, `Thorax (MPII)`, `Head (H36M)`), against the labels' "

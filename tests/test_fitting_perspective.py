@@ -210,14 +210,23 @@ def test_the_body_keypoint_path_matches_refine_inputs(setup):
 
 
 def test_auto_keeps_the_refinement_only_for_labels_that_read_exact_through_the_camera():
-    from eft.fitting.auto import PERSPECTIVE_LABELS_BELOW, PresetChoice, auto_config
+    from eft.fitting.auto import (
+        MEASURED_TORSO_WEIGHT,
+        PERSPECTIVE_LABELS_BELOW,
+        PresetChoice,
+        auto_config,
+    )
 
     def choice(preset, median):
         return PresetChoice(preset, 256, 0.01, 0.01, 1.0, perspective_median=median)
 
     exact = eft_preset("open-prior-exact")
     lo, hi = 0.9 * PERSPECTIVE_LABELS_BELOW, 1.1 * PERSPECTIVE_LABELS_BELOW
-    assert auto_config(choice("open-prior-exact", lo)) == exact
+    # kept: the pilot also measured the labels' skeleton, so the torso weighs in full
+    assert auto_config(choice("open-prior-exact", lo)) == exact.replace(
+        perspective_torso_weight=MEASURED_TORSO_WEIGHT)
+    assert auto_config(choice("open-prior-exact", lo), {"perspective_torso_weight": 0.3}) \
+        == exact.replace(perspective_torso_weight=0.3)
     assert auto_config(choice("open-prior-exact", hi)) == exact.replace(perspective_steps=0)
     assert auto_config(choice("open-prior-exact", float("nan"))).perspective_steps == 0
     # the caller's own keys win

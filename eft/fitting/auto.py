@@ -54,6 +54,7 @@ from .records import Fit, FitTargets
 
 __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BELOW",
            "SKELETON_FREE_SLOTS", "PILOT_SIZE", "PERSPECTIVE_LABELS_BELOW", "EXACT_CAMERA_BELOW",
+           "MEASURED_TORSO_WEIGHT",
            "PresetChoice",
            "pilot_indices", "pilot_config", "limb_reproj", "pick_preset", "choose_from_pilot",
            "with_perspective_check", "with_remeasured_offsets", "own_keys", "chosen_recipe",
@@ -118,6 +119,15 @@ PERSPECTIVE_LABELS_BELOW = 0.0030
 #: those lying people ``open-prior`` scores 64.9 mm PA-MPJPE-14, ``open-prior-exact``
 #: 47.8 and SMPLify 59.3 (COCO-17; H36M-17 64.5 / 46.0 / 56.9).
 EXACT_CAMERA_BELOW = 0.0022
+#: ``perspective_torso_weight`` of ``open-prior-exact`` when the pilot has measured the
+#: labels' skeleton offsets (and the job takes out those above 1.5 cm): the preset's 0.1
+#: guards a recipe named by hand against a studio skeleton's hips, spine, neck and head;
+#: once they are measured, full weight is 0.5-2.1 mm better on every exact-label set of
+#: ``scripts/bench_skeleton_offsets.py`` (256 people, one-off probes 2026-12-07:
+#: studio / photo cameras 35.3 -> 33.2 / 40.5 -> 38.6, a studio skeleton at twice the
+#: guessed offsets 35.8 -> 34.3 / 41.4 -> 40.3, at a third of them, none measured,
+#: 35.3 -> 33.3, a quarter of COCO's noise 41.0 -> 40.2, people lying 44.7 -> 42.6).
+MEASURED_TORSO_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -291,14 +301,17 @@ def own_keys(config: EFTConfig) -> dict:
 def chosen_recipe(choice: PresetChoice, overrides: dict | None = None) -> EFTConfig:
     """The chosen recipe with ``overrides`` (:func:`own_keys`) on top: ``open-prior-exact``
     without its perspective refinement unless the pilot kept it
-    (:attr:`PresetChoice.perspective`; not measured reads as off), and with the
-    pilot's :attr:`PresetChoice.skeleton_offsets` (an override's own rows win)."""
+    (:attr:`PresetChoice.perspective`; not measured reads as off), with it the torso
+    at :data:`MEASURED_TORSO_WEIGHT`, and with the pilot's
+    :attr:`PresetChoice.skeleton_offsets` (an override's own rows win)."""
     overrides = dict(overrides or {})
     if overrides.get("skeleton_offsets") == MEASURE_OFFSETS:  # measured already
         overrides["skeleton_offsets"] = choice.skeleton_offsets
     if choice.preset == AUTO_CHOICES[1]:
         if not choice.perspective:
             overrides = {"perspective_steps": 0, **overrides}
+        elif math.isfinite(choice.perspective_median):  # the offsets were measured
+            overrides = {"perspective_torso_weight": MEASURED_TORSO_WEIGHT, **overrides}
         if choice.skeleton_offsets:
             overrides = {"skeleton_offsets": choice.skeleton_offsets, **overrides}
     return eft_preset(choice.preset, **overrides)

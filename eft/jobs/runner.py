@@ -379,15 +379,14 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
             note = ""
             if choice.preset == "open-prior-exact":
                 if choice.perspective:
-                    note = (" (with its image-camera refinement; results fitted before "
-                            "2026-12-06 without it resume with --set "
+                    note = (" (with its image-camera refinement, the torso weighed in "
+                            "full once the labels' skeleton is measured; results fitted "
+                            "before 2026-12-07 resume with --set eft.preset=open-prior-exact"
+                            ", those before 2026-12-06 without the refinement with --set "
                             "eft.preset=open-prior-exact --set eft.perspective_steps=0)")
                 if choice.skeleton_offsets:
-                    note += (" (the labels' skeleton offsets measured on the pilot; "
-                             "results fitted before 2026-12-07 without them resume with "
-                             "--set eft.preset=open-prior-exact, those fitted with them "
-                             "before the keypoints were written in the labels' skeleton "
-                             "with --set eft.label_skeleton_keypoints=false)")
+                    note += (" (the labels' skeleton offsets measured on the pilot, the "
+                             "written keypoints in the labels' skeleton)")
             elif choice.preset == "open-prior":
                 note = (" (with its second fit of people leaning more than "
                           f"{config.eft.tilted_above_deg:g} degrees, SMPLify started from "
