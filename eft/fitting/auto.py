@@ -348,6 +348,12 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
     if choice.preset != AUTO_CHOICES[1] or not choice.skeleton_offsets or not exemplars:
         return choice
     base = chosen_recipe(choice, overrides)
+    if "perspective_torso_weight" not in (overrides or {}):
+        # measured with the preset's light torso: a body held less firmly to the moved
+        # torso labels shows what is left of the offsets (measured under full weight,
+        # the refit absorbs it and the second measure reads short)
+        base = base.replace(
+            perspective_torso_weight=eft_preset(AUTO_CHOICES[1]).perspective_torso_weight)
     rows = remeasure_skeleton_offsets(
         _pilot_targets(exemplars), choice.skeleton_offsets,
         lambda r: refit(base.replace(skeleton_offsets=r, label_skeleton_keypoints=False)))
