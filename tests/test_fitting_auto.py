@@ -85,15 +85,9 @@ def test_auto_fits_with_the_recipe_the_labels_call_for(setup, exact, want, caplo
     with caplog.at_level("INFO", logger="eft.fitting"):
         auto = fit_exemplars(ppl, model, body, "auto", progress=False)
     assert f": {want}" in caplog.text
-    # the skeleton offsets measured (none here), open-prior-exact's torso weighs in full
-    from eft.fitting.auto import MEASURED_TORSO_WEIGHT
-
-    measured = ({"perspective_torso_weight": MEASURED_TORSO_WEIGHT}
-                if want == "open-prior-exact" else {})
-    named = fit_exemplars(ppl, model, body, eft_preset(want, **measured), progress=False)
-    assert same(auto, named)
-    if measured:  # which differs from the recipe named by hand
-        assert not same(named, fit_exemplars(ppl, model, body, want, progress=False))
+    named = fit_exemplars(ppl, model, body, want, progress=False)
+    assert same(auto, named)  # (20 people: too few to measure the labels' skeleton)
+    assert same(named, fit_exemplars(ppl, model, body, eft_preset(want), progress=False))
     # the pick does not depend on the people's order
     shuffled = [ppl[i] for i in np.random.default_rng(0).permutation(len(ppl))]
     again = fit_exemplars(shuffled, model, body, "auto", progress=False)

@@ -16,6 +16,7 @@ from eft.body.joints import SPIN49_INDEX
 from eft.fitting import exemplar_batch, fit_method, fits_to_tensors
 from eft.fitting.auto import (
     AUTO_CHOICES,
+    MEASURED_TORSO_WEIGHT,
     PresetChoice,
     auto_config,
     with_perspective_check,
@@ -253,6 +254,7 @@ def test_a_studio_skeleton_measured_on_the_pilot_and_taken_out_gains_in_3d(one_t
     assert abs(got[1] - hip) < abs(got[0] - hip), got
     cfg = auto_config(choice)
     assert cfg.skeleton_offsets == choice.skeleton_offsets
+    assert cfg.perspective_torso_weight == MEASURED_TORSO_WEIGHT  # 48 people measured it
     assert auto_config(dataclasses.replace(choice, preset=AUTO_CHOICES[0])).skeleton_offsets \
         == ()
     again = fit_method("eft", model, body, exemplar_batch(labelled), cfg)

@@ -227,6 +227,9 @@ def test_auto_keeps_the_refinement_only_for_labels_that_read_exact_through_the_c
         perspective_torso_weight=MEASURED_TORSO_WEIGHT)
     assert auto_config(choice("open-prior-exact", lo), {"perspective_torso_weight": 0.3}) \
         == exact.replace(perspective_torso_weight=0.3)
+    # a pilot too small to measure the skeleton (13 people) keeps the light torso
+    small = dataclasses.replace(choice("open-prior-exact", lo), pilot=13)
+    assert auto_config(small) == exact
     assert auto_config(choice("open-prior-exact", hi)) == exact.replace(perspective_steps=0)
     assert auto_config(choice("open-prior-exact", float("nan"))).perspective_steps == 0
     # the caller's own keys win

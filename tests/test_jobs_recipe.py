@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from eft.fitting import exemplar_batch, fit
-from eft.fitting.auto import EXACT_LABELS_BELOW, MEASURED_TORSO_WEIGHT, PILOT_SIZE, own_keys
+from eft.fitting.auto import EXACT_LABELS_BELOW, PILOT_SIZE, own_keys
 from eft.fitting.config import EFTConfig, eft_preset
 from eft.jobs import config_from_dict, run_job
 from eft.jobs.recipe import pilot_sample
@@ -78,9 +78,9 @@ def test_auto_picks_the_exact_recipe_for_exact_labels(tmp_path, one_thread):
     assert choice["reproj_median"] < EXACT_LABELS_BELOW
     # the job runs that recipe with its own keys on top, and says so
     cfg = config_from_dict(exact.manifest.config)
-    assert cfg.eft == eft_preset("open-prior-exact", max_iters=12,
-                                 perspective_torso_weight=MEASURED_TORSO_WEIGHT)
-    assert not cfg.eft_auto
+    # (a pilot of 24 people is too small to measure the labels' skeleton: the torso
+    # keeps the preset's weight)
+    assert cfg.eft == eft_preset("open-prior-exact", max_iters=12) and not cfg.eft_auto
     assert "recipe     open-prior-exact (eft.preset auto" in exact.summary.format()
     # auto measured the labels itself: no second opinion from the summary's hint
     from eft.jobs.summary import ANNOTATED_LABELS_ABOVE, Summary
@@ -104,11 +104,9 @@ def test_auto_picks_the_exact_recipe_for_exact_labels(tmp_path, one_thread):
     want = float(np.median([f.quality.reproj_frac_bbox for f in fits]))
     assert choice["reproj_median"] == pytest.approx(want, rel=1e-5)
 
-    # naming that recipe (with the torso weight auto gives it, having measured the
-    # labels' skeleton) is the same job: it resumes with nothing left to fit
+    # naming that recipe is the same job: it resumes with nothing left to fit
     named = _run(tmp_path / "a", labels=EXACT,
-                 eft={"preset": "open-prior-exact", "max_iters": 12,
-                      "perspective_torso_weight": MEASURED_TORSO_WEIGHT})
+                 eft={"preset": "open-prior-exact", "max_iters": 12})
     assert named.summary.fitted_this_run == 0 and named.summary.recipe_auto is None
     # so is auto again, and so is a run limited to a few people: same pilot, same pick
     again = _run(tmp_path / "a", labels=EXACT, eft={"max_iters": 12}, limit=5)
@@ -163,8 +161,7 @@ def test_auto_on_exact_labels_keeps_the_camera_and_says_how_to_resume_without(
     choice = fresh.summary.recipe_auto
     assert choice["preset"] == "open-prior-exact"
     assert choice["perspective_median"] < PERSPECTIVE_LABELS_BELOW
-    assert config_from_dict(fresh.manifest.config).eft == eft_preset(
-        "open-prior-exact", perspective_torso_weight=MEASURED_TORSO_WEIGHT)
+    assert config_from_dict(fresh.manifest.config).eft == eft_preset("open-prior-exact")
     assert "image-camera refinement on" in fresh.summary.format()
 
 

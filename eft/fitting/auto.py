@@ -46,7 +46,7 @@ from eft.body.joints import SKELETON_FREE_SLOTS
 from eft.data.exemplar import Exemplar
 from eft.geometry.cameras import image_to_crop_norm
 
-from .calibrate import estimate_skeleton_offsets, remeasure_skeleton_offsets
+from .calibrate import MIN_PEOPLE, estimate_skeleton_offsets, remeasure_skeleton_offsets
 from .config import MEASURE_OFFSETS, EFTConfig, eft_preset
 from .perspective import crop_camera, image_camera, perspective_residual
 from .quality import reprojection_px
@@ -120,7 +120,10 @@ PERSPECTIVE_LABELS_BELOW = 0.0030
 #: 47.8 and SMPLify 59.3 (COCO-17; H36M-17 64.5 / 46.0 / 56.9).
 EXACT_CAMERA_BELOW = 0.0022
 #: ``perspective_torso_weight`` of ``open-prior-exact`` when the pilot has measured the
-#: labels' skeleton offsets (and the job takes out those above 1.5 cm): the preset's 0.1
+#: labels' skeleton offsets (and the job takes out those above 1.5 cm; a pilot of fewer
+#: than ``calibrate.MIN_PEOPLE`` people measures none, and keeps 0.1: a studio skeleton
+#: at twice the guessed offsets, not taken out, scores 57.1 mm under full weight against
+#: 40.7 under 0.1, 128 people, one-off probe 2026-12-07): the preset's 0.1
 #: guards a recipe named by hand against a studio skeleton's hips, spine, neck and head;
 #: once they are measured, full weight is 0.5-2.1 mm better on every exact-label set of
 #: ``scripts/bench_skeleton_offsets.py`` (256 people, one-off probes 2026-12-07:
@@ -302,7 +305,8 @@ def chosen_recipe(choice: PresetChoice, overrides: dict | None = None) -> EFTCon
     """The chosen recipe with ``overrides`` (:func:`own_keys`) on top: ``open-prior-exact``
     without its perspective refinement unless the pilot kept it
     (:attr:`PresetChoice.perspective`; not measured reads as off), with it the torso
-    at :data:`MEASURED_TORSO_WEIGHT`, and with the pilot's
+    at :data:`MEASURED_TORSO_WEIGHT` where the pilot was large enough to measure the
+    labels' skeleton, and with the pilot's
     :attr:`PresetChoice.skeleton_offsets` (an override's own rows win)."""
     overrides = dict(overrides or {})
     if overrides.get("skeleton_offsets") == MEASURE_OFFSETS:  # measured already
@@ -310,7 +314,8 @@ def chosen_recipe(choice: PresetChoice, overrides: dict | None = None) -> EFTCon
     if choice.preset == AUTO_CHOICES[1]:
         if not choice.perspective:
             overrides = {"perspective_steps": 0, **overrides}
-        elif math.isfinite(choice.perspective_median):  # the offsets were measured
+        elif math.isfinite(choice.perspective_median) and choice.pilot >= MIN_PEOPLE:
+            # the pilot could measure the offsets (enough people for each slot)
             overrides = {"perspective_torso_weight": MEASURED_TORSO_WEIGHT, **overrides}
         if choice.skeleton_offsets:
             overrides = {"skeleton_offsets": choice.skeleton_offsets, **overrides}
