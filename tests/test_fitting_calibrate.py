@@ -103,6 +103,23 @@ def test_offsets_are_recovered_in_closed_form():
         estimate_skeleton_offsets(labels, true_bodies(s)[:3])
 
 
+def test_offsets_are_read_only_from_labels_exact_through_the_camera():
+    """The second pilot measures offsets where its fits reproduce the labels through the
+    image camera (the refinement is kept); labels that scatter more read none."""
+    s, people = studio_set(64)
+    labelled = with_skeleton(s, people, SKELETON)
+    first = PresetChoice(preset=AUTO_CHOICES[1], pilot=64, reproj_median=0.01,
+                         limb_median=0.01, seconds=0.0)
+    exact = with_perspective_check(first, true_bodies(s), labelled)
+    assert exact.perspective and {r[0] for r in exact.skeleton_offsets} == set(SKELETON)
+    rng = np.random.default_rng(0)
+    noisy = [dataclasses.replace(e, keypoints=np.asarray(e.keypoints) + np.concatenate(
+        [rng.normal(0, 0.02 * 200 * e.scale, (49, 2)), np.zeros((49, 1))], 1))
+        for e in labelled]
+    scattered = with_perspective_check(first, true_bodies(s), noisy)
+    assert not scattered.perspective and scattered.skeleton_offsets == ()
+
+
 def test_correcting_the_labels_gives_back_the_body_models_joints():
     s, people = studio_set(16)
     plain = exemplar_batch(people)

@@ -273,7 +273,11 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
     the median over people of :func:`~eft.fitting.perspective.perspective_residual`
     through each image's camera (:func:`~eft.fitting.perspective.image_camera`), and
     ``seconds`` added to its time.  Below :data:`EXACT_CAMERA_BELOW` the preset becomes
-    ``open-prior-exact`` whatever the first pilot picked."""
+    ``open-prior-exact`` whatever the first pilot picked.  Below
+    :data:`PERSPECTIVE_LABELS_BELOW` (labels exact enough to keep the camera refinement)
+    the labels' skeleton offsets are measured from the same fits
+    (:attr:`PresetChoice.skeleton_offsets`); noisier labels read their annotators'
+    scatter and the fitter's bias as offsets (1.7 mm worse at half of COCO's noise)."""
     median = float("nan")
     offsets: tuple = ()
     if exact_fits:
@@ -282,7 +286,8 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
         points = torch.as_tensor(np.stack([f.keypoints3d for f in exact_fits]),
                                  dtype=torch.float64)
         median = _median(perspective_residual(points, kp, focal, centre).numpy())
-        offsets = estimate_skeleton_offsets(_pilot_targets(exemplars), exact_fits)
+        if median < PERSPECTIVE_LABELS_BELOW:  # exact through the camera: offsets readable
+            offsets = estimate_skeleton_offsets(_pilot_targets(exemplars), exact_fits)
     preset = AUTO_CHOICES[1] if median < EXACT_CAMERA_BELOW else choice.preset
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
