@@ -242,10 +242,12 @@ def choose_from_pilot(fits: Sequence[Fit], exemplars: Sequence[Exemplar],
                         reproj_median=reproj, limb_median=limbs, seconds=seconds)
 
 
-def _pilot_targets(exemplars: Sequence[Exemplar]) -> FitTargets:
+def _pilot_targets(exemplars: Sequence[Exemplar],
+                   arrays: tuple[Tensor, ...] | None = None) -> FitTargets:
     """The pilot's labels (crop-normalised, float64) with each image's camera
-    (:func:`~eft.fitting.perspective.image_camera`); no network inputs."""
-    kp, centers, scales, focals, centres = _pilot_arrays(exemplars)
+    (:func:`~eft.fitting.perspective.image_camera`); no network inputs.  ``arrays``:
+    :func:`_pilot_arrays` of ``exemplars`` when already computed."""
+    kp, centers, scales, focals, centres = arrays or _pilot_arrays(exemplars)
     return FitTargets(keypoints=kp, centers=centers, scales=scales, focals=focals,
                       principal_points=centres)
 
@@ -281,13 +283,14 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
     median = float("nan")
     offsets: tuple = ()
     if exact_fits:
-        kp, centers, scales, focals, centres = _pilot_arrays(exemplars)
+        arrays = _pilot_arrays(exemplars)
+        kp, centers, scales, focals, centres = arrays
         focal, centre = crop_camera(focals, centres, centers, scales)
         points = torch.as_tensor(np.stack([f.keypoints3d for f in exact_fits]),
                                  dtype=torch.float64)
         median = _median(perspective_residual(points, kp, focal, centre).numpy())
         if median < PERSPECTIVE_LABELS_BELOW:  # exact through the camera: offsets readable
-            offsets = estimate_skeleton_offsets(_pilot_targets(exemplars), exact_fits)
+            offsets = estimate_skeleton_offsets(_pilot_targets(exemplars, arrays), exact_fits)
     preset = AUTO_CHOICES[1] if median < EXACT_CAMERA_BELOW else choice.preset
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
