@@ -360,3 +360,49 @@ def test_a_job_naming_its_recipe_measures_the_offsets_once_and_resumes(tmp_path,
     assert config_from_dict(r.manifest.config).eft.skeleton_offsets == ()
     again = run_job(config_from_dict(d), progress=False)
     assert again.summary.fitted_this_run == 0
+
+
+def test_an_auto_job_on_a_studio_file_writes_its_keypoints_in_the_labels_skeleton(
+        tmp_path, one_thread):
+    """End to end through a generic JSON file (H36M-17 labels of a studio skeleton, image
+    size and focal given): ``eft.preset: auto`` measures the offsets on its pilot
+    (48 people, enough to measure), records them, the label-skeleton keypoints and the
+    full torso weight in config.yaml, and the keypoints it writes are nearer the
+    skeleton's own 3D joints than the same bodies' keypoints."""
+    import json
+
+    import h5py
+    import yaml
+
+    from eft.body.joints import KEYPOINT_FORMATS
+    from eft.jobs import config_from_dict, run_job
+
+    s, people = studio_set(48)
+    labelled = with_skeleton(s, people, SKELETON)
+    fmt = KEYPOINT_FORMATS["h36m17_spin"]
+    recs = [{"image": f"img/{i:03d}.jpg", "person_id": f"p{i:03d}",
+             "keypoints": np.asarray(e.keypoints)[list(fmt.spin_indices)].reshape(-1).tolist(),
+             "image_size": [1000, 1000], "focal": float(s.focal[i])}
+            for i, e in enumerate(labelled)]
+    path = tmp_path / "studio.json"
+    path.write_text(json.dumps({"keypoint_format": "h36m17_spin", "people": recs}))
+    out = tmp_path / "out"
+    r = run_job(config_from_dict({
+        "datasets": [{"kind": "generic", "path": str(path), "name": "studio"}],
+        "output": {"dir": str(out), "formats": ["h5"]}, "check_images": False,
+        "devices": ["cpu"], "batch_size": 24, "chunk_size": 24}), progress=False)
+    assert r.summary.fitted == 48
+    eft = yaml.safe_load((out / "config.yaml").read_text())["eft"]
+    assert {row[0] for row in eft["skeleton_offsets"]} >= {"Right Hip", "Left Hip"}
+    assert eft["label_skeleton_keypoints"] is True
+    assert eft["perspective_torso_weight"] == MEASURED_TORSO_WEIGHT
+    with h5py.File(out / "fits.h5") as f:
+        order = [int(x.decode().rsplit("p", 1)[1]) for x in f["fits/fit_id"][:]]
+        written = [SimpleNamespace(keypoints3d=k) for k in f["fits/keypoints3d"][:]]
+        rot, betas = f["fits/rotmat"][:], f["fits/betas"][:]
+    body = BodyModel.load()
+    with torch.no_grad():
+        own = body(torch.as_tensor(rot), torch.as_tensor(betas)).keypoints.numpy()
+    truth = studio_truth(s, SKELETON)[order]
+    assert by_name_pa_mm(written, truth) < by_name_pa_mm(
+        [SimpleNamespace(keypoints3d=k) for k in own], truth) - 2.0
