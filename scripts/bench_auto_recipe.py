@@ -279,7 +279,7 @@ def markdown(r: dict) -> str:
         "columns are the recipe as named by hand; *auto* is the pick as the job runs it: "
         f"where it keeps the camera, the pilot has measured the labels' skeleton, so the "
         f"torso weighs {MEASURED_TORSO_WEIGHT:g} in the refinement instead of the "
-        "preset's 0.1, and offsets it found over 1.5 cm are taken out of the labels. "
+        "preset's 0.1, and offsets it found over 1 cm are taken out of the labels. "
         f"Synthetic: {r['n']} people from the pose bank's val clips per row, PA-MPJPE-14 "
         "in mm (lower is better); `auto - SMPLify` is paired, ± standard error. Cameras: "
         "`photo` is the synthetic default (640-1280 px images, focal 500-2500 px, people "

@@ -120,7 +120,7 @@ PERSPECTIVE_LABELS_BELOW = 0.0030
 #: 47.8 and SMPLify 59.3 (COCO-17; H36M-17 64.5 / 46.0 / 56.9).
 EXACT_CAMERA_BELOW = 0.0022
 #: ``perspective_torso_weight`` of ``open-prior-exact`` when the pilot has measured the
-#: labels' skeleton offsets (and the job takes out those above 1.5 cm; a pilot of fewer
+#: labels' skeleton offsets (and the job takes out those above 1 cm; a pilot of fewer
 #: than ``calibrate.MIN_PEOPLE`` people measures none, and keeps 0.1: a studio skeleton
 #: at twice the guessed offsets, not taken out, scores 57.1 mm under full weight against
 #: 40.7 under 0.1, 128 people, one-off probe 2026-12-07): the preset's 0.1
