@@ -65,8 +65,10 @@ GT_SLOTS: tuple[str, ...] = tuple(n for n, i in SPIN49_INDEX.items() if i >= 25)
 #: A slot's offset is kept when its median length over the people exceeds this (cm).
 #: 1.0 since 2026-12-07 (was 1.5): on exact labels of the body model's own skeleton
 #: (256 people) nothing passes it either way; limb joints 3 cm along their bones then
-#: also read their elbows' and wrists' offsets (36.3 mm against 37.0 for the bodies);
-#: at 0.5 the fitter's own biases pass on clean labels (0.1-0.25 mm worse there).
+#: also read the hip and pelvis offsets they induce (36.3 mm against 37.0 for the
+#: bodies), studio skeletons at twice the guess 0.4-0.6 mm better, exact COCO-17 labels
+#: of people lying and at a quarter of the noise 0.3-0.4 mm worse (a bias of the fitter
+#: passes); at 0.5 the fitter's own biases pass on clean labels (0.1-0.25 mm worse).
 MIN_OFFSET_CM = 1.0
 #: ... and when at least this many people label it.
 MIN_PEOPLE = 32
