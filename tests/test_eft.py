@@ -176,6 +176,44 @@ def test_loss_terms(fast):
     assert float(loss - base_loss) == pytest.approx(60 * 0.005 * (1 - cos), rel=1e-4)
 
 
+def test_robust_2d_is_geman_mcclure_and_leaves_l2d_squared(fast):
+    """``robust_2d``: a wrist off by ``d`` adds ``60 * 5 * rho^2 d^2 / (d^2 + rho^2) / 98``
+    to the loss (the squared term's ``d^2 / 98`` for small ``d``, at most ``rho^2 / 98``
+    however far), L2D stays squared, and a far joint's pull (the gradient) drops."""
+    out = RegressorOutput(rotmat=torch.eye(3).expand(1, 24, 3, 3).clone(),
+                          betas=torch.zeros(1, 10), cam=torch.tensor([[0.9, 0.0, 0.0]]))
+    kp, _ = fast(out.rotmat, out.betas)
+    target = torch.zeros(1, 49, 3)
+    target[0, :, :2] = 0.9 * kp[0, :, :2]
+    base = float(eft_loss(out, target, EFTConfig(), fast)[0])
+    rho = 0.1
+    for d in (0.001, 0.1, 1.0):
+        wrist = target.clone()
+        wrist[0, 31, 0] += d
+        wrist[0, 31, 2] = 1.0
+        loss, l2d = eft_loss(out, wrist, EFTConfig(robust_2d=rho), fast)
+        assert float(l2d) == pytest.approx(d * d / 98, rel=1e-3)
+        gm = rho * rho * d * d / (d * d + rho * rho)
+        assert float(loss) - base == pytest.approx(60 * 5 * gm / 98, rel=2e-3)
+        squared = float(eft_loss(out, wrist, EFTConfig(), fast)[0]) - base
+        if d < 0.01:
+            assert float(loss) - base == pytest.approx(squared, rel=1e-3)
+        else:
+            assert float(loss) - base < squared
+    # the pull of a far joint on the camera: weaker under the robust term
+    far = target.clone()
+    far[0, 31, 0] += 1.0
+    far[0, 31, 2] = 1.0
+    pulls = []
+    for cfg in (EFTConfig(), EFTConfig(robust_2d=rho)):
+        cam = out.cam.clone().requires_grad_(True)
+        eft_loss(RegressorOutput(out.rotmat, out.betas, cam), far, cfg, fast)[0].sum().backward()
+        pulls.append(float(cam.grad.norm()))
+    assert pulls[1] < 0.1 * pulls[0]
+    with pytest.raises(ValueError, match="robust_2d"):
+        EFTConfig(robust_2d=-0.1)
+
+
 def test_pose_prior_term_adds_the_gmm_nll(fast, body, data):
     """``w_pose_prior`` adds ``loss_scale * w * NLL`` of the shipped GMM (evaluated here by
     the GMM module itself, on axis-angle), leaves L2D alone, and pulls fits toward

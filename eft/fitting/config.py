@@ -291,6 +291,12 @@ class EFTConfig:
         w_pose_prior: weight of the fit's body-pose NLL under the shipped GMM pose
             prior (:func:`~eft.fitting.pose_prior.load_default_pose_prior`, nats) in
             the loss, before ``loss_scale`` (0 = EFT's loss, no pose term).
+        robust_2d: when > 0, the 2D term the fit minimises is robust: each joint's
+            squared distance ``d^2`` (crop-normalised) counts as the Geman-McClure
+            ``rho^2 d^2 / (d^2 + rho^2)`` with ``rho = robust_2d``, the same as
+            ``d^2`` for joints near their label and at most ``rho^2`` for one far from
+            it (an annotator's slip pulls less).  ``L2D``, the stopping threshold and
+            the acceptance rules stay squared.  0 = EFT's squared loss.
         rules: acceptance rules, :class:`QualityRules`.
         focal_length: focal length (px, 224 crop) of the perspective camera reported
             next to the weak one (5000).
@@ -325,6 +331,7 @@ class EFTConfig:
     skeleton_offsets: tuple[tuple[str, float, float, float, float], ...] | str = ()
     label_skeleton_keypoints: bool = True
     w_pose_prior: float = 0.0
+    robust_2d: float = 0.0
     rules: QualityRules = field(default_factory=QualityRules)
     focal_length: float = FOCAL_LENGTH
     img_res: int = 224
@@ -352,6 +359,7 @@ class EFTConfig:
         _check_number("perspective_torso_weight", self.perspective_torso_weight, ">= 0")
         _check_number("tilted_above_deg", self.tilted_above_deg, ">= 0")
         _check_number("w_pose_prior", self.w_pose_prior, ">= 0")
+        _check_number("robust_2d", self.robust_2d, ">= 0")
         if (isinstance(self.perspective_steps, bool) or int(self.perspective_steps)
                 != self.perspective_steps or self.perspective_steps < 0):
             raise ValueError(f"perspective_steps must be an int >= 0, "

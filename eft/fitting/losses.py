@@ -128,6 +128,23 @@ def keypoint_loss_2d(pred2d: Tensor, target: Tensor, config: EFTConfig,
     return (weights[..., None] * sq).mean(dim=(1, 2))
 
 
+def _fitted_loss_2d(pred2d: Tensor, target: Tensor, config: EFTConfig, fast: KeypointLBS,
+                    loss_2d: Tensor) -> Tensor:
+    """(B,) the 2D term the fit minimises: ``loss_2d`` itself, or with
+    ``config.robust_2d`` each joint's squared distance through Geman-McClure, scaled as
+    ``L2D`` (a sum over joints divided by the 49 x 2 coordinates)."""
+    rho = float(config.robust_2d)
+    if rho <= 0:
+        return loss_2d
+    weights = loss_weights(target, config, fast)
+    if not config.with_ankles:
+        weights = weights.clone()
+        weights[:, [R_ANKLE, L_ANKLE]] = 0.0
+    d2 = ((pred2d - target[..., :2]) ** 2).sum(dim=-1)  # (B, 49)
+    gm = rho * rho * d2 / (d2 + rho * rho)
+    return (weights * gm).sum(dim=1) / (2.0 * d2.shape[-1])
+
+
 _GMM_BY_DEVICE: dict[tuple[str, torch.dtype], GMMPosePrior] = {}
 
 
@@ -170,7 +187,7 @@ def eft_loss(
     betas = output.betas.to(pred2d.dtype)
     s = output.cam[:, 0].to(pred2d.dtype)
     loss = (
-        config.w_keypoints_2d * loss_2d
+        config.w_keypoints_2d * _fitted_loss_2d(pred2d, target, config, fast, loss_2d)
         + config.w_betas * (betas ** 2).mean(dim=1)
         + config.w_cam * torch.exp(-config.cam_scale_k * s) ** 2
         + config.w_leg_orientation * leg
