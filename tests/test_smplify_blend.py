@@ -255,3 +255,8 @@ def test_later_keys_are_left_out_only_at_their_defaults():
     moved = config_from_dict({"datasets": ds, "eft": {
         "preset": "open-prior-exact", "skeleton_offsets": [["Right Hip", 0, 0.1, 0, 0]]}})
     assert hash_dict(moved.fit_dict()) != hash_dict(on.fit_dict())
+    # the robust 2D term: left out at 0 (folders fitted before it resume), hashed when on
+    assert "robust_2d" not in on.fit_dict()["eft"]
+    robust = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior-exact",
+                                                      "robust_2d": 0.1}})
+    assert hash_dict(robust.fit_dict()) != hash_dict(on.fit_dict())

@@ -62,7 +62,8 @@ FIT_KEYS: tuple[str, ...] = ("datasets", "body", "regressor", "eft", "mode", "ba
 #: started by an earlier version resumes (``EFTConfig.smplify_blend`` and the
 #: ``perspective_*`` keys, ``tilted_above_deg`` and ``w_pose_prior``, 2026-12-06;
 #: ``smplify_init``, 2026-12-06, late; the weights only matter with steps;
-#: ``skeleton_offsets``, 2026-12-07; compared as plain values, tuples as lists).
+#: ``skeleton_offsets``, 2026-12-07; ``robust_2d``, later that day; compared as plain
+#: values, tuples as lists).
 #: ``label_skeleton_keypoints`` (later that day) is read only with skeleton offsets, and
 #: a folder fitted with offsets before it has it off (:func:`fit_view`).
 LATER_EFT_KEYS: dict[str, Any] = {"smplify_blend": 0.0, "smplify_init": "regressor",
@@ -70,7 +71,7 @@ LATER_EFT_KEYS: dict[str, Any] = {"smplify_blend": 0.0, "smplify_init": "regress
                                   "perspective_pose_weight": 3e-3,
                                   "perspective_torso_weight": 0.1,
                                   "tilted_above_deg": 0.0, "w_pose_prior": 0.0,
-                                  "skeleton_offsets": ()}
+                                  "skeleton_offsets": (), "robust_2d": 0.0}
 #: Dataset kinds the job can read besides the readers' (``eft.data.readers``).
 JOB_KINDS: tuple[str, ...] = ("synthetic",)
 
