@@ -195,6 +195,12 @@ def main() -> None:
                     help="> 0: the 3D keypoint loss is each joint's distance with this "
                          "weight instead of the squared distance x kp3d (recipe value by "
                          "default: 0, off)")
+    ap.add_argument("--meta-eft", type=float, default=None,
+                    help="> 0: weight of the meta-EFT term (eft.train.meta: the loss of "
+                         "samples read after EFT adapted the network to them; recipe "
+                         "value by default: 0, off)")
+    ap.add_argument("--meta-eft-samples", type=int, default=None,
+                    help="samples per batch the meta-EFT term adapts to (default 64)")
     ap.add_argument("--real-fraction", type=float, default=None,
                     help="v2: share of every batch drawn from the real 2D labels (recipe "
                          f"value by default: {PRIOR_V2_REAL_FRACTION}; v7-v9 "
@@ -223,7 +229,8 @@ def main() -> None:
                        hidden_2d=args.hidden_2d, kp2d_distance=args.kp2d_distance,
                        hidden_2d_distance=args.hidden_2d_distance,
                        clean_input_prob=args.clean_input_prob,
-                       kp3d_distance=args.kp3d_distance)
+                       kp3d_distance=args.kp3d_distance, meta_eft=args.meta_eft,
+                       meta_eft_samples=args.meta_eft_samples)
     real_fraction = RECIPE_REAL_FRACTION.get(args.recipe, PRIOR_V2_REAL_FRACTION) if v2 else 0.0
     if args.real_fraction is not None:
         if not v2 or not 0.0 <= args.real_fraction < 1.0:

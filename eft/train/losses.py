@@ -32,6 +32,11 @@
   ``mean(relu(nll - floor))``, plus ``mean(betas^2)`` weighted by ``betas_prior``.
   Plausible poses cost nothing; twisted limbs that happen to reproject well do.
 
+* ``Lmeta`` (``meta_eft``; 0 = off; :mod:`eft.train.meta`): the same loss of
+  ``meta_eft_samples`` samples of the batch as read by the network after EFT has
+  adapted it to each one's input keypoints (first-order meta-learning), weighted
+  ``meta_eft``; it trains the prior for what EFT makes of it.
+
 * ``Lcycle`` (``cycle_kp3d``, ``cycle_rotmat``; 0 = off; :func:`view_cycle_loss`, 2D-3D
   self-supervision after Chen et al. 2019 / 3D Human Pose Machines): each real
   2D-only sample's predicted body is turned to a random novel view
@@ -64,7 +69,8 @@ from .augment import AugmentConfig, Batch, novel_view
 __all__ = ["LossWeights", "regression_loss", "view_cycle_loss", "PARTS"]
 
 #: Names of the loss terms, in log order.
-PARTS: tuple[str, ...] = ("rotmat", "betas", "kp3d", "kp2d", "cam", "prior", "cycle")
+PARTS: tuple[str, ...] = ("rotmat", "betas", "kp3d", "kp2d", "cam", "prior", "cycle",
+                          "meta")
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,14 @@ class LossWeights:
     kp2d_distance: float = 0.0
     hidden_2d_distance: float = 0.0
     kp3d_distance: float = 0.0
+    meta_eft: float = 0.0
+    meta_eft_samples: int = 64
 
     def __post_init__(self) -> None:
+        if isinstance(self.meta_eft_samples, bool) or int(self.meta_eft_samples) \
+                != self.meta_eft_samples or self.meta_eft_samples < 1:
+            raise ValueError(f"meta_eft_samples must be an int >= 1, "
+                             f"got {self.meta_eft_samples!r}")
         for name, value in self.__dict__.items():
             if name == "pose_prior_floor":
                 if not (isinstance(value, (int, float)) and math.isfinite(value)):

@@ -174,7 +174,9 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
                  kp2d_distance: float | None = None,
                  hidden_2d_distance: float | None = None,
                  clean_input_prob: float | None = None,
-                 kp3d_distance: float | None = None) -> TrainerConfig:
+                 kp3d_distance: float | None = None,
+                 meta_eft: float | None = None,
+                 meta_eft_samples: int | None = None) -> TrainerConfig:
     """``base`` with another budget: ``eval_every`` also sets the log interval (a tenth)
     and the checkpoint interval (the same), as the recipes have them.  ``cycle``:
     the view-cycle weights ``(cycle_kp3d, cycle_rotmat)`` (:func:`~eft.train.losses.
@@ -186,7 +188,9 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
     on those absent joints only (:class:`~eft.train.losses.LossWeights`);
     ``clean_input_prob``: share of the 3D-supervised samples read from their exact 2D
     targets (:class:`~eft.train.augment.AugmentConfig`); ``kp3d_distance``: the 3D
-    keypoint loss's distance form (:class:`~eft.train.losses.LossWeights`)."""
+    keypoint loss's distance form (:class:`~eft.train.losses.LossWeights`);
+    ``meta_eft``, ``meta_eft_samples``: the meta-EFT term's weight and samples per batch
+    (:mod:`eft.train.meta`)."""
     o = base.optim
     cfg = base.replace(optim=replace(
         o, steps=o.steps if steps is None else steps,
@@ -212,6 +216,10 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
         cfg = cfg.replace(loss=replace(cfg.loss, kp3d_distance=float(kp3d_distance)))
     if kp2d_distance is not None:
         cfg = cfg.replace(loss=replace(cfg.loss, kp2d_distance=float(kp2d_distance)))
+    if meta_eft is not None:
+        cfg = cfg.replace(loss=replace(cfg.loss, meta_eft=float(meta_eft)))
+    if meta_eft_samples is not None:
+        cfg = cfg.replace(loss=replace(cfg.loss, meta_eft_samples=int(meta_eft_samples)))
     if hidden_2d_distance is not None:
         cfg = cfg.replace(loss=replace(cfg.loss,
                                        hidden_2d_distance=float(hidden_2d_distance)))

@@ -45,6 +45,7 @@ from .curves import plot_log, write_metrics_csv
 from .data import MixSampler, TrainSet
 from .errors import TrainError
 from .losses import LossWeights, regression_loss, view_cycle_loss
+from .meta import meta_eft_loss
 
 __all__ = ["OptimConfig", "OutputSpec", "TrainerConfig", "Trainer", "resolve_device",
            "resolve_amp",
@@ -304,6 +305,10 @@ class Trainer:
                 cycle, parts["cycle"] = view_cycle_loss(self.model, out, self.fast, batch,
                                                         cfg.loss, cfg.augment, self.generator)
             loss = loss + cfg.loss.overall * cycle
+        if cfg.loss.meta_eft > 0:
+            meta, parts["meta"] = meta_eft_loss(self.model, self.fast, batch, cfg.loss,
+                                                self.generator, self.pose_prior)
+            loss = loss + cfg.loss.meta_eft * meta
         if not torch.isfinite(loss):
             raise TrainError(f"the loss is not finite at step {self.step + 1} ({parts}); "
                              "lower the learning rate or check the data")
