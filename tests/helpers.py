@@ -96,3 +96,67 @@ STANDING_PERSON: dict[str, tuple[float, float]] = {
     "Left Shoulder": (155, 130), "Left Elbow": (170, 180), "Left Wrist": (180, 230),
     "Nose": (130, 100), "Left Eye": (135, 95), "Right Eye": (125, 95),
 }
+
+
+def small_mixed_trainset(body):
+    """24 synthetic people (3D and 2D targets) + 16 of their labels as real 2D-only
+    samples, and a 60/40 sampler over them: a tiny training set for trainer tests."""
+    import torch
+
+    from eft.synthetic.exemplars import generate
+    from eft.train.data import MixSampler, TrainSet, concat_sets
+
+    g = torch.Generator().manual_seed(0)
+    poses = (torch.randn(24, 72, generator=g) * 0.3).numpy()
+    synth = TrainSet.from_synthetic(generate(poses, 24, 0, body=body), target="annotated",
+                                    with_kp3d=True)
+    real = TrainSet.from_arrays(synth.kp_px[:16].numpy(), synth.center[:16].numpy(),
+                                synth.scale[:16].numpy())
+    return concat_sets([synth, real]), MixSampler([24, 16], [0.6, 0.4])
+
+
+def check_loss_term_run(body, folder, loss, part: str, steps: int) -> None:
+    """A small run (:func:`small_mixed_trainset`) with ``loss`` (a ``LossWeights`` that
+    switches on the term logged as ``part``) logs the term, and stopped half way,
+    checkpointed and resumed into a differently seeded network it ends with the
+    uninterrupted run's weights, bit for bit; with the default weights the term is not
+    computed at all."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from eft.models import KeypointRegressor
+    from eft.train.augment import AugmentConfig
+    from eft.train.losses import LossWeights
+    from eft.train.trainer import OptimConfig, OutputSpec, Trainer, TrainerConfig
+
+    data, sampler = small_mixed_trainset(body)
+    half_way = steps // 2
+    cfg = TrainerConfig(
+        optim=OptimConfig(steps=steps, batch_size=8, lr=1e-3, optimizer="adamw", seed=2),
+        loss=loss,
+        augment=AugmentConfig(flip_prob=0.5, rot_prob=0.0, hide_limb_prob=0.3),
+        device="cpu", amp="off",
+        output=OutputSpec(progress=False, log_every=2, eval_every=half_way,
+                          checkpoint_every=0))
+    torch.manual_seed(1)
+    init = KeypointRegressor(width=32, hidden=32)
+    full = Trainer(copy.deepcopy(init), body, data, cfg, sampler=sampler)
+    full.run()
+    assert full.last_parts[part] > 0
+    half = Trainer(copy.deepcopy(init), body, data, cfg, sampler=sampler, out_dir=folder)
+    half.run(until=half_way)
+    ckpt = half.save_checkpoint()
+    torch.manual_seed(999)
+    resumed = Trainer(KeypointRegressor(width=32, hidden=32), body, data, cfg,
+                      sampler=sampler, out_dir=folder)
+    resumed.load_checkpoint(ckpt)
+    resumed.run()
+    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k
+    off = dataclasses.replace(cfg, loss=LossWeights())
+    t = Trainer(copy.deepcopy(init), body, data, off, sampler=sampler)
+    t.train_step()
+    assert part not in t.last_parts

@@ -16,10 +16,11 @@ from eft.fitting.engine import _keypoint_lbs
 from eft.models import KeypointRegressor
 from eft.synthetic.exemplars import generate
 from eft.train.augment import AugmentConfig
-from eft.train.data import MixSampler, TrainSet, concat_sets
+from eft.train.data import TrainSet
 from eft.train.losses import LossWeights, regression_loss
 from eft.train.meta import META_EFT_RECIPE, adapted_offsets, forward_with_offsets
-from eft.train.trainer import OptimConfig, OutputSpec, Trainer, TrainerConfig
+
+from .helpers import check_loss_term_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,11 +31,9 @@ def setup(body):
     poses = (torch.randn(24, 72, generator=g) * 0.3).numpy()
     synth = TrainSet.from_synthetic(generate(poses, 24, 0, body=body), target="annotated",
                                     with_kp3d=True)
-    real = TrainSet.from_arrays(synth.kp_px[:16].numpy(), synth.center[:16].numpy(),
-                                synth.scale[:16].numpy())
     torch.manual_seed(1)
     model = KeypointRegressor(width=32, hidden=32)
-    return synth, real, model, _keypoint_lbs(body, torch.device("cpu"))
+    return synth, model, _keypoint_lbs(body, torch.device("cpu"))
 
 
 def _keypoints(body, n=6):
@@ -49,7 +48,7 @@ def _keypoints(body, n=6):
 def test_offsets_reproduce_the_engines_adapted_fits(body, setup):
     """Shared weights + each sample's offsets = that sample's EFT fit, to float rounding;
     without offsets, the network's own guess."""
-    _, _, model, fast = setup
+    _, model, fast = setup
     model.eval()
     kp = _keypoints(body)
     fits = fit(model, fast, FitTargets(keypoints=kp), META_EFT_RECIPE, pose_prior=None,
@@ -75,7 +74,7 @@ def test_offsets_reproduce_the_engines_adapted_fits(body, setup):
 def test_first_order_gradient_is_the_adapted_networks(body, setup):
     """The gradient through the hooks equals the gradient of a copy of the network whose
     biases and LayerNorms are set to one sample's adapted values (sample by sample)."""
-    synth, _, model, fast = setup
+    synth, model, fast = setup
     from eft.train.augment import make_batch
 
     batch = make_batch(synth, torch.arange(3), AugmentConfig(), torch.Generator()
@@ -110,35 +109,8 @@ def test_first_order_gradient_is_the_adapted_networks(body, setup):
     model.train()
 
 
-def test_a_run_with_meta_eft_resumes_exactly_and_logs_it(body, setup, tmp_path):
-    synth, real, _, _ = setup
-    data = concat_sets([synth, real])
-    sampler = MixSampler([24, 16], [0.6, 0.4])
-    cfg = TrainerConfig(
-        optim=OptimConfig(steps=4, batch_size=8, lr=1e-3, optimizer="adamw", seed=2),
-        loss=LossWeights(meta_eft=1.0, meta_eft_samples=4),
-        augment=AugmentConfig(flip_prob=0.5, rot_prob=0.0, hide_limb_prob=0.3),
-        device="cpu", amp="off",
-        output=OutputSpec(progress=False, log_every=2, eval_every=2, checkpoint_every=0))
-    torch.manual_seed(1)
-    init = KeypointRegressor(width=32, hidden=32)
-    full = Trainer(copy.deepcopy(init), body, data, cfg, sampler=sampler)
-    full.run()
-    assert full.last_parts["meta"] > 0
-    half = Trainer(copy.deepcopy(init), body, data, cfg, sampler=sampler,
-                   out_dir=tmp_path / "r")
-    half.run(until=2)
-    ckpt = half.save_checkpoint()
-    resumed = Trainer(KeypointRegressor(width=32, hidden=32), body, data, cfg,
-                      sampler=sampler, out_dir=tmp_path / "r")
-    resumed.load_checkpoint(ckpt)
-    resumed.run()
-    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
-                         strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
-    off = dataclasses.replace(cfg, loss=LossWeights())
-    t = Trainer(copy.deepcopy(init), body, data, off, sampler=sampler)
-    t.train_step()
-    assert "meta" not in t.last_parts
+def test_a_run_with_meta_eft_resumes_exactly_and_logs_it(body, tmp_path):
+    check_loss_term_run(body, tmp_path / "r", LossWeights(meta_eft=1.0, meta_eft_samples=4),
+                        "meta", steps=4)
     with pytest.raises(ValueError, match="meta_eft_samples"):
         LossWeights(meta_eft_samples=0)

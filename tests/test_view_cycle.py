@@ -5,8 +5,6 @@ still resumes exactly."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 
 import pytest
@@ -14,13 +12,11 @@ import torch
 
 from eft.body.fast import KeypointLBS
 from eft.geometry.rotations import axis_angle_to_rotmat
-from eft.models import KeypointRegressor
 from eft.models.output import RegressorOutput
-from eft.synthetic.exemplars import generate
 from eft.train.augment import AugmentConfig, Batch, novel_view
-from eft.train.data import MixSampler, TrainSet, concat_sets
 from eft.train.losses import LossWeights, view_cycle_loss
-from eft.train.trainer import OptimConfig, OutputSpec, Trainer, TrainerConfig
+
+from .helpers import check_loss_term_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -133,39 +129,7 @@ def test_cycle_loss_closed_forms(body):
 
 
 def test_a_run_with_the_cycle_resumes_exactly_and_logs_it(body, tmp_path):
-    g = torch.Generator().manual_seed(0)
-    poses = (torch.randn(24, 72, generator=g) * 0.3).numpy()
-    synth = TrainSet.from_synthetic(generate(poses, 24, 0, body=body), target="annotated",
-                                    with_kp3d=True)
-    real = TrainSet.from_arrays(synth.kp_px[:16].numpy(), synth.center[:16].numpy(),
-                                synth.scale[:16].numpy())
-    data = concat_sets([synth, real])
-    sampler = MixSampler([24, 16], [0.6, 0.4])
-    cfg = TrainerConfig(
-        optim=OptimConfig(steps=8, batch_size=8, lr=1e-3, optimizer="adamw", seed=2),
-        loss=LossWeights(cycle_kp3d=5.0, cycle_rotmat=1.0),
-        augment=AugmentConfig(flip_prob=0.5, rot_prob=0.0, hide_limb_prob=0.3),
-        device="cpu", amp="off",
-        output=OutputSpec(progress=False, log_every=2, eval_every=4, checkpoint_every=0))
-    torch.manual_seed(1)
-    init = KeypointRegressor(width=32, hidden=32)
-    full = Trainer(copy.deepcopy(init), body, data, cfg, sampler=sampler)
-    full.run()
-    assert full.last_parts["cycle"] > 0
-    half = Trainer(copy.deepcopy(init), body, data, cfg, sampler=sampler,
-                   out_dir=tmp_path / "r")
-    half.run(until=4)
-    ckpt = half.save_checkpoint()
-    torch.manual_seed(999)
-    resumed = Trainer(KeypointRegressor(width=32, hidden=32), body, data, cfg,
-                      sampler=sampler, out_dir=tmp_path / "r")
-    resumed.load_checkpoint(ckpt)
-    resumed.run()
-    for (k, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(),
-                         strict=True):
-        assert torch.equal(a, b), k
-    # switched off, the term is not computed at all (the generator is not drawn)
-    off = dataclasses.replace(cfg, loss=LossWeights())
-    t = Trainer(copy.deepcopy(init), body, data, off, sampler=sampler)
-    t.train_step()
-    assert "cycle" not in t.last_parts
+    """Logged, resumable bit for bit; switched off, not computed (the generator is not
+    drawn)."""
+    check_loss_term_run(body, tmp_path / "r", LossWeights(cycle_kp3d=5.0, cycle_rotmat=1.0),
+                        "cycle", steps=8)
