@@ -119,13 +119,19 @@ def keypoint_loss_2d(pred2d: Tensor, target: Tensor, config: EFTConfig,
     (B, 49, 3), both crop-normalised: the mean over the 49 x 2 coordinates of
     :func:`loss_weights` x squared error, GT ankles left out unless
     ``config.with_ankles``."""
+    sq = (pred2d - target[..., :2]) ** 2  # (B, 49, 2)
+    return (_l2d_weights(target, config, fast)[..., None] * sq).mean(dim=(1, 2))
+
+
+def _l2d_weights(target: Tensor, config: EFTConfig, fast: KeypointLBS | None) -> Tensor:
+    """(B, 49) weights of ``L2D``: :func:`loss_weights`, the GT ankles zeroed unless
+    ``config.with_ankles``."""
     weights = loss_weights(target, config, fast)
     if not config.with_ankles:
         ankles = torch.ones(weights.shape[-1], dtype=weights.dtype, device=weights.device)
         ankles[[R_ANKLE, L_ANKLE]] = 0.0
         weights = weights * ankles
-    sq = (pred2d - target[..., :2]) ** 2  # (B, 49, 2)
-    return (weights[..., None] * sq).mean(dim=(1, 2))
+    return weights
 
 
 def _fitted_loss_2d(pred2d: Tensor, target: Tensor, config: EFTConfig, fast: KeypointLBS,
@@ -136,13 +142,9 @@ def _fitted_loss_2d(pred2d: Tensor, target: Tensor, config: EFTConfig, fast: Key
     rho = float(config.robust_2d)
     if rho <= 0:
         return loss_2d
-    weights = loss_weights(target, config, fast)
-    if not config.with_ankles:
-        weights = weights.clone()
-        weights[:, [R_ANKLE, L_ANKLE]] = 0.0
     d2 = ((pred2d - target[..., :2]) ** 2).sum(dim=-1)  # (B, 49)
     gm = rho * rho * d2 / (d2 + rho * rho)
-    return (weights * gm).sum(dim=1) / (2.0 * d2.shape[-1])
+    return (_l2d_weights(target, config, fast) * gm).sum(dim=1) / (2.0 * d2.shape[-1])
 
 
 _GMM_BY_DEVICE: dict[tuple[str, torch.dtype], GMMPosePrior] = {}
