@@ -209,3 +209,40 @@ def test_a_changed_refit_of_people_lying_down_is_not_resumed(tmp_path, one_threa
     # without the refit it is not part of the identity: such folders resume as before
     off = _run(tmp_path / "o", n=12, eft={"preset": "open-prior", "tilted_above_deg": 0.0})
     assert "tilted_refit" not in off.manifest.identity
+
+
+def test_a_job_mixing_exact_and_annotated_datasets_names_the_odd_one(tmp_path, one_thread,
+                                                                      caplog):
+    """One recipe fits a whole job: where a dataset's own pilot picks another recipe than
+    the job's, the job says which dataset, what it reads as, and what to do; datasets
+    that agree are not named."""
+    import logging
+
+    def two(out, first: dict, second: dict) -> dict:
+        d = job(out, limit=2)
+        d["datasets"] = [
+            {"kind": "synthetic", "name": "studio", "options": {"n": 24, "seed": 5, **first}},
+            {"kind": "synthetic", "name": "photos", "options": {"n": 40, "seed": 6, **second}}]
+        return d
+
+    with caplog.at_level(logging.WARNING, logger="eft.jobs"):
+        mixed = run_job(config_from_dict(two(tmp_path / "m", EXACT, {})), progress=False)
+    job_pick = mixed.summary.recipe_auto["preset"]
+    warned = [r.getMessage() for r in caplog.records if "reads as" in r.getMessage()]
+    assert len(warned) == 1, warned
+    odd, reads = (("studio", "open-prior-exact") if job_pick == "open-prior"
+                  else ("photos", "open-prior"))
+    assert warned[0].startswith(f"dataset {odd} reads as {reads} on its own")
+    assert "fit it as a job of its own, or name eft.preset" in warned[0]
+    # the summary says it too, on its own line under the recipe
+    assert mixed.summary.recipe_auto["datasets_otherwise"] == {odd: reads}
+    lines = mixed.summary.format().splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("recipe ")][0]
+    assert lines[at + 1] == (f"mixed      dataset {odd} reads as {reads} on its own: fit it "
+                             "as a job of its own, or name eft.preset")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eft.jobs"):
+        agree = run_job(config_from_dict(two(tmp_path / "a", {}, {})), progress=False)
+    assert not [r for r in caplog.records if "reads as" in r.getMessage()]
+    assert "datasets_otherwise" not in agree.summary.recipe_auto
+    assert "mixed " not in agree.summary.format()

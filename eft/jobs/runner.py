@@ -357,9 +357,11 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         log.warning("%d workers on %d CPU cores", workers, os.cpu_count() or 1)
     identity = job_identity(config)
     sources, choice = None, None
+    otherwise: dict[str, str] = {}
     if config.eft_auto:  # the pilot needs the exemplars: read them first
         sources = _read_sources(config)
-        config, choice = resolve_auto(config, sources.exemplars)
+        config, choice, otherwise = resolve_auto(config, sources.exemplars,
+                                                 sources.per_dataset)
     if config.eft.skeleton_offsets == MEASURE_OFFSETS:  # a recipe named by hand
         if sources is None:
             sources = _read_sources(config)
@@ -469,7 +471,8 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                          [s.reason for s in skipped], identity, chash,
                          write=not up_to_date)
         summary.recipe_auto = None if choice is None else {
-            **choice.to_dict(), "label_skeleton_keypoints": config.eft.label_skeleton_keypoints}
+            **choice.to_dict(), "label_skeleton_keypoints": config.eft.label_skeleton_keypoints,
+            **({"datasets_otherwise": otherwise} if otherwise else {})}
         if up_to_date:
             log.info("nothing to do: every exemplar is fitted and the final files are "
                      "up to date")

@@ -49,8 +49,10 @@ class Summary:
             annotation noise".
         recipe: the EFT preset the job's settings equal (None: none of them).
         recipe_auto: how ``eft.preset: auto`` picked it
-            (:meth:`eft.fitting.auto.PresetChoice.to_dict`), None when the config named
-            the recipe.
+            (:meth:`eft.fitting.auto.PresetChoice.to_dict`, plus
+            ``label_skeleton_keypoints`` and, where datasets of the job read otherwise
+            on their own, ``datasets_otherwise``: {dataset: recipe}), None when the
+            config named the recipe.
     """
 
     n_work: int = 0
@@ -126,6 +128,11 @@ class Summary:
                          f"{a['pilot']}, median reprojection {a['reproj_median']:.4f}, "
                          f"limbs {a['limb_median']:.4f}; exact below {EXACT_LABELS_BELOW} "
                          f"or {EXACT_LIMBS_BELOW}" + _camera_note(a) + ")")
+            odd = a.get("datasets_otherwise") or {}
+            if odd:
+                lines.insert(5, "mixed      " + "; ".join(
+                    f"dataset {n} reads as {r} on its own" for n, r in odd.items())
+                    + ": fit it as a job of its own, or name eft.preset")
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)
