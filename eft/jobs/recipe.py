@@ -114,8 +114,8 @@ def disagreeing_datasets(config: JobConfig, exemplars: Sequence[Exemplar],
     :class:`~eft.jobs.sources.Sources` lists them) picks another recipe than the job's
     ``choice``, with their choices.  A job fits every dataset with one recipe, so
     exact labels mixed with annotated ones get the recipe of whichever the pilot reads
-    (measured: the wrong one costs about 15 mm on exact labels and 18 on annotated
-    ones)."""
+    (measured: the minority kind loses 17-21 mm on exact labels, 25-30 on annotated
+    ones; docs/exact-labels.md, "One job, one recipe")."""
     if sum(1 for _, n, _ in per_dataset if n) < 2:
         return []
     out, start = [], 0
