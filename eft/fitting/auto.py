@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from eft.body.joints import SKELETON_FREE_SLOTS
 from eft.data.exemplar import Exemplar
@@ -242,29 +241,20 @@ def choose_from_pilot(fits: Sequence[Fit], exemplars: Sequence[Exemplar],
                         reproj_median=reproj, limb_median=limbs, seconds=seconds)
 
 
-def _pilot_targets(exemplars: Sequence[Exemplar],
-                   arrays: tuple[Tensor, ...] | None = None) -> FitTargets:
+def _pilot_targets(exemplars: Sequence[Exemplar]) -> FitTargets:
     """The pilot's labels (crop-normalised, float64) with each image's camera
-    (:func:`~eft.fitting.perspective.image_camera`); no network inputs.  ``arrays``:
-    :func:`_pilot_arrays` of ``exemplars`` when already computed."""
-    kp, centers, scales, focals, centres = arrays or _pilot_arrays(exemplars)
-    return FitTargets(keypoints=kp, centers=centers, scales=scales, focals=focals,
-                      principal_points=centres)
-
-
-def _pilot_arrays(exemplars: Sequence[Exemplar]) -> tuple[Tensor, Tensor, Tensor, Tensor,
-                                                            Tensor]:
-    """(keypoints (B, 49, 3) crop-normalised, centers (B, 2), scales (B,), focals (B,),
-    principal points (B, 2)) of :func:`_pilot_targets`, float64."""
+    (:func:`~eft.fitting.perspective.image_camera`); no network inputs."""
     cams = [image_camera(e) for e in exemplars]
     centers = torch.as_tensor(np.stack([np.asarray(e.center, dtype=np.float64)
                                         for e in exemplars]))
     scales = torch.as_tensor([float(e.scale) for e in exemplars], dtype=torch.float64)
     kp = torch.as_tensor(np.stack([np.asarray(e.keypoints, dtype=np.float64)
                                    for e in exemplars]))
-    return (torch.cat((image_to_crop_norm(kp[..., :2], centers, scales), kp[..., 2:]), -1),
-            centers, scales, torch.as_tensor([c[0] for c in cams], dtype=torch.float64),
-            torch.as_tensor([c[1] for c in cams], dtype=torch.float64))
+    return FitTargets(
+        keypoints=torch.cat((image_to_crop_norm(kp[..., :2], centers, scales), kp[..., 2:]),
+                            -1),
+        centers=centers, scales=scales, focals=np.asarray([c[0] for c in cams]),
+        principal_points=np.asarray([c[1] for c in cams]))
 
 
 def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
@@ -283,14 +273,16 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
     median = float("nan")
     offsets: tuple = ()
     if exact_fits:
-        arrays = _pilot_arrays(exemplars)
-        kp, centers, scales, focals, centres = arrays
-        focal, centre = crop_camera(focals, centres, centers, scales)
+        targets = _pilot_targets(exemplars)
+        focal, centre = crop_camera(torch.as_tensor(targets.focals),
+                                    torch.as_tensor(targets.principal_points),
+                                    targets.center_tensor, targets.scale_tensor)
         points = torch.as_tensor(np.stack([f.keypoints3d for f in exact_fits]),
                                  dtype=torch.float64)
-        median = _median(perspective_residual(points, kp, focal, centre).numpy())
+        median = _median(perspective_residual(points, targets.keypoints, focal,
+                                              centre).numpy())
         if median < PERSPECTIVE_LABELS_BELOW:  # exact through the camera: offsets readable
-            offsets = estimate_skeleton_offsets(_pilot_targets(exemplars, arrays), exact_fits)
+            offsets = estimate_skeleton_offsets(targets, exact_fits)
     preset = AUTO_CHOICES[1] if median < EXACT_CAMERA_BELOW else choice.preset
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
