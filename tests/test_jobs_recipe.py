@@ -211,38 +211,135 @@ def test_a_changed_refit_of_people_lying_down_is_not_resumed(tmp_path, one_threa
     assert "tilted_refit" not in off.manifest.identity
 
 
-def test_a_job_mixing_exact_and_annotated_datasets_names_the_odd_one(tmp_path, one_thread,
-                                                                      caplog):
-    """One recipe fits a whole job: where a dataset's own pilot picks another recipe than
-    the job's, the job says which dataset, what it reads as, and what to do; datasets
-    that agree are not named."""
+def _two(out: Path, first: dict, second: dict, **extra) -> dict:
+    """A job of an exact-labelled studio set and an annotated photo set."""
+    d = job(out, chunk_size=256, **extra)
+    d["datasets"] = [
+        {"kind": "synthetic", "name": "studio", "options": {"n": 24, "seed": 5, **first}},
+        {"kind": "synthetic", "name": "photos", "options": {"n": 40, "seed": 6, **second}}]
+    return d
+
+
+def _fits(result) -> dict[str, np.ndarray]:
+    """{id: fitted 3D keypoints} of a job's final file."""
+    from eft.annotations import read_annotations
+
+    records = read_annotations(result.summary.outputs["h5"])
+    return {r.exemplar.id: np.asarray(r.fit.keypoints3d) for r in records}
+
+
+def test_a_job_mixing_exact_and_annotated_datasets_fits_each_as_its_own_job(
+        tmp_path, one_thread, caplog):
+    """Under auto, a dataset whose own pilot picks other settings than the job's is
+    fitted with them: every person's fit equals that of a job of their dataset alone,
+    though both datasets share one chunk; the summary and the resolved config say so,
+    and the job resumes from either its YAML or the resolved config."""
     import logging
 
-    def two(out, first: dict, second: dict) -> dict:
-        d = job(out, limit=2)
-        d["datasets"] = [
-            {"kind": "synthetic", "name": "studio", "options": {"n": 24, "seed": 5, **first}},
-            {"kind": "synthetic", "name": "photos", "options": {"n": 40, "seed": 6, **second}}]
-        return d
+    with caplog.at_level(logging.INFO, logger="eft.jobs"):
+        mixed = run_job(config_from_dict(_two(tmp_path / "m", EXACT, {})), progress=False)
+    job_pick = mixed.summary.recipe_auto["preset"]
+    odd, reads = (("studio", "open-prior-exact") if job_pick == "open-prior"
+                  else ("photos", "open-prior"))
+    assert mixed.summary.recipe_auto["datasets_otherwise"] == {odd: reads}
+    assert list(mixed.summary.recipe_auto["datasets"]) == [odd]
+    assert mixed.summary.recipe_auto["datasets"][odd]["recipe"].startswith(reads)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING
+                and "reads as" in r.getMessage()]
+    assert any(r.getMessage().startswith(f"dataset {odd}: its own pilot")
+               for r in caplog.records)
+    lines = mixed.summary.format().splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("recipe ")][0]
+    assert lines[at + 1].startswith(f"per set    dataset {odd}: {reads}")
+    assert not any(line.startswith("mixed ") for line in lines)
+    # the resolved config names the odd dataset's settings, and loads back equal
+    written = yaml.safe_load((mixed.output_dir / "config.yaml").read_text())
+    by_name = {d["name"]: d for d in written["datasets"]}
+    resolved = config_from_dict(written)
+    assert by_name[odd]["eft"] is not None
+    assert by_name["photos" if odd == "studio" else "studio"]["eft"] is None
+    assert [ds.eft is not None for ds in resolved.datasets] == [odd == "studio",
+                                                               odd == "photos"]
+    alone = {name: run_job(config_from_dict(_two(
+        tmp_path / name, EXACT, {}) | {"datasets": [ds]}), progress=False)
+        for name, ds in zip(("studio", "photos"), _two(tmp_path, EXACT, {})["datasets"],
+                            strict=True)}
+    assert alone[odd].summary.recipe_auto["preset"] == reads
+    got = _fits(mixed)
+    assert len(got) == 64
+    for one in alone.values():
+        for i, k3d in _fits(one).items():
+            np.testing.assert_allclose(got[i], k3d, atol=1e-5, err_msg=i)
+    # resumed from the same YAML (the same pilots) or from the resolved config
+    again = run_job(config_from_dict(_two(tmp_path / "m", EXACT, {})), progress=False)
+    assert again.summary.fitted_this_run == 0
+    from_yaml = run_job(resolved, progress=False)
+    assert from_yaml.summary.fitted_this_run == 0
+
+
+def test_one_recipe_per_job_names_the_dataset_that_reads_otherwise(tmp_path, one_thread,
+                                                                     caplog):
+    """With ``recipe_per_dataset: false`` (how jobs ran before) one recipe fits the whole
+    job: where a dataset's own pilot picks another recipe, the job says which dataset,
+    what it reads as, and what to do; datasets that agree are not named."""
+    import logging
 
     with caplog.at_level(logging.WARNING, logger="eft.jobs"):
-        mixed = run_job(config_from_dict(two(tmp_path / "m", EXACT, {})), progress=False)
+        mixed = run_job(config_from_dict(_two(tmp_path / "m", EXACT, {}, limit=2,
+                                              recipe_per_dataset=False)), progress=False)
     job_pick = mixed.summary.recipe_auto["preset"]
     warned = [r.getMessage() for r in caplog.records if "reads as" in r.getMessage()]
     assert len(warned) == 1, warned
     odd, reads = (("studio", "open-prior-exact") if job_pick == "open-prior"
                   else ("photos", "open-prior"))
     assert warned[0].startswith(f"dataset {odd} reads as {reads} on its own")
-    assert "fit it as a job of its own, or name eft.preset" in warned[0]
+    assert "fit it as a job of its own, or give it its own eft.preset" in warned[0]
     # the summary says it too, on its own line under the recipe
     assert mixed.summary.recipe_auto["datasets_otherwise"] == {odd: reads}
+    assert "datasets" not in mixed.summary.recipe_auto
+    assert all(ds.eft is None for ds in config_from_dict(mixed.manifest.config).datasets)
     lines = mixed.summary.format().splitlines()
     at = [i for i, line in enumerate(lines) if line.startswith("recipe ")][0]
     assert lines[at + 1] == (f"mixed      dataset {odd} reads as {reads} on its own: fit it "
-                             "as a job of its own, or name eft.preset")
+                             "as a job of its own, or give it its own eft.preset")
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="eft.jobs"):
-        agree = run_job(config_from_dict(two(tmp_path / "a", {}, {})), progress=False)
-    assert not [r for r in caplog.records if "reads as" in r.getMessage()]
+    with caplog.at_level(logging.INFO, logger="eft.jobs"):
+        agree = run_job(config_from_dict(_two(tmp_path / "a", {}, {}, limit=2)),
+                        progress=False)
+    assert not [r for r in caplog.records if "reads as" in r.getMessage()
+                or "its own pilot" in r.getMessage()]
     assert "datasets_otherwise" not in agree.summary.recipe_auto
+    assert "datasets" not in agree.summary.recipe_auto
     assert "mixed " not in agree.summary.format()
+
+
+def test_a_dataset_named_with_its_own_recipe(tmp_path, one_thread):
+    """A dataset's ``eft`` (keys over the job's, its ``preset`` replacing the job's) fits
+    that dataset as a job of it alone with those settings; ``auto`` is refused there."""
+    from eft.jobs.config import JobConfigError
+
+    d = _two(tmp_path / "m", EXACT, {}, eft={"preset": "open-prior", "max_iters": 6})
+    d["datasets"][0]["eft"] = {"preset": "open-prior-exact", "perspective_steps": 0}
+    cfg = config_from_dict(d)
+    assert cfg.datasets[0].eft == eft_preset("open-prior-exact", max_iters=6,
+                                             perspective_steps=0)
+    assert cfg.datasets[1].eft is None
+    both = run_job(cfg, progress=False)
+    assert both.summary.dataset_recipes == {"studio": "own settings"}
+    assert "per set    dataset studio: own settings" in both.summary.format()
+    studio = dict(d, datasets=[{k: v for k, v in d["datasets"][0].items() if k != "eft"}],
+                  output={"dir": str(tmp_path / "s"), "formats": ["h5"]},
+                  eft={"preset": "open-prior-exact", "max_iters": 6, "perspective_steps": 0})
+    photos = dict(d, datasets=[d["datasets"][1]],
+                  output={"dir": str(tmp_path / "p"), "formats": ["h5"]})
+    got = _fits(both)
+    for alone in (studio, photos):
+        for i, k3d in _fits(run_job(config_from_dict(alone), progress=False)).items():
+            np.testing.assert_allclose(got[i], k3d, atol=1e-5, err_msg=i)
+    # the resolved config holds every key of it and resumes
+    assert run_job(config_from_dict(both.manifest.config),
+                   progress=False).summary.fitted_this_run == 0
+    bad = _two(tmp_path / "b", {}, {})
+    bad["datasets"][0]["eft"] = {"max_iters": 6}  # the job's preset is auto
+    with pytest.raises(JobConfigError, match=r"datasets\[0\]\.eft\.preset: name a recipe"):
+        config_from_dict(bad)

@@ -260,3 +260,16 @@ def test_later_keys_are_left_out_only_at_their_defaults():
     robust = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior-exact",
                                                       "robust_2d": 0.1}})
     assert hash_dict(robust.fit_dict()) != hash_dict(on.fit_dict())
+    # a dataset's own eft: absent from the hash where it has none (folders written
+    # before datasets could have one resume), filtered like the job's where given, and
+    # hashed unlike the job's alone
+    old_style = on.to_dict()
+    old_style["datasets"] = [{k: v for k, v in d.items() if k != "eft"}
+                             for d in old_style["datasets"]]
+    assert hash_dict(config_from_dict(old_style).fit_dict()) == hash_dict(on.fit_dict())
+    assert on.fit_dict()["datasets"] == old_style["datasets"]
+    own = config_from_dict({"datasets": [{**ds[0], "eft": {"preset": "open-prior"}}],
+                            "eft": {"preset": "open-prior-exact"}})
+    plain_open = config_from_dict({"datasets": ds, "eft": {"preset": "open-prior"}})
+    assert own.fit_dict()["datasets"][0]["eft"] == plain_open.fit_dict()["eft"]
+    assert hash_dict(own.fit_dict()) != hash_dict(on.fit_dict())

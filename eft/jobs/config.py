@@ -94,6 +94,11 @@ class DatasetConfig:
             the provenance.
         split: split name recorded in the provenance (``train``, ``val``...).
         options: further reader arguments, e.g. ``min_keypoints: 6``.
+        eft: this dataset's own EFT settings (:class:`eft.fitting.EFTConfig`), None: the
+            job's ``eft``.  In YAML a mapping of keys over the job's ``eft`` (its
+            ``preset:`` replacing the job's); under the job's ``eft.preset: auto`` the
+            run sets it for each dataset of several whose own pilot picks settings
+            other than the job's (:mod:`eft.jobs.recipe`).
     """
 
     kind: str
@@ -102,6 +107,13 @@ class DatasetConfig:
     name: str | None = None
     split: str | None = None
     options: dict = field(default_factory=dict)
+    eft: EFTConfig | None = None
+
+    @property
+    def label(self) -> str:
+        """The dataset's name in logs and summaries: ``name``, else ``path``, else
+        ``kind``."""
+        return str(self.name or self.path or self.kind)
 
     def __post_init__(self) -> None:
         if self.kind not in JOB_KINDS and self.path is None:
@@ -178,6 +190,12 @@ class JobConfig:
             or ``dask`` (joblib's Dask backend; needs ``pip install 'eft[cluster]'``).
         scheduler: Dask scheduler address ``tcp://HOST:PORT``; ``null`` starts a local
             Dask cluster of ``workers`` processes.
+        recipe_per_dataset: under ``eft.preset: auto`` with several datasets, pilot each
+            dataset on its own too and fit one whose own pilot picks other settings
+            than the job's with those (its ``eft``); false: one recipe for the whole
+            job, a dataset that reads otherwise only named in a warning (how jobs ran
+            before 2026-12-07).  What it decides is written into the datasets' ``eft``,
+            so it is not itself a fit key.
     """
 
     datasets: tuple[DatasetConfig, ...]
@@ -196,6 +214,7 @@ class JobConfig:
     threads: int = 1
     backend: Literal["local", "dask"] = "local"
     scheduler: str | None = None
+    recipe_per_dataset: bool = True
     eft_auto: bool = False
 
     def __post_init__(self) -> None:
@@ -236,19 +255,31 @@ def fit_view(config: Mapping) -> dict:
     """The settings of a job config dict (:meth:`JobConfig.to_dict`, or a manifest's
     ``config``) that decide the fits, with :data:`LATER_EFT_KEYS` at their old values
     left out, ``smplify_init`` where no fit blends with SMPLify, and
-    ``label_skeleton_keypoints`` where there are no skeleton offsets."""
+    ``label_skeleton_keypoints`` where there are no skeleton offsets (in the job's
+    ``eft`` and in each dataset's own), and a dataset's ``eft`` left out where it has
+    none (as in jobs written before datasets could have one)."""
     fit = {k: config.get(k) for k in FIT_KEYS}
-    eft = fit["eft"] or {}
+    fit["eft"] = _fit_eft(fit["eft"])
+    if isinstance(fit["datasets"], list):
+        fit["datasets"] = [
+            {k: (_fit_eft(v) if k == "eft" else v) for k, v in d.items()
+             if not (k == "eft" and v is None)} if isinstance(d, Mapping) else d
+            for d in fit["datasets"]]
+    return fit
+
+
+def _fit_eft(eft: Mapping | None) -> dict:
+    """An ``eft`` dict as :func:`fit_view` compares it."""
+    eft = eft or {}
     blends = bool(eft.get("smplify_blend")) or bool(eft.get("tilted_above_deg"))
     unread = {"smplify_init"} if not blends else set()  # read only by a blend
     if not eft.get("skeleton_offsets"):
         unread.add("label_skeleton_keypoints")
     elif "label_skeleton_keypoints" not in eft:  # fitted with offsets before the option
         eft = {**eft, "label_skeleton_keypoints": False}
-    fit["eft"] = {k: v for k, v in eft.items()
-                  if not (k in LATER_EFT_KEYS and plain(v) == plain(LATER_EFT_KEYS[k]))
-                  and k not in unread}
-    return fit
+    return {k: v for k, v in eft.items()
+            if not (k in LATER_EFT_KEYS and plain(v) == plain(LATER_EFT_KEYS[k]))
+            and k not in unread}
 
 
 def hash_dict(d: Mapping) -> str:
@@ -303,16 +334,50 @@ def default_eft_preset(regressor: Any) -> str:
     return AUTO_PRESET if shipped else "eft"
 
 
-def _build_datasets(value: Any, key: str) -> tuple[DatasetConfig, ...]:
+def _build_datasets(value: Any, key: str, job_eft: Any = None,
+                    default_preset: str = "eft") -> tuple[DatasetConfig, ...]:
+    """``datasets:``; a dataset's ``eft`` (:func:`_build_dataset_eft`) over the job's
+    ``job_eft`` mapping."""
     if isinstance(value, Mapping):
         value = [value]
     if not isinstance(value, list):
         raise ConfigKeyError(key, f"expected a list of datasets, got {describe(value)}")
     out = []
     for i, v in enumerate(value):
+        own = None
+        if isinstance(v, Mapping) and "eft" in v:
+            v = dict(v)
+            own = v.pop("eft")
         ds = build(DatasetConfig, v, join_key(key, i))
+        if own is not None:
+            ds = dataclasses.replace(ds, eft=_build_dataset_eft(
+                own, join_key(join_key(key, i), "eft"), job_eft, default_preset))
         out.append(_check_reader_options(ds, join_key(key, i)))
     return tuple(out)
+
+
+def _build_dataset_eft(value: Any, key: str, job_eft: Any,
+                       default_preset: str) -> EFTConfig:
+    """A dataset's ``eft:``: every setting (a resolved ``config.yaml``), else the job's
+    ``eft`` mapping with these keys on top (a ``preset:`` here replaces the job's, the
+    job's other keys staying on top of it unless the job's ``eft`` is a resolved one
+    of every setting; it must name a recipe: ``auto`` is the job's choice)."""
+    if not isinstance(value, Mapping):
+        raise ConfigKeyError(key, f"expected a mapping, got {describe(value)}")
+    if all(f.name in value for f in dataclasses.fields(EFTConfig)):
+        return _build_eft(value, key)
+    base = dict(job_eft) if isinstance(job_eft, Mapping) else {}
+    resolved = all(f.name in base for f in dataclasses.fields(EFTConfig))
+    if "preset" in value:  # the dataset's recipe, with the job's own keys on top
+        base = {} if resolved else {k: v for k, v in base.items() if k != "preset"}
+    merged = {**base, **value}
+    preset = merged.pop("preset", "eft" if resolved else default_preset)
+    if preset == AUTO_PRESET:
+        raise ConfigKeyError(join_key(key, "preset"),
+                             f"name a recipe ({', '.join(sorted(EFT_PRESETS))}): "
+                             f"{AUTO_PRESET} is the job's eft.preset, and under it each "
+                             "dataset of several is piloted on its own already")
+    return _build_eft({**merged, "preset": preset}, key)
 
 
 def _check_reader_options(ds: DatasetConfig, key: str) -> DatasetConfig:
@@ -373,8 +438,10 @@ def config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
             if "eft_auto" not in data or "preset" in given:
                 data["eft_auto"] = (given.get("preset", preset) == AUTO_PRESET
                                     and not complete)
+        job_eft = data.get("eft") if isinstance(data, Mapping) else None
         return build(JobConfig, data, "", special={
-            "eft": lambda v, k: _build_eft(v, k, preset), "datasets": _build_datasets,
+            "eft": lambda v, k: _build_eft(v, k, preset),
+            "datasets": lambda v, k: _build_datasets(v, k, job_eft, preset),
             "devices": _build_devices})
     except ConfigKeyError as exc:
         raise JobConfigError(key_error_message(source, exc)) from None

@@ -18,6 +18,12 @@ camera stays on (:data:`~eft.fitting.auto.PERSPECTIVE_LABELS_BELOW`).  The pilot
 depends on the shard, the limit, the workers, the threads or the devices, so every
 shard and every resumed run picks the same recipe, and the resolved config the job
 writes names the chosen recipe's settings.
+
+With several datasets the pilot pools those without an ``eft`` of their own, and each
+of them is piloted alone as well: one whose own pilot picks other settings (another
+recipe, or other skeleton offsets measured on its labels) gets them as its ``eft``
+(``recipe_per_dataset``, on by default), so exact studio labels and annotated photos
+in one job are each fitted as a job of their own would fit them.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from eft.data.exemplar import Exemplar
 from eft.fitting import exemplar_batch
@@ -35,6 +42,7 @@ from eft.fitting.auto import (
     PresetChoice,
     auto_config,
     choose_from_pilot,
+    chosen_recipe,
     own_keys,
     pilot_config,
     pilot_indices,
@@ -45,12 +53,13 @@ from eft.fitting.calibrate import estimate_skeleton_offsets, remeasure_skeleton_
 from eft.fitting.config import MEASURE_OFFSETS, EFTConfig, eft_preset
 
 from .config import JobConfig
+from .sources import Sources
 from .worker import ChunkTask, WorkerSetup, check_exemplar, run_chunk
 
 log = logging.getLogger("eft.jobs")
 
-__all__ = ["pilot_sample", "choose_recipe", "disagreeing_datasets", "resolve_auto",
-           "resolve_offsets"]
+__all__ = ["pilot_sample", "choose_recipe", "recipe_label", "AutoRecipe", "resolve_auto",
+           "resolve_offsets", "needs_offsets"]
 
 
 def pilot_sample(exemplars: Sequence[Exemplar], n: int = PILOT_SIZE) -> list[Exemplar]:
@@ -99,72 +108,103 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
     return choice
 
 
-def _label(choice: PresetChoice) -> str:
+def recipe_label(choice: PresetChoice) -> str:
     """The recipe a choice runs, as the summary names it."""
     if choice.preset == AUTO_CHOICES[1] and not choice.perspective:
         return f"{choice.preset} without its camera refinement"
     return choice.preset
 
 
-def disagreeing_datasets(config: JobConfig, exemplars: Sequence[Exemplar],
-                         per_dataset: Sequence[tuple[str, int, int]],
-                         choice: PresetChoice) -> list[tuple[str, PresetChoice]]:
-    """The datasets of a job of several whose own pilot (:func:`choose_recipe` on their
-    exemplars alone; ``per_dataset``: (name, exemplars, skipped) in reading order, as
-    :class:`~eft.jobs.sources.Sources` lists them) picks another recipe than the job's
-    ``choice``, with their choices.  A job fits every dataset with one recipe, so
-    exact labels mixed with annotated ones get the recipe of whichever the pilot reads
-    (measured: the minority kind loses 17-21 mm on exact labels, 25-30 on annotated
-    ones; docs/exact-labels.md, "One job, one recipe")."""
-    if sum(1 for _, n, _ in per_dataset if n) < 2:
-        return []
-    out, start = [], 0
-    for name, n, _ in per_dataset:
-        group, start = exemplars[start:start + n], start + n
-        if not pilot_sample(group):
-            continue
-        own = choose_recipe(config, group)
-        if _label(own) != _label(choice):
-            out.append((name, own))
-    return out
+@dataclass(frozen=True)
+class AutoRecipe:
+    """What ``eft.preset: auto`` made of a job (:func:`resolve_auto`).
+
+    Attributes:
+        config: the job with ``eft`` the chosen recipe plus the job's own keys,
+            ``eft_auto`` cleared and, under ``recipe_per_dataset``, each dataset whose
+            own pilot picks other settings given those as its ``eft``.
+        choice: the pilot's pick for the job (its datasets without an ``eft`` of their
+            own, pooled).
+        otherwise: the datasets of several whose own pilot picks another recipe than
+            ``choice``: {dataset: recipe}.
+        own: the datasets fitted with their own pilot's settings (other than the job's,
+            in the recipe or in what the pilot measured): {dataset: their pick}.
+    """
+
+    config: JobConfig
+    choice: PresetChoice
+    otherwise: dict[str, str] = field(default_factory=dict)
+    own: dict[str, PresetChoice] = field(default_factory=dict)
+
+    def summary_dict(self) -> dict:
+        """The summary's ``recipe_auto``: the job's pick
+        (:meth:`~eft.fitting.auto.PresetChoice.to_dict`), ``label_skeleton_keypoints``,
+        and, where there are any, ``datasets_otherwise`` ({dataset: recipe}) and
+        ``datasets`` ({dataset: its own pick, with ``recipe``: the recipe's name})."""
+        out = {**self.choice.to_dict(),
+               "label_skeleton_keypoints": self.config.eft.label_skeleton_keypoints}
+        if self.otherwise:
+            out["datasets_otherwise"] = dict(self.otherwise)
+        if self.own:
+            out["datasets"] = {name: {**c.to_dict(), "recipe": recipe_label(c)}
+                               for name, c in self.own.items()}
+        return out
 
 
-def resolve_auto(config: JobConfig, exemplars: Sequence[Exemplar],
-                 per_dataset: Sequence[tuple[str, int, int]] = ()
-                 ) -> tuple[JobConfig, PresetChoice, dict[str, str]]:
-    """``config`` (``eft_auto`` set) with ``eft`` the chosen recipe plus the job's own
-    keys (:func:`~eft.fitting.auto.own_keys`) and ``eft_auto`` cleared, the
-    :class:`~eft.fitting.auto.PresetChoice` (:func:`choose_recipe`), and, with several
-    datasets (``per_dataset``, as :class:`~eft.jobs.sources.Sources` lists them), each
-    one whose own pilot picks another recipe, named in a warning: ``{dataset: the
-    recipe it reads as}`` (:func:`disagreeing_datasets`)."""
-    choice = choose_recipe(config, exemplars)
-    odd = disagreeing_datasets(config, exemplars, per_dataset, choice)
-    for name, own in odd:
-        log.warning("dataset %s reads as %s on its own (pilot of %d: median reprojection "
-                    "%.4f, limbs %.4f through the cameras), but the job fits all its "
-                    "datasets with %s: fit it as a job of its own, or name eft.preset",
-                    name, _label(own), own.pilot, own.reproj_median,
-                    own.perspective_median, _label(choice))
-    eft = auto_config(choice, own_keys(config.eft))
-    return (config.replace(eft=eft, eft_auto=False), choice,
-            {name: _label(own) for name, own in odd})
+def resolve_auto(config: JobConfig, sources: Sources) -> AutoRecipe:
+    """Resolve ``config`` (``eft_auto`` set): pick the recipe on a pilot of the
+    exemplars of the datasets without an ``eft`` of their own (:func:`choose_recipe`)
+    and, with several such datasets, on a pilot of each one alone.  Under
+    ``config.recipe_per_dataset`` a dataset whose own pilot picks other settings than
+    the job's is fitted with them (its ``eft``), so a job of several datasets fits
+    each as a job of it alone would; else a dataset whose own pilot picks another
+    recipe is named in a warning (one recipe fits the job: measured, the minority
+    kind loses 17-21 mm on exact labels, 25-30 on annotated ones; docs/exact-labels.md,
+    "One job, one recipe")."""
+    groups = sources.groups()
+    free = [i for i, ds in enumerate(config.datasets) if ds.eft is None]
+    pooled = [e for i in free for e in groups[i]] or list(sources.exemplars)
+    choice = choose_recipe(config, pooled)
+    keys = own_keys(config.eft)
+    eft = auto_config(choice, keys)
+    datasets = list(config.datasets)
+    otherwise: dict[str, str] = {}
+    own: dict[str, PresetChoice] = {}
+    piloted = [i for i in free if pilot_sample(groups[i])]
+    for i in piloted if len(piloted) >= 2 else ():
+        ds = datasets[i]
+        pick = choose_recipe(config, groups[i])
+        if recipe_label(pick) != recipe_label(choice):
+            otherwise[ds.label] = recipe_label(pick)
+        mine = chosen_recipe(pick, keys)
+        if config.recipe_per_dataset and mine != eft:
+            datasets[i] = dataclasses.replace(ds, eft=mine)
+            own[ds.label] = pick
+            log.info("dataset %s: its own pilot of %d picks %s (median reprojection "
+                     "%.4f, limbs %.4f through the cameras; the job's: %s): fitted with it",
+                     ds.label, pick.pilot, recipe_label(pick), pick.reproj_median,
+                     pick.perspective_median, recipe_label(choice))
+        elif ds.label in otherwise:
+            log.warning("dataset %s reads as %s on its own (pilot of %d: median "
+                        "reprojection %.4f, limbs %.4f through the cameras), but the job "
+                        "fits all its datasets with %s (recipe_per_dataset: false): fit it "
+                        "as a job of its own, or give it its own eft.preset", ds.label,
+                        recipe_label(pick), pick.pilot, pick.reproj_median,
+                        pick.perspective_median, recipe_label(choice))
+    resolved = config.replace(eft=eft, eft_auto=False, datasets=tuple(datasets))
+    return AutoRecipe(config=resolved, choice=choice, otherwise=otherwise, own=own)
 
 
-def resolve_offsets(config: JobConfig, exemplars: Sequence[Exemplar]) -> JobConfig:
-    """``config`` with ``eft.skeleton_offsets: measure`` replaced by the offsets measured
-    on :func:`pilot_sample` of ``exemplars``, fitted on one CPU thread by the job's
-    recipe without offsets (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`),
-    then measured again from the pilot refitted with them taken out
-    (:func:`~eft.fitting.calibrate.remeasure_skeleton_offsets`); the same pilot
-    whatever the shard, limit or order, so a resumed run measures the same offsets."""
-    records = _fit_pilot(config, config.eft.replace(skeleton_offsets=()),
-                         pilot_sample(exemplars))
+def _measured(config: JobConfig, eft: EFTConfig, exemplars: Sequence[Exemplar]) -> EFTConfig:
+    """``eft`` with ``skeleton_offsets: measure`` replaced by the offsets measured on
+    :func:`pilot_sample` of ``exemplars`` (see :func:`resolve_offsets`)."""
+    records = _fit_pilot(config, eft.replace(skeleton_offsets=()), pilot_sample(exemplars))
     people = [r.exemplar for r in records]  # the pilot's people that were fitted
 
     def refit(rows: tuple) -> list:
-        eft = config.eft.replace(skeleton_offsets=rows, label_skeleton_keypoints=False)
-        return [r.fit for r in _fit_pilot(config, eft, people)]
+        return [r.fit for r in _fit_pilot(
+            config, eft.replace(skeleton_offsets=rows, label_skeleton_keypoints=False),
+            people)]
 
     rows: tuple = ()
     if records:
@@ -173,4 +213,32 @@ def resolve_offsets(config: JobConfig, exemplars: Sequence[Exemplar]) -> JobConf
             targets, estimate_skeleton_offsets(targets, [r.fit for r in records]), refit)
     log.info("eft.skeleton_offsets %s: measured on a pilot of %d: %s", MEASURE_OFFSETS,
              len(records), ", ".join(r[0] for r in rows) or "none large enough")
-    return config.replace(eft=config.eft.replace(skeleton_offsets=rows))
+    return eft.replace(skeleton_offsets=rows)
+
+
+def resolve_offsets(config: JobConfig, sources: Sources) -> JobConfig:
+    """``config`` with ``eft.skeleton_offsets: measure`` (the job's, or a dataset's own)
+    replaced by the offsets measured on :func:`pilot_sample` of the exemplars it fits
+    (the job's: those of the datasets without an ``eft`` of their own), fitted on one
+    CPU thread by that recipe without offsets
+    (:func:`~eft.fitting.calibrate.estimate_skeleton_offsets`), then measured again
+    from the pilot refitted with them taken out
+    (:func:`~eft.fitting.calibrate.remeasure_skeleton_offsets`); the same pilot
+    whatever the shard, limit or order, so a resumed run measures the same offsets."""
+    groups = sources.groups()
+    datasets = list(config.datasets)
+    for i, ds in enumerate(datasets):
+        if ds.eft is not None and ds.eft.skeleton_offsets == MEASURE_OFFSETS:
+            datasets[i] = dataclasses.replace(ds, eft=_measured(config, ds.eft, groups[i]))
+    eft = config.eft
+    if eft.skeleton_offsets == MEASURE_OFFSETS:
+        pooled = [e for i, ds in enumerate(config.datasets) if ds.eft is None
+                  for e in groups[i]]
+        eft = _measured(config, eft, pooled or sources.exemplars)
+    return config.replace(eft=eft, datasets=tuple(datasets))
+
+
+def needs_offsets(config: JobConfig) -> bool:
+    """Whether the job's ``eft`` or a dataset's own says ``skeleton_offsets: measure``."""
+    return any(e is not None and e.skeleton_offsets == MEASURE_OFFSETS
+               for e in (config.eft, *(ds.eft for ds in config.datasets)))

@@ -3,7 +3,8 @@
 :func:`run_job` is what ``eft fit`` calls.  The order of things:
 
 1. resolve devices and workers; under ``eft.preset: auto`` (the default with a shipped
-   prior) read the datasets and fit a pilot to pick the recipe (:mod:`eft.jobs.recipe`);
+   prior) read the datasets and fit a pilot to pick the recipe (:mod:`eft.jobs.recipe`;
+   with several datasets, each one's own too);
    hash the settings that decide the fits together with the body model's and
    regressor's file contents (the *config hash*);
 2. lock the output folder; if it holds a manifest with another config hash (or another
@@ -13,7 +14,8 @@
    kill between the two steps); temporary files are removed;
 5. fit the missing exemplars chunk by chunk - in-process, in local joblib worker
    processes, or on a Dask cluster - committing each chunk's part and the manifest as
-   it arrives;
+   it arrives (a dataset with an ``eft`` of its own is fitted with it: the worker fits
+   a chunk's exemplars of each recipe together);
 6. write the final annotation files from all parts, in id order, and the summary.
 
 The folder also gets ``config.yaml``: the resolved config of the run (overrides and
@@ -40,14 +42,14 @@ from eft.annotations.columns import Columns
 from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
 from eft.errors import EftError
-from eft.fitting.config import MEASURE_OFFSETS, TILTED_REFIT, preset_name
+from eft.fitting.config import TILTED_REFIT, EFTConfig, preset_name
 from eft.models.registry import regressor_path
 
 from .config import JobConfig, JobConfigError, fit_view, hash_dict
 from .devices import default_workers, resolve_devices
 from .export import output_file, provenance_for, write_outputs
 from .overlays import write_overlays
-from .recipe import resolve_auto, resolve_offsets
+from .recipe import needs_offsets, resolve_auto, resolve_offsets
 from .sharding import Shard, plan_chunks, select_shard
 from .sources import Sources, read_sources
 from .store import (
@@ -340,6 +342,28 @@ def _read_sources(config: JobConfig) -> Sources:
     return sources
 
 
+def _recipes(config: JobConfig) -> list[EFTConfig]:
+    """Every EFT setting the job fits with: its ``eft`` and its datasets' own."""
+    return [config.eft, *(ds.eft for ds in config.datasets if ds.eft is not None)]
+
+
+def _recipe_numbers(config: JobConfig, sources: Sources
+                    ) -> tuple[tuple[EFTConfig, ...], dict[str, int]]:
+    """The settings of the datasets with an ``eft`` of their own other than the job's
+    (:attr:`~eft.jobs.worker.WorkerSetup.recipes`) and the number of each of their
+    exemplars ({id: k}, k >= 1; the job's own exemplars are left out: 0)."""
+    extra: list[EFTConfig] = []
+    recipe_of: dict[str, int] = {}
+    for ds, group in zip(config.datasets, sources.groups(), strict=True):
+        if ds.eft is None or ds.eft == config.eft:
+            continue
+        if ds.eft not in extra:
+            extra.append(ds.eft)
+        k = extra.index(ds.eft) + 1
+        recipe_of.update((e.id, k) for e in group)
+    return tuple(extra), recipe_of
+
+
 def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = False,
             progress: bool = True) -> JobResult:
     """Run (or resume) a job; see the module docstring.
@@ -356,17 +380,17 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
     if config.backend == "local" and workers > (os.cpu_count() or 1) and devices == ["cpu"]:
         log.warning("%d workers on %d CPU cores", workers, os.cpu_count() or 1)
     identity = job_identity(config)
-    sources, choice = None, None
-    otherwise: dict[str, str] = {}
+    sources, auto = None, None
     if config.eft_auto:  # the pilot needs the exemplars: read them first
         sources = _read_sources(config)
-        config, choice, otherwise = resolve_auto(config, sources.exemplars,
-                                                 sources.per_dataset)
-    if config.eft.skeleton_offsets == MEASURE_OFFSETS:  # a recipe named by hand
+        auto = resolve_auto(config, sources)
+        config = auto.config
+    if needs_offsets(config):  # a recipe named by hand
         if sources is None:
             sources = _read_sources(config)
-        config = resolve_offsets(config, sources.exemplars)
-    if config.eft.tilted_above_deg > 0:  # the refit's settings decide those people's fits
+        config = resolve_offsets(config, sources)
+    if any(e.tilted_above_deg > 0 for e in _recipes(config)):
+        # the refit's settings decide those people's fits
         identity = {**identity, "tilted_refit": dict(TILTED_REFIT)}
     chash = config_hash_of(config, identity)
     folder = output_dir_for(config, shard)
@@ -376,8 +400,9 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         try:
             manifest = _open_manifest(folder, config, identity, chash, shard_text, force)
         except JobStoreError as exc:
-            if choice is None:
+            if auto is None:
                 raise
+            choice = auto.choice
             note = ""
             if choice.preset == "open-prior-exact":
                 if choice.perspective:
@@ -397,6 +422,10 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                           "those fitted on its evening from 60 degrees with --set "
                           "eft.tilted_above_deg=60 --set eft.smplify_init=regressor, and "
                           "from 30 degrees with --set eft.smplify_init=regressor)")
+            if auto.own:
+                note += (f" (datasets {', '.join(auto.own)} with their own pilot's "
+                         "settings; results of several datasets fitted before 2026-12-07 "
+                         "resume with --set recipe_per_dataset=false)")
             raise JobStoreError(
                 f"{exc}. eft.preset auto picked {choice.preset} for these labels{note}; "
                 "to resume results fitted with another recipe, name it (e.g. --set "
@@ -414,11 +443,13 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         parts = _collect_parts(folder, manifest)
         done = {i for p in parts.values() for i in p.ids}
         chunks = plan_chunks(ids, config.chunk_size)
+        recipes, recipe_of = _recipe_numbers(config, sources)
         tasks = []
         for k, chunk in enumerate(chunks):
             todo = tuple(by_id[i] for i in chunk if i not in done)
             if todo:
-                tasks.append(ChunkTask(index=k, exemplars=todo))
+                tasks.append(ChunkTask(index=k, exemplars=todo, recipes=tuple(
+                    recipe_of.get(e.id, 0) for e in todo) if recipe_of else ()))
         up_to_date = (manifest.complete and not tasks and manifest.n_work == len(ids)
                       and manifest.config.get("output") == config.to_dict()["output"]
                       and set(manifest.outputs) == set(config.output.formats))
@@ -447,7 +478,7 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
             run_id=run_id, config_hash=chash, body=config.body, regressor=config.regressor,
             eft=config.eft, mode=config.mode, batch_size=config.batch_size, seed=config.seed,
             threads=config.threads, devices=tuple(devices), slot_dir=slot_dir,
-            check_images=config.check_images)
+            check_images=config.check_images, recipes=recipes)
         fitted_now, fit_seconds = 0, 0.0
         (folder / PARTS_DIR).mkdir(parents=True, exist_ok=True)
         try:
@@ -470,9 +501,10 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         summary = finish(folder, config, manifest, parts.values(), work,
                          [s.reason for s in skipped], identity, chash,
                          write=not up_to_date)
-        summary.recipe_auto = None if choice is None else {
-            **choice.to_dict(), "label_skeleton_keypoints": config.eft.label_skeleton_keypoints,
-            **({"datasets_otherwise": otherwise} if otherwise else {})}
+        summary.recipe_auto = None if auto is None else auto.summary_dict()
+        summary.dataset_recipes = {ds.label: preset_name(ds.eft) or "own settings"
+                                   for ds in config.datasets
+                                   if ds.eft is not None and ds.eft != config.eft}
         if up_to_date:
             log.info("nothing to do: every exemplar is fitted and the final files are "
                      "up to date")

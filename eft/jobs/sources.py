@@ -31,6 +31,14 @@ class Sources:
     skipped: list[Skipped] = field(default_factory=list)
     per_dataset: list[tuple[str, int, int]] = field(default_factory=list)
 
+    def groups(self) -> list[list[Exemplar]]:
+        """The exemplars of each dataset (``per_dataset``'s order: the job's)."""
+        out, start = [], 0
+        for _, n, _ in self.per_dataset:
+            out.append(self.exemplars[start:start + n])
+            start += n
+        return out
+
 
 def _synthetic(ds: DatasetConfig) -> ReadResult:
     opts = dict(ds.options)
@@ -96,8 +104,8 @@ def read_sources(datasets: tuple[DatasetConfig, ...]) -> Sources:
         result.exemplars = kept
         out.exemplars.extend(result.exemplars)
         out.skipped.extend(result.skipped)
-        label = ds.name or ds.path or ds.kind
-        out.per_dataset.append((str(label), len(result.exemplars), len(result.skipped)))
+        label = ds.label
+        out.per_dataset.append((label, len(result.exemplars), len(result.skipped)))
         log.info("read %s (%s): %d exemplars, %d skipped", label, ds.kind,
                  len(result.exemplars), len(result.skipped))
     return out

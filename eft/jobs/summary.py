@@ -51,8 +51,12 @@ class Summary:
         recipe_auto: how ``eft.preset: auto`` picked it
             (:meth:`eft.fitting.auto.PresetChoice.to_dict`, plus
             ``label_skeleton_keypoints`` and, where datasets of the job read otherwise
-            on their own, ``datasets_otherwise``: {dataset: recipe}), None when the
+            on their own, ``datasets_otherwise``: {dataset: recipe}, and where datasets
+            were fitted with their own pilot's settings, ``datasets``: {dataset: its
+            pick, with ``recipe``}), None when the
             config named the recipe.
+        dataset_recipes: the datasets fitted with settings of their own (their
+            ``eft``): {dataset: the preset those equal, or ``own settings``}.
     """
 
     n_work: int = 0
@@ -68,6 +72,7 @@ class Summary:
     reproj_median: float | None = None
     recipe: str | None = None
     recipe_auto: dict | None = None
+    dataset_recipes: dict[str, str] = field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
@@ -128,11 +133,20 @@ class Summary:
                          f"{a['pilot']}, median reprojection {a['reproj_median']:.4f}, "
                          f"limbs {a['limb_median']:.4f}; exact below {EXACT_LABELS_BELOW} "
                          f"or {EXACT_LIMBS_BELOW}" + _camera_note(a) + ")")
-            odd = a.get("datasets_otherwise") or {}
+            own = a.get("datasets") or {}
+            odd = {n: r for n, r in (a.get("datasets_otherwise") or {}).items()
+                   if n not in own}
+            if own:
+                lines.insert(5, "per set    " + "; ".join(
+                    f"dataset {n}: {c['recipe']} (its own pilot of {c['pilot']}, median "
+                    f"reprojection {c['reproj_median']:.4f})" for n, c in own.items()))
             if odd:
                 lines.insert(5, "mixed      " + "; ".join(
                     f"dataset {n} reads as {r} on its own" for n, r in odd.items())
-                    + ": fit it as a job of its own, or name eft.preset")
+                    + ": fit it as a job of its own, or give it its own eft.preset")
+        elif self.dataset_recipes:
+            lines.insert(4, "per set    " + "; ".join(
+                f"dataset {n}: {r}" for n, r in self.dataset_recipes.items()))
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)

@@ -15,6 +15,7 @@ stop the chunk; each becomes a :class:`~eft.jobs.store.Failure` with a reason:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -53,6 +54,8 @@ class WorkerSetup:
         devices: concrete device names.
         slot_dir: folder for device-slot claims; None = in-process, ``devices[0]``.
         check_images: decode images even when the regressor does not read them.
+        recipes: further EFT settings (datasets with an ``eft`` of their own), named by
+            :attr:`ChunkTask.recipes`.
     """
 
     run_id: str
@@ -67,14 +70,24 @@ class WorkerSetup:
     devices: tuple[str, ...]
     slot_dir: str | None
     check_images: bool
+    recipes: tuple[EFTConfig, ...] = ()
+
+    def eft_of(self, recipe: int) -> EFTConfig:
+        """The settings of recipe number ``recipe``: 0 ``eft``, k ``recipes[k - 1]``."""
+        return self.eft if recipe == 0 else self.recipes[recipe - 1]
 
 
 @dataclass(frozen=True)
 class ChunkTask:
-    """Chunk ``index``: the exemplars still to fit in it."""
+    """Chunk ``index``: the exemplars still to fit in it, and the recipe of each
+    (:meth:`WorkerSetup.eft_of`; empty: all 0)."""
 
     index: int
     exemplars: tuple[Exemplar, ...]
+    recipes: tuple[int, ...] = ()
+
+    def recipe_of(self, i: int) -> int:
+        return self.recipes[i] if self.recipes else 0
 
 
 # torch.func transforms are not thread-safe: threaded workers (a Dask worker with several
@@ -192,8 +205,10 @@ def run_chunk(setup: WorkerSetup, task: ChunkTask) -> Part:
     with_images = needs_images(model)
     failures: list[Failure] = []
     ok: list[Exemplar] = []
+    ok_recipe: list[int] = []
     crops = []
-    for e in task.exemplars:
+    for k, e in enumerate(task.exemplars):
+        recipe = task.recipe_of(k)
         bad = check_exemplar(e)
         if bad is not None:
             failures.append(bad)
@@ -202,7 +217,7 @@ def run_chunk(setup: WorkerSetup, task: ChunkTask) -> Part:
             try:
                 image = load_image(e.image_path)
                 if with_images:
-                    crops.append(_crop_tensor(image, e, setup.eft.img_res))
+                    crops.append(_crop_tensor(image, e, setup.eft_of(recipe).img_res))
             except Exception as exc:  # noqa: BLE001 - any image problem is per item
                 failures.append(_image_failure(e, exc))
                 continue
@@ -211,13 +226,27 @@ def run_chunk(setup: WorkerSetup, task: ChunkTask) -> Part:
                                     "the regressor needs images; the exemplar has none"))
             continue
         ok.append(e)
-    inputs = torch.stack(crops) if with_images and crops else None
-    with _FIT_LOCK:
-        torch.set_num_threads(setup.threads)
-        torch.manual_seed(setup.seed)
-        fits, ok = _fit_all(ok, inputs, model, body, setup, task.index, failures)
+        ok_recipe.append(recipe)
+    fits: list = []
+    fitted: list[Exemplar] = []
+    for recipe in sorted(set(ok_recipe)):  # each recipe's exemplars together, in order
+        rows = [i for i, r in enumerate(ok_recipe) if r == recipe]
+        inputs = torch.stack([crops[i] for i in rows]) if with_images and crops else None
+        with _FIT_LOCK:
+            torch.set_num_threads(setup.threads)
+            torch.manual_seed(setup.seed)
+            own = setup if recipe == 0 else dataclasses.replace(
+                setup, eft=setup.eft_of(recipe))
+            got, kept = _fit_all([ok[i] for i in rows], inputs, model, body, own,
+                                 task.index, failures)
+        fits.extend(got)
+        fitted.extend(kept)
+    if len(set(ok_recipe)) > 1:  # back in the chunk's order
+        pos = {e.id: i for i, e in enumerate(ok)}
+        order = sorted(range(len(fitted)), key=lambda j: pos[fitted[j].id])
+        fits, fitted = [fits[j] for j in order], [fitted[j] for j in order]
     good_fits, good_ex = [], []
-    for f, e in zip(fits, ok, strict=True):
+    for f, e in zip(fits, fitted, strict=True):
         if _finite(f):
             good_fits.append(f)
             good_ex.append(e)
