@@ -89,9 +89,7 @@ def recipes(result) -> dict[str, str]:
     """The recipe each dataset was fitted with."""
     auto = result.summary.recipe_auto
     own = auto.get("datasets") or {}
-    job = auto["preset"] if auto["preset"] != "open-prior-exact" or auto.get(
-        "perspective", True) else "open-prior-exact without its camera refinement"
-    return {part: own[part]["recipe"] if part in own else job
+    return {part: own[part]["recipe"] if part in own else auto["recipe"]
             for part in (STUDIO[0], PHOTOS[0])}
 
 

@@ -339,6 +339,14 @@ def test_a_dataset_named_with_its_own_recipe(tmp_path, one_thread):
     # the resolved config holds every key of it and resumes
     assert run_job(config_from_dict(both.manifest.config),
                    progress=False).summary.fitted_this_run == 0
+    # worker processes get each chunk's recipes too (small chunks of one dataset each,
+    # and one chunk holding both)
+    d2 = dict(d, output={"dir": str(tmp_path / "w"), "formats": ["h5"]}, workers=2,
+              chunk_size=24)
+    two_workers = _fits(run_job(config_from_dict(d2), progress=False))
+    assert two_workers.keys() == got.keys()
+    for i, k3d in got.items():
+        np.testing.assert_allclose(two_workers[i], k3d, atol=1e-5, err_msg=i)
     bad = _two(tmp_path / "b", {}, {})
     bad["datasets"][0]["eft"] = {"max_iters": 6}  # the job's preset is auto
     with pytest.raises(JobConfigError, match=r"datasets\[0\]\.eft\.preset: name a recipe"):

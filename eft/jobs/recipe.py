@@ -138,10 +138,11 @@ class AutoRecipe:
 
     def summary_dict(self) -> dict:
         """The summary's ``recipe_auto``: the job's pick
-        (:meth:`~eft.fitting.auto.PresetChoice.to_dict`), ``label_skeleton_keypoints``,
+        (:meth:`~eft.fitting.auto.PresetChoice.to_dict`, with ``recipe``: the recipe's
+        name, :func:`recipe_label`), ``label_skeleton_keypoints``,
         and, where there are any, ``datasets_otherwise`` ({dataset: recipe}) and
         ``datasets`` ({dataset: its own pick, with ``recipe``: the recipe's name})."""
-        out = {**self.choice.to_dict(),
+        out = {**self.choice.to_dict(), "recipe": recipe_label(self.choice),
                "label_skeleton_keypoints": self.config.eft.label_skeleton_keypoints}
         if self.otherwise:
             out["datasets_otherwise"] = dict(self.otherwise)

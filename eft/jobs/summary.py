@@ -49,12 +49,8 @@ class Summary:
             annotation noise".
         recipe: the EFT preset the job's settings equal (None: none of them).
         recipe_auto: how ``eft.preset: auto`` picked it
-            (:meth:`eft.fitting.auto.PresetChoice.to_dict`, plus
-            ``label_skeleton_keypoints`` and, where datasets of the job read otherwise
-            on their own, ``datasets_otherwise``: {dataset: recipe}, and where datasets
-            were fitted with their own pilot's settings, ``datasets``: {dataset: its
-            pick, with ``recipe``}), None when the
-            config named the recipe.
+            (:meth:`eft.jobs.recipe.AutoRecipe.summary_dict`), None when the config
+            named the recipe.
         dataset_recipes: the datasets fitted with settings of their own (their
             ``eft``): {dataset: the preset those equal, or ``own settings``}.
     """
