@@ -59,6 +59,22 @@ def test_pick_preset_thresholds():
     assert pick_preset(nan, llo) == "open-prior-exact"
 
 
+def test_pilot_statistic_is_the_median_or_for_small_pilots_a_trimmed_geometric_mean():
+    from eft.fitting.auto import SMALL_PILOT, pilot_statistic
+
+    rng = np.random.default_rng(0)
+    big = rng.lognormal(-4.0, 0.5, SMALL_PILOT)
+    assert pilot_statistic(big) == pytest.approx(float(np.median(big)))
+    # ten people e^0 .. e^9: the middle eight's logs average 4.5; NaN is left out and
+    # the largest value does not count
+    small = np.exp(np.arange(10.0))
+    assert pilot_statistic([*small, np.nan]) == pytest.approx(np.exp(4.5))
+    assert pilot_statistic([*small[:-1], 1e30]) == pytest.approx(np.exp(4.5))
+    # under ten people nothing is trimmed: the geometric mean
+    assert pilot_statistic([1.0, 4.0]) == pytest.approx(2.0)
+    assert np.isnan(pilot_statistic([np.nan]))
+
+
 def test_limb_reproj_closed_form():
     """Mean distance over the labelled skeleton-free slots, over 200 * scale."""
     from eft.fitting.auto import SKELETON_FREE_SLOTS, limb_reproj

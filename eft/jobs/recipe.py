@@ -46,6 +46,7 @@ from eft.fitting.auto import (
     own_keys,
     pilot_config,
     pilot_indices,
+    statistic_name,
     with_perspective_check,
     with_remeasured_offsets,
 )
@@ -181,17 +182,18 @@ def resolve_auto(config: JobConfig, sources: Sources) -> AutoRecipe:
         if config.recipe_per_dataset and mine != eft:
             datasets[i] = dataclasses.replace(ds, eft=mine)
             own[ds.label] = pick
-            log.info("dataset %s: its own pilot of %d picks %s (median reprojection "
-                     "%.4f, limbs %.4f through the cameras; the job's: %s): fitted with it",
-                     ds.label, pick.pilot, recipe_label(pick), pick.reproj_median,
+            log.info("dataset %s: its own pilot of %d picks %s (%s reprojection %.4f, "
+                     "limbs %.4f through the cameras; the job's: %s): fitted with it",
+                     ds.label, pick.pilot, recipe_label(pick),
+                     statistic_name(pick.pilot), pick.reproj_median,
                      pick.perspective_median, recipe_label(choice))
         elif ds.label in otherwise:
-            log.warning("dataset %s reads as %s on its own (pilot of %d: median "
+            log.warning("dataset %s reads as %s on its own (pilot of %d: %s "
                         "reprojection %.4f, limbs %.4f through the cameras), but the job "
                         "fits all its datasets with %s (recipe_per_dataset: false): fit it "
                         "as a job of its own, or give it its own eft.preset", ds.label,
-                        recipe_label(pick), pick.pilot, pick.reproj_median,
-                        pick.perspective_median, recipe_label(choice))
+                        recipe_label(pick), pick.pilot, statistic_name(pick.pilot),
+                        pick.reproj_median, pick.perspective_median, recipe_label(choice))
     resolved = config.replace(eft=eft, eft_auto=False, datasets=tuple(datasets))
     return AutoRecipe(config=resolved, choice=choice, otherwise=otherwise, own=own)
 

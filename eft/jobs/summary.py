@@ -16,6 +16,7 @@ from eft.fitting.auto import (
     EXACT_LABELS_BELOW,
     EXACT_LIMBS_BELOW,
     PERSPECTIVE_LABELS_BELOW,
+    statistic_name,
 )
 
 from .store import Failure
@@ -126,7 +127,8 @@ class Summary:
         if self.recipe_auto is not None:
             a = self.recipe_auto
             lines.insert(4, f"recipe     {a['preset']} (eft.preset auto: pilot of "
-                         f"{a['pilot']}, median reprojection {a['reproj_median']:.4f}, "
+                         f"{a['pilot']}, {statistic_name(a['pilot'])} reprojection "
+                         f"{a['reproj_median']:.4f}, "
                          f"limbs {a['limb_median']:.4f}; exact below {EXACT_LABELS_BELOW} "
                          f"or {EXACT_LIMBS_BELOW}" + _camera_note(a) + ")")
             own = a.get("datasets") or {}
@@ -134,8 +136,9 @@ class Summary:
                    if n not in own}
             if own:
                 lines.insert(5, "per set    " + "; ".join(
-                    f"dataset {n}: {c['recipe']} (its own pilot of {c['pilot']}, median "
-                    f"reprojection {c['reproj_median']:.4f})" for n, c in own.items()))
+                    f"dataset {n}: {c['recipe']} (its own pilot of {c['pilot']}, "
+                    f"{statistic_name(c['pilot'])} reprojection {c['reproj_median']:.4f})"
+                    for n, c in own.items()))
             if odd:
                 lines.insert(5, "mixed      " + "; ".join(
                     f"dataset {n} reads as {r} on its own" for n, r in odd.items())
