@@ -327,8 +327,10 @@ def test_a_dataset_named_with_its_own_recipe(tmp_path, one_thread):
                                              perspective_steps=0)
     assert cfg.datasets[1].eft is None
     both = run_job(cfg, progress=False)
-    assert both.summary.dataset_recipes == {"studio": "own settings"}
-    assert "per set    dataset studio: own settings" in both.summary.format()
+    assert both.summary.dataset_recipes == {
+        "studio": "open-prior-exact with max_iters=6, perspective_steps=0"}
+    assert ("per set    dataset studio: open-prior-exact with max_iters=6, "
+            "perspective_steps=0") in both.summary.format()
     studio = dict(d, datasets=[{k: v for k, v in d["datasets"][0].items() if k != "eft"}],
                   output={"dir": str(tmp_path / "s"), "formats": ["h5"]},
                   eft={"preset": "open-prior-exact", "max_iters": 6, "perspective_steps": 0})
@@ -349,6 +351,18 @@ def test_a_dataset_named_with_its_own_recipe(tmp_path, one_thread):
     assert two_workers.keys() == got.keys()
     for i, k3d in got.items():
         np.testing.assert_allclose(two_workers[i], k3d, atol=1e-5, err_msg=i)
+    # under the job's auto, a dataset with its own recipe keeps it and stays out of the
+    # pilot: the rest are piloted (one dataset left: no pilot of its own)
+    d3 = _two(tmp_path / "x", EXACT, {}, limit=2)
+    d3["datasets"][0]["eft"] = {"preset": "open-prior-exact", "max_iters": 6}
+    mine = run_job(config_from_dict(d3), progress=False)
+    assert mine.summary.recipe_auto["pilot"] == 40 and "datasets" not in mine.summary.recipe_auto
+    assert mine.summary.recipe_auto["preset"] == "open-prior"
+    assert config_from_dict(mine.manifest.config).datasets[0].eft == eft_preset(
+        "open-prior-exact", max_iters=6)
+    lines = mine.summary.format().splitlines()
+    at = [i for i, line in enumerate(lines) if line.startswith("recipe ")][0]
+    assert lines[at + 1] == "per set    dataset studio: open-prior-exact with max_iters=6"
     bad = _two(tmp_path / "b", {}, {})
     bad["datasets"][0]["eft"] = {"max_iters": 6}  # the job's preset is auto
     with pytest.raises(JobConfigError, match=r"datasets\[0\]\.eft\.preset: name a recipe"):

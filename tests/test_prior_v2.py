@@ -242,6 +242,12 @@ def test_eft_presets_and_the_job_default():
 
     assert [preset_name(eft_preset(n)) for n in EFT_PRESETS] == list(EFT_PRESETS)
     assert preset_name(tuned.replace(lr=1e-4)) is None
+    from eft.fitting.config import describe_recipe  # in words: the nearest preset's changes
+
+    assert [describe_recipe(eft_preset(n)) for n in EFT_PRESETS] == list(EFT_PRESETS)
+    assert describe_recipe(tuned.replace(lr=1e-4)) == "open-prior with lr=0.0001"
+    assert describe_recipe(exact.replace(max_iters=6, w_betas=0.5, lr=1e-2, w_cam=3.0),
+                           shown=2) == "open-prior-exact with lr=0.01, max_iters=6 and 2 more"
     old = eft_preset("open-prior-v2")  # v2's recipe, kept by name
     assert (old.lr, old.max_iters, old.with_ankles, old.scope) == (1e-5, 20, True, "all")
     assert eft_preset("open-prior", lr=2e-5).lr == 2e-5

@@ -480,6 +480,25 @@ def preset_name(config: EFTConfig) -> str | None:
     return None
 
 
+def describe_recipe(config: EFTConfig, shown: int = 3) -> str:
+    """``config`` in words: the name of the preset it equals, else the preset it differs
+    least from and the keys it changes (``"open-prior-exact with max_iters=6"``; beyond
+    ``shown`` keys, their count)."""
+    def changed(name: str) -> list[str]:
+        base = eft_preset(name)
+        return [f.name for f in dataclasses.fields(EFTConfig)
+                if getattr(config, f.name) != getattr(base, f.name)]
+
+    name = min(EFT_PRESETS, key=lambda n: len(changed(n)))
+    keys = changed(name)
+    if not keys:
+        return name
+    text = ", ".join(f"{k}={getattr(config, k)}" for k in keys[:shown])
+    if len(keys) > shown:
+        text += f" and {len(keys) - shown} more"
+    return f"{name} with {text}"
+
+
 def eft_preset(name: str, **overrides) -> EFTConfig:
     """:class:`EFTConfig` of the preset ``name`` (:data:`EFT_PRESETS`) plus ``overrides``."""
     if name not in EFT_PRESETS:

@@ -42,7 +42,7 @@ from eft.annotations.columns import Columns
 from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
 from eft.errors import EftError
-from eft.fitting.config import TILTED_REFIT, EFTConfig, preset_name
+from eft.fitting.config import TILTED_REFIT, EFTConfig, describe_recipe, preset_name
 from eft.models.registry import regressor_path
 
 from .config import JobConfig, JobConfigError, fit_view, hash_dict
@@ -502,7 +502,7 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                          [s.reason for s in skipped], identity, chash,
                          write=not up_to_date)
         summary.recipe_auto = None if auto is None else auto.summary_dict()
-        summary.dataset_recipes = {ds.label: preset_name(ds.eft) or "own settings"
+        summary.dataset_recipes = {ds.label: describe_recipe(ds.eft)
                                    for ds in config.datasets
                                    if ds.eft is not None and ds.eft != config.eft}
         if up_to_date:

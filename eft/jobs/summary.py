@@ -53,7 +53,8 @@ class Summary:
             (:meth:`eft.jobs.recipe.AutoRecipe.summary_dict`), None when the config
             named the recipe.
         dataset_recipes: the datasets fitted with settings of their own (their
-            ``eft``): {dataset: the preset those equal, or ``own settings``}.
+            ``eft``, named in the config or picked by their own pilot under ``auto``):
+            {dataset: those in words, :func:`eft.fitting.config.describe_recipe`}.
     """
 
     n_work: int = 0
@@ -134,18 +135,20 @@ class Summary:
             own = a.get("datasets") or {}
             odd = {n: r for n, r in (a.get("datasets_otherwise") or {}).items()
                    if n not in own}
-            if own:
-                lines.insert(5, "per set    " + "; ".join(
-                    f"dataset {n}: {c['recipe']} (its own pilot of {c['pilot']}, "
-                    f"{statistic_name(c['pilot'])} reprojection {c['reproj_median']:.4f})"
-                    for n, c in own.items()))
             if odd:
                 lines.insert(5, "mixed      " + "; ".join(
                     f"dataset {n} reads as {r} on its own" for n, r in odd.items())
                     + ": fit it as a job of its own, or give it its own eft.preset")
-        elif self.dataset_recipes:
-            lines.insert(4, "per set    " + "; ".join(
-                f"dataset {n}: {r}" for n, r in self.dataset_recipes.items()))
+        per_set = []
+        for name, recipe in self.dataset_recipes.items():
+            pick = ((self.recipe_auto or {}).get("datasets") or {}).get(name)
+            per_set.append(f"dataset {name}: {recipe}" if pick is None else
+                           f"dataset {name}: {pick['recipe']} (its own pilot of "
+                           f"{pick['pilot']}, {statistic_name(pick['pilot'])} reprojection "
+                           f"{pick['reproj_median']:.4f})")
+        if per_set:  # under the recipe line, where there is one
+            at = next((i + 1 for i, line in enumerate(lines) if line.startswith("recipe ")), 4)
+            lines.insert(at, "per set    " + "; ".join(per_set))
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)
