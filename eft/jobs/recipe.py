@@ -162,7 +162,7 @@ def resolve_auto(config: JobConfig, sources: Sources) -> AutoRecipe:
     each as a job of it alone would; else a dataset whose own pilot picks another
     recipe is named in a warning (one recipe fits the job: measured, the minority
     kind loses 17-21 mm on exact labels, 25-30 on annotated ones; docs/exact-labels.md,
-    "One job, one recipe")."""
+    "One job, several datasets")."""
     groups = sources.groups()
     free = [i for i, ds in enumerate(config.datasets) if ds.eft is None]
     pooled = [e for i in free for e in groups[i]] or list(sources.exemplars)
