@@ -57,6 +57,13 @@ def test_pick_preset_thresholds():
         == "open-prior"
     assert pick_preset(nan, nan) == pick_preset(hi) == "open-prior"
     assert pick_preset(nan, llo) == "open-prior-exact"
+    # the second pilot's camera measure overrules an annotated pick below its threshold
+    from eft.fitting.auto import EXACT_CAMERA_BELOW, pick_with_camera
+
+    assert pick_with_camera("open-prior", EXACT_CAMERA_BELOW * 0.9) == "open-prior-exact"
+    assert pick_with_camera("open-prior", EXACT_CAMERA_BELOW) == "open-prior"
+    assert pick_with_camera("open-prior", nan) == "open-prior"
+    assert pick_with_camera("open-prior-exact", EXACT_CAMERA_BELOW * 2) == "open-prior-exact"
 
 
 def test_pilot_statistic_is_the_median_or_for_small_pilots_a_trimmed_geometric_mean():

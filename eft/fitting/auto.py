@@ -56,7 +56,8 @@ __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BEL
            "PERSPECTIVE_LABELS_BELOW", "EXACT_CAMERA_BELOW", "pilot_statistic", "statistic_name",
            "MEASURED_TORSO_WEIGHT",
            "PresetChoice",
-           "pilot_indices", "pilot_config", "limb_reproj", "pick_preset", "choose_from_pilot",
+           "pilot_indices", "pilot_config", "limb_reproj", "pick_preset", "pilot_measures",
+           "choose_from_pilot", "pick_with_camera", "camera_measures",
            "with_perspective_check", "with_remeasured_offsets", "own_keys", "chosen_recipe",
            "auto_config"]
 
@@ -218,15 +219,15 @@ def pilot_statistic(values: Sequence[float] | np.ndarray) -> float:
     """The typical value of a pilot measure over its people (the finite ``values``;
     NaN when none): their median, or under :data:`SMALL_PILOT` people their trimmed
     geometric mean (the mean of the logs without the :data:`SMALL_PILOT_TRIM` lowest
-    and highest of them), which a few people move less than the median.  Measured on 512 real COCO
-    and MPII val people and 256 synthetic people of each kind of label (one-off probe,
-    2026-12-07, 400 random pilots per size): with the median, pilots of 13 people read
-    MPII's annotated labels as exact 14 % of the time (10 % with the camera refinement,
-    which costs such labels about 18 mm) and COCO's 4 %; with this mean 3 % and 0 %,
-    while exact labels of people lying down read as annotated 16 % of the time against
-    18 % (8 people: MPII 22 % -> 7 %, lying 24 % -> 22 %; 32: MPII 3 % -> 0, lying 8 % ->
-    4 %).  Pilots of :data:`SMALL_PILOT` people or more keep the median, which every
-    threshold here was measured with."""
+    and highest of them), which a few people move less than the median.  Measured
+    (``scripts/bench_small_pilots.py``, 400 random pilots per size from 512 real and
+    256 synthetic people per kind of label): pilots of 13 people misread MPII val's
+    annotated labels as exact 16 % of the time with the median (mostly keeping the
+    camera refinement, which costs such labels about 18 mm) and 6 % with this mean,
+    COCO val's 6 % and 1 %, while exact labels of people lying down read as annotated
+    19 % and 15 % of the time (8 people: MPII 22 % -> 10 %, lying 22 % -> 21 %; 32:
+    MPII 3 % -> 0, lying 5 % -> 4 %).  Pilots of :data:`SMALL_PILOT` people or more
+    keep the median, which every threshold here was measured with."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if not v.size:
@@ -256,20 +257,37 @@ def pick_preset(reproj_median: float, limb_median: float = float("nan")) -> str:
     return AUTO_CHOICES[int(bool(exact))]
 
 
+def pilot_measures(fits: Sequence[Fit], exemplars: Sequence[Exemplar]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Each person's measures from the first pilot's ``open-prior`` ``fits`` of
+    ``exemplars`` (same order): (N,) reprojection / box side and (N,) the same over
+    :data:`SKELETON_FREE_SLOTS` (:func:`limb_reproj`; NaN without such a label)."""
+    from .heldout import fit_keypoints_px  # lazy: heldout builds on the engine
+
+    reproj = np.asarray([f.quality.reproj_frac_bbox for f in fits], dtype=np.float64)
+    limbs = limb_reproj(fit_keypoints_px(fits),
+                        np.stack([np.asarray(e.keypoints) for e in exemplars]),
+                        np.asarray([e.scale for e in exemplars]))
+    return reproj, limbs
+
+
 def choose_from_pilot(fits: Sequence[Fit], exemplars: Sequence[Exemplar],
                       seconds: float = 0.0) -> PresetChoice:
     """The :class:`PresetChoice` of a pilot's ``open-prior`` ``fits`` of ``exemplars``
-    (same order)."""
+    (same order): :func:`pick_preset` of :func:`pilot_statistic` of each of
+    :func:`pilot_measures`."""
     if not fits:
         return PresetChoice(AUTO_CHOICES[0], 0, float("nan"), float("nan"), seconds)
-    from .heldout import fit_keypoints_px  # lazy: heldout builds on the engine
-
-    reproj = pilot_statistic([f.quality.reproj_frac_bbox for f in fits])
-    limbs = pilot_statistic(limb_reproj(fit_keypoints_px(fits),
-                                np.stack([np.asarray(e.keypoints) for e in exemplars]),
-                                np.asarray([e.scale for e in exemplars])))
+    reproj, limbs = (pilot_statistic(m) for m in pilot_measures(fits, exemplars))
     return PresetChoice(preset=pick_preset(reproj, limbs), pilot=len(fits),
                         reproj_median=reproj, limb_median=limbs, seconds=seconds)
+
+
+def pick_with_camera(preset: str, camera: float) -> str:
+    """The first pilot's ``preset``, or ``open-prior-exact`` where the second pilot's
+    camera measure (:func:`camera_measures`, its :func:`pilot_statistic`) is below
+    :data:`EXACT_CAMERA_BELOW` (NaN never is)."""
+    return AUTO_CHOICES[1] if camera < EXACT_CAMERA_BELOW else preset
 
 
 def _pilot_targets(exemplars: Sequence[Exemplar]) -> FitTargets:
@@ -288,6 +306,19 @@ def _pilot_targets(exemplars: Sequence[Exemplar]) -> FitTargets:
         principal_points=np.asarray([c[1] for c in cams]))
 
 
+def camera_measures(exact_fits: Sequence[Fit], exemplars: Sequence[Exemplar]) -> np.ndarray:
+    """(N,) each person's measure from the second pilot's ``open-prior-exact``
+    ``exact_fits`` of ``exemplars``: :func:`~eft.fitting.perspective.perspective_residual`
+    through the image's camera (:func:`~eft.fitting.perspective.image_camera`)."""
+    targets = _pilot_targets(exemplars)
+    focal, centre = crop_camera(torch.as_tensor(targets.focals),
+                                torch.as_tensor(targets.principal_points),
+                                targets.center_tensor, targets.scale_tensor)
+    points = torch.as_tensor(np.stack([f.keypoints3d for f in exact_fits]),
+                             dtype=torch.float64)
+    return perspective_residual(points, targets.keypoints, focal, centre).numpy()
+
+
 def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
                            exemplars: Sequence[Exemplar], seconds: float = 0.0
                            ) -> PresetChoice:
@@ -304,17 +335,10 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
     median = float("nan")
     offsets: tuple = ()
     if exact_fits:
-        targets = _pilot_targets(exemplars)
-        focal, centre = crop_camera(torch.as_tensor(targets.focals),
-                                    torch.as_tensor(targets.principal_points),
-                                    targets.center_tensor, targets.scale_tensor)
-        points = torch.as_tensor(np.stack([f.keypoints3d for f in exact_fits]),
-                                 dtype=torch.float64)
-        median = pilot_statistic(perspective_residual(points, targets.keypoints, focal,
-                                                      centre).numpy())
+        median = pilot_statistic(camera_measures(exact_fits, exemplars))
         if median < PERSPECTIVE_LABELS_BELOW:  # exact through the camera: offsets readable
-            offsets = estimate_skeleton_offsets(targets, exact_fits)
-    preset = AUTO_CHOICES[1] if median < EXACT_CAMERA_BELOW else choice.preset
+            offsets = estimate_skeleton_offsets(_pilot_targets(exemplars), exact_fits)
+    preset = pick_with_camera(choice.preset, median)
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
                  "images' cameras to a %s %.4f of the box side (below %.4f): the "
