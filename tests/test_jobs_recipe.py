@@ -277,6 +277,16 @@ def test_a_job_mixing_exact_and_annotated_datasets_fits_each_as_its_own_job(
     assert again.summary.fitted_this_run == 0
     from_yaml = run_job(resolved, progress=False)
     assert from_yaml.summary.fitted_this_run == 0
+    # two shards pilot alike (every dataset whole), and merged equal the unsharded job
+    from eft.jobs.merge import merge_outputs
+    from eft.jobs.sharding import Shard
+
+    cfg = config_from_dict(_two(tmp_path / "sh", EXACT, {}))
+    dirs = [run_job(cfg, shard=Shard(i, 2), progress=False).output_dir for i in range(2)]
+    merged = _fits(merge_outputs(dirs, tmp_path / "merged"))
+    assert merged.keys() == got.keys()
+    for i, k3d in got.items():
+        np.testing.assert_allclose(merged[i], k3d, atol=1e-5, err_msg=i)
 
 
 def test_one_recipe_per_job_names_the_dataset_that_reads_otherwise(tmp_path, one_thread,
