@@ -294,6 +294,24 @@ def test_keypoint_regressor_ignores_missing_joints():
         assert not torch.equal(model(visible).rotmat[0], a.rotmat[0])
 
 
+def test_keypoint_regressor_reads_presence_not_the_confidence_value():
+    """A detector's confidences in (0, 1] feed the network as 1 (every prior was trained
+    on 0/1), negative and NaN ones as missing; the input equals the binary one's."""
+    torch.manual_seed(0)
+    model = KeypointRegressor().eval()
+    kp = _keypoints(batch=3)
+    present = kp[..., 2] > 0
+    soft = kp.clone()
+    soft[..., 2][present] = torch.rand(int(present.sum())) * 0.9 + 0.05
+    soft[..., 2][~present] = torch.where(torch.rand(int((~present).sum())) < 0.5,
+                                         torch.tensor(-0.3), torch.tensor(float("nan")))
+    binary = kp.clone()
+    binary[..., 2] = present.float()
+    assert torch.equal(model.prepare_input(soft), model.prepare_input(binary))
+    with torch.no_grad():
+        assert torch.equal(model(soft).rotmat, model(binary).rotmat)
+
+
 def test_keypoint_regressor_backward_and_n_iter():
     model = KeypointRegressor(width=64, hidden=64, n_iter=2)
     out = model(_keypoints(batch=2), n_iter=1)

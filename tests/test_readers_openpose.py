@@ -120,3 +120,23 @@ def test_wrong_layout_and_old_key(tmp_path):
         ("openpose/x/0", "bad_annotation"), ("openpose/y/1", "bad_annotation")]
     assert [e.id for e in res.exemplars] == ["openpose/y/0"]
     np.testing.assert_allclose(res.exemplars[0].keypoints[IDX["OP LEar"]], old[17])
+
+
+def test_the_shipped_prior_reads_openpose_confidences_as_presence(folder):
+    """OpenPose's confidences (kept by default) weigh EFT's 2D loss but feed the keypoint
+    prior as present / missing, the 0/1 it was trained on: its guess from them equals its
+    guess from the binarized read."""
+    from eft.body import BodyModel
+    from eft.fitting import exemplar_batch, fit_method
+    from eft.models import load_regressor
+
+    out, imgs, _ = folder
+    soft = read_dataset("openpose", out, imgs).exemplars
+    hard = read_dataset("openpose", out, imgs, binarize=True).exemplars
+    assert any(0 < c < 1 for e in soft for c in e.keypoints[:, 2])
+    model, body = load_regressor("default"), BodyModel.load()
+    a = fit_method("regressor", model, body, exemplar_batch(soft), None)
+    b = fit_method("regressor", model, body, exemplar_batch(hard), None)
+    for fa, fb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(fa.rotmat, fb.rotmat)
+        np.testing.assert_array_equal(fa.betas, fb.betas)
