@@ -140,3 +140,39 @@ def test_the_shipped_prior_reads_openpose_confidences_as_presence(folder):
     for fa, fb in zip(a, b, strict=True):
         np.testing.assert_array_equal(fa.rotmat, fb.rotmat)
         np.testing.assert_array_equal(fa.betas, fb.betas)
+
+
+def test_a_job_of_detector_confidences_records_how_the_prior_reads_them(folder, tmp_path):
+    """A job feeding the shipped prior confidences between 0 and 1 records that the prior
+    reads them as presence (keypoint_input in its identity): a folder fitted before, when
+    it read their value, is not resumed, and the message says why; a binarized read of
+    the same files (0/1 labels, unchanged by the fix) records nothing."""
+    from eft.jobs import config_from_dict, run_job
+    from eft.jobs.store import JobStoreError, Manifest
+
+    out, imgs, _ = folder
+
+    def job(where, **options):
+        return config_from_dict({
+            "datasets": [{"kind": "openpose", "path": str(out), "image_root": str(imgs),
+                          "options": options}],
+            "eft": {"preset": "open-prior", "max_iters": 2},
+            "output": {"dir": str(tmp_path / where), "formats": ["h5"]},
+            "check_images": False, "devices": ["cpu"]})
+
+    soft = run_job(job("soft"), progress=False)
+    assert soft.manifest.identity["keypoint_input"] == "presence"
+    hard = run_job(job("hard", binarize=True), progress=False)
+    assert "keypoint_input" not in hard.manifest.identity
+    # a folder written before the change: the same job without the key
+    m = Manifest.load(soft.output_dir)
+    m.identity = {k: v for k, v in m.identity.items() if k != "keypoint_input"}
+    from eft.jobs.config import hash_dict
+
+    m.config_hash = hash_dict({"fit": job("soft").fit_dict(), "identity": m.identity})
+    m.save(soft.output_dir)
+    with pytest.raises(JobStoreError, match=r"keypoint_input.*reads them as present.*"
+                                            r"refit such results with --force"):
+        run_job(job("soft"), progress=False)
+    again = run_job(job("soft"), force=True, progress=False)
+    assert again.summary.fitted_this_run == again.summary.fitted

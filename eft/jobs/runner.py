@@ -43,13 +43,13 @@ from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
 from eft.errors import EftError
 from eft.fitting.config import TILTED_REFIT, EFTConfig, describe_recipe, preset_name
-from eft.models.registry import regressor_path
+from eft.models.registry import DEFAULT_SPEC, NAMED_PRIORS, regressor_path
 
 from .config import JobConfig, JobConfigError, fit_view, hash_dict
 from .devices import default_workers, resolve_devices
 from .export import output_file, provenance_for, write_outputs
 from .overlays import write_overlays
-from .recipe import needs_offsets, resolve_auto, resolve_offsets
+from .recipe import AutoRecipe, needs_offsets, resolve_auto, resolve_offsets
 from .sharding import Shard, plan_chunks, select_shard
 from .sources import Sources, read_sources
 from .store import (
@@ -342,6 +342,57 @@ def _read_sources(config: JobConfig) -> Sources:
     return sources
 
 
+def _auto_note(auto: AutoRecipe, config: JobConfig) -> str:
+    """What a refused resume says under ``eft.preset: auto``: the pick, what it holds,
+    and how to resume results fitted with another recipe."""
+    choice = auto.choice
+    note = ""
+    if choice.preset == "open-prior-exact":
+        if choice.perspective:
+            note = (" (with its image-camera refinement, the torso weighed in "
+                    "full once the labels' skeleton is measured; results fitted "
+                    "before 2026-12-07 resume with --set eft.preset=open-prior-exact"
+                    ", those before 2026-12-06 without the refinement with --set "
+                    "eft.preset=open-prior-exact --set eft.perspective_steps=0)")
+        if choice.skeleton_offsets:
+            note += (" (the labels' skeleton offsets measured on the pilot, the "
+                     "written keypoints in the labels' skeleton)")
+    elif choice.preset == "open-prior":
+        note = (" (with its second fit of people leaning more than "
+                f"{config.eft.tilted_above_deg:g} degrees, SMPLify started from "
+                "EFT's fit; results fitted before 2026-12-06 without it resume "
+                "with --set eft.preset=open-prior --set eft.tilted_above_deg=0, "
+                "those fitted on its evening from 60 degrees with --set "
+                "eft.tilted_above_deg=60 --set eft.smplify_init=regressor, and "
+                "from 30 degrees with --set eft.smplify_init=regressor)")
+    if auto.own:
+        note += (f" (datasets {', '.join(auto.own)} with their own pilot's "
+                 "settings; results of several datasets fitted before 2026-12-07 "
+                 "resume with --set recipe_per_dataset=false)")
+    return (f"eft.preset auto picked {choice.preset} for these labels{note}; to resume "
+            "results fitted with another recipe, name it (e.g. --set "
+            "eft.preset=open-prior)")
+
+
+#: What the shipped keypoint priors read of a label's confidence since 2026-12-07:
+#: whether the joint is present (:meth:`eft.models.KeypointRegressor.prepare_input`),
+#: where they read the value before.  Recorded in the identity of the jobs this
+#: changed: a shipped prior and labels with confidences other than 0 and 1.
+KEYPOINT_INPUT = "presence"
+
+
+def _feeds_soft_confidences(config: JobConfig, sources: Sources) -> bool:
+    """Whether the job feeds a shipped keypoint prior labels whose confidence is neither
+    0 (missing) nor 1 (a detector's, e.g. an OpenPose file's)."""
+    if not (config.regressor == DEFAULT_SPEC or config.regressor in NAMED_PRIORS):
+        return False
+    for e in sources.exemplars:
+        conf = np.asarray(e.keypoints)[:, 2]
+        if np.any((conf > 0) & (conf != 1)):
+            return True
+    return False
+
+
 def _recipes(config: JobConfig) -> list[EFTConfig]:
     """Every EFT setting the job fits with: its ``eft`` and its datasets' own."""
     return [config.eft, *(ds.eft for ds in config.datasets if ds.eft is not None)]
@@ -380,18 +431,18 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
     if config.backend == "local" and workers > (os.cpu_count() or 1) and devices == ["cpu"]:
         log.warning("%d workers on %d CPU cores", workers, os.cpu_count() or 1)
     identity = job_identity(config)
-    sources, auto = None, None
-    if config.eft_auto:  # the pilot needs the exemplars: read them first
-        sources = _read_sources(config)
+    sources = _read_sources(config)  # the pilots and the identity need the exemplars
+    auto = None
+    if config.eft_auto:
         auto = resolve_auto(config, sources)
         config = auto.config
     if needs_offsets(config):  # a recipe named by hand
-        if sources is None:
-            sources = _read_sources(config)
         config = resolve_offsets(config, sources)
     if any(e.tilted_above_deg > 0 for e in _recipes(config)):
         # the refit's settings decide those people's fits
         identity = {**identity, "tilted_refit": dict(TILTED_REFIT)}
+    if _feeds_soft_confidences(config, sources):
+        identity = {**identity, "keypoint_input": KEYPOINT_INPUT}
     chash = config_hash_of(config, identity)
     folder = output_dir_for(config, shard)
     shard_text = None if shard is None or shard.count == 1 else str(shard)
@@ -400,38 +451,18 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         try:
             manifest = _open_manifest(folder, config, identity, chash, shard_text, force)
         except JobStoreError as exc:
-            if auto is None:
+            notes = []
+            if "keypoint_input" in identity:
+                notes.append(
+                    "The labels carry confidences between 0 and 1: since 2026-12-07 the "
+                    "keypoint prior reads them as present, and fits made before read the "
+                    "value itself (about 3 mm worse with a detector's confidences): refit "
+                    "such results with --force.")
+            if auto is not None:
+                notes.append(_auto_note(auto, config))
+            if not notes:
                 raise
-            choice = auto.choice
-            note = ""
-            if choice.preset == "open-prior-exact":
-                if choice.perspective:
-                    note = (" (with its image-camera refinement, the torso weighed in "
-                            "full once the labels' skeleton is measured; results fitted "
-                            "before 2026-12-07 resume with --set eft.preset=open-prior-exact"
-                            ", those before 2026-12-06 without the refinement with --set "
-                            "eft.preset=open-prior-exact --set eft.perspective_steps=0)")
-                if choice.skeleton_offsets:
-                    note += (" (the labels' skeleton offsets measured on the pilot, the "
-                             "written keypoints in the labels' skeleton)")
-            elif choice.preset == "open-prior":
-                note = (" (with its second fit of people leaning more than "
-                          f"{config.eft.tilted_above_deg:g} degrees, SMPLify started from "
-                          "EFT's fit; results fitted before 2026-12-06 without it resume "
-                          "with --set eft.preset=open-prior --set eft.tilted_above_deg=0, "
-                          "those fitted on its evening from 60 degrees with --set "
-                          "eft.tilted_above_deg=60 --set eft.smplify_init=regressor, and "
-                          "from 30 degrees with --set eft.smplify_init=regressor)")
-            if auto.own:
-                note += (f" (datasets {', '.join(auto.own)} with their own pilot's "
-                         "settings; results of several datasets fitted before 2026-12-07 "
-                         "resume with --set recipe_per_dataset=false)")
-            raise JobStoreError(
-                f"{exc}. eft.preset auto picked {choice.preset} for these labels{note}; "
-                "to resume results fitted with another recipe, name it (e.g. --set "
-                "eft.preset=open-prior)") from None
-        if sources is None:
-            sources = _read_sources(config)
+            raise JobStoreError(f"{exc}. " + " ".join(notes)) from None
         by_id = {e.id: e for e in sources.exemplars}
         ids = select_shard(by_id, shard)
         if config.limit is not None:
