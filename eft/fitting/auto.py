@@ -310,7 +310,11 @@ def camera_measures(exact_fits: Sequence[Fit], exemplars: Sequence[Exemplar]) ->
     """(N,) each person's measure from the second pilot's ``open-prior-exact``
     ``exact_fits`` of ``exemplars``: :func:`~eft.fitting.perspective.perspective_residual`
     through the image's camera (:func:`~eft.fitting.perspective.image_camera`)."""
-    targets = _pilot_targets(exemplars)
+    return _camera_residuals(_pilot_targets(exemplars), exact_fits)
+
+
+def _camera_residuals(targets: FitTargets, exact_fits: Sequence[Fit]) -> np.ndarray:
+    """:func:`camera_measures` from the pilot's targets (:func:`_pilot_targets`)."""
     focal, centre = crop_camera(torch.as_tensor(targets.focals),
                                 torch.as_tensor(targets.principal_points),
                                 targets.center_tensor, targets.scale_tensor)
@@ -335,9 +339,10 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
     median = float("nan")
     offsets: tuple = ()
     if exact_fits:
-        median = pilot_statistic(camera_measures(exact_fits, exemplars))
+        targets = _pilot_targets(exemplars)
+        median = pilot_statistic(_camera_residuals(targets, exact_fits))
         if median < PERSPECTIVE_LABELS_BELOW:  # exact through the camera: offsets readable
-            offsets = estimate_skeleton_offsets(_pilot_targets(exemplars), exact_fits)
+            offsets = estimate_skeleton_offsets(targets, exact_fits)
     preset = pick_with_camera(choice.preset, median)
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "

@@ -247,6 +247,11 @@ class JobConfig:
         """The settings that decide the fits (what a resumed run must share)."""
         return fit_view(self.to_dict())
 
+    def own_recipes(self) -> list[tuple[int, EFTConfig]]:
+        """(index, settings) of the datasets fitted with settings other than ``eft``."""
+        return [(i, ds.eft) for i, ds in enumerate(self.datasets)
+                if ds.eft is not None and ds.eft != self.eft]
+
     def replace(self, **changes: Any) -> JobConfig:
         return dataclasses.replace(self, **changes)
 
@@ -356,6 +361,12 @@ def _build_datasets(value: Any, key: str, job_eft: Any = None,
     return tuple(out)
 
 
+def _every_setting(eft: Mapping) -> bool:
+    """Whether an ``eft`` mapping gives every :class:`EFTConfig` setting (a resolved
+    ``config.yaml``'s: no preset is left to apply)."""
+    return all(f.name in eft for f in dataclasses.fields(EFTConfig))
+
+
 def _build_dataset_eft(value: Any, key: str, job_eft: Any,
                        default_preset: str) -> EFTConfig:
     """A dataset's ``eft:``: every setting (a resolved ``config.yaml``), else the job's
@@ -364,10 +375,10 @@ def _build_dataset_eft(value: Any, key: str, job_eft: Any,
     of every setting; it must name a recipe: ``auto`` is the job's choice)."""
     if not isinstance(value, Mapping):
         raise ConfigKeyError(key, f"expected a mapping, got {describe(value)}")
-    if all(f.name in value for f in dataclasses.fields(EFTConfig)):
+    if _every_setting(value):
         return _build_eft(value, key)
     base = dict(job_eft) if isinstance(job_eft, Mapping) else {}
-    resolved = all(f.name in base for f in dataclasses.fields(EFTConfig))
+    resolved = _every_setting(base)
     if "preset" in value:  # the dataset's recipe, with the job's own keys on top
         base = {} if resolved else {k: v for k, v in base.items() if k != "preset"}
     merged = {**base, **value}
@@ -434,7 +445,7 @@ def config_from_dict(data: Any, source: str = "<config>") -> JobConfig:
             data = {**data, "eft": data.get("eft")}  # the preset applies without `eft:` too
             given = data["eft"] if isinstance(data["eft"], Mapping) else {}
             # every setting given (a resolved config.yaml): no preset is left to pick
-            complete = all(f.name in given for f in dataclasses.fields(EFTConfig))
+            complete = _every_setting(given)
             if "eft_auto" not in data or "preset" in given:
                 data["eft_auto"] = (given.get("preset", preset) == AUTO_PRESET
                                     and not complete)

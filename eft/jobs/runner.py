@@ -405,13 +405,12 @@ def _recipe_numbers(config: JobConfig, sources: Sources
     exemplars ({id: k}, k >= 1; the job's own exemplars are left out: 0)."""
     extra: list[EFTConfig] = []
     recipe_of: dict[str, int] = {}
-    for ds, group in zip(config.datasets, sources.groups(), strict=True):
-        if ds.eft is None or ds.eft == config.eft:
-            continue
-        if ds.eft not in extra:
-            extra.append(ds.eft)
-        k = extra.index(ds.eft) + 1
-        recipe_of.update((e.id, k) for e in group)
+    groups = sources.groups()
+    for i, eft in config.own_recipes():
+        if eft not in extra:
+            extra.append(eft)
+        k = extra.index(eft) + 1
+        recipe_of.update((e.id, k) for e in groups[i])
     return tuple(extra), recipe_of
 
 
@@ -533,9 +532,8 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                          [s.reason for s in skipped], identity, chash,
                          write=not up_to_date)
         summary.recipe_auto = None if auto is None else auto.summary_dict()
-        summary.dataset_recipes = {ds.label: describe_recipe(ds.eft)
-                                   for ds in config.datasets
-                                   if ds.eft is not None and ds.eft != config.eft}
+        summary.dataset_recipes = {config.datasets[i].label: describe_recipe(eft)
+                                   for i, eft in config.own_recipes()}
         if up_to_date:
             log.info("nothing to do: every exemplar is fitted and the final files are "
                      "up to date")
