@@ -12,6 +12,7 @@ import torch
 
 from eft.body.joints import SPIN49_INDEX
 from eft.data.exemplar import Exemplar
+from eft.data.readers import read_dataset
 from eft.fitting import EFTConfig, exemplar_batch
 from eft.fitting.baselines import fit_weak_camera, mean_output, mean_pose_fits
 from eft.fitting.heldout import (
@@ -301,6 +302,21 @@ def test_bench_real2d_smoke(shared_data, tmp_path, one_thread):
                 < d["methods"]["mean"]["all_labels"]["median_reproj_px"])
     d_coco = r["datasets"]["coco"]
     assert len(d_coco["held_out_ids"]) == 6
+    # the annotation-box reading: each person's error rescaled by the keypoint box over
+    # the longer side of the raw file's bbox (2 hidden joints each, so people weigh alike)
+    raw = {a["id"]: a for a in json.loads(coco.read_text())["annotations"]}
+    people = {e.id: e for e in read_dataset("coco", coco).exemplars}
+    ratio = []
+    for eid in d_coco["held_out_ids"]:
+        e = people[eid]
+        ratio.append(keypoint_box_side(e.keypoints) / max(raw[e.meta["annotId"]]["bbox"][2:]))
+    assert "mean_annotation_box" not in r["datasets"]["mpii"]["methods"]["eft"]["held_out"]
+    for m in d_coco["methods"].values():
+        h = m["held_out"]
+        assert h["mean_annotation_box"] == pytest.approx(
+            np.mean(np.array(h["per_person"]) * ratio), abs=1e-5)
+    assert d_coco["annotation_box_over_box"] == pytest.approx(np.median(1 / np.array(ratio)))
+    assert "annotation's own box" in out.with_suffix(".md").read_text()
     # same seed, same people: a second run of one method repeats the numbers
     r2 = bench.main(["--n", "6", "--seed", "3", "--methods", "mean", "--datasets", "coco",
                      "--out", str(tmp_path / "again")])
