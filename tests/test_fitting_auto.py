@@ -118,6 +118,20 @@ def test_auto_fits_with_the_recipe_the_labels_call_for(setup, exact, want, caplo
     assert same(named, [by_id[f.exemplar_id] for f in named], atol=1e-4)
 
 
+def test_a_pilot_of_a_few_people_keeps_open_prior(setup, caplog):
+    """Under MIN_PILOT people neither pilot reads the labels: exact labels of 4 people
+    are fitted with open-prior (its measures still say exact)."""
+    from eft.fitting.auto import MIN_PILOT
+
+    model, body = setup
+    ppl = people(MIN_PILOT - 4, True)
+    with caplog.at_level("INFO", logger="eft.fitting"):
+        auto = fit_exemplars(ppl, model, body, "auto", progress=False)
+    assert "cannot tell exact labels from annotated ones: open-prior" in caplog.text
+    assert "labels are exact" not in caplog.text
+    assert same(auto, fit_exemplars(ppl, model, body, "open-prior", progress=False))
+
+
 def test_unknown_recipe_name(setup):
     model, body = setup
     with pytest.raises(ValueError, match="unknown EFT preset"):

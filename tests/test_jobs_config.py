@@ -45,6 +45,19 @@ def test_shipped_configs_load(name):
     assert set(cfg.output.formats) <= {"eft-json", "spin-npz", "h5", "humandata"}
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "fitting").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_job_configs_leave_the_recipe_to_auto(path):
+    """A shipped job config names no EFT setting beside its quality rules: a key there
+    would go on top of the recipe `auto` picks for every dataset (coco.yaml once set
+    scope: all and 20 steps, which made the pilot read annotated labels as exact)."""
+    import yaml
+
+    eft = yaml.safe_load(path.read_text()).get("eft") or {}
+    assert set(eft) <= {"rules"}, f"{path.name}: eft keys {sorted(set(eft) - {'rules'})}"
+    assert load_config(path).eft_auto
+
+
 def test_demo_yaml_is_the_demo_job():
     from eft.jobs.demo import demo_config
 

@@ -377,3 +377,34 @@ def test_a_dataset_named_with_its_own_recipe(tmp_path, one_thread):
     bad["datasets"][0]["eft"] = {"max_iters": 6}  # the job's preset is auto
     with pytest.raises(JobConfigError, match=r"datasets\[0\]\.eft\.preset: name a recipe"):
         config_from_dict(bad)
+
+
+def test_a_pilot_too_small_to_read_the_labels_keeps_open_prior(tmp_path, one_thread,
+                                                               caplog):
+    """Under MIN_PILOT people a pilot cannot tell exact labels from annotated ones (4
+    real CrowdPose people read exact): a job that small runs ``open-prior``, and in a
+    job of several datasets one that small follows the job's pick."""
+    import logging
+
+    from eft.fitting.auto import MIN_PILOT
+
+    assert MIN_PILOT == 8
+    with caplog.at_level(logging.INFO, logger="eft"):
+        tiny = _run(tmp_path / "t", n=MIN_PILOT - 4, labels=EXACT)
+    choice = tiny.summary.recipe_auto
+    assert choice["pilot"] == MIN_PILOT - 4 and choice["preset"] == "open-prior"
+    # its labels are exact: a pilot of that size would have read them so
+    assert choice["reproj_median"] < EXACT_LABELS_BELOW
+    assert "cannot tell exact labels from annotated ones" in caplog.text
+    assert config_from_dict(tiny.manifest.config).eft == eft_preset("open-prior")
+    caplog.clear()
+    d = _two(tmp_path / "m", EXACT, {}, limit=2)
+    d["datasets"][1]["options"]["n"] = MIN_PILOT - 1
+    with caplog.at_level(logging.INFO, logger="eft.jobs"):
+        mixed = run_job(config_from_dict(d), progress=False)
+    assert mixed.summary.recipe_auto["pilot"] == 24 + MIN_PILOT - 1
+    assert "datasets" not in mixed.summary.recipe_auto
+    assert "datasets_otherwise" not in mixed.summary.recipe_auto
+    assert all(ds.eft is None for ds in config_from_dict(mixed.manifest.config).datasets)
+    assert f"dataset photos: {MIN_PILOT - 1} people, too few for a pilot of its own" \
+        in caplog.text

@@ -52,7 +52,7 @@ from .quality import reprojection_px
 from .records import Fit, FitTargets
 
 __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BELOW",
-           "SKELETON_FREE_SLOTS", "PILOT_SIZE", "SMALL_PILOT", "SMALL_PILOT_TRIM",
+           "SKELETON_FREE_SLOTS", "PILOT_SIZE", "SMALL_PILOT", "SMALL_PILOT_TRIM", "MIN_PILOT",
            "PERSPECTIVE_LABELS_BELOW", "EXACT_CAMERA_BELOW", "pilot_statistic", "statistic_name",
            "MEASURED_TORSO_WEIGHT",
            "PresetChoice",
@@ -97,6 +97,16 @@ SMALL_PILOT = 64
 #: The share of a small pilot's people the trimmed geometric mean leaves out at each
 #: end (the lowest and the highest values).
 SMALL_PILOT_TRIM = 0.1
+#: Pilots of fewer people do not read the labels: they keep ``open-prior``, the recipe
+#: for annotated labels, whatever their measures say.  Too few people cannot tell exact
+#: labels from annotated ones: 4 real COCO val people read exact in 2 draws of 10, and
+#: the 4 people of the CrowdPose sample did (2026-12-07), where pilots of 8 misread 2 %
+#: of COCO draws and 10 % of MPII ones (``scripts/bench_small_pilots.py``).  Of the two
+#: wrong picks, ``open-prior`` on exact labels costs less (about 20 mm on a studio set's
+#: proxy) than ``open-prior-exact`` on annotated photos (about 34 mm;
+#: ``scripts/bench_mixed_jobs.py``), and annotated labels are the common case; a
+#: handful of exact labels takes ``eft.preset: open-prior-exact`` by hand.
+MIN_PILOT = 8
 #: When the pick is ``open-prior-exact``, the pilot is fitted again with it, and its
 #: refinement under each image's camera (``perspective_steps``) is kept only when the
 #: median over those fits of :func:`~eft.fitting.perspective.perspective_residual` (how
@@ -275,11 +285,17 @@ def choose_from_pilot(fits: Sequence[Fit], exemplars: Sequence[Exemplar],
                       seconds: float = 0.0) -> PresetChoice:
     """The :class:`PresetChoice` of a pilot's ``open-prior`` ``fits`` of ``exemplars``
     (same order): :func:`pick_preset` of :func:`pilot_statistic` of each of
-    :func:`pilot_measures`."""
+    :func:`pilot_measures`; ``open-prior`` under :data:`MIN_PILOT` people (the
+    measures are still recorded)."""
     if not fits:
         return PresetChoice(AUTO_CHOICES[0], 0, float("nan"), float("nan"), seconds)
     reproj, limbs = (pilot_statistic(m) for m in pilot_measures(fits, exemplars))
-    return PresetChoice(preset=pick_preset(reproj, limbs), pilot=len(fits),
+    preset = pick_preset(reproj, limbs) if len(fits) >= MIN_PILOT else AUTO_CHOICES[0]
+    if len(fits) < MIN_PILOT:
+        log.info("eft.preset %s: a pilot of %d people (fewer than %d) cannot tell exact "
+                 "labels from annotated ones: %s; name open-prior-exact by hand for "
+                 "exact labels", AUTO_PRESET, len(fits), MIN_PILOT, preset)
+    return PresetChoice(preset=preset, pilot=len(fits),
                         reproj_median=reproj, limb_median=limbs, seconds=seconds)
 
 
@@ -331,7 +347,8 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
     the median over people of :func:`~eft.fitting.perspective.perspective_residual`
     through each image's camera (:func:`~eft.fitting.perspective.image_camera`), and
     ``seconds`` added to its time.  Below :data:`EXACT_CAMERA_BELOW` the preset becomes
-    ``open-prior-exact`` whatever the first pilot picked.  Below
+    ``open-prior-exact`` whatever the first pilot picked (from :data:`MIN_PILOT`
+    people).  Below
     :data:`PERSPECTIVE_LABELS_BELOW` (labels exact enough to keep the camera refinement)
     the labels' skeleton offsets are measured from the same fits
     (:attr:`PresetChoice.skeleton_offsets`); noisier labels read their annotators'
@@ -343,7 +360,8 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
         median = pilot_statistic(_camera_residuals(targets, exact_fits))
         if median < PERSPECTIVE_LABELS_BELOW:  # exact through the camera: offsets readable
             offsets = estimate_skeleton_offsets(targets, exact_fits)
-    preset = pick_with_camera(choice.preset, median)
+    preset = (pick_with_camera(choice.preset, median) if len(exact_fits) >= MIN_PILOT
+              else choice.preset)
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "
                  "images' cameras to a %s %.4f of the box side (below %.4f): the "

@@ -38,6 +38,7 @@ from eft.data.exemplar import Exemplar
 from eft.fitting import exemplar_batch
 from eft.fitting.auto import (
     AUTO_CHOICES,
+    MIN_PILOT,
     PILOT_SIZE,
     PresetChoice,
     auto_config,
@@ -156,7 +157,8 @@ class AutoRecipe:
 def resolve_auto(config: JobConfig, sources: Sources) -> AutoRecipe:
     """Resolve ``config`` (``eft_auto`` set): pick the recipe on a pilot of the
     exemplars of the datasets without an ``eft`` of their own (:func:`choose_recipe`)
-    and, with several such datasets, on a pilot of each one alone.  Under
+    and, with several such datasets, on a pilot of each one alone (one of fewer than
+    :data:`~eft.fitting.auto.MIN_PILOT` people follows the job's pick).  Under
     ``config.recipe_per_dataset`` a dataset whose own pilot picks other settings than
     the job's is fitted with them (its ``eft``), so a job of several datasets fits
     each as a job of it alone would; else a dataset whose own pilot picks another
@@ -172,7 +174,15 @@ def resolve_auto(config: JobConfig, sources: Sources) -> AutoRecipe:
     datasets = list(config.datasets)
     otherwise: dict[str, str] = {}
     own: dict[str, PresetChoice] = {}
-    piloted = [i for i in free if pilot_sample(groups[i])]
+    sizes = {i: len(pilot_sample(groups[i])) for i in free}
+    piloted = [i for i in free if sizes[i]]
+    if len(piloted) >= 2:  # a dataset too small to read follows the job's pick
+        for i in piloted:
+            if sizes[i] < MIN_PILOT:
+                log.info("dataset %s: %d people, too few for a pilot of its own (fewer "
+                         "than %d): fitted with the job's recipe, %s", datasets[i].label,
+                         sizes[i], MIN_PILOT, recipe_label(choice))
+        piloted = [i for i in piloted if sizes[i] >= MIN_PILOT]
     for i in piloted if len(piloted) >= 2 else ():
         ds = datasets[i]
         pick = choose_recipe(config, groups[i])
