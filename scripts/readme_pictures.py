@@ -7,7 +7,8 @@ Runs ``eft demo`` (12 people, seconds) into a temporary folder, copies the overl
 its worst rejected fit, draws ``eft inspect fits.h5 --png``, then serves ``eft review``
 on it in-process and photographs the fit view of the worst fit with Playwright driving
 Debian's ``/usr/bin/chromium`` (``apt-get install chromium``; Playwright from the
-``dev`` extra, no browser download).  Re-run it whenever the pictures should change.
+``dev`` extra, no browser download).  Re-run it whenever the pictures should change;
+``--no-browser`` (no Chromium here) redraws the first two and keeps the screenshots.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def _optimise(path: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(OUT), help="folder for the PNGs")
+    ap.add_argument("--no-browser", action="store_true",
+                    help="only the overlay and the contact sheet (keep the screenshots)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -57,6 +60,8 @@ def main() -> int:
                     out / "demo_overlay.png")
         contact_sheet(header, cols, out / "inspect_sheet.png", worst=4,
                       source=demo / "fits.h5")
+        if args.no_browser:
+            return _optimised(out, ("demo_overlay.png", "inspect_sheet.png"))
         app = create_app(ReviewConfig(annotations=demo / "fits.json",
                                       images=demo / "dataset" / "images",
                                       db=Path(tmp) / "review.sqlite", annotator="alice",
@@ -73,8 +78,12 @@ def main() -> int:
             expect(page.locator("#fit-view")).to_have_attribute("data-ready", "true")
             page.screenshot(path=str(out / "review_app.png"))
             browser.close()
-    for name in ("demo_overlay.png", "inspect_sheet.png", "review_app.png",
-                 "review_queue.png"):
+    return _optimised(out, ("demo_overlay.png", "inspect_sheet.png", "review_app.png",
+                            "review_queue.png"))
+
+
+def _optimised(out: Path, names: tuple[str, ...]) -> int:
+    for name in names:
         _optimise(out / name)
         print(f"wrote {out / name}")
     return 0

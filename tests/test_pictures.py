@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +114,28 @@ def test_per_joint_errors_average_to_the_eval_metrics(tmp_path):
                           tmp_path / "pj.png")
     img = np.asarray(Image.open(png).convert("RGB"))
     assert img.shape[0] > 2 * (34 + 14 * 18) and img.shape[1] > 2 * 500
+
+
+def test_relative_image_paths_are_found_where_the_job_ran(tmp_path, monkeypatch):
+    """A job writes image paths relative to the folder it ran in; the sheet looks them
+    up there too (the file's folder minus the job's relative output.dir), from any
+    working folder.  --images comes first, then the file's folder; an absolute or
+    moved output folder adds nothing."""
+    from types import SimpleNamespace
+
+    from eft.annotations.pictures import image_roots
+
+    def header(out_dir):
+        return SimpleNamespace(provenance=Provenance.create(
+            job={"config": {"output": {"dir": out_dir}}}))
+
+    ran = tmp_path / "project"
+    src = ran / "annotations" / "demo" / "fits.h5"
+    monkeypatch.chdir(tmp_path)
+    roots = image_roots(header("annotations/demo"), None, src)
+    assert roots == [src.parent, ran, tmp_path]
+    assert image_roots(header("annotations/demo"), "imgs", src)[0] == Path("imgs")
+    for other in ("elsewhere/demo", str(src.parent), "../demo"):
+        assert image_roots(header(other), None, src) == [src.parent, tmp_path]
+    assert image_roots(SimpleNamespace(provenance=Provenance.create()), None, src) == [
+        src.parent, tmp_path]

@@ -69,3 +69,42 @@ def test_python_fitting_example_runs(tmp_path, one_thread):
     fits = scope["fits"]
     assert len(fits) == 3 and fits[0].rotmat.shape == (24, 3, 3)
     assert all(np.isfinite(f.quality.reproj_frac_bbox) for f in fits)
+
+
+def test_annotation_and_rendering_examples_run(tmp_path, one_thread, monkeypatch):
+    """The README's annotation-file block and then its rendering block, as written (a
+    generic keypoint file of three people with images, run in a fresh folder)."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from eft.body.joints import KEYPOINT_FORMATS
+    from eft.synthetic.exemplars import SyntheticConfig, generate
+    from eft.synthetic.pose_bank import load_pose_bank
+
+    text = README.read_text()
+    blocks = {name: text[text.index(name):] for name in (
+        "## Annotation files", "## Rendering without OpenGL")}
+    annotations, rendering = (re.search(r"```python\n(.*?)```", b, re.S).group(1)
+                              for b in blocks.values())
+    coco = KEYPOINT_FORMATS["coco17"]
+    people = list(generate(load_pose_bank().val().poses, 3, 2, SyntheticConfig()).exemplars())
+    records = []
+    for i, e in enumerate(people):
+        Image.new("RGB", (640, 480), (90, 120, 150)).save(tmp_path / f"img{i}.png")
+        kp = np.asarray(e.keypoints)[list(coco.spin_indices)]
+        records.append({"image": f"img{i}.png", "keypoints": kp.ravel().tolist()})
+    (tmp_path / "my_keypoints.json").write_text(
+        json.dumps({"keypoint_format": "coco17", "people": records}))
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(annotations, "README.md", "exec"), scope)  # noqa: S102
+    back = scope["back"]
+    assert len(scope["fits"]) == 3 and (tmp_path / "out" / "coco.json").is_file()
+    assert len(back) == sum(f.quality.accepted for f in scope["fits"])
+    exec(compile(rendering, "README.md", "exec"), scope)  # noqa: S102
+    panel = np.asarray(Image.open(tmp_path / "out" / "fit.png"))
+    assert panel.ndim == 3 and panel.shape[1] > panel.shape[0]  # crop | side view
+    rgba = scope["out"].rgba(0)
+    assert rgba.shape == (224, 224, 4) and rgba[..., 3].any()  # the body is drawn

@@ -195,7 +195,7 @@ def register(subparsers) -> None:
                      help="fits per measure on the sheet / in --json (default 4)")
     ins.add_argument("--images", default=None, metavar="ROOT",
                      help="where relative image paths are found (default: beside FILE, "
-                          "then the working folder)")
+                          "then the folder its job ran in, then the working folder)")
     ins.add_argument("--model", default=None,
                      help="body model for the sheet (default: $EFT_BODY_MODEL, else the "
                           "embedded open model)")

@@ -96,6 +96,27 @@ def inspect_report(header, columns: Columns, worst: int = 4, bins: int = 24) -> 
     return out
 
 
+def image_roots(header, images: str | os.PathLike | None = None,
+                source: str | os.PathLike | None = None) -> list[Path]:
+    """Folders to look up relative image paths under, in order: ``images``, the
+    annotation file's own folder (``source``), the folder its job ran in, and the
+    working folder.  A job writes image paths relative to the folder it ran in; that
+    folder is ``source``'s minus the job's relative ``output.dir`` (from the file's
+    provenance), where the file still sits there."""
+    roots = [Path(images).expanduser()] if images else []
+    if source is not None:
+        folder = Path(source).expanduser().resolve().parent
+        roots.append(folder)
+        job = (getattr(header.provenance, "extra", None) or {}).get("job") or {}
+        out = ((job.get("config") or {}).get("output") or {}).get("dir")
+        parts = Path(out).parts if isinstance(out, str) and out else ()
+        if (parts and not Path(out).is_absolute() and ".." not in parts
+                and folder.parts[-len(parts):] == parts):
+            roots.append(Path(*folder.parts[:-len(parts)]))
+    roots.append(Path.cwd())
+    return roots
+
+
 def _image_for(columns: Columns, row: int, roots: list[Path]):
     path = columns.image_path[row]
     if not path:
@@ -147,10 +168,7 @@ def contact_sheet(header, columns: Columns, png: str | os.PathLike, *, worst: in
         raise AnnotationError("this file holds no fit quality (its format cannot): no "
                               "contact sheet by quality")
     report = inspect_report(header, columns, worst)
-    roots = [Path(images).expanduser()] if images else []
-    if source is not None:
-        roots.append(Path(source).expanduser().resolve().parent)
-    roots.append(Path.cwd())
+    roots = image_roots(header, images, source)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         body = BodyModel.load(model)

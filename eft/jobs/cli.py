@@ -186,7 +186,8 @@ def register(sub) -> None:
     fit.add_argument("config", help="job config file, e.g. fitting/coco.yaml, or the name of "
                                     "a shipped one (eft config show lists them)")
     fit.add_argument("--shard", metavar="i/N",
-                     help="fit shard i of N (0-based; ids hashed) into OUTPUT/shard-i-of-N")
+                     help="fit shard i of N (0-based; ids hashed) into "
+                          "OUTPUT/shard-III-of-NNN, e.g. shard-000-of-008")
     fit.add_argument("-o", "--output", metavar="DIR", help="output folder (output.dir)")
     fit.add_argument("--batch-size", type=int, dest="batch_size", metavar="B",
                      help="exemplars fine-tuned at once (batch_size)")
@@ -196,7 +197,8 @@ def register(sub) -> None:
     fit.add_argument("--backend", choices=("local", "dask"), help="where workers run")
     fit.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="Dask scheduler address")
     fit.add_argument("--limit", type=int, metavar="N",
-                     help="fit only the first N exemplars (by id)")
+                     help="fit only the first N exemplars (by id; of each shard with "
+                          "--shard)")
     fit.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override any config key, e.g. --set eft.max_iters=10 (repeatable)")
     fit.add_argument("--force", action="store_true",
