@@ -375,6 +375,14 @@ def test_a_dataset_named_with_its_own_recipe(tmp_path, one_thread):
     assert lines[at + 1] == "per set    dataset studio: open-prior-exact with max_iters=6"
     bad = _two(tmp_path / "b", {}, {})
     bad["datasets"][0]["eft"] = {"max_iters": 6}  # the job's preset is auto
+    with pytest.raises(JobConfigError, match=r"datasets\[0\]\.eft: these keys go on top "
+                       r"of a recipe, and the job's is auto: name this dataset's recipe"):
+        config_from_dict(bad)
+    bad["datasets"][0]["eft"] = {"max_iterz": 6}  # a typo is named first
+    with pytest.raises(JobConfigError, match=r"datasets\[0\]\.eft\.max_iterz: unknown key "
+                       r"\(did you mean 'max_iters'\?\)"):
+        config_from_dict(bad)
+    bad["datasets"][0]["eft"] = {"preset": "auto"}
     with pytest.raises(JobConfigError, match=r"datasets\[0\]\.eft\.preset: name a recipe"):
         config_from_dict(bad)
 

@@ -170,8 +170,20 @@ def test_changed_config_is_refused_unless_force(tmp_path, reference, capsys):
     assert rc == 2 and len(err) == 1, err
     assert "another configuration" in err[0] and "eft.max_iters: 8 -> 3" in err[0]
     assert "--force" in err[0]
+    # the old configuration's results in two formats (a resume: formats are runtime)
+    assert main(["fit", str(cfg), "-q", "--set", "output.formats=[h5,eft-json]"]) == 0
     before = Manifest.load(out)
-    assert main(["fit", str(cfg), "-q", "--set", "eft.max_iters=3", "--force"]) == 0
+    assert set(before.outputs.values()) == {"fits.h5", "fits.json"}
+    (out / "overlays").mkdir(exist_ok=True)
+    (out / "overlays" / "old.png").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")  # not the job's: kept
+    assert main(["fit", str(cfg), "-q", "--set", "eft.max_iters=3", "--force",
+                 "--set", "output.formats=[h5]"]) == 0
+    # no final file, overlay or summary of the discarded configuration is left
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
+        [".lock", "config.yaml", "fits.h5", "manifest.json", "skipped.json",
+         "summary.json", "notes.txt"])
+    assert not (out / "overlays").exists()
     after = Manifest.load(out)
     assert after.config_hash != before.config_hash and after.config["eft"]["max_iters"] == 3
     assert after.summary["fitted_this_run"] == N
@@ -234,6 +246,23 @@ def test_bad_inputs_are_recorded_and_the_job_finishes(shared_data, tmp_path, one
     assert (reasons.get("coco/437295") or listed.get("coco/437295")) == "bad_keypoints"
     assert set(fits_of(tmp_path / "out")) == {f"coco/{i}" for i in (
         1717641, 1724673, 467657, 531914, 533949, 543117)}
+    # the missing image turns up: a resume fits its person (and its chunk) again
+    shutil.copy(shared_data / "coco_sample" / "000000000785.jpg", tmp_path / "images")
+    assert main(["fit", str(cfg), "-q"]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "missing_image" not in summary["failed_by_reason"]
+    assert 1 <= summary["fitted_this_run"] <= 4 and summary["fitted"] == 7
+    assert "coco/442619" in fits_of(tmp_path / "out")
+    assert main(["fit", str(cfg), "-q"]) == 0  # then nothing is left to do
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())[
+        "fitted_this_run"] == 0
+    # a mistyped image folder is one error, not a job of missing images
+    capsys.readouterr()
+    assert main(["fit", str(cfg), "-q", "-o", str(tmp_path / "out2"), "--set",
+                 f"datasets.0.image_root={tmp_path / 'imagez'}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "datasets[0].image_root" in err[0] and "imagez" in err[0]
+    assert not (tmp_path / "out2" / "fits.h5").exists()
 
 
 def test_unreadable_or_empty_dataset_is_an_error(tmp_path, capsys):
@@ -399,3 +428,69 @@ def test_image_regressor_gets_crops_and_bad_images_fail(shared_data, tmp_path, m
     want = normalize_crop(crop_image(load_image(ex[1].image_path), ex[1].center, ex[1].scale))
     assert seen["inputs"].shape == (2, 3, 224, 224)
     torch.testing.assert_close(seen["inputs"][1], want)
+
+
+def test_edited_labels_are_fitted_again_on_resume(tmp_path, one_thread, caplog):
+    """A dataset edited after some of its people were fitted: resuming refits the chunks
+    whose labels changed (and only those), so the final file equals a fresh job's on
+    the edited file, never a mix of old and new labels."""
+    import logging
+
+    from eft.body.joints import KEYPOINT_FORMATS
+    from eft.synthetic.exemplars import SyntheticConfig, generate
+    from eft.synthetic.pose_bank import load_pose_bank
+
+    coco = KEYPOINT_FORMATS["coco17"]
+    people = list(generate(load_pose_bank().val().poses, 16, 4, SyntheticConfig()).exemplars())
+    kps = [np.asarray(e.keypoints)[list(coco.spin_indices)] for e in people]
+    kps = [k for k in kps if (k[:, 2] > 0).sum() >= 12][:8]  # none skipped by the reader
+    rows = [{"image": f"img{i}.jpg", "keypoints": k.ravel().tolist()}
+            for i, k in enumerate(kps)]
+    data = tmp_path / "people.json"
+
+    def write(rows):
+        data.write_text(json.dumps({"keypoint_format": "coco17", "people": rows}))
+
+    def job(out):
+        return config_from_dict({
+            "datasets": [{"kind": "generic", "path": str(data), "name": "gen"}],
+            "eft": {"preset": "open-prior"}, "check_images": False,
+            "output": {"dir": str(out), "formats": ["h5"]},
+            "batch_size": 4, "chunk_size": 4, "devices": ["cpu"]})
+
+    write(rows)
+    first = run_job(job(tmp_path / "out"), progress=False)
+    assert first.summary.fitted_this_run == 8
+    rows[5]["keypoints"][0] += 40.0  # one person of the second chunk moves
+    write(rows)
+    with caplog.at_level(logging.WARNING, logger="eft.jobs"):
+        again = run_job(job(tmp_path / "out"), progress=False)
+    assert again.summary.fitted_this_run == 4
+    assert "the labels of 1 fitted people changed" in caplog.text
+    fresh = run_job(job(tmp_path / "fresh"), progress=False)
+    assert_same_fits(fits_of(tmp_path / "out"), fits_of(tmp_path / "fresh"), atol=1e-6)
+    assert fresh.summary.fitted_this_run == 8
+    # unchanged labels resume with nothing to do
+    assert run_job(job(tmp_path / "out"), progress=False).summary.fitted_this_run == 0
+
+
+@pytest.mark.parametrize("damage", [
+    "[]",
+    '{"format": "eft-job-manifest", "version": VERSION, "parts": "x"}',
+    '{"format": "eft-job-manifest", "version": VERSION, "config_hash": "h", "config": "x",'
+    ' "identity": {}}'])
+def test_a_damaged_manifest_is_one_error_and_force_starts_over(tmp_path, reference, capsys,
+                                                               damage):
+    from eft.jobs.store import VERSION
+
+    ref_dir, _ = reference
+    out = tmp_path / "out"
+    shutil.copytree(ref_dir, out)
+    (out / "manifest.json").write_text(damage.replace("VERSION", json.dumps(VERSION)))
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(yaml.safe_dump(job_dict(out)))
+    assert main(["fit", str(cfg), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "manifest" in err[0] and str(out) in err[0], err
+    assert main(["fit", str(cfg), "-q", "--force"]) == 0
+    assert Manifest.load(out).summary["fitted_this_run"] == N

@@ -41,6 +41,7 @@ from eft._files import file_sha256
 from eft.annotations.columns import Columns
 from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
+from eft.data.exemplar import Exemplar
 from eft.errors import EftError
 from eft.fitting.config import TILTED_REFIT, EFTConfig, describe_recipe, preset_name
 from eft.models.registry import DEFAULT_SPEC, NAMED_PRIORS, regressor_path
@@ -54,6 +55,7 @@ from .sharding import Shard, plan_chunks, select_shard
 from .sources import Sources, read_sources
 from .store import (
     MANIFEST,
+    OVERLAYS_DIR,
     PARTS_DIR,
     SKIPPED,
     SUMMARY,
@@ -168,14 +170,25 @@ def _open_manifest(folder: Path, config: JobConfig, identity: dict, chash: str,
                 "or --force to discard them and start over")
         log.warning("--force: discarding the results of another configuration in %s",
                     folder)
-    _clear(folder)
+    _clear(folder, manifest)
     return Manifest(config_hash=chash, config=config.to_dict(), identity=identity,
                     shard=shard_text)
 
 
-def _clear(folder: Path) -> None:
+def _clear(folder: Path, manifest: Manifest | None = None) -> None:
+    """Remove what a job writes into ``folder``: its parts, manifest and list of skipped
+    people, and, where ``manifest`` (the discarded job's) could be read, its summary,
+    overlays and the final files it names, so none of another configuration's fits is
+    left beside the new ones."""
     shutil.rmtree(folder / PARTS_DIR, ignore_errors=True)
     for name in (MANIFEST, SKIPPED):
+        (folder / name).unlink(missing_ok=True)
+    if manifest is None:  # not (or no longer) a job's folder: nothing else is ours
+        return
+    shutil.rmtree(folder / OVERLAYS_DIR, ignore_errors=True)
+    finals = [name for name in manifest.outputs.values()
+              if isinstance(name, str) and Path(name).name == name]  # in the folder only
+    for name in (SUMMARY, *finals):
         (folder / name).unlink(missing_ok=True)
 
 
@@ -220,6 +233,36 @@ def _collect_parts(folder: Path, manifest: Manifest) -> dict[str, Part]:
             parts[rel] = part
             manifest.add_part(_info(rel, part))
     return parts
+
+
+def _drop_stale_parts(folder: Path, manifest: Manifest, parts: dict[str, Part],
+                      by_id: dict[str, Exemplar]) -> None:
+    """Remove from ``parts`` (and the folder and ``manifest``) every part holding a fit
+    whose labels (keypoints, image) are no longer those the job reads for its id (the
+    dataset was edited since the part was written), or a ``missing_image`` failure
+    whose image is there now: its chunk is fitted again rather than resumed with fits
+    of the old labels, or without the person."""
+    changed: list[str] = []
+    found: list[str] = []
+    for rel, part in list(parts.items()):
+        cols = part.columns
+        stale = [str(i) for k, i in enumerate(cols.fit_id) if str(i) in by_id and (
+            not np.array_equal(cols.keypoints2d[k], by_id[str(i)].keypoints, equal_nan=True)
+            or (cols.image_path[k] or None) != (by_id[str(i)].image_path or None))]
+        back = [f.id for f in part.failures if f.reason == "missing_image"
+                and f.id in by_id and Path(by_id[f.id].image_path or "").is_file()]
+        if stale or back:
+            changed += stale
+            found += back
+            del parts[rel]
+            manifest.parts = [p for p in manifest.parts if p.file != rel]
+            (folder / rel).unlink(missing_ok=True)
+    if changed:
+        log.warning("the labels of %d fitted people changed since they were fitted (e.g. "
+                    "%s): fitting their chunks again", len(changed), changed[0])
+    if found:
+        log.info("%d image(s) missing when their people were tried are there now (e.g. "
+                 "%s): fitting their chunks again", len(found), found[0])
 
 
 def _info(rel: str, part: Part) -> PartInfo:
@@ -332,7 +375,15 @@ def resolved_config_yaml(config: JobConfig) -> str:
 
 def _read_sources(config: JobConfig) -> Sources:
     """The job's exemplars (:func:`~eft.jobs.sources.read_sources`); an error when the
-    datasets hold none that can be fitted."""
+    datasets hold none that can be fitted, or, under ``check_images``, when a dataset's
+    ``image_root`` is not a folder."""
+    if config.check_images:
+        for i, ds in enumerate(config.datasets):
+            if ds.image_root is not None and not Path(ds.image_root).expanduser().is_dir():
+                raise JobConfigError(
+                    f"datasets[{i}].image_root: {ds.image_root}: no such folder (every "
+                    "image would be missing; set check_images: false to fit the "
+                    "keypoints alone)")
     sources = read_sources(config.datasets)
     if not sources.exemplars:
         counts = Counter(s.reason for s in sources.skipped)
@@ -471,6 +522,7 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         atomic_write_json(folder / SKIPPED, [{"id": s.id, "reason": s.reason,
                                               "detail": s.detail} for s in skipped])
         parts = _collect_parts(folder, manifest)
+        _drop_stale_parts(folder, manifest, parts, by_id)
         done = {i for p in parts.values() for i in p.ids}
         chunks = plan_chunks(ids, config.chunk_size)
         recipes, recipe_of = _recipe_numbers(config, sources)
@@ -579,7 +631,7 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
         outputs = write_outputs(folder, config, columns, provenance)
     if config.output.overlays and write:
         records = columns.to_annotations()
-        write_overlays(folder / "overlays", config.body, [a.fit for a in records],
+        write_overlays(folder / OVERLAYS_DIR, config.body, [a.fit for a in records],
                        [a.exemplar for a in records], config.output.overlays)
     manifest.complete = True
     manifest.outputs = {fmt: Path(p).name for fmt, p in outputs.items()}

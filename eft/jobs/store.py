@@ -34,6 +34,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,6 +64,8 @@ MANIFEST = "manifest.json"
 SKIPPED = "skipped.json"
 SUMMARY = "summary.json"
 PARTS_DIR = "parts"
+#: Overlay PNGs of a job (``output.overlays``).
+OVERLAYS_DIR = "overlays"
 LOCK = ".lock"
 PART_FORMAT = "eft-job-part"
 MANIFEST_FORMAT = "eft-job-manifest"
@@ -362,15 +365,30 @@ class Manifest:
         return {"format": MANIFEST_FORMAT, "version": VERSION, **d}
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "manifest") -> Manifest:
-        if d.get("format") != MANIFEST_FORMAT:
+    def from_dict(cls, d: Any, where: str = "manifest") -> Manifest:
+        """The manifest of ``d`` (``manifest.json``'s content); a :class:`JobStoreError`
+        naming ``where`` when it is not one this eft wrote (another format, another
+        version, or damaged: fields of the wrong shape)."""
+        if not isinstance(d, dict) or d.get("format") != MANIFEST_FORMAT:
             raise JobStoreError(f"{where}: not an eft job manifest")
         if d.get("version") != VERSION:
             raise JobStoreError(f"{where}: manifest version {d.get('version')} "
                                 f"(this eft reads {VERSION})")
         d = {k: v for k, v in d.items() if k not in ("format", "version")}
-        d["parts"] = [PartInfo(**p) for p in d.get("parts", [])]
-        return cls(**d)
+        try:
+            d["parts"] = [PartInfo(**p) for p in d.get("parts", [])]
+            out = cls(**d)
+        except TypeError as exc:
+            raise JobStoreError(f"{where}: damaged manifest ({exc})") from None
+        shapes = {"config": dict, "identity": dict, "outputs": dict, "output_sha256": dict,
+                  "summary": dict, "merged_from": list}
+        bad = [k for k, t in shapes.items() if not isinstance(getattr(out, k), t)]
+        bad += [f"parts[{i}]" for i, p in enumerate(out.parts)
+                if not (isinstance(p.file, str) and isinstance(p.chunk, int))]
+        if bad:
+            raise JobStoreError(f"{where}: damaged manifest ({', '.join(bad)} of the wrong "
+                                "type)")
+        return out
 
     def save(self, folder: Path) -> None:
         self.updated = time.time()
