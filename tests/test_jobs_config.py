@@ -380,3 +380,19 @@ def test_binary_config_and_file_as_output_dir_are_one_line_cli_errors(tmp_path, 
         assert err.startswith("eft: error: output.dir: ") and "is not a folder" in err
         assert "\n" not in err
     assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"n": -5}, "n must be an integer >= 1, got -5"),
+    ({"n": "ten"}, "n must be an integer >= 1, got 'ten'"),
+    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
+    ({"nn": 3}, "unknown 'nn'; known: n, seed, poses, "),
+    ({"poses": "test"}, "poses must be train, val or all"),
+])
+def test_bad_synthetic_options_are_one_config_error(options, message):
+    from eft.jobs.config import DatasetConfig
+    from eft.jobs.sources import read_one
+
+    with pytest.raises(JobConfigError, match="dataset syn: synthetic options: "
+                       + message.replace("(", r"\(")):
+        read_one(DatasetConfig(kind="synthetic", name="syn", options=options))

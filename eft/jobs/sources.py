@@ -8,6 +8,7 @@ try a job, and what the tests and benchmarks use.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 
@@ -46,14 +47,25 @@ def _synthetic(ds: DatasetConfig) -> ReadResult:
     seed = opts.pop("seed", 0)
     split = opts.pop("poses", "val")
     if split not in ("train", "val", "all"):
-        raise JobConfigError(f"synthetic dataset: poses must be train, val or all, got {split!r}")
+        raise JobConfigError(f"dataset {ds.label}: synthetic options: poses must be train, "
+                             f"val or all, got {split!r}")
+    where = f"dataset {ds.label}: synthetic options"
+    for key, value in (("n", n), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (key == "n"):
+            raise JobConfigError(f"{where}: {key} must be an integer >= {int(key == 'n')}, "
+                                 f"got {value!r}")
     try:
         cfg = SyntheticConfig(**opts)
-    except (TypeError, ValueError) as exc:
-        raise JobConfigError(f"synthetic dataset options: {exc}") from None
+    except TypeError:
+        known = sorted(f.name for f in dataclasses.fields(SyntheticConfig))
+        unknown = sorted(set(opts) - set(known))
+        raise JobConfigError(f"{where}: unknown {', '.join(map(repr, unknown))}; known: "
+                             f"n, seed, poses, {', '.join(known)}") from None
+    except ValueError as exc:
+        raise JobConfigError(f"{where}: {exc}") from None
     bank = load_pose_bank()
     poses = {"train": bank.train, "val": bank.val, "all": lambda: bank}[split]().poses
-    sset = generate(poses, int(n), int(seed), cfg)
+    sset = generate(poses, n, seed, cfg)
     exemplars = list(sset.exemplars())
     if ds.name:
         exemplars = [_renamed(e, ds.name) for e in exemplars]
@@ -61,8 +73,6 @@ def _synthetic(ds: DatasetConfig) -> ReadResult:
 
 
 def _renamed(e: Exemplar, prefix: str) -> Exemplar:
-    import dataclasses
-
     return dataclasses.replace(e, id=f"{prefix}/{e.id.split('/', 1)[-1]}",
                                meta={**e.meta, "dataset": prefix})
 
