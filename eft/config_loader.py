@@ -209,6 +209,32 @@ def build(cls: type, data: Any, prefix: str = "",
 # Files and overrides
 # ---------------------------------------------------------------------------
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, refusing a key given twice in one mapping (plain
+    YAML keeps the last one silently, so a repeated ``path:`` would lose the first)."""
+
+
+def _mapping_without_repeats(loader: _UniqueKeyLoader, node: yaml.MappingNode,
+                             deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        try:
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} given twice (lines {seen[key]} and {line})",
+                    key_node.start_mark)
+            seen[key] = line
+        except TypeError:  # an unhashable key: SafeLoader's own error follows
+            continue
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 _mapping_without_repeats)
+
+
 def read_yaml(path: str | os.PathLike, error: type[Exception] = EftError) -> dict:
     """The YAML mapping in ``path``; an ``error`` naming the file when it is missing,
     not text, not YAML or not a mapping."""
@@ -224,7 +250,7 @@ def read_yaml(path: str | os.PathLike, error: type[Exception] = EftError) -> dic
     if "\x00" in text:
         raise error(f"{p}: not a YAML text file (it holds NUL bytes; binary file?)")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

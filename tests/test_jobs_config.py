@@ -125,6 +125,17 @@ def test_bad_yaml_and_missing_file(tmp_path):
     p = _write(tmp_path, "datasets: [kind: {\n")
     with pytest.raises(JobConfigError, match=r"not valid YAML \(line"):
         load_config(p)
+    # a key given twice is refused (YAML alone would keep the last one silently)
+    p = _write(tmp_path, "datasets:\n  - kind: coco\n    path: a.json\n    path: b.json\n")
+    with pytest.raises(JobConfigError, match=r"\(line 4\): key 'path' given twice "
+                       r"\(lines 3 and 4\)"):
+        load_config(p)
+    p = _write(tmp_path, "datasets: [{kind: coco, path: a.json}]\neft: {lr: 1, lr: 2}\n")
+    with pytest.raises(JobConfigError, match="key 'lr' given twice"):
+        load_config(p)
+    p = _write(tmp_path, "datasets: [{kind: coco, path: a.json}, {kind: coco, path: b.json,"
+               " name: b}]\n")
+    assert [d.path for d in load_config(p).datasets] == ["a.json", "b.json"]
 
 
 def test_overrides(tmp_path):
@@ -396,3 +407,10 @@ def test_bad_synthetic_options_are_one_config_error(options, message):
     with pytest.raises(JobConfigError, match="dataset syn: synthetic options: "
                        + message.replace("(", r"\(")):
         read_one(DatasetConfig(kind="synthetic", name="syn", options=options))
+
+
+@pytest.mark.parametrize("name", ["", "..", ".hidden", "a/b", "a\\b"])
+def test_output_name_is_a_plain_file_stem(name):
+    with pytest.raises(JobConfigError, match=r"output\.name: must be a file stem"):
+        config_from_dict({**MINIMAL, "output": {"name": name}})
+    assert config_from_dict({**MINIMAL, "output": {"name": "fits.v2"}}).output.name == "fits.v2"

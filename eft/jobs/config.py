@@ -147,8 +147,10 @@ class OutputConfig:
             raise ValueError(f"formats: unknown format(s) {bad}; known: {list(ANNOTATION_FORMATS)}")
         if len(set(self.formats)) != len(self.formats):
             raise ValueError("formats: a format is listed twice")
-        if not self.name or "/" in self.name:
-            raise ValueError(f"name: must be a file stem without '/', got {self.name!r}")
+        if (not self.name or any(c in self.name for c in "/\\\0")
+                or self.name.startswith(".")):
+            raise ValueError("name: must be a file stem (no '/', '\\' or leading '.'), "
+                             f"got {self.name!r}")
         if self.overlays < 0:
             raise ValueError(f"overlays: must be >= 0, got {self.overlays}")
 
