@@ -283,8 +283,16 @@ def test_a_job_mixing_exact_and_annotated_datasets_fits_each_as_its_own_job(
 
     cfg = config_from_dict(_two(tmp_path / "sh", EXACT, {}))
     dirs = [run_job(cfg, shard=Shard(i, 2), progress=False).output_dir for i in range(2)]
-    merged = _fits(merge_outputs(dirs, tmp_path / "merged"))
+    joined = merge_outputs(dirs, tmp_path / "merged")
+    merged = _fits(joined)
     assert merged.keys() == got.keys()
+    # the merged summary names the recipes as the shards' do
+    for key in ("preset", "pilot", "reproj_median", "datasets_otherwise"):
+        assert joined.summary.recipe_auto[key] == mixed.summary.recipe_auto[key]
+    assert joined.summary.recipe_auto["datasets"][odd]["recipe"] == mixed.summary.recipe_auto[
+        "datasets"][odd]["recipe"]
+    assert joined.summary.dataset_recipes == mixed.summary.dataset_recipes
+    assert f"per set    dataset {odd}: {reads}" in joined.summary.format()
     for i, k3d in got.items():
         np.testing.assert_allclose(merged[i], k3d, atol=1e-5, err_msg=i)
 

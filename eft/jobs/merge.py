@@ -134,6 +134,9 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         summary = finish(out, config, merged, parts, seen, [s["reason"] for s in skipped],
                          first.identity, first.config_hash)
         summary.seconds = round(time.perf_counter() - t0, 3)
+        # every shard piloted the whole job alike: its pick is the merged job's
+        summary.recipe_auto = first.summary.get("recipe_auto")
+        summary.dataset_recipes = dict(first.summary.get("dataset_recipes") or {})
         merged.summary = summary.to_dict()
         merged.save(out)
         atomic_write_json(out / SUMMARY, summary.to_dict())

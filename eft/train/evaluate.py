@@ -237,7 +237,7 @@ def synthetic_eval_set(n: int, seed: int, body, poses: Any = None,
     s = generate(poses, n, seed, SyntheticConfig(), body=body)
     rot = axis_angle_to_rotmat(torch.as_tensor(s.pose, dtype=torch.float32).reshape(-1, 24, 3))
     g14, g24 = pose_joints(body, rot, torch.as_tensor(s.betas, dtype=torch.float32))
-    return EvalSet(name=name or f"synthetic-val (n={n}, seed={seed})",
+    return EvalSet(name=name or f"synthetic-val (seed {seed})",
                    center=torch.as_tensor(s.center, dtype=torch.float32),
                    scale=torch.as_tensor(s.scale, dtype=torch.float32),
                    gt14=g14, gt24=g24,
