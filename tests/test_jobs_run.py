@@ -240,6 +240,8 @@ def test_bad_inputs_are_recorded_and_the_job_finishes(shared_data, tmp_path, one
     reasons = {f["id"]: f["reason"] for p in manifest.parts for f in p.failures}
     assert reasons["coco/442619"] == "missing_image"
     assert reasons["coco/198196"] == reasons["coco/230195"] == "unreadable_image"
+    details = {f["id"]: f["detail"] for p in manifest.parts for f in p.failures}
+    assert details["coco/198196"].count("000000040083.jpg") == 1  # the path named once
     listed = {s["id"]: s["reason"] for s in
               json.loads((tmp_path / "out" / "skipped.json").read_text())}
     assert listed["coco/460541"] == "bad_bbox" and listed["coco/488308"] == "bad_annotation"

@@ -149,7 +149,9 @@ def _image_failure(e: Exemplar, exc: BaseException) -> Failure:
     if isinstance(exc, FileNotFoundError) or (
             e.image_path is not None and not os.path.exists(e.image_path)):
         return Failure(e.id, "missing_image", str(e.image_path))
-    return Failure(e.id, "unreadable_image", f"{e.image_path}: {exc}")
+    text = str(exc)  # ImageError names the file already
+    return Failure(e.id, "unreadable_image", text if str(e.image_path) in text
+                   else f"{e.image_path}: {text}")
 
 
 def _crop_tensor(image, e: Exemplar, res: int):
