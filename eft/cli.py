@@ -3,14 +3,17 @@
 Each command group lives next to its code, in a module with a
 ``register(subparsers)`` function listed in :data:`COMMAND_MODULES`; handlers return an
 exit code and import what only they need (review server, trainer, ...) lazily.
-Errors the user can fix (:class:`~eft.errors.EftError`) are printed as one line,
-without a traceback.
+Errors the user can fix (:class:`~eft.errors.EftError`, and the :class:`OSError` s of
+the files and folders they name: permissions, a folder where a file is wanted, ...) are
+printed as one line, without a traceback; any other exception is a bug and keeps its
+traceback.  Output cut short by its reader (``eft inspect FILE | head``) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -74,14 +77,58 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit code of an error the user can fix (and of argparse's usage errors).
+EXIT_ERROR = 2
+#: Exit code when the reader of the output went away (128 + SIGPIPE, as for a program
+#: that the signal ended).
+EXIT_BROKEN_PIPE = 141
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an :class:`OSError`: ``"PATH: reason"`` (``"SRC -> DST: reason"``
+    for a rename or link), else its own text."""
+    def name(value: object) -> str:
+        return os.fsdecode(value) if isinstance(value, (str, bytes)) else str(value)
+
+    reason = exc.strerror or str(exc)
+    if exc.filename is None:
+        return str(exc) if exc.errno is None else reason
+    names = name(exc.filename)
+    if exc.filename2 is not None:
+        names += f" -> {name(exc.filename2)}"
+    return f"{names}: {reason}"
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at the null device, so that flushing it again (at exit) cannot fail
+    on the closed pipe: the standard handling of :class:`BrokenPipeError`."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # replaced stdout (tests, notebooks)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except EftError as exc:
         print(f"eft: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        print(f"eft: error: {os_error_message(exc)}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ from eft.annotations.humandata import (
     read_humandata,
     write_humandata,
 )
+from eft.annotations.record import MALFORMED_QUALITY
 from eft.annotations.spin_npz import read_spin_npz, write_spin_npz
 from eft.annotations.synthetic import random_columns
 from eft.body import joints as J
@@ -304,13 +305,14 @@ def test_one_malformed_quality_row_keeps_the_others(tmp_path):
     path.write_text(lines[0] + "\n" + ",\n".join(json.dumps(p) for p in people) + "\n"
                     + lines[-1] + "\n")
     header, back = read_columns(path)
-    assert "quality" in header.missing  # two rows lack a readable one
+    assert "quality" not in header.missing  # the file's quality stays usable
     for i in (0, 1, 3):
         assert back.quality["loss_2d_final"][i] == cols.quality["loss_2d_final"][i]
         assert back.quality["accepted"][i] == cols.quality["accepted"][i]
         assert back.quality["flags"][i] == cols.quality["flags"][i]
-    for i in (2, 4):
-        assert np.isnan(back.quality["loss_2d_final"][i]) and back.quality["accepted"][i]
+    for i in (2, 4):  # unknown, not accepted, flagged
+        assert np.isnan(back.quality["loss_2d_final"][i]) and not back.quality["accepted"][i]
+        assert back.quality["flags"][i] == (MALFORMED_QUALITY,)
 
 
 def test_humandata_names_cover_spin49():

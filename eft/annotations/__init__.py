@@ -24,6 +24,7 @@ _EXPORTS = {
     "FORMATS": "api",
     "FORMAT_NAME": "model",
     "MISSABLE": "model",
+    "MALFORMED_QUALITY": "record",
     "SCHEMA_VERSION": "model",
     "SUFFIXES": "api",
     "H5Reader": "h5",

@@ -17,13 +17,30 @@ from .errors import AnnotationError
 from .provenance import Provenance
 from .record import SCHEMA_VERSION
 
-__all__ = ["atomic_path", "reading", "check_schema_version", "FileHeader", "one_line",
-           "gc_paused"]
+__all__ = ["atomic_path", "output_folder", "reading", "check_schema_version", "FileHeader",
+           "one_line", "gc_paused"]
 
 
 def one_line(text: Any, limit: int = 300) -> str:
     s = " ".join(str(text).split())
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def output_folder(path: str | os.PathLike) -> Path:
+    """Make the folder of the file ``path`` is to be written to, and return it; one-line
+    errors when ``path`` is a folder or a file stands where a folder of it is wanted
+    (before anything is written)."""
+    dst = Path(path).expanduser()
+    if dst.is_dir():
+        raise AnnotationError(f"{dst}: is a folder; give the name of a file to write")
+    for folder in dst.parents:
+        if folder.exists():
+            if not folder.is_dir():
+                raise AnnotationError(f"{folder}: is a file, not a folder (cannot write "
+                                      f"{dst} in it)")
+            break
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return dst.parent
 
 
 @contextlib.contextmanager
@@ -33,7 +50,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary is locked while written, so the next write of ``path`` removes it if this
     process is killed (:func:`eft._files.locked_temporary`)."""
     dst = Path(path).expanduser()
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(dst)
     tmp_path, fd = locked_temporary(dst)
     try:
         yield tmp_path

@@ -25,7 +25,8 @@ __all__ = ["FORMATS", "SUFFIXES", "DUPLICATES", "suffix_format", "detect_format"
            "check_unique_ids", "read_annotations", "write_annotations",
            "read_columns", "iter_columns", "write_columns"]
 
-#: Suffix -> format used when none is given (``.npz`` files are sniffed when read).
+#: Suffix -> format used when none is given: for writing, and for reading a file whose
+#: content does not tell (files are sniffed first: HDF5 signature, zip archive, JSON).
 #: Compound suffixes (``x.humandata.npz``) are matched first.
 SUFFIXES: dict[str, str] = {".humandata.npz": "humandata", ".spin.npz": "spin-npz",
                             ".json": "eft-json", ".npz": "spin-npz", ".h5": "h5",
@@ -55,9 +56,10 @@ def suffix_format(path: str | os.PathLike) -> str | None:
 
 
 def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
-    """The format of ``path``: from the suffix (compound ones such as
-    ``.humandata.npz`` included), and for reading ``.npz`` / unknown suffixes from the
-    content (HumanData of any mmhuman3d version, else SPIN npz)."""
+    """The format of ``path``.  For writing: from the suffix (compound ones such as
+    ``.humandata.npz`` included).  For reading: from the content, whatever the suffix
+    (the HDF5 signature, a zip archive: HumanData of any mmhuman3d version, else SPIN
+    npz, or JSON), else from the suffix (a damaged file then gets its format's error)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if for_writing:
@@ -66,8 +68,6 @@ def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
             raise AnnotationError(f"{path}: cannot tell the format from the suffix "
                                   f"'{suffix}'; pass --format ({', '.join(FORMATS)})")
         return fmt
-    if suffix in (".json", ".h5", ".hdf5"):
-        return SUFFIXES[suffix]
     with reading(path, "annotation"):
         with open(path, "rb") as fh:
             head = fh.read(8)
@@ -79,8 +79,11 @@ def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
             return "humandata" if is_humandata_layout(names) else "spin-npz"
         if head.lstrip()[:1] in (b"{", b"["):
             return "eft-json"
+    fmt = suffix_format(path)
+    if fmt is not None:
+        return fmt
     raise AnnotationError(f"{path}: not an annotation file this eft reads "
-                          f"({', '.join(FORMATS)})")
+                          f"({', '.join(FORMATS)}); pass --input-format if it is one")
 
 
 def check_unique_ids(columns: Columns, path, duplicates: str = "error",
@@ -137,10 +140,10 @@ def read_columns(path: str | os.PathLike, format: str | None = None, *,
 def read_annotations(path: str | os.PathLike, format: str | None = None) -> AnnotationSet:
     """Read an annotation file into an :class:`AnnotationSet`.
 
-    ``format`` is one of :data:`FORMATS`; by default it comes from the suffix
-    (``.json``, ``.h5`` / ``.hdf5``) or, for ``.npz``, from the content (SPIN npz or
-    HumanData).  Fields a lossy format cannot hold are reconstructed where possible and
-    listed in ``missing``.  Raises :class:`AnnotationError` (one line) for a missing,
+    ``format`` is one of :data:`FORMATS`; by default it comes from the content (HDF5,
+    SPIN npz or HumanData, JSON), whatever the suffix, else from the suffix
+    (:func:`detect_format`).  Fields a lossy format cannot hold are reconstructed where
+    possible and listed in ``missing``.  Raises :class:`AnnotationError` (one line) for a missing,
     corrupt, truncated or newer-schema file.
     """
     header, columns = read_columns(path, format)

@@ -3,9 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from .formats import FORMATS as FORMAT_CHOICES
+
+
+def _threshold(text: str) -> float:
+    """argparse ``type`` of a quality threshold: a finite number >= 0 (NaN or a negative
+    value would silently drop every fit; infinity is no threshold, and JSON provenance
+    cannot record it)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    """argparse ``type`` of a count: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -107,8 +132,7 @@ def _inspect(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report, indent=1))
             return 0
-        header, batches = iter_columns(Path(args.file), args.input_format)
-        print("\n".join(summarize(header, batches).lines()))
+        print("\n".join(summarize(header, [columns]).lines()))  # read once: warned once
         print(f"wrote {args.png}")
         return 0
     header, batches = iter_columns(Path(args.file), args.input_format)
@@ -133,9 +157,15 @@ def _validate(args: argparse.Namespace) -> int:
         header.missing) else ""
     print(f"{args.file}: {verdict} ({header.format}, schema version "
           f"{header.schema_version or 'none'}, {report.count} fits, "
-          f"{sum(t.count for t in report.errors.values())} error(s), "
-          f"{sum(t.count for t in report.warnings.values())} warning(s){unchecked})")
+          f"{_tally(report.errors, 'error')}, {_tally(report.warnings, 'warning')}"
+          f"{unchecked})")
     return 0 if report.ok else 1
+
+
+def _tally(table: dict, kind: str) -> str:
+    """``"2 warning(s)"``: as many as the report has ``kind`` lines (one per check, each
+    giving the number of fits it covers)."""
+    return f"{sum(1 for t in table.values() if t.count)} {kind}(s)"
 
 
 def register(subparsers) -> None:
@@ -156,13 +186,13 @@ def register(subparsers) -> None:
                      help="keep accepted fits only (after --strict re-judging, if given)")
     exp.add_argument("--strict", action="store_true",
                      help="re-judge acceptance with EFT's strict (MPII) rules")
-    exp.add_argument("--max-loss", type=float, default=None,
+    exp.add_argument("--max-loss", type=_threshold, default=None,
                      help="keep fits whose final 2D loss <= this")
-    exp.add_argument("--max-reproj-px", type=float, default=None,
+    exp.add_argument("--max-reproj-px", type=_threshold, default=None,
                      help="keep fits whose mean reprojection error (px) <= this")
-    exp.add_argument("--max-abs-beta", type=float, default=None,
+    exp.add_argument("--max-abs-beta", type=_threshold, default=None,
                      help="keep fits whose max |beta| <= this")
-    exp.add_argument("--min-keypoints", type=int, default=None,
+    exp.add_argument("--min-keypoints", type=_count, default=None,
                      help="keep fits with at least this many annotated GT keypoints")
     exp.add_argument("--review-db", "--review", dest="review", default=None,
                      metavar="REVIEW.sqlite|DECISIONS.json",
@@ -191,7 +221,7 @@ def register(subparsers) -> None:
     ins.add_argument("--png", metavar="OUT.png", default=None,
                      help="also draw a contact sheet: the N worst fits by each quality "
                           "measure, and histograms of loss, reprojection, |beta|, pose NLL")
-    ins.add_argument("--worst", type=int, default=4, metavar="N",
+    ins.add_argument("--worst", type=_count, default=4, metavar="N",
                      help="fits per measure on the sheet / in --json (default 4)")
     ins.add_argument("--images", default=None, metavar="ROOT",
                      help="where relative image paths are found (default: beside FILE, "

@@ -36,6 +36,7 @@ __all__ = [
     "aa_to_rotmat",
     "weak_to_cam_t",
     "openpose18_validity",
+    "meta_rest",
 ]
 
 
@@ -267,14 +268,15 @@ class Columns:
     # -- derived fields -----------------------------------------------------------------
 
     def annot_ids(self) -> np.ndarray:
-        """(N,) int64 ``meta["annotId"]``, -1 where there is none."""
+        """(N,) int64 ``meta["annotId"]``, -1 where there is none or it is no integer
+        that int64 holds (e.g. a string, or an id of 2**63 or more)."""
         out = np.full(len(self), -1, np.int64)
         for i, m in enumerate(self.meta):
             v = m.get("annotId") if isinstance(m, dict) else None
             if v is not None:
                 try:
                     out[i] = int(v)
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     pass
         return out
 
@@ -287,6 +289,18 @@ class Columns:
                 name = str(p).replace("\\", "/").rsplit("/", 1)[-1]
             names.append(str(name) if name else "")
         return names
+
+
+def meta_rest(meta: Any, annot_id: int, stored: Sequence[str]) -> dict:
+    """``meta`` without the keys ``stored`` in fields of their own, for a writer's
+    free-form meta record.  An ``annotId`` that the int64 ``annot_id`` field cannot hold
+    (``annot_id`` < 0 from :meth:`Columns.annot_ids`: a string, or an int of 2**63 or
+    more) stays in the record, so that it is not lost."""
+    if not isinstance(meta, dict):
+        return {}
+    value = meta.get("annotId")
+    keep = annot_id < 0 and isinstance(value, (str, int)) and not isinstance(value, bool)
+    return {k: v for k, v in meta.items() if k not in stored or (keep and k == "annotId")}
 
 
 def unknown_quality(keypoints2d: np.ndarray, betas: np.ndarray) -> dict[str, np.ndarray]:

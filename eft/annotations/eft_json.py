@@ -10,6 +10,7 @@ back), float64 values (box, 2D keypoints, quality) exactly.  NaN is written as `
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -33,6 +34,7 @@ from .columns import (
     QUALITY_INT,
     Columns,
     _object_array,
+    meta_rest,
     openpose18_validity,
     rotmat_to_aa,
     unknown_quality,
@@ -40,13 +42,16 @@ from .columns import (
 )
 from .errors import AnnotationError
 from .provenance import Provenance
-from .record import FORMAT_NAME, SCHEMA_VERSION
+from .record import FORMAT_NAME, MALFORMED_QUALITY, SCHEMA_VERSION
 
 __all__ = ["write_eft_json", "read_eft_json", "EFT_JSON_VERSION", "short_float32"]
 
 #: The ``ver`` EFT's released files carry; kept so their readers accept ours.
 EFT_JSON_VERSION = 0.1
 _ROWS = 256  # rows serialised per write (bounds the memory of the Python lists)
+_SHOWN_IDS = 5  # fit ids named in the malformed-quality warning
+
+log = logging.getLogger("eft.annotations")
 
 
 def short_float32(values: np.ndarray) -> np.ndarray:
@@ -133,7 +138,7 @@ def _person_dicts(c: Columns, lo: int, hi: int, missing: frozenset[str]) -> list
             "source": str(part.source[i]),
             "imagePath": part.image_path[i],
             "imageSize": None if size[0] < 0 else [int(size[0]), int(size[1])],
-            "meta": {k: v for k, v in meta.items() if k not in _META_KEYS},
+            "meta": meta_rest(meta, annot[i], _META_KEYS),
         }
         out.append(person)
     return out
@@ -291,18 +296,27 @@ def read_eft_json(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         dbname = str(meta.get("dbname") or "")
         missing = set(doc.get("missing") or []) if ours else {"provenance", "exemplar_meta"}
         parts, offset = [], 0
+        malformed: list[str] = []
         for chunk in _chunks(people, _READ_ROWS):
-            parts.append(_parse_people(chunk, offset, path, provenance, dbname, missing))
+            parts.append(_parse_people(chunk, offset, path, provenance, dbname, missing,
+                                       malformed))
             offset += len(chunk)
     columns = Columns.concat(parts)  # ids as the file gives them: never renumbered
+    if malformed:
+        shown = ", ".join(repr(f) for f in malformed[:_SHOWN_IDS])
+        log.warning("%s: malformed 'quality' (a value of the wrong type) in %d fit(s), "
+                    "read as unknown, not accepted, flagged %r: %s%s", path,
+                    len(malformed), MALFORMED_QUALITY, shown,
+                    " ..." if len(malformed) > _SHOWN_IDS else "")
     header = FileHeader(provenance=provenance, missing=frozenset(missing),
                         schema_version=version, count=len(columns), format="eft-json")
     return header, columns
 
 
 def _parse_people(people: list, offset: int, path: Path, provenance: Provenance, dbname: str,
-                  missing: set[str]) -> Columns:
-    """Columns of one chunk of people; adds to ``missing`` what some of them lack."""
+                  missing: set[str], malformed: list[str] | None = None) -> Columns:
+    """Columns of one chunk of people; adds to ``missing`` what some of them lack, and to
+    ``malformed`` the fit ids whose ``quality`` is there but unreadable."""
     for i, p in enumerate(people):
         if not isinstance(p, dict):
             raise AnnotationError(f"{path}: person {offset + i} is not an object")
@@ -319,18 +333,26 @@ def _parse_people(people: list, offset: int, path: Path, provenance: Provenance,
     kp3d = _field(people, "fit_keypoint_3d", (49, 3), np.float32, path, offset,
                   default=nan3d)
     quality = unknown_quality(kp2d, betas)
-    with_q, known = [], []
+    with_q, known, bad = [], [], []
     for i, p in enumerate(people):
-        row = _quality_row(p.get("quality"))
-        if row is not None:
+        if p.get("quality") is None:
+            continue
+        row = _quality_row(p["quality"])
+        if row is None:
+            bad.append(i)
+        else:
             with_q.append(i)
             known.append(row)
-    if len(with_q) < n:
-        missing.add("quality")  # rows without a (readable) quality keep unknown_quality
+    if len(with_q) + len(bad) < n:
+        missing.add("quality")  # rows without any quality keep unknown_quality
     for k in quality:
         for i, row in zip(with_q, known, strict=True):
             quality[k][i] = row[k]
+    for i in bad:  # unknown measures (NaN, recomputed |beta| and keypoint count), rejected
+        quality["accepted"][i] = False
+        quality["flags"][i] = (MALFORMED_QUALITY,)
     ids, sources, paths, sizes, metas = [], [], [], [], []
+    bad_rows = set(bad)
     for i, p in enumerate(people):
         ex = p.get("exemplar") if isinstance(p.get("exemplar"), dict) else {}
         meta = dict(ex.get("meta") or {})
@@ -344,6 +366,8 @@ def _parse_people(people: list, offset: int, path: Path, provenance: Provenance,
             fid = f"{dbname or 'eft'}/{p['annotId']}" if p.get("annotId") is not None else (
                 f"{dbname or 'eft'}/{offset + i}")
         ids.append(str(fid))
+        if malformed is not None and i in bad_rows:
+            malformed.append(str(fid))
         sources.append(str(ex.get("source") or "spin49"))
         paths.append(ex.get("imagePath") or p.get("imageName"))
         size = ex.get("imageSize")
@@ -358,9 +382,9 @@ def _parse_people(people: list, offset: int, path: Path, provenance: Provenance,
 
 
 def _quality_row(d: Any) -> dict[str, Any] | None:
-    """One person's quality record as column values, or None when it is absent or
-    malformed (a value of the wrong type): that person's quality is then unknown, the
-    others' is kept."""
+    """One person's quality record as column values, or None when it is malformed (not
+    an object, or a value of the wrong type): that person's quality is then unknown and
+    flagged :data:`~eft.annotations.record.MALFORMED_QUALITY`, the others' is kept."""
     if not isinstance(d, dict):
         return None
     row: dict[str, Any] = {}

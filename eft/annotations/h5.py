@@ -36,8 +36,22 @@ from eft._files import locked_temporary
 from eft.body import joints as J
 from eft.fitting.config import FLAGS
 
-from ._io import FileHeader, check_schema_version, fsync_file, provenance_from_json, reading
-from .columns import QUALITY_BOOL, QUALITY_FLOAT, QUALITY_INT, Columns, _object_array
+from ._io import (
+    FileHeader,
+    check_schema_version,
+    fsync_file,
+    output_folder,
+    provenance_from_json,
+    reading,
+)
+from .columns import (
+    QUALITY_BOOL,
+    QUALITY_FLOAT,
+    QUALITY_INT,
+    Columns,
+    _object_array,
+    meta_rest,
+)
 from .errors import AnnotationError
 from .provenance import CAMERA_CONVENTION, Provenance
 from .record import FORMAT_NAME, SCHEMA_VERSION
@@ -191,7 +205,7 @@ class H5Writer:
         self._pending: list[Columns] = []
         self._pending_rows = 0
         self._closed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        output_folder(self.path)
         # HDF5 itself holds an flock on the file while it is open; a later write of
         # `path` removes the temporary only once nobody holds it (we were killed)
         self._tmp, fd = locked_temporary(self.path)
@@ -345,6 +359,7 @@ class H5Writer:
     def _write(self, c: Columns) -> None:
         n = len(c)
         metas = [m if isinstance(m, dict) else {} for m in c.meta]
+        annot = c.annot_ids()
         values: dict[str, np.ndarray] = {
             "fit_id": c.fit_id.astype(str).astype(object),
             "rotmat": c.rotmat, "pose_aa": c.pose_aa, "betas": c.betas,
@@ -355,13 +370,13 @@ class H5Writer:
             "keypoints2d": c.keypoints2d,
             "image_name": _object_array(c.image_names()),
             "image_path": _object_array(["" if p is None else str(p) for p in c.image_path]),
-            "annot_id": c.annot_ids(),
+            "annot_id": annot,
             "dataset": _object_array([str(m.get("dataset") or "") for m in metas]),
             "source": _object_array([str(s) for s in c.source]),
             "image_size": c.image_size,
             "meta": _object_array([
-                json.dumps({k: v for k, v in m.items() if k not in _META_KEYS},
-                           ensure_ascii=False, default=_json_default) for m in metas]),
+                json.dumps(meta_rest(m, int(a), _META_KEYS), ensure_ascii=False,
+                           default=_json_default) for m, a in zip(metas, annot, strict=True)]),
         }
         lo = self.count
         for name in _LAYOUT:

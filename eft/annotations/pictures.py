@@ -109,8 +109,9 @@ def image_roots(header, images: str | os.PathLike | None = None,
         roots.append(folder)
         job = (getattr(header.provenance, "extra", None) or {}).get("job") or {}
         out = ((job.get("config") or {}).get("output") or {}).get("dir")
-        parts = Path(out).parts if isinstance(out, str) and out else ()
-        if (parts and not Path(out).is_absolute() and ".." not in parts
+        out_dir = Path(out) if isinstance(out, str) and out else None
+        parts = out_dir.parts if out_dir is not None else ()
+        if (out_dir is not None and not out_dir.is_absolute() and ".." not in parts
                 and folder.parts[-len(parts):] == parts):
             roots.append(Path(*folder.parts[:-len(parts)]))
     roots.append(Path.cwd())

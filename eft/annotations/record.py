@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from eft.data.exemplar import Exemplar
 from eft.fitting.records import Fit
 
-__all__ = ["SCHEMA_VERSION", "FORMAT_NAME", "Annotation", "MISSABLE"]
+__all__ = ["SCHEMA_VERSION", "FORMAT_NAME", "Annotation", "MISSABLE", "MALFORMED_QUALITY"]
 
 #: Version of the eft annotation schema written by this code (``annotations/SCHEMA.md``).
 #: Readers refuse files with a larger number.
@@ -30,6 +30,11 @@ MISSABLE: dict[str, str] = {
     "provenance": "how the fits were made",
     "exemplar_meta": "exemplar source, image size and dataset metadata",
 }
+
+#: Quality flag of a fit whose stored quality could not be read (a value of the wrong
+#: type in the file): its measures are NaN and it is not accepted.  The other fits of the
+#: file keep their quality.
+MALFORMED_QUALITY = "malformed_quality"
 
 
 @dataclass(frozen=True)

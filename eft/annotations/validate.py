@@ -13,6 +13,7 @@ from eft.fitting.config import FLAGS
 from eft.geometry.cameras import FOCAL_LENGTH
 
 from .columns import Columns, aa_to_rotmat, weak_to_cam_t
+from .record import MALFORMED_QUALITY
 
 __all__ = ["ValidationReport", "validate_columns", "ROT_TOL", "BETA_LIMIT"]
 
@@ -144,7 +145,9 @@ def validate_columns(batches: Iterable[Columns], missing: frozenset[str] = froze
 def _check_quality(rep: ValidationReport, c: Columns) -> None:
     q, ids = c.quality, c.fit_id
     flags = q["flags"]
-    special = np.array([("non_finite" in f) or ("skipped" in f) for f in flags])
+    unreadable = np.array([MALFORMED_QUALITY in f for f in flags], bool)
+    special = np.array([("non_finite" in f) or ("skipped" in f) for f in flags],
+                       bool) | unreadable
     with np.errstate(invalid="ignore"):
         for name in ("loss_2d_init", "loss_2d_final"):
             v = q[name]
@@ -156,6 +159,8 @@ def _check_quality(rep: ValidationReport, c: Columns) -> None:
     rep.error("quality.iterations negative", ids, q["iterations"] < 0)
     rep.error("quality.n_valid_keypoints outside 0..24", ids,
               (q["n_valid_keypoints"] < 0) | (q["n_valid_keypoints"] > 24))
-    rep.warn("unknown quality flag", ids, np.array([any(x not in FLAGS for x in f)
-                                                    for f in flags]))
+    rep.warn("unknown quality flag", ids, np.array(
+        [any(x not in FLAGS and x != MALFORMED_QUALITY for x in f) for f in flags], bool))
+    rep.warn(f"quality malformed in the source file (unknown, not accepted, flagged "
+             f"{MALFORMED_QUALITY})", ids, unreadable)
     rep.warn("rejected fit in the file", ids, ~q["accepted"])
