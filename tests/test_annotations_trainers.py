@@ -83,10 +83,12 @@ def test_readers_keep_the_path_below_the_image_root(tmp_path, shared_data):
     res = read_coco(tmp_path / "coco.json", tmp_path)
     assert res.exemplars and all(e.meta["imageName"].startswith("val2017/")
                                  for e in res.exemplars)
+    spread = np.column_stack([30.0 + np.arange(17), 50.0 + 3 * np.arange(17),
+                              np.full(17, 2.0)]).ravel().tolist()  # not all on one point
     records = [{"image": NAMES[1], "keypoint_format": "coco17", "bbox": [10, 10, 50, 100],
-                "keypoints": np.tile([30.0, 50.0, 2.0], 17).tolist()},
+                "keypoints": spread},
                {"image": NAMES[2], "keypoint_format": "coco17", "bbox": [10, 10, 50, 100],
-                "keypoints": np.tile([30.0, 50.0, 2.0], 17).tolist()}]
+                "keypoints": spread}]
     (tmp_path / "g.json").write_text(json.dumps(records))
     gen = read_generic(tmp_path / "g.json", tmp_path, min_keypoints=1)
     assert [e.meta["imageName"] for e in gen.exemplars] == NAMES[1:3]

@@ -11,12 +11,19 @@ One exemplar per annotated person, id ``"<dataset>/<annotation id>"``, in id ord
 Crop: SPIN's, from the annotation's ``bbox`` (``scale = 1.2 * max(w, h) / 200``).  COCO
 visibility ``v in {0, 1, 2}`` becomes confidence 1 for ``v > 0`` (SPIN), or is kept with
 ``binarize=False``.  A bad record never stops the file; it is skipped with a reason:
-``iscrowd`` groups; ``bad_annotation`` (not an object, no id, keypoints or bbox of the
-wrong length or not numbers, no keypoint names in the file); ``duplicate_id`` (an
-annotation id seen before in the file: the first is kept); ``missing_image`` (its
-``image_id`` has no entry in ``images``); ``no_keypoints``; ``bad_keypoints``
-(non-finite or absurd coordinates); ``too_few_keypoints`` (fewer GT keypoints than
-``min_keypoints``, EFT's ">= 6"); ``bad_bbox`` (a box of zero size or non-finite).
+``iscrowd`` groups; ``bad_annotation`` (not an object, no id, an ``image_id`` or
+``category_id`` that is not a number or string, keypoints or bbox of the wrong length
+or not numbers - numeric strings included -, no keypoint names in the file);
+``duplicate_id`` (an annotation id seen before in the file: the first is kept);
+``missing_image`` (its ``image_id`` has no entry in ``images``; malformed ``images``
+entries - not an object, or an ``id`` that is not a number or string - are left out and
+named in the detail); ``no_keypoints``; ``bad_keypoints`` (non-finite or absurd
+coordinates, or all at one point); ``too_few_keypoints`` (fewer GT keypoints than
+``min_keypoints``, EFT's ">= 6"); ``bad_bbox`` (a box of zero size, non-finite or
+absurd - beyond :data:`~eft.data.readers.base.MAX_ABS_KEYPOINT_PX` -, or the crop made
+from it).  An image ``width`` / ``height`` that is not a usable size is left out (the
+size is then read from the image file where needed).  A malformed ``categories`` entry
+or an unknown ``keypoint_format`` is a :class:`ReaderError`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,9 +40,24 @@ from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 from eft.geometry.crops import bbox_to_center_scale
 
-from .base import ReaderError, ReadResult, Skipped, keypoint_skip_reasons
+from .base import (
+    ReaderError,
+    ReadResult,
+    Skipped,
+    box_problems,
+    crop_problems,
+    image_size_or_none,
+    keypoint_format_problem,
+    keypoint_skip_reasons,
+)
 
 __all__ = ["read_coco"]
+
+
+def _is_key(value: Any) -> bool:
+    """Whether ``value`` can be a COCO id (image, category): a number or a string."""
+    return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+
 
 def _load(path: Path) -> dict:
     if not path.is_file():
@@ -52,9 +75,25 @@ def _load(path: Path) -> dict:
 def _formats(path: Path, doc: dict, keypoint_format: str | None,
              ) -> tuple[dict, J.KeypointFormat | None]:
     """``({category id: format}, format for annotations of no named category)``."""
-    cats = [c for c in doc.get("categories") or [] if isinstance(c, dict)
-            and isinstance(c.get("keypoints"), list) and c.get("keypoints")]
-    given = J.get_format(keypoint_format) if keypoint_format else None
+    entries = doc.get("categories") or []
+    if not isinstance(entries, list):
+        raise ReaderError(f"{path}: 'categories' is a {type(entries).__name__}, not a list "
+                          "of categories")
+    cats = []
+    for i, c in enumerate(entries):
+        if not (isinstance(c, dict) and isinstance(c.get("keypoints"), list)
+                and c.get("keypoints")):
+            continue
+        if c.get("id") is not None and not _is_key(c.get("id")):
+            raise ReaderError(f"{path}: categories[{i}] has id {c.get('id')!r}, not a number "
+                              "or string; fix that category's id")
+        cats.append(c)
+    given = None
+    if keypoint_format is not None and keypoint_format != "":
+        problem = keypoint_format_problem(keypoint_format)
+        if problem is not None:
+            raise ReaderError(f"{path}: {problem}")
+        given = J.get_format(keypoint_format)
     by_cat = {}
     for c in cats:
         try:
@@ -75,19 +114,26 @@ def _formats(path: Path, doc: dict, keypoint_format: str | None,
     return by_cat, (given if not cats else None)
 
 
-def _numbers(value, n: int, what: str) -> np.ndarray:
-    """``value`` as n float64 numbers, else ValueError saying what is wrong."""
+def _numbers(value: Any, n: int, what: str) -> np.ndarray:
+    """``value`` (a JSON list of n numbers) as (n,) float64, else ValueError saying what
+    is wrong (numeric strings such as ``"12.5"`` are not numbers)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
         raise ValueError(f"{what} is a {type(value).__name__}, not a list of numbers")
     if len(value) != n:
         raise ValueError(f"{what} has {len(value)} values, expected {n}")
     try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError(f"{what} holds values that are not numbers") from None
+        arr = np.asarray(value)
+    except (TypeError, ValueError):  # ragged nesting
+        raise ValueError(f"{what} is nested, expected {n} numbers") from None
+    if arr.dtype.kind == "O" and arr.shape == (n,):  # ints too big for int64, ...
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ValueError(f"{what} holds values that are not numbers")
+        arr = arr.astype(np.float64)
+    elif arr.dtype.kind not in "iuf":
+        raise ValueError(f"{what} holds values that are not numbers")
     if arr.shape != (n,):
         raise ValueError(f"{what} is nested, expected {n} numbers")
-    return arr
+    return arr.astype(np.float64, copy=False)
 
 
 def read_coco(
@@ -119,9 +165,21 @@ def read_coco(
     doc = _load(path)
     by_cat, fallback = _formats(path, doc, keypoint_format)
     images: dict = {}
-    for img in doc.get("images") or []:
-        if isinstance(img, dict) and "id" in img:
+    entries = doc.get("images") or []
+    if not isinstance(entries, list):
+        raise ReaderError(f"{path}: 'images' is a {type(entries).__name__}, not a list of "
+                          "images")
+    malformed: list[str] = []  # "images[i]: why", the entries left out
+    for i, img in enumerate(entries):
+        if not isinstance(img, dict):
+            malformed.append(f"images[{i}] is not an object")
+        elif not _is_key(img.get("id")):
+            malformed.append(f"images[{i}] has id {img.get('id')!r}, not a number or string")
+        else:
             images.setdefault(img["id"], img)
+    no_image = "" if not malformed else (
+        f"; {len(malformed)} malformed 'images' entries were left out ({malformed[0]}"
+        + (", ..." if len(malformed) > 1 else "") + ")")
     # Three passes, so that the per-person numpy/torch work runs once over all people
     # (147k people of COCO 2017 train): record checks, batched keypoints/skip
     # reasons/crops, then the exemplars and skips in annotation-id order.
@@ -131,9 +189,15 @@ def read_coco(
             early.append((f"{dataset}/#{i}", Skipped(f"{dataset}/#{i}", "bad_annotation",
                                                      "not an object")))
             continue
-        if by_cat and ann.get("category_id") not in by_cat:
-            continue  # another category (not people with these keypoints)
         ann_id = ann.get("id")
+        cat = ann.get("category_id")
+        if by_cat and cat is not None and not _is_key(cat):
+            where = f"{dataset}/{ann_id}" if _is_key(ann_id) else f"{dataset}/#{i}"
+            early.append((where, Skipped(where, "bad_annotation",
+                                         f"category_id {cat!r} is not a number or string")))
+            continue
+        if by_cat and cat not in by_cat:
+            continue  # another category (not people with these keypoints)
         if isinstance(ann_id, bool) or not isinstance(ann_id, (int, str)) or ann_id == "":
             early.append((f"{dataset}/#{i}", Skipped(f"{dataset}/#{i}", "bad_annotation",
                                                      f"id {ann_id!r}")))
@@ -156,9 +220,12 @@ def read_coco(
                            "keypoints; give keypoint_format")
         elif ann.get("iscrowd", 0):
             skip = Skipped(eid, "iscrowd")
+        elif ann.get("image_id") is not None and not _is_key(ann.get("image_id")):
+            skip = Skipped(eid, "bad_annotation",
+                           f"image_id {ann.get('image_id')!r} is not a number or string")
         elif ann.get("image_id") not in images:
-            skip = Skipped(eid, "missing_image",
-                           f"image_id {ann.get('image_id')!r} has no entry in 'images'")
+            skip = Skipped(eid, "missing_image", f"image_id {ann.get('image_id')!r} has no "
+                           f"entry in 'images'{no_image}")
         else:
             try:
                 raw = _numbers(ann.get("keypoints"), 3 * fmt.num_joints, "keypoints")
@@ -177,10 +244,11 @@ def read_coco(
         kps49[rows] = J.to_spin49(kp, cat_fmt, binarize_visibility=binarize)
     reasons = keypoint_skip_reasons(kps49, min_keypoints)
     boxes = np.array([b for _, b in raws]).reshape(-1, 4)
-    with np.errstate(invalid="ignore"):
-        good_box = np.isfinite(boxes).all(axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+    box_why = box_problems(boxes)
+    good_box = np.array([w is None for w in box_why], dtype=bool)
     centers, scales = (t.numpy() for t in bbox_to_center_scale(
         torch.from_numpy(np.where(good_box[:, None], boxes, 1.0)), rescale))
+    crop_why = crop_problems(centers, scales)
     paths: dict[str, str] = {}
     out = ReadResult(skipped=[s for _, s in early])
     k = -1
@@ -193,17 +261,15 @@ def read_coco(
         if reason is not None:
             out.skipped.append(Skipped(eid, *reason))
             continue
-        if not good_box[k]:
-            out.skipped.append(Skipped(eid, "bad_bbox", f"bbox {ann.get('bbox')}"))
+        why = box_why[k] or crop_why[k]
+        if why is not None:
+            out.skipped.append(Skipped(eid, "bad_bbox", why))
             continue
         img = images[ann["image_id"]]
         name = img.get("file_name") if isinstance(img.get("file_name"), str) else None
         if name and name not in paths:
             paths[name] = str(root / name)
-        try:
-            size = (int(img["width"]), int(img["height"])) if "width" in img else None
-        except (TypeError, ValueError, KeyError):
-            size = None
+        size = image_size_or_none(img.get("width"), img.get("height"))
         meta = {"annotId": ann_id, "imageId": ann["image_id"], "imageName": name,
                 "dataset": dataset}
         out.exemplars.append(Exemplar(

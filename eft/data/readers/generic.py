@@ -30,12 +30,18 @@ field               required  meaning
                               the image centre); default: the image diagonal
 ==================  ========  ==========================================================
 
+Boxes, image sizes and focal lengths are bounded like keypoints: a box side or corner
+beyond :data:`~eft.data.readers.base.MAX_ABS_KEYPOINT_PX` (or a crop side ``200 * scale``
+beyond it or under 1 px) is ``bad_bbox``, an image size or focal length outside
+[1, MAX_ABS_KEYPOINT_PX] px is ``bad_annotation``.
+
 The image size and focal length are used only by ``open-prior-exact``'s refinement
 under each image's camera (``eft.fitting.perspective``), for exact labels; without an
 image size that refinement leaves the person's fit as it is.
 
 \\* or given once for the whole file (JSON top-level ``keypoint_format``, or the
-``keypoint_format=`` option).
+``keypoint_format=`` option); a file-wide format that is not a known name is a
+:class:`ReaderError` naming the known formats, a record's own one skips the record.
 
 JSON: ``{"keypoint_format": "coco17", "people": [{"image": "a.jpg", "person_id": "a-0",
 "keypoints": [...], "bbox": [x, y, w, h]}, ...]}`` or just the list of people.
@@ -75,8 +81,11 @@ from .base import (
     ReadResult,
     Skipped,
     box_center_scale,
+    box_problems,
     cached_image_size,
+    camera_problem,
     keypoint_box_center_scale,
+    keypoint_format_problem,
 )
 
 __all__ = ["read_generic", "GENERIC_FIELDS"]
@@ -84,6 +93,7 @@ __all__ = ["read_generic", "GENERIC_FIELDS"]
 GENERIC_FIELDS: tuple[str, ...] = ("image", "person_id", "keypoint_format", "keypoints", "bbox",
                                    "image_size", "focal")
 _SPLIT = re.compile(r"[\s,;\[\]()]+")
+_EXTRA_FORMATS = ("spin49",)
 
 
 def _numbers(value: Any) -> np.ndarray:
@@ -106,7 +116,12 @@ def _records(path: Path, keypoint_format: str | None) -> tuple[list[dict], str |
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ReaderError(f"{path}: not a valid JSON file ({exc})") from None
         if isinstance(data, dict):
-            keypoint_format = keypoint_format or data.get("keypoint_format")
+            top = data.get("keypoint_format")
+            if keypoint_format is None and top is not None and top != "":
+                problem = keypoint_format_problem(top, _EXTRA_FORMATS)
+                if problem is not None:
+                    raise ReaderError(f"{path}: top-level {problem}")
+                keypoint_format = top
             data = data.get("people")
         if not isinstance(data, list):
             raise ReaderError(f"{path}: expected a list of people or "
@@ -137,15 +152,13 @@ def _records(path: Path, keypoint_format: str | None) -> tuple[list[dict], str |
 
 def _camera(rec: dict) -> tuple[tuple[int, int] | None, float | None]:
     """The record's ``image_size`` (W, H) and ``focal`` (px), each None when absent;
-    ValueError when present and not positive finite numbers."""
+    ValueError when present and not numbers within [1, MAX_ABS_KEYPOINT_PX] px
+    (:func:`~eft.data.readers.base.camera_problem`)."""
     size = _numbers(rec.get("image_size"))
-    if size.size not in (0, 2) or (size.size and not (np.all(np.isfinite(size))
-                                                      and np.all(size > 0))):
-        raise ValueError(f"image_size must be [width, height] in pixels, got {size.tolist()}")
     focal = _numbers(rec.get("focal"))
-    if focal.size not in (0, 1) or (focal.size and not (np.isfinite(focal[0])
-                                                        and focal[0] > 0)):
-        raise ValueError(f"focal must be one positive number of pixels, got {focal.tolist()}")
+    problem = camera_problem(size if size.size else None, focal if focal.size else None)
+    if problem is not None:
+        raise ValueError(problem)
     return ((int(round(size[0])), int(round(size[1]))) if size.size else None,
             float(focal[0]) if focal.size else None)
 
@@ -185,6 +198,12 @@ def read_generic(
     """
     path = Path(path)
     root = Path(image_root) if image_root is not None else path.parent
+    if keypoint_format is not None and keypoint_format != "":
+        problem = keypoint_format_problem(keypoint_format, _EXTRA_FORMATS)
+        if problem is not None:
+            raise ReaderError(f"{path}: option {problem}")
+    else:
+        keypoint_format = None
     records, default_fmt = _records(path, keypoint_format)
     out = ReadResult()
     seen: set[str] = set()
@@ -218,13 +237,15 @@ def read_generic(
             out.skipped.append(Skipped(eid, "duplicate_id", f"record {i}"))
             continue
         seen.add(eid)
-        fmt = (rec.get("keypoint_format") or default_fmt or "").lower()
+        own = rec.get("keypoint_format")
+        if own is not None and own != "":
+            problem = keypoint_format_problem(own, _EXTRA_FORMATS)
+            if problem is not None:
+                out.skipped.append(Skipped(eid, "bad_annotation", problem))
+                continue
+        fmt = str(own or default_fmt or "").lower()
         if not fmt:
             out.skipped.append(Skipped(eid, "bad_annotation", "no keypoint_format"))
-            continue
-        if fmt != "spin49" and fmt not in J.KEYPOINT_FORMATS:
-            out.skipped.append(Skipped(eid, "bad_annotation",
-                                       f"unknown keypoint_format {fmt!r}"))
             continue
         try:
             kps49 = _to_spin49(fmt, _numbers(rec.get("keypoints")))
@@ -238,8 +259,10 @@ def read_generic(
             continue
         cs = None
         if box.size:
-            if box.size != 4 or not (np.all(np.isfinite(box)) and box[2] > 0 and box[3] > 0):
-                out.skipped.append(Skipped(eid, "bad_bbox", f"bbox {box.tolist()}"))
+            why = (f"bbox has {box.size} values, expected 4 (x, y, w, h)" if box.size != 4
+                   else box_problems(box)[0])
+            if why is not None:
+                out.skipped.append(Skipped(eid, "bad_bbox", why))
                 continue
             cs = box_center_scale(box[0], box[1], box[2], box[3], rescale=rescale)
         else:
@@ -247,6 +270,8 @@ def read_generic(
             if cs is None:
                 out.skipped.append(Skipped(eid, "bad_bbox", "no bbox and no keypoint box"))
                 continue
+        if out.skip_bad_crop(eid, cs[0], cs[1]):
+            continue
         img = Path(image)
         full = img if img.is_absolute() else root / img
         meta = {"imageName": img.name if img.is_absolute() else img.as_posix(),

@@ -10,6 +10,8 @@ convention does not have) stays unannotated, never borrowed by position.
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from .base import (
     ReadResult,
     Skipped,
     box_center_scale,
+    box_problems,
     keypoint_box_center_scale,
     keypoint_skip_reasons,
 )
@@ -160,7 +163,11 @@ def read_humandata_keypoints(
     convention, mapped by name), ``bbox_xywh`` (the crop; else the keypoints' box) and
     ``image_path`` (relative to ``image_root``, default the file's folder).  Only plain
     arrays are read (never the pickled ``smpl`` / ``meta`` dicts).  Ids
-    ``"<dataset>/<row>"``.
+    ``"<dataset>/<row>"``.  A person whose box is unusable (non-finite, a side <= 0) is
+    cropped around its keypoints; one whose box or crop is absurd (beyond
+    :data:`~eft.data.readers.base.MAX_ABS_KEYPOINT_PX`) is skipped as ``bad_bbox``.  A
+    file that is not a readable npz (truncated, not a zip) or whose arrays have the wrong
+    shape or type is a :class:`ReaderError`.
 
     Args:
         path: the ``.npz``.
@@ -174,17 +181,29 @@ def read_humandata_keypoints(
         raise ReaderError(f"{path}: no such HumanData file")
     root = Path(image_root) if image_root is not None else path.parent
     try:
-        with np.load(path, allow_pickle=False) as z:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ReaderError(f"{path}: a single .npy array, not an npz archive of "
+                              "HumanData arrays")
+        with loaded as z:
             keys = set(z.files)
             data = {k: z[k] for k in ("keypoints2d", "keypoints2d_mask", "mask",
                                       "keypoints2d_convention", "bbox_xywh", "image_path")
                     if k in keys}
-    except (OSError, ValueError) as exc:
-        raise ReaderError(f"{path}: not a readable npz file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ReaderError(f"{path}: not a readable npz file ({exc or type(exc).__name__}); "
+                          "re-save it with numpy.savez") from None
     if "keypoints2d" not in data:
         raise ReaderError(f"{path}: no 'keypoints2d' (not a HumanData file with 2D "
                           f"keypoints; keys: {sorted(keys)})")
-    raw = np.asarray(data["keypoints2d"], np.float64)
+    for k in ("keypoints2d", "bbox_xywh"):
+        if k in data:
+            try:
+                data[k] = np.asarray(data[k], np.float64)
+            except (TypeError, ValueError):
+                raise ReaderError(f"{path}: '{k}' holds values that are not numbers "
+                                  f"(dtype {data[k].dtype})") from None
+    raw = data["keypoints2d"]
     if raw.ndim != 3 or raw.shape[2] not in (2, 3):
         raise ReaderError(f"{path}: 'keypoints2d' must be (N, K, 3), got {raw.shape}")
     if raw.shape[2] == 2:
@@ -197,12 +216,16 @@ def read_humandata_keypoints(
     present = mask if mask is not None and mask.size == raw.shape[1] else None
     kps49 = keypoints_to_spin49(raw, names, present)
     n = len(kps49)
+    if "image_path" in data and np.ndim(data["image_path"]) != 1:
+        raise ReaderError(f"{path}: 'image_path' has shape {np.shape(data['image_path'])}, "
+                          f"expected ({n},): one path per person")
     images = [str(p) for p in data["image_path"]] if "image_path" in data else [""] * n
-    boxes = np.asarray(data["bbox_xywh"], np.float64) if "bbox_xywh" in data else None
+    boxes = data.get("bbox_xywh")
     if len(images) != n or (boxes is not None and (boxes.ndim != 2 or len(boxes) != n
                                                    or boxes.shape[1] < 4)):
         raise ReaderError(f"{path}: image_path / bbox_xywh do not have {n} rows")
     reasons = keypoint_skip_reasons(kps49, min_keypoints)
+    box_why = box_problems(boxes[:, :4]) if boxes is not None else [None] * n
     out = ReadResult()
     for i in range(n):
         eid = f"{dataset}/{i}"
@@ -213,12 +236,19 @@ def read_humandata_keypoints(
         cs = None
         if boxes is not None:
             x, y, w, h = boxes[i, :4]
-            if np.isfinite(boxes[i, :4]).all() and w > 0 and h > 0:
+            usable = bool(np.isfinite(boxes[i, :4]).all() and w > 0 and h > 0)
+            why = box_why[i]
+            if usable and why is not None:  # finite but absurd: a corrupt box
+                out.skipped.append(Skipped(eid, "bad_bbox", why))
+                continue
+            if usable:
                 cs = box_center_scale(x, y, w, h, rescale)
         if cs is None:
             cs = keypoint_box_center_scale(kps49[i], rescale)
         if cs is None:
             out.skipped.append(Skipped(eid, "bad_bbox", "no usable box"))
+            continue
+        if out.skip_bad_crop(eid, cs[0], cs[1]):
             continue
         name = images[i].replace("\\", "/")
         out.exemplars.append(Exemplar(

@@ -25,7 +25,8 @@ Exemplar ``k`` (0-based) is image ``k + 1``: id ``"<dataset>/im0001"`` (LSP) or
 ``"<dataset>/im00001"`` (LSPet).  Crop: SPIN's, the box of the annotated joints times
 ``rescale`` (1.2).  LSP's usual split is images 1-1000 train and 1001-2000 test
 (``indices=range(1000)`` / ``range(1000, 2000)``).  Skipped with a reason:
-``no_keypoints``, ``too_few_keypoints``, ``bad_keypoints``, ``bad_bbox``.
+``no_keypoints``, ``too_few_keypoints``, ``bad_keypoints``, ``bad_bbox`` (no crop, or an
+absurd one: :func:`~eft.data.readers.base.crop_problems`).
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ def read_lsp(
         cs = keypoint_box_center_scale(kps49, rescale)
         if cs is None:
             out.skipped.append(Skipped(eid, "bad_bbox", "degenerate keypoint box"))
+            continue
+        if out.skip_bad_crop(eid, cs[0], cs[1]):
             continue
         out.exemplars.append(Exemplar(
             id=eid, image_path=str(root / name), center=cs[0], scale=cs[1],

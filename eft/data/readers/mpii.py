@@ -59,9 +59,13 @@ centre/scale fall back to the keypoint box (``meta["crop_from"] = "keypoints"``)
 ``"keypoints"`` always uses the box of the annotated keypoints times ``rescale``.
 
 Skipped, with a reason: ``no_keypoints``, ``too_few_keypoints`` (< ``min_keypoints``,
-counted over SPIN-49's GT slots), ``bad_keypoints`` (NaN), ``bad_bbox`` (no usable crop),
-``bad_annotation`` (malformed entry), ``held_out`` (image listed in
-``exclude_images``).
+counted over SPIN-49's GT slots), ``bad_keypoints`` (NaN, absurd or all at one point),
+``bad_bbox`` (no usable crop, or an absurd one: a given centre or crop side ``200 *
+scale`` beyond :data:`~eft.data.readers.base.MAX_ABS_KEYPOINT_PX`, or a side under 1 px),
+``bad_annotation`` (malformed entry, e.g. an h5 ``person`` / ``index`` that is not a
+whole number), ``held_out`` (image listed in ``exclude_images``).  A file that cannot be
+read as a whole (not UTF-8, a CSV ``_X`` column without its ``_Y``, an h5 array that is
+a group or not numbers) is a :class:`ReaderError`.
 """
 
 from __future__ import annotations
@@ -194,8 +198,11 @@ def _person(out: ReadResult, eid: str, raw16: np.ndarray, image_path: str, name:
     crop_from = "keypoints"
     cs = None
     if crop == "given" and center is not None and scale is not None:
-        c = np.asarray(center, dtype=np.float64).reshape(-1)
-        s = float(scale)
+        try:
+            c = np.asarray(center, dtype=np.float64).reshape(-1)
+            s = float(scale)
+        except (TypeError, ValueError):  # not numbers: no usable centre/scale
+            c, s = np.zeros(0), float("nan")
         if c.shape == (2,) and np.all(np.isfinite(c)) and np.isfinite(s) and s > 0 \
                 and np.all(c >= 0):  # MPII writes -1 for "no centre"
             cs, crop_from = (c - offset, s), "given"
@@ -203,6 +210,8 @@ def _person(out: ReadResult, eid: str, raw16: np.ndarray, image_path: str, name:
         cs = keypoint_box_center_scale(kps49, rescale)
     if cs is None:
         out.skipped.append(Skipped(eid, "bad_bbox", "no centre/scale and no keypoint box"))
+        return
+    if out.skip_bad_crop(eid, cs[0], cs[1]):  # absurd: a given scale of 1e300, ...
         return
     out.exemplars.append(Exemplar(
         id=eid, image_path=image_path, center=np.asarray(cs[0], dtype=np.float64),
@@ -326,11 +335,26 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
             if "imgname" not in f or "part" not in f:
                 raise ReaderError(f"{path}: not an MPII h5 file (needs 'imgname' and "
                                   f"'part'; has {sorted(f)})")
-            arrays = {k: f[k][()] for k in ("imgname", "part", "visible", "center", "scale",
-                                            "person", "index", "normalize") if k in f}
+            keys = [k for k in ("imgname", "part", "visible", "center", "scale", "person",
+                                "index", "normalize") if k in f]
+            for k in keys:
+                if not isinstance(f[k], h5py.Dataset):
+                    raise ReaderError(f"{path}: '{k}' is a {type(f[k]).__name__}, not an "
+                                      "array (not an MPII h5 file)")
+            arrays = {k: f[k][()] for k in keys}
     except OSError as exc:
         raise ReaderError(f"{path}: not a readable HDF5 file ({exc})") from None
-    names, part = arrays["imgname"], np.asarray(arrays["part"], dtype=np.float64)
+    names = arrays["imgname"]
+    if np.ndim(names) != 1:
+        raise ReaderError(f"{path}: 'imgname' has shape {np.shape(names)}, expected (N,)")
+    for k in arrays:
+        if k != "imgname":
+            try:
+                arrays[k] = np.asarray(arrays[k], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ReaderError(f"{path}: '{k}' holds values that are not numbers "
+                                  f"(dtype {np.asarray(arrays[k]).dtype})") from None
+    part = arrays["part"]
     n = len(names)
     if part.shape != (n, _NJ, 2):
         raise ReaderError(f"{path}: 'part' has shape {part.shape}, expected ({n}, {_NJ}, 2)")
@@ -346,14 +370,26 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
     per_image: dict[str, int] = {}
     for i in range(n):
         raw_name = names[i]
-        name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
+        try:
+            name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
+        except UnicodeDecodeError:
+            out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation",
+                                       f"row {i}: imgname {raw_name!r} is not UTF-8"))
+            continue
         stem, nth = _next_person(per_image, name)
-        j = int(arrays["person"][i]) if "person" in arrays else nth
+        whole = {k: _whole(arrays[k][i]) for k in ("person", "index") if k in arrays}
+        wrong = [f"{k} {arrays[k][i]:g}" for k, v in whole.items() if v is None]
+        if wrong:
+            out.skipped.append(Skipped(f"{dataset}/{stem}/#{i}", "bad_annotation",
+                                       f"row {i}: not a whole number >= 0: "
+                                       f"{', '.join(wrong)}"))
+            continue
+        j = whole.get("person", nth)
         eid = f"{dataset}/{stem}/{j}"
         raw = np.concatenate([part[i], labelled[i][:, None].astype(np.float64)], axis=1)
         meta: dict[str, Any] = {"row": i, "rectIndex": j}
-        if "index" in arrays:
-            meta["imageIndex"] = int(arrays["index"][i])
+        if "index" in whole:
+            meta["imageIndex"] = whole["index"]
         if visible is not None:
             meta["is_visible"] = [int(v > 0) for v in visible[i]]
         if "normalize" in arrays:
@@ -362,6 +398,13 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
         scale = arrays["scale"][i] if "scale" in arrays else None
         _person(out, eid, raw, str(root / name), name, center, scale, meta, **opts)
     return out
+
+
+def _whole(value: float) -> int | None:
+    """``value`` as an int when it is a whole number >= 0 (an index), else None."""
+    if not (np.isfinite(value) and value >= 0 and value == np.floor(value)):
+        return None
+    return int(value)
 
 
 def _csv_joint_name(name: str) -> str:
@@ -376,6 +419,16 @@ def _csv_joint_name(name: str) -> str:
 def _read_csv(path: Path, root: Path, **opts) -> ReadResult:
     if not path.is_file():
         raise ReaderError(f"{path}: no such annotation file")
+    try:
+        return _read_csv_rows(path, root, **opts)
+    except UnicodeDecodeError as exc:
+        raise ReaderError(f"{path}: not a UTF-8 text file (byte {exc.start}: "
+                          f"{exc.reason}); save it as UTF-8") from None
+    except csv.Error as exc:
+        raise ReaderError(f"{path}: not a readable CSV file ({exc})") from None
+
+
+def _read_csv_rows(path: Path, root: Path, **opts) -> ReadResult:
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -384,6 +437,8 @@ def _read_csv(path: Path, root: Path, **opts) -> ReadResult:
         col = {h.strip(): c for c, h in enumerate(header)}
         names = {_csv_joint_name(h[:-2]): h[:-2] for h in col if h.endswith("_X")}
         missing = [n for n in J.MPII16_NAMES if n not in names] + \
+            [f"{names[n]}_Y" for n in J.MPII16_NAMES if n in names
+             and f"{names[n]}_Y" not in col] + \
             [c for c in ("NAME", "Scale") if c not in col]
         if missing:
             raise ReaderError(f"{path}: not an MPII CSV file (missing columns for "

@@ -14,8 +14,8 @@ others keep OpenPose's confidence (``binarize=True`` makes them 1).  They fill S
 limbs; not MidHip or the feet) into that GT slot, so the default fit uses them.  The
 crop is the keypoint box times ``rescale``.  Skipped with a reason: ``no_image``,
 ``no_keypoints`` / ``too_few_keypoints`` (fewer than ``min_keypoints`` kept keypoints),
-``bad_keypoints``, ``bad_bbox``, ``bad_annotation`` (wrong number of values); an
-unreadable JSON file skips its image as ``bad_annotation``.
+``bad_keypoints``, ``bad_bbox`` (no crop, or an absurd one), ``bad_annotation`` (wrong
+number of values); an unreadable JSON file skips its image as ``bad_annotation``.
 """
 
 from __future__ import annotations
@@ -142,6 +142,8 @@ def read_openpose(
             cs = keypoint_box_center_scale(kps49, rescale)
             if cs is None:
                 out.skipped.append(Skipped(eid, "bad_bbox", "degenerate keypoint box"))
+                continue
+            if out.skip_bad_crop(eid, cs[0], cs[1]):
                 continue
             out.exemplars.append(Exemplar(
                 id=eid, image_path=str(image), center=cs[0], scale=cs[1],

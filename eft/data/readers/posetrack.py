@@ -23,8 +23,10 @@ else the JSON's folder.  Crop: SPIN's box crop from ``bbox`` (``scale = 1.2 * ma
 200``), or from the keypoint box when there is no usable ``bbox`` (and always for 2017)
 - ``meta["crop_from"]`` says which.  Visibility ``v > 0`` becomes confidence 1.  Frames
 marked ``is_labeled: false`` have no people.  Skipped, with a reason: ``no_keypoints``,
-``too_few_keypoints``, ``bad_keypoints``, ``bad_bbox``, ``bad_annotation`` and
-``duplicate_id`` (an id already read from another file).
+``too_few_keypoints``, ``bad_keypoints``, ``bad_bbox`` (no crop, or an absurd box or
+crop: beyond :data:`~eft.data.readers.base.MAX_ABS_KEYPOINT_PX`), ``bad_annotation`` and
+``duplicate_id`` (an id already read from another file).  An image ``width`` /
+``height`` that is not a usable size is left out.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from .base import (
     ReadResult,
     Skipped,
     box_center_scale,
+    box_problems,
+    image_size_or_none,
     keypoint_box_center_scale,
 )
 
@@ -154,6 +158,10 @@ def _make(out: ReadResult, eid: str, raw17: np.ndarray, bbox: Any, image_path: s
     try:
         x, y, w, h = (float(v) for v in bbox)
         if w > 0 and h > 0 and np.all(np.isfinite([x, y, w, h])):
+            why = box_problems(np.array([x, y, w, h]))[0]
+            if why is not None:  # finite but absurd: a corrupt box
+                out.skipped.append(Skipped(eid, "bad_bbox", why))
+                return
             cs = box_center_scale(x, y, w, h, rescale)
     except (TypeError, ValueError):
         pass
@@ -161,6 +169,8 @@ def _make(out: ReadResult, eid: str, raw17: np.ndarray, bbox: Any, image_path: s
         cs, crop_from = keypoint_box_center_scale(kps49, rescale), "keypoints"
     if cs is None:
         out.skipped.append(Skipped(eid, "bad_bbox", f"bbox {bbox} and no keypoint box"))
+        return
+    if out.skip_bad_crop(eid, cs[0], cs[1]):
         return
     out.exemplars.append(Exemplar(
         id=eid, image_path=image_path, center=cs[0], scale=cs[1],
@@ -203,8 +213,7 @@ def _read_2018(f: Path, data: dict, image_root, dataset: str, min_keypoints: int
                                        f"{raw.size} keypoint values, expected {3 * _NJ}"))
             continue
         name = img.get("file_name")
-        size = (int(img["width"]), int(img["height"])) if "width" in img and "height" in img \
-            else None
+        size = image_size_or_none(img.get("width"), img.get("height"))
         meta = {"annotId": aid, "imageId": a.get("image_id"), "trackId": a.get("track_id"),
                 "vidId": img.get("vid_id"), "frameId": img.get("frame_id"),
                 "imageName": name, "file": f.name, "dataset": dataset}
