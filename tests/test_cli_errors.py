@@ -133,3 +133,20 @@ def test_broken_pipe_in_process(monkeypatch, capsys, fits):
                         _raise(BrokenPipeError(32, "Broken pipe")))
     assert main(["inspect", str(fits)]) == EXIT_BROKEN_PIPE
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["eval", "default", "--synthetic", "-5"], "--synthetic: must be an integer >= 0"),
+    (["eval", "default", "--batch-size", "0"], "--batch-size: must be an integer >= 1"),
+    (["train", "training/synthetic_demo", "--steps", "0"], "--steps: must be an integer >= 1"),
+    (["inspect", "x.h5", "--worst", "-1"], "--worst: must be an integer >= 0"),
+    (["export", "x.h5", "-o", "y.h5", "--max-loss", "nan"],
+     "--max-loss: must be a finite number >= 0"),
+])
+def test_bad_numbers_are_usage_errors(capsys, argv, words):
+    """Counts and thresholds out of range are argparse errors naming the option (exit
+    2), before anything runs (eft/_argtypes.py)."""
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert words in capsys.readouterr().err

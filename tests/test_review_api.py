@@ -597,3 +597,60 @@ def test_export_honours_review_db(client, review_files, tmp_path):
     assert kept == set(auto_ok) - {r}
     assert main(["export", str(path), "-o", str(tmp_path / "x.json"),
                  "--review-db", str(path)]) == 2  # not a database: one-line error
+
+
+def test_truncated_and_turned_images_and_a_bad_model(review_files, tmp_path):
+    """A truncated JPEG is flagged unreadable (no blind decision on a grey panel); an
+    image with an EXIF orientation is drawn turned, as the fitting read it; a bad
+    --model is an error at start-up, not a 500 later."""
+    import shutil
+
+    from PIL import Image
+
+    from eft.data.images import load_image
+    from eft.errors import EftError
+    from eft.review.state import build_state
+
+    path, root, exemplars, _ = review_files
+    images = tmp_path / "images"
+    shutil.copytree(root, images)
+    first = Path(exemplars[0].image_path).name
+    raw = (images / first).read_bytes()
+    (images / first).write_bytes(raw[: len(raw) // 3])
+    second = next(Path(e.image_path).name for e in exemplars
+                  if Path(e.image_path).name != first)
+    with Image.open(images / second) as im:
+        exif = im.getexif()
+        exif[0x0112] = 6  # turned 90 degrees
+        im.save(images / second, exif=exif.tobytes())
+    app = create_app(ReviewConfig(annotations=path, images=images, db=tmp_path / "r.sqlite",
+                                  annotator="ann", overlay_size=SIZE,
+                                  allowed_hosts=("testserver",)))
+    client = TestClient(app)
+    broken = [e.id for e in exemplars if Path(e.image_path).name == first]
+    for fit_id in broken:
+        assert client.get("/api/fit", params={"id": fit_id}).json()["image_problem"] == \
+            "unreadable"
+    state = build_state(ReviewConfig(annotations=path, images=images,
+                                     db=tmp_path / "r2.sqlite", annotator="ann"))
+    i = next(k for k, fid in enumerate(state.catalog.ids)
+             if Path(exemplars[[e.id for e in exemplars].index(fid)].image_path).name
+             == second)
+    turned = state.overlays.image(i)
+    assert turned is not None and turned.shape == load_image(images / second).shape
+    assert turned.shape[0] > turned.shape[1]  # the landscape photo stands upright now
+    with pytest.raises(EftError, match="nope.pkl"):
+        build_state(ReviewConfig(annotations=path, images=images, db=tmp_path / "r3.sqlite",
+                                 annotator="ann", model=str(tmp_path / "nope.pkl")))
+
+
+def test_a_file_without_fits_opens(tmp_path):
+    from eft.annotations import AnnotationSet, Provenance, write_annotations
+
+    empty = write_annotations(AnnotationSet.from_fits([], [], Provenance.create()),
+                              tmp_path / "empty.json")
+    client = TestClient(create_app(ReviewConfig(
+        annotations=empty, images=tmp_path, db=tmp_path / "r.sqlite", annotator="ann",
+        allowed_hosts=("testserver",))))
+    assert client.get("/api/info").json()["count"] == 0
+    assert client.get("/api/fits").status_code == 200

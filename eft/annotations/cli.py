@@ -3,34 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
+from eft._argtypes import finite_at_least_zero, integer_at_least
+
 from .formats import FORMATS as FORMAT_CHOICES
-
-
-def _threshold(text: str) -> float:
-    """argparse ``type`` of a quality threshold: a finite number >= 0 (NaN or a negative
-    value would silently drop every fit; infinity is no threshold, and JSON provenance
-    cannot record it)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    """argparse ``type`` of a count: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
-    return value
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -186,13 +163,13 @@ def register(subparsers) -> None:
                      help="keep accepted fits only (after --strict re-judging, if given)")
     exp.add_argument("--strict", action="store_true",
                      help="re-judge acceptance with EFT's strict (MPII) rules")
-    exp.add_argument("--max-loss", type=_threshold, default=None,
+    exp.add_argument("--max-loss", type=finite_at_least_zero, default=None,
                      help="keep fits whose final 2D loss <= this")
-    exp.add_argument("--max-reproj-px", type=_threshold, default=None,
+    exp.add_argument("--max-reproj-px", type=finite_at_least_zero, default=None,
                      help="keep fits whose mean reprojection error (px) <= this")
-    exp.add_argument("--max-abs-beta", type=_threshold, default=None,
+    exp.add_argument("--max-abs-beta", type=finite_at_least_zero, default=None,
                      help="keep fits whose max |beta| <= this")
-    exp.add_argument("--min-keypoints", type=_count, default=None,
+    exp.add_argument("--min-keypoints", type=integer_at_least(0), default=None,
                      help="keep fits with at least this many annotated GT keypoints")
     exp.add_argument("--review-db", "--review", dest="review", default=None,
                      metavar="REVIEW.sqlite|DECISIONS.json",
@@ -221,7 +198,7 @@ def register(subparsers) -> None:
     ins.add_argument("--png", metavar="OUT.png", default=None,
                      help="also draw a contact sheet: the N worst fits by each quality "
                           "measure, and histograms of loss, reprojection, |beta|, pose NLL")
-    ins.add_argument("--worst", type=_count, default=4, metavar="N",
+    ins.add_argument("--worst", type=integer_at_least(0), default=4, metavar="N",
                      help="fits per measure on the sheet / in --json (default 4)")
     ins.add_argument("--images", default=None, metavar="ROOT",
                      help="where relative image paths are found (default: beside FILE, "

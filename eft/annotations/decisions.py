@@ -74,6 +74,8 @@ def fit_digests(rotmat: np.ndarray, betas: np.ndarray, cam_weak: np.ndarray) -> 
     as it stored them at float32 precision or better); any changed value gives another.
     """
     n = len(rotmat)
+    if n == 0:
+        return []
     parts = [_canonical(np.asarray(x).reshape(n, -1)) for x in (rotmat, betas, cam_weak)]
     shapes = ",".join(str(p.shape[1]) for p in parts)
     head = f"{DIGEST_VERSION}:{shapes}:".encode()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from eft.body import BodyModel
+from eft.data.images import ImageError, load_image
 from eft.render import FitView, RenderError, display_crop, fit_panel, label
 
 from .catalog import Catalog
@@ -32,7 +33,7 @@ from .paths import locate_image
 __all__ = ["OverlayCache", "DRAWING_VERSION"]
 
 #: Bump when the panel's look changes, to invalidate cached files.
-DRAWING_VERSION = 2
+DRAWING_VERSION = 3
 _MAX_IMAGE_PIXELS = 80_000_000
 
 
@@ -123,8 +124,9 @@ class OverlayCache:
     # -- drawing -------------------------------------------------------------------------
 
     def image(self, i: int) -> np.ndarray | None:
-        """Fit ``i``'s image as (H, W, 3) uint8, or None when not under the image root
-        or unreadable."""
+        """Fit ``i``'s image as (H, W, 3) uint8 (:func:`~eft.data.images.load_image`:
+        EXIF orientation applied), or None when not under the image root, over
+        ``_MAX_IMAGE_PIXELS`` or unreadable (truncated included)."""
         from PIL import Image
 
         path, name = self.catalog.image_ref(i)
@@ -132,11 +134,13 @@ class OverlayCache:
         if found is None:
             return None
         try:
-            with Image.open(found) as im:
+            with Image.open(found) as im:  # the size alone, before decoding anything
                 if im.width * im.height > _MAX_IMAGE_PIXELS:
                     return None
-                return np.asarray(im.convert("RGB"))
-        except (OSError, ValueError, Image.DecompressionBombError):
+            # decoded whole (a truncated file is unreadable, not grey) and turned by its
+            # EXIF orientation, as the fitting read it
+            return load_image(found)
+        except (OSError, ValueError, Image.DecompressionBombError, ImageError):
             return None
 
     def render_png(self, i: int) -> bytes:

@@ -99,19 +99,12 @@ def image_problem(state: ReviewState, i: int) -> str | None:
     Pillow cannot read it) or None; remembered per fit in ``state.image_problems``."""
     problems = state.image_problems
     if i not in problems:
-        from PIL import Image
-
         path, name = state.catalog.image_ref(i)
-        found = locate_image(state.image_root, path, name)
         problem = None
-        if found is None:
+        if locate_image(state.image_root, path, name) is None:
             problem = "missing"
-        else:
-            try:
-                with Image.open(found) as im:
-                    im.verify()
-            except Exception:  # noqa: BLE001 - any failure means: cannot be shown
-                problem = "unreadable"
+        elif state.overlays.image(i) is None:  # decoded whole: truncated files too
+            problem = "unreadable"
         problems[i] = problem
     return problems[i]
 

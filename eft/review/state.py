@@ -87,4 +87,5 @@ def build_state(config: ReviewConfig, catalog: Catalog | None = None) -> ReviewS
     db = ReviewDB(config.db)
     cache = config.cache_dir or Path(f"{Path(config.db).expanduser()}.overlays")
     overlays = OverlayCache(catalog, root, cache, config.model, config.overlay_size)
+    overlays.body  # noqa: B018 - a bad --model is an error now, not a 500 on first use
     return ReviewState(config, catalog, db, overlays, root, _host_names(config))

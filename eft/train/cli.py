@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from eft._argtypes import integer_at_least
 from eft.shipped import find_config
 
 from .errors import TrainError
@@ -131,7 +132,8 @@ def register(subparsers) -> None:
                     help="start again in a run folder that already has checkpoints")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a config key, e.g. --set optim.steps=500 (repeatable)")
-    tr.add_argument("--steps", type=int, default=None, help="shortcut for optim.steps")
+    tr.add_argument("--steps", type=integer_at_least(1), default=None,
+                    help="shortcut for optim.steps")
     tr.add_argument("--device", default=None, help="shortcut for device (auto, cpu, cuda)")
     tr.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -144,7 +146,7 @@ def register(subparsers) -> None:
                     "the pose bank's val clips.")
     ev.add_argument("model", help="'default' (shipped prior), a regressor file, a SPIN/EFT "
                                   "checkpoint or an eft train checkpoint")
-    ev.add_argument("--synthetic", type=int, default=0, metavar="N",
+    ev.add_argument("--synthetic", type=integer_at_least(0), default=0, metavar="N",
                     help="N synthetic people from the pose bank's val clips")
     ev.add_argument("--seed", type=int, default=None,
                     help="synthetic set seed (default: the fixed validation seed, as in "
@@ -157,8 +159,8 @@ def register(subparsers) -> None:
     ev.add_argument("--smpl-dir", default=None,
                     help="folder with SMPL_MALE/SMPL_FEMALE for 3DPW's ground truth")
     ev.add_argument("--body", default=None, help="body model (default: the open body model)")
-    ev.add_argument("--batch-size", type=int, default=256)
-    ev.add_argument("--img-res", type=int, default=224)
+    ev.add_argument("--batch-size", type=integer_at_least(1), default=256)
+    ev.add_argument("--img-res", type=integer_at_least(1), default=224)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--threads", type=int, default=0)
     ev.add_argument("--json", default=None, help="also write the results here")
