@@ -285,8 +285,17 @@ def test_writes_need_json_and_same_origin(client, tmp_path):
     cross = client.post("/api/decisions", content=body, headers={
         "Content-Type": "application/json", "Origin": "http://evil.example"})
     assert cross.status_code == 403
-    assert client.post("/api/decisions", content="{not json",
-                       headers={"Content-Type": "application/json"}).status_code == 422
+    broken = client.post("/api/decisions", content="{not json",
+                         headers={"Content-Type": "application/json"})
+    assert broken.status_code == 422
+    assert broken.json()["error"] == "the request body is not valid JSON"
+    from eft.review.middleware import MAX_BODY_BYTES
+
+    huge = client.post("/api/decisions", content=b"x" * (MAX_BODY_BYTES + 1),
+                       headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413
+    for method in ("DELETE", "PATCH", "PUT"):  # no such route: 405, whatever the body
+        assert client.request(method, "/api/undo").status_code == 405
     assert ReviewDB(tmp_path / "review.sqlite").count() == 0
     same = client.post("/api/decisions", content=body, headers={
         "Content-Type": "application/json", "Origin": "http://testserver"})

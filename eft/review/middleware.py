@@ -57,6 +57,10 @@ def check_host(host: str, token: str | None) -> None:
                           "print(secrets.token_urlsafe())\"")
 
 
+#: Largest request body a write may send (a decision with its note is well under 4 KiB).
+MAX_BODY_BYTES = 64 * 1024
+
+
 def error_response(status: int, message: str) -> JSONResponse:
     """``{"error": message}`` with HTTP ``status``, never cached."""
     return JSONResponse({"error": message}, status_code=status,
@@ -80,6 +84,9 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     parts = []
     for e in exc.errors()[:3]:
+        if e.get("type") == "json_invalid":
+            parts.append("the request body is not valid JSON")
+            continue
         where = ".".join(str(x) for x in e.get("loc", ()) if x != "body") or "request"
         parts.append(f"{where}: {e.get('msg', 'invalid')}")
     return error_response(422, "; ".join(parts))
@@ -123,7 +130,13 @@ class RequestGuard:
                 return resp
             return error_response(401, "this server needs its token: open the URL it "
                                        "printed, or send 'Authorization: Bearer TOKEN'")
-        if request.method not in ("GET", "HEAD"):
+        if request.method == "POST":  # the API's only writes; other methods: 405
+            try:
+                size = int(request.headers.get("content-length") or 0)
+            except ValueError:
+                return error_response(400, "bad Content-Length")
+            if size > MAX_BODY_BYTES:
+                return error_response(413, f"request body over {MAX_BODY_BYTES} bytes")
             ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype != "application/json":
                 return error_response(415, "send JSON (Content-Type: application/json)")
