@@ -187,6 +187,9 @@ def test_train_from_two_annotation_formats(tmp_path, capsys):
     ({"model": {"width": 0}}, "model.width: width must be >= 1"),
     ({"model": {"dropout": 1.5}}, "model.dropout: dropout must be < 1"),
     ({"output": {"log_every": 0}}, "output.log_every: log_every must be >= 1"),
+    ({"optim": {"batch_size": 0}}, "optim.batch_size: batch_size must be >= 1, got 0"),
+    ({"optim": {"steps": 0}}, "optim.steps: steps must be >= 1, got 0"),
+    ({"optim": {"grad_clip": -1}}, "optim.grad_clip: grad_clip must be >= 0"),
     ({"val": [{"kind": "synthetic", "seed": -3}]}, "val[0].seed: seed must be >= 0"),
 ])
 def test_nonsense_train_values_are_refused(raw, message):
