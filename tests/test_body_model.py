@@ -163,3 +163,65 @@ def test_env_var_selects_model(smpl_dir, monkeypatch):
     assert body.name == "SMPL_NEUTRAL"
     assert body.num_vertices == V
     assert len(body.content_hash) == 64
+
+
+def _broken(fields: dict, what: str) -> dict:
+    f = {k: np.array(v) for k, v in fields.items()}
+    if what == "shapedirs":
+        f["shapedirs"] = f["shapedirs"][..., :5]
+    elif what == "v_template":
+        f["v_template"][3, 1] = np.nan
+    elif what == "f":
+        f["f"][0, 0] = V + 5
+    elif what == "kintree_table":
+        f["kintree_table"] = f["kintree_table"][:, ::-1].copy()
+    elif what == "weights":
+        f["weights"] = f["weights"][:, :20]
+    elif what == "text":
+        f["v_template"] = np.full((V, 3), "a")
+    elif what == "J_regressor_extra":
+        f["J_regressor_extra"] = dense_regressor(9, 1)[:, :100]
+    elif what == "vertex_ids":
+        f["vertex_ids_names"] = np.array(["nose"])
+        f["vertex_ids"] = np.array([V + 1])
+    return f
+
+
+@pytest.mark.parametrize("what, words", [
+    ("shapedirs", "field 'shapedirs' has shape (6890, 3, 5)"),
+    ("v_template", "field 'v_template' contains NaN or infinite values"),
+    ("f", "field 'f' has vertex indices"),
+    ("kintree_table", "not SMPL's kinematic tree"),
+    ("weights", "field 'weights' has shape"),
+    ("text", "field 'v_template' holds <U1 values, not numbers"),
+    ("J_regressor_extra", "J_regressor_extra must be (9, 6890) numbers"),
+    ("vertex_ids", "vertex_ids must be 1 integers in [0, 6890)"),
+])
+def test_a_broken_model_file_is_one_error_at_load(tmp_path, what, words):
+    """A model file with a field of the wrong shape or values fails when it is loaded,
+    naming the file and the field, not in the first forward pass (or with NaN bodies)."""
+    path = tmp_path / "SMPL_NEUTRAL.npz"
+    np.savez(path, **_broken(fake_smpl_fields(), what))
+    with pytest.raises(BodyModelError) as exc:
+        BodyModel.load(path)
+    assert str(exc.value).startswith(str(path)) and words in str(exc.value), str(exc.value)
+
+
+def test_the_file_kind_is_read_from_its_bytes(tmp_path):
+    """A pickle named .npz, an .npz named .PKL or without a suffix load as what they
+    are, equal to the same arrays under their usual name."""
+    import pickle
+
+    fields = fake_smpl_fields()
+    np.savez(tmp_path / "ref.npz", **fields)
+    (tmp_path / "pickle.npz").write_bytes(pickle.dumps(fields, protocol=2))
+    np.savez(tmp_path / "zip.npz", **fields)
+    (tmp_path / "zip.npz").rename(tmp_path / "ZIP.PKL")
+    (tmp_path / "plain").write_bytes((tmp_path / "ref.npz").read_bytes())
+    pose = random_pose(2, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BodyModelWarning)
+        want = BodyModel.load(tmp_path / "ref.npz")(pose).vertices
+        for name in ("pickle.npz", "ZIP.PKL", "plain"):
+            got = BodyModel.load(tmp_path / name)(pose).vertices
+            torch.testing.assert_close(got, want, rtol=0, atol=0)

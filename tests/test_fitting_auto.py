@@ -132,10 +132,16 @@ def test_a_pilot_of_a_few_people_keeps_open_prior(setup, caplog):
     assert same(auto, fit_exemplars(ppl, model, body, "open-prior", progress=False))
 
 
-def test_unknown_recipe_name(setup):
+def test_unknown_recipe_name(setup, caplog):
     model, body = setup
     with pytest.raises(ValueError, match="unknown EFT preset"):
         fit_exemplars(people(2, True), model, body, "open-prior-exactly")
+    with pytest.raises(ValueError, match=r"known: \['auto', 'eft', .*\(did you mean "
+                       r"'open-prior'\?\)"):
+        fit_exemplars(people(2, True), model, body, "open_prior")
+    with caplog.at_level("INFO", logger="eft.fitting"):  # nobody to pilot: no pilot
+        assert fit_exemplars([], model, body, "auto") == []
+    assert "pilot" not in caplog.text
 
 
 

@@ -524,6 +524,17 @@ def test_load_regressor_errors(tmp_path, monkeypatch):
         load_regressor(other)
     with pytest.raises(EftError, match="not found"):
         load_regressor(tmp_path / "nope.pt")
+    # a mistyped prior name is not taken for a file: the names, and the nearest one
+    with pytest.raises(EftError, match=r"unknown regressor 'keypoint-prior-v99': neither a "
+                       r"shipped prior \(default, keypoint-prior-v1, .*\(did you mean"):
+        load_regressor("keypoint-prior-v99")
+    with pytest.raises(EftError, match="unknown regressor ''"):
+        load_regressor("")
+    text = tmp_path / "notes.pt"
+    text.write_text("hello\n")  # not a torch file: one error, whatever torch raises
+    with pytest.raises(EftError, match="cannot read checkpoint .*notes.pt: not a torch "
+                       "checkpoint"):
+        load_regressor(text)
     torch.save({"arch": "transformer", "config": {}, "state_dict": {}}, other)
     with pytest.raises(EftError, match="unknown architecture"):
         load_regressor(other)

@@ -23,9 +23,15 @@ from smplx.utils import Struct
 from torch import Tensor, nn
 
 from eft._files import file_sha256
-from eft.body.joints import H36M17_NAMES, SPIN49_NAMES, VERTEX_LANDMARK_NAMES
+from eft.body.joints import (
+    COCO23_NAMES,
+    H36M17_NAMES,
+    SPIN49_NAMES,
+    SPIN_EXTRA9_NAMES,
+    VERTEX_LANDMARK_NAMES,
+)
 from eft.body.keypoint_map import ANATOMICAL_SOURCES, SPIN_SOURCES, build_keypoint_map
-from eft.body.smpl_import import SmplImportError, load_smpl_pkl
+from eft.body.smpl_import import SmplImportError, load_smpl_pkl, validate_smpl_fields
 from eft.errors import EftError
 from eft.geometry.rotations import axis_angle_to_rotmat
 
@@ -112,16 +118,57 @@ def resolve_model_path(path: str | os.PathLike | None = None, gender: str = "neu
 
 
 def _read_fields(path: Path) -> dict[str, np.ndarray]:
-    if path.suffix == ".pkl":
+    """The arrays of a model file: an ``.npz`` (a zip archive, whatever its suffix) as
+    stored, else a SMPL pickle (:func:`~eft.body.smpl_import.load_smpl_pkl`)."""
+    with open(path, "rb") as fh:
+        is_zip = fh.read(2) == b"PK"
+    if not is_zip:
         try:
             return load_smpl_pkl(path)
         except SmplImportError as exc:
-            raise BodyModelError(str(exc)) from None
+            text = str(exc)
+            if path.suffix.lower() == ".npz":
+                raise BodyModelError(f"{path} is not a readable .npz body model (not a zip "
+                                     f"archive; read as a SMPL pickle: {text})") from None
+            raise BodyModelError(text if str(path) in text else f"{path}: {text}") from None
+        except MemoryError:
+            raise BodyModelError(f"{path}: a field of this pickle asks for more memory "
+                                 "than a body model needs") from None
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except Exception as exc:  # numpy raises several types for a bad file
-        raise BodyModelError(f"{path} is not a readable .npz body model ({exc})") from None
+        reason = str(exc).split(". ")[0] if "allow_pickle" in str(exc) else str(exc)
+        raise BodyModelError(f"{path} is not a readable .npz body model ({reason})") from None
+
+
+def _checked_vertex_count(fields: dict, name: str) -> int:
+    """V of SMPL-layout ``fields``, after :func:`~eft.body.smpl_import.validate_smpl_fields`
+    (shapes, finite numbers, faces in range, SMPL's kinematic tree): a model file that
+    is broken fails here, naming the field, not in the first forward pass."""
+    for key in _SMPL_FIELDS:
+        value = np.asarray(fields[key])
+        if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
+            raise BodyModelError(f"body model '{name}': field '{key}' holds {value.dtype} "
+                                 "values, not numbers")
+    try:
+        return validate_smpl_fields(fields)
+    except SmplImportError as exc:
+        raise BodyModelError(f"body model '{name}': {exc}") from None
+
+
+def _checked_regressor(matrix, key: str, rows: int, num_vertices: int,
+                       name: str) -> np.ndarray | None:
+    """An optional keypoint regressor as ``(rows, V)`` finite numbers, or None."""
+    if matrix is None:
+        return None
+    m = np.asarray(matrix)
+    if m.shape != (rows, num_vertices) or not np.issubdtype(m.dtype, np.number):
+        raise BodyModelError(f"body model '{name}': {key} must be ({rows}, {num_vertices}) "
+                             f"numbers, got shape {m.shape} of {m.dtype}")
+    if not np.all(np.isfinite(m)):
+        raise BodyModelError(f"body model '{name}': {key} holds NaN or infinite values")
+    return m
 
 
 def _optional_regressor(fields: dict, key: str, path: Path, explicit) -> np.ndarray | None:
@@ -168,7 +215,11 @@ class BodyModel(nn.Module):
         missing = [k for k in _SMPL_FIELDS if k not in fields]
         if missing:
             raise BodyModelError(f"body model '{name}' lacks field(s): {', '.join(missing)}")
-        num_vertices = int(np.asarray(fields["v_template"]).shape[0])
+        num_vertices = _checked_vertex_count(fields, name)
+        extra_regressor = _checked_regressor(extra_regressor, "J_regressor_extra",
+                                             len(SPIN_EXTRA9_NAMES), num_vertices, name)
+        _checked_regressor(fields.get("J_regressor_coco"), "J_regressor_coco",
+                           len(COCO23_NAMES), num_vertices, name)
         self.name = name
         self.content_hash = content_hash
         vertex_ids = self._vertex_ids(fields, num_vertices)
@@ -199,7 +250,13 @@ class BodyModel(nn.Module):
     def _vertex_ids(fields: dict, num_vertices: int) -> dict[str, int]:
         if "vertex_ids_names" in fields and "vertex_ids" in fields:
             names = [str(n) for n in np.asarray(fields["vertex_ids_names"])]
-            return dict(zip(names, (int(i) for i in fields["vertex_ids"]), strict=True))
+            ids = np.asarray(fields["vertex_ids"])
+            if (ids.shape != (len(names),) or not np.issubdtype(ids.dtype, np.integer)
+                    or (ids.size and (ids.min() < 0 or ids.max() >= num_vertices))):
+                raise BodyModelError(
+                    f"vertex_ids must be {len(names)} integers in [0, {num_vertices}) "
+                    f"(one per vertex_ids_names), got shape {ids.shape} of {ids.dtype}")
+            return dict(zip(names, (int(i) for i in ids), strict=True))
         if num_vertices == SMPL_NUM_VERTICES:
             return dict(SMPL_VERTEX_IDS)
         return {}
@@ -229,8 +286,11 @@ class BodyModel(nn.Module):
             name = resolved.stem
         extra = _optional_regressor(fields, "J_regressor_extra", resolved, extra_regressor)
         h36m = _optional_regressor(fields, "J_regressor_h36m", resolved, h36m_regressor)
-        model = cls(fields, name=name, content_hash=file_sha256(resolved),
-                    extra_regressor=extra, h36m_regressor=h36m, num_betas=num_betas)
+        try:
+            model = cls(fields, name=name, content_hash=file_sha256(resolved),
+                        extra_regressor=extra, h36m_regressor=h36m, num_betas=num_betas)
+        except BodyModelError as exc:
+            raise BodyModelError(f"{resolved}: {exc}") from None
         model.path = resolved
         if model.missing_keypoints:
             warnings.warn(

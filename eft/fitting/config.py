@@ -58,6 +58,7 @@ from typing import Any, Literal
 from torch import nn
 
 from eft.body.joints import SPIN49_INDEX
+from eft.errors import did_you_mean
 from eft.geometry.cameras import FOCAL_LENGTH
 from eft.models.hmr import EFT_LR
 from eft.models.keypoint_regressor import KEYPOINT_REGRESSOR_LR
@@ -502,5 +503,6 @@ def describe_recipe(config: EFTConfig, shown: int = 3) -> str:
 def eft_preset(name: str, **overrides) -> EFTConfig:
     """:class:`EFTConfig` of the preset ``name`` (:data:`EFT_PRESETS`) plus ``overrides``."""
     if name not in EFT_PRESETS:
-        raise ValueError(f"unknown EFT preset {name!r}; known: {sorted(EFT_PRESETS)}")
+        raise ValueError(f"unknown EFT preset {name!r}; known: {sorted(EFT_PRESETS)}"
+                         + did_you_mean(name, EFT_PRESETS))
     return EFTConfig(**{**EFT_PRESETS[name], **overrides})

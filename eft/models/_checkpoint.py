@@ -47,8 +47,9 @@ def read_checkpoint(
                 "pickle their optimizer state this way. If you trust the file's source, "
                 "load it with trust=True (this unpickles arbitrary objects and can run code)."
             ) from exc
-    except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise EftError(f"cannot read checkpoint {path}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - torch's reader raises many kinds on a bad file
+        raise EftError(f"cannot read checkpoint {path}: not a torch checkpoint "
+                       f"({type(exc).__name__}: {exc})") from exc
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # any unpickling failure means a bad file

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from eft._files import file_sha256
-from eft.errors import EftError
+from eft.errors import EftError, did_you_mean
 
 from ._checkpoint import extract_state_dict, read_checkpoint, strip_module_prefix
 from .hmr import HMR, is_hmr_state_dict, load_hmr_checkpoint
@@ -77,6 +77,11 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 }
 
 
+#: Suffixes that name a checkpoint file (a spec without one, and without a folder, that
+#: names no file is taken for a mistyped prior name).
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".tar", ".bin")
+
+
 def named_prior_path(name: str) -> Path:
     """Where the shipped prior ``name`` (a key of :data:`NAMED_PRIORS`) lives."""
     return Path(str(resources.files("eft.models"))) / "assets" / NAMED_PRIORS[name]
@@ -93,7 +98,14 @@ def regressor_path(spec: str | os.PathLike) -> Path:
         return default_prior_path()
     if isinstance(spec, str) and spec in NAMED_PRIORS:
         return named_prior_path(spec)
-    return Path(spec).expanduser()
+    path = Path(spec).expanduser()
+    if isinstance(spec, str) and (not spec.strip() or (
+            not path.exists() and "/" not in spec and os.sep not in spec
+            and path.suffix.lower() not in _CHECKPOINT_SUFFIXES)):
+        names = [DEFAULT_SPEC, *NAMED_PRIORS]
+        raise EftError(f"unknown regressor {spec!r}: neither a shipped prior "
+                       f"({', '.join(names)}) nor a file{did_you_mean(spec, names)}")
+    return path
 
 
 def architecture_of(model: nn.Module) -> str:
