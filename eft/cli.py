@@ -36,9 +36,7 @@ def _body_check(args: argparse.Namespace) -> int:
 def _body_import_smpl(args: argparse.Namespace) -> int:
     from eft.body.smpl_import import import_smpl  # lazy: start-up time (numpy)
 
-    summary = import_smpl(Path(args.src), Path(args.output))
-    print(summary)
-    print(f"wrote {args.output}")
+    print(import_smpl(Path(args.src), Path(args.output)))  # ends "written to: OUTPUT"
     return 0
 
 
