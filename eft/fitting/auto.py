@@ -99,9 +99,10 @@ SMALL_PILOT = 64
 SMALL_PILOT_TRIM = 0.1
 #: Pilots of fewer people do not read the labels: they keep ``open-prior``, the recipe
 #: for annotated labels, whatever their measures say.  Too few people cannot tell exact
-#: labels from annotated ones: 4 real COCO val people read exact in 2 draws of 10, and
-#: the 4 people of the CrowdPose sample did (2026-12-07), where pilots of 8 misread 2 %
-#: of COCO draws and 10 % of MPII ones (``scripts/bench_small_pilots.py``).  Of the two
+#: labels from annotated ones: pilots of 4 real people misread 10 % of COCO val draws
+#: and 22 % of MPII val ones, and the 4 people of the CrowdPose sample read exact
+#: (2026-12-07), where pilots of 8 misread 4 % and 8 % (``scripts/bench_small_pilots.py``,
+#: trimmed mean).  Of the two
 #: wrong picks, ``open-prior`` on exact labels costs less (about 20 mm on a studio set's
 #: proxy) than ``open-prior-exact`` on annotated photos (about 34 mm;
 #: ``scripts/bench_mixed_jobs.py``), and annotated labels are the common case; a
@@ -232,11 +233,11 @@ def pilot_statistic(values: Sequence[float] | np.ndarray) -> float:
     and highest of them), which a few people move less than the median.  Measured
     (``scripts/bench_small_pilots.py``, 400 random pilots per size from 512 real and
     256 synthetic people per kind of label): pilots of 13 people misread MPII val's
-    annotated labels as exact 16 % of the time with the median (mostly keeping the
-    camera refinement, which costs such labels about 18 mm) and 6 % with this mean,
-    COCO val's 6 % and 1 %, while exact labels of people lying down read as annotated
-    19 % and 15 % of the time (8 people: MPII 22 % -> 10 %, lying 22 % -> 21 %; 32:
-    MPII 3 % -> 0, lying 5 % -> 4 %).  Pilots of :data:`SMALL_PILOT` people or more
+    annotated labels as exact 14 % of the time with the median (mostly keeping the
+    camera refinement, which costs such labels about 18 mm) and 5 % with this mean,
+    COCO val's 5 % and 0, while exact labels of people lying down read as annotated
+    17 % and 14 % of the time (8 people: MPII 24 % -> 8 %, lying 24 % -> 26 %; 32:
+    MPII 2 % -> 0, lying 6 % -> 4 %).  Pilots of :data:`SMALL_PILOT` people or more
     keep the median, which every threshold here was measured with."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
