@@ -227,9 +227,10 @@ def image_size_or_none(width: Any, height: Any) -> tuple[int, int] | None:
     - the size is then read from the image file's header where one is needed."""
     try:
         size = (float(width), float(height))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    if camera_problem(size, None) is not None:
+    # camera_problem's bounds, in plain Python: this runs once per person (NaN fails)
+    if not all(MIN_SIDE_PX <= v <= MAX_ABS_KEYPOINT_PX for v in size):
         return None
     return int(round(size[0])), int(round(size[1]))
 
