@@ -83,7 +83,8 @@ def detect_format(path: str | os.PathLike, *, for_writing: bool = False) -> str:
     if fmt is not None:
         return fmt
     raise AnnotationError(f"{path}: not an annotation file this eft reads "
-                          f"({', '.join(FORMATS)}); pass --input-format if it is one")
+                          f"({', '.join(FORMATS)}); if it is one, name its format "
+                          "(eft export / inspect / validate: --input-format)")
 
 
 def check_unique_ids(columns: Columns, path, duplicates: str = "error",
