@@ -3,10 +3,11 @@
 Each command group lives next to its code, in a module with a
 ``register(subparsers)`` function listed in :data:`COMMAND_MODULES`; handlers return an
 exit code and import what only they need (review server, trainer, ...) lazily.
-Errors the user can fix (:class:`~eft.errors.EftError`, and the :class:`OSError` s of
-the files and folders they name: permissions, a folder where a file is wanted, ...) are
-printed as one line, without a traceback; any other exception is a bug and keeps its
-traceback.  Output cut short by its reader (``eft inspect FILE | head``) ends quietly.
+Errors the user can fix (:class:`~eft.errors.EftError`, and any :class:`OSError`: the
+files and folders they name, permissions, a folder where a file is wanted, ...) are
+printed as one line, without a traceback (``EFT_DEBUG=1`` shows it); any other
+exception is a bug and keeps its traceback.  Output cut short by its reader
+(``eft inspect FILE | head``) ends quietly.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ def os_error_message(exc: OSError) -> str:
     def name(value: object) -> str:
         return os.fsdecode(value) if isinstance(value, (str, bytes)) else str(value)
 
-    reason = exc.strerror or str(exc)
+    reason = exc.strerror or str(exc) or type(exc).__name__
     if exc.filename is None:
-        return str(exc) if exc.errno is None else reason
+        return (str(exc) or type(exc).__name__) if exc.errno is None else reason
     names = name(exc.filename)
     if exc.filename2 is not None:
         names += f" -> {name(exc.filename2)}"
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except OSError as exc:
+        if os.environ.get("EFT_DEBUG"):
+            raise
         print(f"eft: error: {os_error_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
 

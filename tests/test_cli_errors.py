@@ -67,6 +67,7 @@ def test_os_errors_are_one_line_and_exit_2(monkeypatch, capsys, fits, exc, words
 
 def test_os_error_message_without_errno():
     assert os_error_message(OSError("cannot map the file")) == "cannot map the file"
+    assert os_error_message(TimeoutError()) == "TimeoutError"  # never an empty line
 
 
 def test_a_real_bug_keeps_its_traceback(monkeypatch, fits):

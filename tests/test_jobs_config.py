@@ -136,6 +136,12 @@ def test_bad_yaml_and_missing_file(tmp_path):
     p = _write(tmp_path, "datasets: [{kind: coco, path: a.json}, {kind: coco, path: b.json,"
                " name: b}]\n")
     assert [d.path for d in load_config(p).datasets] == ["a.json", "b.json"]
+    # merge keys still share settings (a merged key given again is an override, not twice)
+    p = _write(tmp_path, "datasets:\n  - &b {kind: coco, path: a.json, options: "
+               "{min_keypoints: 8}}\n  - {<<: *b, path: b.json, name: b}\n")
+    cfg = load_config(p)
+    assert [(d.path, d.options["min_keypoints"]) for d in cfg.datasets] == [
+        ("a.json", 8), ("b.json", 8)]
 
 
 def test_overrides(tmp_path):
@@ -394,10 +400,11 @@ def test_binary_config_and_file_as_output_dir_are_one_line_cli_errors(tmp_path, 
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"n": -5}, "n must be an integer >= 1, got -5"),
-    ({"n": "ten"}, "n must be an integer >= 1, got 'ten'"),
-    ({"seed": -1}, "seed must be an integer >= 0, got -1"),
-    ({"nn": 3}, "unknown 'nn'; known: n, seed, poses, "),
+    ({"n": -5}, "n: must be an integer >= 1, got -5"),
+    ({"n": "ten"}, "n: expected an integer, got 'ten'"),
+    ({"seed": -1}, "seed: must be an integer >= 0, got -1"),
+    ({"nn": 3}, "nn: unknown key"),
+    ({"margin": "wide"}, "margin: expected a number, got 'wide'"),
     ({"poses": "test"}, "poses must be train, val or all"),
 ])
 def test_bad_synthetic_options_are_one_config_error(options, message):

@@ -183,7 +183,9 @@ def test_changed_config_is_refused_unless_force(tmp_path, reference, capsys):
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
         [".lock", "config.yaml", "fits.h5", "manifest.json", "skipped.json",
          "summary.json", "notes.txt"])
-    assert not (out / "overlays").exists()
+    # the discarded job drew no overlays (output.overlays 0): a folder of that name is
+    # not its own, and stays
+    assert (out / "overlays" / "old.png").is_file()
     after = Manifest.load(out)
     assert after.config_hash != before.config_hash and after.config["eft"]["max_iters"] == 3
     assert after.summary["fitted_this_run"] == N

@@ -139,3 +139,6 @@ def test_relative_image_paths_are_found_where_the_job_ran(tmp_path, monkeypatch)
         assert image_roots(header(other), None, src) == [src.parent, tmp_path]
     assert image_roots(SimpleNamespace(provenance=Provenance.create()), None, src) == [
         src.parent, tmp_path]
+    shard = ran / "annotations" / "demo" / "shard-001-of-004" / "fits.h5"  # a shard's file
+    assert image_roots(header("annotations/demo"), None, shard) == [shard.parent, ran,
+                                                                   tmp_path]

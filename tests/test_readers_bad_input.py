@@ -380,3 +380,33 @@ def test_humandata_truncated_or_0d_image_path(tmp_path):
     np.savez(zero_d, keypoints2d=np.zeros((2, 190, 3)), image_path=np.array("a.jpg"))
     with pytest.raises(ReaderError, match="image_path"):
         read_humandata_keypoints(zero_d)
+
+
+def test_coco_null_coordinates_read_as_nan(tmp_path):
+    """JSON null (how JavaScript writes NaN) on an unlabelled joint keeps the person, as
+    it always did; on a labelled joint the person is bad_keypoints, not a crash."""
+    import json
+
+    from eft.data.readers import read_dataset
+
+    kp = []
+    for j in range(17):
+        kp += [None, None, 0] if j >= 13 else [100.0 + 10 * j, 200.0 + 15 * j, 2]
+    bad = list(kp)
+    bad[0] = None  # a labelled joint's x
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 640, "height": 480}],
+           "annotations": [
+               {"id": 1, "image_id": 1, "category_id": 1, "bbox": [90, 190, 200, 300],
+                "num_keypoints": 13, "keypoints": kp, "iscrowd": 0},
+               {"id": 2, "image_id": 1, "category_id": 1, "bbox": [90, 190, 200, 300],
+                "num_keypoints": 13, "keypoints": bad, "iscrowd": 0}],
+           "categories": [{"id": 1, "name": "person", "keypoints": [
+               "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder",
+               "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+               "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+               "right_ankle"]}]}
+    path = tmp_path / "nulls.json"
+    path.write_text(json.dumps(doc))
+    res = read_dataset("coco", path)
+    assert [e.meta["annotId"] for e in res.exemplars] == [1]
+    assert [(s.reason) for s in res.skipped] == ["bad_keypoints"]

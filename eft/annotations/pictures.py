@@ -107,6 +107,8 @@ def image_roots(header, images: str | os.PathLike | None = None,
     if source is not None:
         folder = Path(source).expanduser().resolve().parent
         roots.append(folder)
+        if folder.name.startswith("shard-"):  # a shard's output: OUT/shard-III-of-NNN
+            folder = folder.parent
         job = (getattr(header.provenance, "extra", None) or {}).get("job") or {}
         out = ((job.get("config") or {}).get("output") or {}).get("dir")
         out_dir = Path(out) if isinstance(out, str) and out else None

@@ -115,7 +115,10 @@ def job_identity(config: JobConfig) -> dict:
         body_path = resolve_model_path(None if config.body == "default" else config.body)
     except EftError as exc:
         raise JobConfigError(f"body: {exc}") from None
-    reg_path = regressor_path(config.regressor)
+    try:
+        reg_path = regressor_path(config.regressor)
+    except EftError as exc:
+        raise JobConfigError(f"regressor: {exc}") from None
     if not reg_path.is_file():
         raise JobConfigError(f"regressor: {reg_path}: no such checkpoint file")
     return {
@@ -185,7 +188,8 @@ def _clear(folder: Path, manifest: Manifest | None = None) -> None:
         (folder / name).unlink(missing_ok=True)
     if manifest is None:  # not (or no longer) a job's folder: nothing else is ours
         return
-    shutil.rmtree(folder / OVERLAYS_DIR, ignore_errors=True)
+    if (manifest.config.get("output") or {}).get("overlays"):  # the old job drew them
+        shutil.rmtree(folder / OVERLAYS_DIR, ignore_errors=True)
     finals = [name for name in manifest.outputs.values()
               if isinstance(name, str) and Path(name).name == name]  # in the folder only
     for name in (SUMMARY, *finals):
@@ -246,9 +250,15 @@ def _drop_stale_parts(folder: Path, manifest: Manifest, parts: dict[str, Part],
     found: list[str] = []
     for rel, part in list(parts.items()):
         cols = part.columns
-        stale = [str(i) for k, i in enumerate(cols.fit_id) if str(i) in by_id and (
-            not np.array_equal(cols.keypoints2d[k], by_id[str(i)].keypoints, equal_nan=True)
-            or (cols.image_path[k] or None) != (by_id[str(i)].image_path or None))]
+        ids = [str(i) for i in cols.fit_id]
+        known = [k for k, i in enumerate(ids) if i in by_id]
+        stale: list[str] = []
+        if known:
+            now = np.stack([np.asarray(by_id[ids[k]].keypoints, np.float64) for k in known])
+            was = np.asarray(cols.keypoints2d, np.float64)[known]
+            same = ((now == was) | (np.isnan(now) & np.isnan(was))).all(axis=(1, 2))
+            stale = [ids[k] for k, ok in zip(known, same, strict=True) if not ok
+                     or (cols.image_path[k] or None) != (by_id[ids[k]].image_path or None)]
         back = [f.id for f in part.failures if f.reason == "missing_image"
                 and f.id in by_id and Path(by_id[f.id].image_path or "").is_file()]
         if stale or back:

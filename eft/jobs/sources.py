@@ -12,6 +12,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
+from eft import config_loader as loader
 from eft.data.exemplar import Exemplar
 from eft.data.readers import ReadResult, Skipped, read_dataset
 from eft.synthetic.exemplars import SyntheticConfig, generate
@@ -50,18 +51,14 @@ def _synthetic(ds: DatasetConfig) -> ReadResult:
         raise JobConfigError(f"dataset {ds.label}: synthetic options: poses must be train, "
                              f"val or all, got {split!r}")
     where = f"dataset {ds.label}: synthetic options"
-    for key, value in (("n", n), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < (key == "n"):
-            raise JobConfigError(f"{where}: {key} must be an integer >= {int(key == 'n')}, "
-                                 f"got {value!r}")
     try:
-        cfg = SyntheticConfig(**opts)
-    except TypeError:
-        known = sorted(f.name for f in dataclasses.fields(SyntheticConfig))
-        unknown = sorted(set(opts) - set(known))
-        raise JobConfigError(f"{where}: unknown {', '.join(map(repr, unknown))}; known: "
-                             f"n, seed, poses, {', '.join(known)}") from None
-    except ValueError as exc:
+        n = loader.coerce(n, int, "n")
+        seed = loader.coerce(seed, int, "seed")
+        for key, value, low in (("n", n, 1), ("seed", seed, 0)):
+            if value < low:
+                raise loader.ConfigKeyError(key, f"must be an integer >= {low}, got {value!r}")
+        cfg = loader.build(SyntheticConfig, opts)
+    except loader.ConfigKeyError as exc:
         raise JobConfigError(f"{where}: {exc}") from None
     bank = load_pose_bank()
     poses = {"train": bank.train, "val": bank.val, "all": lambda: bank}[split]().poses

@@ -47,9 +47,11 @@ def read_checkpoint(
                 "pickle their optimizer state this way. If you trust the file's source, "
                 "load it with trust=True (this unpickles arbitrary objects and can run code)."
             ) from exc
+    except OSError as exc:  # the file itself: permissions, I/O
+        raise EftError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from exc
     except Exception as exc:  # noqa: BLE001 - torch's reader raises many kinds on a bad file
-        raise EftError(f"cannot read checkpoint {path}: not a torch checkpoint "
-                       f"({type(exc).__name__}: {exc})") from exc
+        raise EftError(f"cannot read checkpoint {path} ({type(exc).__name__}: {exc}); is it "
+                       "a torch checkpoint?") from exc
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # any unpickling failure means a bad file

@@ -93,7 +93,11 @@ def default_prior_path() -> Path:
 
 
 def regressor_path(spec: str | os.PathLike) -> Path:
-    """A regressor spec (``"default"``, a name in :data:`NAMED_PRIORS` or a path) as a path."""
+    """A regressor spec (``"default"``, a name in :data:`NAMED_PRIORS` or a path) as a path.
+
+    Raises :class:`~eft.errors.EftError` for an empty spec, or one that names no file and
+    looks like a mistyped prior name (no folder, no checkpoint suffix), listing the
+    names with the nearest."""
     if isinstance(spec, str) and spec == DEFAULT_SPEC:
         return default_prior_path()
     if isinstance(spec, str) and spec in NAMED_PRIORS:

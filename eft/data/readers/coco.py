@@ -116,7 +116,8 @@ def _formats(path: Path, doc: dict, keypoint_format: str | None,
 
 def _numbers(value: Any, n: int, what: str) -> np.ndarray:
     """``value`` (a JSON list of n numbers) as (n,) float64, else ValueError saying what
-    is wrong (numeric strings such as ``"12.5"`` are not numbers)."""
+    is wrong (numeric strings such as ``"12.5"`` are not numbers; ``null`` reads as
+    NaN)."""
     if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
         raise ValueError(f"{what} is a {type(value).__name__}, not a list of numbers")
     if len(value) != n:
@@ -125,10 +126,13 @@ def _numbers(value: Any, n: int, what: str) -> np.ndarray:
         arr = np.asarray(value)
     except (TypeError, ValueError):  # ragged nesting
         raise ValueError(f"{what} is nested, expected {n} numbers") from None
-    if arr.dtype.kind == "O" and arr.shape == (n,):  # ints too big for int64, ...
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    if arr.dtype.kind == "O" and arr.shape == (n,):  # nulls, ints too big for int64, ...
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                   for v in value):
             raise ValueError(f"{what} holds values that are not numbers")
-        arr = arr.astype(np.float64)
+        # JSON null (NaN as JavaScript writes it) stays NaN, as it always read: harmless
+        # on an unlabelled joint, bad_keypoints on a labelled one
+        arr = np.array([np.nan if v is None else v for v in value], dtype=np.float64)
     elif arr.dtype.kind not in "iuf":
         raise ValueError(f"{what} holds values that are not numbers")
     if arr.shape != (n,):

@@ -191,7 +191,7 @@ def read_humandata_keypoints(
                                       "keypoints2d_convention", "bbox_xywh", "image_path")
                     if k in keys}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ReaderError(f"{path}: not a readable npz file ({exc or type(exc).__name__}); "
+        raise ReaderError(f"{path}: not a readable npz file ({str(exc) or type(exc).__name__}); "
                           "re-save it with numpy.savez") from None
     if "keypoints2d" not in data:
         raise ReaderError(f"{path}: no 'keypoints2d' (not a HumanData file with 2D "
