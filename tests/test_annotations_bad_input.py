@@ -121,6 +121,13 @@ def test_rejudging_keeps_a_malformed_quality_rejected(tmp_path):
     judged = Selection(rules=QualityRules(reject_flags=())).apply(cols)
     assert MALFORMED_QUALITY in judged.quality["flags"][0] and not judged.quality[
         "accepted"][0]
+    # the library's own re-judging keeps it too (eft.fitting.rejudge)
+    from eft.fitting.quality import rejudge
+
+    fits = [a.fit for a in aset.annotations[:2]]
+    again = rejudge(fits, QualityRules(reject_flags=()))
+    assert MALFORMED_QUALITY in again[0].quality.flags and not again[0].quality.accepted
+    assert again[1].quality.accepted and MALFORMED_QUALITY not in again[1].quality.flags
 
 
 def test_missing_quality_everywhere_is_still_missing(tmp_path):

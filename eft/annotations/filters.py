@@ -16,7 +16,7 @@ from eft.fitting.records import FitQuality
 from .columns import Columns
 from .decisions import ACCEPT_DECISIONS, REJECT_DECISIONS, load_bound_decisions
 from .errors import AnnotationError
-from .record import MALFORMED_QUALITY, Annotation
+from .record import Annotation
 
 __all__ = ["Selection", "QualityCriteria", "ACCEPT_DECISIONS", "REJECT_DECISIONS", "read_decisions"]
 
@@ -119,7 +119,7 @@ class Selection(QualityCriteria):
         self._check(aset.missing)
         kept = []
         for a in aset.annotations:
-            q = a.fit.quality if self.rules is None else _judge(a.fit.quality, self.rules)
+            q = a.fit.quality if self.rules is None else apply_rules(a.fit.quality, self.rules)
             if self.keep(a.id, q):
                 if q is not a.fit.quality:
                     a = Annotation(fit=dataclasses.replace(a.fit, quality=q),
@@ -138,20 +138,10 @@ class Selection(QualityCriteria):
         return columns.take(mask)
 
 
-def _judge(quality: FitQuality, rules: QualityRules) -> FitQuality:
-    """``quality`` judged again under ``rules``; a quality the file held malformed
-    (:data:`~eft.annotations.record.MALFORMED_QUALITY`) stays unknown: flagged and not
-    accepted, whatever the rules."""
-    new = apply_rules(quality, rules)
-    if MALFORMED_QUALITY in quality.flags:
-        new = dataclasses.replace(new, accepted=False, flags=(*new.flags, MALFORMED_QUALITY))
-    return new
-
-
 def _rejudge(columns: Columns, rules: QualityRules) -> Columns:
     q = {k: v.copy() for k, v in columns.quality.items()}
     for i in range(len(columns)):
-        new = _judge(columns.quality_at(i), rules)
+        new = apply_rules(columns.quality_at(i), rules)
         q["accepted"][i] = new.accepted
         q["flags"][i] = new.flags
     return dataclasses.replace(columns, quality=q)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from eft.data.exemplar import Exemplar
+from eft.fitting.quality import MALFORMED_QUALITY
 from eft.fitting.records import Fit
 
 __all__ = ["SCHEMA_VERSION", "FORMAT_NAME", "Annotation", "MISSABLE", "MALFORMED_QUALITY"]
@@ -31,10 +32,6 @@ MISSABLE: dict[str, str] = {
     "exemplar_meta": "exemplar source, image size and dataset metadata",
 }
 
-#: Quality flag of a fit whose stored quality could not be read (a value of the wrong
-#: type in the file): its measures are NaN and it is not accepted.  The other fits of the
-#: file keep their quality.
-MALFORMED_QUALITY = "malformed_quality"
 
 
 @dataclass(frozen=True)

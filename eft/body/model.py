@@ -146,11 +146,6 @@ def _checked_vertex_count(fields: dict, name: str) -> int:
     """V of SMPL-layout ``fields``, after :func:`~eft.body.smpl_import.validate_smpl_fields`
     (shapes, finite numbers, faces in range, SMPL's kinematic tree): a model file that
     is broken fails here, naming the field, not in the first forward pass."""
-    for key in _SMPL_FIELDS:
-        value = np.asarray(fields[key])
-        if not (np.issubdtype(value.dtype, np.number) or value.dtype == bool):
-            raise BodyModelError(f"body model '{name}': field '{key}' holds {value.dtype} "
-                                 "values, not numbers")
     try:
         return validate_smpl_fields(fields)
     except SmplImportError as exc:
@@ -238,12 +233,10 @@ class BodyModel(nn.Module):
         self.register_buffer("kp_joint_weights", torch.as_tensor(w_j, dtype=torch.float32))
         self.register_buffer("keypoint_valid", torch.as_tensor(valid))
         self.keypoint_source = "anatomical (J_regressor_coco)" if coco is not None else "SPIN"
+        h36m_regressor = _checked_regressor(h36m_regressor, "J_regressor_h36m",
+                                            len(H36M17_NAMES), num_vertices, name)
         h36m = None if h36m_regressor is None else torch.as_tensor(
-            np.asarray(h36m_regressor), dtype=torch.float32)
-        if h36m is not None and h36m.shape != (len(H36M17_NAMES), num_vertices):
-            raise BodyModelError(
-                f"J_regressor_h36m has shape {tuple(h36m.shape)}, "
-                f"expected ({len(H36M17_NAMES)}, {num_vertices})")
+            h36m_regressor, dtype=torch.float32)
         self.register_buffer("h36m_regressor", h36m)
 
     @staticmethod

@@ -360,6 +360,9 @@ def validate_smpl_fields(fields: dict[str, np.ndarray]) -> int:
     if missing:
         raise SmplImportError(f"missing field '{missing[0]}'")
     a = {k: np.asarray(fields[k]) for k in REQUIRED_FIELDS}
+    for k, v in a.items():
+        if not (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
+            raise SmplImportError(f"field '{k}' holds {v.dtype} values, not numbers")
 
     # V as voted by every field that carries it.
     votes = []

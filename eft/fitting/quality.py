@@ -163,9 +163,16 @@ def assess(
     return out
 
 
+#: Quality flag of a fit whose stored quality could not be read (a value of the wrong
+#: type in an annotation file): its measures are NaN and it is not accepted, under any
+#: rules (:func:`apply_rules` keeps it).  The other fits of the file keep their quality.
+MALFORMED_QUALITY = "malformed_quality"
+
+
 def apply_rules(quality: FitQuality, rules: QualityRules) -> FitQuality:
     """``quality`` judged again under ``rules`` (no refitting).  Whether the exemplar was
-    skipped and whether its results were finite are kept from the original flags."""
+    skipped and whether its results were finite are kept from the original flags, and so
+    is :data:`MALFORMED_QUALITY` (such a fit is never accepted)."""
     flags = quality_flags(
         rules,
         loss_2d_init=quality.loss_2d_init,
@@ -177,7 +184,9 @@ def apply_rules(quality: FitQuality, rules: QualityRules) -> FitQuality:
         skipped="skipped" in quality.flags,
     )
     accepted = not any(f in rules.reject_flags for f in flags)
-    return dataclasses.replace(quality, flags=flags, accepted=accepted)
+    if MALFORMED_QUALITY in quality.flags:
+        flags, accepted = (*flags, MALFORMED_QUALITY), False
+    return dataclasses.replace(quality, flags=tuple(flags), accepted=accepted)
 
 
 def rejudge(fits: Sequence[Fit], rules: QualityRules) -> list[Fit]:
