@@ -68,6 +68,8 @@ class OverlayCache:
         self._key_locks: dict[str, threading.Lock] = {}
         self._key_locks_guard = threading.Lock()
         self.renders = 0  # panels drawn (not served from the cache) since start
+        self._image_lock = threading.Lock()
+        self._last_image: tuple[int, np.ndarray | None] | None = None
 
     # -- body model ----------------------------------------------------------------------
 
@@ -126,7 +128,19 @@ class OverlayCache:
     def image(self, i: int) -> np.ndarray | None:
         """Fit ``i``'s image as (H, W, 3) uint8 (:func:`~eft.data.images.load_image`:
         EXIF orientation applied), or None when not under the image root, over
-        ``_MAX_IMAGE_PIXELS`` or unreadable (truncated included)."""
+        ``_MAX_IMAGE_PIXELS`` or unreadable (truncated included).  The last image read is
+        kept, so the fit view's readability check and its panel decode it once."""
+        with self._image_lock:
+            if self._last_image is not None and self._last_image[0] == i:
+                return self._last_image[1]
+        image = self._read_image(i)
+        if image is not None:
+            image.setflags(write=False)  # shared by the callers: nobody draws on it
+        with self._image_lock:
+            self._last_image = (i, image)
+        return image
+
+    def _read_image(self, i: int) -> np.ndarray | None:
         from PIL import Image
 
         path, name = self.catalog.image_ref(i)
