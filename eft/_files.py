@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["file_sha256", "locked_temporary", "remove_stale_temporaries", "STALE_AFTER_S"]
+__all__ = ["file_sha256", "locked_temporary", "remove_stale_temporaries", "STALE_AFTER_S",
+           "blocking_file"]
 
 log = logging.getLogger("eft")
 
@@ -24,6 +25,17 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def blocking_file(folder: str | os.PathLike) -> Path | None:
+    """What stands in the way of making ``folder``: the nearest of it and its parents
+    that exists, when that is not a folder (a file); None when the folder can be made
+    (or exists)."""
+    folder = Path(folder)
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
 
 
 #: How old (seconds since the last write) a temporary must be before another run may

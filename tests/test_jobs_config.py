@@ -421,3 +421,14 @@ def test_output_name_is_a_plain_file_stem(name):
     with pytest.raises(JobConfigError, match=r"output\.name: must be a file stem"):
         config_from_dict({**MINIMAL, "output": {"name": name}})
     assert config_from_dict({**MINIMAL, "output": {"name": "fits.v2"}}).output.name == "fits.v2"
+
+
+def test_an_output_dir_below_a_file_is_one_config_error(tmp_path):
+    from eft.jobs import run_job
+
+    (tmp_path / "taken").write_text("a file")
+    for out in (tmp_path / "taken", tmp_path / "taken" / "deeper" / "out"):
+        cfg = config_from_dict({**MINIMAL, "output": {"dir": str(out)}, "devices": ["cpu"]})
+        with pytest.raises(JobConfigError, match=f"output.dir: {tmp_path / 'taken'} exists "
+                           "and is not a folder"):
+            run_job(cfg, progress=False)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eft._files import locked_temporary
+from eft._files import blocking_file, locked_temporary
 
 from .errors import AnnotationError
 from .provenance import Provenance
@@ -33,12 +33,10 @@ def output_folder(path: str | os.PathLike) -> Path:
     dst = Path(path).expanduser()
     if dst.is_dir():
         raise AnnotationError(f"{dst}: is a folder; give the name of a file to write")
-    for folder in dst.parents:
-        if folder.exists():
-            if not folder.is_dir():
-                raise AnnotationError(f"{folder}: is a file, not a folder (cannot write "
-                                      f"{dst} in it)")
-            break
+    blocked = blocking_file(dst.parent)
+    if blocked is not None:
+        raise AnnotationError(f"{blocked}: is a file, not a folder (cannot write {dst} in "
+                              "it)")
     dst.parent.mkdir(parents=True, exist_ok=True)
     return dst.parent
 

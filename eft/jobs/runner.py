@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eft._files import file_sha256
+from eft._files import blocking_file, file_sha256
 from eft.annotations.columns import Columns
 from eft.body.model import resolve_model_path
 from eft.config_loader import changed_keys
@@ -140,11 +140,9 @@ def output_dir_for(config: JobConfig, shard: Shard | None) -> Path:
 def _check_output_dir(folder: Path) -> None:
     """A :class:`JobConfigError` naming ``output.dir`` when ``folder`` or a folder above
     it exists as something other than a folder (a file)."""
-    for p in (folder, *folder.parents):
-        if p.exists() and not p.is_dir():
-            raise JobConfigError(f"output.dir: {p} exists and is not a folder")
-        if p.is_dir():
-            return
+    blocked = blocking_file(folder)
+    if blocked is not None:
+        raise JobConfigError(f"output.dir: {blocked} exists and is not a folder")
 
 
 def _open_manifest(folder: Path, config: JobConfig, identity: dict, chash: str,
