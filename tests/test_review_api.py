@@ -294,6 +294,12 @@ def test_writes_need_json_and_same_origin(client, tmp_path):
     huge = client.post("/api/decisions", content=b"x" * (MAX_BODY_BYTES + 1),
                        headers={"Content-Type": "application/json"})
     assert huge.status_code == 413
+
+    def chunks():
+        yield b'{"fit_id": "coco/198196", "decision": "accept"}'
+    chunked = client.post("/api/decisions", content=chunks(),
+                          headers={"Content-Type": "application/json"})
+    assert chunked.status_code == 411
     for method in ("DELETE", "PATCH", "PUT"):  # no such route: 405, whatever the body
         assert client.request(method, "/api/undo").status_code == 405
     assert ReviewDB(tmp_path / "review.sqlite").count() == 0

@@ -131,8 +131,11 @@ class RequestGuard:
             return error_response(401, "this server needs its token: open the URL it "
                                        "printed, or send 'Authorization: Bearer TOKEN'")
         if request.method == "POST":  # the API's only writes; other methods: 405
+            length = request.headers.get("content-length")
+            if length is None:  # a chunked body could be any size
+                return error_response(411, "send Content-Length")
             try:
-                size = int(request.headers.get("content-length") or 0)
+                size = int(length)
             except ValueError:
                 return error_response(400, "bad Content-Length")
             if size > MAX_BODY_BYTES:
