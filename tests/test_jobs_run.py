@@ -498,3 +498,29 @@ def test_a_damaged_manifest_is_one_error_and_force_starts_over(tmp_path, referen
     assert len(err) == 1 and "manifest" in err[0] and str(out) in err[0], err
     assert main(["fit", str(cfg), "-q", "--force"]) == 0
     assert Manifest.load(out).summary["fitted_this_run"] == N
+
+
+def test_an_image_entry_without_a_file_name_is_a_missing_image(shared_data, tmp_path):
+    """With check_images on, a COCO person whose image entry names no file is a
+    missing_image failure, not a fit without its image; keypoints alone (check_images
+    off) fit it."""
+    data = json.loads((shared_data / "coco_sample" / "test_coco.json").read_text())
+    first = data["images"][0]
+    del first["file_name"]
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(data))
+    people = [a["id"] for a in data["annotations"] if a["image_id"] == first["id"]
+              and a.get("num_keypoints", 0) >= 6 and not a.get("iscrowd")]
+    assert people
+
+    def job(out, check):
+        return config_from_dict({
+            "datasets": [{"kind": "coco", "path": str(path), "name": "coco",
+                          "image_root": str(shared_data / "coco_sample")}],
+            "eft": {"preset": "open-prior"}, "check_images": check,
+            "output": {"dir": str(out), "formats": ["h5"]}, "devices": ["cpu"]})
+
+    checked = run_job(job(tmp_path / "a", True), progress=False)
+    assert checked.summary.failed_by_reason.get("missing_image") == len(people)
+    assert run_job(job(tmp_path / "b", False), progress=False).summary.failed_by_reason \
+        .get("missing_image") is None

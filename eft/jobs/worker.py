@@ -227,6 +227,11 @@ def run_chunk(setup: WorkerSetup, task: ChunkTask) -> Part:
             failures.append(Failure(e.id, "missing_image",
                                     "the regressor needs images; the exemplar has none"))
             continue
+        elif setup.check_images and e.meta.get("imageId") is not None:
+            # a COCO-style file names its images: this person's entry names none
+            failures.append(Failure(e.id, "missing_image", f"image {e.meta['imageId']!r} "
+                                    "has no file_name (check_images is on)"))
+            continue
         ok.append(e)
         ok_recipe.append(recipe)
     fits: list = []
