@@ -291,8 +291,10 @@ def choose_from_pilot(fits: Sequence[Fit], exemplars: Sequence[Exemplar],
     if not fits:
         return PresetChoice(AUTO_CHOICES[0], 0, float("nan"), float("nan"), seconds)
     reproj, limbs = (pilot_statistic(m) for m in pilot_measures(fits, exemplars))
-    preset = pick_preset(reproj, limbs) if len(fits) >= MIN_PILOT else AUTO_CHOICES[0]
-    if len(fits) < MIN_PILOT:
+    if len(fits) >= MIN_PILOT:
+        preset = pick_preset(reproj, limbs)
+    else:
+        preset = AUTO_CHOICES[0]
         log.info("eft.preset %s: a pilot of %d people (fewer than %d) cannot tell exact "
                  "labels from annotated ones: %s; name open-prior-exact by hand for "
                  "exact labels", AUTO_PRESET, len(fits), MIN_PILOT, preset)
@@ -361,7 +363,7 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
         median = pilot_statistic(_camera_residuals(targets, exact_fits))
         if median < PERSPECTIVE_LABELS_BELOW:  # exact through the camera: offsets readable
             offsets = estimate_skeleton_offsets(targets, exact_fits)
-    preset = (pick_with_camera(choice.preset, median) if len(exact_fits) >= MIN_PILOT
+    preset = (pick_with_camera(choice.preset, median) if choice.pilot >= MIN_PILOT
               else choice.preset)
     if preset != choice.preset:
         log.info("eft.preset %s: the pilot's %s fits reproduce the labels through the "

@@ -500,9 +500,12 @@ def describe_recipe(config: EFTConfig, shown: int = 3) -> str:
     return f"{name} with {text}"
 
 
-def eft_preset(name: str, **overrides) -> EFTConfig:
-    """:class:`EFTConfig` of the preset ``name`` (:data:`EFT_PRESETS`) plus ``overrides``."""
+def eft_preset(name: str, also: tuple[str, ...] = (), **overrides) -> EFTConfig:
+    """:class:`EFTConfig` of the preset ``name`` (:data:`EFT_PRESETS`) plus ``overrides``;
+    an unknown name is a ValueError listing the presets (and the caller's other names,
+    ``also``) with the nearest."""
     if name not in EFT_PRESETS:
-        raise ValueError(f"unknown EFT preset {name!r}; known: {sorted(EFT_PRESETS)}"
-                         + did_you_mean(name, EFT_PRESETS))
+        names = [*also, *sorted(EFT_PRESETS)]
+        raise ValueError(f"unknown EFT preset {name!r}; known: {names}"
+                         + did_you_mean(name, names))
     return EFTConfig(**{**EFT_PRESETS[name], **overrides})

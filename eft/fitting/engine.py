@@ -65,7 +65,7 @@ from eft.body.fast import KeypointLBS
 from eft.body.joints import SMPL24_NAMES, SPIN49_INDEX, flip_keypoints, flip_smpl_rotmat
 from eft.body.model import BodyModel
 from eft.data.exemplar import Exemplar
-from eft.errors import EftError, did_you_mean
+from eft.errors import EftError
 from eft.geometry.cameras import (
     image_to_crop_norm,
     perspective_project,
@@ -92,7 +92,7 @@ from .calibrate import (
     in_label_skeleton,
     remeasure_skeleton_offsets,
 )
-from .config import EFT_PRESETS, MEASURE_OFFSETS, TILTED_REFIT, EFTConfig, eft_preset
+from .config import MEASURE_OFFSETS, TILTED_REFIT, EFTConfig, eft_preset
 from .losses import (
     count_valid_gt,
     eft_loss,
@@ -1005,14 +1005,10 @@ def fit_exemplars(
     EFT's published recipe.  ``kwargs`` go to :func:`fit` (``mode``, ``batch_size``,
     ``progress``, ...)."""
     if isinstance(config, str):
-        if config != AUTO_PRESET and config not in EFT_PRESETS:
-            names = [AUTO_PRESET, *sorted(EFT_PRESETS)]
-            raise ValueError(f"unknown EFT preset {config!r}; known: {names}"
-                             + did_you_mean(config, names))
         if config == AUTO_PRESET and not exemplars:  # nobody to pilot, nothing to fit
             config = AUTO_CHOICES[0]
         config = (_auto_config(exemplars, model, body, inputs, kwargs)
-                  if config == AUTO_PRESET else eft_preset(config))
+                  if config == AUTO_PRESET else eft_preset(config, also=(AUTO_PRESET,)))
     return fit(model, body, exemplar_batch(exemplars, inputs), config, **kwargs)
 
 

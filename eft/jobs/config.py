@@ -385,12 +385,12 @@ def _build_dataset_eft(value: Any, key: str, job_eft: Any,
         base = {} if resolved else {k: v for k, v in base.items() if k != "preset"}
     merged = {**base, **value}
     preset = merged.pop("preset", "eft" if resolved else default_preset)
-    if preset == AUTO_PRESET and "preset" not in value:
-        _build_eft({**merged, "preset": "open-prior"}, key)  # a mistyped key first
-        raise ConfigKeyError(key, "these keys go on top of a recipe, and the job's is "
-                             f"{AUTO_PRESET}: name this dataset's recipe too (e.g. "
-                             "preset: open-prior), or put the keys in the job's eft")
     if preset == AUTO_PRESET:
+        if "preset" not in value:  # keys on top of the job's auto
+            _build_eft({**merged, "preset": "open-prior"}, key)  # a mistyped key first
+            raise ConfigKeyError(key, "these keys go on top of a recipe, and the job's is "
+                                 f"{AUTO_PRESET}: name this dataset's recipe too (e.g. "
+                                 "preset: open-prior), or put the keys in the job's eft")
         raise ConfigKeyError(join_key(key, "preset"),
                              f"name a recipe ({', '.join(sorted(EFT_PRESETS))}): "
                              f"{AUTO_PRESET} is the job's eft.preset, and under it each "
