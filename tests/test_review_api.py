@@ -302,6 +302,9 @@ def test_writes_need_json_and_same_origin(client, tmp_path):
     assert chunked.status_code == 411
     for method in ("DELETE", "PATCH", "PUT"):  # no such route: 405, whatever the body
         assert client.request(method, "/api/undo").status_code == 405
+    head, get = client.head("/api/progress"), client.get("/api/progress")
+    assert head.status_code == 200 and head.headers["content-type"] == get.headers["content-type"]
+    assert client.head("/api/undo").status_code == 405  # a write has no HEAD
     assert ReviewDB(tmp_path / "review.sqlite").count() == 0
     same = client.post("/api/decisions", content=body, headers={
         "Content-Type": "application/json", "Origin": "http://testserver"})

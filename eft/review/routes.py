@@ -114,21 +114,26 @@ def _page(name: str) -> FileResponse:
         name, "text/html; charset=utf-8"))
 
 
+def _get(router: APIRouter, path: str, **kwargs):
+    """``router.get``, also answering HEAD (the headers alone, as ``curl -I`` asks)."""
+    return router.api_route(path, methods=["GET", "HEAD"], **kwargs)
+
+
 # -- pages ---------------------------------------------------------------------------------
 
-@pages.get("/", include_in_schema=False)
+@_get(pages, "/", include_in_schema=False)
 def index():
     return _page("index.html")
 
 
-@pages.get("/static/{name}", include_in_schema=False)
+@_get(pages, "/static/{name}", include_in_schema=False)
 def static(name: str):
     if name not in _STATIC_FILES:
         return error_response(404, "not found")
     return _page(name)
 
 
-@images.get("/images/{path:path}")
+@_get(images, "/images/{path:path}")
 def image(path: str, state: State):
     try:
         found = resolve_under_root(state.image_root, path)
@@ -140,7 +145,7 @@ def image(path: str, state: State):
 
 # -- API -----------------------------------------------------------------------------------
 
-@api.get("/info")
+@_get(api, "/info")
 def info(state: State):
     cat, db = state.catalog, state.db
     prov = cat.provenance
@@ -164,13 +169,13 @@ def info(state: State):
     }
 
 
-@api.get("/progress")
+@_get(api, "/progress")
 def progress(state: State):
     cat = state.catalog
     return cat.progress(cat.status_codes(state.db.statuses(cat.digests)))
 
 
-@api.get("/fits")
+@_get(api, "/fits")
 def fits(state: State, sort: Sort = "quality", status: Status = "all", dataset: Dataset = "",
          flag: Flag = "", offset: Offset = 0, limit: Limit = 50):
     cat = state.catalog
@@ -185,7 +190,7 @@ def fits(state: State, sort: Sort = "quality", status: Status = "all", dataset: 
             "progress": cat.progress(codes)}
 
 
-@api.get("/fit")
+@_get(api, "/fit")
 def fit(state: State, id: FitId, sort: Sort = "quality", status: Status = "all",
         dataset: Dataset = "", flag: Flag = ""):
     cat, db = state.catalog, state.db
@@ -217,7 +222,7 @@ def fit(state: State, id: FitId, sort: Sort = "quality", status: Status = "all",
     return out
 
 
-@api.get("/overlay")
+@_get(api, "/overlay")
 def overlay(state: State, id: FitId):
     i = _row_of(state, id)
     path = state.overlays.get(i)
@@ -226,7 +231,7 @@ def overlay(state: State, id: FitId):
                                  "ETag": f'"{path.stem}"'})
 
 
-@api.get("/history")
+@_get(api, "/history")
 def history(state: State, id: OptFitId = None, offset: Offset = 0, limit: Limit = 100):
     db = state.db
     if id is not None:
