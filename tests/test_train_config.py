@@ -165,6 +165,9 @@ def test_train_from_two_annotation_formats(tmp_path, capsys):
     with pytest.warns(UserWarning, match=r"changed since the checkpoint \(optim.steps\)"):
         assert main(argv + ["--resume", "--steps", "6"]) == 0
     assert "resumed from" in capsys.readouterr().out
+    assert yaml.safe_load((out / "config.yaml").read_text())["optim"]["steps"] == 6
+    kept = yaml.safe_load((out / "config.until_step_0000004.yaml").read_text())
+    assert kept["optim"]["steps"] == 4  # the settings the first four steps ran under
     entries = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in entries if e["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
     # the trained checkpoint evaluates through `eft eval` too

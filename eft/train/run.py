@@ -4,7 +4,9 @@ Builds the datasets (annotation files, filtered by quality and review decisions,
 synthetic people), the model, the val sets and the :class:`~eft.train.trainer.Trainer`;
 writes into the run folder::
 
-    config.yaml          the validated config
+    config.yaml          the validated config (of the latest start or resume; a resume
+                         with changed settings keeps the earlier one beside it as
+                         config.until_step_XXXXXXX.yaml)
     log.jsonl            train and eval entries
     metrics.csv          the same as a table (one row per entry)
     curves.png           training curves (matplotlib)
@@ -295,8 +297,8 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
 
         say = tqdm.write
     trainer.evaluate = make_evaluator(val_sets, body, trainer.device, cfg.img_res, say)
-    (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
-                                     encoding="utf-8")
+    changed: list[str] = []
+    kept_note = ""
     if resume and last is not None:  # resume without a checkpoint was refused above
         ckpt = read_checkpoint_file(last)
         saved = dict(ckpt.get("trainer_config") or {})
@@ -305,10 +307,19 @@ def run_training(cfg: TrainRunConfig, *, out_dir: str | os.PathLike,
             d.pop("progress", None)  # older checkpoints kept it at the top level
             (d.get("output") or {}).pop("progress", None)
         changed = [key for key, _, _ in changed_keys(saved, now)]
+        if changed and (out / "config.yaml").is_file():
+            # config.yaml names the settings in force from here on; the ones the steps
+            # so far ran under stay beside it
+            kept = out / f"config.until_step_{int(ckpt.get('step', 0)):07d}.yaml"
+            (out / "config.yaml").replace(kept)
+            kept_note = f"; the earlier settings are kept in {kept.name}"
+    (out / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False),
+                                     encoding="utf-8")
+    if resume and last is not None:
         if changed:
             warnings.warn(f"{last}: resuming with settings changed since the checkpoint "
                           f"({', '.join(changed)}); the optimiser and schedule state come "
-                          "from the checkpoint", stacklevel=2)
+                          f"from the checkpoint{kept_note}", stacklevel=2)
         step = trainer.load_checkpoint(last)
         log(f"resumed from {last} (step {step})")
     trainer.run()
