@@ -483,3 +483,49 @@ def test_broken_chumpy_select_is_a_clean_error(tmp_path, fields):
     write_pickle(path, official_style_dict(fields, v_template=select))
     with pytest.raises(SmplImportError, match="field 'v_template' cannot be read as an array"):
         load_smpl_pkl(path)
+
+
+def test_regressors_carried_in_a_pickle_are_used(tmp_path, fields):
+    """SPIN's extra and H36M regressors stored inside the pickle (sparse or dense) load with
+    it, survive ``import_smpl``, and give the same body as the same arrays beside it."""
+    from eft.body import BodyModel, BodyModelWarning
+
+    rng = np.random.default_rng(3)
+    extra = rng.random((9, V))
+    extra /= extra.sum(1, keepdims=True)
+    h36m = rng.random((17, V))
+    h36m /= h36m.sum(1, keepdims=True)
+    src = tmp_path / SMPL_PKL_NAME
+    write_pickle(src, official_style_dict(
+        fields, J_regressor_extra=fake_csc(extra), J_regressor_h36m=h36m))
+    loaded = load_smpl_pkl(src)
+    np.testing.assert_array_equal(loaded["J_regressor_extra"], extra)
+    np.testing.assert_array_equal(loaded["J_regressor_h36m"], h36m)
+    dst = tmp_path / "out" / "smpl.npz"
+    import_smpl(src, dst)
+    with np.load(dst, allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["J_regressor_extra"], extra)
+        np.testing.assert_array_equal(npz["J_regressor_h36m"], h36m)
+    plain = tmp_path / "plain"  # the required fields only, the regressors as SPIN's .npy
+    plain.mkdir()
+    write_pickle(plain / SMPL_PKL_NAME, official_style_dict(fields))
+    np.save(plain / "J_regressor_extra.npy", extra)
+    np.save(plain / "J_regressor_h36m.npy", h36m)
+    pose = torch.as_tensor(rng.normal(0, 0.3, (2, 24, 3)))
+    outs = []
+    for path in (src, dst, plain / SMPL_PKL_NAME):
+        with pytest.warns(BodyModelWarning):  # V=30: no landmark vertex ids
+            body = BodyModel.load(path).double()
+        assert body.h36m_regressor is not None
+        with torch.no_grad():
+            out = body(pose)
+        outs.append((out.keypoints.numpy(), body.h36m_joints(out.vertices).numpy()))
+    for kp, hj in outs[1:]:
+        np.testing.assert_array_equal(kp, outs[0][0])
+        np.testing.assert_array_equal(hj, outs[0][1])
+    # the extras count: without them more keypoints are masked invalid
+    write_pickle(tmp_path / "bare.pkl", official_style_dict(fields))
+    with pytest.warns(BodyModelWarning):
+        bare = BodyModel.load(tmp_path / "bare.pkl")
+        full = BodyModel.load(src)
+    assert int(full.keypoint_valid.sum()) > int(bare.keypoint_valid.sum())

@@ -36,6 +36,9 @@ MIN_BETAS = 10
 REQUIRED_FIELDS: tuple[str, ...] = (
     "v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f",
 )
+# Keypoint regressors a model file may carry beside SMPL's fields (SPIN's extra 9 and
+# H36M-17, the open model's anatomical COCO); kept when present, checked by the loader.
+OPTIONAL_FIELDS: tuple[str, ...] = ("J_regressor_extra", "J_regressor_h36m", "J_regressor_coco")
 
 
 class SmplImportError(EftError):
@@ -313,8 +316,8 @@ def load_smpl_pkl(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
     Accepts an official SMPL ``.pkl`` (chumpy / scipy objects handled without those
     packages) or an ``.npz`` (read with ``allow_pickle=False``).  Only the fields in
-    ``REQUIRED_FIELDS`` are returned; ``J_regressor`` is dense.  Shapes are not checked
-    here; see :func:`validate_smpl_fields`.
+    ``REQUIRED_FIELDS`` are returned, with those of ``OPTIONAL_FIELDS`` the file holds;
+    regressors are dense.  Shapes are not checked here; see :func:`validate_smpl_fields`.
     """
     path = Path(path)
     if not path.is_file():
@@ -329,7 +332,7 @@ def load_smpl_pkl(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
         names = ", ".join(f"'{k}'" for k in missing)
         raise SmplImportError(f"missing field{plural} {names} in {path}")
     out = {}
-    for k in REQUIRED_FIELDS:
+    for k in REQUIRED_FIELDS + tuple(k for k in OPTIONAL_FIELDS if k in raw):
         try:
             out[k] = _as_array(raw[k], k)
         except SmplImportError:
@@ -413,7 +416,7 @@ def validate_smpl_fields(fields: dict[str, np.ndarray]) -> int:
 def _normalised(fields: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Same values in the dtypes we store: integer fields as int64, floats as they were."""
     out = {}
-    for k in REQUIRED_FIELDS:
+    for k in REQUIRED_FIELDS + tuple(k for k in OPTIONAL_FIELDS if k in fields):
         arr = np.ascontiguousarray(fields[k])
         if k in ("f", "kintree_table"):
             arr = arr.astype(np.int64)
@@ -461,8 +464,8 @@ def summarize(fields: dict[str, np.ndarray], source: str | os.PathLike[str] | No
 def import_smpl(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str:
     """Read a SMPL .pkl (or .npz), validate it, write a plain .npz to `dst`; return a summary.
 
-    The output holds exactly ``REQUIRED_FIELDS`` (J_regressor dense, f and
-    kintree_table int64; values unchanged) and loads with ``np.load(allow_pickle=False)``.
+    The output holds ``REQUIRED_FIELDS`` and the ``OPTIONAL_FIELDS`` the source has
+    (regressors dense, f and kintree_table int64; values unchanged) and loads with ``np.load(allow_pickle=False)``.
     `dst` is written atomically (temporary file in the same folder, then renamed).
     """
     src, dst = Path(src), Path(dst)
@@ -475,7 +478,7 @@ def import_smpl(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str
         with os.fdopen(fd, "wb") as fh:
             np.savez_compressed(fh, **fields)  # type: ignore[arg-type]
         with np.load(tmp, allow_pickle=False) as check:  # re-read what we wrote
-            for k in REQUIRED_FIELDS:
+            for k in fields:
                 if not np.array_equal(check[k], fields[k]):
                     raise SmplImportError(f"field '{k}' did not survive writing {dst}")
         os.replace(tmp, dst)
