@@ -107,6 +107,28 @@ def test_non_finite_values_are_strict_json_nulls_and_come_back_nan(columns, tmp_
     np.testing.assert_array_equal(back.betas[0], bad.betas[0])
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_failed_fit_stays_a_failed_fit_in_every_format(columns, tmp_path, fmt):
+    """SPIN npz writes a fit with non-finite parameters as zeros with ``has_smpl`` 0; it
+    must read back as no fit (never a rest-pose target), as in the lossless formats."""
+    from eft.train.data import TrainSet
+
+    bad = columns.take(slice(0, 4))
+    bad.pose_aa, bad.rotmat = bad.pose_aa.copy(), bad.rotmat.copy()
+    bad.pose_aa[2, 5] = np.nan
+    bad.rotmat[2, 1] = np.nan
+    path = write_columns(bad, PROV, tmp_path / f"nan{SUFFIX[fmt]}", format=fmt)
+    _, back = read_columns(path, format=fmt)
+    assert not np.isfinite(back.rotmat[2]).all()
+    assert np.isfinite(back.rotmat[[0, 1, 3]]).all()
+    if fmt == "spin-npz":  # no quality kept: the failed row is told apart by has_smpl
+        assert not back.quality["accepted"][2] and "non_finite" in back.quality["flags"][2]
+        assert back.quality["accepted"][[0, 1, 3]].all()
+    data = TrainSet.from_arrays(back.keypoints2d, back.center, back.scale,
+                                rotmat=back.rotmat, betas=back.betas)
+    assert data.has_smpl.tolist() == [True, True, False, True]
+
+
 def test_missing_file_and_unknown_format(tmp_path, aset):
     with pytest.raises(AnnotationError, match="no such file"):
         read_annotations(tmp_path / "nope.h5")

@@ -229,3 +229,44 @@ def test_binary_train_config_is_one_line(tmp_path, capsys):
     assert main(["train", str(binary)]) == 2
     err = capsys.readouterr().err.strip()
     assert "not a YAML text file" in err and "\n" not in err
+
+
+def test_three_d_keypoints_per_file_format(tmp_path):
+    """``keypoints3d: true`` on a file with only the 24 GT slots' 3D keypoints (SPIN npz)
+    warns that its people weigh about half; on a file with none it is one error."""
+    import warnings
+
+    from eft.annotations import read_annotations
+    from eft.body import BodyModel
+    from eft.train.config import DatasetSpec
+    from eft.train.errors import TrainError
+    from eft.train.run import build_dataset
+
+    aset = _aset(6, 4)
+    full = write_annotations(aset, tmp_path / "a.h5")
+    spin = write_annotations(aset, tmp_path / "a.spin.npz", format="spin-npz")
+    bare = write_annotations(read_annotations(spin), tmp_path / "bare.npz", format="spin-npz",
+                             keypoints3d=False)
+    body = BodyModel.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h5 = build_dataset(DatasetSpec(path=str(full), keypoints3d=True), body)
+    with pytest.warns(UserWarning, match="24 GT slots only"):
+        npz = build_dataset(DatasetSpec(path=str(spin), keypoints3d=True), body)
+    assert bool(h5.has_kp3d.all()) and bool(npz.has_kp3d.all())
+    np.testing.assert_allclose(npz.kp3d[:, 25:].numpy(), h5.kp3d[:, 25:].numpy(), atol=1e-5)
+    with pytest.raises(TrainError, match="holds no 3D keypoints"):
+        build_dataset(DatasetSpec(path=str(bare), keypoints3d=True), body)
+
+
+def test_a_keypoint_with_nan_is_unlabelled_not_a_point_at_the_origin():
+    from eft.train.data import TrainSet
+
+    kp = np.full((2, 49, 3), 100.0, np.float32)
+    kp[..., 2] = 1.0
+    kp[0, 30, 0] = np.nan  # x lost, confidence still 1
+    kp[1, 31, 2] = np.inf
+    data = TrainSet.from_arrays(kp, np.zeros((2, 2)), np.ones(2))
+    for t in (data.kp_px, data.target_px):
+        assert t[0, 30].tolist() == [0.0, 0.0, 0.0] and t[1, 31].tolist() == [0.0, 0.0, 0.0]
+        assert float(t[..., 2].sum()) == 2 * 49 - 2

@@ -3,7 +3,9 @@ the dataset's image root, folders kept: ``train2014/x.jpg``), ``center``, ``scal
 ``part``, ``openpose``, ``pose``, ``shape``, ``has_smpl``, ``S`` and ``annotIds`` (the
 annotation ids EFT's ``BaseDataset`` reads; -1 where none), plus ``eft_*`` keys SPIN
 ignores (fit ids, camera, provenance).  Lossy: no quality, no 3D keypoints of the
-OpenPose slots, no exemplar metadata beyond the image name and annotation id.  No
+OpenPose slots, no exemplar metadata beyond the image name and annotation id.  A row
+with ``has_smpl`` 0 (a failed fit, written as zeros) reads back as a fit with NaN
+parameters, not accepted, flagged ``non_finite``.  No
 pickled objects: it loads with ``allow_pickle=False``.
 """
 
@@ -123,6 +125,8 @@ def read_spin_npz(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
                     else np.zeros((n, 25, 3)))
         pose = _get(npz, "pose", (72,), np.float32, path)
         betas = _get(npz, "shape", (10,), np.float32, path)
+        has_smpl = (_get(npz, "has_smpl", (), np.float64, path) > 0 if "has_smpl" in keys
+                    else np.ones(n, bool))
         s3 = _get(npz, "S", (24, 4), np.float32, path) if "S" in keys else None
         cam = _get(npz, "eft_cam", (3,), np.float32, path) if "eft_cam" in keys else None
         ids = (np.asarray(npz["eft_fit_id"]).astype(str).tolist() if "eft_fit_id" in keys
@@ -135,6 +139,7 @@ def read_spin_npz(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         missing = set(json.loads(str(npz["eft_missing"]))) if "eft_missing" in keys else set()
         for name, arr in (("center", center), ("scale", scale), ("part", part),
                           ("openpose", openpose), ("pose", pose), ("shape", betas),
+                          ("has_smpl", has_smpl),
                           ("eft_fit_id", ids), (annot_key or "annotIds", annot)):
             if len(arr) != n:
                 raise AnnotationError(f"{path}: '{name}' has {len(arr)} rows, imgname {n}")
@@ -151,7 +156,15 @@ def read_spin_npz(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
     if cam is None:
         cam = np.full((n, 3), np.nan, np.float32)
         missing.add("cam")
+    # has_smpl 0: no fit (ours write a failed fit's zeros so); its zeros are no rest pose
+    pose, betas = pose.copy(), betas.copy()
+    pose[~has_smpl] = np.nan
+    betas[~has_smpl] = np.nan
     rotmat = aa_to_rotmat(pose)
+    quality = unknown_quality(kp2d, betas)
+    quality["accepted"][~has_smpl] = False
+    for i in np.flatnonzero(~has_smpl):
+        quality["flags"][i] = ("non_finite",)
     dataset = provenance.dataset
     metas = []
     for i in range(n):
@@ -165,7 +178,7 @@ def read_spin_npz(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
         fit_id=_object_array(ids), rotmat=rotmat, pose_aa=pose, betas=betas, cam_weak=cam,
         cam_t=weak_to_cam_t(cam, provenance.focal_length, provenance.img_res),
         keypoints3d=kp3d, center=center, scale=scale, keypoints2d=kp2d,
-        quality=unknown_quality(kp2d, betas), image_path=_object_array(imgname.tolist()),
+        quality=quality, image_path=_object_array(imgname.tolist()),
         source=_object_array(["spin49"] * n), image_size=np.full((n, 2), -1, np.int64),
         meta=_object_array(metas))
     header = FileHeader(provenance=provenance, missing=frozenset(missing),

@@ -141,7 +141,7 @@ class TrainSet:
         (n, 2), ``scale`` (n,); optional ``rotmat`` (n, 24, 3, 3), ``betas`` (n, 10),
         ``kp3d`` (n, 49, 3) pelvis-relative, ``target`` (n, 49, 3) (default: the
         keypoints).  Missing targets are masked out (``has_smpl`` / ``has_kp3d``)."""
-        kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32))
+        kp = _unlabelled_if_not_finite(keypoints)
         n = kp.shape[0]
         has_smpl = torch.full((n,), rotmat is not None)
         rot = (torch.eye(3).expand(n, 24, 3, 3).clone() if rotmat is None
@@ -158,14 +158,21 @@ class TrainSet:
         if kp3d is not None:
             k3 = torch.as_tensor(np.asarray(kp3d, dtype=np.float32))
             has_kp3d = torch.isfinite(k3).flatten(1).any(1)
-        tgt = kp.clone() if target is None else torch.as_tensor(
-            np.asarray(target, dtype=np.float32))
-        return cls(kp_px=torch.nan_to_num(kp), target_px=torch.nan_to_num(tgt),
+        tgt = kp.clone() if target is None else _unlabelled_if_not_finite(target)
+        return cls(kp_px=kp, target_px=tgt,
                    center=torch.as_tensor(np.asarray(center, dtype=np.float32)).reshape(n, 2),
                    scale=torch.as_tensor(np.asarray(scale, dtype=np.float32)).reshape(n),
                    rotmat=rot, betas=b, has_smpl=has_smpl, kp3d=k3, has_kp3d=has_kp3d,
                    image_paths=None if image_paths is None else tuple(image_paths),
                    ids=None if ids is None else tuple(str(i) for i in ids))
+
+
+def _unlabelled_if_not_finite(keypoints: Any) -> Tensor:
+    """(n, 49, 3) px + confidence as float32, a keypoint with any non-finite value
+    zeroed with its confidence: unlabelled, never a full-weight point at the origin."""
+    kp = torch.as_tensor(np.asarray(keypoints, dtype=np.float32)).clone()
+    kp[~torch.isfinite(kp).all(-1)] = 0.0
+    return kp
 
 
 _TENSOR_FIELDS = ("kp_px", "target_px", "center", "scale", "rotmat", "betas", "has_smpl",

@@ -94,6 +94,14 @@ def build_dataset(spec: DatasetSpec, body, accepted_ids: set[str] | None = None,
     if spec.path is None:  # DatasetSpec refuses this
         raise TrainError(f"dataset {spec.label}: give 'path', 'synthetic' or 'labels'")
     aset = load_annotation_set(spec.path, spec.format)
+    if spec.keypoints3d and "keypoints3d" in aset.missing:
+        raise TrainError(f"dataset {spec.label}: keypoints3d is on, but {spec.path} holds "
+                         "no 3D keypoints")
+    if spec.keypoints3d and "keypoints3d_openpose" in aset.missing:
+        warnings.warn(f"dataset {spec.label}: {spec.path} holds the 3D keypoints of the 24 "
+                      "GT slots only; the 3D loss averages over all 49 slots, so its people "
+                      "weigh about half of those of a file with all 49 (h5, EFT JSON)",
+                      stacklevel=2)
     decisions = None
     if spec.decisions is not None:
         bound = load_bound_decisions(spec.decisions, any_file=spec.decisions_any_file)
