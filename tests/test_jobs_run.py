@@ -524,3 +524,25 @@ def test_an_image_entry_without_a_file_name_is_a_missing_image(shared_data, tmp_
     assert checked.summary.failed_by_reason.get("missing_image") == len(people)
     assert run_job(job(tmp_path / "b", False), progress=False).summary.failed_by_reason \
         .get("missing_image") is None
+
+
+def test_a_body_model_other_than_the_regressors_is_named(tmp_path, one_thread, caplog):
+    """A job whose body model is not the one its regressor was trained with warns,
+    naming both (the fits would be silently off otherwise); its own body: no warning."""
+    import logging
+
+    from eft.body.model import resolve_model_path
+
+    with np.load(resolve_model_path(None), allow_pickle=False) as z:
+        fields = {k: z[k] for k in z.files}
+    fields["model_name"] = np.array("my-tall-body")
+    fields["v_template"] = fields["v_template"] * 1.3
+    other = tmp_path / "tall.npz"
+    np.savez(other, **fields)
+    with caplog.at_level(logging.WARNING, logger="eft"):
+        run_job(config_from_dict(job_dict(tmp_path / "own", n=4)), progress=False)
+        assert "trained with body model" not in caplog.text
+        run_job(config_from_dict(job_dict(tmp_path / "other", n=4, body=str(other))),
+                progress=False)
+    assert "trained with body model 'eft-open-body-v1'" in caplog.text
+    assert "'my-tall-body'" in caplog.text

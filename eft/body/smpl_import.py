@@ -465,7 +465,8 @@ def import_smpl(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> str
     """Read a SMPL .pkl (or .npz), validate it, write a plain .npz to `dst`; return a summary.
 
     The output holds ``REQUIRED_FIELDS`` and the ``OPTIONAL_FIELDS`` the source has
-    (regressors dense, f and kintree_table int64; values unchanged) and loads with ``np.load(allow_pickle=False)``.
+    (regressors dense, f and kintree_table int64; values unchanged) and loads with
+    ``np.load(allow_pickle=False)``.
     `dst` is written atomically (temporary file in the same folder, then renamed).
     """
     src, dst = Path(src), Path(dst)

@@ -44,7 +44,13 @@ from eft.config_loader import changed_keys
 from eft.data.exemplar import Exemplar
 from eft.errors import EftError
 from eft.fitting.config import TILTED_REFIT, EFTConfig, describe_recipe, preset_name
-from eft.models.registry import DEFAULT_SPEC, NAMED_PRIORS, regressor_path
+from eft.models.registry import (
+    DEFAULT_SPEC,
+    NAMED_PRIORS,
+    body_mismatch,
+    load_regressor,
+    regressor_path,
+)
 
 from .config import JobConfig, JobConfigError, fit_view, hash_dict
 from .devices import default_workers, resolve_devices
@@ -501,6 +507,9 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         identity = {**identity, "tilted_refit": dict(TILTED_REFIT)}
     if _feeds_soft_confidences(config, sources):
         identity = {**identity, "keypoint_input": KEYPOINT_INPUT}
+    mismatch = body_mismatch(load_regressor(config.regressor), identity["body"]["name"])
+    if mismatch:
+        log.warning("%s", mismatch)
     chash = config_hash_of(config, identity)
     folder = output_dir_for(config, shard)
     shard_text = None if shard is None or shard.count == 1 else str(shard)

@@ -52,6 +52,7 @@ __all__ = [
     "architecture_of",
     "checkpoint_sha256",
     "state_dict_sha256",
+    "body_mismatch",
 ]
 
 FORMAT_NAME = "eft-regressor"
@@ -280,6 +281,18 @@ def load_regressor(
             )
         model = _load_spin_checkpoint(obj, source)
     return model.to(torch.device(map_location)).eval()
+
+
+def body_mismatch(model: nn.Module, body_name: str) -> str | None:
+    """One line saying that ``model`` was trained with another body model than the one
+    named ``body_name`` (its ``model_name``, or its file name), or None: when they agree,
+    or the model does not record one (SPIN checkpoints).  Its outputs are that body's
+    shape coefficients and joints, so a fit with another body is silently off."""
+    trained = (getattr(model, "eft_metadata", None) or {}).get("body_model")
+    if not isinstance(trained, str) or trained in (body_name, Path(body_name).stem):
+        return None
+    return (f"the regressor was trained with body model {trained!r} and is used with "
+            f"{body_name!r}: its shape and pose outputs are meant for the other body")
 
 
 def checkpoint_sha256(spec: str | os.PathLike) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from eft._argtypes import integer_at_least
@@ -61,6 +62,7 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
 
     from eft.body import BodyModel
+    from eft.models import body_mismatch
 
     from .evaluate import (
         evaluate_model,
@@ -78,6 +80,9 @@ def _eval(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     body = BodyModel.load(args.body)
     model = load_model(args.model).to(device)
+    mismatch = body_mismatch(model, body.name)
+    if mismatch:
+        print(f"warning: {mismatch}", file=sys.stderr)
     sets = []
     for path in args.h36m or []:
         sets.append(load_h36m_npz(path, args.image_root))
