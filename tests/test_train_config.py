@@ -49,6 +49,8 @@ def test_shipped_configs_are_valid():
     ({"datasets": [{"path": "a.json"}], "loss": {"kp2d": -1}}, "kp2d"),
     ({"datasets": [{"path": "a.json"}], "amp": "fp8"}, "amp: expected one of"),
     ({"datasets": [{"path": "a.json"}], "val": [{"kind": "h36m"}]}, "needs 'path'"),
+    ({"datasets": [{"path": "a.json"}], "augment": {"formats": ["coco17", "nope"]}},
+     "augment.formats: unknown keypoint format 'nope'; known formats: aic14"),
 ])
 def test_config_errors_name_the_key(raw, message):
     with pytest.raises(TrainConfigError, match=message.replace("(", r"\(").replace(

@@ -162,7 +162,10 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "formats", tuple(str(f) for f in self.formats))
         for fmt in self.formats:
-            annotated_slots(fmt)  # raises KeyError naming the unknown format
+            try:
+                annotated_slots(fmt)
+            except KeyError as exc:  # the config's ValueError, naming the known formats
+                raise ValueError(f"formats: {exc.args[0]}") from None
         if self.format_prob > 0 and not self.formats:
             raise ValueError("format_prob > 0 needs a list of formats")
         for name in ("scale_range", "truncation_range", "color_range"):
