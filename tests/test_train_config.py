@@ -176,6 +176,16 @@ def test_train_from_two_annotation_formats(tmp_path, capsys):
     ckpt = sorted((out / "checkpoints").glob("step_*.pt"))[-1]
     assert main(["eval", str(ckpt), "--synthetic", "8"]) == 0
     assert ckpt.with_suffix(".eval.png").is_file()  # the per-joint chart, beside it
+    # and load_regressor (eft fit's regressor) reads it: the final model's weights
+    import torch
+
+    from eft.models import load_regressor
+
+    from_ckpt, final = load_regressor(ckpt), load_regressor(out / "model.pt")
+    assert from_ckpt.eft_metadata["step"] == 6
+    for (k, a), (_, b) in zip(from_ckpt.state_dict().items(), final.state_dict().items(),
+                              strict=True):
+        assert torch.equal(a, b), k
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -163,8 +163,8 @@ def read_spin_npz(path: str | os.PathLike) -> tuple[FileHeader, Columns]:
     rotmat = aa_to_rotmat(pose)
     quality = unknown_quality(kp2d, betas)
     quality["accepted"][~has_smpl] = False
-    for i in np.flatnonzero(~has_smpl):
-        quality["flags"][i] = ("non_finite",)
+    for row in np.flatnonzero(~has_smpl).tolist():
+        quality["flags"][row] = ("non_finite",)
     dataset = provenance.dataset
     metas = []
     for i in range(n):

@@ -53,10 +53,16 @@ __all__ = [
     "checkpoint_sha256",
     "state_dict_sha256",
     "body_mismatch",
+    "TRAINING_CHECKPOINT_FORMAT",
+    "TRAINING_CHECKPOINT_VERSION",
 ]
 
 FORMAT_NAME = "eft-regressor"
 FORMAT_VERSION = 1
+#: ``eft train``'s checkpoints (``checkpoints/step_*.pt``: the model and the whole
+#: training state); :func:`load_regressor` reads their model too.
+TRAINING_CHECKPOINT_FORMAT = "eft-train-checkpoint"
+TRAINING_CHECKPOINT_VERSION = 1
 DEFAULT_SPEC = "default"
 #: Shipped keypoint priors: name -> file under ``eft/models/assets``.
 NAMED_PRIORS: dict[str, str] = {
@@ -209,6 +215,22 @@ def _build_from_payload(payload: Mapping[str, Any], source: str) -> nn.Module:
     return model
 
 
+def _build_from_training_checkpoint(obj: Mapping[str, Any], source: str) -> nn.Module:
+    """The model of an ``eft train`` checkpoint (its ``arch``, ``model_config`` and
+    ``model`` weights; metadata: the step and, where recorded, the body model)."""
+    version = obj.get("version", TRAINING_CHECKPOINT_VERSION)
+    if not isinstance(version, int) or version > TRAINING_CHECKPOINT_VERSION:
+        raise EftError(f"{source}: training checkpoint version {version!r} is newer than "
+                       f"this eft (reads up to {TRAINING_CHECKPOINT_VERSION}); upgrade eft")
+    model = _build_from_payload({"arch": obj.get("arch"), "config": obj.get("model_config"),
+                                 "state_dict": obj.get("model"), "metadata": {}}, source)
+    meta: dict[str, Any] = {"trained_by": "eft train (a training checkpoint)"}
+    if isinstance(obj.get("step"), int):
+        meta["step"] = obj["step"]
+    _set_metadata(model, meta)
+    return model
+
+
 def _load_spin_checkpoint(obj: Any, source: str) -> nn.Module:
     model = HMR()
     report = load_hmr_checkpoint(model, obj)
@@ -249,8 +271,9 @@ def load_regressor(
 
     ``spec`` is ``"default"`` (the keypoint prior shipped with eft), a shipped prior's
     name (:data:`NAMED_PRIORS`) or a path to either a
-    file written by :func:`save_regressor` or a SPIN/EFT HMR checkpoint (training
-    checkpoint with ``'model'``, or a bare state dict, ``module.`` prefixes allowed).
+    file written by :func:`save_regressor`, an ``eft train`` checkpoint
+    (``checkpoints/step_*.pt``), or a SPIN/EFT HMR checkpoint (training checkpoint with
+    ``'model'``, or a bare state dict, ``module.`` prefixes allowed).
     Files are read with ``weights_only=True``; ``trust=True`` permits the full unpickler
     for trusted old checkpoints that pickle numpy objects.
 
@@ -269,6 +292,8 @@ def load_regressor(
     obj = read_checkpoint(path, trust=trust, map_location="cpu")
     if isinstance(obj, Mapping) and "arch" in obj and "state_dict" in obj:
         model = _build_from_payload(obj, source)
+    elif isinstance(obj, Mapping) and obj.get("format") == TRAINING_CHECKPOINT_FORMAT:
+        model = _build_from_training_checkpoint(obj, source)
     else:
         try:
             state = strip_module_prefix(extract_state_dict(obj))

@@ -39,7 +39,6 @@ from eft.config_loader import changed_keys
 from eft.data.readers import read_dataset
 from eft.errors import EftError
 from eft.models import (
-    ARCHITECTURES,
     HMR,
     KeypointRegressor,
     architecture_of,
@@ -237,22 +236,9 @@ def make_evaluator(val_sets: list[tuple[str, EvalSet]], body, device, img_res: i
 
 
 def load_model(spec: str | os.PathLike) -> nn.Module:
-    """A regressor from an ``eft train`` checkpoint (``checkpoints/step_*.pt``), else
-    by :func:`eft.models.load_regressor` (``default``, a shipped prior's name, a
-    regressor file or a SPIN/EFT checkpoint)."""
-    p = Path(spec).expanduser() if str(spec) != "default" else None
-    if p is not None and p.is_file():
-        try:
-            ckpt = read_checkpoint_file(p)
-        except TrainError:  # not a trainer checkpoint: load_regressor reads (or reports) it
-            ckpt = None
-        if ckpt is not None:
-            arch = ckpt.get("arch")
-            if arch not in ARCHITECTURES:
-                raise TrainError(f"{p}: checkpoint of an unknown architecture {arch!r}")
-            model = ARCHITECTURES[arch](**(ckpt.get("model_config") or {}))
-            model.load_state_dict(ckpt["model"])
-            return model.eval()
+    """:func:`eft.models.load_regressor`: ``default``, a shipped prior's name, a
+    regressor file, an ``eft train`` checkpoint (``checkpoints/step_*.pt``) or a SPIN/EFT
+    checkpoint."""
     return load_regressor(spec)
 
 

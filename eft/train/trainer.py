@@ -39,6 +39,7 @@ from eft.devices import DeviceError
 from eft.devices import resolve_device as shared_resolve_device
 from eft.fitting.pose_prior import load_default_pose_prior
 from eft.models import architecture_of
+from eft.models.registry import TRAINING_CHECKPOINT_FORMAT, TRAINING_CHECKPOINT_VERSION
 
 from .augment import AugmentConfig, make_batch, real_drop_patterns
 from .curves import plot_log, write_metrics_csv
@@ -51,8 +52,8 @@ __all__ = ["OptimConfig", "OutputSpec", "TrainerConfig", "Trainer", "resolve_dev
            "resolve_amp",
            "latest_checkpoint", "CHECKPOINT_FORMAT", "read_checkpoint_file"]
 
-CHECKPOINT_FORMAT = "eft-train-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT
+CHECKPOINT_VERSION = TRAINING_CHECKPOINT_VERSION
 
 
 @dataclass(frozen=True)
