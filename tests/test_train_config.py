@@ -282,3 +282,14 @@ def test_a_keypoint_with_nan_is_unlabelled_not_a_point_at_the_origin():
     for t in (data.kp_px, data.target_px):
         assert t[0, 30].tolist() == [0.0, 0.0, 0.0] and t[1, 31].tolist() == [0.0, 0.0, 0.0]
         assert float(t[..., 2].sum()) == 2 * 49 - 2
+
+
+def test_an_empty_file_and_a_file_filtered_empty_say_which(tmp_path):
+    from eft.train.errors import TrainError
+
+    empty = AnnotationSet([], Provenance.unknown("test"))
+    with pytest.raises(TrainError, match="the file holds no fits"):
+        annotation_train_set(empty)
+    aset = _aset(4, 1)
+    with pytest.raises(TrainError, match="no annotations left after filtering"):
+        annotation_train_set(aset, ids=frozenset({"nobody"}))

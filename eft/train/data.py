@@ -317,6 +317,8 @@ def annotation_train_set(
     where pseudo-ground truth supervises the SMPL parameters only.
     ``image_root``: relative image paths are taken from there.
     """
+    if not len(aset):
+        raise TrainError("the file holds no fits")
     if accepted_ids is not None:
         criteria["ids"] = frozenset(str(i) for i in accepted_ids)
     selection = selection or Selection()
