@@ -184,9 +184,11 @@ def build(cls: type, data: Any, prefix: str = "",
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
     if unknown:
+        # keys the tool writes for itself (metadata "internal") are read, never offered
+        offered = sorted(n for n, f in fields.items() if not f.metadata.get("internal"))
         raise ConfigKeyError(join_key(prefix, str(unknown[0])),
-                             f"unknown key{did_you_mean(unknown[0], fields)}; known keys "
-                             f"here: {', '.join(sorted(fields))}")
+                             f"unknown key{did_you_mean(unknown[0], offered)}; known keys "
+                             f"here: {', '.join(offered)}")
     kwargs = {}
     for name, value in data.items():
         key = join_key(prefix, name)

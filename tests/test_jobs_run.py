@@ -19,6 +19,7 @@ import yaml
 from eft.body.joints import COCO17_NAMES
 from eft.cli import main
 from eft.jobs import JobStoreError, Manifest, config_from_dict, merge_outputs, run_job
+from eft.jobs.config import load_config
 from eft.jobs.sharding import Shard
 from tests.helpers import require_module
 
@@ -318,11 +319,37 @@ def test_merge_of_two_shards_equals_the_unsharded_run(tmp_path, reference, capsy
     # shards of another config are refused
     other = run_job(config_from_dict(job_dict(tmp_path / "other", eft={"max_iters": 2})),
                     shard=Shard(1, 2), progress=False)
-    with pytest.raises(JobStoreError, match="different configs"):
+    with pytest.raises(JobStoreError, match=r"different configs: against .*shard-000-of-002,"
+                       r" .*other/shard-001-of-002 \(fit.eft.max_iters\)"):
         merge_outputs([dirs[0], other.output_dir], tmp_path / "merged2")
-    # the merged folder is the unsharded job's output: eft fit resumes into it
+    assert not (tmp_path / "merged2").exists()  # a refused merge leaves no folder
+    # forced, the files say no one config made them, and which inputs did
+    from eft.annotations import read_annotations
+
+    merge_outputs([dirs[0], other.output_dir], tmp_path / "mixed", force=True)
+    job = read_annotations(tmp_path / "mixed" / "fits.h5").provenance.extra["job"]
+    assert job["config_hash"].startswith("mixed:")
+    assert [m["folder"] for m in job["merged_from"]] == [str(dirs[0]), str(other.output_dir)]
+    # a shard given twice is named; a shard run with --limit fitted part of its shard
+    with pytest.raises(JobStoreError, match=r"a shard is given twice: 1/2 in .*shard-001"):
+        merge_outputs([dirs[0], dirs[1], dirs[1]], tmp_path / "m3")
+    limited = run_job(config_from_dict(job_dict(tmp_path / "lim", limit=2)),
+                      shard=Shard(1, 2), progress=False)
+    with pytest.raises(JobStoreError, match=r"run with --limit.*lim/shard-001-of-002 \(limit 2\)"):
+        merge_outputs([dirs[0], limited.output_dir], tmp_path / "m4")
+    # a shard's config.yaml names its shard: eft fit of that file resumes the shard
+    assert load_config(dirs[1] / "config.yaml").shard == "1/2"
+    assert main(["fit", str(dirs[1] / "config.yaml"), "-q"]) == 0
+    assert Manifest.load(dirs[1]).summary["fitted_this_run"] == 0
+    assert not (base / "manifest.json").exists()  # not the whole job into the parent
+    # the merged folder is the unsharded job's output: eft fit resumes into it, from
+    # the job's config or from the config.yaml the merge wrote there
+    assert load_config(tmp_path / "merged" / "config.yaml").output.dir == str(
+        tmp_path / "merged")
     r = run_job(config_from_dict(job_dict(tmp_path / "merged")), progress=False)
     assert r.summary.fitted_this_run == 0 and r.summary.fitted == N
+    r = run_job(load_config(tmp_path / "merged" / "config.yaml"), progress=False)
+    assert r.summary.fitted_this_run == 0 and r.output_dir == tmp_path / "merged"
 
 
 def test_local_worker_processes(tmp_path, reference):
@@ -546,3 +573,23 @@ def test_a_body_model_other_than_the_regressors_is_named(tmp_path, one_thread, c
                 progress=False)
     assert "trained with body model 'eft-open-body-v1'" in caplog.text
     assert "'my-tall-body'" in caplog.text
+
+
+def test_a_folder_another_job_writes_is_refused_before_the_pilot(tmp_path, monkeypatch):
+    """The second job on one output folder is told at once, before it reads its data and
+    fits its pilot (which may take minutes), and the folder is left as it was."""
+    import eft.jobs.runner as runner
+    from eft.jobs.store import job_lock, lock_is_held
+
+    out = tmp_path / "out"
+    assert not lock_is_held(out) and not out.exists()  # the probe creates nothing
+
+    def no_reading(config):
+        raise AssertionError("read the datasets of a job that cannot run")
+
+    monkeypatch.setattr(runner, "_read_sources", no_reading)
+    with job_lock(out):
+        assert lock_is_held(out)
+        with pytest.raises(JobStoreError, match="another eft job is writing"):
+            run_job(config_from_dict(job_dict(out, n=4)), progress=False)
+    assert not lock_is_held(out) and sorted(p.name for p in out.iterdir()) == [".lock"]

@@ -69,7 +69,8 @@ def _fit(args: argparse.Namespace) -> int:
     from .sharding import parse_shard
 
     config = load_config(find_config(args.config), _overrides(args))
-    shard = parse_shard(args.shard) if args.shard else None
+    shard_text = args.shard or config.shard
+    shard = parse_shard(shard_text) if shard_text else None
     # Workers stopped by Ctrl-C die holding semaphores; Python's resource tracker (a
     # child started with these warning options) frees them and would warn about each
     quiet_tracker = "ignore::UserWarning:multiprocessing.resource_tracker"

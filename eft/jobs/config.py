@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,6 +183,10 @@ class JobConfig:
             part file.  Chunks are fixed slices of the shard's exemplars sorted by id.
         seed: torch seed set before every chunk.
         limit: fit only the first ``limit`` exemplars (sorted by id) of the shard.
+        shard: ``"i/N"``: fit shard i of N (0-based) into ``dir/shard-III-of-NNN``, as
+            ``eft fit --shard i/N`` (which overrides it) does; a shard's ``config.yaml``
+            records it, so ``eft fit`` of that file resumes the shard.  None: the whole
+            job.
         check_images: decode every exemplar's image and record unreadable ones as
             failures even when the regressor reads keypoints only.
         devices: torch devices; ``auto`` = every visible GPU, else the CPU.  Local
@@ -210,6 +215,7 @@ class JobConfig:
     chunk_size: int = 256
     seed: int = 0
     limit: int | None = None
+    shard: str | None = None
     check_images: bool = True
     devices: tuple[str, ...] = ("cpu",)
     workers: int | None = None
@@ -217,7 +223,7 @@ class JobConfig:
     backend: Literal["local", "dask"] = "local"
     scheduler: str | None = None
     recipe_per_dataset: bool = True
-    eft_auto: bool = False
+    eft_auto: bool = field(default=False, metadata={"internal": True})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "datasets", tuple(self.datasets))
@@ -229,6 +235,11 @@ class JobConfig:
                 raise ValueError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit: must be >= 1, got {self.limit}")
+        if self.shard is not None:
+            parts = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(self.shard))
+            if not parts or not int(parts[1]) < int(parts[2]):
+                raise ValueError(f"shard: expected 'i/N' with 0 <= i < N, got {self.shard!r}")
+            object.__setattr__(self, "shard", f"{int(parts[1])}/{int(parts[2])}")
         if self.workers is not None and self.workers < 1:
             raise ValueError(f"workers: must be >= 1, got {self.workers}")
         if not 0 <= self.seed < INT_LIMIT:

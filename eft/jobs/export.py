@@ -27,15 +27,17 @@ def output_file(folder: Path, name: str, fmt: str) -> Path:
 
 
 def provenance_for(config, identity: dict, config_hash: str, shard: str | None,
-                   body=None):
-    """The :class:`~eft.annotations.Provenance` of a job's files."""
+                   body=None, extra: dict | None = None):
+    """The :class:`~eft.annotations.Provenance` of a job's files (``extra``: more keys
+    of its ``job``)."""
     names = sorted({d.name or d.kind for d in config.datasets})
     splits = sorted({d.split for d in config.datasets if d.split})
     return Provenance.create(
         body=body if body is not None else identity.get("body"),
         regressor=identity.get("regressor"), config=config.eft,
         dataset=",".join(names) or None, split=",".join(splits) or None,
-        job={"config_hash": config_hash, "shard": shard, "config": config.to_dict()})
+        job={"config_hash": config_hash, "shard": shard, "config": config.to_dict(),
+             **(extra or {})})
 
 
 def write_outputs(folder: Path, config, columns: Columns, provenance) -> dict[str, str]:

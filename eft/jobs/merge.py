@@ -14,6 +14,7 @@ that says it is unfinished, never one whose manifest lists parts that are gone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,8 +23,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import JobConfigError, config_from_dict
-from .runner import JobResult, finish
+from eft.config_loader import changed_keys
+
+from .config import JobConfigError, config_from_dict, fit_view
+from .runner import CONFIG_FILE, JobResult, finish, resolved_config_yaml
 from .sharding import parse_shard
 from .store import (
     PARTS_DIR,
@@ -33,6 +36,7 @@ from .store import (
     Manifest,
     Part,
     atomic_path,
+    atomic_write_bytes,
     atomic_write_json,
     job_lock,
     read_part,
@@ -41,6 +45,22 @@ from .store import (
 __all__ = ["merge_outputs"]
 
 log = logging.getLogger("eft.jobs")
+
+
+def _config_difference(folders: Sequence[Path], manifests: Sequence[Manifest]) -> str:
+    """The config mismatch between merge inputs, naming the folders and the first keys
+    that differ from the first input's."""
+    base = {"fit": fit_view(manifests[0].config), "identity": manifests[0].identity}
+    odd = []
+    for folder, m in zip(folders[1:], manifests[1:], strict=True):
+        if m.config_hash == manifests[0].config_hash:
+            continue
+        keys = [k for k, _, _ in changed_keys(
+            base, {"fit": fit_view(m.config), "identity": m.identity})]
+        shown = ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
+        odd.append(f"{folder} ({shown or 'config hash differs'})")
+    return (f"they were made with {len({m.config_hash for m in manifests})} different "
+            f"configs: against {folders[0]}, {'; '.join(odd)}")
 
 
 def _load(folder: Path) -> Manifest:
@@ -62,11 +82,15 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
     problems = []
     hashes = {m.config_hash for m in manifests}
     if len(hashes) > 1:
-        problems.append(f"they were made with {len(hashes)} different configs "
-                        "(config hashes differ)")
+        problems.append(_config_difference(folders, manifests))
     incomplete = [str(f) for f, m in zip(folders, manifests, strict=True) if not m.complete]
     if incomplete:
         problems.append(f"unfinished: {', '.join(incomplete)} (re-run their eft fit first)")
+    limited = [f"{f} (limit {m.config['limit']})"
+               for f, m in zip(folders, manifests, strict=True) if m.config.get("limit")]
+    if limited:
+        problems.append(f"run with --limit, so they fitted part of their shard only: "
+                        f"{', '.join(limited)} (re-run their eft fit without it)")
     shards = [parse_shard(m.shard) if m.shard else None for m in manifests]
     known = [s for s in shards if s is not None]
     if len(known) == len(shards):  # every input is a shard
@@ -75,7 +99,10 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         if len(counts) > 1:
             problems.append(f"shards of different splits ({sorted(counts)})")
         elif len(set(indices)) != len(indices):
-            problems.append("a shard is given twice")
+            twice = sorted({str(s) for s in known if indices.count(s.index) > 1})
+            problems.append("a shard is given twice: " + "; ".join(
+                f"{t} in " + " and ".join(str(f) for f, s in zip(folders, shards, strict=True)
+                                          if str(s) == t) for t in twice))
         else:
             n = counts.pop()
             absent = sorted(set(range(n)) - set(indices))
@@ -89,6 +116,27 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
 
     first = manifests[0]
     config = config_from_dict(first.config, source=f"{folders[0]}/manifest.json")
+    # the merged folder resumes as an unsharded job writing into it (config.yaml)
+    config = config.replace(shard=None, limit=None, output=dataclasses.replace(
+        config.output, dir=str(out)))
+    chash = first.config_hash
+    if len(hashes) > 1:  # forced: no one config made these fits, and none resumes them
+        chash = "mixed:" + ",".join(sorted(hashes))
+    given = [{"folder": str(f), "config_hash": m.config_hash, "shard": m.shard}
+             for f, m in zip(folders, manifests, strict=True)]
+    made = not out.exists()
+    try:
+        return _merge_into(out, folders, manifests, config, chash, given, force, t0)
+    except BaseException:
+        if made and not (out / "manifest.json").exists():  # leave no half-made folder
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _merge_into(out: Path, folders: Sequence[Path], manifests: Sequence[Manifest], config,
+                chash: str, given: list[dict], force: bool, t0: float) -> JobResult:
+    """The body of :func:`merge_outputs`, once the inputs passed (or were forced)."""
+    first = manifests[0]
     with job_lock(out):
         existing = Manifest.load(out) if (out / "manifest.json").exists() else None
         if existing is not None and not force and existing.merged_from != [
@@ -104,7 +152,7 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
             existing.save(out)
         shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
         (out / PARTS_DIR).mkdir(parents=True)
-        merged = Manifest(config_hash=first.config_hash, config=first.config,
+        merged = Manifest(config_hash=chash, config=config.to_dict(),
                           identity=first.identity, shard=None,
                           merged_from=[str(f) for f in folders])
         parts: list[Part] = []
@@ -132,7 +180,7 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         merged.save(out)
         # merged output: formats of the first input's config, written into `out`
         summary = finish(out, config, merged, parts, seen, [s["reason"] for s in skipped],
-                         first.identity, first.config_hash)
+                         first.identity, chash, job_extra={"merged_from": given})
         summary.seconds = round(time.perf_counter() - t0, 3)
         # every shard piloted the whole job alike: its pick is the merged job's
         summary.recipe_auto = first.summary.get("recipe_auto")
@@ -140,4 +188,5 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         merged.summary = summary.to_dict()
         merged.save(out)
         atomic_write_json(out / SUMMARY, summary.to_dict())
+        atomic_write_bytes(out / CONFIG_FILE, resolved_config_yaml(config).encode())
     return JobResult(output_dir=out, summary=summary, manifest=merged)

@@ -57,7 +57,7 @@ from .devices import default_workers, resolve_devices
 from .export import output_file, provenance_for, write_outputs
 from .overlays import write_overlays
 from .recipe import AutoRecipe, needs_offsets, resolve_auto, resolve_offsets
-from .sharding import Shard, plan_chunks, select_shard
+from .sharding import Shard, parse_shard, plan_chunks, select_shard
 from .sources import Sources, read_sources
 from .store import (
     MANIFEST,
@@ -72,6 +72,7 @@ from .store import (
     atomic_write_bytes,
     atomic_write_json,
     job_lock,
+    lock_is_held,
     part_name,
     read_part,
     remove_temporaries,
@@ -485,16 +486,24 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
 
     Args:
         config: the job.
-        shard: this process's shard, or None for the whole job.
+        shard: this process's shard (overrides ``config.shard``), or None for the
+            config's (the whole job where it names none).
         force: start over in an output folder written with another config.
         progress: show a tqdm bar.
     """
     t0 = time.perf_counter()
+    if shard is None and config.shard is not None:
+        shard = parse_shard(config.shard)
+    # the config.yaml written names the shard, so `eft fit` of it resumes this shard
+    config = config.replace(shard=None if shard is None else str(shard))
     devices = resolve_devices(config.devices)
     workers = config.workers or default_workers(devices)
     if config.backend == "local" and workers > (os.cpu_count() or 1) and devices == ["cpu"]:
         log.warning("%d workers on %d CPU cores", workers, os.cpu_count() or 1)
     identity = job_identity(config)
+    if lock_is_held(output_dir_for(config, shard)):  # say so before reading and piloting
+        raise JobStoreError(f"{output_dir_for(config, shard)}: another eft job is writing "
+                            "this output folder")
     sources = _read_sources(config)  # the pilots and the identity need the exemplars
     auto = None
     if config.eft_auto:
@@ -617,9 +626,10 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
 
 def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[Part],
            work: set[str], skipped_reasons: list[str], identity: dict,
-           chash: str, write: bool = True) -> Summary:
+           chash: str, write: bool = True, job_extra: dict | None = None) -> Summary:
     """Gather the fits of ``work`` from ``parts`` (sorted by id), write the final files
-    (unless ``write`` is False: they are up to date) and mark the manifest complete."""
+    (unless ``write`` is False: they are up to date) and mark the manifest complete.
+    ``job_extra``: more keys for the files' provenance ``job`` (a merge's inputs)."""
     failures, seen = {}, set()
     ordered = sorted(parts, key=lambda p: (p.chunk, min(p.ids, default="")))
     columns = Columns.concat([p.columns for p in ordered])
@@ -644,7 +654,7 @@ def finish(folder: Path, config: JobConfig, manifest: Manifest, parts: Iterable[
     if not write:
         outputs = {fmt: str(folder / name) for fmt, name in manifest.outputs.items()}
     elif config.output.formats:
-        provenance = provenance_for(config, identity, chash, manifest.shard)
+        provenance = provenance_for(config, identity, chash, manifest.shard, extra=job_extra)
         outputs = write_outputs(folder, config, columns, provenance)
     if config.output.overlays and write:
         records = columns.to_annotations()

@@ -56,6 +56,7 @@ __all__ = [
     "read_part",
     "part_name",
     "job_lock",
+    "lock_is_held",
     "MANIFEST",
     "PARTS_DIR",
 ]
@@ -429,6 +430,22 @@ class Manifest:
 # ---------------------------------------------------------------------------
 # Lock
 # ---------------------------------------------------------------------------
+
+def lock_is_held(folder: Path) -> bool:
+    """Whether another process holds :func:`job_lock` on ``folder`` now (a probe that
+    creates nothing: a job asks before its pilot, then takes the lock itself)."""
+    try:
+        fh = open(folder / LOCK, "rb")  # noqa: SIM115 - closed below
+    except OSError:  # no folder or no lock file: nobody holds it
+        return False
+    with fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
 
 @contextlib.contextmanager
 def job_lock(folder: Path) -> Iterator[None]:
