@@ -293,3 +293,13 @@ def test_an_empty_file_and_a_file_filtered_empty_say_which(tmp_path):
     aset = _aset(4, 1)
     with pytest.raises(TrainError, match="no annotations left after filtering"):
         annotation_train_set(aset, ids=frozenset({"nobody"}))
+
+
+def test_datasets_are_labelled_by_file_and_a_jobs_fits_by_its_folder():
+    from eft.train.config import DatasetSpec
+
+    assert DatasetSpec(path="runs/a.json").label == "a"
+    assert DatasetSpec(path="annotations/coco2017-train/fits.h5").label == \
+        "coco2017-train/fits"
+    assert DatasetSpec(path="annotations/mpii/fits.spin.npz").label == "mpii/fits"
+    assert DatasetSpec(path="fits.h5", name="mine").label == "mine"

@@ -155,7 +155,11 @@ class DatasetSpec:
         if self.name:
             return self.name
         if self.path is not None:
-            return Path(self.path).name.split(".")[0]
+            path = Path(self.path)
+            stem = path.name.split(".")[0]
+            # a job's output is fits.* in the job's folder: name it by the folder too
+            return f"{path.parent.name}/{stem}" if stem == "fits" and path.parent.name \
+                else stem
         return "synthetic" if self.synthetic is not None else "labels"
 
 
