@@ -406,3 +406,14 @@ def test_an_auto_job_on_a_studio_file_writes_its_keypoints_in_the_labels_skeleto
     truth = studio_truth(s, SKELETON)[order]
     assert by_name_pa_mm(written, truth) < by_name_pa_mm(
         [SimpleNamespace(keypoints3d=k) for k in own], truth) - 2.0
+
+
+def test_the_summary_of_a_pilot_without_labelled_people_prints():
+    """No pilot person with GT-slot labels (every measure NaN): the summary says so,
+    where it used to end the finished job with a traceback."""
+    from eft.jobs.summary import Summary
+
+    auto = PresetChoice(preset="open-prior", pilot=8, reproj_median=float("nan"),
+                        limb_median=float("nan"), seconds=1.0).to_dict()
+    text = Summary(fitted=8, recipe="open-prior", recipe_auto=auto).format()
+    assert "reprojection none (no labelled pilot person)" in text

@@ -376,6 +376,11 @@ def test_humandata_truncated_or_0d_image_path(tmp_path):
         np.save(fh, np.zeros((2, 190, 3)))
     with pytest.raises(ReaderError, match="npz"):
         read_humandata_keypoints(npy)
+    json_file = tmp_path / "coco.json"  # a COCO file given as HumanData
+    json_file.write_text('{"images": [], "annotations": []}')
+    with pytest.raises(ReaderError, match=r"not an npz archive \(HumanData is numpy's .npz; "
+                       r"this file starts b'\{\"imag'\)"):
+        read_humandata_keypoints(json_file)
     zero_d = tmp_path / "z.npz"
     np.savez(zero_d, keypoints2d=np.zeros((2, 190, 3)), image_path=np.array("a.jpg"))
     with pytest.raises(ReaderError, match="image_path"):

@@ -169,3 +169,22 @@ def test_image_size_and_focal(tmp_path):
     csv_res = read_generic(tmp_path / "p.csv")
     assert [(e.image_size, e.meta.get("focal")) for e in csv_res.exemplars] == [
         ((1000, 1002), 1145.5), ((321, 123), None)]
+
+
+@pytest.mark.parametrize("fmt, names", [("openpose25", J.OPENPOSE25_RAW_NAMES),
+                                        ("openpose18", J.OPENPOSE18_NAMES)])
+def test_openpose_format_records_fill_the_gt_slots_eft_fits(tmp_path, fmt, names):
+    """A generic record in an OpenPose order is fitted like the OpenPose reader's: each
+    joint with a GT twin (not MidHip or the feet) lands in that GT slot too."""
+    kps = _kps(len(names), 5)
+    path = tmp_path / "op.json"
+    path.write_text(json.dumps({"keypoint_format": fmt, "people": [
+        {"image": "a.jpg", "keypoints": kps.reshape(-1).tolist()}]}))
+    res = read_generic(path)
+    assert not res.skipped and len(res.exemplars) == 1
+    k49 = np.asarray(res.exemplars[0].keypoints)
+    for i, name in enumerate(names):
+        np.testing.assert_array_equal(k49[IDX["OP " + name]], kps[i])
+        if name in J.OPENPOSE18_TO_GT:
+            np.testing.assert_array_equal(k49[IDX[J.OPENPOSE18_TO_GT[name]]], kps[i])
+    assert int((k49[25:, 2] > 0).sum()) == 18  # GT twins of the 18 OpenPose-18 joints

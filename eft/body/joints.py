@@ -406,6 +406,16 @@ def to_spin49(kps: Any, fmt: str | KeypointFormat, binarize_visibility: bool = F
     return out
 
 
+def copy_openpose_to_gt(kps49: np.ndarray) -> np.ndarray:
+    """Copy every ``OP *`` slot of SPIN-49 keypoints ((..., 49, 3), numpy, in place) into
+    the GT slot carrying the same body point (:data:`OPENPOSE18_TO_GT`: nose, neck,
+    eyes, ears and limbs; not MidHip or the feet), so EFT's loss - which weighs the GT
+    slots only by default - uses OpenPose-format labels; returns ``kps49``."""
+    for op, gt in OPENPOSE18_TO_GT.items():
+        kps49[..., SPIN49_INDEX[gt], :] = kps49[..., SPIN49_INDEX["OP " + op], :]
+    return kps49
+
+
 def from_spin49(kps49: Any, fmt: str | KeypointFormat) -> Any:
     """Read the keypoints of format `fmt` (..., K, 3) out of SPIN-49 (..., 49, 3).
 

@@ -129,8 +129,8 @@ class Summary:
             a = self.recipe_auto
             lines.insert(4, f"recipe     {a['preset']} (eft.preset auto: pilot of "
                          f"{a['pilot']}, {statistic_name(a['pilot'])} reprojection "
-                         f"{a['reproj_median']:.4f}, "
-                         f"limbs {a['limb_median']:.4f}; exact below {EXACT_LABELS_BELOW} "
+                         f"{_measured(a['reproj_median'])}, "
+                         f"limbs {_measured(a['limb_median'])}; exact below {EXACT_LABELS_BELOW} "
                          f"or {EXACT_LIMBS_BELOW}" + _camera_note(a) + ")")
             own = a.get("datasets") or {}
             odd = {n: r for n, r in (a.get("datasets_otherwise") or {}).items()
@@ -152,6 +152,11 @@ class Summary:
         for fmt, path in self.outputs.items():
             lines.append(f"file       {path} ({fmt})")
         return "\n".join(lines)
+
+
+def _measured(value) -> str:
+    """A pilot's measure as text: none where no pilot person had labels to measure."""
+    return "none (no labelled pilot person)" if value is None else f"{value:.4f}"
 
 
 def _camera_note(auto: dict) -> str:

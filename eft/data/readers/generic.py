@@ -58,8 +58,10 @@ Id ``"<dataset>/<person_id>"`` (dataset default ``"generic"``).  Crop: SPIN's,
 ``scale = rescale * max(w, h) / 200`` around the box centre.  Skipped, with a reason:
 ``bad_annotation`` (missing field, unknown format, wrong number of values),
 ``duplicate_id``, ``bad_keypoints``, ``no_keypoints``, ``too_few_keypoints`` (EFT's
-``min_keypoints = 6`` GT keypoints; formats that only fill OpenPose slots count those),
-``bad_bbox``.
+``min_keypoints = 6`` GT keypoints), ``bad_bbox``.  ``openpose25`` / ``openpose18``
+keypoints fill SPIN-49's ``OP *`` slots and, as the OpenPose reader's default does, are
+copied into the GT slots of the same body points (:func:`eft.body.joints.copy_openpose_to_gt`),
+which EFT's loss weighs.
 """
 
 from __future__ import annotations
@@ -254,8 +256,9 @@ def read_generic(
         except (TypeError, ValueError) as exc:
             out.skipped.append(Skipped(eid, "bad_annotation", str(exc)))
             continue
-        only_op = fmt.startswith("openpose")
-        if out.skip_unusable(eid, kps49, min_keypoints, gt=not only_op):
+        if fmt.startswith("openpose"):  # as the OpenPose reader does: EFT's loss weighs
+            J.copy_openpose_to_gt(kps49)  # the GT slots only
+        if out.skip_unusable(eid, kps49, min_keypoints):
             continue
         cs = None
         if box.size:

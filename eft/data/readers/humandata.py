@@ -180,6 +180,11 @@ def read_humandata_keypoints(
     if not path.is_file():
         raise ReaderError(f"{path}: no such HumanData file")
     root = Path(image_root) if image_root is not None else path.parent
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if not head.startswith(b"PK") and not head.startswith(b"\x93NUMPY"):
+        raise ReaderError(f"{path}: not an npz archive (HumanData is numpy's .npz; this "
+                          f"file starts {head!r})")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):  # a bare .npy array

@@ -40,11 +40,6 @@ _SUFFIX = "_keypoints.json"
 _FORMAT_BY_COUNT = {25: "openpose25", 18: "openpose18"}
 
 # SPIN-49 index of each OpenPose slot that has a GT twin -> the twin's index.
-_GT_TWIN: dict[int, int] = {
-    J.SPIN49_INDEX["OP " + op]: J.SPIN49_INDEX[gt] for op, gt in J.OPENPOSE18_TO_GT.items()
-}
-
-
 def _stem(f: Path, folder: Path) -> str:
     rel = f.relative_to(folder).as_posix()
     return rel[: -len(_SUFFIX)]
@@ -134,8 +129,7 @@ def read_openpose(
                 kps[~drop, 2] = 1.0
             kps49 = J.to_spin49(kps, fmt)
             if gt_slots:
-                for op, gt in _GT_TWIN.items():
-                    kps49[gt] = kps49[op]
+                J.copy_openpose_to_gt(kps49)
             # count the kept keypoints: GT slots when filled, else the OpenPose slots
             if out.skip_unusable(eid, kps49, min_keypoints, gt=gt_slots):
                 continue
