@@ -593,3 +593,21 @@ def test_a_folder_another_job_writes_is_refused_before_the_pilot(tmp_path, monke
         with pytest.raises(JobStoreError, match="another eft job is writing"):
             run_job(config_from_dict(job_dict(out, n=4)), progress=False)
     assert not lock_is_held(out) and sorted(p.name for p in out.iterdir()) == [".lock"]
+
+
+def test_a_resume_with_other_threads_warns(tmp_path, one_thread, caplog):
+    """Threads move fits at float rounding: a resume that fits the rest with another
+    number says so (the same number: no warning)."""
+    import logging
+
+    out = tmp_path / "out"
+    run_job(config_from_dict(job_dict(out, n=8, limit=4)), progress=False)
+    with caplog.at_level(logging.WARNING, logger="eft"):
+        run_job(config_from_dict(job_dict(out, n=8, threads=2)), progress=False)
+    assert "resuming with threads 1 -> 2" in caplog.text
+    caplog.clear()
+    out2 = tmp_path / "out2"
+    run_job(config_from_dict(job_dict(out2, n=8, limit=4)), progress=False)
+    with caplog.at_level(logging.WARNING, logger="eft"):
+        run_job(config_from_dict(job_dict(out2, n=8)), progress=False)
+    assert "resuming with" not in caplog.text

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from eft._argtypes import integer_at_least
 from eft.shipped import find_config, shipped_configs
 
 __all__ = ["register"]
@@ -156,7 +157,8 @@ def _demo(args: argparse.Namespace) -> int:
     # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .demo import run_demo
 
-    report = run_demo(args.output, n_people=args.people, progress=not args.quiet)
+    report = run_demo(args.output, n_people=args.people, progress=not args.quiet,
+                      seed=args.seed)
     print(report)
     return 0
 
@@ -194,10 +196,11 @@ def register(sub) -> None:
                      help="exemplars fine-tuned at once (batch_size)")
     fit.add_argument("--device", metavar="DEV",
                      help="cpu, cuda, cuda:1, a comma list for one worker per GPU, or auto")
-    fit.add_argument("--workers", type=int, metavar="N", help="parallel workers")
+    fit.add_argument("--workers", type=integer_at_least(1), metavar="N",
+                     help="parallel workers")
     fit.add_argument("--backend", choices=("local", "dask"), help="where workers run")
     fit.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="Dask scheduler address")
-    fit.add_argument("--limit", type=int, metavar="N",
+    fit.add_argument("--limit", type=integer_at_least(1), metavar="N",
                      help="fit only the first N exemplars (by id; of each shard with "
                           "--shard)")
     fit.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -229,6 +232,9 @@ def register(sub) -> None:
         help="render, fit and export a small synthetic dataset (no downloads, seconds on CPU)")
     demo.add_argument("-o", "--output", default="annotations/demo", metavar="DIR",
                       help="where the dataset, annotations and overlays go")
-    demo.add_argument("--people", type=int, default=12, help="synthetic people to make")
+    demo.add_argument("--people", type=integer_at_least(1), default=12,
+                      help="synthetic people to make")
+    demo.add_argument("--seed", type=integer_at_least(0), default=0,
+                      help="seed of the people drawn (default 0: the README's figures)")
     _common(demo)
     demo.set_defaults(func=_demo)

@@ -459,6 +459,18 @@ def _feeds_soft_confidences(config: JobConfig, sources: Sources) -> bool:
     return False
 
 
+def _warn_numeric_changes(before: dict, config: JobConfig) -> None:
+    """Warn when a resume fits the rest with other ``threads`` or ``devices`` than the
+    committed parts were fitted with: both may move fits at float rounding (~1e-6 in
+    the rotations), so the final files then equal neither uninterrupted run bit for bit."""
+    now = config.to_dict()
+    moved = [f"{k} {before.get(k)!r} -> {now[k]!r}" for k in ("threads", "devices")
+             if k in before and before.get(k) != now[k]]
+    if moved:
+        log.warning("resuming with %s: the people fitted from here on may differ from an "
+                    "uninterrupted run at float rounding (about 1e-6)", ", ".join(moved))
+
+
 def _recipes(config: JobConfig) -> list[EFTConfig]:
     """Every EFT setting the job fits with: its ``eft`` and its datasets' own."""
     return [config.eft, *(ds.eft for ds in config.datasets if ds.eft is not None)]
@@ -567,6 +579,8 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
                 log.warning("final file(s) %s differ from what this job wrote (missing, "
                             "truncated or edited); writing them again", ", ".join(damaged))
                 up_to_date = False
+        if done and tasks:
+            _warn_numeric_changes(manifest.config, config)
         manifest.config = config.to_dict()  # this run's settings (runtime keys may differ)
         manifest.n_work = len(ids)
         manifest.complete = False
