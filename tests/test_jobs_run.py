@@ -283,12 +283,16 @@ def test_unreadable_or_empty_dataset_is_an_error(tmp_path, capsys):
     empty.write_text(json.dumps({
         "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
         "annotations": [{"id": 5, "image_id": 1, "category_id": 1, "iscrowd": 0,
-                         "bbox": [0, 0, 5, 5], "keypoints": [0] * 51, "num_keypoints": 0}],
+                         "bbox": [0, 0, 5, 5], "keypoints": [0] * 51, "num_keypoints": 0},
+                        {"id": 6, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                         "bbox": [0, 0, 5, 5], "num_keypoints": 2,
+                         "keypoints": [1, 1, 2, 4, 4, 2] + [0] * 45}],
         "categories": [{"id": 1, "name": "person", "keypoints": list(COCO17_NAMES)}]}))
     cfg.write_text(yaml.safe_dump({"datasets": [{"kind": "coco", "path": str(empty)}],
                                    "output": {"dir": str(tmp_path / "out2")}}))
     assert main(["fit", str(cfg), "-q"]) == 2
-    assert "no exemplars to fit" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no exemplars to fit" in err and "e.g. coco/6: too_few_keypoints, 2 < 6" in err
     # keypoint names no format has: one line naming them (never read by their count)
     doc = json.loads(empty.read_text())
     doc["categories"][0]["keypoints"] = [str(i) for i in range(17)]

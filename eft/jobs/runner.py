@@ -403,8 +403,10 @@ def _read_sources(config: JobConfig) -> Sources:
     if not sources.exemplars:
         counts = Counter(s.reason for s in sources.skipped)
         shown = ", ".join(f"{k} {v}" for k, v in counts.most_common()) or "none read"
+        first = next((s for s in sources.skipped if s.detail), None)
+        example = f"; e.g. {first.id}: {first.reason}, {first.detail}" if first else ""
         raise EftError(f"no exemplars to fit: the datasets hold none that can be "
-                       f"fitted ({len(sources.skipped)} people skipped: {shown})")
+                       f"fitted ({len(sources.skipped)} people skipped: {shown}{example})")
     return sources
 
 
