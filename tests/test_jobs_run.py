@@ -182,7 +182,7 @@ def test_changed_config_is_refused_unless_force(tmp_path, reference, capsys):
                  "--set", "output.formats=[h5]"]) == 0
     # no final file, overlay or summary of the discarded configuration is left
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == sorted(
-        [".lock", "config.yaml", "fits.h5", "manifest.json", "skipped.json",
+        [".lock", "config.yaml", "fits.h5", "manifest.json", "pilot.json", "skipped.json",
          "summary.json", "notes.txt"])
     # the discarded job drew no overlays (output.overlays 0): a folder of that name is
     # not its own, and stays
@@ -323,8 +323,8 @@ def test_merge_of_two_shards_equals_the_unsharded_run(tmp_path, reference, capsy
     # shards of another config are refused
     other = run_job(config_from_dict(job_dict(tmp_path / "other", eft={"max_iters": 2})),
                     shard=Shard(1, 2), progress=False)
-    with pytest.raises(JobStoreError, match=r"different configs: against .*shard-000-of-002,"
-                       r" .*other/shard-001-of-002 \(fit.eft.max_iters\)"):
+    with pytest.raises(JobStoreError, match=r"different configs: .*other/shard-001-of-002 "
+                       r"differs from .*sharded/shard-000-of-002 in eft.max_iters"):
         merge_outputs([dirs[0], other.output_dir], tmp_path / "merged2")
     assert not (tmp_path / "merged2").exists()  # a refused merge leaves no folder
     # forced, the files say no one config made them, and which inputs did
@@ -335,8 +335,10 @@ def test_merge_of_two_shards_equals_the_unsharded_run(tmp_path, reference, capsy
     assert job["config_hash"].startswith("mixed:")
     assert [m["folder"] for m in job["merged_from"]] == [str(dirs[0]), str(other.output_dir)]
     # a shard given twice is named; a shard run with --limit fitted part of its shard
-    with pytest.raises(JobStoreError, match=r"a shard is given twice: 1/2 in .*shard-001"):
-        merge_outputs([dirs[0], dirs[1], dirs[1]], tmp_path / "m3")
+    for force in (False, True):  # their people clash: no --force merges them
+        with pytest.raises(JobStoreError, match=r"a shard is given twice: 1/2 in .*shard-001"):
+            merge_outputs([dirs[0], dirs[1], dirs[1]], tmp_path / "m3", force=force)
+    assert not (tmp_path / "m3").exists()
     limited = run_job(config_from_dict(job_dict(tmp_path / "lim", limit=2)),
                       shard=Shard(1, 2), progress=False)
     with pytest.raises(JobStoreError, match=r"run with --limit.*lim/shard-001-of-002 \(limit 2\)"):
@@ -580,23 +582,26 @@ def test_a_body_model_other_than_the_regressors_is_named(tmp_path, one_thread, c
 
 
 def test_a_folder_another_job_writes_is_refused_before_the_pilot(tmp_path, monkeypatch):
-    """The second job on one output folder is told at once, before it reads its data and
-    fits its pilot (which may take minutes), and the folder is left as it was."""
+    """The lock is taken before the datasets are read and the pilot fitted: a second job
+    on one output folder is told at once, and the folder is left as it was; a job
+    stopped by an error before writing anything leaves no folder behind."""
     import eft.jobs.runner as runner
-    from eft.jobs.store import job_lock, lock_is_held
+    from eft.jobs.store import job_lock
 
     out = tmp_path / "out"
-    assert not lock_is_held(out) and not out.exists()  # the probe creates nothing
 
     def no_reading(config):
         raise AssertionError("read the datasets of a job that cannot run")
 
     monkeypatch.setattr(runner, "_read_sources", no_reading)
     with job_lock(out):
-        assert lock_is_held(out)
         with pytest.raises(JobStoreError, match="another eft job is writing"):
             run_job(config_from_dict(job_dict(out, n=4)), progress=False)
-    assert not lock_is_held(out) and sorted(p.name for p in out.iterdir()) == [".lock"]
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    assert not out.exists()  # the holder made it and wrote nothing: tidied
+    with pytest.raises(AssertionError, match="read the datasets"):
+        run_job(config_from_dict(job_dict(out, n=4)), progress=False)
+    assert not out.exists()
 
 
 def test_a_resume_with_other_threads_warns(tmp_path, one_thread, caplog):
@@ -615,3 +620,69 @@ def test_a_resume_with_other_threads_warns(tmp_path, one_thread, caplog):
     with caplog.at_level(logging.WARNING, logger="eft"):
         run_job(config_from_dict(job_dict(out2, n=8)), progress=False)
     assert "resuming with" not in caplog.text
+
+
+def test_a_resumed_job_reuses_its_pilots_pick(tmp_path, one_thread, monkeypatch):
+    """The pilot is deterministic: a re-run of a job (a resume, a shard started again)
+    takes the pick kept in pilot.json instead of fitting the pilot again, and ends as
+    the first run did; other labels or settings miss the kept pick."""
+    import dataclasses
+
+    import eft.jobs.recipe as recipe
+    from eft.fitting.auto import PresetChoice
+    from eft.jobs.recipe import PILOT_FILE, PilotCache, pilot_sample
+    from eft.jobs.runner import _read_sources, job_identity
+
+    out = tmp_path / "out"
+    config = config_from_dict(job_dict(out, n=12))
+    first = run_job(config, progress=False)
+    first_fits = fits_of(out)
+    kept = json.loads((out / PILOT_FILE).read_text())["picks"]
+    assert len(kept) == 1
+    choice = PresetChoice.from_dict(next(iter(kept.values())))
+    assert choice.to_dict() == next(iter(kept.values()))
+    assert first.summary.recipe_auto["preset"] == choice.preset
+
+    def no_pilot(*args, **kwargs):
+        raise AssertionError("the pilot was fitted again")
+
+    monkeypatch.setattr(recipe, "_fit_pilot", no_pilot)
+    again = run_job(config, force=True, progress=False)  # refits everything, not the pilot
+    assert again.summary.recipe_auto == first.summary.recipe_auto
+    assert_same_fits(fits_of(out), first_fits)  # bit-equal
+    cache = PilotCache.load(out, job_identity(config))
+    pilot = pilot_sample(_read_sources(config).exemplars)
+    key = cache.key(config, pilot)
+    assert cache.get(key) is not None
+    moved = [dataclasses.replace(pilot[0], keypoints=pilot[0].keypoints + 1e-3), *pilot[1:]]
+    assert cache.key(config, moved) != key
+    assert cache.key(config.replace(batch_size=2), pilot) != key
+    assert PilotCache.load(out, {**job_identity(config), "regressor": {}}).key(
+        config, pilot) != key
+
+
+def test_a_jobs_config_yaml_run_from_elsewhere_names_the_fix(tmp_path, one_thread,
+                                                              monkeypatch, capsys):
+    """A job's own config.yaml with a relative output.dir, run from another folder, would
+    start the job over in a new folder: one line says to run it from its folder or -o."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    cfg = tmp_path / "a" / "job.yaml"
+    cfg.write_text(yaml.safe_dump(job_dict(Path("out"), n=4)))
+    assert main(["fit", str(cfg), "-q"]) == 0
+    assert main(["fit", str(cfg), "-q", "--shard", "1/2"]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    capsys.readouterr()
+    written = tmp_path / "a" / "out" / "config.yaml"
+    assert main(["fit", str(written), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"or add -o {tmp_path / 'a' / 'out'}" in err and len(err.strip().splitlines()) == 1
+    shard_cfg = tmp_path / "a" / "out" / "shard-001-of-002" / "config.yaml"
+    assert main(["fit", str(shard_cfg), "-q"]) == 2
+    assert f"or add -o {tmp_path / 'a' / 'out'}" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "out").exists()
+    assert main(["fit", str(written), "-q", "-o", str(tmp_path / "a" / "out")]) == 0
+    assert main(["fit", str(shard_cfg), "-q", "-o", str(tmp_path / "a" / "out")]) == 0
+    assert Manifest.load(tmp_path / "a" / "out" / "shard-001-of-002").summary[
+        "fitted_this_run"] == 0

@@ -37,6 +37,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -193,6 +194,16 @@ class PresetChoice:
                for k, v in dataclasses.asdict(self).items()}
         out["skeleton_offsets"] = [list(r) for r in self.skeleton_offsets]
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PresetChoice:
+        """The inverse of :meth:`to_dict` (None medians back to NaN)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {k: (float("nan") if v is None else v)
+                                  for k, v in data.items() if k in names}
+        values["skeleton_offsets"] = tuple(
+            (str(r[0]), *(float(x) for x in r[1:])) for r in data.get("skeleton_offsets", ()))
+        return cls(**values)
 
 
 def pilot_indices(ids: Sequence[str], n: int = PILOT_SIZE) -> np.ndarray:

@@ -66,12 +66,14 @@ def _fit(args: argparse.Namespace) -> int:
     _setup_logging(args)
     # lazy: the CLI's start-up imports no torch/numpy (tests/test_cli_startup.py)
     from .config import load_config
-    from .runner import run_job
+    from .runner import output_dir_for, run_job
     from .sharding import parse_shard
 
-    config = load_config(find_config(args.config), _overrides(args))
+    path = find_config(args.config)
+    config = load_config(path, _overrides(args))
     shard_text = args.shard or config.shard
     shard = parse_shard(shard_text) if shard_text else None
+    _check_written_config(Path(path), output_dir_for(config, shard), shard is not None)
     # Workers stopped by Ctrl-C die holding semaphores; Python's resource tracker (a
     # child started with these warning options) frees them and would warn about each
     quiet_tracker = "ignore::UserWarning:multiprocessing.resource_tracker"
@@ -92,6 +94,24 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"output: {result.output_dir}")
         print(result.summary.format())
     return 0
+
+
+def _check_written_config(path: Path, folder: Path, sharded: bool) -> None:
+    """A job's own ``config.yaml`` (beside its manifest) whose output folder, read from
+    the working folder, is another one: run from elsewhere, its relative ``output.dir``
+    would start the whole job over in a new folder; one line saying how to resume."""
+    from .config import JobConfigError
+    from .store import MANIFEST
+
+    here = path.parent
+    if path.name != "config.yaml" or not (here / MANIFEST).is_file():
+        return
+    if folder.resolve() != here.resolve():
+        out = here.parent if sharded else here  # a shard's output.dir holds its folder
+        raise JobConfigError(
+            f"{path} is the config of the job in {here}, but from this working folder it "
+            f"names {folder} as its output: run it from the folder it was written from, "
+            f"or add -o {out}")
 
 
 def _stop_local_workers() -> None:

@@ -55,12 +55,12 @@ def _config_difference(folders: Sequence[Path], manifests: Sequence[Manifest]) -
     for folder, m in zip(folders[1:], manifests[1:], strict=True):
         if m.config_hash == manifests[0].config_hash:
             continue
-        keys = [k for k, _, _ in changed_keys(
+        keys = [k.removeprefix("fit.") for k, _, _ in changed_keys(
             base, {"fit": fit_view(m.config), "identity": m.identity})]
         shown = ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
-        odd.append(f"{folder} ({shown or 'config hash differs'})")
+        odd.append(f"{folder} differs from {folders[0]} in {shown or 'its config hash'}")
     return (f"they were made with {len({m.config_hash for m in manifests})} different "
-            f"configs: against {folders[0]}, {'; '.join(odd)}")
+            f"configs: {'; '.join(odd)}")
 
 
 def _load(folder: Path) -> Manifest:
@@ -98,9 +98,9 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         indices = [s.index for s in known]
         if len(counts) > 1:
             problems.append(f"shards of different splits ({sorted(counts)})")
-        elif len(set(indices)) != len(indices):
+        elif len(set(indices)) != len(indices):  # their people clash: --force cannot help
             twice = sorted({str(s) for s in known if indices.count(s.index) > 1})
-            problems.append("a shard is given twice: " + "; ".join(
+            raise JobStoreError("refusing to merge: a shard is given twice: " + "; ".join(
                 f"{t} in " + " and ".join(str(f) for f, s in zip(folders, shards, strict=True)
                                           if str(s) == t) for t in twice))
         else:
@@ -188,5 +188,5 @@ def _merge_into(out: Path, folders: Sequence[Path], manifests: Sequence[Manifest
         merged.summary = summary.to_dict()
         merged.save(out)
         atomic_write_json(out / SUMMARY, summary.to_dict())
-        atomic_write_bytes(out / CONFIG_FILE, resolved_config_yaml(config).encode())
+        atomic_write_bytes(out / CONFIG_FILE, resolved_config_yaml(config, by="eft merge").encode())
     return JobResult(output_dir=out, summary=summary, manifest=merged)

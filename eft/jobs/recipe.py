@@ -29,10 +29,15 @@ in one job are each fitted as a job of their own would fit them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from eft.data.exemplar import Exemplar
 from eft.fitting import exemplar_batch
@@ -56,12 +61,13 @@ from eft.fitting.config import MEASURE_OFFSETS, EFTConfig, eft_preset
 
 from .config import JobConfig
 from .sources import Sources
+from .store import atomic_write_json
 from .worker import ChunkTask, WorkerSetup, check_exemplar, run_chunk
 
 log = logging.getLogger("eft.jobs")
 
 __all__ = ["pilot_sample", "choose_recipe", "recipe_label", "AutoRecipe", "resolve_auto",
-           "resolve_offsets", "needs_offsets"]
+           "resolve_offsets", "needs_offsets", "PilotCache", "PILOT_FILE"]
 
 
 def pilot_sample(exemplars: Sequence[Exemplar], n: int = PILOT_SIZE) -> list[Exemplar]:
@@ -83,7 +89,68 @@ def _fit_pilot(config: JobConfig, eft: EFTConfig, pilot: Sequence[Exemplar]) -> 
         .to_annotations()
 
 
-def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetChoice:
+#: The file in a job's folder that keeps its pilots' picks (:class:`PilotCache`).
+PILOT_FILE = "pilot.json"
+#: Bumped when what a pilot measures or how it picks changes: older picks are refitted.
+PILOT_CACHE_VERSION = 1
+
+
+class PilotCache:
+    """The picks of a job's pilots, kept in its folder (:data:`PILOT_FILE`) so a resumed
+    run (a shard started again, a job re-run to add a format) reuses them instead of
+    fitting the pilot again: the pilot is deterministic (one thread, fixed people), so
+    the pick is the same.  Each pick is keyed by everything it depends on: the job's
+    fit settings, the body and regressor files' hashes, this eft's version and the
+    pilot people's labels (:meth:`key`); any change misses and pilots afresh."""
+
+    def __init__(self, identity: dict, picks: dict[str, dict] | None = None) -> None:
+        self.identity = identity
+        self.picks = dict(picks or {})
+        self.changed = False
+
+    @classmethod
+    def load(cls, folder: Path, identity: dict) -> PilotCache:
+        """The picks in ``folder`` (none when it has no readable file)."""
+        try:
+            data = json.loads((folder / PILOT_FILE).read_text(encoding="utf-8"))
+            picks = data["picks"] if isinstance(data.get("picks"), dict) else {}
+        except (OSError, ValueError, AttributeError, KeyError):
+            picks = {}
+        return cls(identity, picks)
+
+    def key(self, config: JobConfig, pilot: Sequence[Exemplar]) -> str:
+        from eft import __version__
+
+        h = hashlib.sha256(json.dumps(
+            {"version": PILOT_CACHE_VERSION, "eft": __version__, "fit": config.fit_dict(),
+             "identity": self.identity}, sort_keys=True, default=str).encode())
+        for e in pilot:
+            h.update(json.dumps([e.id, e.source, e.image_size, float(e.scale), e.meta],
+                                sort_keys=True, default=str).encode())
+            h.update(np.ascontiguousarray(e.keypoints, np.float64).tobytes())
+            h.update(np.ascontiguousarray(e.center, np.float64).tobytes())
+        return h.hexdigest()
+
+    def get(self, key: str) -> PresetChoice | None:
+        found = self.picks.get(key)
+        try:
+            return PresetChoice.from_dict(found) if isinstance(found, dict) else None
+        except (TypeError, ValueError, IndexError):  # an edited file: pilot afresh
+            return None
+
+    def put(self, key: str, choice: PresetChoice) -> None:
+        self.picks[key] = choice.to_dict()
+        self.changed = True
+
+    def save(self, folder: Path) -> None:
+        """Write the picks (atomically) when this run added any."""
+        if self.changed:
+            atomic_write_json(folder / PILOT_FILE, {"picks": self.picks})
+            self.changed = False
+
+
+def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar],
+                  cache: PilotCache | None = None) -> PresetChoice:
     """Fit :func:`pilot_sample` of ``exemplars`` with ``config.eft`` (``open-prior`` and
     the job's own keys) on one CPU thread (whatever the job's ``threads`` and
     ``devices``, which a resumed run may change) and pick the recipe
@@ -93,6 +160,13 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
     :func:`~eft.fitting.auto.with_remeasured_offsets` on a third)."""
     t0 = time.perf_counter()
     pilot = pilot_sample(exemplars)
+    key = cache.key(config, pilot) if cache is not None else ""
+    if cache is not None:
+        kept = cache.get(key)
+        if kept is not None:
+            log.info("pilot of %d: reusing this job's earlier pick, %s (same settings "
+                     "and people; kept in %s)", kept.pilot, recipe_label(kept), PILOT_FILE)
+            return kept
     records = _fit_pilot(config, pilot_config(config.eft), pilot)
     choice = choose_from_pilot([r.fit for r in records], [r.exemplar for r in records],
                                round(time.perf_counter() - t0, 3))
@@ -107,6 +181,8 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar]) -> PresetCho
             own_keys(config.eft))
         choice = dataclasses.replace(
             choice, seconds=round(choice.seconds + time.perf_counter() - t1, 3))
+    if cache is not None:
+        cache.put(key, choice)
     return choice
 
 
@@ -154,7 +230,8 @@ class AutoRecipe:
         return out
 
 
-def resolve_auto(config: JobConfig, sources: Sources) -> AutoRecipe:
+def resolve_auto(config: JobConfig, sources: Sources,
+                 cache: PilotCache | None = None) -> AutoRecipe:
     """Resolve ``config`` (``eft_auto`` set): pick the recipe on a pilot of the
     exemplars of the datasets without an ``eft`` of their own (:func:`choose_recipe`)
     and, with several such datasets, on a pilot of each one alone (one of fewer than
@@ -168,7 +245,7 @@ def resolve_auto(config: JobConfig, sources: Sources) -> AutoRecipe:
     groups = sources.groups()
     free = [i for i, ds in enumerate(config.datasets) if ds.eft is None]
     pooled = [e for i in free for e in groups[i]] or list(sources.exemplars)
-    choice = choose_recipe(config, pooled)
+    choice = choose_recipe(config, pooled, cache)
     keys = own_keys(config.eft)
     eft = auto_config(choice, keys)
     datasets = list(config.datasets)
@@ -185,7 +262,7 @@ def resolve_auto(config: JobConfig, sources: Sources) -> AutoRecipe:
         piloted = [i for i in piloted if sizes[i] >= MIN_PILOT]
     for i in piloted if len(piloted) >= 2 else ():
         ds = datasets[i]
-        pick = choose_recipe(config, groups[i])
+        pick = choose_recipe(config, groups[i], cache)
         if recipe_label(pick) != recipe_label(choice):
             otherwise[ds.label] = recipe_label(pick)
         mine = chosen_recipe(pick, keys)

@@ -56,7 +56,7 @@ from .config import JobConfig, JobConfigError, fit_view, hash_dict
 from .devices import default_workers, resolve_devices
 from .export import output_file, provenance_for, write_outputs
 from .overlays import write_overlays
-from .recipe import AutoRecipe, needs_offsets, resolve_auto, resolve_offsets
+from .recipe import AutoRecipe, PilotCache, needs_offsets, resolve_auto, resolve_offsets
 from .sharding import Shard, parse_shard, plan_chunks, select_shard
 from .sources import Sources, read_sources
 from .store import (
@@ -72,7 +72,6 @@ from .store import (
     atomic_write_bytes,
     atomic_write_json,
     job_lock,
-    lock_is_held,
     part_name,
     read_part,
     remove_temporaries,
@@ -379,11 +378,11 @@ def _progress(total: int, enabled: bool):
 CONFIG_FILE = "config.yaml"
 
 
-def resolved_config_yaml(config: JobConfig) -> str:
+def resolved_config_yaml(config: JobConfig, by: str = "eft fit") -> str:
     """``config`` as YAML (every key, defaults filled in) that loads back equal."""
     import yaml
 
-    head = ("# The resolved config of this job, written by eft fit (overrides and defaults "
+    head = (f"# The resolved config of this job, written by {by} (overrides and defaults "
             "filled in).\n# `eft fit THIS_FILE` from the same working folder resumes it.\n")
     return head + yaml.safe_dump(config.to_dict(), sort_keys=False)
 
@@ -515,29 +514,30 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
     if config.backend == "local" and workers > (os.cpu_count() or 1) and devices == ["cpu"]:
         log.warning("%d workers on %d CPU cores", workers, os.cpu_count() or 1)
     identity = job_identity(config)
-    if lock_is_held(output_dir_for(config, shard)):  # say so before reading and piloting
-        raise JobStoreError(f"{output_dir_for(config, shard)}: another eft job is writing "
-                            "this output folder")
-    sources = _read_sources(config)  # the pilots and the identity need the exemplars
-    auto = None
-    if config.eft_auto:
-        auto = resolve_auto(config, sources)
-        config = auto.config
-    if needs_offsets(config):  # a recipe named by hand
-        config = resolve_offsets(config, sources)
-    if any(e.tilted_above_deg > 0 for e in _recipes(config)):
-        # the refit's settings decide those people's fits
-        identity = {**identity, "tilted_refit": dict(TILTED_REFIT)}
-    if _feeds_soft_confidences(config, sources):
-        identity = {**identity, "keypoint_input": KEYPOINT_INPUT}
-    mismatch = body_mismatch(load_regressor(config.regressor), identity["body"]["name"])
-    if mismatch:
-        log.warning("%s", mismatch)
-    chash = config_hash_of(config, identity)
     folder = output_dir_for(config, shard)
-    shard_text = None if shard is None or shard.count == 1 else str(shard)
     _check_output_dir(folder)
+    # held from before the datasets are read and the pilot fitted: a second job on this
+    # folder is told at once, not after minutes of piloting
     with job_lock(folder):
+        pilots = PilotCache.load(folder, identity)
+        sources = _read_sources(config)  # the pilots and the identity need the exemplars
+        auto = None
+        if config.eft_auto:
+            auto = resolve_auto(config, sources, pilots)
+            config = auto.config
+        if needs_offsets(config):  # a recipe named by hand
+            config = resolve_offsets(config, sources)
+        if any(e.tilted_above_deg > 0 for e in _recipes(config)):
+            # the refit's settings decide those people's fits
+            identity = {**identity, "tilted_refit": dict(TILTED_REFIT)}
+        if _feeds_soft_confidences(config, sources):
+            identity = {**identity, "keypoint_input": KEYPOINT_INPUT}
+        mismatch = body_mismatch(load_regressor(config.regressor), identity["body"]["name"])
+        if mismatch:
+            log.warning("%s", mismatch)
+        chash = config_hash_of(config, identity)
+        shard_text = None if shard is None or shard.count == 1 else str(shard)
+        pilots.save(folder)  # the picks, for a resumed run (kept through --force: keyed)
         try:
             manifest = _open_manifest(folder, config, identity, chash, shard_text, force)
         except JobStoreError as exc:

@@ -56,7 +56,6 @@ __all__ = [
     "read_part",
     "part_name",
     "job_lock",
-    "lock_is_held",
     "MANIFEST",
     "PARTS_DIR",
 ]
@@ -431,34 +430,26 @@ class Manifest:
 # Lock
 # ---------------------------------------------------------------------------
 
-def lock_is_held(folder: Path) -> bool:
-    """Whether another process holds :func:`job_lock` on ``folder`` now (a probe that
-    creates nothing: a job asks before its pilot, then takes the lock itself)."""
-    try:
-        fh = open(folder / LOCK, "rb")  # noqa: SIM115 - closed below
-    except OSError:  # no folder or no lock file: nobody holds it
-        return False
-    with fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-        return False
-
-
 @contextlib.contextmanager
 def job_lock(folder: Path) -> Iterator[None]:
     """Hold an exclusive ``flock`` on ``folder/.lock`` (released by the kernel when the
-    process dies, so a killed job never leaves a stale lock)."""
+    process dies, so a killed job never leaves a stale lock).  A folder this call made
+    that holds nothing but the lock when it ends (a job stopped by an error before it
+    wrote anything) is removed again."""
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     fh = open(folder / LOCK, "a+")  # noqa: SIM115 - held for the context
     try:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            made = False  # another job's folder
             raise JobStoreError(f"{folder}: another eft job is writing this output "
                                 "folder") from None
         yield
     finally:
         fh.close()
+        with contextlib.suppress(OSError):
+            if made and [p.name for p in folder.iterdir()] == [LOCK]:
+                (folder / LOCK).unlink()
+                folder.rmdir()
