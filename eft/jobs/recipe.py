@@ -43,7 +43,11 @@ from eft.data.exemplar import Exemplar
 from eft.fitting import exemplar_batch
 from eft.fitting.auto import (
     AUTO_CHOICES,
+    EXACT_CAMERA_BELOW,
+    EXACT_LABELS_BELOW,
+    EXACT_LIMBS_BELOW,
     MIN_PILOT,
+    PERSPECTIVE_LABELS_BELOW,
     PILOT_SIZE,
     PresetChoice,
     auto_config,
@@ -57,7 +61,7 @@ from eft.fitting.auto import (
     with_remeasured_offsets,
 )
 from eft.fitting.calibrate import estimate_skeleton_offsets, remeasure_skeleton_offsets
-from eft.fitting.config import MEASURE_OFFSETS, EFTConfig, eft_preset
+from eft.fitting.config import MEASURE_OFFSETS, TILTED_REFIT, EFTConfig, eft_preset
 
 from .config import JobConfig
 from .sources import Sources
@@ -121,9 +125,13 @@ class PilotCache:
     def key(self, config: JobConfig, pilot: Sequence[Exemplar]) -> str:
         from eft import __version__
 
+        rules = {"exact": [EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, EXACT_CAMERA_BELOW],
+                 "perspective": PERSPECTIVE_LABELS_BELOW, "min_pilot": MIN_PILOT,
+                 "tilted_refit": TILTED_REFIT}  # the pick's thresholds, in case they move
         h = hashlib.sha256(json.dumps(
             {"version": PILOT_CACHE_VERSION, "eft": __version__, "fit": config.fit_dict(),
-             "identity": self.identity}, sort_keys=True, default=str).encode())
+             "identity": self.identity, "rules": rules}, sort_keys=True,
+            default=str).encode())
         for e in pilot:
             h.update(json.dumps([e.id, e.source, e.image_size, float(e.scale), e.meta],
                                 sort_keys=True, default=str).encode())
