@@ -160,3 +160,19 @@ def check_loss_term_run(body, folder, loss, part: str, steps: int) -> None:
     t = Trainer(copy.deepcopy(init), body, data, off, sampler=sampler)
     t.train_step()
     assert part not in t.last_parts
+
+
+def other_body_model(folder: Path, name: str = "my-tall-body") -> Path:
+    """The open body model renamed ``name`` and 1.3x as tall, written to ``folder`` (a
+    body the shipped priors were not trained with)."""
+    import numpy as np
+
+    from eft.body.model import resolve_model_path
+
+    with np.load(resolve_model_path(None), allow_pickle=False) as z:
+        fields = {k: z[k] for k in z.files}
+    fields["model_name"] = np.array(name)
+    fields["v_template"] = fields["v_template"] * 1.3
+    path = Path(folder) / "tall.npz"
+    np.savez(path, **fields)
+    return path

@@ -564,14 +564,9 @@ def test_a_body_model_other_than_the_regressors_is_named(tmp_path, one_thread, c
     naming both (the fits would be silently off otherwise); its own body: no warning."""
     import logging
 
-    from eft.body.model import resolve_model_path
+    from tests.helpers import other_body_model
 
-    with np.load(resolve_model_path(None), allow_pickle=False) as z:
-        fields = {k: z[k] for k in z.files}
-    fields["model_name"] = np.array("my-tall-body")
-    fields["v_template"] = fields["v_template"] * 1.3
-    other = tmp_path / "tall.npz"
-    np.savez(other, **fields)
+    other = other_body_model(tmp_path)
     with caplog.at_level(logging.WARNING, logger="eft"):
         run_job(config_from_dict(job_dict(tmp_path / "own", n=4)), progress=False)
         assert "trained with body model" not in caplog.text

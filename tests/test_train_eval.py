@@ -250,22 +250,15 @@ def test_eval_command_on_a_spin_layout_h36m_file(body, tmp_path, capsys):
 def test_a_regressor_used_with_another_body_model_is_named(tmp_path, capsys):
     """The shipped prior records the body it was trained with; ``eft eval`` with another
     body warns, naming both, and says nothing with its own."""
-    import numpy as np
-
-    from eft.body.model import resolve_model_path
     from eft.models import body_mismatch, load_regressor
+    from tests.helpers import other_body_model
 
     model = load_regressor("default")
     assert body_mismatch(model, "eft-open-body-v1") is None
     assert body_mismatch(model, "open_body_model.npz") is not None
     assert "'eft-open-body-v1'" in body_mismatch(model, "SMPL_NEUTRAL.pkl")
     assert body_mismatch(torch.nn.Linear(1, 1), "SMPL_NEUTRAL") is None  # nothing recorded
-    with np.load(resolve_model_path(None), allow_pickle=False) as z:
-        fields = {k: z[k] for k in z.files}
-    fields["model_name"] = np.array("my-tall-body")
-    fields["v_template"] = fields["v_template"] * 1.3
-    other = tmp_path / "tall.npz"
-    np.savez(other, **fields)
+    other = other_body_model(tmp_path)
     argv = ["eval", "default", "--synthetic", "8", "--threads", "1"]
     assert main(argv) == 0
     assert "warning" not in capsys.readouterr().err
