@@ -32,6 +32,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,8 +105,9 @@ class PilotCache:
     run (a shard started again, a job re-run to add a format) reuses them instead of
     fitting the pilot again: the pilot is deterministic (one thread, fixed people), so
     the pick is the same.  Each pick is keyed by everything it depends on: the job's
-    fit settings, the body and regressor files' hashes, this eft's version and the
-    pilot people's labels (:meth:`key`); any change misses and pilots afresh."""
+    fit settings, the body and regressor files' hashes, this eft's version, the pick's
+    thresholds and the pilot people's labels and image files (:meth:`key`); any change
+    misses and pilots afresh."""
 
     def __init__(self, identity: dict, picks: dict[str, dict] | None = None) -> None:
         self.identity = identity
@@ -133,8 +135,13 @@ class PilotCache:
              "identity": self.identity, "rules": rules}, sort_keys=True,
             default=str).encode())
         for e in pilot:
-            h.update(json.dumps([e.id, e.source, e.image_size, float(e.scale), e.meta],
-                                sort_keys=True, default=str).encode())
+            try:  # an image regressor's pilot reads the crops: their files count too
+                st = os.stat(e.image_path) if e.image_path else None
+                image = [e.image_path, st.st_size, st.st_mtime_ns] if st else e.image_path
+            except OSError:
+                image = e.image_path
+            h.update(json.dumps([e.id, e.source, e.image_size, float(e.scale), e.meta,
+                                 image], sort_keys=True, default=str).encode())
             h.update(np.ascontiguousarray(e.keypoints, np.float64).tobytes())
             h.update(np.ascontiguousarray(e.center, np.float64).tobytes())
         return h.hexdigest()
