@@ -558,7 +558,8 @@ def run_job(config: JobConfig, *, shard: Shard | None = None, force: bool = Fals
         if config.limit is not None:
             ids = ids[:config.limit]
         work = set(ids)
-        skipped = [s for s in sources.skipped if shard is None or shard.contains(s.id)]
+        skipped = sorted((s for s in sources.skipped if shard is None or shard.contains(s.id)),
+                         key=lambda s: s.id)  # id order, as a merge of shards writes it
         atomic_write_json(folder / SKIPPED, [{"id": s.id, "reason": s.reason,
                                               "detail": s.detail} for s in skipped])
         parts = _collect_parts(folder, manifest)
