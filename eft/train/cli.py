@@ -62,7 +62,7 @@ def _eval(args: argparse.Namespace) -> int:
     import torch
 
     from eft.body import BodyModel
-    from eft.models import body_mismatch
+    from eft.models import body_mismatch, load_regressor
 
     from .evaluate import (
         evaluate_model,
@@ -72,14 +72,13 @@ def _eval(args: argparse.Namespace) -> int:
         per_joint_chart,
         synthetic_eval_set,
     )
-    from .run import load_model
     from .trainer import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     body = BodyModel.load(args.body)
-    model = load_model(args.model).to(device)
+    model = load_regressor(args.model).to(device)
     mismatch = body_mismatch(model, body.name)
     if mismatch:
         print(f"warning: {mismatch}", file=sys.stderr)

@@ -71,7 +71,7 @@ from .prior import make_prior_v2_sets, real_2d_set
 from .trainer import Trainer, latest_checkpoint, read_checkpoint_file
 
 __all__ = ["build_dataset", "build_datasets", "build_model", "build_val_sets",
-           "make_evaluator", "data_mean_params", "run_training", "RunResult", "load_model"]
+           "make_evaluator", "data_mean_params", "run_training", "RunResult"]
 
 
 def _poses(clips: str):
@@ -169,7 +169,7 @@ def build_model(cfg: TrainRunConfig, data: TrainSet | None = None) -> nn.Module:
     """A fresh regressor (or the ``init`` one) as the config describes."""
     m = cfg.model
     if m.init is not None:
-        model = load_model(m.init)
+        model = load_regressor(m.init)
         if architecture_of(model) != m.arch:
             raise TrainError(f"model.init {m.init} is a {architecture_of(model)}, but "
                              f"model.arch is {m.arch}")
@@ -233,13 +233,6 @@ def make_evaluator(val_sets: list[tuple[str, EvalSet]], body, device, img_res: i
         return out
 
     return evaluate
-
-
-def load_model(spec: str | os.PathLike) -> nn.Module:
-    """:func:`eft.models.load_regressor`: ``default``, a shipped prior's name, a
-    regressor file, an ``eft train`` checkpoint (``checkpoints/step_*.pt``) or a SPIN/EFT
-    checkpoint."""
-    return load_regressor(spec)
 
 
 @dataclass(frozen=True)
