@@ -175,8 +175,9 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar],
     :func:`~eft.fitting.auto.with_remeasured_offsets` on a third)."""
     t0 = time.perf_counter()
     pilot = pilot_sample(exemplars)
-    key = cache.key(config, pilot) if cache is not None else ""
+    key = ""
     if cache is not None:
+        key = cache.key(config, pilot)
         kept = cache.get(key)
         if kept is not None:
             log.info("pilot of %d: reusing this job's earlier pick, %s (same settings "
