@@ -30,6 +30,7 @@ def test_demo_end_to_end(tmp_path, capsys, one_thread):
 
     coco = json.loads((out / "dataset" / "person_keypoints_demo.json").read_text())
     assert len(coco["images"]) == len(coco["annotations"]) == 5
+    assert coco["info"]["seed"] == 0  # the dataset records the seed that drew its people
     for im, ann in zip(coco["images"], coco["annotations"], strict=True):
         img = np.asarray(Image.open(out / "dataset" / "images" / im["file_name"]))
         assert img.shape == (im["height"], im["width"], 3)

@@ -231,15 +231,29 @@ def _fits(result) -> dict[str, np.ndarray]:
 
 
 def test_a_job_mixing_exact_and_annotated_datasets_fits_each_as_its_own_job(
-        tmp_path, one_thread, caplog):
+        tmp_path, one_thread, caplog, monkeypatch):
     """Under auto, a dataset whose own pilot picks other settings than the job's is
     fitted with them: every person's fit equals that of a job of their dataset alone,
     though both datasets share one chunk; the summary and the resolved config say so,
-    and the job resumes from either its YAML or the resolved config."""
+    and the job resumes from either its YAML or the resolved config.  The datasets'
+    pilots reuse the job pilot's fits: nobody is fitted twice with one recipe."""
     import logging
+    from collections import Counter
 
+    from eft.jobs import recipe
+
+    fitted: Counter = Counter()
+    fit_pilot = recipe._fit_pilot
+
+    def counted(config, eft, pilot):
+        fitted.update((repr(eft), e.id) for e in pilot)
+        return fit_pilot(config, eft, pilot)
+
+    monkeypatch.setattr(recipe, "_fit_pilot", counted)
     with caplog.at_level(logging.INFO, logger="eft.jobs"):
         mixed = run_job(config_from_dict(_two(tmp_path / "m", EXACT, {})), progress=False)
+    monkeypatch.undo()
+    assert len({i for _, i in fitted}) == 64 and max(fitted.values()) == 1
     job_pick = mixed.summary.recipe_auto["preset"]
     odd, reads = (("studio", "open-prior-exact") if job_pick == "open-prior"
                   else ("photos", "open-prior"))

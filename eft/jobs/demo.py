@@ -68,7 +68,8 @@ def demo_config(out: str | os.PathLike = "annotations/demo") -> dict:
 def make_demo_dataset(folder: str | os.PathLike, n_people: int = 12, seed: int = 0,
                       body=None):
     """Render ``n_people`` synthetic people into ``folder/images`` and write
-    ``folder/person_keypoints_demo.json``; returns ``(json path, SyntheticSet)``."""
+    ``folder/person_keypoints_demo.json`` (its ``info.seed`` is ``seed``, so a dataset
+    records how to draw it again); returns ``(json path, SyntheticSet)``."""
     import torch
     from PIL import Image
 
@@ -85,7 +86,7 @@ def make_demo_dataset(folder: str | os.PathLike, n_people: int = 12, seed: int =
                      torch.as_tensor(people.betas, dtype=torch.float32)).vertices
     coco: dict[str, Any] = {
         "info": {"description": "eft demo: synthetic people rendered with the open body model",
-                 "version": "1"},
+                 "version": "1", "seed": int(seed)},
         "images": [], "annotations": [],
         "categories": [{"id": 1, "name": "person", "supercategory": "person",
                         "keypoints": list(COCO17_NAMES), "skeleton": []}]}

@@ -23,7 +23,9 @@ With several datasets the pilot pools those without an ``eft`` of their own, and
 of them is piloted alone as well: one whose own pilot picks other settings (another
 recipe, or other skeleton offsets measured on its labels) gets them as its ``eft``
 (``recipe_per_dataset``, on by default), so exact studio labels and annotated photos
-in one job are each fitted as a job of their own would fit them.
+in one job are each fitted as a job of their own would fit them.  The pilots share
+their fits (:class:`PilotFits`): a person in the job's pilot and in their dataset's is
+fitted once per recipe.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ from .worker import ChunkTask, WorkerSetup, check_exemplar, run_chunk
 log = logging.getLogger("eft.jobs")
 
 __all__ = ["pilot_sample", "choose_recipe", "recipe_label", "AutoRecipe", "resolve_auto",
-           "resolve_offsets", "needs_offsets", "PilotCache", "PILOT_FILE"]
+           "resolve_offsets", "needs_offsets", "PilotCache", "PilotFits", "PILOT_FILE"]
 
 
 def pilot_sample(exemplars: Sequence[Exemplar], n: int = PILOT_SIZE) -> list[Exemplar]:
@@ -92,6 +94,30 @@ def _fit_pilot(config: JobConfig, eft: EFTConfig, pilot: Sequence[Exemplar]) -> 
         threads=1, devices=("cpu",), slot_dir=None, check_images=False)
     return run_chunk(setup, ChunkTask(index=-1, exemplars=tuple(pilot))).columns \
         .to_annotations()
+
+
+class PilotFits:
+    """The pilot fits of one job's resolution, by recipe and person: the pilots of a job
+    and of each of its datasets share people (all of them, where the job is small), and
+    each person is fitted once per recipe.  A person's fit does not depend on the others
+    in its batch (beyond float rounding), and the pilots run in a fixed order, so a
+    resumed job reuses the same fits as the run it resumes."""
+
+    def __init__(self) -> None:
+        self._done: dict[str, dict[str, object]] = {}
+
+    def fit(self, config: JobConfig, eft: EFTConfig, pilot: Sequence[Exemplar]) -> list:
+        """:func:`_fit_pilot` of ``pilot`` with ``eft``, fitting only the people not yet
+        fitted with it; records in ``pilot``'s order (people the worker left out have
+        none)."""
+        done = self._done.setdefault(repr(eft), {})
+        todo = [e for e in pilot if e.id not in done]
+        if todo:
+            for r in _fit_pilot(config, eft, todo):
+                done[r.exemplar.id] = r
+            for e in todo:
+                done.setdefault(e.id, None)  # left out: not tried again
+        return [done[e.id] for e in pilot if done[e.id] is not None]
 
 
 #: The file in a job's folder that keeps its pilots' picks (:class:`PilotCache`).
@@ -165,14 +191,17 @@ class PilotCache:
 
 
 def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar],
-                  cache: PilotCache | None = None) -> PresetChoice:
+                  cache: PilotCache | None = None,
+                  fits: PilotFits | None = None) -> PresetChoice:
     """Fit :func:`pilot_sample` of ``exemplars`` with ``config.eft`` (``open-prior`` and
     the job's own keys) on one CPU thread (whatever the job's ``threads`` and
     ``devices``, which a resumed run may change) and pick the recipe
     (:func:`~eft.fitting.auto.choose_from_pilot`, then
     :func:`~eft.fitting.auto.with_perspective_check` on a second pilot fit with
     ``open-prior-exact``, and, where that measured skeleton offsets for it,
-    :func:`~eft.fitting.auto.with_remeasured_offsets` on a third)."""
+    :func:`~eft.fitting.auto.with_remeasured_offsets` on a third).  ``fits`` keeps the
+    pilot fits for other pilots of the same job (:class:`PilotFits`)."""
+    fit = (fits if fits is not None else PilotFits()).fit
     t0 = time.perf_counter()
     pilot = pilot_sample(exemplars)
     key = ""
@@ -183,17 +212,17 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar],
             log.info("pilot of %d: reusing this job's earlier pick, %s (same settings "
                      "and people; kept in %s)", kept.pilot, recipe_label(kept), PILOT_FILE)
             return kept
-    records = _fit_pilot(config, pilot_config(config.eft), pilot)
+    records = fit(config, pilot_config(config.eft), pilot)
     choice = choose_from_pilot([r.fit for r in records], [r.exemplar for r in records],
                                round(time.perf_counter() - t0, 3))
     if records:  # the second pilot, whichever recipe the first picked
         chosen = eft_preset(AUTO_CHOICES[1], **own_keys(config.eft))
         t1 = time.perf_counter()
-        done = _fit_pilot(config, chosen, pilot)
+        done = fit(config, chosen, pilot)
         people = [r.exemplar for r in done]
         choice = with_perspective_check(choice, [r.fit for r in done], people)
         choice = with_remeasured_offsets(  # a third pilot fit, where offsets were measured
-            choice, people, lambda eft: [r.fit for r in _fit_pilot(config, eft, people)],
+            choice, people, lambda eft: [r.fit for r in fit(config, eft, people)],
             own_keys(config.eft))
         choice = dataclasses.replace(
             choice, seconds=round(choice.seconds + time.perf_counter() - t1, 3))
@@ -261,7 +290,8 @@ def resolve_auto(config: JobConfig, sources: Sources,
     groups = sources.groups()
     free = [i for i, ds in enumerate(config.datasets) if ds.eft is None]
     pooled = [e for i in free for e in groups[i]] or list(sources.exemplars)
-    choice = choose_recipe(config, pooled, cache)
+    fits = PilotFits()  # each dataset's pilot reuses the job's fits of its people
+    choice = choose_recipe(config, pooled, cache, fits)
     keys = own_keys(config.eft)
     eft = auto_config(choice, keys)
     datasets = list(config.datasets)
@@ -278,7 +308,7 @@ def resolve_auto(config: JobConfig, sources: Sources,
         piloted = [i for i in piloted if sizes[i] >= MIN_PILOT]
     for i in piloted if len(piloted) >= 2 else ():
         ds = datasets[i]
-        pick = choose_recipe(config, groups[i], cache)
+        pick = choose_recipe(config, groups[i], cache, fits)
         if recipe_label(pick) != recipe_label(choice):
             otherwise[ds.label] = recipe_label(pick)
         mine = chosen_recipe(pick, keys)
