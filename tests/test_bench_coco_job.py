@@ -14,7 +14,9 @@ def test_bench_coco_job_smoke(shared_data, tmp_path):
     bench = load_script("bench_coco_job")
     bench.DATA = train.parents[1]
     out = tmp_path / "job"
-    r = bench.main(["--limit", "24", "--workers", "1", "--out", str(out)])
+    # the recipe named, as auto picks it for COCO (tests/test_jobs_recipe.py): no pilot
+    r = bench.main(["--limit", "24", "--workers", "1", "--out", str(out),
+                    "--set", "eft.preset=open-prior"])
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved == r
     # 24 people fitted (the first 24 of the file with >= 6 keypoints), every one counted

@@ -73,6 +73,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -82,7 +83,13 @@ from eft.body import joints as J
 from eft.data.exemplar import Exemplar
 
 from . import _matlab as M
-from .base import ReaderError, ReadResult, Skipped, keypoint_box_center_scale
+from .base import (
+    ReaderError,
+    ReadResult,
+    Skipped,
+    keypoint_box_center_scale,
+    keypoint_skip_reasons,
+)
 
 __all__ = ["read_mpii"]
 
@@ -185,16 +192,59 @@ def _hold_out(res: ReadResult, other: Path) -> ReadResult:
     return out
 
 
-def _person(out: ReadResult, eid: str, raw16: np.ndarray, image_path: str, name: str,
-            center: Any, scale: Any, meta: dict, *, dataset: str, min_keypoints: int,
-            crop: str, rescale: float, offset: float) -> None:
-    """Append one person (raw16: (16, 3) file coordinates, confidence) or its skip."""
-    kps = raw16.copy()
-    kps[:, :2] -= offset
-    kps[~(kps[:, 2] > 0), :2] = 0.0  # missing joints (MPII writes -1, -1) -> zeros
-    kps49 = J.to_spin49(kps, _FMT)
-    if out.skip_unusable(eid, kps49, min_keypoints):
+@dataclass
+class _Row:
+    """One person as read from the file (raw16: (16, 3) file coordinates, labelled)."""
+    eid: str
+    raw16: np.ndarray
+    image_path: str
+    name: str
+    center: Any
+    scale: Any
+    meta: dict
+
+
+class _Reading:
+    """What a reader has read, in file order: skips (``skipped.append``) and people
+    (:meth:`person`).  :meth:`finish` checks every person's keypoints in one batch
+    (:func:`~eft.data.readers.base.keypoint_skip_reasons`) and returns the result, its
+    people and skips in file order."""
+
+    def __init__(self) -> None:
+        self.skipped: list[Skipped | _Row] = []
+
+    def person(self, eid: str, raw16: np.ndarray, image_path: str, name: str, center: Any,
+               scale: Any, meta: dict) -> None:
+        self.skipped.append(_Row(eid, raw16, image_path, name, center, scale, meta))
+
+    def finish(self, **opts) -> ReadResult:
+        rows = [r for r in self.skipped if isinstance(r, _Row)]
+        kps = np.stack([np.asarray(r.raw16, dtype=np.float64) for r in rows]) if rows \
+            else np.zeros((0, _NJ, 3))
+        kps[..., :2] -= opts["offset"]
+        kps[~(kps[..., 2] > 0), :2] = 0.0  # missing joints (MPII writes -1, -1) -> zeros
+        kps49 = J.to_spin49(kps, _FMT)
+        why = iter(keypoint_skip_reasons(kps49, opts["min_keypoints"]))
+        out = ReadResult()
+        j = 0
+        for item in self.skipped:
+            if isinstance(item, _Row):
+                _person(out, item, kps49[j], next(why), **opts)
+                j += 1
+            else:
+                out.skipped.append(item)
+        return out
+
+
+def _person(out: ReadResult, row: _Row, kps49: np.ndarray, why: tuple[str, str] | None, *,
+            dataset: str, min_keypoints: int, crop: str, rescale: float,
+            offset: float) -> None:
+    """Append one person (its SPIN-49 keypoints, image px, and why they are unusable, if
+    they are: :meth:`_Reading.finish`) or its skip."""
+    if why is not None:
+        out.skipped.append(Skipped(row.eid, *why))
         return
+    eid, center, scale = row.eid, row.center, row.scale
     crop_from = "keypoints"
     cs = None
     if crop == "given" and center is not None and scale is not None:
@@ -214,9 +264,10 @@ def _person(out: ReadResult, eid: str, raw16: np.ndarray, image_path: str, name:
     if out.skip_bad_crop(eid, cs[0], cs[1]):  # absurd: a given scale of 1e300, ...
         return
     out.exemplars.append(Exemplar(
-        id=eid, image_path=image_path, center=np.asarray(cs[0], dtype=np.float64),
+        id=eid, image_path=row.image_path, center=np.asarray(cs[0], dtype=np.float64),
         scale=float(cs[1]), keypoints=kps49.astype(np.float64), source=_FMT,
-        meta={"imageName": name, "dataset": dataset, "crop_from": crop_from, **meta},
+        meta={"imageName": row.name, "dataset": dataset, "crop_from": crop_from,
+              **row.meta},
     ))
 
 
@@ -231,7 +282,7 @@ def _read_json(path: Path, root: Path, **opts) -> ReadResult:
         raise ReaderError(f"{path}: not an MPII JSON file (expected a list of people with "
                           "image, center, scale, joints, joints_vis)")
     dataset = opts["dataset"]
-    out = ReadResult()
+    out = _Reading()
     per_image: dict[str, int] = {}
     for i, entry in enumerate(entries):
         name = entry.get("image") if isinstance(entry, dict) else None
@@ -247,9 +298,9 @@ def _read_json(path: Path, root: Path, **opts) -> ReadResult:
             out.skipped.append(Skipped(eid, "bad_annotation", f"joints: {exc!r}"))
             continue
         raw = np.concatenate([xy, (vis > 0)[:, None].astype(np.float64)], axis=1)
-        _person(out, eid, raw, str(root / name), name, entry.get("center"),
-                entry.get("scale"), {"index": i}, **opts)
-    return out
+        out.person(eid, raw, str(root / name), name, entry.get("center"),
+                entry.get("scale"), {"index": i})
+    return out.finish(**opts)
 
 
 def _points(rect: Any) -> tuple[np.ndarray, list[int]] | None:
@@ -288,7 +339,7 @@ def _read_mat(path: Path, root: Path, *, split: str, single_person_only: bool,
                           f"{len(annolist)} images")
     single = M.as_list(M.field(release, "single_person"))
     dataset = opts["dataset"]
-    out = ReadResult()
+    out = _Reading()
     for i, item in enumerate(annolist):
         is_train = int(M.scalar(train[i]) or 0) == 1
         if (split == "train" and not is_train) or (split == "test" and is_train):
@@ -320,9 +371,9 @@ def _read_mat(path: Path, root: Path, *, split: str, single_person_only: bool,
             head = [M.scalar(M.field(rect, k)) for k in ("x1", "y1", "x2", "y2")]
             if all(h is not None for h in head):
                 meta["head_box"] = [h - opts["offset"] for h in head]
-            _person(out, eid, raw, str(root / name), name, center,
-                    M.scalar(M.field(rect, "scale")), meta, **opts)
-    return out
+            out.person(eid, raw, str(root / name), name, center,
+                    M.scalar(M.field(rect, "scale")), meta)
+    return out.finish(**opts)
 
 
 def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
@@ -366,7 +417,7 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
     labelled = ~np.all(part == 0, axis=2)  # (N, 16); missing joints are written (0, 0)
     visible = arrays.get("visible")
     dataset = opts["dataset"]
-    out = ReadResult()
+    out = _Reading()
     per_image: dict[str, int] = {}
     for i in range(n):
         raw_name = names[i]
@@ -396,8 +447,8 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
             meta["head_size"] = float(arrays["normalize"][i])
         center = arrays["center"][i] if "center" in arrays else None
         scale = arrays["scale"][i] if "scale" in arrays else None
-        _person(out, eid, raw, str(root / name), name, center, scale, meta, **opts)
-    return out
+        out.person(eid, raw, str(root / name), name, center, scale, meta)
+    return out.finish(**opts)
 
 
 def _whole(value: float) -> int | None:
@@ -448,7 +499,7 @@ def _read_csv_rows(path: Path, root: Path, **opts) -> ReadResult:
         c_name, c_scale, c_id = col["NAME"], col["Scale"], col.get("ID")
         extra = [(k.lower(), col[k]) for k in ("Activity", "Category") if k in col]
         dataset = opts["dataset"]
-        out = ReadResult()
+        out = _Reading()
         per_image: dict[str, int] = {}
         for i, row in enumerate(reader):
             name = row[c_name] if len(row) > c_name else ""
@@ -475,5 +526,5 @@ def _read_csv_rows(path: Path, root: Path, **opts) -> ReadResult:
             if c_id is not None and len(row) > c_id and row[c_id].strip().isdigit():
                 meta["csv_id"] = int(row[c_id])
             meta.update({key: row[c] for key, c in extra if len(row) > c})
-            _person(out, eid, raw, str(root / name), name, center, scale, meta, **opts)
-    return out
+            out.person(eid, raw, str(root / name), name, center, scale, meta)
+    return out.finish(**opts)
