@@ -186,7 +186,8 @@ def _interruptible() -> None:
 def test_ctrl_c_in_eft_fit_prints_one_line(tmp_path, workers):
     out = tmp_path / "out"
     cfg = tmp_path / "job.yaml"
-    cfg.write_text(yaml.safe_dump(job_dict(out, n=40, eft={"max_iters": 20},
+    cfg.write_text(yaml.safe_dump(job_dict(out, n=40, eft={"preset": "open-prior",
+                                                           "max_iters": 20},
                                            workers=workers)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "eft.cli", "fit", str(cfg), "-q"],
