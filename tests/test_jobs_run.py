@@ -335,6 +335,7 @@ def test_merge_of_two_shards_equals_the_unsharded_run(tmp_path, reference, capsy
     job = read_annotations(tmp_path / "mixed" / "fits.h5").provenance.extra["job"]
     assert job["config_hash"].startswith("mixed:")
     assert [m["folder"] for m in job["merged_from"]] == [str(dirs[0]), str(other.output_dir)]
+    assert [m["config"]["eft"]["max_iters"] for m in job["merged_from"]] == [8, 2]
     # a shard given twice is named; a shard run with --limit fitted part of its shard
     for force in (False, True):  # their people clash: no --force merges them
         with pytest.raises(JobStoreError, match=r"a shard is given twice: 1/2 in .*shard-001"):

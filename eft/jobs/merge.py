@@ -124,6 +124,9 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
         chash = "mixed:" + ",".join(sorted(hashes))
     given = [{"folder": str(f), "config_hash": m.config_hash, "shard": m.shard}
              for f, m in zip(folders, manifests, strict=True)]
+    if len(hashes) > 1:  # the top-level config is the first input's: each says its own
+        for entry, m in zip(given, manifests, strict=True):
+            entry["config"] = m.config
     made = not out.exists()
     try:
         return _merge_into(out, folders, manifests, config, chash, given, force, t0)

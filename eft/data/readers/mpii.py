@@ -205,20 +205,23 @@ class _Row:
 
 
 class _Reading:
-    """What a reader has read, in file order: skips (``skipped.append``) and people
+    """What a reader has read, in file order: skips (:meth:`skip`) and people
     (:meth:`person`).  :meth:`finish` checks every person's keypoints in one batch
     (:func:`~eft.data.readers.base.keypoint_skip_reasons`) and returns the result, its
     people and skips in file order."""
 
     def __init__(self) -> None:
-        self.skipped: list[Skipped | _Row] = []
+        self.items: list[Skipped | _Row] = []
+
+    def skip(self, skipped: Skipped) -> None:
+        self.items.append(skipped)
 
     def person(self, eid: str, raw16: np.ndarray, image_path: str, name: str, center: Any,
                scale: Any, meta: dict) -> None:
-        self.skipped.append(_Row(eid, raw16, image_path, name, center, scale, meta))
+        self.items.append(_Row(eid, raw16, image_path, name, center, scale, meta))
 
     def finish(self, **opts) -> ReadResult:
-        rows = [r for r in self.skipped if isinstance(r, _Row)]
+        rows = [r for r in self.items if isinstance(r, _Row)]
         kps = np.stack([np.asarray(r.raw16, dtype=np.float64) for r in rows]) if rows \
             else np.zeros((0, _NJ, 3))
         kps[..., :2] -= opts["offset"]
@@ -227,7 +230,7 @@ class _Reading:
         why = iter(keypoint_skip_reasons(kps49, opts["min_keypoints"]))
         out = ReadResult()
         j = 0
-        for item in self.skipped:
+        for item in self.items:
             if isinstance(item, _Row):
                 _person(out, item, kps49[j], next(why), **opts)
                 j += 1
@@ -287,7 +290,7 @@ def _read_json(path: Path, root: Path, **opts) -> ReadResult:
     for i, entry in enumerate(entries):
         name = entry.get("image") if isinstance(entry, dict) else None
         if not isinstance(name, str) or not name:
-            out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation", "no image name"))
+            out.skip(Skipped(f"{dataset}/#{i}", "bad_annotation", "no image name"))
             continue
         stem, k = _next_person(per_image, name)
         eid = f"{dataset}/{stem}/{k}"
@@ -295,7 +298,7 @@ def _read_json(path: Path, root: Path, **opts) -> ReadResult:
             xy = np.asarray(entry["joints"], dtype=np.float64).reshape(_NJ, 2)
             vis = np.asarray(entry.get("joints_vis", [1] * _NJ), dtype=np.float64).reshape(_NJ)
         except (KeyError, TypeError, ValueError) as exc:
-            out.skipped.append(Skipped(eid, "bad_annotation", f"joints: {exc!r}"))
+            out.skip(Skipped(eid, "bad_annotation", f"joints: {exc!r}"))
             continue
         raw = np.concatenate([xy, (vis > 0)[:, None].astype(np.float64)], axis=1)
         out.person(eid, raw, str(root / name), name, entry.get("center"),
@@ -347,7 +350,7 @@ def _read_mat(path: Path, root: Path, *, split: str, single_person_only: bool,
         image = M.field(item, "image")
         name = M.field(image, "name") if image is not None else None
         if not isinstance(name, str):
-            out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation", "no image name"))
+            out.skip(Skipped(f"{dataset}/#{i}", "bad_annotation", "no image name"))
             continue
         stem = PurePosixPath(name).stem
         singles = {int(s) - 1 for s in (M.as_list(single[i]) if i < len(single) else [])
@@ -358,7 +361,7 @@ def _read_mat(path: Path, root: Path, *, split: str, single_person_only: bool,
             eid = f"{dataset}/{stem}/{j}"
             pts = _points(rect)
             if pts is None:
-                out.skipped.append(Skipped(eid, "no_keypoints"))
+                out.skip(Skipped(eid, "no_keypoints"))
                 continue
             raw, visible = pts
             objpos = M.field(rect, "objpos")
@@ -424,14 +427,14 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
         try:
             name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
         except UnicodeDecodeError:
-            out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation",
+            out.skip(Skipped(f"{dataset}/#{i}", "bad_annotation",
                                        f"row {i}: imgname {raw_name!r} is not UTF-8"))
             continue
         stem, nth = _next_person(per_image, name)
         whole = {k: _whole(arrays[k][i]) for k in ("person", "index") if k in arrays}
         wrong = [f"{k} {arrays[k][i]:g}" for k, v in whole.items() if v is None]
         if wrong:
-            out.skipped.append(Skipped(f"{dataset}/{stem}/#{i}", "bad_annotation",
+            out.skip(Skipped(f"{dataset}/{stem}/#{i}", "bad_annotation",
                                        f"row {i}: not a whole number >= 0: "
                                        f"{', '.join(wrong)}"))
             continue
@@ -504,7 +507,7 @@ def _read_csv_rows(path: Path, root: Path, **opts) -> ReadResult:
         for i, row in enumerate(reader):
             name = row[c_name] if len(row) > c_name else ""
             if not name:
-                out.skipped.append(Skipped(f"{dataset}/#{i}", "bad_annotation",
+                out.skip(Skipped(f"{dataset}/#{i}", "bad_annotation",
                                            "no image name"))
                 continue
             stem, k = _next_person(per_image, name)
@@ -514,7 +517,7 @@ def _read_csv_rows(path: Path, root: Path, **opts) -> ReadResult:
                                zip(xcols, ycols, strict=True)])
                 scale = float(row[c_scale]) if row[c_scale].strip() else None
             except (IndexError, ValueError) as exc:
-                out.skipped.append(Skipped(eid, "bad_annotation", f"row {i}: {exc}"))
+                out.skip(Skipped(eid, "bad_annotation", f"row {i}: {exc}"))
                 continue
             lab = ~np.all(xy == -1.0, axis=1)  # -1, -1 = not labelled
             raw = np.concatenate([xy, lab[:, None].astype(np.float64)], axis=1)
