@@ -6,8 +6,9 @@ exit code and import what only they need (review server, trainer, ...) lazily.
 Errors the user can fix (:class:`~eft.errors.EftError`, and any :class:`OSError`: the
 files and folders they name, permissions, a folder where a file is wanted, ...) are
 printed as one line, without a traceback (``EFT_DEBUG=1`` shows it); any other
-exception is a bug and keeps its traceback.  Output cut short by its reader
-(``eft inspect FILE | head``) ends quietly.
+exception is a bug and keeps its traceback.  Warnings the library raises for the user
+(:class:`UserWarning`) print as one ``eft: warning: ...`` line, without the source line
+Python shows.  Output cut short by its reader (``eft inspect FILE | head``) ends quietly.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from eft import __version__
@@ -112,9 +114,22 @@ def _quiet_stdout() -> None:
         os.close(devnull)
 
 
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """:func:`warnings.formatwarning` for the command: a :class:`UserWarning` (the
+    library's messages to the user) as one ``eft: warning: ...`` line; any other kind
+    as Python writes it, with where it came from."""
+    if issubclass(category, UserWarning):
+        return f"eft: warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    before, warnings.formatwarning = warnings.formatwarning, format_warning
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
@@ -130,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"eft: error: {os_error_message(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        warnings.formatwarning = before
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,6 +21,7 @@ the pose bank's val clips (a few thousand people are enough for rates).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -68,7 +69,12 @@ def stats(kp: np.ndarray, scale: np.ndarray, joints=JOINTS) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n-synthetic", type=int, default=4000,
+                    help="synthetic people drawn per generator (default 4000)")
+    ap.add_argument("--seed", type=int, default=5, help="the synthetic people's seed")
+    args = ap.parse_args(argv)
     t0 = time.perf_counter()
     res = {}
     coco = read_dataset("coco", DATA / "coco2017_keypoints/person_keypoints_train2017.json")
@@ -84,7 +90,7 @@ def main() -> None:
     coco_slots = annotated_slots("coco17")
     for name, cfg in (("synthetic v1 (default generator)", SyntheticConfig()),
                       ("synthetic v2 (V2_SYNTHETIC, COCO-17 slots)", V2_SYNTHETIC)):
-        s = generate(poses, 4000, 5, cfg, body=body)
+        s = generate(poses, args.n_synthetic, args.seed, cfg, body=body)
         kp = s.keypoints * coco_slots[None, :, None]
         res[name] = stats(kp, s.scale)
     out = {"seconds": round(time.perf_counter() - t0, 1), "sets": res}

@@ -151,3 +151,40 @@ def test_bad_numbers_are_usage_errors(capsys, argv, words):
         main(argv)
     assert exc.value.code == 2
     assert words in capsys.readouterr().err
+
+
+
+_WARNS = """
+import argparse, sys, warnings
+from eft import cli
+
+def command(args):
+    warnings.warn("resuming with settings changed since the checkpoint", stacklevel=2)
+    warnings.warn("a library's own", RuntimeWarning, stacklevel=1)
+    return 0
+
+def parser():
+    p = argparse.ArgumentParser(prog="eft")
+    p.set_defaults(func=command)
+    return p
+
+cli._build_parser = parser
+before = warnings.formatwarning
+code = cli.main([])
+assert warnings.formatwarning is before
+sys.exit(code)
+"""
+
+
+def test_a_user_warning_prints_as_one_line(tmp_path):
+    """A library UserWarning raised under ``eft`` prints as one ``eft: warning:`` line
+    (no file, line number or source line); other warnings keep Python's form, and the
+    formatter is Python's again once the command returns."""
+    script = tmp_path / "warns.py"
+    script.write_text(_WARNS)
+    proc = subprocess.run([sys.executable, "-W", "always", str(script)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    err = proc.stderr.splitlines()
+    assert err[0] == "eft: warning: resuming with settings changed since the checkpoint"
+    assert "RuntimeWarning: a library's own" in err[1] and "warns.py" in err[1]
