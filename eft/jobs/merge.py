@@ -22,6 +22,7 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from eft.config_loader import changed_keys
 
@@ -122,8 +123,9 @@ def merge_outputs(inputs: Sequence[str | os.PathLike], output: str | os.PathLike
     chash = first.config_hash
     if len(hashes) > 1:  # forced: no one config made these fits, and none resumes them
         chash = "mixed:" + ",".join(sorted(hashes))
-    given = [{"folder": str(f), "config_hash": m.config_hash, "shard": m.shard}
-             for f, m in zip(folders, manifests, strict=True)]
+    given: list[dict[str, Any]] = [
+        {"folder": str(f), "config_hash": m.config_hash, "shard": m.shard}
+        for f, m in zip(folders, manifests, strict=True)]
     if len(hashes) > 1:  # the top-level config is the first input's: each says its own
         for entry, m in zip(given, manifests, strict=True):
             entry["config"] = m.config
