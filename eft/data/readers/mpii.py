@@ -302,7 +302,7 @@ def _read_json(path: Path, root: Path, **opts) -> ReadResult:
             continue
         raw = np.concatenate([xy, (vis > 0)[:, None].astype(np.float64)], axis=1)
         out.person(eid, raw, str(root / name), name, entry.get("center"),
-                entry.get("scale"), {"index": i})
+                   entry.get("scale"), {"index": i})
     return out.finish(**opts)
 
 
@@ -375,7 +375,7 @@ def _read_mat(path: Path, root: Path, *, split: str, single_person_only: bool,
             if all(h is not None for h in head):
                 meta["head_box"] = [h - opts["offset"] for h in head]
             out.person(eid, raw, str(root / name), name, center,
-                    M.scalar(M.field(rect, "scale")), meta)
+                       M.scalar(M.field(rect, "scale")), meta)
     return out.finish(**opts)
 
 
