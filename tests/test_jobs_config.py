@@ -432,3 +432,19 @@ def test_an_output_dir_below_a_file_is_one_config_error(tmp_path):
         with pytest.raises(JobConfigError, match=f"output.dir: {tmp_path / 'taken'} exists "
                            "and is not a folder"):
             run_job(cfg, progress=False)
+
+
+def test_openpose_without_gt_slots_needs_the_openpose_weight(tmp_path):
+    """``gt_slots: false`` leaves OpenPose keypoints in slots the fit weighs 0 by
+    default: such a job would fit nobody, so its config is refused with the two ways out;
+    either of them loads (job-wide or the dataset's own ``eft``)."""
+    ds = {"kind": "openpose", "path": str(tmp_path), "options": {"gt_slots": False}}
+    base = {"datasets": [ds], "output": {"dir": str(tmp_path / "out")}}
+    with pytest.raises(JobConfigError, match=r"datasets\.0\.options\.gt_slots: false .*"
+                       r"drop gt_slots: false, or set eft\.openpose_weight"):
+        config_from_dict(base)
+    assert config_from_dict({**base, "eft": {"openpose_weight": 1.0}}).eft.openpose_weight == 1
+    own = config_from_dict({**base, "datasets": [
+        {**ds, "eft": {"preset": "open-prior", "openpose_weight": 0.5}}]})
+    assert own.datasets[0].eft.openpose_weight == 0.5
+    assert config_from_dict({**base, "datasets": [{**ds, "options": {}}]}).datasets[0]

@@ -249,6 +249,15 @@ class JobConfig:
         if self.scheduler is not None and not self.scheduler.startswith(
                 ("tcp://", "tls://", "inproc://", "ucx://")):
             raise ValueError(f"scheduler: expected tcp://HOST:PORT, got {self.scheduler!r}")
+        for i, ds in enumerate(self.datasets):
+            eft = ds.eft if ds.eft is not None else self.eft
+            if (str(ds.kind).lower() == "openpose" and ds.options.get("gt_slots") is False
+                    and not eft.openpose_weight > 0):
+                raise ValueError(
+                    f"datasets.{i}.options.gt_slots: false leaves the keypoints in the "
+                    "OpenPose slots only, which the fit weighs 0 (eft.openpose_weight): "
+                    "nobody would be fitted to their keypoints; drop gt_slots: false, or "
+                    "set eft.openpose_weight (e.g. 1)")
 
     # -- views ------------------------------------------------------------------------
 

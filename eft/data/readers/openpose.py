@@ -11,7 +11,9 @@ Keypoints with confidence below ``conf_threshold`` are dropped (confidence 0); t
 others keep OpenPose's confidence (``binarize=True`` makes them 1).  They fill SPIN-49's
 ``OP *`` slots; since EFT gives those slots weight 0 by default, ``gt_slots=True``
 (default) also copies every joint with a ground-truth twin (nose, neck, eyes, ears,
-limbs; not MidHip or the feet) into that GT slot, so the default fit uses them.  The
+limbs; not MidHip or the feet) into that GT slot, so the default fit uses them (a job
+with ``gt_slots: false`` must set ``eft.openpose_weight``, :class:`~eft.jobs.JobConfig`
+refuses it otherwise).  The
 crop is the keypoint box times ``rescale``.  Skipped with a reason: ``no_image``,
 ``no_keypoints`` / ``too_few_keypoints`` (fewer than ``min_keypoints`` kept keypoints),
 ``bad_keypoints``, ``bad_bbox`` (no crop, or an absurd one), ``bad_annotation`` (wrong
