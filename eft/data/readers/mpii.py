@@ -220,14 +220,14 @@ class _Reading:
                scale: Any, meta: dict) -> None:
         self.items.append(_Row(eid, raw16, image_path, name, center, scale, meta))
 
-    def finish(self, **opts) -> ReadResult:
+    def finish(self, *, min_keypoints: int, **opts) -> ReadResult:
         rows = [r for r in self.items if isinstance(r, _Row)]
         kps = np.stack([np.asarray(r.raw16, dtype=np.float64) for r in rows]) if rows \
             else np.zeros((0, _NJ, 3))
         kps[..., :2] -= opts["offset"]
         kps[~(kps[..., 2] > 0), :2] = 0.0  # missing joints (MPII writes -1, -1) -> zeros
         kps49 = J.to_spin49(kps, _FMT)
-        why = iter(keypoint_skip_reasons(kps49, opts["min_keypoints"]))
+        why = iter(keypoint_skip_reasons(kps49, min_keypoints))
         out = ReadResult()
         j = 0
         for item in self.items:
@@ -240,8 +240,7 @@ class _Reading:
 
 
 def _person(out: ReadResult, row: _Row, kps49: np.ndarray, why: tuple[str, str] | None, *,
-            dataset: str, min_keypoints: int, crop: str, rescale: float,
-            offset: float) -> None:
+            dataset: str, crop: str, rescale: float, offset: float) -> None:
     """Append one person (its SPIN-49 keypoints, image px, and why they are unusable, if
     they are: :meth:`_Reading.finish`) or its skip."""
     if why is not None:
@@ -428,15 +427,14 @@ def _read_h5(path: Path, root: Path, **opts) -> ReadResult:
             name = raw_name.decode() if isinstance(raw_name, bytes) else str(raw_name)
         except UnicodeDecodeError:
             out.skip(Skipped(f"{dataset}/#{i}", "bad_annotation",
-                                       f"row {i}: imgname {raw_name!r} is not UTF-8"))
+                             f"row {i}: imgname {raw_name!r} is not UTF-8"))
             continue
         stem, nth = _next_person(per_image, name)
         whole = {k: _whole(arrays[k][i]) for k in ("person", "index") if k in arrays}
         wrong = [f"{k} {arrays[k][i]:g}" for k, v in whole.items() if v is None]
         if wrong:
             out.skip(Skipped(f"{dataset}/{stem}/#{i}", "bad_annotation",
-                                       f"row {i}: not a whole number >= 0: "
-                                       f"{', '.join(wrong)}"))
+                             f"row {i}: not a whole number >= 0: {', '.join(wrong)}"))
             continue
         j = whole.get("person", nth)
         eid = f"{dataset}/{stem}/{j}"
@@ -507,8 +505,7 @@ def _read_csv_rows(path: Path, root: Path, **opts) -> ReadResult:
         for i, row in enumerate(reader):
             name = row[c_name] if len(row) > c_name else ""
             if not name:
-                out.skip(Skipped(f"{dataset}/#{i}", "bad_annotation",
-                                           "no image name"))
+                out.skip(Skipped(f"{dataset}/#{i}", "bad_annotation", "no image name"))
                 continue
             stem, k = _next_person(per_image, name)
             eid = f"{dataset}/{stem}/{k}"
