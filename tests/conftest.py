@@ -58,7 +58,8 @@ def coco_fits(shared_data, body):
     torch.set_num_threads(1)
     try:
         model = load_regressor("keypoint-prior-v1")
-        fits = fit_exemplars(exemplars, model, body, with_vertices=True, progress=False)
+        fits = fit_exemplars(exemplars, model, body, "eft", with_vertices=True,
+                             progress=False)
     finally:
         torch.set_num_threads(old)
     return exemplars, fits

@@ -184,3 +184,27 @@ def test_a_studio_skeleton_still_reads_exact(setup):
     noisy = choice(people(40, False))
     assert noisy.reproj_median > EXACT_LABELS_BELOW and noisy.limb_median > EXACT_LIMBS_BELOW
     assert noisy.preset == "open-prior"
+
+
+def test_without_a_recipe_a_shipped_prior_gets_eft_fits_default(setup, tmp_path):
+    """``config=None`` is what ``eft fit`` would run: ``auto`` for a prior loaded by
+    name, the published recipe for the same weights read from a regressor file (only
+    loading by name marks a prior as shipped, even when the file's metadata is copied)."""
+    import copy
+
+    from eft.models import save_regressor, shipped_prior_name
+
+    model, body = setup
+    ppl = people(12, True)
+    assert shipped_prior_name(model) == "keypoint-prior-v9"
+    assert shipped_prior_name(load_regressor("keypoint-prior-v1")) == "keypoint-prior-v1"
+    assert shipped_prior_name(copy.deepcopy(model)) == "keypoint-prior-v9"
+    default = fit_exemplars(ppl, model, body, progress=False)
+    assert same(default, fit_exemplars(ppl, model, body, "auto", progress=False))
+    assert not same(default, fit_exemplars(ppl, model, body, "eft", progress=False))
+
+    path = save_regressor(model, tmp_path / "mine.pt", **model.eft_metadata)
+    mine = load_regressor(path)
+    assert shipped_prior_name(mine) is None and "shipped_as" not in mine.eft_metadata
+    assert same(fit_exemplars(ppl, mine, body, progress=False),
+                fit_exemplars(ppl, model, body, "eft", progress=False))

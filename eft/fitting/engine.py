@@ -74,6 +74,7 @@ from eft.geometry.cameras import (
 from eft.geometry.rotations import nearest_rotation, rotmat_to_axis_angle
 from eft.models.output import RegressorOutput
 from eft.models.protocol import SCOPES, Regressor, whole_model_split
+from eft.models.registry import shipped_prior_name
 
 from .auto import (
     AUTO_CHOICES,
@@ -1001,9 +1002,12 @@ def fit_exemplars(
     ``config``: an :class:`EFTConfig`, a recipe name of
     :data:`~eft.fitting.config.EFT_PRESETS`, or ``"auto"``: ``open-prior`` or
     ``open-prior-exact``, picked by a pilot fit of up to 256 of the exemplars
-    (:mod:`eft.fitting.auto`; ``eft fit``'s default with a shipped prior).  None is
-    EFT's published recipe.  ``kwargs`` go to :func:`fit` (``mode``, ``batch_size``,
-    ``progress``, ...)."""
+    (:mod:`eft.fitting.auto`).  None is ``eft fit``'s default: ``"auto"`` for a shipped
+    prior loaded by name (:func:`~eft.models.registry.shipped_prior_name`), EFT's
+    published recipe for any other regressor.  ``kwargs`` go to :func:`fit` (``mode``,
+    ``batch_size``, ``progress``, ...)."""
+    if config is None:
+        config = AUTO_PRESET if shipped_prior_name(model) is not None else "eft"
     if isinstance(config, str):
         if config == AUTO_PRESET and not exemplars:  # nobody to pilot, nothing to fit
             config = AUTO_CHOICES[0]

@@ -53,6 +53,7 @@ __all__ = [
     "checkpoint_sha256",
     "state_dict_sha256",
     "body_mismatch",
+    "shipped_prior_name",
     "TRAINING_CHECKPOINT_FORMAT",
     "TRAINING_CHECKPOINT_VERSION",
 ]
@@ -76,6 +77,8 @@ NAMED_PRIORS: dict[str, str] = {
     "keypoint-prior-v8": "keypoint_prior_v8.pt",
     "keypoint-prior-v9": "keypoint_prior_v9.pt",
 }
+#: ``eft_metadata`` key :func:`load_regressor` adds to a prior it loaded by name.
+SHIPPED_KEY = "shipped_as"
 #: The prior ``"default"`` names.
 DEFAULT_PRIOR = "keypoint-prior-v9"
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -211,7 +214,9 @@ def _build_from_payload(payload: Mapping[str, Any], source: str) -> nn.Module:
     if report.missing or report.unexpected:
         raise EftError(f"{source}: state dict does not match {arch}:\n{report}")
     meta = payload.get("metadata") or {}
-    _set_metadata(model, dict(meta) if isinstance(meta, Mapping) else {})
+    meta = dict(meta) if isinstance(meta, Mapping) else {}
+    meta.pop(SHIPPED_KEY, None)  # only loading by name marks a shipped prior
+    _set_metadata(model, meta)
     return model
 
 
@@ -278,7 +283,9 @@ def load_regressor(
     for trusted old checkpoints that pickle numpy objects.
 
     The returned module's ``eft_metadata`` attribute holds the saved metadata (empty for
-    SPIN checkpoints apart from ``epoch``/``total_step_count``).
+    SPIN checkpoints apart from ``epoch``/``total_step_count``); a prior loaded by name
+    (or as ``"default"``) also carries its name under ``"shipped_as"``
+    (:func:`shipped_prior_name`).
     """
     path = regressor_path(spec)
     if isinstance(spec, str) and (spec == DEFAULT_SPEC or spec in NAMED_PRIORS) \
@@ -305,7 +312,18 @@ def load_regressor(
                 "nor a SPIN/EFT HMR checkpoint (no conv1/layer4/fc1/decpose weights)"
             )
         model = _load_spin_checkpoint(obj, source)
+    if isinstance(spec, str) and (spec == DEFAULT_SPEC or spec in NAMED_PRIORS):
+        name = DEFAULT_PRIOR if spec == DEFAULT_SPEC else spec
+        _set_metadata(model, {**getattr(model, "eft_metadata", {}), SHIPPED_KEY: name})
     return model.to(torch.device(map_location)).eval()
+
+
+def shipped_prior_name(model: nn.Module) -> str | None:
+    """The shipped prior's name (a key of :data:`NAMED_PRIORS`) if :func:`load_regressor`
+    loaded ``model`` by that name or as ``"default"``, else None (a regressor file,
+    a SPIN checkpoint or a network built in code; a copy keeps the mark)."""
+    name = (getattr(model, "eft_metadata", None) or {}).get(SHIPPED_KEY)
+    return name if isinstance(name, str) and name in NAMED_PRIORS else None
 
 
 def body_mismatch(model: nn.Module, body_name: str) -> str | None:
