@@ -180,6 +180,10 @@ def main() -> None:
     ap.add_argument("--clean-input-prob", type=float, default=None,
                     help="share of the synthetic samples whose inputs are their exact 2D "
                          "targets, without annotation noise (recipe value by default: 0)")
+    ap.add_argument("--skeleton-jitter", type=float, default=None,
+                    help="share of the synthetic samples whose input keypoints are "
+                         "redrawn from a skeleton of other proportions (limb bones, hip "
+                         "and shoulder widths, torso slots; recipe value by default: 0)")
     ap.add_argument("--hidden-2d", type=float, default=None,
                     help="2D-loss weight of real people's joints absent from the input, "
                          "x the others (recipe value by default; v8: 10)")
@@ -229,6 +233,7 @@ def main() -> None:
                        hidden_2d=args.hidden_2d, kp2d_distance=args.kp2d_distance,
                        hidden_2d_distance=args.hidden_2d_distance,
                        clean_input_prob=args.clean_input_prob,
+                       skeleton_jitter_prob=args.skeleton_jitter,
                        kp3d_distance=args.kp3d_distance, meta_eft=args.meta_eft,
                        meta_eft_samples=args.meta_eft_samples)
     real_fraction = RECIPE_REAL_FRACTION.get(args.recipe, PRIOR_V2_REAL_FRACTION) if v2 else 0.0

@@ -316,3 +316,72 @@ def test_clean_input_prob_reads_3d_samples_from_their_exact_targets(clean_set):
     assert torch.equal(a0.keypoints, a1.keypoints)
     with pytest.raises(ValueError, match="clean_input_prob"):
         AugmentConfig(clean_input_prob=1.5)
+
+
+def _bone(kp, a, b):
+    return kp[..., SPIN49_INDEX[b], :2] - kp[..., SPIN49_INDEX[a], :2]
+
+
+def test_skeleton_jitter_scales_bones_and_widths_by_the_drawn_factors(clean_set):
+    """Closed form: each limb bone keeps its direction and is scaled by exp of the first
+    draw (the same factor on both sides), the hip and shoulder widths about their
+    midpoints; every slot of a joint (OpenPose's, the feet's) moves with it; unselected
+    samples and confidences stay as they were."""
+    from eft.train.augment import jitter_skeleton
+
+    kp = clean_set.kp_px[:6].clone()
+    kp[..., 2] = 1.0
+    kp[5, SPIN49_INDEX["Left Knee"], 2] = 0.0  # an unlabelled knee: its bones not scaled
+    cfg = AugmentConfig(bone_scale_std=0.1, width_scale_std=0.2, torso_shift_std=0.05)
+    use = torch.tensor([True, True, True, False, True, True])
+    out = jitter_skeleton(kp, use, cfg, torch.Generator().manual_seed(9))
+    g = torch.Generator().manual_seed(9)
+    f = torch.exp(torch.randn(6, 6, generator=g) * torch.tensor([0.1] * 4 + [0.2] * 2))
+    assert torch.equal(out[3], kp[3]) and torch.equal(out[..., 2], kp[..., 2])
+    sel = [0, 1, 2, 4]
+    for col, bones in ((0, (("Right Hip", "Right Knee"), ("Left Hip", "Left Knee"))),
+                       (1, (("Right Knee", "Right Ankle"), ("Left Knee", "Left Ankle"))),
+                       (2, (("Right Shoulder", "Right Elbow"), ("Left Shoulder", "Left Elbow"))),
+                       (3, (("Right Elbow", "Right Wrist"), ("Left Elbow", "Left Wrist"))),
+                       (4, (("Left Hip", "Right Hip"),)), (5, (("Left Shoulder",
+                                                                "Right Shoulder"),))):
+        for a, b in bones:
+            want = _bone(kp[sel], a, b) * f[sel, col, None]
+            assert torch.allclose(_bone(out[sel], a, b), want, atol=1e-3), (a, b)
+    # OpenPose's copies and the feet move with their joints
+    for gt, op in (("Right Knee", "OP RKnee"), ("Left Wrist", "OP LWrist")):
+        assert torch.allclose(out[:, SPIN49_INDEX[gt], :2], out[:, SPIN49_INDEX[op], :2]
+                              + kp[:, SPIN49_INDEX[gt], :2] - kp[:, SPIN49_INDEX[op], :2],
+                              atol=1e-3)
+    ankle = out[:, SPIN49_INDEX["Left Ankle"], :2] - kp[:, SPIN49_INDEX["Left Ankle"], :2]
+    heel = out[:, SPIN49_INDEX["OP LHeel"], :2] - kp[:, SPIN49_INDEX["OP LHeel"], :2]
+    assert torch.allclose(ankle, heel, atol=1e-3)
+    # the unlabelled knee: the left ankle only follows the left hip's move
+    hip = out[5, SPIN49_INDEX["Left Hip"], :2] - kp[5, SPIN49_INDEX["Left Hip"], :2]
+    assert torch.allclose(ankle[5], hip, atol=1e-3)
+    # the torso slots move along the hips-to-shoulders axis only
+    mid = lambda k, a, b: (k[:, SPIN49_INDEX[a], :2] + k[:, SPIN49_INDEX[b], :2]) / 2  # noqa: E731
+    up = mid(kp, "Right Shoulder", "Left Shoulder") - mid(kp, "Right Hip", "Left Hip")
+    d = out[:, SPIN49_INDEX["Spine (H36M)"], :2] - kp[:, SPIN49_INDEX["Spine (H36M)"], :2]
+    cross = d[:, 0] * up[:, 1] - d[:, 1] * up[:, 0]
+    assert float(cross.abs().max()) < 1e-2 and float(d[sel].norm(dim=-1).min()) > 0
+
+
+def test_skeleton_jitter_moves_3d_samples_inputs_only(clean_set):
+    from eft.train.data import concat_sets
+
+    n = len(clean_set)
+    real = dataclasses.replace(clean_set, has_smpl=torch.zeros(n, dtype=torch.bool),
+                               has_kp3d=torch.zeros(n, dtype=torch.bool))
+    both = concat_sets([clean_set, real])
+    idx = torch.arange(2 * n)
+    plain = make_batch(both, idx, AugmentConfig.none(), torch.Generator().manual_seed(3))
+    cfg = dataclasses.replace(AugmentConfig.none(), skeleton_jitter_prob=1.0)
+    b = make_batch(both, idx, cfg, torch.Generator().manual_seed(3))
+    moved = (b.keypoints[..., :2] - plain.keypoints[..., :2]).abs().amax(dim=(1, 2))
+    assert (moved[:n] > 1e-3).all() and (moved[n:] == 0).all()
+    assert torch.equal(b.target2d, plain.target2d) and torch.equal(b.kp3d, plain.kp3d)
+    with pytest.raises(ValueError, match="skeleton_jitter_prob"):
+        AugmentConfig(skeleton_jitter_prob=2.0)
+    with pytest.raises(ValueError, match="bone_scale_std"):
+        AugmentConfig(bone_scale_std=-0.1)

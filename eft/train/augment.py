@@ -19,7 +19,15 @@ inputs, 2D targets and 3D targets consistent (per sample, in this order):
    distal joints (elbow and wrist, or knee, ankle and foot) are removed from the input
    and the box is rebuilt from the remaining input joints (SPIN's rule, 1.2 x the long
    side), as in the held-out-joint benchmark.  Targets keep every joint, so the
-   regressor learns to place joints it does not see.
+   regressor learns to place joints it does not see.  **Skeleton jitter**
+   (``skeleton_jitter_prob``, 3D-supervised samples only, before the format is drawn):
+   the input keypoints are redrawn from a skeleton of other proportions - hip and
+   shoulder widths, thighs, shins, upper arms and forearms each scaled by
+   ``exp(N(0, std))`` (the same factor on both sides; each joint's move carried down
+   its limb, the feet following the ankles), and the torso's own slots (neck, thorax,
+   pelvis, spine, head, jaw) moved along the torso - as a motion-capture studio's or an
+   annotator's skeleton differs from the body model's.  Targets keep the body model's
+   joints, so the regressor learns the body under a skeleton it cannot draw.
 1. **Reframing** (optional): an *extreme crop* - the box of the upper body, or of one
    of 8 nested body parts from the head to the whole body ("multilevel") - or a
    *truncation* (everything beyond a random cut on one side is cut off, and the box
@@ -69,6 +77,7 @@ from eft.synthetic.exemplars import LIMB_MASKS, annotated_slots
 from .data import TrainSet
 
 __all__ = ["AugmentConfig", "Batch", "make_batch", "crop_inputs", "novel_view", "flip_rotmat",
+           "jitter_skeleton",
            "flip_kp3d", "flip_kp2d", "rotate_2d", "rotate_3d", "rotation_z",
            "LEVEL_GROUPS", "LEVEL_MASKS", "UPPER_BODY_LEVEL", "image_batch"]
 
@@ -130,6 +139,11 @@ class AugmentConfig:
             joints of a real person (step 0; needs real 2D-only samples in the set).
         clean_input_prob: probability that a 3D-supervised sample reads its exact 2D
             targets instead of its annotated keypoints, without keypoint noise (step 0).
+        skeleton_jitter_prob: probability that a 3D-supervised sample's input is redrawn
+            from a skeleton of other proportions (step 0, :func:`jitter_skeleton`);
+            ``bone_scale_std`` (limb bones), ``width_scale_std`` (hip and shoulder
+            widths): std of the log scale factors; ``torso_shift_std``: std of each torso
+            slot's move along the torso, in torso lengths.
         cycle_yaw_deg / cycle_pitch_std_deg: novel views for the view-cycle loss
             (:func:`novel_view`): yaw uniform in +-``cycle_yaw_deg``, pitch normal with
             this std (clipped to +-3 std).  Used only when the loss's ``cycle_kp3d`` or
@@ -156,6 +170,10 @@ class AugmentConfig:
     hide_limb_prob_2d: float | None = None
     real_mask_prob: float = 0.0
     clean_input_prob: float = 0.0
+    skeleton_jitter_prob: float = 0.0
+    bone_scale_std: float = 0.10
+    width_scale_std: float = 0.15
+    torso_shift_std: float = 0.05
     cycle_yaw_deg: float = 180.0
     cycle_pitch_std_deg: float = 10.0
 
@@ -177,7 +195,7 @@ class AugmentConfig:
             raise ValueError("scale_range must be positive")
         for name in ("flip_prob", "rot_prob", "kp_dropout", "truncation_prob",
                      "upper_body_prob", "multilevel_prob", "format_prob", "hide_limb_prob",
-                     "real_mask_prob", "clean_input_prob"):
+                     "real_mask_prob", "clean_input_prob", "skeleton_jitter_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
         if self.hide_limb_prob_2d is not None:
@@ -188,7 +206,8 @@ class AugmentConfig:
         if self.truncation_prob + self.upper_body_prob + self.multilevel_prob > 1.0:
             raise ValueError("truncation_prob + upper_body_prob + multilevel_prob must be <= 1")
         for name in ("center_jitter", "rot_std_deg", "rot_max_deg", "kp_noise",
-                     "cycle_yaw_deg", "cycle_pitch_std_deg"):
+                     "cycle_yaw_deg", "cycle_pitch_std_deg", "bone_scale_std",
+                     "width_scale_std", "torso_shift_std"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 < self.min_crop_fraction <= 1:
@@ -399,6 +418,65 @@ def _expand_matrix() -> torch.Tensor:
 
 
 _EXPAND = _expand_matrix()
+
+# Skeleton jitter: (parent, joint, factor column) along each limb, root first; the
+# factor columns are 0 thigh, 1 shin, 2 upper arm, 3 forearm (4 hip width and 5
+# shoulder width scale the pairs in _WIDTHS about their midpoint).
+_LIMB_CHAIN: tuple[tuple[str, str, int], ...] = (
+    ("Right Hip", "Right Knee", 0), ("Right Knee", "Right Ankle", 1),
+    ("Left Hip", "Left Knee", 0), ("Left Knee", "Left Ankle", 1),
+    ("Right Shoulder", "Right Elbow", 2), ("Right Elbow", "Right Wrist", 3),
+    ("Left Shoulder", "Left Elbow", 2), ("Left Elbow", "Left Wrist", 3),
+)
+_WIDTHS: tuple[tuple[str, str, int], ...] = (("Right Hip", "Left Hip", 4),
+                                              ("Right Shoulder", "Left Shoulder", 5))
+# Torso slots a skeleton may define elsewhere along the torso.
+_TORSO_SLOTS = torch.as_tensor([_slot(n) for n in (
+    "OP Neck", "OP MidHip", "Neck (LSP)", "Top of Head (LSP)", "Pelvis (MPII)",
+    "Thorax (MPII)", "Spine (H36M)", "Jaw (H36M)", "Head (H36M)")])
+_CORE_NAMES = [c for c, _ in _CORE_EQUIVALENTS]
+
+
+def jitter_skeleton(kp: Tensor, use: Tensor, cfg: AugmentConfig, g: torch.Generator
+                    ) -> Tensor:
+    """``kp`` (B, 49, 3) image px with the samples ``use`` (B,) bool redrawn from a
+    skeleton of other proportions (module docstring, step 0): widths and limb bones
+    scaled by ``exp(N(0, std))``, a joint's move carried to every joint below it (and to
+    every slot that is the same joint), the torso slots moved along the hips-to-shoulders
+    axis by ``N(0, torso_shift_std)`` torso lengths.  A bone with an unlabelled end is
+    not scaled (what hangs below it still moves with its parent); confidences are kept.
+    Draws the same random numbers whatever ``use`` holds."""
+    n = kp.shape[0]
+    factors = torch.exp(torch.randn(n, 6, generator=g)
+                        * torch.tensor([cfg.bone_scale_std] * 4 + [cfg.width_scale_std] * 2))
+    shifts = torch.randn(n, len(_TORSO_SLOTS), generator=g) * cfg.torso_shift_std
+    xy, present = kp[..., :2], kp[..., 2] > 0
+    core = xy[:, _CORE]  # (B, 17, 2): the GT slots of the core joints
+    ok = present[:, _CORE]
+    move = torch.zeros_like(core)
+    col = {name: k for k, name in enumerate(_CORE_NAMES)}
+    for a, b, f in _WIDTHS:
+        i, j = col[a], col[b]
+        both = (ok[:, i] & ok[:, j])[:, None]
+        half = (core[:, i] - core[:, j]) / 2 * (factors[:, f:f + 1] - 1)
+        move[:, i] += torch.where(both, half, 0.0)
+        move[:, j] -= torch.where(both, half, 0.0)
+    for a, b, f in _LIMB_CHAIN:
+        i, j = col[a], col[b]
+        both = (ok[:, i] & ok[:, j])[:, None]
+        bone = (core[:, j] - core[:, i]) * (factors[:, f:f + 1] - 1)
+        move[:, j] += move[:, i] + torch.where(both, bone, 0.0)
+    moved = xy + torch.einsum("kc,bkd->bcd", _EXPAND.to(xy.dtype), move)
+    # the torso: hips' midpoint to shoulders' midpoint (both pairs labelled)
+    hips = (core[:, col["Right Hip"]] + core[:, col["Left Hip"]]) / 2
+    shoulders = (core[:, col["Right Shoulder"]] + core[:, col["Left Shoulder"]]) / 2
+    has_torso = ok[:, [col["Right Hip"], col["Left Hip"], col["Right Shoulder"],
+                       col["Left Shoulder"]]].all(1)
+    up = torch.where(has_torso[:, None], shoulders - hips, 0.0)
+    moved[:, _TORSO_SLOTS] += shifts[..., None] * up[:, None, :]
+    out = kp.clone()
+    out[..., :2] = torch.where((use[:, None] & present)[..., None], moved, xy)
+    return out
 # Joints a dataset derives from others: dropped when all of their sources are missing.
 _DERIVED: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("Right Shoulder", "Left Shoulder"), ("OP Neck", "Neck (LSP)", "Thorax (MPII)")),
@@ -566,6 +644,9 @@ def make_batch(data: TrainSet, idx: Tensor, cfg: AugmentConfig, g: torch.Generat
     exact = torch.zeros(n, dtype=torch.bool)
     if cfg.clean_input_prob > 0:
         kp, exact = _exact_inputs(kp, data.target_px[idx], has3d, cfg, g)
+    if cfg.skeleton_jitter_prob > 0:
+        use = has3d & (torch.rand(n, generator=g) < cfg.skeleton_jitter_prob)
+        kp = jitter_skeleton(kp, use, cfg, g)
     if cfg.format_prob > 0:
         kp = _restrict_format(kp, cfg, g)
     if cfg.real_mask_prob > 0:

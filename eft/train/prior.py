@@ -174,6 +174,7 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
                  kp2d_distance: float | None = None,
                  hidden_2d_distance: float | None = None,
                  clean_input_prob: float | None = None,
+                 skeleton_jitter_prob: float | None = None,
                  kp3d_distance: float | None = None,
                  meta_eft: float | None = None,
                  meta_eft_samples: int | None = None) -> TrainerConfig:
@@ -187,7 +188,9 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
     real people's joints absent from the input, its distance form on real labels, and
     on those absent joints only (:class:`~eft.train.losses.LossWeights`);
     ``clean_input_prob``: share of the 3D-supervised samples read from their exact 2D
-    targets (:class:`~eft.train.augment.AugmentConfig`); ``kp3d_distance``: the 3D
+    targets, ``skeleton_jitter_prob``: share of them whose input is redrawn from a
+    skeleton of other proportions (:class:`~eft.train.augment.AugmentConfig`);
+    ``kp3d_distance``: the 3D
     keypoint loss's distance form (:class:`~eft.train.losses.LossWeights`);
     ``meta_eft``, ``meta_eft_samples``: the meta-EFT term's weight and samples per batch
     (:mod:`eft.train.meta`)."""
@@ -210,6 +213,9 @@ def prior_config(base: TrainerConfig = PRIOR_V1, *, steps: int | None = None,
         cfg = cfg.replace(augment=replace(cfg.augment, hide_limb_prob_2d=hide_limb_prob_2d))
     if clean_input_prob is not None:
         cfg = cfg.replace(augment=replace(cfg.augment, clean_input_prob=clean_input_prob))
+    if skeleton_jitter_prob is not None:
+        cfg = cfg.replace(augment=replace(cfg.augment,
+                                          skeleton_jitter_prob=skeleton_jitter_prob))
     if hidden_2d is not None:
         cfg = cfg.replace(loss=replace(cfg.loss, hidden_2d=float(hidden_2d)))
     if kp3d_distance is not None:
