@@ -64,6 +64,43 @@ def test_pick_preset_thresholds():
     assert pick_with_camera("open-prior", EXACT_CAMERA_BELOW) == "open-prior"
     assert pick_with_camera("open-prior", nan) == "open-prior"
     assert pick_with_camera("open-prior-exact", EXACT_CAMERA_BELOW * 2) == "open-prior-exact"
+    # motion-capture labels read exact up to their own, looser threshold
+    from eft.fitting.auto import CAPTURE_CAMERA_BELOW
+
+    between = (EXACT_CAMERA_BELOW + CAPTURE_CAMERA_BELOW) / 2
+    assert pick_with_camera("open-prior", between) == "open-prior"
+    assert pick_with_camera("open-prior", between, capture=True) == "open-prior-exact"
+    assert pick_with_camera("open-prior", CAPTURE_CAMERA_BELOW, capture=True) == "open-prior"
+    assert pick_with_camera("open-prior", nan, capture=True) == "open-prior"
+
+
+def test_capture_labels_need_a_spine_and_jaw_and_nothing_missing():
+    """H36M-17 labels of every joint for every person read as motion capture; one
+    person missing a joint, or labels without the spine and jaw slots, do not."""
+    import dataclasses as dc
+
+    from eft.data.exemplar import Exemplar
+    from eft.fitting.auto import capture_labels
+
+    def person(fmt, i, drop=()):
+        from eft.body.joints import get_format, to_spin49
+
+        k = get_format(fmt).num_joints
+        kp = np.concatenate([np.random.default_rng(i).uniform(0, 500, (k, 2)),
+                             np.ones((k, 1))], 1)
+        kp[list(drop), 2] = 0.0
+        return Exemplar(id=str(i), image_path=None, center=np.array([250.0, 250.0]),
+                        scale=2.5, keypoints=to_spin49(kp, fmt), source=fmt)
+
+    studio = [person("h36m17_std", i) for i in range(10)]
+    assert capture_labels(studio)
+    assert not capture_labels([*studio[:9], person("h36m17_std", 9, drop=(3,))])
+    assert not capture_labels([person("coco17", i) for i in range(10)])
+    assert not capture_labels([person("mpii16", i) for i in range(10)])
+    assert not capture_labels([])
+    # the confidence's value does not matter, only that every slot has one
+    half = [dc.replace(e, keypoints=e.keypoints * np.array([1.0, 1.0, 0.5])) for e in studio]
+    assert capture_labels(half)
 
 
 def test_pilot_statistic_is_the_median_or_for_small_pilots_a_trimmed_geometric_mean():

@@ -46,6 +46,7 @@ from eft.data.exemplar import Exemplar
 from eft.fitting import exemplar_batch
 from eft.fitting.auto import (
     AUTO_CHOICES,
+    CAPTURE_CAMERA_BELOW,
     EXACT_CAMERA_BELOW,
     EXACT_LABELS_BELOW,
     EXACT_LIMBS_BELOW,
@@ -123,7 +124,7 @@ class PilotFits:
 #: The file in a job's folder that keeps its pilots' picks (:class:`PilotCache`).
 PILOT_FILE = "pilot.json"
 #: Bumped when what a pilot measures or how it picks changes: older picks are refitted.
-PILOT_CACHE_VERSION = 1
+PILOT_CACHE_VERSION = 2
 
 
 class PilotCache:
@@ -153,7 +154,8 @@ class PilotCache:
     def key(self, config: JobConfig, pilot: Sequence[Exemplar]) -> str:
         from eft import __version__
 
-        rules = {"exact": [EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, EXACT_CAMERA_BELOW],
+        rules = {"exact": [EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, EXACT_CAMERA_BELOW,
+                           CAPTURE_CAMERA_BELOW],
                  "perspective": PERSPECTIVE_LABELS_BELOW, "min_pilot": MIN_PILOT,
                  "tilted_refit": TILTED_REFIT}  # the pick's thresholds, in case they move
         h = hashlib.sha256(json.dumps(

@@ -12,6 +12,7 @@ import numpy as np
 from eft.annotations.columns import Columns
 from eft.fitting.auto import (
     AUTO_CHOICES,
+    CAPTURE_CAMERA_BELOW,
     EXACT_CAMERA_BELOW,
     EXACT_LABELS_BELOW,
     EXACT_LIMBS_BELOW,
@@ -166,9 +167,11 @@ def _camera_note(auto: dict) -> str:
     median = auto.get("perspective_median")
     if median is None:
         return ""
+    exact = CAPTURE_CAMERA_BELOW if auto.get("capture") else EXACT_CAMERA_BELOW
+    kind = " (motion-capture labels)" if auto.get("capture") else ""
     if auto.get("preset") != AUTO_CHOICES[1]:
         return (f"; limbs {median:.4f} through the cameras after open-prior-exact, "
-                f"exact below {EXACT_CAMERA_BELOW}")
+                f"exact below {exact}{kind}")
     state = "on" if median < PERSPECTIVE_LABELS_BELOW else "off"
     offsets = auto.get("skeleton_offsets") or []
     moved = (f"; the labels' skeleton offsets taken out for {len(offsets)} slot"
@@ -178,7 +181,7 @@ def _camera_note(auto: dict) -> str:
              if offsets else "")
     return (f"; image-camera refinement {state}: limbs {median:.4f} through the "
             f"cameras, kept below {PERSPECTIVE_LABELS_BELOW}, exact below "
-            f"{EXACT_CAMERA_BELOW} whatever the first pilot read" + moved)
+            f"{exact}{kind} whatever the first pilot read" + moved)
 
 
 def summarize(n_work: int, columns: Columns, failures: Iterable[Failure],
