@@ -84,6 +84,7 @@ from .auto import (
     pilot_config,
     pilot_indices,
     with_perspective_check,
+    with_remeasured_offsets,
 )
 from .baselines import fit_weak_camera
 from .calibrate import (
@@ -1034,4 +1035,7 @@ def _auto_config(exemplars: Sequence[Exemplar], model: nn.Module,
         exact = fit(model, body, batch, eft_preset(AUTO_CHOICES[1]), progress=False,
                     pose_prior=None, **same)
         choice = with_perspective_check(choice, exact, pilot, time.perf_counter() - t1)
+        choice = with_remeasured_offsets(  # a third, where offsets were measured (as a job)
+            choice, pilot, lambda cfg: fit(model, body, batch, cfg, progress=False,
+                                           pose_prior=None, **same))
     return auto_config(choice)

@@ -1,0 +1,81 @@
+"""scripts/bench_mocap_skeleton.py on the real CMU clips: the capture's bones are rigid
+from frame to frame, the studio camera's pixels are its pinhole projection, and
+``eft.preset: auto`` reads such labels as motion capture and beats SMPLify on them, in
+a job's way and through the Python API's default alike."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import load_script, test_data_dir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    scripts = str(Path(__file__).resolve().parents[1] / "scripts")
+    if scripts not in sys.path:  # the script imports its sibling benchmarks
+        sys.path.insert(0, scripts)
+    return load_script("bench_mocap_skeleton")
+
+
+@pytest.fixture(scope="module")
+def frames(bench):
+    test_data_dir()  # fails on CI, skips elsewhere, without ../shared/data
+    ids, joints = bench.frames(64, 0)
+    return ids, joints
+
+
+def test_frames_come_from_every_val_clip_with_rigid_bones(bench, frames):
+    ids, joints = frames
+    clips = np.array([i.rsplit("/", 1)[0] for i in ids])
+    assert len(ids) == 64 and len(set(clips)) == 16
+    for clip in set(clips):  # one skeleton per clip: every bone keeps its length
+        j = joints[clips == clip]
+        for a, b in ((1, 2), (2, 3), (11, 12), (12, 13), (4, 5), (14, 15)):
+            length = np.linalg.norm(j[:, a] - j[:, b], axis=-1)
+            assert np.ptp(length) < 1e-6 and 0.15 < length[0] < 0.6
+
+
+def test_studio_view_is_the_pinhole_projection_of_a_rigid_motion(bench, frames):
+    _, joints = frames
+    cam, px = bench.studio_view(joints, 3)
+    assert np.allclose(px, bench.FOCAL * cam[..., :2] / cam[..., 2:] + bench.IMAGE / 2)
+    assert (cam[..., 2] > 2.5).all() and (px > 0).all() and (px < bench.IMAGE).all()
+    # a rotation and a translation: distances between joints are kept
+    d0 = np.linalg.norm(joints[:, :, None] - joints[:, None], axis=-1)
+    d1 = np.linalg.norm(cam[:, :, None] - cam[:, None], axis=-1)
+    assert np.allclose(d0, d1, atol=1e-9)
+    people = bench.exemplars([str(i) for i in range(len(px))], px)
+    truth = bench.truth49(cam)
+    assert np.allclose(bench.by_name(truth, truth), 0.0, atol=1e-6)
+    assert all(e.image_size == (bench.IMAGE, bench.IMAGE) for e in people)
+
+
+def test_auto_reads_capture_labels_and_beats_smplify(bench, frames, body):
+    from eft.fitting import exemplar_batch, fit_exemplars, fit_method
+    from eft.models import load_regressor
+
+    ids, joints = frames
+    cam, px = bench.studio_view(joints, 0)
+    people, truth = bench.exemplars(ids, px), bench.truth49(cam)
+    model = load_regressor("default")
+    pick, choice = bench.pilot(model, body, people)
+    assert choice.capture and pick == "open-prior-exact, no camera"
+    assert choice.skeleton_offsets  # the capture's own joints, measured on the pilot
+    job = fit_method("eft", model, body, exemplar_batch(people), bench.auto_config(choice))
+    api = fit_exemplars(people, model, body, progress=False)  # the default: "auto"
+    smplify = fit_method("smplify", model, body, exemplar_batch(people))
+    err = {name: float(bench.by_name(np.stack([f.keypoints3d for f in fits]), truth).mean())
+           for name, fits in (("job", job), ("api", api), ("smplify", smplify))}
+    assert err["api"] == pytest.approx(err["job"], abs=0.5)
+    assert err["job"] < 0.9 * err["smplify"], err
+    torch.testing.assert_close(torch.as_tensor(np.stack([f.betas for f in api])),
+                               torch.as_tensor(np.stack([f.betas for f in job])),
+                               rtol=0, atol=1e-3)
