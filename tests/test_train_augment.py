@@ -36,6 +36,16 @@ def clean_set(body):
     return TrainSet.from_synthetic(s, target="clean")
 
 
+def _with_2d_only_copy(train: TrainSet) -> tuple[int, TrainSet]:
+    """``(n, train + the same n people again as 2D-only samples)``: no SMPL, no 3D."""
+    from eft.train.data import concat_sets
+
+    n = len(train)
+    real = dataclasses.replace(train, has_smpl=torch.zeros(n, dtype=torch.bool),
+                               has_kp3d=torch.zeros(n, dtype=torch.bool))
+    return n, concat_sets([train, real])
+
+
 def _random_rotmat(n, seed=0):
     g = torch.Generator().manual_seed(seed)
     return axis_angle_to_rotmat(torch.randn(n, 24, 3, generator=g) * 0.6)
@@ -258,12 +268,7 @@ def test_real_mask_off_changes_no_random_draw(clean_set):
 
 
 def test_hide_limb_prob_2d_applies_to_2d_only_samples(clean_set):
-    from eft.train.data import concat_sets
-
-    n = len(clean_set)
-    real = dataclasses.replace(clean_set, has_smpl=torch.zeros(n, dtype=torch.bool),
-                               has_kp3d=torch.zeros(n, dtype=torch.bool))
-    both = concat_sets([clean_set, real])
+    n, both = _with_2d_only_copy(clean_set)
     idx = torch.arange(2 * n)
     base = dataclasses.replace(AugmentConfig.none(), hide_limb_prob=0.5)
 
@@ -368,12 +373,7 @@ def test_skeleton_jitter_scales_bones_and_widths_by_the_drawn_factors(clean_set)
 
 
 def test_skeleton_jitter_moves_3d_samples_inputs_only(clean_set):
-    from eft.train.data import concat_sets
-
-    n = len(clean_set)
-    real = dataclasses.replace(clean_set, has_smpl=torch.zeros(n, dtype=torch.bool),
-                               has_kp3d=torch.zeros(n, dtype=torch.bool))
-    both = concat_sets([clean_set, real])
+    n, both = _with_2d_only_copy(clean_set)
     idx = torch.arange(2 * n)
     plain = make_batch(both, idx, AugmentConfig.none(), torch.Generator().manual_seed(3))
     cfg = dataclasses.replace(AugmentConfig.none(), skeleton_jitter_prob=1.0)

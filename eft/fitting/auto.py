@@ -21,13 +21,15 @@ people.  Then the pilot is fitted once more, with ``open-prior-exact``, and meas
 through each image's own camera (:func:`with_perspective_check`): below
 :data:`EXACT_CAMERA_BELOW` the labels are exact whatever the first fit read (a light
 fit cannot reproduce exact labels of poses the prior finds hard, such as lying
-people), and under ``open-prior-exact`` the refinement under that camera stays on only
-below :data:`PERSPECTIVE_LABELS_BELOW`: it fits annotation noise as readily as it
-resolves depth.
+people; below :data:`CAPTURE_CAMERA_BELOW` for labels of every joint with a spine and a
+jaw, :func:`capture_labels`, whose capture skeleton the body model cannot draw), and
+under ``open-prior-exact`` the refinement under that camera stays on only below
+:data:`PERSPECTIVE_LABELS_BELOW`: it fits annotation noise, and bones of other lengths,
+as readily as it resolves depth.
 
-:func:`~eft.fitting.engine.fit_exemplars` takes ``config="auto"``; ``eft fit`` uses it
-by default with a shipped prior (:mod:`eft.jobs.recipe`, which fits its pilot through
-the job's own worker).
+:func:`~eft.fitting.engine.fit_exemplars` takes ``config="auto"`` (its default with a
+shipped prior loaded by name); ``eft fit`` uses it by default with a shipped prior
+(:mod:`eft.jobs.recipe`, which fits its pilot through the job's own worker).
 """
 
 from __future__ import annotations

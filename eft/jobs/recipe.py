@@ -11,8 +11,10 @@ fits reproduce the labels closely enough (:func:`~eft.fitting.auto.pick_preset`)
 job runs ``open-prior-exact``, else ``open-prior`` (each with the job's ``eft`` keys on
 top).  Then the pilot is fitted once more, with ``open-prior-exact``: where those fits
 reproduce the labels through each image's camera closely enough
-(:data:`~eft.fitting.auto.EXACT_CAMERA_BELOW`) the labels are exact whatever the first
-fit read (exact labels of poses the prior finds hard, such as lying people), and under
+(:data:`~eft.fitting.auto.EXACT_CAMERA_BELOW`; for labels of every joint with a spine
+and a jaw, as motion capture gives them, :data:`~eft.fitting.auto.CAPTURE_CAMERA_BELOW`)
+the labels are exact whatever the first fit read (exact labels of poses the prior finds
+hard, such as lying people, or of a capture skeleton the body cannot draw), and under
 ``open-prior-exact`` the same measure decides whether its refinement under the image's
 camera stays on (:data:`~eft.fitting.auto.PERSPECTIVE_LABELS_BELOW`).  The pilot never
 depends on the shard, the limit, the workers, the threads or the devices, so every
