@@ -218,6 +218,7 @@ def main() -> None:
            "perspective": bool(choice.perspective), "capture": bool(choice.capture),
            "pilot_median": choice.reproj_median, "pilot_limb_median": choice.limb_median,
            "perspective_median": choice.perspective_median,
+           "offsets_camera_median": choice.offsets_camera_median,
            "auto_minus_smplify_mm": float(diff.mean()),
            "auto_minus_smplify_se_mm": float(diff.std(ddof=1) / np.sqrt(len(diff))),
            "auto_vs_smplify_pct": float(100 * (auto.mean() / smp.mean() - 1)),
@@ -236,7 +237,8 @@ def markdown(r: dict) -> str:
              "better.", "",
              f"`eft.preset: auto` picked **{r['pick']}** (pilot medians: "
              f"{r['pilot_median']:.4f} / limbs {r['pilot_limb_median']:.4f} / through the "
-             f"cameras {r['perspective_median']:.4f}; read as motion capture: "
+             f"cameras {r['perspective_median']:.4f}, with the skeleton offsets out "
+             f"{r['offsets_camera_median']:.4f}; read as motion capture: "
              f"{r['capture']}; image camera kept: {r['perspective']}; skeleton offsets "
              f"measured on {', '.join(o[0] for o in r['skeleton_offsets']) or 'no slot'}).",
              "",

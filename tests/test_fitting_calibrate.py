@@ -105,13 +105,25 @@ def test_offsets_are_recovered_in_closed_form():
 
 def test_offsets_are_read_only_from_labels_exact_through_the_camera():
     """The second pilot measures offsets where its fits reproduce the labels through the
-    image camera (the refinement is kept); labels that scatter more read none."""
+    image camera (for H36M-17 labels of every joint, motion capture's, up to
+    ``CAPTURE_CAMERA_BELOW``); labels that scatter more read none."""
+    from eft.fitting.auto import CAPTURE_CAMERA_BELOW, PERSPECTIVE_LABELS_BELOW
+
     s, people = studio_set(64)
     labelled = with_skeleton(s, people, SKELETON)
     first = PresetChoice(preset=AUTO_CHOICES[1], pilot=64, reproj_median=0.01,
                          limb_median=0.01, seconds=0.0)
     exact = with_perspective_check(first, true_bodies(s), labelled)
-    assert exact.perspective and {r[0] for r in exact.skeleton_offsets} == set(SKELETON)
+    assert exact.capture and exact.perspective_median < CAPTURE_CAMERA_BELOW
+    assert {r[0] for r in exact.skeleton_offsets} == set(SKELETON)
+    # without the spine, not motion capture: offsets only below the camera's threshold
+    spineless = [dataclasses.replace(e, keypoints=np.where(
+        (np.arange(49) == SPIN49_INDEX["Spine (H36M)"])[:, None], 0.0, e.keypoints))
+        for e in labelled]
+    other = with_perspective_check(first, true_bodies(s), spineless)
+    assert not other.capture
+    assert bool(other.skeleton_offsets) == (other.perspective_median
+                                            < PERSPECTIVE_LABELS_BELOW)
     rng = np.random.default_rng(0)
     noisy = [dataclasses.replace(e, keypoints=np.asarray(e.keypoints) + np.concatenate(
         [rng.normal(0, 0.02 * 200 * e.scale, (49, 2)), np.zeros((49, 1))], 1))

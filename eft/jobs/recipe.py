@@ -53,6 +53,7 @@ from eft.fitting.auto import (
     EXACT_LABELS_BELOW,
     EXACT_LIMBS_BELOW,
     MIN_PILOT,
+    OFFSETS_CAMERA_BELOW,
     PERSPECTIVE_LABELS_BELOW,
     PILOT_SIZE,
     PresetChoice,
@@ -158,7 +159,8 @@ class PilotCache:
 
         rules = {"exact": [EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, EXACT_CAMERA_BELOW,
                            CAPTURE_CAMERA_BELOW],
-                 "perspective": PERSPECTIVE_LABELS_BELOW, "min_pilot": MIN_PILOT,
+                 "perspective": [PERSPECTIVE_LABELS_BELOW, OFFSETS_CAMERA_BELOW],
+                 "min_pilot": MIN_PILOT,
                  "tilted_refit": TILTED_REFIT}  # the pick's thresholds, in case they move
         h = hashlib.sha256(json.dumps(
             {"version": PILOT_CACHE_VERSION, "eft": __version__, "fit": config.fit_dict(),

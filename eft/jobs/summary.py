@@ -16,6 +16,7 @@ from eft.fitting.auto import (
     EXACT_CAMERA_BELOW,
     EXACT_LABELS_BELOW,
     EXACT_LIMBS_BELOW,
+    OFFSETS_CAMERA_BELOW,
     PERSPECTIVE_LABELS_BELOW,
     statistic_name,
 )
@@ -172,7 +173,12 @@ def _camera_note(auto: dict) -> str:
     if auto.get("preset") != AUTO_CHOICES[1]:
         return (f"; limbs {median:.4f} through the cameras after open-prior-exact, "
                 f"exact below {exact}{kind}")
-    state = "on" if median < PERSPECTIVE_LABELS_BELOW else "off"
+    after = auto.get("offsets_camera_median")
+    state = "on" if median < PERSPECTIVE_LABELS_BELOW or (
+        after is not None and after < OFFSETS_CAMERA_BELOW) else "off"
+    if after is not None:
+        state += (f" ({after:.4f} through the cameras with the labels' skeleton offsets "
+                  "taken out)")
     offsets = auto.get("skeleton_offsets") or []
     moved = (f"; the labels' skeleton offsets taken out for {len(offsets)} slot"
              f"{'s' if len(offsets) != 1 else ''} ({', '.join(r[0] for r in offsets)})"
