@@ -324,6 +324,17 @@ def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
     none = Summary(fitted=1, recipe=AUTO_CHOICES[1],
                    recipe_auto={**auto, "skeleton_offsets": []}).format()
     assert "skeleton offsets" not in none and "image-camera refinement on" in none
+    # motion-capture labels: the camera back on once the offsets are out, and said so
+    capture = {**auto, "capture": True, "perspective_median": 0.0031,
+               "offsets_camera_median": 0.0026}
+    text = Summary(fitted=1, recipe=AUTO_CHOICES[1], recipe_auto=capture).format()
+    assert ("image-camera refinement on (0.0026 through the cameras with the labels' "
+            "skeleton offsets taken out)") in text and "(motion-capture labels)" in text
+    assert PresetChoice.from_dict(capture).perspective
+    off = {**capture, "offsets_camera_median": 0.0045}
+    assert "image-camera refinement off (0.0045" in Summary(
+        fitted=1, recipe=AUTO_CHOICES[1], recipe_auto=off).format()
+    assert not PresetChoice.from_dict(off).perspective
 
 
 def test_measure_on_a_recipe_named_by_hand_equals_measuring_by_hand(one_thread):
