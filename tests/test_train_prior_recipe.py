@@ -24,7 +24,10 @@ RECIPE = Path(__file__).resolve().parents[1] / "fitting" / "training" / "keypoin
 _LATER_OPTIONS = {("augment", "hide_limb_prob_2d"): None, ("loss", "hidden_2d"): 1.0,
                   ("loss", "kp2d_distance"): 0.0, ("loss", "hidden_2d_distance"): 0.0,
                   ("augment", "clean_input_prob"): 0.0, ("loss", "kp3d_distance"): 0.0,
-                  ("loss", "meta_eft"): 0.0, ("loss", "meta_eft_samples"): 64}
+                  ("loss", "meta_eft"): 0.0, ("loss", "meta_eft_samples"): 64,
+                  ("augment", "skeleton_jitter_prob"): 0.0,
+                  ("augment", "bone_scale_std"): 0.10, ("augment", "width_scale_std"): 0.15,
+                  ("augment", "torso_shift_std"): 0.05}
 
 
 def _as_recorded(cfg: TrainerConfig, recorded: dict) -> dict:

@@ -132,7 +132,7 @@ MIN_PILOT = 8
 #: the refinement on exact labels costs more (7-13 mm) than keeping it on noisier ones.
 #: 0.0025 since 2026-12-07 (was 0.0030): exact labels from a real capture's skeleton
 #: (``scripts/bench_mocap_skeleton.py``) read 0.0031-0.0032, and the refinement there
-#: costs 12-14 mm (67.5 against 55.4 mm by name): it draws the body's limbs nearer or
+#: costs 12 mm (67.4 against 55.8 mm by name): it draws the body's limbs nearer or
 #: further to reach bones of other lengths.  No measured set that gains from it reads
 #: above 0.0023.
 PERSPECTIVE_LABELS_BELOW = 0.0025
@@ -161,11 +161,11 @@ CAPTURE_SLOTS: tuple[str, ...] = ("Spine (H36M)", "Jaw (H36M)")
 #: joints and proportions unlike the body model (a shin 16 % longer, shoulders 28 %
 #: narrower), which no fitter can draw exactly: exact H36M-17 labels from the real CMU
 #: skeletons of the pose bank's val clips read 0.0031-0.0032, as real MPII annotations
-#: do (0.0027-0.0031), and there ``open-prior-exact`` with its offsets measured and
-#: without the image camera scores 54.2 mm by name against ``open-prior``'s 59.6 and
-#: SMPLify's 56.8 (``scripts/bench_mocap_skeleton.py``; 46.0 once the offsets are also
-#: measured on the limbs, which this threshold allows, and 44.0 with the camera back on
-#: :data:`OFFSETS_CAMERA_BELOW`).  Synthetic H36M-17 labels of
+#: do (0.0027-0.0031), and there ``open-prior-exact`` with the capture's offsets
+#: measured (which this threshold also allows) scores 46.0 mm by name without the image
+#: camera and 44.0 with it back on (:data:`OFFSETS_CAMERA_BELOW`), against
+#: ``open-prior``'s 59.1 and SMPLify's 56.8 (``scripts/bench_mocap_skeleton.py``, 512
+#: frames).  Synthetic H36M-17 labels of
 #: every joint at half of COCO's noise read 0.0029 and now pick ``open-prior-exact``
 #: without the camera (53.8 mm against ``open-prior``'s 54.0; the offsets read from
 #: their noise cost 1.4 mm of it); at three quarters 0.0036 and with all of it 0.0042
