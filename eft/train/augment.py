@@ -503,9 +503,8 @@ def real_drop_patterns(kp_px: Tensor) -> Tensor:
     mpii_like = present[:, _MPII_ONLY].any(1)
     missing[:, _FACE_COLS] &= ~mpii_like[:, None]
     drop = (missing.float() @ _EXPAND.float()) > 0
-    core_names = [c for c, _ in _CORE_EQUIVALENTS]
     for sources, derived in _DERIVED:
-        cols = torch.as_tensor([core_names.index(c) for c in sources])
+        cols = torch.as_tensor([_CORE_NAMES.index(c) for c in sources])
         gone = missing[:, cols].all(1)
         for name in derived:
             drop[:, _slot(name)] |= gone
