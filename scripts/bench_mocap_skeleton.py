@@ -14,7 +14,7 @@ body model (and so every synthetic set) smooths away.
 
 Each frame's H36M-17 labels (SPIN's order, ``h36m17_spin``) are the skeleton's joints:
 the root as the pelvis, its thigh, shin and foot roots as hips, knees and ankles, its
-abdomen as the spine, its neck root as the thorax, its head joint in the jaw's slot, a
+abdomen as the spine, its neck joint as the thorax, its head joint in the jaw's slot, a
 point of the head (CMU-31: the head's end site; DAZ-43: between the eyes) as the head,
 and its upper-arm, forearm and hand roots as shoulders, elbows and wrists. A studio
 camera (1,000 px images, focal 1,145 px, 3.5-6.5 m away, 0-15 degrees down, any side)
@@ -35,7 +35,6 @@ Writes ``scripts/results/bench_mocap_skeleton.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -46,6 +45,7 @@ import torch
 from bench_auto_recipe import pilot
 from bench_eft_formats import write_results
 from bench_skeleton_offsets import body_keypoints, by_name
+from tune_eft import DATA
 
 from eft.body import BodyModel
 from eft.body.joints import H36M17_NAMES, get_format, to_spin49
@@ -75,11 +75,6 @@ FROM_SMPL = {"Pelvis": "pelvis", "Left Hip": "left_hip", "Left Knee": "left_knee
              "Right Elbow": "right_elbow", "Right Wrist": "right_wrist"}
 
 
-def mocap_root() -> Path:
-    return Path(os.environ.get("EFT_TEST_DATA", Path(__file__).resolve().parents[2]
-                               / "shared" / "data")) / "mocap"
-
-
 def skeleton_h36m17(path: Path) -> np.ndarray:
     """(T, 17, 3) every frame's H36M-17 joints (SPIN's order) of the BVH clip at
     ``path``, in metres, SMPL's axes (Y up)."""
@@ -96,14 +91,8 @@ def skeleton_h36m17(path: Path) -> np.ndarray:
             assert mask[j], (path, name)
             out[:, k] = smpl[:, j]
         else:  # Head
-            out[:, k] = np.mean([pos[:, _index(clip, n)] for n in HEAD_POINT[variant]], axis=0)
+            out[:, k] = np.mean([pos[:, clip.index(n)] for n in HEAD_POINT[variant]], axis=0)
     return out
-
-
-def _index(clip, name: str) -> int:
-    """The joint named ``name`` (case as in the file, or any case)."""
-    names = [n.lower() for n in clip.names]
-    return names.index(name.lower())
 
 
 def frames(n: int, seed: int) -> tuple[list[str], np.ndarray]:
@@ -115,7 +104,7 @@ def frames(n: int, seed: int) -> tuple[list[str], np.ndarray]:
     ids, joints = [], []
     for k, name in enumerate(clips):
         take = n // len(clips) + (k < n % len(clips))
-        j = skeleton_h36m17(mocap_root() / f"{name}.bvh")
+        j = skeleton_h36m17(DATA / "mocap" / f"{name}.bvh")
         pick = np.sort(rng.choice(len(j), size=take, replace=False))
         ids += [f"{name}/{int(t)}" for t in pick]
         joints.append(j[pick])
