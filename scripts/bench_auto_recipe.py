@@ -56,10 +56,7 @@ from eft.fitting.auto import (
     PERSPECTIVE_LABELS_BELOW,
     PresetChoice,
     auto_config,
-    choose_from_pilot,
-    pilot_config,
-    with_perspective_check,
-    with_remeasured_offsets,
+    run_pilots,
 )
 from eft.fitting.config import eft_preset
 from eft.fitting.heldout import held_out_errors
@@ -148,15 +145,10 @@ def pilot(model, body, people: list) -> tuple[str, PresetChoice]:
     """The recipe ``eft.preset: auto`` picks for a job of ``people`` (``open-prior``,
     ``open-prior-exact``, or ``open-prior-exact`` without its perspective refinement:
     :data:`NO_CAMERA`) and the pilot's :class:`PresetChoice` (both pilots, as
-    ``eft.jobs.recipe.choose_recipe`` runs them)."""
+    ``eft.fitting.auto.run_pilots`` runs them for a job)."""
     sample = pilot_sample(people)
     batch = exemplar_batch(sample)
-    fits = fit_method("eft", model, body, batch, pilot_config(eft_preset(AUTO_CHOICES[0])))
-    c = choose_from_pilot(fits, sample)
-    exact = fit_method("eft", model, body, batch, eft_preset(AUTO_CHOICES[1]))
-    c = with_perspective_check(c, exact, sample)
-    c = with_remeasured_offsets(c, sample, lambda cfg: fit_method("eft", model, body, batch,
-                                                                  cfg))
+    c = run_pilots(sample, lambda cfg, ppl: (fit_method("eft", model, body, batch, cfg), sample))
     if c.preset != AUTO_CHOICES[1]:
         return c.preset, c
     return (c.preset if c.perspective else NO_CAMERA), c

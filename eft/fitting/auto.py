@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,7 @@ __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BEL
            "pilot_indices", "pilot_config", "limb_reproj", "pick_preset", "pilot_measures",
            "choose_from_pilot", "pick_with_camera", "camera_measures",
            "with_perspective_check", "with_remeasured_offsets", "own_keys", "chosen_recipe",
-           "auto_config"]
+           "auto_config", "PilotRefit", "run_pilots"]
 
 log = logging.getLogger("eft.fitting")
 
@@ -551,3 +552,35 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
              statistic_name(len(fits)), median, OFFSETS_CAMERA_BELOW,
              "on" if median < OFFSETS_CAMERA_BELOW else "off")
     return dataclasses.replace(choice, offsets_camera_median=median)
+
+
+#: How :func:`run_pilots` fits: ``refit(config, people)`` -> (the fits, the people they
+#: are of), in ``people``'s order; a caller that cannot fit some person leaves both out.
+PilotRefit = Callable[[EFTConfig, Sequence[Exemplar]],
+                      tuple[Sequence[Fit], Sequence[Exemplar]]]
+
+
+def run_pilots(pilot: Sequence[Exemplar], refit: PilotRefit,
+               config: EFTConfig | None = None) -> PresetChoice:
+    """Every pilot fit ``"auto"`` makes of the people ``pilot`` (already the pilot sample,
+    :func:`pilot_indices`) and the :class:`PresetChoice` they give: ``open-prior``
+    (``config``, default the preset, through :func:`pilot_config`) and
+    :func:`choose_from_pilot`; whichever that picked, ``open-prior-exact`` with
+    ``config``'s own keys (:func:`own_keys`) and :func:`with_perspective_check`; and,
+    where that measured skeleton offsets for the pick, :func:`with_remeasured_offsets`.
+    The one sequence jobs (:mod:`eft.jobs.recipe`, through their worker),
+    :func:`~eft.fitting.engine.fit_exemplars` and the benchmarks run."""
+    base = config if config is not None else eft_preset(AUTO_CHOICES[0])
+    own = own_keys(base)
+    t0 = time.perf_counter()
+    fits, people = refit(pilot_config(base), pilot)
+    choice = choose_from_pilot(fits, people, round(time.perf_counter() - t0, 3))
+    if not fits:
+        return choice
+    t1 = time.perf_counter()  # the second pilot, whichever recipe the first picked
+    exact, people = refit(eft_preset(AUTO_CHOICES[1], **own), pilot)
+    choice = with_perspective_check(choice, exact, people)
+    choice = with_remeasured_offsets(  # a third, where offsets were measured
+        choice, people, lambda cfg: refit(cfg, people)[0], own)
+    return dataclasses.replace(choice,
+                               seconds=round(choice.seconds + time.perf_counter() - t1, 3))

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,11 +79,8 @@ from .auto import (
     AUTO_CHOICES,
     AUTO_PRESET,
     auto_config,
-    choose_from_pilot,
-    pilot_config,
     pilot_indices,
-    with_perspective_check,
-    with_remeasured_offsets,
+    run_pilots,
 )
 from .baselines import fit_weak_camera
 from .calibrate import (
@@ -1021,21 +1017,15 @@ def _auto_config(exemplars: Sequence[Exemplar], model: nn.Module,
                  body: BodyModel | KeypointLBS, inputs: Tensor | None,
                  kwargs: dict) -> EFTConfig:
     """The recipe ``"auto"`` picks for ``exemplars`` (:mod:`eft.fitting.auto`)."""
-    t0 = time.perf_counter()
     idx = pilot_indices([e.id for e in exemplars])
     pilot = [exemplars[int(i)] for i in idx]
     pilot_inputs = None if inputs is None else inputs[torch.as_tensor(idx)]
     same = {k: kwargs[k] for k in ("mode", "batch_size") if k in kwargs}
     batch = exemplar_batch(pilot, pilot_inputs)
-    fits = fit(model, body, batch, pilot_config(eft_preset(AUTO_CHOICES[0])), progress=False,
-               pose_prior=None, **same)
-    choice = choose_from_pilot(fits, pilot, round(time.perf_counter() - t0, 3))
-    if pilot:  # the second pilot, whichever recipe the first picked
-        t1 = time.perf_counter()
-        exact = fit(model, body, batch, eft_preset(AUTO_CHOICES[1]), progress=False,
-                    pose_prior=None, **same)
-        choice = with_perspective_check(choice, exact, pilot, time.perf_counter() - t1)
-        choice = with_remeasured_offsets(  # a third, where offsets were measured (as a job)
-            choice, pilot, lambda cfg: fit(model, body, batch, cfg, progress=False,
-                                           pose_prior=None, **same))
+
+    def refit(cfg: EFTConfig, people: Sequence[Exemplar]) -> tuple[list[Fit], list[Exemplar]]:
+        assert len(people) == len(pilot)  # every pilot person is fitted
+        return fit(model, body, batch, cfg, progress=False, pose_prior=None, **same), pilot
+
+    choice = run_pilots(pilot, refit)
     return auto_config(choice)

@@ -37,7 +37,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,17 +57,14 @@ from eft.fitting.auto import (
     PILOT_SIZE,
     PresetChoice,
     auto_config,
-    choose_from_pilot,
     chosen_recipe,
     own_keys,
-    pilot_config,
     pilot_indices,
+    run_pilots,
     statistic_name,
-    with_perspective_check,
-    with_remeasured_offsets,
 )
 from eft.fitting.calibrate import estimate_skeleton_offsets, remeasure_skeleton_offsets
-from eft.fitting.config import MEASURE_OFFSETS, TILTED_REFIT, EFTConfig, eft_preset
+from eft.fitting.config import MEASURE_OFFSETS, TILTED_REFIT, EFTConfig
 
 from .config import JobConfig
 from .sources import Sources
@@ -202,13 +198,9 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar],
     """Fit :func:`pilot_sample` of ``exemplars`` with ``config.eft`` (``open-prior`` and
     the job's own keys) on one CPU thread (whatever the job's ``threads`` and
     ``devices``, which a resumed run may change) and pick the recipe
-    (:func:`~eft.fitting.auto.choose_from_pilot`, then
-    :func:`~eft.fitting.auto.with_perspective_check` on a second pilot fit with
-    ``open-prior-exact``, and, where that measured skeleton offsets for it,
-    :func:`~eft.fitting.auto.with_remeasured_offsets` on a third).  ``fits`` keeps the
-    pilot fits for other pilots of the same job (:class:`PilotFits`)."""
+    (:func:`~eft.fitting.auto.run_pilots`).  ``fits`` keeps the pilot fits for other
+    pilots of the same job (:class:`PilotFits`)."""
     fit = (fits if fits is not None else PilotFits()).fit
-    t0 = time.perf_counter()
     pilot = pilot_sample(exemplars)
     key = ""
     if cache is not None:
@@ -218,20 +210,12 @@ def choose_recipe(config: JobConfig, exemplars: Sequence[Exemplar],
             log.info("pilot of %d: reusing this job's earlier pick, %s (same settings "
                      "and people; kept in %s)", kept.pilot, recipe_label(kept), PILOT_FILE)
             return kept
-    records = fit(config, pilot_config(config.eft), pilot)
-    choice = choose_from_pilot([r.fit for r in records], [r.exemplar for r in records],
-                               round(time.perf_counter() - t0, 3))
-    if records:  # the second pilot, whichever recipe the first picked
-        chosen = eft_preset(AUTO_CHOICES[1], **own_keys(config.eft))
-        t1 = time.perf_counter()
-        done = fit(config, chosen, pilot)
-        people = [r.exemplar for r in done]
-        choice = with_perspective_check(choice, [r.fit for r in done], people)
-        choice = with_remeasured_offsets(  # a third pilot fit, where offsets were measured
-            choice, people, lambda eft: [r.fit for r in fit(config, eft, people)],
-            own_keys(config.eft))
-        choice = dataclasses.replace(
-            choice, seconds=round(choice.seconds + time.perf_counter() - t1, 3))
+
+    def refit(eft: EFTConfig, people: Sequence[Exemplar]) -> tuple[list, list]:
+        records = fit(config, eft, people)
+        return [r.fit for r in records], [r.exemplar for r in records]
+
+    choice = run_pilots(pilot, refit, config.eft)
     if cache is not None:
         cache.put(key, choice)
     return choice
