@@ -20,6 +20,13 @@ and its upper-arm, forearm and hand roots as shoulders, elbows and wrists. A stu
 camera (1,000 px images, focal 1,145 px, 3.5-6.5 m away, 0-15 degrees down, any side)
 draws them exactly; the crop is the labels' box, as the readers build it.
 
+The same labels are also given as a studio set converted to other formats would give
+them (:data:`FORMATS`): COCO-17 (the twelve limb joints; the capture has no eyes or
+ears), LSP-14 (with the thorax as the neck and the head point as the head top) and
+MPII-16 (with the pelvis and thorax, the head joint as the upper neck, the head point as
+the head top). Without H36M's spine and jaw slots ``auto`` reads them as motion capture
+only by probing them (``eft.fitting.auto.with_capture_probe``).
+
 Every frame is fitted as ``eft fit`` with ``eft.preset: auto`` runs it (its two pilots
 on up to 256 of the frames, then the picked recipe), and for comparison by
 ``open-prior`` and ``open-prior-exact`` named by hand (the latter also without its
@@ -35,6 +42,7 @@ Writes ``scripts/results/bench_mocap_skeleton.{json,md}``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import time
 from datetime import datetime, timezone
@@ -48,7 +56,7 @@ from bench_skeleton_offsets import body_keypoints, by_name
 from tune_eft import DATA
 
 from eft.body import BodyModel
-from eft.body.joints import H36M17_NAMES, get_format, to_spin49
+from eft.body.joints import H36M17_NAMES, SPIN49_INDEX, get_format, to_spin49
 from eft.data.exemplar import Exemplar
 from eft.data.readers.base import keypoint_box_center_scale
 from eft.fitting import exemplar_batch, fit_method
@@ -73,6 +81,16 @@ FROM_SMPL = {"Pelvis": "pelvis", "Left Hip": "left_hip", "Left Knee": "left_knee
              "Left Shoulder": "left_shoulder", "Left Elbow": "left_elbow",
              "Left Wrist": "left_wrist", "Right Shoulder": "right_shoulder",
              "Right Elbow": "right_elbow", "Right Wrist": "right_wrist"}
+
+
+#: Other formats the labels are given in: SPIN-49 slot -> the H36M-17 label's SPIN-49
+#: slot it takes, beside every slot the format shares with H36M-17 (the limbs and hips,
+#: MPII's pelvis and thorax).
+FORMATS: dict[str, dict[str, str]] = {
+    "coco17": {},
+    "lsp14": {"Neck (LSP)": "Thorax (MPII)", "Top of Head (LSP)": "Head (H36M)"},
+    "mpii16": {"Neck (LSP)": "Jaw (H36M)", "Top of Head (LSP)": "Head (H36M)"},
+}
 
 
 def skeleton_h36m17(path: Path) -> np.ndarray:
@@ -147,6 +165,24 @@ def exemplars(ids: list[str], px: np.ndarray) -> list[Exemplar]:
     return out
 
 
+def in_format(people: list[Exemplar], fmt: str) -> list[Exemplar]:
+    """The H36M-17 exemplars ``people`` with their labels given in ``fmt``'s slots
+    (:data:`FORMATS`) and their box built again from those labels."""
+    h36m = set(get_format("h36m17_spin").spin_names)
+    shared = [SPIN49_INDEX[n] for n in get_format(fmt).spin_names if n in h36m]
+    moved = [(SPIN49_INDEX[a], SPIN49_INDEX[b]) for a, b in FORMATS[fmt].items()]
+    out = []
+    for e in people:
+        kps = np.zeros_like(np.asarray(e.keypoints))
+        kps[shared] = np.asarray(e.keypoints)[shared]
+        for a, b in moved:
+            kps[a] = np.asarray(e.keypoints)[b]
+        center, scale = keypoint_box_center_scale(kps)
+        out.append(dataclasses.replace(e, keypoints=kps, center=center, scale=scale,
+                                       source=fmt))
+    return out
+
+
 def truth49(cam: np.ndarray) -> np.ndarray:
     """(N, 49, 3) the capture's joints in their SPIN-49 slots (for ``by_name``)."""
     out = np.zeros((len(cam), 49, 3))
@@ -171,6 +207,17 @@ def main() -> None:
     pick, choice = pilot(model, body, people)
     batch = exemplar_batch(people)
     rows = {}
+
+    def score(name: str, fits: list, own: bool = False, seconds: float = 0.0) -> dict:
+        points = (body_keypoints(body, fits) if own
+                  else np.stack([f.keypoints3d for f in fits]))
+        err = by_name(points, truth)
+        row = {"pa_mpjpe14_mm": float(err.mean()), "median_mm": float(np.median(err)),
+               "se_mm": float(err.std(ddof=1) / np.sqrt(len(err))),
+               "seconds": round(seconds, 1), "per_frame": err.tolist()}
+        print(name, {k: v for k, v in row.items() if k != "per_frame"}, flush=True)
+        return row
+
     for name, method, cfg in (("auto (eft fit's default)", "eft", auto_config(choice)),
                               ("open-prior", "eft", eft_preset("open-prior")),
                               ("open-prior-exact (named by hand)", "eft",
@@ -181,17 +228,30 @@ def main() -> None:
                               ("regressor", "regressor", eft_preset("open-prior"))):
         t = time.perf_counter()
         fits = fit_method(method, model, body, batch, cfg)
-        err = by_name(np.stack([f.keypoints3d for f in fits]), truth)
-        rows[name] = {"pa_mpjpe14_mm": float(err.mean()), "median_mm": float(np.median(err)),
-                      "se_mm": float(err.std(ddof=1) / np.sqrt(len(err))),
-                      "seconds": round(time.perf_counter() - t, 1), "per_frame": err.tolist()}
-        print(name, {k: v for k, v in rows[name].items() if k != "per_frame"}, flush=True)
+        rows[name] = score(name, fits, seconds=time.perf_counter() - t)
         if name.startswith("auto"):  # what a harness posing the body itself would read
-            own = by_name(body_keypoints(body, fits), truth)
-            rows["auto, the body's own keypoints"] = {
-                "pa_mpjpe14_mm": float(own.mean()), "median_mm": float(np.median(own)),
-                "se_mm": float(own.std(ddof=1) / np.sqrt(len(own))), "seconds": 0.0,
-                "per_frame": own.tolist()}
+            rows["auto, the body's own keypoints"] = score("own", fits, own=True)
+    formats = {}
+    for fmt in FORMATS:  # the same labels in other formats' slots
+        given = in_format(people, fmt)
+        fpick, fchoice = pilot(model, body, given)
+        fbatch = exemplar_batch(given)
+        auto_fits = fit_method("eft", model, body, fbatch, auto_config(fchoice))
+        frows = {"auto": score(f"{fmt} auto", auto_fits),
+                 "auto, own keypoints": score(f"{fmt} own", auto_fits, own=True)}
+        for name, method, cfg in (("open-prior", "eft", eft_preset("open-prior")),
+                                  ("smplify", "smplify", None)):
+            frows[name] = score(f"{fmt} {name}", fit_method(method, model, body, fbatch, cfg))
+        d = np.asarray(frows["auto"]["per_frame"]) - np.asarray(frows["smplify"]["per_frame"])
+        formats[fmt] = {"pick": fpick, "capture": bool(fchoice.capture),
+                        "perspective_median": fchoice.to_dict()["perspective_median"],
+                        "capture_probe_median": fchoice.to_dict()["capture_probe_median"],
+                        "auto_minus_smplify_mm": float(d.mean()),
+                        "auto_minus_smplify_se_mm": float(d.std(ddof=1) / np.sqrt(len(d))),
+                        "auto_vs_smplify_pct": float(100 * (
+                            frows["auto"]["pa_mpjpe14_mm"]
+                            / frows["smplify"]["pa_mpjpe14_mm"] - 1)),
+                        "methods": frows}
     auto = np.asarray(rows["auto (eft fit's default)"]["per_frame"])
     smp = np.asarray(rows["smplify"]["per_frame"])
     diff = auto - smp
@@ -211,7 +271,8 @@ def main() -> None:
            "auto_minus_smplify_mm": float(diff.mean()),
            "auto_minus_smplify_se_mm": float(diff.std(ddof=1) / np.sqrt(len(diff))),
            "auto_vs_smplify_pct": float(100 * (auto.mean() / smp.mean() - 1)),
-           "seconds": round(time.perf_counter() - t0, 1), "methods": rows}
+           "seconds": round(time.perf_counter() - t0, 1), "methods": rows,
+           "formats": formats}
     write_results(out, args.out, markdown(out))
 
 
@@ -237,7 +298,25 @@ def markdown(r: dict) -> str:
                      f"{m['median_mm']:.1f} |")
     lines += ["", f"`auto` minus SMPLify, paired: {r['auto_minus_smplify_mm']:+.1f} ± "
               f"{r['auto_minus_smplify_se_mm']:.1f} mm ({r['auto_vs_smplify_pct']:+.1f} %).",
-              ""]
+              "", "The same labels given in other formats' slots (COCO-17: the limbs; LSP-14 "
+              "and MPII-16: with the thorax, pelvis and head points in their slots). "
+              "Without H36M's spine and jaw, `auto` reads them as motion capture by "
+              "probing them: with their skeleton offsets out, fits through the cameras "
+              "reproduce them below 0.0030 (probe column).", "",
+              "| format | pick | read as capture (probe) | auto | auto, body's own keypoints "
+              "| open-prior | SMPLify | auto - SMPLify |", "|---|---|---|---|---|---|---|---|"]
+    for fmt, f in r.get("formats", {}).items():
+        m = f["methods"]
+        probe = f["capture_probe_median"]
+        lines.append(
+            f"| {fmt} | {f['pick']} | {f['capture']} "
+            f"({'-' if probe is None else f'{probe:.4f}'}) | "
+            f"**{m['auto']['pa_mpjpe14_mm']:.1f}** | "
+            f"{m['auto, own keypoints']['pa_mpjpe14_mm']:.1f} | "
+            f"{m['open-prior']['pa_mpjpe14_mm']:.1f} | {m['smplify']['pa_mpjpe14_mm']:.1f} | "
+            f"{f['auto_minus_smplify_mm']:+.1f} ± {f['auto_minus_smplify_se_mm']:.1f} "
+            f"({f['auto_vs_smplify_pct']:+.1f} %) |")
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -86,3 +86,54 @@ def test_auto_reads_capture_labels_and_beats_smplify(bench, frames, body):
     torch.testing.assert_close(torch.as_tensor(np.stack([f.betas for f in api])),
                                torch.as_tensor(np.stack([f.betas for f in job])),
                                rtol=0, atol=1e-3)
+
+
+def test_capture_labels_in_other_formats_are_probed_as_capture_and_beat_smplify(
+        bench, frames, body):
+    """Studio labels converted to COCO-17 slots (no spine, no jaw: not read as motion
+    capture by their slots) are read so by the probe, and ``auto`` then beats SMPLify
+    by over 10 % on them."""
+    from eft.body.joints import SPIN49_INDEX
+    from eft.fitting import exemplar_batch, fit_method
+    from eft.fitting.auto import CAPTURE_PROBE_BELOW, capture_labels
+    from eft.models import load_regressor
+
+    ids, joints = frames
+    cam, px = bench.studio_view(joints, 0)
+    people, truth = bench.exemplars(ids, px), bench.truth49(cam)
+    coco, lsp = bench.in_format(people, "coco17"), bench.in_format(people, "lsp14")
+    assert all((e.keypoints[:, 2] > 0).sum() == 12 for e in coco)  # the limbs only
+    assert all((e.keypoints[:, 2] > 0).sum() == 14 for e in lsp)
+    np.testing.assert_array_equal(lsp[5].keypoints[SPIN49_INDEX["Neck (LSP)"]],
+                                  people[5].keypoints[SPIN49_INDEX["Thorax (MPII)"]])
+    np.testing.assert_array_equal(coco[5].keypoints[SPIN49_INDEX["Left Wrist"]],
+                                  people[5].keypoints[SPIN49_INDEX["Left Wrist"]])
+    model = load_regressor("default")
+    pick, choice = bench.pilot(model, body, coco)
+    assert not capture_labels(coco)
+    assert choice.capture and choice.capture_probe_median < CAPTURE_PROBE_BELOW
+    assert pick == "open-prior-exact" and choice.skeleton_offsets
+    batch = exemplar_batch(coco)
+    err = {name: float(bench.by_name(np.stack([f.keypoints3d for f in fits]), truth).mean())
+           for name, fits in (
+               ("auto", fit_method("eft", model, body, batch, bench.auto_config(choice))),
+               ("smplify", fit_method("smplify", model, body, batch)))}
+    assert err["auto"] < 0.9 * err["smplify"], err
+
+
+def test_the_capture_probe_leaves_annotators_complete_labels_alone(bench, body):
+    """MPII's validation people with every joint labelled are complete labels too, and
+    probed: their annotation scatter keeps them above the probe's threshold, so they
+    keep the recipe for annotated labels."""
+    from eft.data.readers import read_dataset
+    from eft.fitting.auto import CAPTURE_PROBE_BELOW, complete_labels, pilot_indices
+    from eft.models import load_regressor
+
+    people = read_dataset("mpii", test_data_dir() / "mpii_2d" / "mpii_valid_tompson.h5"
+                          ).exemplars
+    full = [e for e in people if (e.keypoints[:, 2] > 0).sum() == 16]
+    pilot = [full[int(i)] for i in pilot_indices([e.id for e in full], 96)]
+    assert complete_labels(pilot)
+    pick, choice = bench.pilot(load_regressor("default"), body, pilot)
+    assert choice.capture_probe_median >= CAPTURE_PROBE_BELOW, choice
+    assert not choice.capture and pick != "open-prior-exact"

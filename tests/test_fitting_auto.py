@@ -101,6 +101,13 @@ def test_capture_labels_need_a_spine_and_jaw_and_nothing_missing():
     # the confidence's value does not matter, only that every slot has one
     half = [dc.replace(e, keypoints=e.keypoints * np.array([1.0, 1.0, 0.5])) for e in studio]
     assert capture_labels(half)
+    # complete labels: every person labels every slot anyone labels, in any format
+    from eft.fitting.auto import complete_labels
+
+    assert complete_labels(studio) and complete_labels([person("coco17", i) for i in range(5)])
+    assert complete_labels([person("coco17", i, drop=(1, 2)) for i in range(5)])
+    assert not complete_labels([person("coco17", 0), person("coco17", 1, drop=(1,))])
+    assert not complete_labels([])
 
 
 def test_pilot_statistic_is_the_median_or_for_small_pilots_a_trimmed_geometric_mean():

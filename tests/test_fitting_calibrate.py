@@ -335,6 +335,17 @@ def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
     assert "image-camera refinement off (0.0045" in Summary(
         fitted=1, recipe=AUTO_CHOICES[1], recipe_auto=off).format()
     assert not PresetChoice.from_dict(off).perspective
+    # complete labels without a spine and a jaw, probed: the probe's measure is named
+    probed = {**capture, "capture_probe_median": 0.0025, "offsets_camera_median": 0.0025}
+    text = Summary(fitted=1, recipe=AUTO_CHOICES[1], recipe_auto=probed).format()
+    assert ("(motion-capture labels: 0.0025 through the cameras with their skeleton "
+            "offsets out, capture below 0.003)") in text
+    assert PresetChoice.from_dict(probed).capture_probe_median == 0.0025
+    assert PresetChoice.from_dict(capture).capture_probe_median != 0.0025  # NaN: unprobed
+    failed = {**auto, "preset": AUTO_CHOICES[0], "perspective_median": 0.0031,
+              "capture_probe_median": 0.0041}
+    text = Summary(fitted=1, recipe=AUTO_CHOICES[0], recipe_auto=failed).format()
+    assert "(probed as motion capture: 0.0041 with their skeleton offsets out" in text
 
 
 def test_measure_on_a_recipe_named_by_hand_equals_measuring_by_hand(one_thread):

@@ -25,7 +25,12 @@ people; below :data:`CAPTURE_CAMERA_BELOW` for labels of every joint with a spin
 jaw, :func:`capture_labels`, whose capture skeleton the body model cannot draw), and
 under ``open-prior-exact`` the refinement under that camera stays on only below
 :data:`PERSPECTIVE_LABELS_BELOW`: it fits annotation noise, and bones of other lengths,
-as readily as it resolves depth.
+as readily as it resolves depth.  Complete labels without those two slots (a studio
+set converted to COCO-17, LSP-14 or MPII-16) are probed as motion capture
+(:func:`with_capture_probe`): their skeleton offsets are measured and taken out, and
+when a pilot fit through the cameras then reproduces them closely
+(:data:`CAPTURE_PROBE_BELOW`) they are read as capture.  :func:`run_pilots` is the
+sequence every caller runs.
 
 :func:`~eft.fitting.engine.fit_exemplars` takes ``config="auto"`` (its default with a
 shipped prior loaded by name); ``eft fit`` uses it by default with a shipped prior
@@ -63,7 +68,8 @@ from .records import Fit, FitTargets
 __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BELOW",
            "SKELETON_FREE_SLOTS", "PILOT_SIZE", "SMALL_PILOT", "SMALL_PILOT_TRIM", "MIN_PILOT",
            "PERSPECTIVE_LABELS_BELOW", "EXACT_CAMERA_BELOW", "CAPTURE_SLOTS",
-           "CAPTURE_CAMERA_BELOW", "OFFSETS_CAMERA_BELOW", "capture_labels",
+           "CAPTURE_CAMERA_BELOW", "OFFSETS_CAMERA_BELOW", "CAPTURE_PROBE_BELOW",
+           "capture_labels", "complete_labels", "with_capture_probe",
            "pilot_statistic", "statistic_name",
            "MEASURED_TORSO_WEIGHT",
            "PresetChoice",
@@ -182,6 +188,20 @@ CAPTURE_CAMERA_BELOW = 0.0040
 #: 2 mm: 44.0 against 46.0 by name); synthetic H36M-17 labels of every joint at half
 #: of COCO's noise 0.0042-0.0046 (where it loses 4-5 mm).
 OFFSETS_CAMERA_BELOW = 0.0034
+#: Labels that give every person every slot anyone labels (:func:`complete_labels`)
+#: without :data:`CAPTURE_SLOTS` (motion capture converted to COCO-17, LSP-14 or MPII-16
+#: slots) are probed as motion capture (:func:`with_capture_probe`) when the second
+#: pilot's camera measure is below :data:`CAPTURE_CAMERA_BELOW`: with their skeleton
+#: offsets measured and taken out, a pilot fit through the cameras reproduces a
+#: capture's labels to a median of 0.0025-0.0026 (the real CMU skeletons of
+#: ``scripts/bench_mocap_skeleton.py``, in each of those formats and in H36M-17's),
+#: annotators' labels no closer than 0.0037 (MPII's Tompson split, its complete people
+#: only; MPII train 0.0039-0.0041, COCO val's complete people 0.0050), synthetic labels
+#: of every joint at half of COCO's noise 0.0044-0.0047 (one-off probe 2026-12-08,
+#: 256-2,000 people per set).  Below this the labels read as motion capture.  Read so,
+#: capture labels in those three formats score 47.5 mm by name against ``open-prior``'s
+#: 58.0-59.2 and SMPLify's 59.9-61.8.
+CAPTURE_PROBE_BELOW = 0.0030
 #: ``perspective_torso_weight`` of ``open-prior-exact`` when the pilot has measured the
 #: labels' skeleton offsets (and the job takes out those above 1 cm; a pilot of fewer
 #: than ``calibrate.MIN_PEOPLE`` people measures none, and keeps 0.1: a studio skeleton
@@ -214,6 +234,10 @@ class PresetChoice:
             measured.
         capture: whether the pilot's labels read as projected from motion capture
             (:func:`capture_labels`), which moves the second pilot's thresholds.
+        capture_probe_median: for complete labels without :data:`CAPTURE_SLOTS`
+            (:func:`with_capture_probe`), the ``offsets_camera_median`` the probe
+            measured (they read as motion capture below :data:`CAPTURE_PROBE_BELOW`);
+            NaN when not probed.
         offsets_camera_median: for such labels, the same measure as
             ``perspective_median`` of a pilot fit through the cameras with the labels'
             skeleton offsets taken out, against the corrected labels
@@ -233,6 +257,7 @@ class PresetChoice:
     skeleton_offsets: tuple[tuple[str, float, float, float, float], ...] = ()
     capture: bool = False
     offsets_camera_median: float = float("nan")
+    capture_probe_median: float = float("nan")
 
     @property
     def perspective(self) -> bool:
@@ -376,16 +401,24 @@ def pick_with_camera(preset: str, camera: float, capture: bool = False) -> str:
     return AUTO_CHOICES[1] if camera < below else preset
 
 
-def capture_labels(exemplars: Sequence[Exemplar]) -> bool:
-    """Whether ``exemplars``' labels were projected from motion capture: every person
-    labels :data:`CAPTURE_SLOTS` and every slot that anyone labels (nothing occluded or
-    cut off is left out, as annotators and detectors leave it).  False for an empty
-    list."""
+def complete_labels(exemplars: Sequence[Exemplar]) -> bool:
+    """Whether every person of ``exemplars`` labels every slot that anyone labels
+    (nothing occluded or cut off is left out, as annotators and detectors leave it).
+    False for an empty list."""
     if not exemplars:
         return False
     has = np.stack([np.asarray(e.keypoints, dtype=np.float64)[:, 2] > 0 for e in exemplars])
+    return bool((has == has.any(0)).all())
+
+
+def capture_labels(exemplars: Sequence[Exemplar]) -> bool:
+    """Whether ``exemplars``' labels were projected from motion capture: every person
+    labels :data:`CAPTURE_SLOTS` and every slot that anyone labels
+    (:func:`complete_labels`).  False for an empty list."""
+    if not complete_labels(exemplars):
+        return False
     slots = [SPIN49_INDEX[n] for n in CAPTURE_SLOTS]
-    return bool(has[:, slots].all() and (has == has.any(0)).all())
+    return bool(all(np.asarray(e.keypoints)[slots, 2].min() > 0 for e in exemplars))
 
 
 def _pilot_targets(exemplars: Sequence[Exemplar]) -> FitTargets:
@@ -554,6 +587,45 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
     return dataclasses.replace(choice, offsets_camera_median=median)
 
 
+
+def with_capture_probe(choice: PresetChoice, exact_fits: Sequence[Fit],
+                       exemplars: Sequence[Exemplar],
+                       refit: Callable[[EFTConfig], Sequence[Fit]],
+                       overrides: dict | None = None) -> PresetChoice:
+    """``choice`` after :func:`with_perspective_check` (from the second pilot's
+    ``exact_fits`` of ``exemplars``), probed for motion capture given in slots without
+    :data:`CAPTURE_SLOTS` (a studio set's labels converted to COCO-17, LSP-14 or
+    MPII-16): where the labels are complete (:func:`complete_labels`), not read as
+    capture already, and the camera measure is below :data:`CAPTURE_CAMERA_BELOW`, the
+    labels' skeleton offsets are measured from ``exact_fits`` and
+    :func:`with_remeasured_offsets` runs as for capture labels.  When its fit through
+    the cameras with the offsets out reproduces the corrected labels below
+    :data:`CAPTURE_PROBE_BELOW`, the labels are motion capture: that choice
+    (``open-prior-exact``, offsets, camera refinement as measured) is returned.  Else
+    ``choice`` with only :attr:`PresetChoice.capture_probe_median` recorded.  Unprobed
+    labels return ``choice`` as it is; so does a pilot under :data:`MIN_PILOT`."""
+    if (choice.capture or choice.pilot < MIN_PILOT or not exact_fits
+            or not choice.perspective_median < CAPTURE_CAMERA_BELOW
+            or (choice.preset == AUTO_CHOICES[1] and choice.perspective)
+            or not complete_labels(exemplars)):
+        return choice
+    offsets = estimate_skeleton_offsets(_pilot_targets(exemplars), exact_fits)
+    if not offsets:
+        return choice
+    trial = dataclasses.replace(choice, preset=AUTO_CHOICES[1], capture=True,
+                                skeleton_offsets=offsets)
+    probed = with_remeasured_offsets(trial, exemplars, refit, overrides)
+    median = probed.offsets_camera_median
+    capture = bool(median < CAPTURE_PROBE_BELOW)
+    log.info("eft.preset %s: labels of every slot for every person, probed as motion "
+             "capture: with their skeleton offsets out, the pilot's fits through the "
+             "images' cameras reproduce them to a %s %.4f of the box side (capture below "
+             "%.4f): %s", AUTO_PRESET, statistic_name(choice.pilot), median,
+             CAPTURE_PROBE_BELOW, "motion capture" if capture else "not motion capture")
+    if capture:
+        return dataclasses.replace(probed, capture_probe_median=median)
+    return dataclasses.replace(choice, capture_probe_median=median)
+
 #: How :func:`run_pilots` fits: ``refit(config, people)`` -> (the fits, the people they
 #: are of), in ``people``'s order; a caller that cannot fit some person leaves both out.
 PilotRefit = Callable[[EFTConfig, Sequence[Exemplar]],
@@ -566,8 +638,9 @@ def run_pilots(pilot: Sequence[Exemplar], refit: PilotRefit,
     :func:`pilot_indices`) and the :class:`PresetChoice` they give: ``open-prior``
     (``config``, default the preset, through :func:`pilot_config`) and
     :func:`choose_from_pilot`; whichever that picked, ``open-prior-exact`` with
-    ``config``'s own keys (:func:`own_keys`) and :func:`with_perspective_check`; and,
-    where that measured skeleton offsets for the pick, :func:`with_remeasured_offsets`.
+    ``config``'s own keys (:func:`own_keys`) and :func:`with_perspective_check`;
+    :func:`with_capture_probe` on complete labels; and, where skeleton offsets were
+    measured for the pick and not by that probe, :func:`with_remeasured_offsets`.
     The one sequence jobs (:mod:`eft.jobs.recipe`, through their worker),
     :func:`~eft.fitting.engine.fit_exemplars` and the benchmarks run."""
     base = config if config is not None else eft_preset(AUTO_CHOICES[0])
@@ -580,7 +653,13 @@ def run_pilots(pilot: Sequence[Exemplar], refit: PilotRefit,
     t1 = time.perf_counter()  # the second pilot, whichever recipe the first picked
     exact, people = refit(eft_preset(AUTO_CHOICES[1], **own), pilot)
     choice = with_perspective_check(choice, exact, people)
-    choice = with_remeasured_offsets(  # a third, where offsets were measured
-        choice, people, lambda cfg: refit(cfg, people)[0], own)
+
+    def again(cfg: EFTConfig) -> Sequence[Fit]:
+        return refit(cfg, people)[0]
+
+    choice = with_capture_probe(choice, exact, people, again, own)
+    if not (choice.capture and math.isfinite(choice.capture_probe_median)):
+        # a third fit, where offsets were measured (a capture probe measured them already)
+        choice = with_remeasured_offsets(choice, people, again, own)
     return dataclasses.replace(choice,
                                seconds=round(choice.seconds + time.perf_counter() - t1, 3))

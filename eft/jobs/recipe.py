@@ -16,7 +16,9 @@ and a jaw, as motion capture gives them, :data:`~eft.fitting.auto.CAPTURE_CAMERA
 the labels are exact whatever the first fit read (exact labels of poses the prior finds
 hard, such as lying people, or of a capture skeleton the body cannot draw), and under
 ``open-prior-exact`` the same measure decides whether its refinement under the image's
-camera stays on (:data:`~eft.fitting.auto.PERSPECTIVE_LABELS_BELOW`).  The pilot never
+camera stays on (:data:`~eft.fitting.auto.PERSPECTIVE_LABELS_BELOW`); complete labels
+in other slots are probed as motion capture
+(:func:`~eft.fitting.auto.with_capture_probe`).  The pilot never
 depends on the shard, the limit, the workers, the threads or the devices, so every
 shard and every resumed run picks the same recipe, and the resolved config the job
 writes names the chosen recipe's settings.
@@ -48,6 +50,7 @@ from eft.fitting import exemplar_batch
 from eft.fitting.auto import (
     AUTO_CHOICES,
     CAPTURE_CAMERA_BELOW,
+    CAPTURE_PROBE_BELOW,
     EXACT_CAMERA_BELOW,
     EXACT_LABELS_BELOW,
     EXACT_LIMBS_BELOW,
@@ -123,7 +126,7 @@ class PilotFits:
 #: The file in a job's folder that keeps its pilots' picks (:class:`PilotCache`).
 PILOT_FILE = "pilot.json"
 #: Bumped when what a pilot measures or how it picks changes: older picks are refitted.
-PILOT_CACHE_VERSION = 2
+PILOT_CACHE_VERSION = 3
 
 
 class PilotCache:
@@ -154,7 +157,7 @@ class PilotCache:
         from eft import __version__
 
         rules = {"exact": [EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, EXACT_CAMERA_BELOW,
-                           CAPTURE_CAMERA_BELOW],
+                           CAPTURE_CAMERA_BELOW, CAPTURE_PROBE_BELOW],
                  "perspective": [PERSPECTIVE_LABELS_BELOW, OFFSETS_CAMERA_BELOW],
                  "min_pilot": MIN_PILOT,
                  "tilted_refit": TILTED_REFIT}  # the pick's thresholds, in case they move

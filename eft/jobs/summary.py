@@ -13,6 +13,7 @@ from eft.annotations.columns import Columns
 from eft.fitting.auto import (
     AUTO_CHOICES,
     CAPTURE_CAMERA_BELOW,
+    CAPTURE_PROBE_BELOW,
     EXACT_CAMERA_BELOW,
     EXACT_LABELS_BELOW,
     EXACT_LIMBS_BELOW,
@@ -170,6 +171,13 @@ def _camera_note(auto: dict) -> str:
         return ""
     exact = CAPTURE_CAMERA_BELOW if auto.get("capture") else EXACT_CAMERA_BELOW
     kind = " (motion-capture labels)" if auto.get("capture") else ""
+    probe = auto.get("capture_probe_median")
+    if probe is not None:  # complete labels without a spine and a jaw, probed
+        kind = (f" (motion-capture labels: {probe:.4f} through the cameras with their "
+                f"skeleton offsets out, capture below {CAPTURE_PROBE_BELOW})"
+                if auto.get("capture") else
+                f" (probed as motion capture: {probe:.4f} with their skeleton offsets "
+                f"out, capture below {CAPTURE_PROBE_BELOW})")
     if auto.get("preset") != AUTO_CHOICES[1]:
         return (f"; limbs {median:.4f} through the cameras after open-prior-exact, "
                 f"exact below {exact}{kind}")
