@@ -108,6 +108,10 @@ def test_capture_labels_need_a_spine_and_jaw_and_nothing_missing():
     assert complete_labels([person("coco17", i, drop=(1, 2)) for i in range(5)])
     assert not complete_labels([person("coco17", 0), person("coco17", 1, drop=(1,))])
     assert not complete_labels([])
+    from eft.fitting.auto import complete_share
+
+    some = [person("coco17", i, drop=(5,) if i % 4 == 0 else ()) for i in range(8)]
+    assert complete_share(some) == 0.75 and complete_share([]) == 0.0
 
 
 def test_pilot_statistic_is_the_median_or_for_small_pilots_a_trimmed_geometric_mean():
