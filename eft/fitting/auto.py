@@ -205,8 +205,8 @@ OFFSETS_CAMERA_BELOW = 0.0034
 CAPTURE_PROBE_BELOW = 0.0030
 #: The capture probe runs where at least this share of the pilot's people label every
 #: slot anyone labels (:func:`complete_share`): a studio set may leave out the odd joint
-#: outside the image, where annotators leave out many (MPII's Tompson split: 68 % of its
-#: people complete; COCO val: 6 %).
+#: outside the image, where annotators leave out many (MPII train and its Tompson
+#: split: 65 % and 68 % of their people complete; COCO val: 6 %).
 PROBE_COMPLETE_SHARE = 0.95
 #: ``perspective_torso_weight`` of ``open-prior-exact`` when the pilot has measured the
 #: labels' skeleton offsets (and the job takes out those above 1 cm; a pilot of fewer
