@@ -69,7 +69,8 @@ __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BEL
            "SKELETON_FREE_SLOTS", "PILOT_SIZE", "SMALL_PILOT", "SMALL_PILOT_TRIM", "MIN_PILOT",
            "PERSPECTIVE_LABELS_BELOW", "EXACT_CAMERA_BELOW", "CAPTURE_SLOTS",
            "CAPTURE_CAMERA_BELOW", "OFFSETS_CAMERA_BELOW", "CAPTURE_PROBE_BELOW",
-           "PROBE_COMPLETE_SHARE", "capture_labels", "complete_share", "complete_labels",
+           "PROBE_COMPLETE_SHARE", "CAPTURE_MIN_PEOPLE", "offsets_min_people",
+           "capture_labels", "complete_share", "complete_labels",
            "with_capture_probe",
            "pilot_statistic", "statistic_name",
            "MEASURED_TORSO_WEIGHT",
@@ -187,7 +188,10 @@ CAPTURE_CAMERA_BELOW = 0.0040
 #: median below this (:func:`with_remeasured_offsets`).  The real CMU capture skeletons
 #: of ``scripts/bench_mocap_skeleton.py`` read 0.0026 (where the refinement then gains
 #: 2 mm: 44.0 against 46.0 by name); synthetic H36M-17 labels of every joint at half
-#: of COCO's noise 0.0042-0.0046 (where it loses 4-5 mm).
+#: of COCO's noise 0.0042-0.0046 (where it loses 4-5 mm).  At or above it the offsets
+#: themselves are dropped too (since 2026-12-08): they did not explain the labels, and
+#: were read from annotation noise (1.4 mm worse at half of COCO's noise, 256 people;
+#: 3 mm with 16, :data:`CAPTURE_MIN_PEOPLE`).
 OFFSETS_CAMERA_BELOW = 0.0034
 #: Labels that give every person every slot anyone labels (nearly:
 #: :data:`PROBE_COMPLETE_SHARE`) but are not read as capture by :data:`CAPTURE_SLOTS`
@@ -208,6 +212,17 @@ CAPTURE_PROBE_BELOW = 0.0030
 #: outside the image, where annotators leave out many (MPII train and its Tompson
 #: split: 65 % and 68 % of their people complete; COCO val: 6 %).
 PROBE_COMPLETE_SHARE = 0.95
+#: For motion-capture labels (:func:`capture_labels`) the second pilot measures the
+#: labels' skeleton offsets from this many people up (other labels:
+#: ``calibrate.MIN_PEOPLE``, 32): a capture skeleton's offsets are the same in every
+#: frame.  Exact labels from the real CMU capture skeletons, 16 frames per set (one of
+#: each val clip, 8 sets; ``scripts/bench_mocap_skeleton.py``'s small sets): ``auto``
+#: 45.9 mm by name against SMPLify's 57.8, where with 32 it measured none and tied
+#: (57.7).  Offsets read from annotation noise instead are dropped by the fit through
+#: the cameras that follows (:data:`OFFSETS_CAMERA_BELOW`): synthetic H36M-17 labels of
+#: every joint at half of COCO's noise, 16 people per set, read 0.0041-0.0070 there and
+#: keep their 52.8 mm (55.8 with the offsets kept; one-off probe 2026-12-08).
+CAPTURE_MIN_PEOPLE = MIN_PILOT
 #: ``perspective_torso_weight`` of ``open-prior-exact`` when the pilot has measured the
 #: labels' skeleton offsets (and the job takes out those above 1 cm; a pilot of fewer
 #: than ``calibrate.MIN_PEOPLE`` people measures none, and keeps 0.1: a studio skeleton
@@ -423,6 +438,12 @@ def complete_labels(exemplars: Sequence[Exemplar]) -> bool:
     return complete_share(exemplars) == 1.0
 
 
+def offsets_min_people(capture: bool) -> int:
+    """How many pilot people must label a slot for its skeleton offset to be measured:
+    :data:`CAPTURE_MIN_PEOPLE` for motion-capture labels, else ``calibrate.MIN_PEOPLE``."""
+    return CAPTURE_MIN_PEOPLE if capture else MIN_PEOPLE
+
+
 def capture_labels(exemplars: Sequence[Exemplar]) -> bool:
     """Whether ``exemplars``' labels were projected from motion capture: every person
     labels :data:`CAPTURE_SLOTS` and every slot that anyone labels
@@ -489,7 +510,8 @@ def with_perspective_check(choice: PresetChoice, exact_fits: Sequence[Fit],
         targets = _pilot_targets(exemplars)
         median = pilot_statistic(_camera_residuals(targets, exact_fits))
         if median < (CAPTURE_CAMERA_BELOW if capture else PERSPECTIVE_LABELS_BELOW):
-            offsets = estimate_skeleton_offsets(targets, exact_fits)  # exact: readable
+            offsets = estimate_skeleton_offsets(  # exact: readable
+                targets, exact_fits, min_people=offsets_min_people(capture))
     preset = (pick_with_camera(choice.preset, median, capture) if choice.pilot >= MIN_PILOT
               else choice.preset)
     if preset != choice.preset:
@@ -525,7 +547,8 @@ def chosen_recipe(choice: PresetChoice, overrides: dict | None = None) -> EFTCon
     if choice.preset == AUTO_CHOICES[1]:
         if not choice.perspective:
             overrides = {"perspective_steps": 0, **overrides}
-        elif math.isfinite(choice.perspective_median) and choice.pilot >= MIN_PEOPLE:
+        elif (math.isfinite(choice.perspective_median)
+              and choice.pilot >= offsets_min_people(choice.capture)):
             # the pilot could measure the offsets (enough people for each slot)
             overrides = {"perspective_torso_weight": MEASURED_TORSO_WEIGHT, **overrides}
         if choice.skeleton_offsets:
@@ -568,7 +591,8 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
     reproduce the corrected labels below :data:`OFFSETS_CAMERA_BELOW`
     (:attr:`PresetChoice.offsets_camera_median`): a capture skeleton's bones of other
     lengths are what the refinement could not draw, and once its offsets are out it
-    resolves depth again."""
+    resolves depth again.  Where they do not, the offsets are dropped as well: read
+    from annotation noise, not from a skeleton."""
     if choice.preset != AUTO_CHOICES[1] or not choice.skeleton_offsets or not exemplars:
         return choice
     base = chosen_recipe(choice, overrides)
@@ -581,7 +605,8 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
     targets = _pilot_targets(exemplars)
     rows = remeasure_skeleton_offsets(
         targets, choice.skeleton_offsets,
-        lambda r: refit(base.replace(skeleton_offsets=r, label_skeleton_keypoints=False)))
+        lambda r: refit(base.replace(skeleton_offsets=r, label_skeleton_keypoints=False)),
+        min_people=offsets_min_people(choice.capture))
     choice = dataclasses.replace(choice, skeleton_offsets=rows)
     if not (choice.capture and rows and not choice.perspective):
         return choice
@@ -596,6 +621,12 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
              "(kept below %.4f): image-camera refinement %s", AUTO_PRESET,
              statistic_name(len(fits)), median, OFFSETS_CAMERA_BELOW,
              "on" if median < OFFSETS_CAMERA_BELOW else "off")
+    if not median < OFFSETS_CAMERA_BELOW:  # offsets that do not explain the labels
+        log.info("eft.preset %s: the skeleton offsets measured on the pilot leave the "
+                 "labels as scattered as annotations: read from noise, not taken out",
+                 AUTO_PRESET)
+        return dataclasses.replace(choice, offsets_camera_median=median,
+                                   skeleton_offsets=())
     return dataclasses.replace(choice, offsets_camera_median=median)
 
 

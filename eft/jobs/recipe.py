@@ -50,6 +50,7 @@ from eft.fitting import exemplar_batch
 from eft.fitting.auto import (
     AUTO_CHOICES,
     CAPTURE_CAMERA_BELOW,
+    CAPTURE_MIN_PEOPLE,
     CAPTURE_PROBE_BELOW,
     EXACT_CAMERA_BELOW,
     EXACT_LABELS_BELOW,
@@ -159,7 +160,7 @@ class PilotCache:
         rules = {"exact": [EXACT_LABELS_BELOW, EXACT_LIMBS_BELOW, EXACT_CAMERA_BELOW,
                            CAPTURE_CAMERA_BELOW, CAPTURE_PROBE_BELOW],
                  "perspective": [PERSPECTIVE_LABELS_BELOW, OFFSETS_CAMERA_BELOW],
-                 "min_pilot": MIN_PILOT,
+                 "min_pilot": MIN_PILOT, "capture_min_people": CAPTURE_MIN_PEOPLE,
                  "tilted_refit": TILTED_REFIT}  # the pick's thresholds, in case they move
         h = hashlib.sha256(json.dumps(
             {"version": PILOT_CACHE_VERSION, "eft": __version__, "fit": config.fit_dict(),
