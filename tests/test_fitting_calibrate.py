@@ -334,6 +334,11 @@ def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
     off = {**capture, "offsets_camera_median": 0.0045}
     assert "image-camera refinement off (0.0045" in Summary(
         fitted=1, recipe=AUTO_CHOICES[1], recipe_auto=off).format()
+    dropped = Summary(fitted=1, recipe=AUTO_CHOICES[1],
+                      recipe_auto={**off, "skeleton_offsets": []}).format()
+    assert "offsets read from noise, dropped)" in dropped
+    assert "dropped" not in Summary(fitted=1, recipe=AUTO_CHOICES[1],
+                                    recipe_auto=off).format()
     assert not PresetChoice.from_dict(off).perspective
     # complete labels without a spine and a jaw, probed: the probe's measure is named
     probed = {**capture, "capture_probe_median": 0.0025, "offsets_camera_median": 0.0025}

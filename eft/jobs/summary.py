@@ -184,10 +184,12 @@ def _camera_note(auto: dict) -> str:
     after = auto.get("offsets_camera_median")
     state = "on" if median < PERSPECTIVE_LABELS_BELOW or (
         after is not None and after < OFFSETS_CAMERA_BELOW) else "off"
+    offsets = auto.get("skeleton_offsets") or []
     if after is not None:
         state += (f" ({after:.4f} through the cameras with the labels' skeleton offsets "
-                  "taken out)")
-    offsets = auto.get("skeleton_offsets") or []
+                  "taken out" + ("" if offsets or after < OFFSETS_CAMERA_BELOW else
+                                 f"; not below {OFFSETS_CAMERA_BELOW}: offsets read from "
+                                 "noise, dropped") + ")")
     moved = (f"; the labels' skeleton offsets taken out for {len(offsets)} slot"
              f"{'s' if len(offsets) != 1 else ''} ({', '.join(r[0] for r in offsets)})"
              + (", the written keypoints in the labels' skeleton"
