@@ -641,8 +641,8 @@ def with_capture_probe(choice: PresetChoice, exact_fits: Sequence[Fit],
     MPII-16, or H36M-17 labels missing the odd joint): where at least
     :data:`PROBE_COMPLETE_SHARE` of the people label every slot (:func:`complete_share`),
     the labels are not read as capture already, and the camera measure is below
-    :data:`CAPTURE_CAMERA_BELOW`, the
-    labels' skeleton offsets are measured from ``exact_fits`` and
+    :data:`CAPTURE_CAMERA_BELOW`, the labels' skeleton offsets are measured from
+    ``exact_fits`` (from ``calibrate.MIN_PEOPLE`` people up) and
     :func:`with_remeasured_offsets` runs as for capture labels.  When its fit through
     the cameras with the offsets out reproduces the corrected labels below
     :data:`CAPTURE_PROBE_BELOW`, the labels are motion capture: that choice
@@ -662,8 +662,8 @@ def with_capture_probe(choice: PresetChoice, exact_fits: Sequence[Fit],
     probed = with_remeasured_offsets(trial, exemplars, refit, overrides)
     median = probed.offsets_camera_median
     capture = bool(median < CAPTURE_PROBE_BELOW)
-    log.info("eft.preset %s: labels of (nearly) every slot for every person, probed as motion "
-             "capture: with their skeleton offsets out, the pilot's fits through the "
+    log.info("eft.preset %s: labels of (nearly) every slot for every person, probed as "
+             "motion capture: with their skeleton offsets out, the pilot's fits through the "
              "images' cameras reproduce them to a %s %.4f of the box side (capture below "
              "%.4f): %s", AUTO_PRESET, statistic_name(choice.pilot), median,
              CAPTURE_PROBE_BELOW, "motion capture" if capture else "not motion capture")
