@@ -34,6 +34,17 @@ def frames(bench):
     return ids, joints
 
 
+def auto_and_smplify(bench, model, body, people, choice, truth) -> dict[str, float]:
+    """The mean error by name (mm) of ``auto`` as ``choice`` picked it and of SMPLify."""
+    from eft.fitting import exemplar_batch, fit_method
+
+    batch = exemplar_batch(people)
+    return {name: float(bench.by_name(np.stack([f.keypoints3d for f in fits]), truth).mean())
+            for name, fits in (
+                ("auto", fit_method("eft", model, body, batch, bench.auto_config(choice))),
+                ("smplify", fit_method("smplify", model, body, batch)))}
+
+
 def test_frames_come_from_every_val_clip_with_rigid_bones(bench, frames):
     ids, joints = frames
     clips = np.array([i.rsplit("/", 1)[0] for i in ids])
@@ -95,7 +106,6 @@ def test_capture_labels_in_other_formats_are_probed_as_capture_and_beat_smplify(
     capture by their slots) are read so by the probe, and ``auto`` then beats SMPLify
     by over 10 % on them."""
     from eft.body.joints import SPIN49_INDEX
-    from eft.fitting import exemplar_batch, fit_method
     from eft.fitting.auto import CAPTURE_PROBE_BELOW, capture_labels
     from eft.models import load_regressor
 
@@ -114,11 +124,7 @@ def test_capture_labels_in_other_formats_are_probed_as_capture_and_beat_smplify(
     assert not capture_labels(coco)
     assert choice.capture and choice.capture_probe_median < CAPTURE_PROBE_BELOW
     assert pick == "open-prior-exact" and choice.skeleton_offsets
-    batch = exemplar_batch(coco)
-    err = {name: float(bench.by_name(np.stack([f.keypoints3d for f in fits]), truth).mean())
-           for name, fits in (
-               ("auto", fit_method("eft", model, body, batch, bench.auto_config(choice))),
-               ("smplify", fit_method("smplify", model, body, batch)))}
+    err = auto_and_smplify(bench, model, body, coco, choice, truth)
     assert err["auto"] < 0.9 * err["smplify"], err
     # H36M-17 labels with the odd joint left out (one person in 32 without an ankle, as
     # outside the image) are not motion capture by their slots, but by the probe
@@ -152,7 +158,6 @@ def test_a_small_capture_set_measures_its_offsets_and_beats_smplify(bench, body)
     """A set of 16 frames (one of each clip) is read as motion capture, measures its
     skeleton offsets from its 16 pilot people (``CAPTURE_MIN_PEOPLE``), keeps them
     (they explain the labels through the cameras) and beats SMPLify by over 10 %."""
-    from eft.fitting import exemplar_batch, fit_method
     from eft.fitting.auto import CAPTURE_MIN_PEOPLE, OFFSETS_CAMERA_BELOW
     from eft.models import load_regressor
 
@@ -164,11 +169,7 @@ def test_a_small_capture_set_measures_its_offsets_and_beats_smplify(bench, body)
     pick, choice = bench.pilot(model, body, people)
     assert choice.pilot == 16 >= CAPTURE_MIN_PEOPLE and choice.capture
     assert choice.skeleton_offsets and choice.offsets_camera_median < OFFSETS_CAMERA_BELOW
-    batch = exemplar_batch(people)
-    err = {name: float(bench.by_name(np.stack([f.keypoints3d for f in fits]), truth).mean())
-           for name, fits in (
-               ("auto", fit_method("eft", model, body, batch, bench.auto_config(choice))),
-               ("smplify", fit_method("smplify", model, body, batch)))}
+    err = auto_and_smplify(bench, model, body, people, choice, truth)
     assert err["auto"] < 0.9 * err["smplify"], err
 
 
