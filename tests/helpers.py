@@ -176,3 +176,29 @@ def other_body_model(folder: Path, name: str = "my-tall-body") -> Path:
     path = Path(folder) / "tall.npz"
     np.savez(path, **fields)
     return path
+
+
+def auto_job_on_generic_file(folder: Path, people, fmt: str, batch: int,
+                             extra: list[dict] | None = None):
+    """``eft fit``'s default (``eft.preset: auto``) on ``people`` written as a generic
+    JSON file of ``fmt`` keypoints (person ids ``p000``...; ``extra``: each record's
+    other fields), keeping an h5 file: (the job's result, its output folder)."""
+    import json
+
+    import numpy as np
+
+    from eft.body.joints import KEYPOINT_FORMATS
+    from eft.jobs import config_from_dict, run_job
+
+    slots = list(KEYPOINT_FORMATS[fmt].spin_indices)
+    recs = [{"image": f"img/{i:03d}.jpg", "person_id": f"p{i:03d}",
+             "keypoints": np.asarray(e.keypoints)[slots].reshape(-1).tolist(),
+             **(extra[i] if extra else {})} for i, e in enumerate(people)]
+    path = folder / "studio.json"
+    path.write_text(json.dumps({"keypoint_format": fmt, "people": recs}))
+    out = folder / "out"
+    result = run_job(config_from_dict({
+        "datasets": [{"kind": "generic", "path": str(path), "name": "studio"}],
+        "output": {"dir": str(out), "formats": ["h5"]}, "check_images": False,
+        "devices": ["cpu"], "batch_size": batch, "chunk_size": batch}), progress=False)
+    return result, out

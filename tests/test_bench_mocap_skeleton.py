@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import load_script, test_data_dir
+from tests.helpers import auto_job_on_generic_file, load_script, test_data_dir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -192,3 +192,36 @@ def test_offsets_read_from_annotation_noise_are_dropped(body):
     assert choice.capture and pick == recipe.NO_CAMERA
     assert choice.offsets_camera_median >= OFFSETS_CAMERA_BELOW
     assert choice.skeleton_offsets == () and not choice.perspective
+
+
+def test_an_eft_fit_job_on_capture_labels_in_coco_slots_probes_them(bench, frames, body,
+                                                                   tmp_path):
+    """End to end through a generic JSON file of the capture frames in COCO-17 slots
+    (``eft fit``'s default, ``eft.preset: auto``): the job's pilot probes them as
+    motion capture, the summary says so, config.yaml records the measured offsets, and
+    the written keypoints beat SMPLify by name by over 10 %."""
+    import h5py
+    import yaml
+
+    from eft.fitting import exemplar_batch, fit_method
+    from eft.fitting.auto import CAPTURE_PROBE_BELOW
+    from eft.models import load_regressor
+
+    ids, joints = frames
+    cam, px = bench.studio_view(joints, 0)
+    people, truth = bench.in_format(bench.exemplars(ids, px), "coco17"), bench.truth49(cam)
+    r, out = auto_job_on_generic_file(tmp_path, people, "coco17", 32,
+                                      [{"image_size": [bench.IMAGE, bench.IMAGE]}] * len(people))
+    assert r.summary.fitted == len(people)
+    auto = r.summary.recipe_auto
+    assert auto["capture"] and auto["capture_probe_median"] < CAPTURE_PROBE_BELOW
+    assert "(motion-capture labels: " in r.summary.format()
+    eft = yaml.safe_load((out / "config.yaml").read_text())["eft"]
+    assert {row[0] for row in eft["skeleton_offsets"]} >= {"Right Hip", "Left Hip"}
+    with h5py.File(out / "fits.h5") as f:
+        order = [int(x.decode().rsplit("p", 1)[1]) for x in f["fits/fit_id"][:]]
+        written = f["fits/keypoints3d"][:]
+    job = float(bench.by_name(written, truth[order]).mean())
+    smplify = fit_method("smplify", load_regressor("default"), body, exemplar_batch(people))
+    base = float(bench.by_name(np.stack([f.keypoints3d for f in smplify]), truth).mean())
+    assert job < 0.9 * base, (job, base)

@@ -408,28 +408,16 @@ def test_an_auto_job_on_a_studio_file_writes_its_keypoints_in_the_labels_skeleto
     (48 people, enough to measure), records them, the label-skeleton keypoints and the
     full torso weight in config.yaml, and the keypoints it writes are nearer the
     skeleton's own 3D joints than the same bodies' keypoints."""
-    import json
-
     import h5py
     import yaml
 
-    from eft.body.joints import KEYPOINT_FORMATS
-    from eft.jobs import config_from_dict, run_job
+    from tests.helpers import auto_job_on_generic_file
 
     s, people = studio_set(48)
     labelled = with_skeleton(s, people, SKELETON)
-    fmt = KEYPOINT_FORMATS["h36m17_spin"]
-    recs = [{"image": f"img/{i:03d}.jpg", "person_id": f"p{i:03d}",
-             "keypoints": np.asarray(e.keypoints)[list(fmt.spin_indices)].reshape(-1).tolist(),
-             "image_size": [1000, 1000], "focal": float(s.focal[i])}
-            for i, e in enumerate(labelled)]
-    path = tmp_path / "studio.json"
-    path.write_text(json.dumps({"keypoint_format": "h36m17_spin", "people": recs}))
-    out = tmp_path / "out"
-    r = run_job(config_from_dict({
-        "datasets": [{"kind": "generic", "path": str(path), "name": "studio"}],
-        "output": {"dir": str(out), "formats": ["h5"]}, "check_images": False,
-        "devices": ["cpu"], "batch_size": 24, "chunk_size": 24}), progress=False)
+    r, out = auto_job_on_generic_file(
+        tmp_path, labelled, "h36m17_spin", 24,
+        [{"image_size": [1000, 1000], "focal": float(f)} for f in s.focal[:48]])
     assert r.summary.fitted == 48
     eft = yaml.safe_load((out / "config.yaml").read_text())["eft"]
     assert {row[0] for row in eft["skeleton_offsets"]} >= {"Right Hip", "Left Hip"}
