@@ -225,3 +225,28 @@ def test_an_eft_fit_job_on_capture_labels_in_coco_slots_probes_them(bench, frame
     smplify = fit_method("smplify", load_regressor("default"), body, exemplar_batch(people))
     base = float(bench.by_name(np.stack([f.keypoints3d for f in smplify]), truth).mean())
     assert job < 0.9 * base, (job, base)
+
+
+def test_a_pilot_mixing_capture_rigs_warns_and_one_rig_does_not(bench, body, caplog):
+    """256 frames: the one clip on another rig (CMU-31, 16 frames among DAZ-43 clips)
+    stands out from the offsets the pilot measures, and the job warns of mixed rigs;
+    the DAZ-43 frames alone (one rig) put nobody that far, and no warning."""
+    from eft.fitting.auto import MIXED_RIGS_SHARE
+    from eft.models import load_regressor
+
+    test_data_dir()
+    model = load_regressor("default")
+    ids, joints = bench.frames(256, 2)
+    cam, px = bench.studio_view(joints, 2)
+    people = bench.exemplars(ids, px)
+    one = [e for e in people if e.id.startswith("cmu_daz43/")]
+    assert 0 < len(people) - len(one) < 32
+    with caplog.at_level("WARNING", logger="eft.fitting"):
+        _, mixed = bench.pilot(model, body, people)
+    assert mixed.far_from_skeleton > MIXED_RIGS_SHARE and "mix capture rigs" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="eft.fitting"):
+        _, choice = bench.pilot(model, body, one)
+    assert choice.capture and choice.skeleton_offsets
+    assert choice.far_from_skeleton <= MIXED_RIGS_SHARE
+    assert "mix capture rigs" not in caplog.text

@@ -334,6 +334,11 @@ def test_the_job_summary_names_the_slots_whose_offsets_were_taken_out():
     off = {**capture, "offsets_camera_median": 0.0045}
     assert "image-camera refinement off (0.0045" in Summary(
         fitted=1, recipe=AUTO_CHOICES[1], recipe_auto=off).format()
+    mixed = Summary(fitted=1, recipe=AUTO_CHOICES[1],
+                    recipe_auto={**capture, "far_from_skeleton": 0.04}).format()
+    assert "4 % of the pilot's people far from the measured skeleton: mixed capture" in mixed
+    assert "mixed capture" not in Summary(fitted=1, recipe=AUTO_CHOICES[1], recipe_auto={
+        **capture, "far_from_skeleton": 0.0}).format()
     dropped = Summary(fitted=1, recipe=AUTO_CHOICES[1],
                       recipe_auto={**off, "skeleton_offsets": []}).format()
     assert "offsets read from noise, dropped)" in dropped

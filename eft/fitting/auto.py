@@ -70,6 +70,7 @@ __all__ = ["AUTO_PRESET", "AUTO_CHOICES", "EXACT_LABELS_BELOW", "EXACT_LIMBS_BEL
            "PERSPECTIVE_LABELS_BELOW", "EXACT_CAMERA_BELOW", "CAPTURE_SLOTS",
            "CAPTURE_CAMERA_BELOW", "OFFSETS_CAMERA_BELOW", "CAPTURE_PROBE_BELOW",
            "PROBE_COMPLETE_SHARE", "CAPTURE_MIN_PEOPLE", "offsets_min_people",
+           "FAR_FROM_SKELETON", "MIXED_RIGS_SHARE",
            "capture_labels", "complete_share", "complete_labels",
            "with_capture_probe",
            "pilot_statistic", "statistic_name",
@@ -213,6 +214,16 @@ CAPTURE_PROBE_BELOW = 0.0030
 #: outside the image, where annotators leave out many (MPII train and its Tompson
 #: split: 65 % and 68 % of their people complete; COCO val: 6 %).
 PROBE_COMPLETE_SHARE = 0.95
+#: A pilot person reproduced more than this many times as far as the pilot's median by
+#: the fit through the cameras with the measured offsets out
+#: (:attr:`PresetChoice.far_from_skeleton`) is far from the measured skeleton ...
+FAR_FROM_SKELETON = 2.0
+#: ... and more than this share of such people warns that the dataset may mix capture
+#: rigs (the offsets are one per dataset).  ``scripts/bench_mocap_skeleton.py``'s pilot:
+#: 10 of 256 people (3.9 %), all 10 of the one clip on another rig (CMU-31 among DAZ-43
+#: clips, 62 % of its 16 pilot people; 83.9 mm with the others' offsets, 47.7 alone),
+#: none of the 240 DAZ-43 people (one-off probe 2026-12-08).
+MIXED_RIGS_SHARE = 0.02
 #: For motion-capture labels (:func:`capture_labels`) the second pilot measures the
 #: labels' skeleton offsets from this many people up (other labels:
 #: ``calibrate.MIN_PEOPLE``, 32): a capture skeleton's offsets are the same in every
@@ -260,6 +271,11 @@ class PresetChoice:
             (:func:`with_capture_probe`), the ``offsets_camera_median`` the probe
             measured (they read as motion capture below :data:`CAPTURE_PROBE_BELOW`);
             NaN when not probed.
+        far_from_skeleton: the share of the pilot's people that the
+            ``offsets_camera_median`` fit (below) reproduces more than
+            :data:`FAR_FROM_SKELETON` times as far as its median (kept offsets only;
+            above :data:`MIXED_RIGS_SHARE` the job warns of mixed capture rigs); NaN when
+            not measured.
         offsets_camera_median: for such labels, the same measure as
             ``perspective_median`` of a pilot fit through the cameras with the labels'
             skeleton offsets taken out, against the corrected labels
@@ -280,6 +296,7 @@ class PresetChoice:
     capture: bool = False
     offsets_camera_median: float = float("nan")
     capture_probe_median: float = float("nan")
+    far_from_skeleton: float = float("nan")
 
     @property
     def perspective(self) -> bool:
@@ -616,7 +633,9 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
     trial = chosen_recipe(dataclasses.replace(choice, offsets_camera_median=0.0), overrides)
     fits = refit(trial.replace(label_skeleton_keypoints=False))
     points = torch.as_tensor(np.stack([f.keypoints3d for f in fits]), dtype=torch.float64)
-    median = pilot_statistic(_camera_residuals(correct_targets(targets, points, rows), fits))
+    values = _camera_residuals(correct_targets(targets, points, rows), fits)
+    median = pilot_statistic(values)
+    far = float(np.mean(values > FAR_FROM_SKELETON * median)) if len(values) else 0.0
     log.info("eft.preset %s: with the labels' skeleton offsets taken out, the pilot's fits "
              "through the images' cameras reproduce them to a %s %.4f of the box side "
              "(kept below %.4f): image-camera refinement %s", AUTO_PRESET,
@@ -628,8 +647,13 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
                  AUTO_PRESET)
         return dataclasses.replace(choice, offsets_camera_median=median,
                                    skeleton_offsets=())
-    return dataclasses.replace(choice, offsets_camera_median=median)
-
+    if far > MIXED_RIGS_SHARE:
+        log.warning("eft.preset %s: %.0f %% of the pilot's people are reproduced more than "
+                    "%g times as far as the median once the measured skeleton offsets are "
+                    "out: the dataset may mix capture rigs (the offsets are one per "
+                    "dataset); give each rig's labels as a dataset of its own",
+                    AUTO_PRESET, 100 * far, FAR_FROM_SKELETON)
+    return dataclasses.replace(choice, offsets_camera_median=median, far_from_skeleton=far)
 
 
 def with_capture_probe(choice: PresetChoice, exact_fits: Sequence[Fit],

@@ -17,6 +17,7 @@ from eft.fitting.auto import (
     EXACT_CAMERA_BELOW,
     EXACT_LABELS_BELOW,
     EXACT_LIMBS_BELOW,
+    MIXED_RIGS_SHARE,
     OFFSETS_CAMERA_BELOW,
     PERSPECTIVE_LABELS_BELOW,
     statistic_name,
@@ -195,9 +196,13 @@ def _camera_note(auto: dict) -> str:
              + (", the written keypoints in the labels' skeleton"
                 if auto.get("label_skeleton_keypoints") else "")
              if offsets else "")
+    far = auto.get("far_from_skeleton")
+    mixed = (f"; {100 * far:.0f} % of the pilot's people far from the measured skeleton: "
+             "mixed capture rigs? give each rig's labels a dataset of its own"
+             if far is not None and far > MIXED_RIGS_SHARE else "")
     return (f"; image-camera refinement {state}: limbs {median:.4f} through the "
             f"cameras, kept below {PERSPECTIVE_LABELS_BELOW}, exact below "
-            f"{exact}{kind} whatever the first pilot read" + moved)
+            f"{exact}{kind} whatever the first pilot read" + moved + mixed)
 
 
 def summarize(n_work: int, columns: Columns, failures: Iterable[Failure],
