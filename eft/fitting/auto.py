@@ -207,8 +207,9 @@ OFFSETS_CAMERA_BELOW = 0.0034
 #: Tompson split, its complete people only; MPII train 0.0039-0.0041, COCO val's complete
 #: people 0.0050), synthetic labels of every joint at half of COCO's noise 0.0044-0.0047
 #: (one-off probe 2026-12-08, 256-2,000 people per set).  Below this the labels read as
-#: motion capture.  Read so, capture labels in those three formats score 47.5 mm by name
-#: against ``open-prior``'s 58.0-59.2 and SMPLify's 59.9-61.8.
+#: motion capture.  Read so, capture labels in those three formats score 42.3-43.4 mm by
+#: name (47.5 before :data:`CAPTURE_REFITS`) against ``open-prior``'s 58.0-59.2 and
+#: SMPLify's 59.9-61.8.
 CAPTURE_PROBE_BELOW = 0.0030
 #: The capture probe runs where at least this share of the pilot's people label every
 #: slot anyone labels (:func:`complete_share`): a studio set may leave out the odd joint
@@ -239,11 +240,12 @@ MIXED_RIGS_SHARE = 0.02
 #: ``calibrate.MIN_PEOPLE``, 32): a capture skeleton's offsets are the same in every
 #: frame.  Exact labels from the real CMU capture skeletons, 16 frames per set (one of
 #: each val clip, 8 sets; ``scripts/bench_mocap_skeleton.py``'s small sets): ``auto``
-#: 45.9 mm by name against SMPLify's 57.8, where with 32 it measured none and tied
-#: (57.7).  Offsets read from annotation noise instead are dropped by the fit through
-#: the cameras that follows (:data:`OFFSETS_CAMERA_BELOW`): synthetic H36M-17 labels of
-#: every joint at half of COCO's noise, 16 people per set, read 0.0041-0.0070 there and
-#: keep their 52.8 mm (55.8 with the offsets kept; one-off probe 2026-12-08).
+#: 43.0 mm by name (45.9 before :data:`CAPTURE_REFITS`) against SMPLify's 57.8, where
+#: with 32 it measured none and tied (57.7).  Offsets read from annotation noise instead
+#: are dropped by the fit through the cameras that follows
+#: (:data:`OFFSETS_CAMERA_BELOW`): synthetic H36M-17 labels of every joint at half of
+#: COCO's noise, 16 people per set, read 0.0041-0.0070 there and keep their 52.8 mm (55.8
+#: with the offsets kept; one-off probe 2026-12-08).
 CAPTURE_MIN_PEOPLE = MIN_PILOT
 #: ``perspective_torso_weight`` of ``open-prior-exact`` when the pilot has measured the
 #: labels' skeleton offsets (and the job takes out those above 1 cm; a pilot of fewer
