@@ -622,7 +622,10 @@ def with_remeasured_offsets(choice: PresetChoice, exemplars: Sequence[Exemplar],
     (:attr:`PresetChoice.offsets_camera_median`): a capture skeleton's bones of other
     lengths are what the refinement could not draw, and once its offsets are out it
     resolves depth again.  Where they do not, the offsets are dropped as well: read
-    from annotation noise, not from a skeleton."""
+    from annotation noise, not from a skeleton.  Where they do, the share of people far
+    from them is recorded (:attr:`PresetChoice.far_from_skeleton`; a warning above
+    :data:`MIXED_RIGS_SHARE`) and the offsets are measured :data:`CAPTURE_REFITS` more
+    times."""
     if choice.preset != AUTO_CHOICES[1] or not choice.skeleton_offsets or not exemplars:
         return choice
     base = chosen_recipe(choice, overrides)
