@@ -200,6 +200,16 @@ def truth49(cam: np.ndarray) -> np.ndarray:
     return out
 
 
+def versus(auto: dict, smplify: dict) -> dict:
+    """``auto``'s row against ``smplify``'s (same frames): the paired difference's mean
+    and standard error (mm) and the relative difference of their means (%)."""
+    a, s = np.asarray(auto["per_frame"]), np.asarray(smplify["per_frame"])
+    d = a - s
+    return {"auto_minus_smplify_mm": float(d.mean()),
+            "auto_minus_smplify_se_mm": float(d.std(ddof=1) / np.sqrt(len(d))),
+            "auto_vs_smplify_pct": float(100 * (a.mean() / s.mean() - 1))}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=512, help="frames (spread over the 16 clips)")
@@ -252,19 +262,10 @@ def main() -> None:
         for name, method, cfg in (("open-prior", "eft", eft_preset("open-prior")),
                                   ("smplify", "smplify", None)):
             frows[name] = score(f"{fmt} {name}", fit_method(method, model, body, fbatch, cfg))
-        d = np.asarray(frows["auto"]["per_frame"]) - np.asarray(frows["smplify"]["per_frame"])
         formats[fmt] = {"pick": fpick, "capture": bool(fchoice.capture),
                         "perspective_median": fchoice.to_dict()["perspective_median"],
                         "capture_probe_median": fchoice.to_dict()["capture_probe_median"],
-                        "auto_minus_smplify_mm": float(d.mean()),
-                        "auto_minus_smplify_se_mm": float(d.std(ddof=1) / np.sqrt(len(d))),
-                        "auto_vs_smplify_pct": float(100 * (
-                            frows["auto"]["pa_mpjpe14_mm"]
-                            / frows["smplify"]["pa_mpjpe14_mm"] - 1)),
-                        "methods": frows}
-    auto = np.asarray(rows["auto (eft fit's default)"]["per_frame"])
-    smp = np.asarray(rows["smplify"]["per_frame"])
-    diff = auto - smp
+                        **versus(frows["auto"], frows["smplify"]), "methods": frows}
     small = []  # small sets: one frame of each clip per set, its own pilot
     for k in range(SMALL_SETS):
         s_ids, s_joints = frames(len(clips_of(ids)), 100 + 1000 * args.seed + k)
@@ -295,9 +296,7 @@ def main() -> None:
            "pilot_median": choice.reproj_median, "pilot_limb_median": choice.limb_median,
            "perspective_median": choice.perspective_median,
            "offsets_camera_median": choice.offsets_camera_median,
-           "auto_minus_smplify_mm": float(diff.mean()),
-           "auto_minus_smplify_se_mm": float(diff.std(ddof=1) / np.sqrt(len(diff))),
-           "auto_vs_smplify_pct": float(100 * (auto.mean() / smp.mean() - 1)),
+           **versus(rows["auto (eft fit's default)"], rows["smplify"]),
            "seconds": round(time.perf_counter() - t0, 1), "methods": rows,
            "formats": formats, "small_sets": small}
     write_results(out, args.out, markdown(out))

@@ -719,6 +719,7 @@ def with_capture_probe(choice: PresetChoice, exact_fits: Sequence[Fit],
         return dataclasses.replace(probed, capture_probe_median=median)
     return dataclasses.replace(choice, capture_probe_median=median)
 
+
 #: How :func:`run_pilots` fits: ``refit(config, people)`` -> (the fits, the people they
 #: are of), in ``people``'s order; a caller that cannot fit some person leaves both out.
 PilotRefit = Callable[[EFTConfig, Sequence[Exemplar]],

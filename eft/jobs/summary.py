@@ -20,6 +20,7 @@ from eft.fitting.auto import (
     MIXED_RIGS_SHARE,
     OFFSETS_CAMERA_BELOW,
     PERSPECTIVE_LABELS_BELOW,
+    PresetChoice,
     statistic_name,
 )
 
@@ -183,8 +184,7 @@ def _camera_note(auto: dict) -> str:
         return (f"; limbs {median:.4f} through the cameras after open-prior-exact, "
                 f"exact below {exact}{kind}")
     after = auto.get("offsets_camera_median")
-    state = "on" if median < PERSPECTIVE_LABELS_BELOW or (
-        after is not None and after < OFFSETS_CAMERA_BELOW) else "off"
+    state = "on" if PresetChoice.from_dict(auto).perspective else "off"
     offsets = auto.get("skeleton_offsets") or []
     if after is not None:
         state += (f" ({after:.4f} through the cameras with the labels' skeleton offsets "
